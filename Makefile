@@ -1,0 +1,91 @@
+# Piston: `make test` sets up what is missing, builds everything and runs
+# every suite; `make run` serves the example. See README.md.
+
+CC      ?= cc
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+               -fvisibility=hidden -fPIC -g -MMD -MP -Icsrc
+OPT     ?= -O2
+CFLAGS  ?=
+ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
+LLHTTP_A := $(firstword $(wildcard /usr/lib/*/libllhttp.a) /usr/lib/libllhttp.a)
+LIBS    := $(LLHTTP_A) -lpthread
+
+ENGINE_SRC := $(filter-out csrc/bin/%,$(wildcard csrc/*.c))
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ    := $(BUILD)/csrc/bin/cli.o
+UNIT_SRC   := $(wildcard tests/c/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/c/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test test-c test-protocol test-asan run bench deps deps-bench \
+        clean format format-check
+
+all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/piston-static \
+     $(BUILD)/piston-testserver
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libpiston.a: $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libpiston.so: $(ENGINE_OBJ) csrc/piston.sym
+	$(CC) -shared $(SAN) -Wl,--version-script=csrc/piston.sym -o $@ \
+	    $(ENGINE_OBJ) $(LIBS)
+
+$(BUILD)/piston-static: $(BUILD)/csrc/bin/piston_static.o $(CLI_OBJ) $(BUILD)/libpiston.a
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+$(BUILD)/piston-testserver: $(BUILD)/tests/c/testserver.o $(CLI_OBJ) $(BUILD)/libpiston.a
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/c/testserver.o: CFLAGS_BASE += -Icsrc/bin
+
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libpiston.a tests/c/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/c -o $@ $< $(BUILD)/libpiston.a $(LIBS)
+
+# Set-up: installs only what is missing (see scripts/setup-deps.sh).
+deps:
+	@scripts/setup-deps.sh
+deps-bench:
+	@scripts/setup-deps.sh bench
+
+test: deps
+	$(MAKE) all
+	$(MAKE) test-c
+	$(MAKE) test-protocol
+
+test-c: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do $$t; done
+
+test-protocol: all
+	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol
+
+# The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    all test-c test-protocol
+
+run: all
+	$(BUILD)/piston-static --bind 127.0.0.1:8080 --dir examples/static \
+	    --text /hello='Hello, World!'
+
+bench: deps-bench
+	$(MAKE) all
+	benchmarks/run.sh
+
+format:
+	clang-format -i csrc/*.c csrc/*.h csrc/bin/*.c csrc/bin/*.h tests/c/*.c tests/c/*.h
+
+format-check:
+	clang-format --dry-run -Werror csrc/*.c csrc/*.h csrc/bin/*.c csrc/bin/*.h tests/c/*.c tests/c/*.h
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,481 @@
+/* A connection's life: accept, read, parse (llhttp), hand requests to the
+ * host or a native route, queue responses, flush, keep alive or close.
+ *
+ * One request at a time: when a message is complete the parser pauses, and
+ * the next pipelined request is parsed only once this one's response has
+ * ended. Responses that end within one poll pass are flushed together.
+ *
+ * Sockets are registered once, edge-triggered, for input and output; the
+ * readable/writable flags remember what epoll said, so that pausing and
+ * resuming costs no epoll_ctl. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+/* Reads per connection per pass, so one fast client cannot starve others. */
+#define READ_BUDGET 4
+
+void piston__conn_accepted(piston_loop *loop, int fd,
+                           const struct sockaddr_storage *peer,
+                           socklen_t len) {
+  piston__conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    return;
+  }
+  c->tag = TAG_CONN;
+  c->fd = fd;
+  c->loop = loop;
+  c->state = CONN_IDLE;
+  c->timer = TIMER_NONE;
+  c->writable = true;
+  memcpy(&c->peer, peer, len);
+  c->peer_len = len;
+  llhttp_init(&c->parser, HTTP_REQUEST, &piston__parser_settings);
+  c->parser.data = c;
+  piston__outq_init(&c->out);
+  if (peer->ss_family == AF_INET || peer->ss_family == AF_INET6) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  struct epoll_event ev = {
+      .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+  if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    close(fd);
+    free(c);
+    return;
+  }
+  c->anext = loop->all;
+  if (loop->all)
+    loop->all->aprev = c;
+  loop->all = c;
+  loop->nconns++;
+  /* the head timeout runs from accept: a client that connects and says
+   * nothing is closed silently when it expires */
+  piston__timer_set(c, TIMER_HEAD);
+}
+
+void piston__conn_mark_pending(piston__conn *c) {
+  if (c->in_pending || c->state == CONN_CLOSED)
+    return;
+  c->in_pending = true;
+  c->pending_next = c->loop->pending;
+  c->loop->pending = c;
+}
+
+void piston__conn_mark_dirty(piston__conn *c) {
+  if (c->in_dirty || c->state == CONN_CLOSED)
+    return;
+  c->in_dirty = true;
+  c->dirty_next = c->loop->dirty;
+  c->loop->dirty = c;
+}
+
+/* The current request leaves the connection. If the host still holds it,
+ * the head slices must stay valid: the request takes the read buffer. */
+static void drop_req(piston__conn *c) {
+  piston_req *r = c->req;
+  c->req = NULL;
+  if (!r)
+    return;
+  if (atomic_load(&r->refs) == 1 && !c->spare) {
+    c->spare = r; /* nobody else holds it: reuse for the next request */
+    return;
+  }
+  pthread_mutex_lock(&r->lock);
+  r->conn = NULL;
+  char *given = NULL;
+  if (c->rbuf && r->base == c->rbuf) {
+    given = r->owned_base = c->rbuf;
+    c->rbuf = NULL;
+  }
+  pthread_mutex_unlock(&r->lock);
+  piston_req_release(r);
+  uint32_t left = c->rlen - c->rpos;
+  if (given && left > 0 && c->state != CONN_CLOSED) {
+    /* pipelined bytes behind the head move to a fresh buffer */
+    c->rbuf = piston__rbuf_get(c->loop);
+    if (!c->rbuf) {
+      c->broken = true;
+      c->rlen = c->rpos = 0;
+      return;
+    }
+    memcpy(c->rbuf, given + c->rpos, left);
+    c->rlen = left;
+    c->rpos = 0;
+  } else if (given) {
+    c->rlen = c->rpos = 0;
+  }
+}
+
+void piston__conn_close(piston__conn *c) {
+  if (c->state == CONN_CLOSED)
+    return;
+  piston_loop *loop = c->loop;
+  piston__timer_set(c, TIMER_NONE);
+  if (c->aprev)
+    c->aprev->anext = c->anext;
+  else
+    loop->all = c->anext;
+  if (c->anext)
+    c->anext->aprev = c->aprev;
+  c->state = CONN_CLOSED;
+  close(c->fd); /* also leaves the epoll set */
+  c->fd = -1;
+  if (c->req) {
+    piston_req *r = c->req;
+    if (r->resp != RESP_ENDED)
+      piston__req_detach(r);
+    drop_req(c);
+  }
+  if (c->spare)
+    piston__req_free(c->spare);
+  c->spare = NULL;
+  piston__outq_free(&c->out);
+  if (c->rbuf)
+    piston__rbuf_put(loop, c->rbuf);
+  c->rbuf = NULL;
+  c->tnext = loop->dead; /* freed at the end of the pass */
+  loop->dead = c;
+  piston__loop_conn_closed(loop);
+}
+
+/* The timer a connection's state calls for. */
+static void restore_timer(piston__conn *c) {
+  int kind = TIMER_NONE;
+  switch (c->state) {
+  case CONN_IDLE:
+    kind = TIMER_IDLE;
+    break;
+  case CONN_HEAD:
+    return; /* runs from the first byte; progress does not extend it */
+  case CONN_ACTIVE: {
+    /* waiting on the client for body bytes; not while the host is slow */
+    piston_req *r = c->req;
+    if (r && !r->body_done && (!r->reading_paused || r->discard_body))
+      kind = TIMER_BODY;
+    break;
+  }
+  case CONN_CLOSING:
+    kind = TIMER_WRITE;
+    break;
+  case CONN_LINGER:
+    kind = TIMER_LINGER;
+    break;
+  }
+  if (c->out.pending && !c->writable)
+    kind = TIMER_WRITE;
+  if (kind != c->timer || kind == TIMER_BODY || kind == TIMER_WRITE)
+    piston__timer_set(c, kind);
+}
+
+/* Answers with an engine error and closes. */
+void piston__conn_reject(piston__conn *c, int status) {
+  piston_req *r = c->req;
+  c->broken = true;
+  if (r && r->resp != RESP_NONE && r->resp != RESP_ENDED) {
+    /* the host already started a response: too late for a status */
+    piston__conn_close(c);
+    return;
+  }
+  if (r && r->resp == RESP_NONE) {
+    pthread_mutex_lock(&r->lock);
+    r->resp = RESP_ENDED; /* the engine answers; host writes now fail */
+    if (status == 413)
+      r->body_too_big = true;
+    r->closed = true;
+    pthread_mutex_unlock(&r->lock);
+    if (atomic_load(&r->refs) > 1)
+      piston__req_notify(r, PISTON_EV_CLOSED);
+  }
+  if (piston__resp_error(&c->out, status, r && r->is_head) != 0) {
+    piston__conn_close(c);
+    return;
+  }
+  c->state = CONN_CLOSING;
+  piston__timer_set(c, TIMER_WRITE);
+  piston__conn_mark_dirty(c);
+}
+
+static int parse_error_status(llhttp_errno_t err) {
+  switch (err) {
+  case HPE_INVALID_VERSION:
+    return 505;
+  default:
+    return 400;
+  }
+}
+
+static void linger_read(piston__conn *c) {
+  char buf[4096];
+  for (int i = 0; i < 16; i++) {
+    ssize_t n = read(c->fd, buf, sizeof buf);
+    if (n > 0)
+      continue;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN) {
+      c->readable = false;
+      return;
+    }
+    piston__conn_close(c); /* EOF or error: the client has our response */
+    return;
+  }
+  piston__conn_mark_pending(c);
+}
+
+/* The response is out of our hands and the request fully read: keep the
+ * connection for the next request, or close it. */
+static void request_done(piston__conn *c) {
+  piston_req *r = c->req;
+  bool reuse = r->keepalive && !r->close_after && !c->broken && !c->peer_eof &&
+               !c->loop->stopping;
+  drop_req(c);
+  if (!reuse) {
+    c->state = CONN_CLOSING;
+    piston__timer_set(c, TIMER_WRITE);
+    piston__conn_mark_dirty(c);
+    return;
+  }
+  llhttp_resume(&c->parser);
+  c->parse_paused = false;
+  uint32_t left = c->rlen - c->rpos;
+  if (left == 0) {
+    if (c->rbuf)
+      piston__rbuf_put(c->loop, c->rbuf);
+    c->rbuf = NULL;
+    c->rlen = c->rpos = 0;
+    c->state = CONN_IDLE;
+  } else {
+    memmove(c->rbuf, c->rbuf + c->rpos, left);
+    c->rlen = left;
+    c->rpos = 0;
+    c->state = CONN_HEAD;
+  }
+  c->keep = 0;
+  piston__timer_set(c, c->state == CONN_IDLE ? TIMER_IDLE : TIMER_HEAD);
+}
+
+static void parse(piston__conn *c) {
+  uint32_t start = c->rpos;
+  llhttp_errno_t err =
+      llhttp_execute(&c->parser, c->rbuf + start, c->rlen - start);
+  if (err == HPE_PAUSED) {
+    c->rpos = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
+    c->parse_paused = true;
+  } else if (err == HPE_OK) {
+    c->rpos = c->rlen;
+  } else {
+    int status = c->reject_status ? c->reject_status : parse_error_status(err);
+    c->reject_status = 0;
+    piston__conn_reject(c, status);
+    return;
+  }
+  piston_req *r = c->req;
+  if (c->state == CONN_HEAD || (c->state == CONN_IDLE && c->rlen > 0)) {
+    /* the head is still incomplete: keep all of it, and hold it to the
+     * limits a complete one would have been checked against */
+    c->state = CONN_HEAD;
+    const piston_server *srv = c->loop->srv;
+    bool in_url = r && !r->url_done;
+    if (c->rlen > (uint64_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE] ||
+        c->rlen == piston__rbuf_size(srv))
+      piston__conn_reject(c, in_url ? 414 : 431);
+    return;
+  }
+  if (!r || c->state != CONN_ACTIVE)
+    return;
+  if (r->headers_done && c->rpos == c->rlen && !c->parse_paused) {
+    /* everything after the head was body, now copied out: reuse the room */
+    c->rlen = c->rpos = c->keep;
+  }
+  if (r->body_len > 0 || r->body_done)
+    piston__req_notify(r, PISTON_EV_BODY);
+  restore_timer(c);
+}
+
+static void on_eof(piston__conn *c) {
+  c->peer_eof = true;
+  piston_req *r = c->req;
+  if (c->state == CONN_ACTIVE && r && r->body_done)
+    return; /* a half-close after a full request: still answer it */
+  if (c->state == CONN_CLOSING && c->out.pending)
+    return;
+  piston__conn_close(c);
+}
+
+void piston__conn_on_io(piston__conn *c, uint32_t events) {
+  if (c->state == CONN_CLOSED)
+    return;
+  if (events & (EPOLLERR | EPOLLHUP)) {
+    piston__conn_close(c); /* reset, or both directions shut */
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP)) {
+    c->readable = true;
+    piston__conn_mark_pending(c);
+  }
+  if (events & EPOLLOUT) {
+    c->writable = true;
+    if (c->out.pending)
+      piston__conn_mark_dirty(c);
+  }
+}
+
+void piston__conn_run(piston__conn *c) {
+  int budget = READ_BUDGET;
+  for (;;) {
+    if (c->state == CONN_CLOSED)
+      return;
+    piston_req *r = c->req;
+    if (c->abort_requested) { /* the host gave up mid-response */
+      piston__conn_close(c);
+      return;
+    }
+    if (c->state == CONN_ACTIVE && r && r->resp == RESP_ENDED) {
+      if (r->body_done) {
+        request_done(c);
+        continue;
+      }
+      if (!r->discard_body) {
+        /* answered before the body was read: read and drop the rest, unless
+         * the client still waits for 100-continue (it may never send it) */
+        if (r->expect_continue) {
+          c->broken = true;
+          request_done(c);
+          continue;
+        }
+        pthread_mutex_lock(&r->lock);
+        r->discard_body = true;
+        r->body_len = r->body_pos = 0;
+        bool was_paused = r->reading_paused;
+        r->reading_paused = false;
+        pthread_mutex_unlock(&r->lock);
+        if (was_paused)
+          restore_timer(c);
+      }
+    }
+    if (c->state == CONN_CLOSING) {
+      piston__conn_mark_dirty(c);
+      return;
+    }
+    if (c->state == CONN_LINGER) {
+      if (c->readable)
+        linger_read(c);
+      return;
+    }
+    if (!c->parse_paused && c->rpos < c->rlen) {
+      parse(c);
+      continue;
+    }
+    if (c->parse_paused || !c->readable)
+      break;
+    if (r && r->reading_paused)
+      break;
+    if (budget-- == 0) {
+      piston__conn_mark_pending(c); /* more next pass */
+      break;
+    }
+    if (!c->rbuf && !(c->rbuf = piston__rbuf_get(c->loop))) {
+      piston__conn_close(c);
+      return;
+    }
+    uint32_t cap = piston__rbuf_size(c->loop->srv);
+    ssize_t n = read(c->fd, c->rbuf + c->rlen, cap - c->rlen);
+    if (n > 0) {
+      c->rlen += (uint32_t)n;
+      if (c->state == CONN_IDLE) {
+        c->state = CONN_HEAD;
+        if (c->timer != TIMER_HEAD)
+          piston__timer_set(c, TIMER_HEAD);
+      }
+      continue;
+    }
+    if (n == 0) {
+      c->readable = false;
+      on_eof(c);
+      if (c->state == CONN_CLOSED)
+        return;
+      break;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN) {
+      c->readable = false;
+      break;
+    }
+    piston__conn_close(c);
+    return;
+  }
+  if (c->rbuf && c->rlen == 0 && !c->req) {
+    piston__rbuf_put(c->loop, c->rbuf); /* idle: give the buffer back */
+    c->rbuf = NULL;
+  }
+  if (c->out.pending)
+    piston__conn_mark_dirty(c);
+}
+
+static void start_linger(piston__conn *c) {
+  if (c->peer_eof) {
+    piston__conn_close(c);
+    return;
+  }
+  /* Closing with unread input would make the kernel send a reset, which
+   * can destroy the response before the client reads it: shut our side,
+   * then read and drop what the client still sends, for a short while. */
+  shutdown(c->fd, SHUT_WR);
+  c->state = CONN_LINGER;
+  piston__timer_set(c, TIMER_LINGER);
+  if (c->readable)
+    linger_read(c);
+}
+
+void piston__conn_flush(piston__conn *c) {
+  if (c->out.pending && c->writable) {
+    int rc = piston__outq_flush(&c->out, c->fd);
+    if (rc < 0) {
+      piston__conn_close(c); /* the client went away mid-response */
+      return;
+    }
+    if (rc == 1) {
+      c->writable = false;
+      piston__timer_set(c, TIMER_WRITE); /* progress restarts it */
+    } else if (c->timer == TIMER_WRITE && c->state != CONN_CLOSING) {
+      restore_timer(c);
+    }
+  }
+  if (c->req)
+    piston__req_update_pressure(c->req);
+  if (c->state == CONN_CLOSING && c->out.pending == 0)
+    start_linger(c);
+}
+
+void piston__conn_timeout(piston__conn *c, int kind) {
+  switch (c->state) {
+  case CONN_HEAD:
+    piston__conn_reject(c, 408);
+    return;
+  case CONN_ACTIVE:
+    if (kind == TIMER_BODY && c->req && c->req->resp == RESP_NONE) {
+      piston__conn_reject(c, 408);
+      return;
+    }
+    break;
+  default:
+    break;
+  }
+  piston__conn_close(c);
+}
+
+void piston__conn_stop(piston__conn *c) {
+  if (c->state == CONN_IDLE)
+    piston__conn_close(c);
+  /* the rest see loop->stopping when their response ends */
+}

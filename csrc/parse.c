@@ -1,0 +1,250 @@
+/* llhttp glue. llhttp runs strict (no lenient flag, ever); these callbacks
+ * record the head as offsets into the connection's read buffer and add what
+ * llhttp leaves to a server: size and count limits, the protocol and major
+ * version, Host rules, Transfer-Encoding on HTTP/1.0, Expect.
+ *
+ * Callbacks never close the connection or touch the host beyond dispatching:
+ * a rejection sets conn->reject_status and fails the callback, and conn.c
+ * answers once llhttp_execute has returned. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static piston__conn *conn_of(llhttp_t *p) {
+  return p->data;
+}
+
+static int reject(piston__conn *c, int status) {
+  c->reject_status = status;
+  return -1;
+}
+
+/* Spans may arrive in pieces across reads; the buffer does not move during a
+ * head, so the pieces are contiguous and the first offset plus a growing
+ * length describes the whole. */
+static void span(piston__conn *c, const char *at, size_t len, uint32_t *off,
+                 uint32_t *slen) {
+  if (*slen == 0)
+    *off = (uint32_t)(at - c->rbuf);
+  *slen += (uint32_t)len;
+  c->keep = (uint32_t)(at + len - c->rbuf);
+}
+
+static int on_message_begin(llhttp_t *p) {
+  piston__conn *c = conn_of(p);
+  piston_req *req = c->spare;
+  c->spare = NULL;
+  if (!req && !(req = piston__req_new(c->loop, c)))
+    return reject(c, 503);
+  piston__req_reset(req, c);
+  c->req = req;
+  return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len) {
+  piston__conn *c = conn_of(p);
+  span(c, at, len, &c->req->method_off, &c->req->method_len);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  piston__conn *c = conn_of(p);
+  piston_req *r = c->req;
+  span(c, at, len, &r->target_off, &r->target_len);
+  if (r->target_len > (uint64_t)c->loop->srv->opt[PISTON_OPT_MAX_URL_SIZE])
+    return reject(c, 414);
+  return 0;
+}
+
+static int on_url_complete(llhttp_t *p) {
+  conn_of(p)->req->url_done = true;
+  return 0;
+}
+
+static int on_version(llhttp_t *p, const char *at, size_t len) {
+  piston__conn *c = conn_of(p);
+  (void)len;
+  /* llhttp also accepts RTSP and ICE request lines; only HTTP is ours */
+  if (at - c->rbuf < 5 || memcmp(at - 5, "HTTP/", 5) != 0)
+    return reject(c, 505);
+  return 0;
+}
+
+static int on_version_complete(llhttp_t *p) {
+  piston__conn *c = conn_of(p);
+  if (p->http_major != 1)
+    return reject(c, 505);
+  c->req->minor = (int8_t)p->http_minor;
+  return 0;
+}
+
+static int header_slot(piston__conn *c) {
+  piston_req *r = c->req;
+  if (r->hdr_open)
+    return 0;
+  if (r->nhdrs >= (uint64_t)c->loop->srv->opt[PISTON_OPT_MAX_HEADERS])
+    return reject(c, 431);
+  if (r->nhdrs == r->hdrcap) {
+    uint32_t ncap = r->hdrcap * 2;
+    piston__hdr *h = malloc(ncap * sizeof *h);
+    if (!h)
+      return reject(c, 503);
+    memcpy(h, r->hdrs, r->nhdrs * sizeof *h);
+    if (r->hdrs != r->hdr_inline)
+      free(r->hdrs);
+    r->hdrs = h;
+    r->hdrcap = ncap;
+  }
+  r->hdrs[r->nhdrs] = (piston__hdr){0, 0, 0, 0};
+  r->hdr_open = true;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  piston__conn *c = conn_of(p);
+  piston_req *r = c->req;
+  if (r->headers_done) { /* a trailer: counted, not kept */
+    r->body_total += len;
+    return 0;
+  }
+  if (header_slot(c) != 0)
+    return -1;
+  span(c, at, len, &r->hdrs[r->nhdrs].name_off, &r->hdrs[r->nhdrs].name_len);
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  piston__conn *c = conn_of(p);
+  piston_req *r = c->req;
+  if (r->headers_done) {
+    r->body_total += len;
+    return 0;
+  }
+  span(c, at, len, &r->hdrs[r->nhdrs].value_off,
+       &r->hdrs[r->nhdrs].value_len);
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  piston__conn *c = conn_of(p);
+  piston_req *r = c->req;
+  if (r->headers_done)
+    return 0;
+  piston__hdr *h = &r->hdrs[r->nhdrs];
+  if (h->value_len == 0)
+    h->value_off = h->name_off + h->name_len;
+  /* llhttp keeps trailing whitespace in the value; RFC 9110 excludes it */
+  while (h->value_len > 0 && (c->rbuf[h->value_off + h->value_len - 1] == ' ' ||
+                              c->rbuf[h->value_off + h->value_len - 1] == '\t'))
+    h->value_len--;
+  if (h->name_len == 4 && strncasecmp(c->rbuf + h->name_off, "host", 4) == 0)
+    r->nhost++;
+  r->nhdrs++;
+  r->hdr_open = false;
+  return 0;
+}
+
+/* Splits the target into path and query. An absolute-form target
+ * (http://host/p?q) keeps only its path and query; authority-form and
+ * asterisk-form have neither. */
+static void split_target(piston_req *r) {
+  const char *t = r->base + r->target_off;
+  uint32_t n = r->target_len, i = 0;
+  if (n > 0 && t[0] != '/') {
+    const char *scheme_end = memmem(t, n, "://", 3);
+    if (scheme_end) {
+      i = (uint32_t)(scheme_end - t) + 3;
+      while (i < n && t[i] != '/' && t[i] != '?')
+        i++;
+    } else {
+      i = n;
+    }
+  }
+  uint32_t q = i;
+  while (q < n && t[q] != '?')
+    q++;
+  r->path_off = r->target_off + i;
+  r->path_len = q - i;
+  r->query_off = r->target_off + (q < n ? q + 1 : n);
+  r->query_len = q < n ? n - q - 1 : 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  piston__conn *c = conn_of(p);
+  piston_req *r = c->req;
+  piston_server *srv = c->loop->srv;
+  r->headers_done = true;
+  if (r->minor >= 1 ? r->nhost != 1 : r->nhost > 1)
+    return reject(c, 400);
+  /* HTTP/1.0 has no chunked coding: a Transfer-Encoding there is framing
+   * the peer and any proxy may disagree on (RFC 9112 6.1) */
+  if ((p->flags & F_TRANSFER_ENCODING) && r->minor == 0)
+    return reject(c, 400);
+  if (p->flags & F_CHUNKED)
+    r->content_length = -1;
+  else if (p->flags & F_CONTENT_LENGTH)
+    r->content_length = (int64_t)p->content_length;
+  else
+    r->content_length = 0;
+  int64_t max_body = srv->opt[PISTON_OPT_MAX_BODY_SIZE];
+  if (max_body > 0 && r->content_length > max_body)
+    return reject(c, 413);
+  piston_str expect = piston_req_header(r, "expect", 6);
+  if (expect.ptr) {
+    if (expect.len != 12 || strncasecmp(expect.ptr, "100-continue", 12) != 0)
+      return reject(c, 417);
+    r->expect_continue = r->minor >= 1 && r->content_length != 0;
+  }
+  r->keepalive = llhttp_should_keep_alive(p) != 0;
+  r->is_head = p->method == HTTP_HEAD;
+  split_target(r);
+  c->state = CONN_ACTIVE;
+  piston__timer_set(c, r->content_length != 0 ? TIMER_BODY : TIMER_NONE);
+  if (piston__route(c, r))
+    return 0;
+  atomic_fetch_add(&r->refs, 1); /* the host's reference */
+  c->loop->dispatched = true;
+  srv->on_request(r, srv->on_request_ud);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  piston__conn *c = conn_of(p);
+  piston_req *r = c->req;
+  r->body_total += len;
+  int64_t max_body = c->loop->srv->opt[PISTON_OPT_MAX_BODY_SIZE];
+  if (max_body > 0 && r->body_total > (uint64_t)max_body)
+    return reject(c, 413);
+  if (r->discard_body)
+    return 0;
+  if (piston__req_body_append(r, at, len) != 0)
+    return reject(c, 503);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  piston__conn *c = conn_of(p);
+  pthread_mutex_lock(&c->req->lock);
+  c->req->body_done = true;
+  pthread_mutex_unlock(&c->req->lock);
+  /* Stop here: the next pipelined request waits for this response. */
+  return HPE_PAUSED;
+}
+
+const llhttp_settings_t piston__parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_url_complete = on_url_complete,
+    .on_version = on_version,
+    .on_version_complete = on_version_complete,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};

@@ -1,0 +1,248 @@
+/* piston.h: the one public C API of the Piston HTTP/1.1 engine.
+ *
+ * Shape: a piston_server holds configuration, native routes and the request
+ * handler; one or more piston_loop run it, one per thread, each with its own
+ * listening sockets (SO_REUSEPORT). A loop runs on a thread of its own
+ * (piston_loop_run) or embedded in a host's event loop: watch piston_loop_fd()
+ * for readability and call piston_loop_poll().
+ *
+ * Threads: configure the server before the first loop is created. Request
+ * callbacks run on the loop's thread. piston_req_* and piston_resp_* may be
+ * called from any thread; off-loop calls are posted to the loop's inbox.
+ *
+ * Errors: functions that can fail return a negative PISTON_E* code;
+ * piston_strerror() names it. */
+#ifndef PISTON_H
+#define PISTON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PISTON_EXPORT __attribute__((visibility("default")))
+#define PISTON_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define PISTON_EXPORT
+#define PISTON_MUST_CHECK
+#endif
+
+/* Error codes: X(name, value, message). Values are negative. */
+#define PISTON_ERRNO_MAP(X)                                                    \
+  X(NOMEM, -1, "out of memory")                                                \
+  X(INVAL, -2, "invalid argument")                                             \
+  X(CLOSED, -3, "connection closed by the client")                             \
+  X(STATE, -4, "call not allowed in the request's current state")             \
+  X(ADDRINUSE, -5, "address already in use")                                   \
+  X(ADDRNOTAVAIL, -6, "address not available")                                 \
+  X(ACCES, -7, "permission denied")                                            \
+  X(AGAIN, -8, "no data available yet")                                        \
+  X(SYS, -9, "system call failed")                                             \
+  X(RESOLVE, -10, "cannot resolve host name")                                  \
+  X(TOOBIG, -11, "request body larger than the configured limit")
+
+typedef enum {
+#define PISTON_ERR_ENUM_(name, value, msg) PISTON_E##name = value,
+  PISTON_ERRNO_MAP(PISTON_ERR_ENUM_)
+#undef PISTON_ERR_ENUM_
+} piston_err;
+
+PISTON_EXPORT const char *piston_strerror(int err);
+PISTON_EXPORT const char *piston_err_name(int err);
+
+typedef struct piston_server piston_server;
+typedef struct piston_loop piston_loop;
+typedef struct piston_req piston_req;
+
+/* A byte slice. Not NUL-terminated. */
+typedef struct {
+  const char *ptr;
+  size_t len;
+} piston_str;
+
+typedef struct {
+  piston_str name;
+  piston_str value;
+} piston_header;
+
+/* ---- server: configuration, routes, handler ------------------------------ */
+
+typedef enum {
+  PISTON_OPT_MAX_HEAD_SIZE,      /* bytes of request line + headers (431) */
+  PISTON_OPT_MAX_URL_SIZE,       /* bytes of the request target (414) */
+  PISTON_OPT_MAX_HEADERS,        /* header fields per request (431) */
+  PISTON_OPT_MAX_BODY_SIZE,      /* request body bytes (413); 0 = no limit */
+  PISTON_OPT_HEAD_TIMEOUT_MS,    /* first byte to end of head */
+  PISTON_OPT_BODY_TIMEOUT_MS,    /* longest wait for more request body */
+  PISTON_OPT_IDLE_TIMEOUT_MS,    /* keep-alive wait for the next request */
+  PISTON_OPT_WRITE_TIMEOUT_MS,   /* longest wait for the client to read */
+  PISTON_OPT_BODY_HIGH_WATER,    /* buffered request body before reads pause */
+  PISTON_OPT_WRITE_HIGH_WATER,   /* queued response bytes before writers wait */
+  PISTON_OPT_BACKLOG,            /* listen(2) backlog */
+  PISTON_OPT_MAX_CONNECTIONS,    /* per loop; accept pauses beyond it */
+  PISTON_OPT_ACCESS_LOG,         /* 1: one line per response on stderr */
+  PISTON_OPT__COUNT
+} piston_option;
+
+/* Called on the loop thread when a request's head has been parsed and it is
+ * not a native route. The host owns one reference to req and must drop it
+ * with piston_req_release() when it no longer needs the handle. */
+typedef void (*piston_request_cb)(piston_req *req, void *userdata);
+/* Called on the loop thread at the end of a poll pass that dispatched at
+ * least one request: the place for once-per-batch work. */
+typedef void (*piston_batch_cb)(piston_loop *loop, void *userdata);
+
+PISTON_EXPORT piston_server *piston_server_new(void);
+/* Frees the server; every loop made from it must be freed first. */
+PISTON_EXPORT void piston_server_free(piston_server *srv);
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_set(piston_server *srv,
+                                                      piston_option opt,
+                                                      int64_t value);
+PISTON_EXPORT int64_t piston_server_get(const piston_server *srv,
+                                        piston_option opt);
+PISTON_EXPORT void piston_server_on_request(piston_server *srv,
+                                            piston_request_cb cb,
+                                            void *userdata);
+PISTON_EXPORT void piston_server_on_batch_end(piston_server *srv,
+                                              piston_batch_cb cb,
+                                              void *userdata);
+
+/* Adds a listening address. host may be a name, an IPv4 or an IPv6 literal
+ * (without brackets); port 0 picks a free port (then all loops share the
+ * port chosen by the first). Each loop binds its own socket with
+ * SO_REUSEPORT. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_listen_tcp(piston_server *srv,
+                                                             const char *host,
+                                                             int port);
+/* A Unix socket path; one socket shared by every loop. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_listen_unix(piston_server *srv,
+                                                              const char *path);
+/* An already listening socket (systemd, a supervisor); shared by every loop.
+ * The server does not close it. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_listen_fd(piston_server *srv,
+                                                            int fd);
+/* The port actually bound by the i-th listener, after a loop was created. */
+PISTON_EXPORT int piston_server_port(const piston_server *srv, size_t i);
+
+/* A fixed response: method (NULL = GET and HEAD) and exact path. Headers and
+ * body are copied and serialised once; Date and framing are added. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_fixed(
+    piston_server *srv, const char *method, const char *path, int status,
+    const piston_header *headers, size_t nheaders, const void *body,
+    size_t body_len);
+/* Serves files under dir for request paths starting with prefix ("/static").
+ * Paths that resolve outside dir (by "..", encoding or symlinks) are 404. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_dir(piston_server *srv,
+                                                            const char *prefix,
+                                                            const char *dir);
+
+/* ---- loops ---------------------------------------------------------------- */
+
+/* Creates a loop and its listening sockets. On failure returns NULL and
+ * stores a PISTON_E* code in *err. */
+PISTON_EXPORT piston_loop *piston_loop_new(piston_server *srv, int *err);
+/* Runs until the loop is stopped (piston_loop_stop) and has drained. */
+PISTON_EXPORT int piston_loop_run(piston_loop *loop);
+/* For embedding: an fd that becomes readable when piston_loop_poll has work. */
+PISTON_EXPORT int piston_loop_fd(const piston_loop *loop);
+/* One non-blocking pass: accept, read, dispatch, write, timers. Returns 1
+ * while the loop is live, 0 once it has stopped and drained. */
+PISTON_EXPORT int piston_loop_poll(piston_loop *loop);
+/* Graceful stop, callable from any thread or a signal handler: listeners
+ * close, idle connections close, in-flight requests get up to deadline_ms
+ * to finish, then everything closes. */
+PISTON_EXPORT void piston_loop_stop(piston_loop *loop, int deadline_ms);
+/* Must be called on the loop's thread after it stopped (or never ran). */
+PISTON_EXPORT void piston_loop_free(piston_loop *loop);
+PISTON_EXPORT size_t piston_loop_connections(const piston_loop *loop);
+
+/* ---- requests --------------------------------------------------------------
+ * Slices stay valid until the handle is released. */
+
+PISTON_EXPORT void piston_req_retain(piston_req *req);
+PISTON_EXPORT void piston_req_release(piston_req *req);
+PISTON_EXPORT piston_loop *piston_req_loop(const piston_req *req);
+PISTON_EXPORT void piston_req_set_userdata(piston_req *req, void *userdata);
+PISTON_EXPORT void *piston_req_userdata(const piston_req *req);
+
+PISTON_EXPORT piston_str piston_req_method(const piston_req *req);
+PISTON_EXPORT piston_str piston_req_target(const piston_req *req);
+/* Path and query of the target (absolute-form targets included), still
+ * percent-encoded; the query excludes the '?'. */
+PISTON_EXPORT piston_str piston_req_path(const piston_req *req);
+PISTON_EXPORT piston_str piston_req_query(const piston_req *req);
+/* 0 for HTTP/1.0, 1 for HTTP/1.1. */
+PISTON_EXPORT int piston_req_http_minor(const piston_req *req);
+PISTON_EXPORT size_t piston_req_header_count(const piston_req *req);
+PISTON_EXPORT piston_header piston_req_header_at(const piston_req *req,
+                                                 size_t i);
+/* First header with this name (case-insensitive); ptr is NULL if none. */
+PISTON_EXPORT piston_str piston_req_header(const piston_req *req,
+                                           const char *name, size_t name_len);
+/* Textual peer address ("127.0.0.1", "::1", "" for Unix sockets) and port. */
+PISTON_EXPORT const char *piston_req_remote_addr(const piston_req *req,
+                                                 int *port);
+PISTON_EXPORT int piston_req_local_port(const piston_req *req);
+/* -1 when unknown (chunked), else the Content-Length (0 for none). */
+PISTON_EXPORT int64_t piston_req_content_length(const piston_req *req);
+
+/* Body: copies up to len buffered bytes. Returns the count, 0 at the end of
+ * the body, PISTON_EAGAIN when nothing is buffered yet, PISTON_ECLOSED if the
+ * client went away, PISTON_ETOOBIG past the body limit (the engine answers
+ * 413 itself unless the response has started). */
+PISTON_EXPORT int64_t piston_req_body_read(piston_req *req, void *buf,
+                                           size_t len);
+
+typedef enum {
+  PISTON_EV_BODY = 1,   /* more request body is readable, or its end */
+  PISTON_EV_DRAIN = 2,  /* the response queue fell below its low-water mark */
+  PISTON_EV_CLOSED = 4, /* the client went away; the request is dead */
+} piston_event;
+/* Notifications for one request, delivered on the loop thread. Set before
+ * the first read/write that may need them (ideally in the request cb). */
+typedef void (*piston_req_event_cb)(piston_req *req, int events,
+                                    void *userdata);
+PISTON_EXPORT void piston_req_on_event(piston_req *req, piston_req_event_cb cb,
+                                       void *userdata);
+
+/* ---- responses -------------------------------------------------------------
+ * start, then write/sendfile any number of times, then end. A header named
+ * Content-Length fixes the body length; otherwise HTTP/1.1 responses are
+ * chunked (HTTP/1.0 ones end with the connection). Date and Connection are
+ * added by the engine. Writes are always accepted (data is copied); they
+ * return 1 when the queue is over its high-water mark (wait for
+ * PISTON_EV_DRAIN), 0 otherwise, or a negative error. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_start(piston_req *req,
+                                                      int status,
+                                                      const piston_header *h,
+                                                      size_t nheaders);
+PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_write(piston_req *req,
+                                                      const void *data,
+                                                      size_t len);
+/* Sends len bytes of fd from offset. The engine dups fd. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_sendfile(piston_req *req,
+                                                         int fd, off_t offset,
+                                                         size_t len);
+PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_end(piston_req *req,
+                                                    const piston_header *trailers,
+                                                    size_t ntrailers);
+/* start + write + end with Content-Length, in one call. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_send(piston_req *req,
+                                                     int status,
+                                                     const piston_header *h,
+                                                     size_t nheaders,
+                                                     const void *body,
+                                                     size_t len);
+/* Ends the exchange abnormally: a 500 if nothing was sent yet, otherwise the
+ * connection is closed. */
+PISTON_EXPORT void piston_resp_abort(piston_req *req);
+PISTON_EXPORT int piston_resp_started(const piston_req *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,328 @@
+/* Request handles: their lifetime (a reference count shared by the
+ * connection, the host and the loop's inbox), the views of the head, the
+ * request body buffer, events, and the posts other threads make. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+
+piston_req *piston__req_new(piston_loop *loop, piston__conn *c) {
+  piston_req *r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  atomic_init(&r->refs, 1); /* the connection's */
+  r->loop = loop;
+  r->conn = c;
+  pthread_mutex_init(&r->lock, NULL);
+  r->hdrs = r->hdr_inline;
+  r->hdrcap = sizeof r->hdr_inline / sizeof r->hdr_inline[0];
+  piston__outq_init(&r->post);
+  return r;
+}
+
+/* Ready for the next request on the same connection; keeps allocations. */
+void piston__req_reset(piston_req *r, piston__conn *c) {
+  r->conn = c;
+  r->base = c->rbuf;
+  r->method_off = r->method_len = r->target_off = r->target_len = 0;
+  r->path_off = r->path_len = r->query_off = r->query_len = 0;
+  r->nhdrs = 0;
+  r->minor = 1;
+  r->nhost = 0;
+  r->content_length = 0;
+  r->is_head = r->native = r->keepalive = false;
+  r->body_len = r->body_pos = 0;
+  r->body_total = 0;
+  r->body_done = r->body_too_big = r->expect_continue = false;
+  r->discard_body = r->reading_paused = r->headers_done = false;
+  r->url_done = r->hdr_open = false;
+  r->resp = RESP_NONE;
+  r->status = 0;
+  r->chunked = r->no_body = r->close_after = false;
+  r->resp_left = -1;
+  r->resp_bytes = 0;
+  r->ev_cb = NULL;
+  r->ev_ud = NULL;
+  r->userdata = NULL;
+  r->closed = r->want_drain = false;
+  atomic_store(&r->out_queued, 0);
+  r->post_flags = 0;
+  if (r->body_cap > 64 * 1024) { /* one big upload must not pin memory */
+    free(r->body);
+    r->body = NULL;
+    r->body_cap = 0;
+  }
+}
+
+void piston__req_free(piston_req *r) {
+  if (r->hdrs != r->hdr_inline)
+    free(r->hdrs);
+  free(r->body);
+  free(r->owned_base);
+  piston__outq_free(&r->post);
+  pthread_mutex_destroy(&r->lock);
+  free(r);
+}
+
+void piston_req_retain(piston_req *r) {
+  atomic_fetch_add(&r->refs, 1);
+}
+
+void piston_req_release(piston_req *r) {
+  if (atomic_fetch_sub(&r->refs, 1) == 1)
+    piston__req_free(r);
+}
+
+piston_loop *piston_req_loop(const piston_req *r) {
+  return r->loop;
+}
+
+void piston_req_set_userdata(piston_req *r, void *ud) {
+  r->userdata = ud;
+}
+
+void *piston_req_userdata(const piston_req *r) {
+  return r->userdata;
+}
+
+/* ---- the head ---- */
+
+piston_str piston_req_method(const piston_req *r) {
+  return piston__slice(r->base, r->method_off, r->method_len);
+}
+
+piston_str piston_req_target(const piston_req *r) {
+  return piston__slice(r->base, r->target_off, r->target_len);
+}
+
+piston_str piston_req_path(const piston_req *r) {
+  return piston__slice(r->base, r->path_off, r->path_len);
+}
+
+piston_str piston_req_query(const piston_req *r) {
+  return piston__slice(r->base, r->query_off, r->query_len);
+}
+
+int piston_req_http_minor(const piston_req *r) {
+  return r->minor;
+}
+
+size_t piston_req_header_count(const piston_req *r) {
+  return r->nhdrs;
+}
+
+piston_header piston_req_header_at(const piston_req *r, size_t i) {
+  if (i >= r->nhdrs)
+    return (piston_header){{NULL, 0}, {NULL, 0}};
+  const piston__hdr *h = &r->hdrs[i];
+  return (piston_header){piston__slice(r->base, h->name_off, h->name_len),
+                         piston__slice(r->base, h->value_off, h->value_len)};
+}
+
+piston_str piston_req_header(const piston_req *r, const char *name,
+                             size_t len) {
+  for (uint32_t i = 0; i < r->nhdrs; i++) {
+    const piston__hdr *h = &r->hdrs[i];
+    if (h->name_len == len &&
+        strncasecmp(r->base + h->name_off, name, len) == 0)
+      return piston__slice(r->base, h->value_off, h->value_len);
+  }
+  return (piston_str){NULL, 0};
+}
+
+int64_t piston_req_content_length(const piston_req *r) {
+  return r->content_length;
+}
+
+/* The peer address lives in the connection; a detached request has lost
+ * it, so it is formatted into the request on first use. */
+static _Thread_local char addr_buf[INET6_ADDRSTRLEN];
+
+const char *piston_req_remote_addr(const piston_req *r, int *port) {
+  pthread_mutex_lock((pthread_mutex_t *)&r->lock);
+  const piston__conn *c = r->conn;
+  struct sockaddr_storage ss;
+  bool have = c != NULL;
+  if (have)
+    ss = c->peer;
+  pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
+  if (port)
+    *port = 0;
+  addr_buf[0] = '\0';
+  if (!have)
+    return addr_buf;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *sa = (const struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &sa->sin_addr, addr_buf, sizeof addr_buf);
+    if (port)
+      *port = ntohs(sa->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &sa->sin6_addr, addr_buf, sizeof addr_buf);
+    if (port)
+      *port = ntohs(sa->sin6_port);
+  }
+  return addr_buf;
+}
+
+int piston_req_local_port(const piston_req *r) {
+  pthread_mutex_lock((pthread_mutex_t *)&r->lock);
+  int fd = r->conn ? r->conn->fd : -1;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int port = 0;
+  if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET)
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    else if (ss.ss_family == AF_INET6)
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  }
+  pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
+  return port;
+}
+
+/* ---- events ---- */
+
+void piston_req_on_event(piston_req *r, piston_req_event_cb cb, void *ud) {
+  r->ev_cb = cb;
+  r->ev_ud = ud;
+}
+
+void piston__req_notify(piston_req *r, int events) {
+  if (r->ev_cb)
+    r->ev_cb(r, events, r->ev_ud);
+}
+
+/* Loop thread: the client is gone. */
+void piston__req_detach(piston_req *r) {
+  pthread_mutex_lock(&r->lock);
+  bool was_closed = r->closed;
+  r->closed = true;
+  piston__outq_clear(&r->post);
+  pthread_mutex_unlock(&r->lock);
+  if (!was_closed && atomic_load(&r->refs) > 1)
+    piston__req_notify(r, PISTON_EV_CLOSED);
+}
+
+/* ---- the body ---- */
+
+/* Loop thread, from the parser. */
+int piston__req_body_append(piston_req *r, const char *p, size_t n) {
+  pthread_mutex_lock(&r->lock);
+  if (r->body_pos > 0 && r->body_pos == r->body_len)
+    r->body_pos = r->body_len = 0;
+  if (r->body_cap - r->body_len < n) {
+    if (r->body_pos > 0) {
+      memmove(r->body, r->body + r->body_pos, r->body_len - r->body_pos);
+      r->body_len -= r->body_pos;
+      r->body_pos = 0;
+    }
+    size_t ncap = r->body_cap ? r->body_cap : 4096;
+    while (ncap - r->body_len < n)
+      ncap *= 2;
+    char *b = realloc(r->body, ncap);
+    if (!b) {
+      pthread_mutex_unlock(&r->lock);
+      return PISTON_ENOMEM;
+    }
+    r->body = b;
+    r->body_cap = ncap;
+  }
+  memcpy(r->body + r->body_len, p, n);
+  r->body_len += n;
+  /* Past the high-water mark the connection stops reading; at most one
+   * read buffer more can arrive through the parser. */
+  if (r->body_len - r->body_pos >=
+      (uint64_t)r->loop->srv->opt[PISTON_OPT_BODY_HIGH_WATER])
+    r->reading_paused = true;
+  pthread_mutex_unlock(&r->lock);
+  return 0;
+}
+
+/* Caller holds the lock. Returns 1 if the loop must act. */
+static int wants_continue(piston_req *r) {
+  if (!r->expect_continue || r->resp != RESP_NONE)
+    return 0;
+  r->expect_continue = false;
+  return 1;
+}
+
+static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
+  pthread_mutex_lock(&r->lock);
+  size_t avail = r->body_len - r->body_pos;
+  int64_t rc;
+  unsigned post = 0;
+  if (r->body_too_big) {
+    rc = PISTON_ETOOBIG;
+  } else if (avail == 0) {
+    if (r->body_done)
+      rc = 0;
+    else if (r->closed || !r->conn)
+      rc = PISTON_ECLOSED;
+    else {
+      rc = PISTON_EAGAIN;
+      if (wants_continue(r)) {
+        /* the client waits for our go-ahead before it sends the body */
+        bool direct = piston__current_loop == r->loop && r->post.pending == 0;
+        piston__outq *q = direct ? &r->conn->out : &r->post;
+        if (piston__outq_append(q, continue_line, sizeof continue_line - 1) ==
+            0) {
+          if (direct)
+            piston__conn_mark_dirty(r->conn);
+          else
+            post |= POST_OUTPUT;
+        }
+      }
+    }
+  } else {
+    size_t n = avail < len ? avail : len;
+    memcpy(buf, r->body + r->body_pos, n);
+    r->body_pos += n;
+    rc = (int64_t)n;
+    if (r->reading_paused &&
+        r->body_len - r->body_pos <=
+            (uint64_t)r->loop->srv->opt[PISTON_OPT_BODY_HIGH_WATER] / 2) {
+      r->reading_paused = false;
+      post |= POST_RESUME;
+    }
+  }
+  piston__conn *c = r->conn;
+  bool direct = piston__current_loop == r->loop;
+  if (post && !direct)
+    r->post_flags |= post;
+  pthread_mutex_unlock(&r->lock);
+  if (post && c) {
+    if (direct)
+      piston__conn_mark_pending(c);
+    else
+      piston__loop_post(r->loop, r);
+  }
+  return rc;
+}
+
+/* Loop thread: carry out what other threads posted for this request. */
+void piston__req_apply_post(piston_req *r) {
+  pthread_mutex_lock(&r->lock);
+  unsigned flags = r->post_flags;
+  r->post_flags = 0;
+  piston__conn *c = r->conn;
+  bool live = c && c->req == r && !r->closed;
+  int rc = 0;
+  if (live && r->post.pending)
+    rc = piston__outq_move(&c->out, &r->post);
+  else
+    piston__outq_clear(&r->post);
+  pthread_mutex_unlock(&r->lock);
+  if (!live)
+    return;
+  if (rc != 0 || (flags & POST_ABORT))
+    c->abort_requested = true;
+  piston__conn_mark_pending(c);
+  piston__conn_mark_dirty(c);
+}

@@ -1,0 +1,396 @@
+/* The response writer: status line and headers serialised once into the
+ * output queue, Content-Length or chunked framing, HEAD/204/304 without a
+ * body, and the pressure signal that makes fast writers wait.
+ *
+ * On the loop's thread inside a poll pass, bytes go straight into the
+ * connection's queue. Anywhere else they go into the request's post queue
+ * (under its lock) and the request is posted to the loop, which moves them
+ * over: the host may call from any thread. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static const char plain_type[] = "Content-Type: text/plain; charset=utf-8\r\n";
+
+/* An engine-made response: the reason phrase as the body. */
+static int simple_response(piston__outq *q, int status, const char *extra,
+                           bool keep, bool head_only) {
+  const char *reason = piston__reason(status);
+  if (!reason)
+    reason = "Error";
+  size_t sl_len;
+  const char *sl = piston__status_line(status, &sl_len);
+  size_t rlen = strlen(reason);
+  size_t cap = sl_len + PISTON_DATE_LINE_LEN + sizeof plain_type +
+               (extra ? strlen(extra) : 0) + rlen + 96;
+  char *p = piston__outq_reserve(q, cap);
+  if (!p)
+    return PISTON_ENOMEM;
+  int n = snprintf(p, cap, "%s%s%s%sContent-Length: %zu\r\n%s\r\n%s%s", sl,
+                   piston__date_line(), plain_type, extra ? extra : "",
+                   rlen + 1, keep ? "" : "Connection: close\r\n",
+                   head_only ? "" : reason, head_only ? "" : "\n");
+  piston__outq_commit(q, (size_t)n);
+  return 0;
+}
+
+int piston__resp_error(piston__outq *q, int status, bool head_only) {
+  return simple_response(q, status, NULL, false, head_only);
+}
+
+int piston__resp_simple(piston__outq *q, int status, const char *extra,
+                        bool keep, bool head_only) {
+  return simple_response(q, status, extra, keep, head_only);
+}
+
+/* ---- where a call's bytes go ---- */
+
+typedef struct {
+  piston_req *req;
+  piston__conn *conn;
+  piston__outq *q;
+  bool direct;
+} wctx;
+
+static int wbegin(piston_req *r, wctx *w) {
+  pthread_mutex_lock(&r->lock);
+  if (r->closed || !r->conn) {
+    pthread_mutex_unlock(&r->lock);
+    return PISTON_ECLOSED;
+  }
+  w->req = r;
+  w->conn = r->conn;
+  /* direct only if nothing posted earlier is still waiting: order first */
+  w->direct = piston__current_loop == r->loop && r->post.pending == 0 &&
+              r->post_flags == 0;
+  w->q = w->direct ? &w->conn->out : &r->post;
+  return 0;
+}
+
+/* Unlocks; returns rc, or 1 when the queue is over its high-water mark. */
+static int wend(wctx *w, unsigned flags, int rc) {
+  piston_req *r = w->req;
+  uint64_t high = (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER];
+  uint64_t queued = w->direct ? w->conn->out.pending
+                              : r->post.pending + atomic_load(&r->out_queued);
+  int pressure = rc == 0 && queued > high && r->resp != RESP_ENDED;
+  if (pressure)
+    r->want_drain = true;
+  if (!w->direct)
+    r->post_flags |= flags | POST_OUTPUT;
+  pthread_mutex_unlock(&r->lock);
+  if (w->direct) {
+    piston__conn_mark_dirty(w->conn);
+    if (flags)
+      piston__conn_mark_pending(w->conn);
+  } else {
+    piston__loop_post(r->loop, r);
+  }
+  return rc < 0 ? rc : pressure;
+}
+
+/* Loop thread, after a flush: tell a waiting writer it may go on. */
+void piston__req_update_pressure(piston_req *r) {
+  piston__conn *c = r->conn;
+  uint64_t out = c ? c->out.pending : 0;
+  atomic_store(&r->out_queued, out);
+  pthread_mutex_lock(&r->lock);
+  uint64_t low = (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER] / 2;
+  bool drain = r->want_drain && out + r->post.pending <= low;
+  if (drain)
+    r->want_drain = false;
+  pthread_mutex_unlock(&r->lock);
+  if (drain)
+    piston__req_notify(r, PISTON_EV_DRAIN);
+}
+
+/* ---- serialising ---- */
+
+static bool name_is(piston_str n, const char *lower, size_t len) {
+  return n.len == len && strncasecmp(n.ptr, lower, len) == 0;
+}
+
+static bool has_token(piston_str v, const char *tok) {
+  size_t tl = strlen(tok);
+  for (size_t i = 0; i + tl <= v.len; i++)
+    if (strncasecmp(v.ptr + i, tok, tl) == 0)
+      return true;
+  return false;
+}
+
+static int parse_length(piston_str v, int64_t *out) {
+  if (v.len == 0 || v.len > 18)
+    return -1;
+  int64_t n = 0;
+  for (size_t i = 0; i < v.len; i++) {
+    if (v.ptr[i] < '0' || v.ptr[i] > '9')
+      return -1;
+    n = n * 10 + (v.ptr[i] - '0');
+  }
+  *out = n;
+  return 0;
+}
+
+/* forced_len >= 0: the caller knows the body length (resp_send). */
+static int start_locked(wctx *w, int status, const piston_header *h,
+                        size_t nh, int64_t forced_len) {
+  piston_req *r = w->req;
+  if (r->resp != RESP_NONE)
+    return PISTON_ESTATE;
+  if (status < 200 || status > 999)
+    return PISTON_EINVAL;
+  int64_t cl = forced_len;
+  bool host_date = false, host_close = false;
+  size_t need = 0;
+  for (size_t i = 0; i < nh; i++) {
+    if (!piston__valid_header(&h[i]))
+      return PISTON_EINVAL;
+    need += h[i].name.len + h[i].value.len + 4;
+    if (name_is(h[i].name, "content-length", 14)) {
+      int64_t v;
+      if (parse_length(h[i].value, &v) != 0 || (forced_len >= 0 && v != cl))
+        return PISTON_EINVAL;
+      cl = v;
+    } else if (name_is(h[i].name, "connection", 10)) {
+      host_close = has_token(h[i].value, "close");
+    } else if (name_is(h[i].name, "date", 4)) {
+      host_date = true;
+    }
+  }
+  bool bodyless_status = status == 204 || status == 304;
+  r->no_body = r->is_head || bodyless_status;
+  r->chunked = false;
+  r->resp_left = -1;
+  if (cl >= 0 && status != 204) {
+    r->resp_left = cl;
+  } else if (!r->no_body) {
+    if (r->minor >= 1)
+      r->chunked = true;
+    else
+      r->close_after = true; /* HTTP/1.0: the body ends with the connection */
+  }
+  if (host_close)
+    r->close_after = true;
+  bool keep = r->keepalive && !r->close_after && !r->loop->stopping;
+  if (!keep)
+    r->close_after = true;
+
+  size_t sl_len;
+  const char *sl = piston__status_line(status, &sl_len);
+  char *p = piston__outq_reserve(w->q, sl_len + PISTON_DATE_LINE_LEN + need + 96);
+  if (!p)
+    return PISTON_ENOMEM;
+  char *s = p;
+  memcpy(p, sl, sl_len);
+  p += sl_len;
+  if (!host_date) {
+    memcpy(p, piston__date_line(), PISTON_DATE_LINE_LEN);
+    p += PISTON_DATE_LINE_LEN;
+  }
+  for (size_t i = 0; i < nh; i++) {
+    /* framing and connection management are the engine's */
+    if (name_is(h[i].name, "content-length", 14) ||
+        name_is(h[i].name, "transfer-encoding", 17) ||
+        name_is(h[i].name, "connection", 10) ||
+        name_is(h[i].name, "keep-alive", 10))
+      continue;
+    memcpy(p, h[i].name.ptr, h[i].name.len);
+    p += h[i].name.len;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, h[i].value.ptr, h[i].value.len);
+    p += h[i].value.len;
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  if (r->resp_left >= 0 && (status != 304 || cl >= 0))
+    p += sprintf(p, "Content-Length: %" PRId64 "\r\n", r->resp_left);
+  else if (r->chunked)
+    p += sprintf(p, "Transfer-Encoding: chunked\r\n");
+  if (!keep)
+    p += sprintf(p, "Connection: close\r\n");
+  else if (r->minor == 0)
+    p += sprintf(p, "Connection: keep-alive\r\n");
+  *p++ = '\r';
+  *p++ = '\n';
+  piston__outq_commit(w->q, (size_t)(p - s));
+  r->resp = RESP_STARTED;
+  r->status = status;
+  if (r->no_body)
+    r->resp_left = -1; /* nothing is sent, so nothing can be short */
+  return 0;
+}
+
+static int write_locked(wctx *w, const void *data, size_t len) {
+  piston_req *r = w->req;
+  if (r->resp != RESP_STARTED)
+    return PISTON_ESTATE;
+  if (r->no_body || len == 0)
+    return 0;
+  if (r->resp_left >= 0) {
+    if ((uint64_t)r->resp_left < len)
+      return PISTON_EINVAL; /* more than the Content-Length announced */
+    r->resp_left -= (int64_t)len;
+  }
+  r->resp_bytes += len;
+  if (!r->chunked)
+    return piston__outq_append(w->q, data, len);
+  char *p = piston__outq_reserve(w->q, len + 24);
+  if (!p)
+    return PISTON_ENOMEM;
+  int n = sprintf(p, "%zx\r\n", len);
+  memcpy(p + n, data, len);
+  memcpy(p + n + len, "\r\n", 2);
+  piston__outq_commit(w->q, (size_t)n + len + 2);
+  return 0;
+}
+
+static void access_log(piston_req *r) {
+  if (!r->loop->srv->opt[PISTON_OPT_ACCESS_LOG])
+    return;
+  int port;
+  const char *addr = piston_req_remote_addr(r, &port);
+  piston_str m = piston_req_method(r), t = piston_req_target(r);
+  piston__log("%s:%d \"%.*s %.*s HTTP/1.%d\" %d %" PRIu64, addr, port,
+              (int)m.len, m.ptr, (int)t.len, t.ptr, r->minor, r->status,
+              r->resp_bytes);
+}
+
+static int end_locked(wctx *w, const piston_header *t, size_t nt) {
+  piston_req *r = w->req;
+  if (r->resp != RESP_STARTED)
+    return PISTON_ESTATE;
+  if (r->chunked) {
+    size_t need = 5;
+    for (size_t i = 0; i < nt; i++) {
+      if (!piston__valid_header(&t[i]))
+        return PISTON_EINVAL;
+      need += t[i].name.len + t[i].value.len + 4;
+    }
+    char *p = piston__outq_reserve(w->q, need);
+    if (!p)
+      return PISTON_ENOMEM;
+    char *s = p;
+    memcpy(p, "0\r\n", 3);
+    p += 3;
+    for (size_t i = 0; i < nt; i++) {
+      p += sprintf(p, "%.*s: %.*s\r\n", (int)t[i].name.len, t[i].name.ptr,
+                   (int)t[i].value.len, t[i].value.ptr);
+    }
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    piston__outq_commit(w->q, (size_t)(p - s));
+  }
+  if (r->resp_left > 0)
+    r->close_after = true; /* short body: the framing is broken, close */
+  r->resp = RESP_ENDED;
+  access_log(r);
+  return 0;
+}
+
+int piston_resp_start(piston_req *r, int status, const piston_header *h,
+                      size_t nh) {
+  wctx w;
+  int rc = wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  rc = start_locked(&w, status, h, nh, -1);
+  return wend(&w, 0, rc);
+}
+
+int piston_resp_write(piston_req *r, const void *data, size_t len) {
+  wctx w;
+  int rc = wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  rc = write_locked(&w, data, len);
+  return wend(&w, 0, rc);
+}
+
+int piston_resp_sendfile(piston_req *r, int fd, off_t off, size_t len) {
+  wctx w;
+  int rc = wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  if (r->resp != RESP_STARTED) {
+    rc = PISTON_ESTATE;
+  } else if (off < 0) {
+    rc = PISTON_EINVAL;
+  } else if (!r->no_body && len > 0) {
+    if (r->resp_left >= 0 && (uint64_t)r->resp_left < len) {
+      rc = PISTON_EINVAL;
+    } else {
+      int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (dupfd < 0) {
+        rc = PISTON_ESYS;
+      } else {
+        if (r->resp_left >= 0)
+          r->resp_left -= (int64_t)len;
+        r->resp_bytes += len;
+        char hex[24];
+        int n = r->chunked ? sprintf(hex, "%zx\r\n", len) : 0;
+        if ((n && piston__outq_append(w.q, hex, (size_t)n) != 0) ||
+            piston__outq_append_file(w.q, dupfd, (uint64_t)off, len) != 0 ||
+            (n && piston__outq_append(w.q, "\r\n", 2) != 0))
+          rc = PISTON_ENOMEM;
+      }
+    }
+  }
+  return wend(&w, 0, rc);
+}
+
+int piston_resp_end(piston_req *r, const piston_header *t, size_t nt) {
+  wctx w;
+  int rc = wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  rc = end_locked(&w, t, nt);
+  return wend(&w, rc == 0 ? POST_END : 0, rc);
+}
+
+int piston_resp_send(piston_req *r, int status, const piston_header *h,
+                     size_t nh, const void *body, size_t len) {
+  wctx w;
+  int rc = wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  rc = start_locked(&w, status, h, nh, (int64_t)len);
+  if (rc == 0)
+    rc = write_locked(&w, body, len);
+  if (rc == 0)
+    rc = end_locked(&w, NULL, 0);
+  return wend(&w, rc == 0 ? POST_END : 0, rc);
+}
+
+void piston_resp_abort(piston_req *r) {
+  wctx w;
+  if (wbegin(r, &w) < 0)
+    return;
+  int rc = 0;
+  if (r->resp == RESP_NONE) {
+    r->keepalive = false;
+    r->close_after = true;
+    rc = piston__resp_error(w.q, 500, r->is_head);
+    r->status = 500;
+    r->resp = RESP_ENDED;
+    access_log(r);
+  } else if (r->resp == RESP_STARTED) {
+    /* mid-body there is no way to signal failure but closing */
+    r->post_flags |= POST_ABORT;
+    if (w.direct)
+      w.conn->abort_requested = true;
+  }
+  wend(&w, r->resp == RESP_ENDED ? POST_END : 0, rc);
+}
+
+int piston_resp_started(const piston_req *r) {
+  return r->resp != RESP_NONE;
+}

@@ -1,0 +1,153 @@
+/* Native routes: fixed responses and file mounts, answered on the loop
+ * thread from inside the parser's headers-complete step, so a request for
+ * them never reaches the host. The route list is short and scanned in
+ * order; fixed routes first. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char allow_get_head[] = "Allow: GET, HEAD\r\n";
+
+static bool keep_alive(const piston__conn *c, const piston_req *r) {
+  /* a body we would have to drain, or a client waiting for 100-continue,
+   * are not worth keeping the connection for */
+  return r->keepalive && !c->loop->stopping &&
+         !(r->expect_continue && r->content_length != 0);
+}
+
+static const char *conn_line(bool keep, int minor) {
+  if (!keep)
+    return "Connection: close\r\n";
+  return minor == 0 ? "Connection: keep-alive\r\n" : "";
+}
+
+static bool method_is(piston_str m, const char *name) {
+  size_t n = strlen(name);
+  return m.len == n && memcmp(m.ptr, name, n) == 0;
+}
+
+static int send_fixed(piston__conn *c, piston_req *r,
+                      const piston__fixed_route *f, bool keep) {
+  const char *cl = conn_line(keep, r->minor);
+  size_t cl_len = strlen(cl);
+  bool body = !r->is_head && f->status != 204 && f->status != 304;
+  size_t n = f->status_line_len + PISTON_DATE_LINE_LEN + f->fields_len +
+             cl_len + 2 + (body ? f->body_len : 0);
+  char *p = piston__outq_reserve(&c->out, n);
+  if (!p)
+    return PISTON_ENOMEM;
+  memcpy(p, f->status_line, f->status_line_len);
+  p += f->status_line_len;
+  memcpy(p, piston__date_line(), PISTON_DATE_LINE_LEN);
+  p += PISTON_DATE_LINE_LEN;
+  memcpy(p, f->fields, f->fields_len);
+  p += f->fields_len;
+  memcpy(p, cl, cl_len);
+  p += cl_len;
+  memcpy(p, "\r\n", 2);
+  p += 2;
+  if (body)
+    memcpy(p, f->body, f->body_len);
+  piston__outq_commit(&c->out, n);
+  return 0;
+}
+
+static int send_file(piston__conn *c, piston_req *r,
+                     const piston__dir_route *d, bool keep) {
+  piston_str path = piston_req_path(r);
+  piston_str sub = {path.ptr + d->prefix_len, path.len - d->prefix_len};
+  piston__file_cond cond = {
+      .if_none_match = piston_req_header(r, "if-none-match", 13),
+      .if_modified_since = piston_req_header(r, "if-modified-since", 17),
+      .range = piston_req_header(r, "range", 5),
+      .if_range = piston_req_header(r, "if-range", 8),
+  };
+  piston__file_reply fr;
+  int rc = piston__file_serve(&d->mount, sub, &cond, &fr);
+  if (rc < 0)
+    return piston__resp_simple(&c->out, rc == PISTON_ENOMEM ? 503 : 500,
+                               NULL, false, r->is_head);
+  if (fr.status == 404)
+    return piston__resp_simple(&c->out, 404, NULL, keep, r->is_head);
+  size_t sl_len;
+  const char *sl = piston__status_line(fr.status, &sl_len);
+  const char *cl = conn_line(keep, r->minor);
+  size_t cap = sl_len + PISTON_DATE_LINE_LEN + fr.headers_len + 64 + 26;
+  char *p = piston__outq_reserve(&c->out, cap);
+  if (!p) {
+    if (fr.fd >= 0)
+      close(fr.fd);
+    return PISTON_ENOMEM;
+  }
+  int n;
+  if (fr.status == 304)
+    n = snprintf(p, cap, "%s%s%.*s%s\r\n", sl, piston__date_line(),
+                 (int)fr.headers_len, fr.headers, cl);
+  else
+    n = snprintf(p, cap, "%s%s%.*sContent-Length: %" PRIu64 "\r\n%s\r\n", sl,
+                 piston__date_line(), (int)fr.headers_len, fr.headers,
+                 fr.status == 416 ? (uint64_t)0 : fr.length, cl);
+  piston__outq_commit(&c->out, (size_t)n);
+  if (fr.fd >= 0) {
+    if (r->is_head || fr.status == 416)
+      close(fr.fd);
+    else
+      return piston__outq_append_file(&c->out, fr.fd, fr.offset, fr.length);
+  }
+  return 0;
+}
+
+static bool under_prefix(piston_str path, const piston__dir_route *d) {
+  if (d->prefix_len == 0)
+    return true;
+  return path.len >= d->prefix_len &&
+         memcmp(path.ptr, d->prefix, d->prefix_len) == 0 &&
+         (path.len == d->prefix_len || path.ptr[d->prefix_len] == '/');
+}
+
+/* Called at headers-complete. Returns true if the request was answered. */
+bool piston__route(piston__conn *c, piston_req *r) {
+  const piston_server *srv = c->loop->srv;
+  piston_str path = piston_req_path(r), method = piston_req_method(r);
+  bool get = method_is(method, "GET") || r->is_head;
+  bool keep = keep_alive(c, r);
+  int rc = 1; /* 1: not ours */
+  bool path_known = false;
+  for (size_t i = 0; i < srv->nfixed && rc == 1; i++) {
+    const piston__fixed_route *f = &srv->fixed[i];
+    if (f->path_len != path.len || memcmp(f->path, path.ptr, path.len) != 0)
+      continue;
+    path_known = true;
+    if (f->method ? method_is(method, f->method) ||
+                        (r->is_head && strcmp(f->method, "GET") == 0)
+                  : get)
+      rc = send_fixed(c, r, f, keep);
+  }
+  for (size_t i = 0; i < srv->ndirs && rc == 1 && !path_known; i++) {
+    if (!under_prefix(path, &srv->dirs[i]))
+      continue;
+    path_known = true;
+    if (get)
+      rc = send_file(c, r, &srv->dirs[i], keep);
+  }
+  if (rc == 1 && (path_known || !srv->on_request)) {
+    /* a native path asked with another method, or no host to ask */
+    if (!srv->on_request || path_known)
+      rc = piston__resp_simple(&c->out, path_known ? 405 : 404,
+                               path_known ? allow_get_head : NULL, keep,
+                               r->is_head);
+  }
+  if (rc == 1)
+    return false;
+  r->native = true;
+  r->discard_body = true;
+  r->resp = RESP_ENDED;
+  if (rc < 0 || !keep)
+    r->close_after = true;
+  piston__conn_mark_dirty(c);
+  return true;
+}

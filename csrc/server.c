@@ -1,0 +1,269 @@
+/* Server: configuration, listening addresses and native routes. All of it
+ * is set before the first loop is created and read-only afterwards. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const int64_t defaults[PISTON_OPT__COUNT] = {
+    [PISTON_OPT_MAX_HEAD_SIZE] = 16 * 1024,
+    [PISTON_OPT_MAX_URL_SIZE] = 8 * 1024,
+    [PISTON_OPT_MAX_HEADERS] = 100,
+    [PISTON_OPT_MAX_BODY_SIZE] = 1024 * 1024 * 1024,
+    [PISTON_OPT_HEAD_TIMEOUT_MS] = 10000,
+    [PISTON_OPT_BODY_TIMEOUT_MS] = 30000,
+    [PISTON_OPT_IDLE_TIMEOUT_MS] = 5000,
+    [PISTON_OPT_WRITE_TIMEOUT_MS] = 30000,
+    [PISTON_OPT_BODY_HIGH_WATER] = 256 * 1024,
+    [PISTON_OPT_WRITE_HIGH_WATER] = 256 * 1024,
+    [PISTON_OPT_BACKLOG] = 4096,
+    [PISTON_OPT_MAX_CONNECTIONS] = 100000,
+    [PISTON_OPT_ACCESS_LOG] = 0,
+};
+
+/* Smallest sane values: a head must hold a request line and a Host. */
+static const int64_t minimums[PISTON_OPT__COUNT] = {
+    [PISTON_OPT_MAX_HEAD_SIZE] = 256,
+    [PISTON_OPT_MAX_URL_SIZE] = 16,
+    [PISTON_OPT_MAX_HEADERS] = 1,
+    [PISTON_OPT_HEAD_TIMEOUT_MS] = 1,
+    [PISTON_OPT_BODY_TIMEOUT_MS] = 1,
+    [PISTON_OPT_IDLE_TIMEOUT_MS] = 1,
+    [PISTON_OPT_WRITE_TIMEOUT_MS] = 1,
+    [PISTON_OPT_BODY_HIGH_WATER] = 1024,
+    [PISTON_OPT_WRITE_HIGH_WATER] = 1024,
+    [PISTON_OPT_BACKLOG] = 1,
+    [PISTON_OPT_MAX_CONNECTIONS] = 1,
+};
+
+piston_server *piston_server_new(void) {
+  piston_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  memcpy(s->opt, defaults, sizeof defaults);
+  pthread_mutex_init(&s->lock, NULL);
+  return s;
+}
+
+void piston_server_free(piston_server *s) {
+  if (!s)
+    return;
+  for (size_t i = 0; i < s->nlisten; i++) {
+    piston__listen_spec *l = &s->listen[i];
+    if (l->kind == LISTEN_UNIX && l->shared_fd >= 0)
+      unlink(l->path);
+    if (l->own_fd && l->shared_fd >= 0)
+      close(l->shared_fd);
+    free(l->host);
+    free(l->path);
+  }
+  for (size_t i = 0; i < s->nfixed; i++) {
+    piston__fixed_route *r = &s->fixed[i];
+    free(r->method);
+    free(r->path);
+    free(r->fields);
+    free(r->body);
+  }
+  free(s->fixed);
+  for (size_t i = 0; i < s->ndirs; i++) {
+    free(s->dirs[i].prefix);
+    piston__mount_close(&s->dirs[i].mount);
+  }
+  free(s->dirs);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+int piston_server_set(piston_server *s, piston_option opt, int64_t value) {
+  if ((unsigned)opt >= PISTON_OPT__COUNT || value < minimums[opt])
+    return PISTON_EINVAL;
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  s->opt[opt] = value;
+  return 0;
+}
+
+int64_t piston_server_get(const piston_server *s, piston_option opt) {
+  return (unsigned)opt < PISTON_OPT__COUNT ? s->opt[opt] : PISTON_EINVAL;
+}
+
+void piston_server_on_request(piston_server *s, piston_request_cb cb,
+                              void *ud) {
+  s->on_request = cb;
+  s->on_request_ud = ud;
+}
+
+void piston_server_on_batch_end(piston_server *s, piston_batch_cb cb,
+                                void *ud) {
+  s->on_batch = cb;
+  s->on_batch_ud = ud;
+}
+
+static piston__listen_spec *add_listen(piston_server *s) {
+  if (s->nlisten == PISTON_MAX_LISTENERS || atomic_load(&s->nloops) > 0)
+    return NULL;
+  piston__listen_spec *l = &s->listen[s->nlisten];
+  memset(l, 0, sizeof *l);
+  l->shared_fd = -1;
+  return l;
+}
+
+int piston_server_listen_tcp(piston_server *s, const char *host, int port) {
+  if (!host || port < 0 || port > 65535)
+    return PISTON_EINVAL;
+  piston__listen_spec *l = add_listen(s);
+  if (!l)
+    return PISTON_ESTATE;
+  l->kind = LISTEN_TCP;
+  l->port = port;
+  if (!(l->host = strdup(host)))
+    return PISTON_ENOMEM;
+  s->nlisten++;
+  return 0;
+}
+
+int piston_server_listen_unix(piston_server *s, const char *path) {
+  if (!path || !*path)
+    return PISTON_EINVAL;
+  piston__listen_spec *l = add_listen(s);
+  if (!l)
+    return PISTON_ESTATE;
+  l->kind = LISTEN_UNIX;
+  if (!(l->path = strdup(path)))
+    return PISTON_ENOMEM;
+  s->nlisten++;
+  return 0;
+}
+
+int piston_server_listen_fd(piston_server *s, int fd) {
+  if (fd < 0)
+    return PISTON_EINVAL;
+  piston__listen_spec *l = add_listen(s);
+  if (!l)
+    return PISTON_ESTATE;
+  l->kind = LISTEN_FD;
+  l->shared_fd = fd;
+  s->nlisten++;
+  return 0;
+}
+
+int piston_server_port(const piston_server *s, size_t i) {
+  if (i >= s->nlisten || s->listen[i].kind != LISTEN_TCP)
+    return PISTON_EINVAL;
+  return s->listen[i].port;
+}
+
+static bool valid_token(const char *p, size_t n) {
+  static const char tchar[] = "!#$%&'*+-.^_`|~";
+  if (n == 0)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+          (ch >= 'A' && ch <= 'Z') || (ch && strchr(tchar, ch))))
+      return false;
+  }
+  return true;
+}
+
+bool piston__valid_header(const piston_header *h) {
+  if (!valid_token(h->name.ptr, h->name.len))
+    return false;
+  for (size_t i = 0; i < h->value.len; i++) {
+    unsigned char ch = (unsigned char)h->value.ptr[i];
+    if (ch == '\r' || ch == '\n' || ch == 0)
+      return false;
+  }
+  return true;
+}
+
+static char *memdup(const void *p, size_t n) {
+  char *d = malloc(n ? n : 1);
+  if (d && n)
+    memcpy(d, p, n);
+  return d;
+}
+
+int piston_server_route_fixed(piston_server *s, const char *method,
+                              const char *path, int status,
+                              const piston_header *h, size_t nh,
+                              const void *body, size_t body_len) {
+  if (!path || path[0] != '/' || status < 200 || status > 999 ||
+      (method && !valid_token(method, strlen(method))) ||
+      (body_len && !body) || atomic_load(&s->nloops) > 0)
+    return PISTON_EINVAL;
+  size_t flen = 64;
+  for (size_t i = 0; i < nh; i++) {
+    if (!piston__valid_header(&h[i]))
+      return PISTON_EINVAL;
+    flen += h[i].name.len + h[i].value.len + 4;
+  }
+  piston__fixed_route *nf = realloc(s->fixed, (s->nfixed + 1) * sizeof *nf);
+  if (!nf)
+    return PISTON_ENOMEM;
+  s->fixed = nf;
+  piston__fixed_route *r = &nf[s->nfixed];
+  memset(r, 0, sizeof *r);
+  r->status = status;
+  r->path_len = strlen(path);
+  r->path = memdup(path, r->path_len);
+  r->method = method ? strdup(method) : NULL;
+  r->fields = malloc(flen);
+  r->body = memdup(body, body_len);
+  r->body_len = body_len;
+  if (!r->path || (method && !r->method) || !r->fields || !r->body) {
+    free(r->path);
+    free(r->method);
+    free(r->fields);
+    free(r->body);
+    return PISTON_ENOMEM;
+  }
+  char *p = r->fields;
+  for (size_t i = 0; i < nh; i++) {
+    memcpy(p, h[i].name.ptr, h[i].name.len);
+    p += h[i].name.len;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, h[i].value.ptr, h[i].value.len);
+    p += h[i].value.len;
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  if (status != 204 && status != 304)
+    p += sprintf(p, "Content-Length: %zu\r\n", body_len);
+  r->fields_len = (size_t)(p - r->fields);
+  r->status_line = (char *)piston__status_line(status, &r->status_line_len);
+  s->nfixed++;
+  return 0;
+}
+
+int piston_server_route_dir(piston_server *s, const char *prefix,
+                            const char *dir) {
+  if (!prefix || prefix[0] != '/' || !dir || atomic_load(&s->nloops) > 0)
+    return PISTON_EINVAL;
+  piston__dir_route *nd = realloc(s->dirs, (s->ndirs + 1) * sizeof *nd);
+  if (!nd)
+    return PISTON_ENOMEM;
+  s->dirs = nd;
+  piston__dir_route *d = &nd[s->ndirs];
+  /* "/static/" and "/static" mount the same place */
+  size_t plen = strlen(prefix);
+  while (plen > 1 && prefix[plen - 1] == '/')
+    plen--;
+  if (plen == 1)
+    plen = 0; /* "/" matches every path */
+  int rc = piston__mount_open(&d->mount, dir);
+  if (rc < 0)
+    return rc;
+  d->prefix = memdup(prefix, plen);
+  if (!d->prefix) {
+    piston__mount_close(&d->mount);
+    return PISTON_ENOMEM;
+  }
+  d->prefix_len = plen;
+  s->ndirs++;
+  return 0;
+}

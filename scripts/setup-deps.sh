@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs what building and testing Piston needs on Debian, and nothing that
+# is already there. Safe to run repeatedly: every step checks before it acts.
+#   scripts/setup-deps.sh          build + test dependencies
+#   scripts/setup-deps.sh bench    also the peers and load tools for `make bench`
+set -euo pipefail
+
+want_bench=0
+[ "${1:-}" = bench ] && want_bench=1
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+missing=()
+need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || missing+=("$1"); }
+
+for p in build-essential pkg-config clang libclang-rt-14-dev python3 python3-pytest curl; do
+  need_pkg "$p"
+done
+if [ $want_bench = 1 ]; then
+  for p in wrk nginx-light util-linux; do need_pkg "$p"; done
+fi
+
+apt_updated=0
+apt_update() {
+  if [ $apt_updated = 0 ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt_update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# llhttp: Debian's libllhttp-dev (header, shared and static library). Releases
+# before trixie do not carry it; there we fetch trixie's two .debs through the
+# mirror this machine already uses. Both depend only on libc6.
+have_llhttp() { [ -f /usr/include/llhttp.h ] && ls /usr/lib/*/libllhttp.a >/dev/null 2>&1; }
+if ! have_llhttp; then
+  if apt-cache show libllhttp-dev >/dev/null 2>&1 && \
+     [ -n "$(apt-cache policy libllhttp-dev | awk '/Candidate:/ {print $2}' | grep -v none)" ]; then
+    apt_update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libllhttp-dev
+  fi
+fi
+if ! have_llhttp; then
+  mirror=""
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    m=$(awk '/^URIs:/ {print $2; exit}' "$f")
+    case "$m" in *debian.org/debian|*/debian) mirror=$m; break ;; esac
+  done
+  if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
+    mirror=$(awk '$1=="deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list)
+  fi
+  if [ -z "$mirror" ]; then
+    echo "setup: cannot find a Debian mirror in /etc/apt/sources.list{,.d}; install libllhttp-dev by hand" >&2
+    exit 1
+  fi
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" >"$tmp/sources.list"
+  aptopts=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+           -o Dir::State::Lists="$tmp/lists" -o Dir::Cache::Archives="$tmp/archives")
+  echo "setup: fetching libllhttp-dev from Debian trixie ($mirror)"
+  $SUDO apt-get "${aptopts[@]}" update -qq
+  (cd "$tmp" && apt-get "${aptopts[@]}" download libllhttp9.2 libllhttp-dev)
+  $SUDO dpkg -i "$tmp"/libllhttp9.2_*.deb "$tmp"/libllhttp-dev_*.deb
+fi
+have_llhttp || { echo "setup: libllhttp-dev did not install" >&2; exit 1; }
