@@ -204,13 +204,14 @@ void piston__conn_reject(piston__conn *c, int status) {
   piston__conn_mark_dirty(c);
 }
 
-static int parse_error_status(llhttp_errno_t err) {
-  switch (err) {
-  case HPE_INVALID_VERSION:
+static int parse_error_status(llhttp_t *p, llhttp_errno_t err) {
+  /* llhttp reports a bad line ending after the version with the same code
+   * as an unsupported version; only the latter is a 505 */
+  const char *why = llhttp_get_error_reason(p);
+  if (err == HPE_INVALID_VERSION && why &&
+      strcmp(why, "Invalid HTTP version") == 0)
     return 505;
-  default:
-    return 400;
-  }
+  return 400;
 }
 
 static void linger_read(piston__conn *c) {
@@ -273,7 +274,7 @@ static void parse(piston__conn *c) {
   } else if (err == HPE_OK) {
     c->rpos = c->rlen;
   } else {
-    int status = c->reject_status ? c->reject_status : parse_error_status(err);
+    int status = c->reject_status ? c->reject_status : parse_error_status(&c->parser, err);
     c->reject_status = 0;
     piston__conn_reject(c, status);
     return;

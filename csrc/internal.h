@@ -195,6 +195,7 @@ struct piston_req {
   char *owned_base;
   uint32_t method_off, method_len, target_off, target_len;
   uint32_t path_off, path_len, query_off, query_len;
+  uint32_t version_off, version_len;
   piston__hdr *hdrs;
   uint32_t nhdrs, hdrcap;
   piston__hdr hdr_inline[16];

@@ -66,9 +66,12 @@ static int on_url_complete(llhttp_t *p) {
 
 static int on_version(llhttp_t *p, const char *at, size_t len) {
   piston__conn *c = conn_of(p);
-  (void)len;
-  /* llhttp also accepts RTSP and ICE request lines; only HTTP is ours */
-  if (at - c->rbuf < 5 || memcmp(at - 5, "HTTP/", 5) != 0)
+  piston_req *r = c->req;
+  /* llhttp also accepts RTSP and ICE request lines; only HTTP is ours.
+   * The version may come in pieces: the protocol precedes the first. */
+  bool first = r->version_len == 0;
+  span(c, at, len, &r->version_off, &r->version_len);
+  if (first && (at - c->rbuf < 5 || memcmp(at - 5, "HTTP/", 5) != 0))
     return reject(c, 505);
   return 0;
 }
@@ -225,6 +228,16 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* A declared chunk that would cross the limit is refused before its bytes
+ * arrive. llhttp puts the chunk size in content_length here. */
+static int on_chunk_header(llhttp_t *p) {
+  piston__conn *c = conn_of(p);
+  int64_t max_body = c->loop->srv->opt[PISTON_OPT_MAX_BODY_SIZE];
+  if (max_body > 0 && c->req->body_total + p->content_length > (uint64_t)max_body)
+    return reject(c, 413);
+  return 0;
+}
+
 static int on_message_complete(llhttp_t *p) {
   piston__conn *c = conn_of(p);
   pthread_mutex_lock(&c->req->lock);
@@ -246,5 +259,6 @@ const llhttp_settings_t piston__parser_settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };

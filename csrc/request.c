@@ -30,6 +30,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->base = c->rbuf;
   r->method_off = r->method_len = r->target_off = r->target_len = 0;
   r->path_off = r->path_len = r->query_off = r->query_len = 0;
+  r->version_off = r->version_len = 0;
   r->nhdrs = 0;
   r->minor = 1;
   r->nhost = 0;
