@@ -307,8 +307,12 @@ static void on_eof(piston__conn *c) {
   piston_req *r = c->req;
   if (c->state == CONN_ACTIVE && r && r->body_done)
     return; /* a half-close after a full request: still answer it */
-  if (c->state == CONN_CLOSING && c->out.pending)
+  if (c->out.pending && c->state != CONN_ACTIVE) {
+    /* responses already made (a pipelined batch) still go out */
+    c->state = CONN_CLOSING;
+    piston__timer_set(c, TIMER_WRITE);
     return;
+  }
   piston__conn_close(c);
 }
 

@@ -289,6 +289,7 @@ int piston__resp_simple(piston__outq *q, int status, const char *extra,
                         bool keep, bool head_only);
 int piston__head_begin(piston__outq *q, int status);
 void piston__req_update_pressure(piston_req *req);
+void piston__access_log(piston_req *req);
 
 /* server.c */
 bool piston__valid_header(const piston_header *h);

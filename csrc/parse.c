@@ -180,7 +180,14 @@ static int on_headers_complete(llhttp_t *p) {
   piston_req *r = c->req;
   piston_server *srv = c->loop->srv;
   r->headers_done = true;
+  /* a head that arrived whole in one read was never measured on the way */
+  if (c->keep - r->method_off > (uint64_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE])
+    return reject(c, 431);
   if (r->minor >= 1 ? r->nhost != 1 : r->nhost > 1)
+    return reject(c, 400);
+  /* RFC 9112 6.3: a request whose Transfer-Encoding does not end in
+   * chunked has no reliable length; llhttp lets it through */
+  if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
     return reject(c, 400);
   /* HTTP/1.0 has no chunked coding: a Transfer-Encoding there is framing
    * the peer and any proxy may disagree on (RFC 9112 6.1) */

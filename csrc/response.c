@@ -87,6 +87,8 @@ static int wend(wctx *w, unsigned flags, int rc) {
   if (!w->direct)
     r->post_flags |= flags | POST_OUTPUT;
   pthread_mutex_unlock(&r->lock);
+  if ((flags & POST_END) && rc == 0)
+    piston__access_log(r); /* outside the lock: it reads the peer address */
   if (w->direct) {
     piston__conn_mark_dirty(w->conn);
     if (flags)
@@ -195,8 +197,16 @@ static int start_locked(wctx *w, int status, const piston_header *h,
     memcpy(p, piston__date_line(), PISTON_DATE_LINE_LEN);
     p += PISTON_DATE_LINE_LEN;
   }
+  bool cl_written = false;
   for (size_t i = 0; i < nh; i++) {
-    /* framing and connection management are the engine's */
+    /* the host's Content-Length keeps its place (once); the rest of framing
+     * and connection management is the engine's */
+    if (name_is(h[i].name, "content-length", 14) && !cl_written &&
+        status != 204) {
+      p += sprintf(p, "Content-Length: %" PRId64 "\r\n", cl);
+      cl_written = true;
+      continue;
+    }
     if (name_is(h[i].name, "content-length", 14) ||
         name_is(h[i].name, "transfer-encoding", 17) ||
         name_is(h[i].name, "connection", 10) ||
@@ -211,7 +221,9 @@ static int start_locked(wctx *w, int status, const piston_header *h,
     *p++ = '\r';
     *p++ = '\n';
   }
-  if (r->resp_left >= 0 && (status != 304 || cl >= 0))
+  if (cl_written)
+    ;
+  else if (r->resp_left >= 0 && (status != 304 || cl >= 0))
     p += sprintf(p, "Content-Length: %" PRId64 "\r\n", r->resp_left);
   else if (r->chunked)
     p += sprintf(p, "Transfer-Encoding: chunked\r\n");
@@ -253,7 +265,7 @@ static int write_locked(wctx *w, const void *data, size_t len) {
   return 0;
 }
 
-static void access_log(piston_req *r) {
+void piston__access_log(piston_req *r) {
   if (!r->loop->srv->opt[PISTON_OPT_ACCESS_LOG])
     return;
   int port;
@@ -292,7 +304,6 @@ static int end_locked(wctx *w, const piston_header *t, size_t nt) {
   if (r->resp_left > 0)
     r->close_after = true; /* short body: the framing is broken, close */
   r->resp = RESP_ENDED;
-  access_log(r);
   return 0;
 }
 
@@ -381,7 +392,6 @@ void piston_resp_abort(piston_req *r) {
     rc = piston__resp_error(w.q, 500, r->is_head);
     r->status = 500;
     r->resp = RESP_ENDED;
-    access_log(r);
   } else if (r->resp == RESP_STARTED) {
     /* mid-body there is no way to signal failure but closing */
     r->post_flags |= POST_ABORT;

@@ -34,6 +34,7 @@ static int send_fixed(piston__conn *c, piston_req *r,
                       const piston__fixed_route *f, bool keep) {
   const char *cl = conn_line(keep, r->minor);
   size_t cl_len = strlen(cl);
+  r->status = f->status;
   bool body = !r->is_head && f->status != 204 && f->status != 304;
   size_t n = f->status_line_len + PISTON_DATE_LINE_LEN + f->fields_len +
              cl_len + 2 + (body ? f->body_len : 0);
@@ -68,6 +69,7 @@ static int send_file(piston__conn *c, piston_req *r,
   };
   piston__file_reply fr;
   int rc = piston__file_serve(&d->mount, sub, &cond, &fr);
+  r->status = rc < 0 ? 500 : fr.status;
   if (rc < 0)
     return piston__resp_simple(&c->out, rc == PISTON_ENOMEM ? 503 : 500,
                                NULL, false, r->is_head);
@@ -136,6 +138,7 @@ bool piston__route(piston__conn *c, piston_req *r) {
   }
   if (rc == 1 && (path_known || !srv->on_request)) {
     /* a native path asked with another method, or no host to ask */
+    r->status = path_known ? 405 : 404;
     if (!srv->on_request || path_known)
       rc = piston__resp_simple(&c->out, path_known ? 405 : 404,
                                path_known ? allow_get_head : NULL, keep,
@@ -143,6 +146,9 @@ bool piston__route(piston__conn *c, piston_req *r) {
   }
   if (rc == 1)
     return false;
+  if (rc < 0)
+    r->status = 500;
+  piston__access_log(r);
   r->native = true;
   r->discard_body = true;
   r->resp = RESP_ENDED;
