@@ -391,15 +391,19 @@ static void run_pending(piston_loop *l) {
   }
 }
 
+/* A flush can tell a host its queue drained, and the host may write again
+ * at once: repeat while that happens, a bounded number of times. */
 static void flush_dirty(piston_loop *l) {
-  piston__conn *list = l->dirty;
-  l->dirty = NULL;
-  while (list) {
-    piston__conn *c = list;
-    list = c->dirty_next;
-    c->in_dirty = false;
-    if (c->state != CONN_CLOSED)
-      piston__conn_flush(c);
+  for (int round = 0; l->dirty && round < 8; round++) {
+    piston__conn *list = l->dirty;
+    l->dirty = NULL;
+    while (list) {
+      piston__conn *c = list;
+      list = c->dirty_next;
+      c->in_dirty = false;
+      if (c->state != CONN_CLOSED)
+        piston__conn_flush(c);
+    }
   }
 }
 
@@ -413,6 +417,15 @@ static void free_dead(piston_loop *l) {
       *pp = (*pp)->pending_next;
     } else {
       pp = &(*pp)->pending_next;
+    }
+  }
+  pp = &l->dirty;
+  while (*pp) {
+    if ((*pp)->state == CONN_CLOSED) {
+      (*pp)->in_dirty = false;
+      *pp = (*pp)->dirty_next;
+    } else {
+      pp = &(*pp)->dirty_next;
     }
   }
   while (l->dead) {
@@ -472,7 +485,7 @@ static int pass(piston_loop *l, int timeout_ms) {
   if (l->stopping && l->nconns > 0 && l->now_ms >= l->stop_at_ms)
     close_all(l);
   free_dead(l);
-  if (l->pending || l->dispatched)
+  if (l->pending || l->dispatched || l->dirty)
     piston__loop_wake(l); /* work left for the next pass */
   if (l->stopping && l->nconns == 0)
     l->stopped = true;

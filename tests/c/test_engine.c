@@ -23,11 +23,16 @@ static const piston_header text[] = {{{"Content-Type", 12}, {"text/plain", 10}}}
  * /info describes the request; anything else is a chunked "a" "bc". */
 static void on_event(piston_req *req, int events, void *ud) {
   (void)ud;
+  size_t *have = piston_req_userdata(req);
+  if (events & PISTON_EV_CLOSED) { /* e.g. the engine answered 413 */
+    free(have);
+    piston_req_release(req);
+    return;
+  }
   if (!(events & PISTON_EV_BODY) || piston_resp_started(req))
     return;
   char buf[4096];
   int64_t n;
-  size_t *have = piston_req_userdata(req);
   while ((n = piston_req_body_read(req, buf, sizeof buf)) > 0)
     have[0] += (size_t)n; /* length only: the body is a run of one byte */
   if (n == 0) {
