@@ -325,6 +325,8 @@ void piston__conn_on_io(piston__conn *c, uint32_t events) {
   }
   if (events & (EPOLLIN | EPOLLRDHUP)) {
     c->readable = true;
+    if (events & EPOLLRDHUP)
+      c->rdhup = true;
     piston__conn_mark_pending(c);
   }
   if (events & EPOLLOUT) {
@@ -395,6 +397,12 @@ void piston__conn_run(piston__conn *c) {
     uint32_t cap = piston__rbuf_size(c->loop->srv);
     ssize_t n = read(c->fd, c->rbuf + c->rlen, cap - c->rlen);
     if (n > 0) {
+      /* A short read emptied the socket. Edge-triggered epoll reports the
+       * next arrival, so the read that would only say EAGAIN is skipped
+       * (one syscall per request). Not after a FIN was seen: then keep
+       * reading until the 0 that says so. */
+      if ((uint32_t)n < cap - c->rlen && !c->rdhup)
+        c->readable = false;
       c->rlen += (uint32_t)n;
       if (c->state == CONN_IDLE) {
         c->state = CONN_HEAD;

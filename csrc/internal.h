@@ -143,6 +143,7 @@ struct piston__conn {
   uint8_t tag; /* TAG_CONN: first, as epoll data points here */
   uint8_t state;
   bool readable, writable, peer_eof;
+  bool rdhup; /* epoll saw the peer's FIN: read to EOF, no shortcuts */
   bool in_pending, in_dirty;
   bool parse_paused; /* llhttp stopped at the end of a message */
   bool broken;       /* framing error: never reuse */
