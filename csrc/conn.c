@@ -131,7 +131,7 @@ void piston__conn_close(piston__conn *c) {
   c->fd = -1;
   if (c->req) {
     piston_req *r = c->req;
-    if (r->resp != RESP_ENDED)
+    if (!r->loop_ended)
       piston__req_detach(r);
     drop_req(c);
   }
@@ -180,25 +180,33 @@ static void restore_timer(piston__conn *c) {
 void piston__conn_reject(piston__conn *c, int status) {
   piston_req *r = c->req;
   c->broken = true;
-  if (r && r->resp != RESP_NONE && r->resp != RESP_ENDED) {
+  int resp = RESP_NONE;
+  if (r) {
+    pthread_mutex_lock(&r->lock);
+    resp = r->resp;
+    if (resp == RESP_NONE) {
+      r->resp = RESP_ENDED; /* the engine answers; host writes now fail */
+      r->loop_ended = true;
+      if (status == 413)
+        r->body_too_big = true;
+      r->closed = true;
+    }
+    pthread_mutex_unlock(&r->lock);
+  }
+  if (resp == RESP_STARTED) {
     /* the host already started a response: too late for a status */
     piston__conn_close(c);
     return;
   }
-  if (r && r->resp == RESP_NONE) {
-    pthread_mutex_lock(&r->lock);
-    r->resp = RESP_ENDED; /* the engine answers; host writes now fail */
-    if (status == 413)
-      r->body_too_big = true;
-    r->closed = true;
-    pthread_mutex_unlock(&r->lock);
-    if (atomic_load(&r->refs) > 1)
+  if (resp == RESP_NONE) {
+    if (r && atomic_load(&r->refs) > 1)
       piston__req_notify(r, PISTON_EV_CLOSED);
+    if (piston__resp_error(&c->out, status, r && r->is_head) != 0) {
+      piston__conn_close(c);
+      return;
+    }
   }
-  if (piston__resp_error(&c->out, status, r && r->is_head) != 0) {
-    piston__conn_close(c);
-    return;
-  }
+  /* RESP_ENDED: the host's full answer is queued; just do not go on */
   c->state = CONN_CLOSING;
   piston__timer_set(c, TIMER_WRITE);
   piston__conn_mark_dirty(c);
@@ -346,7 +354,7 @@ void piston__conn_run(piston__conn *c) {
       piston__conn_close(c);
       return;
     }
-    if (c->state == CONN_ACTIVE && r && r->resp == RESP_ENDED) {
+    if (c->state == CONN_ACTIVE && r && r->loop_ended) {
       if (r->body_done) {
         request_done(c);
         continue;
@@ -476,8 +484,8 @@ void piston__conn_timeout(piston__conn *c, int kind) {
     piston__conn_reject(c, 408);
     return;
   case CONN_ACTIVE:
-    if (kind == TIMER_BODY && c->req && c->req->resp == RESP_NONE) {
-      piston__conn_reject(c, 408);
+    if (kind == TIMER_BODY && c->req) {
+      piston__conn_reject(c, 408); /* closes if a response has started */
       return;
     }
     break;

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #define PISTON_MAX_LISTENERS 16
@@ -218,11 +219,25 @@ struct piston_req {
   bool hdr_open;
 
   /* response */
-  uint8_t resp;
+  uint8_t resp;    /* as the host sees it (guarded by lock) */
+  bool loop_ended; /* the loop has queued the end: only the loop's view
+                      decides when the connection moves on, so bytes still
+                      in the post queue are never left behind */
   int status;
   bool chunked, no_body, close_after;
   int64_t resp_left; /* -1: no Content-Length */
   uint64_t resp_bytes;
+
+  /* the peer, copied at the start of each request so that it outlives the
+   * connection; formatted on first use */
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+  } peer;
+  char peer_text[46];
+  int peer_port;
+  bool peer_done;
 
   /* events */
   piston_req_event_cb ev_cb;

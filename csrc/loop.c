@@ -336,14 +336,19 @@ static void drain_inbox(piston_loop *l) {
   pthread_mutex_lock(&l->inbox_lock);
   piston_req *list = l->inbox;
   l->inbox = NULL;
-  for (piston_req *r = list; r; r = r->inbox_next)
-    r->in_inbox = false;
   pthread_mutex_unlock(&l->inbox_lock);
-  /* posts were pushed LIFO; order across requests does not matter, each
-   * request's own data is already in order in its post queue */
+  /* A request stays marked in_inbox until it is taken from this list, so a
+   * post that races with us finds it marked and only adds to its post queue
+   * (which apply_post below then sees); clearing the mark and reading the
+   * link happen together under the lock, so a re-post cannot rewrite a link
+   * we have yet to follow. Order across requests does not matter; each
+   * request's own data is in order in its post queue. */
   while (list) {
+    pthread_mutex_lock(&l->inbox_lock);
     piston_req *r = list;
     list = r->inbox_next;
+    r->in_inbox = false;
+    pthread_mutex_unlock(&l->inbox_lock);
     piston__req_apply_post(r);
     piston_req_release(r);
   }

@@ -183,7 +183,8 @@ PISTON_EXPORT piston_header piston_req_header_at(const piston_req *req,
 /* First header with this name (case-insensitive); ptr is NULL if none. */
 PISTON_EXPORT piston_str piston_req_header(const piston_req *req,
                                            const char *name, size_t name_len);
-/* Textual peer address ("127.0.0.1", "::1", "" for Unix sockets) and port. */
+/* Textual peer address ("127.0.0.1", "::1", "" for Unix sockets) and port;
+ * the string lives as long as the handle. */
 PISTON_EXPORT const char *piston_req_remote_addr(const piston_req *req,
                                                  int *port);
 PISTON_EXPORT int piston_req_local_port(const piston_req *req);

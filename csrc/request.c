@@ -27,6 +27,10 @@ piston_req *piston__req_new(piston_loop *loop, piston__conn *c) {
 /* Ready for the next request on the same connection; keeps allocations. */
 void piston__req_reset(piston_req *r, piston__conn *c) {
   r->conn = c;
+  size_t plen = c->peer_len < sizeof r->peer ? c->peer_len : sizeof r->peer;
+  memset(&r->peer, 0, sizeof r->peer);
+  memcpy(&r->peer, &c->peer, plen);
+  r->peer_done = false;
   r->base = c->rbuf;
   r->method_off = r->method_len = r->target_off = r->target_len = 0;
   r->path_off = r->path_len = r->query_off = r->query_len = 0;
@@ -42,6 +46,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->discard_body = r->reading_paused = r->headers_done = false;
   r->url_done = r->hdr_open = false;
   r->resp = RESP_NONE;
+  r->loop_ended = false;
   r->status = 0;
   r->chunked = r->no_body = r->close_after = false;
   r->resp_left = -1;
@@ -139,35 +144,27 @@ int64_t piston_req_content_length(const piston_req *r) {
   return r->content_length;
 }
 
-/* The peer address lives in the connection; a detached request has lost
- * it, so it is formatted into the request on first use. */
-static _Thread_local char addr_buf[INET6_ADDRSTRLEN];
-
-const char *piston_req_remote_addr(const piston_req *r, int *port) {
-  pthread_mutex_lock((pthread_mutex_t *)&r->lock);
-  const piston__conn *c = r->conn;
-  struct sockaddr_storage ss;
-  bool have = c != NULL;
-  if (have)
-    ss = c->peer;
-  pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
-  if (port)
-    *port = 0;
-  addr_buf[0] = '\0';
-  if (!have)
-    return addr_buf;
-  if (ss.ss_family == AF_INET) {
-    const struct sockaddr_in *sa = (const struct sockaddr_in *)&ss;
-    inet_ntop(AF_INET, &sa->sin_addr, addr_buf, sizeof addr_buf);
-    if (port)
-      *port = ntohs(sa->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *)&ss;
-    inet_ntop(AF_INET6, &sa->sin6_addr, addr_buf, sizeof addr_buf);
-    if (port)
-      *port = ntohs(sa->sin6_port);
+const char *piston_req_remote_addr(const piston_req *cr, int *port) {
+  piston_req *r = (piston_req *)cr; /* formatting once is not a change */
+  pthread_mutex_lock(&r->lock);
+  if (!r->peer_done) {
+    r->peer_text[0] = '\0';
+    r->peer_port = 0;
+    if (r->peer.sa.sa_family == AF_INET) {
+      inet_ntop(AF_INET, &r->peer.in4.sin_addr, r->peer_text,
+                sizeof r->peer_text);
+      r->peer_port = ntohs(r->peer.in4.sin_port);
+    } else if (r->peer.sa.sa_family == AF_INET6) {
+      inet_ntop(AF_INET6, &r->peer.in6.sin6_addr, r->peer_text,
+                sizeof r->peer_text);
+      r->peer_port = ntohs(r->peer.in6.sin6_port);
+    }
+    r->peer_done = true;
   }
-  return addr_buf;
+  pthread_mutex_unlock(&r->lock);
+  if (port)
+    *port = r->peer_port;
+  return r->peer_text;
 }
 
 int piston_req_local_port(const piston_req *r) {
@@ -324,6 +321,8 @@ void piston__req_apply_post(piston_req *r) {
     return;
   if (rc != 0 || (flags & POST_ABORT))
     c->abort_requested = true;
+  if (flags & POST_END)
+    r->loop_ended = true;
   piston__conn_mark_pending(c);
   piston__conn_mark_dirty(c);
 }

@@ -90,6 +90,8 @@ static int wend(wctx *w, unsigned flags, int rc) {
   if ((flags & POST_END) && rc == 0)
     piston__access_log(r); /* outside the lock: it reads the peer address */
   if (w->direct) {
+    if (flags & POST_END)
+      r->loop_ended = true;
     piston__conn_mark_dirty(w->conn);
     if (flags)
       piston__conn_mark_pending(w->conn);

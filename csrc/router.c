@@ -10,8 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char allow_get_head[] = "Allow: GET, HEAD\r\n";
-
 static bool keep_alive(const piston__conn *c, const piston_req *r) {
   /* a body we would have to drain, or a client waiting for 100-continue,
    * are not worth keeping the connection for */
@@ -119,11 +117,17 @@ bool piston__route(piston__conn *c, piston_req *r) {
   bool keep = keep_alive(c, r);
   int rc = 1; /* 1: not ours */
   bool path_known = false;
+  char allow[128] = "Allow: ";
+  size_t alen = 7;
   for (size_t i = 0; i < srv->nfixed && rc == 1; i++) {
     const piston__fixed_route *f = &srv->fixed[i];
     if (f->path_len != path.len || memcmp(f->path, path.ptr, path.len) != 0)
       continue;
     path_known = true;
+    const char *m = f->method ? f->method : "GET, HEAD";
+    if (alen + strlen(m) + 5 < sizeof allow)
+      alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "%s%s",
+                               alen > 7 ? ", " : "", m);
     if (f->method ? method_is(method, f->method) ||
                         (r->is_head && strcmp(f->method, "GET") == 0)
                   : get)
@@ -135,13 +139,16 @@ bool piston__route(piston__conn *c, piston_req *r) {
     path_known = true;
     if (get)
       rc = send_file(c, r, &srv->dirs[i], keep);
+    else
+      alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "GET, HEAD");
   }
+  memcpy(allow + alen, "\r\n", 3);
   if (rc == 1 && (path_known || !srv->on_request)) {
     /* a native path asked with another method, or no host to ask */
     r->status = path_known ? 405 : 404;
     if (!srv->on_request || path_known)
       rc = piston__resp_simple(&c->out, path_known ? 405 : 404,
-                               path_known ? allow_get_head : NULL, keep,
+                               path_known ? allow : NULL, keep,
                                r->is_head);
   }
   if (rc == 1)
@@ -152,6 +159,7 @@ bool piston__route(piston__conn *c, piston_req *r) {
   r->native = true;
   r->discard_body = true;
   r->resp = RESP_ENDED;
+  r->loop_ended = true;
   if (rc < 0 || !keep)
     r->close_after = true;
   piston__conn_mark_dirty(c);
