@@ -23,8 +23,7 @@
 #define READ_BUDGET 4
 
 void piston__conn_accepted(piston_loop *loop, int fd,
-                           const struct sockaddr_storage *peer,
-                           socklen_t len) {
+                           const struct sockaddr_storage *peer, socklen_t len) {
   piston__conn *c = calloc(1, sizeof *c);
   if (!c) {
     close(fd);
@@ -45,8 +44,8 @@ void piston__conn_accepted(piston_loop *loop, int fd,
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
-  struct epoll_event ev = {
-      .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                           .data.ptr = c};
   if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     close(fd);
     free(c);
@@ -89,29 +88,29 @@ static void drop_req(piston__conn *c) {
     c->spare = r; /* nobody else holds it: reuse for the next request */
     return;
   }
+  /* Pipelined bytes behind the head move to a fresh buffer, copied before
+   * the request is released: the host may free it (and the buffer) on
+   * another thread the moment our reference goes. */
+  bool give = c->rbuf && r->base == c->rbuf;
+  uint32_t left = c->rlen - c->rpos;
+  char *fresh = NULL;
+  if (give && left > 0 && c->state != CONN_CLOSED) {
+    fresh = piston__rbuf_get(c->loop);
+    if (fresh)
+      memcpy(fresh, c->rbuf + c->rpos, left);
+    else
+      c->broken = true;
+  }
   pthread_mutex_lock(&r->lock);
   r->conn = NULL;
-  char *given = NULL;
-  if (c->rbuf && r->base == c->rbuf) {
-    given = r->owned_base = c->rbuf;
-    c->rbuf = NULL;
-  }
+  if (give)
+    r->owned_base = c->rbuf;
   pthread_mutex_unlock(&r->lock);
   piston_req_release(r);
-  uint32_t left = c->rlen - c->rpos;
-  if (given && left > 0 && c->state != CONN_CLOSED) {
-    /* pipelined bytes behind the head move to a fresh buffer */
-    c->rbuf = piston__rbuf_get(c->loop);
-    if (!c->rbuf) {
-      c->broken = true;
-      c->rlen = c->rpos = 0;
-      return;
-    }
-    memcpy(c->rbuf, given + c->rpos, left);
-    c->rlen = left;
+  if (give) {
+    c->rbuf = fresh;
+    c->rlen = fresh ? left : 0;
     c->rpos = 0;
-  } else if (given) {
-    c->rlen = c->rpos = 0;
   }
 }
 
@@ -151,9 +150,7 @@ void piston__conn_close(piston__conn *c) {
 static void restore_timer(piston__conn *c) {
   int kind = TIMER_NONE;
   switch (c->state) {
-  case CONN_IDLE:
-    kind = TIMER_IDLE;
-    break;
+  case CONN_IDLE: kind = TIMER_IDLE; break;
   case CONN_HEAD:
     return; /* runs from the first byte; progress does not extend it */
   case CONN_ACTIVE: {
@@ -163,12 +160,8 @@ static void restore_timer(piston__conn *c) {
       kind = TIMER_BODY;
     break;
   }
-  case CONN_CLOSING:
-    kind = TIMER_WRITE;
-    break;
-  case CONN_LINGER:
-    kind = TIMER_LINGER;
-    break;
+  case CONN_CLOSING: kind = TIMER_WRITE; break;
+  case CONN_LINGER: kind = TIMER_LINGER; break;
   }
   if (c->out.pending && !c->writable)
     kind = TIMER_WRITE;
@@ -246,6 +239,7 @@ static void request_done(piston__conn *c) {
   piston_req *r = c->req;
   bool reuse = r->keepalive && !r->close_after && !c->broken && !c->peer_eof &&
                !c->loop->stopping;
+  c->served++;
   drop_req(c);
   if (!reuse) {
     c->state = CONN_CLOSING;
@@ -282,7 +276,8 @@ static void parse(piston__conn *c) {
   } else if (err == HPE_OK) {
     c->rpos = c->rlen;
   } else {
-    int status = c->reject_status ? c->reject_status : parse_error_status(&c->parser, err);
+    int status = c->reject_status ? c->reject_status
+                                  : parse_error_status(&c->parser, err);
     c->reject_status = 0;
     piston__conn_reject(c, status);
     return;
@@ -480,23 +475,23 @@ void piston__conn_flush(piston__conn *c) {
 
 void piston__conn_timeout(piston__conn *c, int kind) {
   switch (c->state) {
-  case CONN_HEAD:
-    piston__conn_reject(c, 408);
-    return;
+  case CONN_HEAD: piston__conn_reject(c, 408); return;
   case CONN_ACTIVE:
     if (kind == TIMER_BODY && c->req) {
       piston__conn_reject(c, 408); /* closes if a response has started */
       return;
     }
     break;
-  default:
-    break;
+  default: break;
   }
   piston__conn_close(c);
 }
 
 void piston__conn_stop(piston__conn *c) {
-  if (c->state == CONN_IDLE)
+  /* Only a keep-alive connection with nothing to read is idle. A connection
+   * accepted but not read yet has a request on its way: it gets its answer
+   * (with Connection: close), or the head timeout. */
+  if (c->state == CONN_IDLE && c->served > 0 && !c->readable)
     piston__conn_close(c);
   /* the rest see loop->stopping when their response ends */
 }

@@ -7,8 +7,7 @@
 const char *piston_strerror(int err) {
   switch (err) {
 #define PISTON_ERR_MSG_(name, value, msg)                                      \
-  case value:                                                                  \
-    return msg;
+  case value: return msg;
     PISTON_ERRNO_MAP(PISTON_ERR_MSG_)
 #undef PISTON_ERR_MSG_
   }
@@ -18,8 +17,7 @@ const char *piston_strerror(int err) {
 const char *piston_err_name(int err) {
   switch (err) {
 #define PISTON_ERR_NAME_(name, value, msg)                                     \
-  case value:                                                                  \
-    return "PISTON_E" #name;
+  case value: return "PISTON_E" #name;
     PISTON_ERRNO_MAP(PISTON_ERR_NAME_)
 #undef PISTON_ERR_NAME_
   }

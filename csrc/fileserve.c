@@ -45,13 +45,10 @@ int piston__mount_open(piston__mount *m, const char *dir) {
     case ENOENT:
     case ENOTDIR:
     case ELOOP:
-    case ENAMETOOLONG:
-      return PISTON_EINVAL;
+    case ENAMETOOLONG: return PISTON_EINVAL;
     case EACCES:
-    case EPERM:
-      return PISTON_EACCES;
-    default:
-      return PISTON_ESYS;
+    case EPERM: return PISTON_EACCES;
+    default: return PISTON_ESYS;
     }
   }
   /* Probe once: old kernels say ENOSYS, some seccomp profiles EPERM. Either

@@ -26,6 +26,7 @@ typedef struct {
   int port;      /* TCP: requested, then the one bound */
   char *path;    /* UNIX */
   int shared_fd; /* UNIX and FD: one socket for every loop, else -1 */
+  bool bound;    /* TCP: a loop has bound it; later loops join it */
   bool own_fd;   /* close shared_fd with the server */
 } piston__listen_spec;
 
@@ -109,21 +110,21 @@ struct piston_loop {
   piston__timer_list timers[TIMER__COUNT];
   uint64_t timer_armed_ms; /* 0: disarmed */
 
-  piston__conn *pending;       /* conns needing conn_run this pass */
-  piston__conn *dirty;         /* conns with output to flush this pass */
-  bool dispatched;             /* a request reached the host this pass */
+  piston__conn *pending; /* conns needing conn_run this pass */
+  piston__conn *dirty;   /* conns with output to flush this pass */
+  bool dispatched;       /* a request reached the host this pass */
 
   pthread_mutex_t inbox_lock;
-  piston_req *inbox;           /* posts from other threads, LIFO */
+  piston_req *inbox; /* posts from other threads, LIFO */
   atomic_int stop_requested;
   atomic_int stop_deadline_ms;
   bool stopping;
   uint64_t stop_at_ms;
   bool stopped;
 
-  piston__conn *dead;          /* closed this pass, freed at its end */
-  piston__conn *all;           /* every open connection */
-  uint64_t accept_resume_ms;   /* accept paused (fd limit) until then */
+  piston__conn *dead;        /* closed this pass, freed at its end */
+  piston__conn *all;         /* every open connection */
+  uint64_t accept_resume_ms; /* accept paused (fd limit) until then */
 
   char **rbuf_free; /* spare read buffers, so idle conns need none */
   size_t nrbuf_free;
@@ -132,12 +133,12 @@ struct piston_loop {
 /* ---- connections ---- */
 
 typedef enum {
-  CONN_IDLE,     /* between requests, no byte of the next yet */
-  CONN_HEAD,     /* reading a request head */
-  CONN_ACTIVE,   /* a request is with the host or being answered */
-  CONN_CLOSING,  /* flushing the last response, then close */
-  CONN_LINGER,   /* write side shut; draining input before close */
-  CONN_CLOSED,   /* freed at the end of the poll pass */
+  CONN_IDLE,    /* between requests, no byte of the next yet */
+  CONN_HEAD,    /* reading a request head */
+  CONN_ACTIVE,  /* a request is with the host or being answered */
+  CONN_CLOSING, /* flushing the last response, then close */
+  CONN_LINGER,  /* write side shut; draining input before close */
+  CONN_CLOSED,  /* freed at the end of the poll pass */
 } piston__conn_state;
 
 struct piston__conn {
@@ -156,8 +157,9 @@ struct piston__conn {
   piston_req *req;     /* the request being read or answered */
   piston_req *spare;   /* a finished request kept for reuse */
   piston__outq out;
-  int reject_status; /* set by parse callbacks to reject with this status */
-  uint32_t keep; /* rbuf bytes the current head occupies */
+  int reject_status;    /* set by parse callbacks to reject with this status */
+  uint32_t served;      /* requests answered on this connection */
+  uint32_t keep;        /* rbuf bytes the current head occupies */
   bool abort_requested; /* the host aborted the exchange */
   piston__conn *pending_next, *dirty_next;
   piston__conn *aprev, *anext; /* the loop's list of all connections */
@@ -243,8 +245,8 @@ struct piston_req {
   piston_req_event_cb ev_cb;
   void *ev_ud;
   void *userdata;
-  bool closed;     /* the client is gone (guarded by lock) */
-  bool want_drain; /* a write reported pressure (guarded by lock) */
+  bool closed;              /* the client is gone (guarded by lock) */
+  bool want_drain;          /* a write reported pressure (guarded by lock) */
   atomic_ullong out_queued; /* bytes queued on the connection, for writers */
 
   /* posts from other threads (guarded by lock) */
@@ -322,8 +324,7 @@ const char *piston__reason(int status);
 const char *piston__date_line(void);
 
 /* log */
-void piston__log(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
+void piston__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static inline piston_str piston__slice(const char *base, uint32_t off,
                                        uint32_t len) {

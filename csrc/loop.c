@@ -29,22 +29,34 @@ _Thread_local piston_loop *piston__current_loop;
 
 static int sys_err(int e) {
   switch (e) {
-  case EADDRINUSE:
-    return PISTON_EADDRINUSE;
-  case EADDRNOTAVAIL:
-    return PISTON_EADDRNOTAVAIL;
+  case EADDRINUSE: return PISTON_EADDRINUSE;
+  case EADDRNOTAVAIL: return PISTON_EADDRNOTAVAIL;
   case EACCES:
-  case EPERM:
-    return PISTON_EACCES;
+  case EPERM: return PISTON_EACCES;
   case ENOMEM:
-  case ENOBUFS:
-    return PISTON_ENOMEM;
-  default:
-    return PISTON_ESYS;
+  case ENOBUFS: return PISTON_ENOMEM;
+  default: return PISTON_ESYS;
   }
 }
 
 /* ---- listening sockets ---- */
+
+/* SO_REUSEPORT lets any process of the same user join a port, so a second
+ * server started by mistake would silently share it. Before its first loop
+ * binds, a server checks with a plain bind that the port is free. */
+static int probe_free(const struct addrinfo *ai) {
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return sys_err(errno);
+  int one = 1, rc = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ai->ai_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+    rc = sys_err(errno);
+  close(fd);
+  return rc;
+}
 
 static int bind_tcp(piston_server *srv, piston__listen_spec *spec) {
   struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -53,10 +65,19 @@ static int bind_tcp(piston_server *srv, piston__listen_spec *spec) {
   char port[8];
   pthread_mutex_lock(&srv->lock);
   snprintf(port, sizeof port, "%d", spec->port);
+  bool probe =
+      !spec->bound && spec->port != 0 && !srv->opt[PISTON_OPT_SHARE_PORT];
   pthread_mutex_unlock(&srv->lock);
   struct addrinfo *ai = NULL;
   if (getaddrinfo(spec->host, port, &hints, &ai) != 0 || !ai)
     return PISTON_ERESOLVE;
+  if (probe) {
+    int rc = probe_free(ai);
+    if (rc < 0) {
+      freeaddrinfo(ai);
+      return rc;
+    }
+  }
   int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     freeaddrinfo(ai);
@@ -78,6 +99,7 @@ static int bind_tcp(piston_server *srv, piston__listen_spec *spec) {
     return rc;
   }
   pthread_mutex_lock(&srv->lock);
+  spec->bound = true;
   if (spec->port == 0) { /* later loops join the port the kernel picked */
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -103,8 +125,8 @@ static int bind_unix(piston_server *srv, piston__listen_spec *spec) {
   struct stat st;
   if (lstat(spec->path, &st) == 0 && S_ISSOCK(st.st_mode)) {
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool live = probe >= 0 &&
-                connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+    bool live =
+        probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
     if (probe >= 0)
       close(probe);
     if (live) {
@@ -160,9 +182,9 @@ static void listeners_watch(piston_loop *l, bool on) {
       continue;
     if (on) {
       /* EPOLLEXCLUSIVE: a socket shared by loops wakes one of them */
-      struct epoll_event ev = {
-          .events = EPOLLIN | (li->shared ? EPOLLEXCLUSIVE : 0),
-          .data.ptr = li};
+      struct epoll_event ev = {.events =
+                                   EPOLLIN | (li->shared ? EPOLLEXCLUSIVE : 0),
+                               .data.ptr = li};
       epoll_ctl(l->epfd, EPOLL_CTL_ADD, li->fd, &ev);
     } else {
       epoll_ctl(l->epfd, EPOLL_CTL_DEL, li->fd, NULL);
@@ -248,7 +270,8 @@ size_t piston_loop_connections(const piston_loop *l) {
   return l->nconns;
 }
 
-/* ---- read buffers: kept per loop so that an idle connection holds none ---- */
+/* ---- read buffers: kept per loop so that an idle connection holds none ----
+ */
 
 uint32_t piston__rbuf_size(const piston_server *srv) {
   /* a whole head must fit, plus room to read body bytes behind it */
@@ -453,12 +476,8 @@ static int pass(piston_loop *l, int timeout_ms) {
     case TAG_CONN:
       piston__conn_on_io((piston__conn *)(void *)tag, evs[i].events);
       break;
-    case TAG_LISTENER:
-      accept_some(l, (piston__listener *)(void *)tag);
-      break;
-    case TAG_INBOX:
-      drain_inbox(l);
-      break;
+    case TAG_LISTENER: accept_some(l, (piston__listener *)(void *)tag); break;
+    case TAG_INBOX: drain_inbox(l); break;
     case TAG_TIMER: {
       uint64_t v;
       ssize_t r = read(l->tfd, &v, sizeof v);

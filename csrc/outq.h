@@ -9,8 +9,8 @@
 #include <sys/types.h>
 
 typedef struct {
-  int fd;         /* -1: bytes at buf[off, off+len); else an owned file */
-  uint64_t off;   /* buffer offset, or file offset */
+  int fd;       /* -1: bytes at buf[off, off+len); else an owned file */
+  uint64_t off; /* buffer offset, or file offset */
   uint64_t len;
 } piston__seg;
 

@@ -126,8 +126,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     r->body_total += len;
     return 0;
   }
-  span(c, at, len, &r->hdrs[r->nhdrs].value_off,
-       &r->hdrs[r->nhdrs].value_len);
+  span(c, at, len, &r->hdrs[r->nhdrs].value_off, &r->hdrs[r->nhdrs].value_len);
   return 0;
 }
 
@@ -240,7 +239,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 static int on_chunk_header(llhttp_t *p) {
   piston__conn *c = conn_of(p);
   int64_t max_body = c->loop->srv->opt[PISTON_OPT_MAX_BODY_SIZE];
-  if (max_body > 0 && c->req->body_total + p->content_length > (uint64_t)max_body)
+  if (max_body > 0 &&
+      c->req->body_total + p->content_length > (uint64_t)max_body)
     return reject(c, 413);
   return 0;
 }

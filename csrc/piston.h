@@ -36,7 +36,7 @@ extern "C" {
   X(NOMEM, -1, "out of memory")                                                \
   X(INVAL, -2, "invalid argument")                                             \
   X(CLOSED, -3, "connection closed by the client")                             \
-  X(STATE, -4, "call not allowed in the request's current state")             \
+  X(STATE, -4, "call not allowed in the request's current state")              \
   X(ADDRINUSE, -5, "address already in use")                                   \
   X(ADDRNOTAVAIL, -6, "address not available")                                 \
   X(ACCES, -7, "permission denied")                                            \
@@ -72,19 +72,22 @@ typedef struct {
 /* ---- server: configuration, routes, handler ------------------------------ */
 
 typedef enum {
-  PISTON_OPT_MAX_HEAD_SIZE,      /* bytes of request line + headers (431) */
-  PISTON_OPT_MAX_URL_SIZE,       /* bytes of the request target (414) */
-  PISTON_OPT_MAX_HEADERS,        /* header fields per request (431) */
-  PISTON_OPT_MAX_BODY_SIZE,      /* request body bytes (413); 0 = no limit */
-  PISTON_OPT_HEAD_TIMEOUT_MS,    /* first byte to end of head */
-  PISTON_OPT_BODY_TIMEOUT_MS,    /* longest wait for more request body */
-  PISTON_OPT_IDLE_TIMEOUT_MS,    /* keep-alive wait for the next request */
-  PISTON_OPT_WRITE_TIMEOUT_MS,   /* longest wait for the client to read */
-  PISTON_OPT_BODY_HIGH_WATER,    /* buffered request body before reads pause */
-  PISTON_OPT_WRITE_HIGH_WATER,   /* queued response bytes before writers wait */
-  PISTON_OPT_BACKLOG,            /* listen(2) backlog */
-  PISTON_OPT_MAX_CONNECTIONS,    /* per loop; accept pauses beyond it */
-  PISTON_OPT_ACCESS_LOG,         /* 1: one line per response on stderr */
+  PISTON_OPT_MAX_HEAD_SIZE,    /* bytes of request line + headers (431) */
+  PISTON_OPT_MAX_URL_SIZE,     /* bytes of the request target (414) */
+  PISTON_OPT_MAX_HEADERS,      /* header fields per request (431) */
+  PISTON_OPT_MAX_BODY_SIZE,    /* request body bytes (413); 0 = no limit */
+  PISTON_OPT_HEAD_TIMEOUT_MS,  /* first byte to end of head */
+  PISTON_OPT_BODY_TIMEOUT_MS,  /* longest wait for more request body */
+  PISTON_OPT_IDLE_TIMEOUT_MS,  /* keep-alive wait for the next request */
+  PISTON_OPT_WRITE_TIMEOUT_MS, /* longest wait for the client to read */
+  PISTON_OPT_BODY_HIGH_WATER,  /* buffered request body before reads pause */
+  PISTON_OPT_WRITE_HIGH_WATER, /* queued response bytes before writers wait */
+  PISTON_OPT_BACKLOG,          /* listen(2) backlog */
+  PISTON_OPT_MAX_CONNECTIONS,  /* per loop; accept pauses beyond it */
+  PISTON_OPT_ACCESS_LOG,       /* 1: one line per response on stderr */
+  PISTON_OPT_SHARE_PORT,       /* 1: join a TCP port other processes of this
+                                  user listen on (prefork workers); 0: a port
+                                  in use is PISTON_EADDRINUSE */
   PISTON_OPT__COUNT
 } piston_option;
 
@@ -99,9 +102,8 @@ typedef void (*piston_batch_cb)(piston_loop *loop, void *userdata);
 PISTON_EXPORT piston_server *piston_server_new(void);
 /* Frees the server; every loop made from it must be freed first. */
 PISTON_EXPORT void piston_server_free(piston_server *srv);
-PISTON_EXPORT PISTON_MUST_CHECK int piston_server_set(piston_server *srv,
-                                                      piston_option opt,
-                                                      int64_t value);
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_set(piston_server *srv, piston_option opt, int64_t value);
 PISTON_EXPORT int64_t piston_server_get(const piston_server *srv,
                                         piston_option opt);
 PISTON_EXPORT void piston_server_on_request(piston_server *srv,
@@ -115,12 +117,11 @@ PISTON_EXPORT void piston_server_on_batch_end(piston_server *srv,
  * (without brackets); port 0 picks a free port (then all loops share the
  * port chosen by the first). Each loop binds its own socket with
  * SO_REUSEPORT. */
-PISTON_EXPORT PISTON_MUST_CHECK int piston_server_listen_tcp(piston_server *srv,
-                                                             const char *host,
-                                                             int port);
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_listen_tcp(piston_server *srv, const char *host, int port);
 /* A Unix socket path; one socket shared by every loop. */
-PISTON_EXPORT PISTON_MUST_CHECK int piston_server_listen_unix(piston_server *srv,
-                                                              const char *path);
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_listen_unix(piston_server *srv, const char *path);
 /* An already listening socket (systemd, a supervisor); shared by every loop.
  * The server does not close it. */
 PISTON_EXPORT PISTON_MUST_CHECK int piston_server_listen_fd(piston_server *srv,
@@ -130,17 +131,19 @@ PISTON_EXPORT int piston_server_port(const piston_server *srv, size_t i);
 
 /* A fixed response: method (NULL = GET and HEAD) and exact path. Headers and
  * body are copied and serialised once; Date and framing are added. */
-PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_fixed(
-    piston_server *srv, const char *method, const char *path, int status,
-    const piston_header *headers, size_t nheaders, const void *body,
-    size_t body_len);
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_route_fixed(piston_server *srv, const char *method,
+                          const char *path, int status,
+                          const piston_header *headers, size_t nheaders,
+                          const void *body, size_t body_len);
 /* Serves files under dir for request paths starting with prefix ("/static").
  * Paths that resolve outside dir (by "..", encoding or symlinks) are 404. */
 PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_dir(piston_server *srv,
                                                             const char *prefix,
                                                             const char *dir);
 
-/* ---- loops ---------------------------------------------------------------- */
+/* ---- loops ----------------------------------------------------------------
+ */
 
 /* Creates a loop and its listening sockets. On failure returns NULL and
  * stores a PISTON_E* code in *err. */
@@ -221,23 +224,18 @@ PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_start(piston_req *req,
                                                       int status,
                                                       const piston_header *h,
                                                       size_t nheaders);
-PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_write(piston_req *req,
-                                                      const void *data,
-                                                      size_t len);
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_resp_write(piston_req *req, const void *data, size_t len);
 /* Sends len bytes of fd from offset. The engine dups fd. */
-PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_sendfile(piston_req *req,
-                                                         int fd, off_t offset,
-                                                         size_t len);
-PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_end(piston_req *req,
-                                                    const piston_header *trailers,
-                                                    size_t ntrailers);
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_resp_sendfile(piston_req *req, int fd, off_t offset, size_t len);
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_resp_end(piston_req *req, const piston_header *trailers,
+                size_t ntrailers);
 /* start + write + end with Content-Length, in one call. */
-PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_send(piston_req *req,
-                                                     int status,
-                                                     const piston_header *h,
-                                                     size_t nheaders,
-                                                     const void *body,
-                                                     size_t len);
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_resp_send(piston_req *req, int status, const piston_header *h,
+                 size_t nheaders, const void *body, size_t len);
 /* Ends the exchange abnormally: a 500 if nothing was sent yet, otherwise the
  * connection is closed. */
 PISTON_EXPORT void piston_resp_abort(piston_req *req);

@@ -144,8 +144,8 @@ static int parse_length(piston_str v, int64_t *out) {
 }
 
 /* forced_len >= 0: the caller knows the body length (resp_send). */
-static int start_locked(wctx *w, int status, const piston_header *h,
-                        size_t nh, int64_t forced_len) {
+static int start_locked(wctx *w, int status, const piston_header *h, size_t nh,
+                        int64_t forced_len) {
   piston_req *r = w->req;
   if (r->resp != RESP_NONE)
     return PISTON_ESTATE;
@@ -189,7 +189,8 @@ static int start_locked(wctx *w, int status, const piston_header *h,
 
   size_t sl_len;
   const char *sl = piston__status_line(status, &sl_len);
-  char *p = piston__outq_reserve(w->q, sl_len + PISTON_DATE_LINE_LEN + need + 96);
+  char *p =
+      piston__outq_reserve(w->q, sl_len + PISTON_DATE_LINE_LEN + need + 96);
   if (!p)
     return PISTON_ENOMEM;
   char *s = p;
@@ -388,6 +389,7 @@ void piston_resp_abort(piston_req *r) {
   if (wbegin(r, &w) < 0)
     return;
   int rc = 0;
+  bool ends_now = r->resp == RESP_NONE;
   if (r->resp == RESP_NONE) {
     r->keepalive = false;
     r->close_after = true;
@@ -400,7 +402,7 @@ void piston_resp_abort(piston_req *r) {
     if (w.direct)
       w.conn->abort_requested = true;
   }
-  wend(&w, r->resp == RESP_ENDED ? POST_END : 0, rc);
+  wend(&w, ends_now ? POST_END : 0, rc); /* after an end: nothing to do */
 }
 
 int piston_resp_started(const piston_req *r) {

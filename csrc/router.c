@@ -55,8 +55,8 @@ static int send_fixed(piston__conn *c, piston_req *r,
   return 0;
 }
 
-static int send_file(piston__conn *c, piston_req *r,
-                     const piston__dir_route *d, bool keep) {
+static int send_file(piston__conn *c, piston_req *r, const piston__dir_route *d,
+                     bool keep) {
   piston_str path = piston_req_path(r);
   piston_str sub = {path.ptr + d->prefix_len, path.len - d->prefix_len};
   piston__file_cond cond = {
@@ -69,8 +69,8 @@ static int send_file(piston__conn *c, piston_req *r,
   int rc = piston__file_serve(&d->mount, sub, &cond, &fr);
   r->status = rc < 0 ? 500 : fr.status;
   if (rc < 0)
-    return piston__resp_simple(&c->out, rc == PISTON_ENOMEM ? 503 : 500,
-                               NULL, false, r->is_head);
+    return piston__resp_simple(&c->out, rc == PISTON_ENOMEM ? 503 : 500, NULL,
+                               false, r->is_head);
   if (fr.status == 404)
     return piston__resp_simple(&c->out, 404, NULL, keep, r->is_head);
   size_t sl_len;
@@ -148,8 +148,7 @@ bool piston__route(piston__conn *c, piston_req *r) {
     r->status = path_known ? 405 : 404;
     if (!srv->on_request || path_known)
       rc = piston__resp_simple(&c->out, path_known ? 405 : 404,
-                               path_known ? allow : NULL, keep,
-                               r->is_head);
+                               path_known ? allow : NULL, keep, r->is_head);
   }
   if (rc == 1)
     return false;

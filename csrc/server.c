@@ -22,20 +22,16 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
     [PISTON_OPT_BACKLOG] = 4096,
     [PISTON_OPT_MAX_CONNECTIONS] = 100000,
     [PISTON_OPT_ACCESS_LOG] = 0,
+    [PISTON_OPT_SHARE_PORT] = 0,
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
 static const int64_t minimums[PISTON_OPT__COUNT] = {
-    [PISTON_OPT_MAX_HEAD_SIZE] = 256,
-    [PISTON_OPT_MAX_URL_SIZE] = 16,
-    [PISTON_OPT_MAX_HEADERS] = 1,
-    [PISTON_OPT_HEAD_TIMEOUT_MS] = 1,
-    [PISTON_OPT_BODY_TIMEOUT_MS] = 1,
-    [PISTON_OPT_IDLE_TIMEOUT_MS] = 1,
-    [PISTON_OPT_WRITE_TIMEOUT_MS] = 1,
-    [PISTON_OPT_BODY_HIGH_WATER] = 1024,
-    [PISTON_OPT_WRITE_HIGH_WATER] = 1024,
-    [PISTON_OPT_BACKLOG] = 1,
+    [PISTON_OPT_MAX_HEAD_SIZE] = 256,     [PISTON_OPT_MAX_URL_SIZE] = 16,
+    [PISTON_OPT_MAX_HEADERS] = 1,         [PISTON_OPT_HEAD_TIMEOUT_MS] = 1,
+    [PISTON_OPT_BODY_TIMEOUT_MS] = 1,     [PISTON_OPT_IDLE_TIMEOUT_MS] = 1,
+    [PISTON_OPT_WRITE_TIMEOUT_MS] = 1,    [PISTON_OPT_BODY_HIGH_WATER] = 1024,
+    [PISTON_OPT_WRITE_HIGH_WATER] = 1024, [PISTON_OPT_BACKLOG] = 1,
     [PISTON_OPT_MAX_CONNECTIONS] = 1,
 };
 
@@ -192,8 +188,8 @@ int piston_server_route_fixed(piston_server *s, const char *method,
                               const piston_header *h, size_t nh,
                               const void *body, size_t body_len) {
   if (!path || path[0] != '/' || status < 200 || status > 999 ||
-      (method && !valid_token(method, strlen(method))) ||
-      (body_len && !body) || atomic_load(&s->nloops) > 0)
+      (method && !valid_token(method, strlen(method))) || (body_len && !body) ||
+      atomic_load(&s->nloops) > 0)
     return PISTON_EINVAL;
   size_t flen = 64;
   for (size_t i = 0; i < nh; i++) {

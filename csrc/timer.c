@@ -19,16 +19,11 @@ uint64_t piston__now_ms(void) {
 
 static uint64_t duration(const piston_server *s, int kind) {
   switch (kind) {
-  case TIMER_HEAD:
-    return (uint64_t)s->opt[PISTON_OPT_HEAD_TIMEOUT_MS];
-  case TIMER_BODY:
-    return (uint64_t)s->opt[PISTON_OPT_BODY_TIMEOUT_MS];
-  case TIMER_IDLE:
-    return (uint64_t)s->opt[PISTON_OPT_IDLE_TIMEOUT_MS];
-  case TIMER_WRITE:
-    return (uint64_t)s->opt[PISTON_OPT_WRITE_TIMEOUT_MS];
-  default:
-    return LINGER_MS;
+  case TIMER_HEAD: return (uint64_t)s->opt[PISTON_OPT_HEAD_TIMEOUT_MS];
+  case TIMER_BODY: return (uint64_t)s->opt[PISTON_OPT_BODY_TIMEOUT_MS];
+  case TIMER_IDLE: return (uint64_t)s->opt[PISTON_OPT_IDLE_TIMEOUT_MS];
+  case TIMER_WRITE: return (uint64_t)s->opt[PISTON_OPT_WRITE_TIMEOUT_MS];
+  default: return LINGER_MS;
   }
 }
 

@@ -16,10 +16,12 @@ const char piston_cli_common_help[] =
     "  --max-head-size BYTES  request line + headers (default 16384) -> 431\n"
     "  --max-url-size BYTES   request target (default 8192) -> 414\n"
     "  --max-headers N        header fields (default 100) -> 431\n"
-    "  --max-body-size BYTES  request body, 0 = no limit (default 1 GiB) -> 413\n"
+    "  --max-body-size BYTES  request body, 0 = no limit (default 1 GiB) -> "
+    "413\n"
     "  --head-timeout SECS    to receive a whole head (default 10) -> 408\n"
     "  --body-timeout SECS    between body bytes (default 30) -> 408\n"
-    "  --idle-timeout SECS    keep-alive wait for the next request (default 5)\n"
+    "  --idle-timeout SECS    keep-alive wait for the next request (default "
+    "5)\n"
     "  --write-timeout SECS   for the client to read (default 30)\n"
     "  --shutdown-timeout SECS  grace for in-flight requests on SIGTERM "
     "(default 30)\n"
@@ -208,10 +210,12 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
     int err = 0;
     loops[i] = piston_loop_new(srv, &err);
     if (!loops[i]) {
-      fprintf(stderr, "%s: cannot listen on %s: %s\n", cli->prog,
-              cli->binds[0], piston_strerror(err));
+      fprintf(stderr, "%s: cannot listen on %s: %s\n", cli->prog, cli->binds[0],
+              piston_strerror(err));
       for (int k = 0; k < i; k++)
         piston_loop_free(loops[k]);
+      free(loops);
+      free(th);
       return 1;
     }
   }

@@ -8,7 +8,8 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: piston-static [--bind HOST:PORT] [--dir DIR] [--text PATH=BODY]...\n"
+    "usage: piston-static [--bind HOST:PORT] [--dir DIR] [--text "
+    "PATH=BODY]...\n"
     "                     [--threads N] [limits and timeouts]\n"
     "\n"
     "Serves fixed text responses and the files of one directory over "
@@ -19,9 +20,8 @@ static const char usage[] =
     "(repeatable)\n";
 
 int main(int argc, char **argv) {
-  piston_cli cli = {.prog = "piston-static",
-                    .threads = 1,
-                    .shutdown_timeout_ms = 30000};
+  piston_cli cli = {
+      .prog = "piston-static", .threads = 1, .shutdown_timeout_ms = 30000};
   piston_server *srv = piston_server_new();
   if (!srv) {
     fprintf(stderr, "piston-static: out of memory\n");

@@ -25,7 +25,7 @@ static int check_passed_, check_failed_;
       check_passed_++;                                                         \
     } else {                                                                   \
       check_failed_++;                                                         \
-      fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__,         \
+      fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n", __FILE__,          \
               __LINE__, #a, a_, b_);                                           \
     }                                                                          \
   } while (0)
@@ -37,7 +37,7 @@ static int check_passed_, check_failed_;
       check_passed_++;                                                         \
     } else {                                                                   \
       check_failed_++;                                                         \
-      fprintf(stderr, "%s:%d: %s is \"%.*s\", expected \"%s\"\n", __FILE__,   \
+      fprintf(stderr, "%s:%d: %s is \"%.*s\", expected \"%s\"\n", __FILE__,    \
               __LINE__, #p, (int)n_, (const char *)(p), s);                    \
     }                                                                          \
   } while (0)

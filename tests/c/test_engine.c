@@ -17,7 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const piston_header text[] = {{{"Content-Type", 12}, {"text/plain", 10}}};
+static const piston_header text[] = {
+    {{"Content-Type", 12}, {"text/plain", 10}}};
 
 /* Host handler: /echo answers with the request body once it is complete;
  * /info describes the request; anything else is a chunked "a" "bc". */
@@ -58,10 +59,10 @@ static void on_request(piston_req *req, void *ud) {
     char out[512];
     piston_str m = piston_req_method(req), q = piston_req_query(req);
     piston_str h = piston_req_header(req, "X-TEST", 6);
-    int len = snprintf(out, sizeof out, "%.*s %.*s ?%.*s x=%.*s n=%zu",
-                       (int)m.len, m.ptr, (int)path.len, path.ptr, (int)q.len,
-                       q.ptr, (int)h.len, h.ptr ? h.ptr : "",
-                       piston_req_header_count(req));
+    int len =
+        snprintf(out, sizeof out, "%.*s %.*s ?%.*s x=%.*s n=%zu", (int)m.len,
+                 m.ptr, (int)path.len, path.ptr, (int)q.len, q.ptr, (int)h.len,
+                 h.ptr ? h.ptr : "", piston_req_header_count(req));
     (void)!piston_resp_send(req, 200, text, 1, out, (size_t)len);
   } else {
     (void)!piston_resp_start(req, 200, text, 1);
@@ -146,7 +147,8 @@ static const struct {
     {"absolute form", "GET http://h:80/info?z HTTP/1.1\r\nHost: h\r\n\r\n",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
      "Content-Length: 19\r\n\r\nGET /info ?z x= n=1"},
-    {"echo length", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\naaaaa",
+    {"echo length",
+     "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\naaaaa",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
      "Content-Length: 6\r\n\r\nbody=5"},
     {"echo chunked with extension and trailer",
@@ -166,11 +168,13 @@ static const struct {
      "Content-Length: 5\r\nConnection: close\r\n\r\nhello"},
     {"no host", "GET /hello HTTP/1.1\r\n\r\n",
      ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n"},
-    {"CL and TE", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
-                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    {"CL and TE",
+     "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
      ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n"},
-    {"TE then CL", "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
-                   "chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n",
+    {"TE then CL",
+     "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+     "chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n",
      ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n"},
     {"HTTP/2.0", "GET /hello HTTP/2.0\r\nHost: a\r\n\r\n",
      ERR("505", "HTTP Version Not Supported") "27\r\nConnection: "
@@ -178,15 +182,17 @@ static const struct {
                                               "Supported\n"},
     {"bare LF", "GET /hello HTTP/1.1\nHost: a\n\n",
      ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n"},
-    {"body too big", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n",
+    {"body too big",
+     "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n",
      ERR("413", "Content Too Large") "18\r\nConnection: close\r\n\r\nContent "
                                      "Too Large\n"},
     {"chunked body too big",
      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
      "2000\r\n",
      NULL /* checked by prefix below: the body arrives after dispatch */},
-    {"fixed path, other method", "DELETE /hello HTTP/1.1\r\nHost: a\r\n"
-                                 "Connection: close\r\n\r\n",
+    {"fixed path, other method",
+     "DELETE /hello HTTP/1.1\r\nHost: a\r\n"
+     "Connection: close\r\n\r\n",
      "HTTP/1.1 405 Method Not Allowed\r\n" DATE
      "Content-Type: text/plain; charset=utf-8\r\nAllow: GET, HEAD\r\n"
      "Content-Length: 19\r\nConnection: close\r\n\r\nMethod Not Allowed\n"},

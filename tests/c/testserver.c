@@ -1,0 +1,931 @@
+/* piston-testserver: a host program on the public API of piston.h, used by
+ * the protocol tests (tests/protocol). Every request goes through the host
+ * handler (no native routes), and the routes exercise each part of the API:
+ * body pulls with PISTON_EV_BODY on the loop thread and from a worker
+ * thread, writes with backpressure (PISTON_EV_DRAIN), trailers, sendfile,
+ * aborts, handles held until PISTON_EV_CLOSED, and /stats to check from the
+ * outside that every handle was released.
+ *
+ * Ownership rule of this file: every request handle taken in on_request is
+ * released exactly once, by whoever finishes it (the loop thread for the
+ * loop-side handlers, the worker for the thread-side ones); g_live counts
+ * the handles the host still holds. */
+#define _GNU_SOURCE
+#include "../../csrc/piston.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "piston-testserver"
+#define CHUNK (64 * 1024)
+
+static atomic_long g_live, g_closed_events, g_requests, g_batches;
+static piston_loop **g_loops;
+static size_t g_nloops;
+static int g_shutdown_ms = 5000;
+static volatile sig_atomic_t g_stopping;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int str_eq(piston_str s, const char *lit) {
+  size_t n = strlen(lit);
+  return s.len == n && memcmp(s.ptr, lit, n) == 0;
+}
+
+/* The integer value of key in a query string, or dflt. */
+static long long query_int(piston_str q, const char *key, long long dflt) {
+  size_t klen = strlen(key);
+  size_t i = 0;
+  while (i < q.len) {
+    size_t end = i;
+    while (end < q.len && q.ptr[end] != '&')
+      end++;
+    if (end - i > klen && memcmp(q.ptr + i, key, klen) == 0 &&
+        q.ptr[i + klen] == '=') {
+      long long v = 0;
+      for (size_t j = i + klen + 1; j < end; j++) {
+        if (q.ptr[j] < '0' || q.ptr[j] > '9')
+          return dflt;
+        v = v * 10 + (q.ptr[j] - '0');
+      }
+      return v;
+    }
+    i = end + 1;
+  }
+  return dflt;
+}
+
+/* The raw value of key in a query string (not decoded); ptr NULL if none. */
+static piston_str query_str(piston_str q, const char *key) {
+  size_t klen = strlen(key);
+  size_t i = 0;
+  piston_str none = {NULL, 0};
+  while (i < q.len) {
+    size_t end = i;
+    while (end < q.len && q.ptr[end] != '&')
+      end++;
+    if (end - i > klen && memcmp(q.ptr + i, key, klen) == 0 &&
+        q.ptr[i + klen] == '=') {
+      piston_str v = {q.ptr + i + klen + 1, end - i - klen - 1};
+      return v;
+    }
+    i = end + 1;
+  }
+  return none;
+}
+
+typedef struct {
+  char *ptr;
+  size_t len, cap;
+} buf_t;
+
+static void buf_add(buf_t *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n)
+      cap *= 2;
+    char *np = realloc(b->ptr, cap);
+    if (!np) {
+      fprintf(stderr, PROG ": out of memory\n");
+      abort();
+    }
+    b->ptr = np;
+    b->cap = cap;
+  }
+  memcpy(b->ptr + b->len, p, n);
+  b->len += n;
+}
+
+static void buf_str(buf_t *b, piston_str s) {
+  buf_add(b, s.ptr, s.len);
+}
+static void buf_cstr(buf_t *b, const char *s) {
+  buf_add(b, s, strlen(s));
+}
+
+static void buf_fmt(buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void buf_fmt(buf_t *b, const char *fmt, ...) {
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* The body pattern of /big, /chunked and /sendfile: byte k is 'a' + k % 26. */
+static void fill_pattern(char *dst, uint64_t offset, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    dst[i] = (char)('a' + (offset + i) % 26);
+}
+
+static const piston_header H_TEXT[] = {
+    {{"Content-Type", 12}, {"text/plain", 10}}};
+
+static void release(piston_req *req) {
+  atomic_fetch_sub(&g_live, 1);
+  piston_req_release(req);
+}
+
+static void check(int rc, const char *what) {
+  /* PISTON_ECLOSED is the normal outcome of writing to a client that left. */
+  if (rc < 0 && rc != PISTON_ECLOSED)
+    fprintf(stderr, PROG ": %s: %s (%s)\n", what, piston_strerror(rc),
+            piston_err_name(rc));
+}
+
+static void send_text(piston_req *req, int status, const char *body) {
+  check(piston_resp_send(req, status, H_TEXT, 1, body, strlen(body)),
+        "piston_resp_send");
+}
+
+static void noop_event(piston_req *req, int events, void *ud) {
+  (void)req;
+  (void)ud;
+  if (events & PISTON_EV_CLOSED)
+    atomic_fetch_add(&g_closed_events, 1);
+}
+
+/* ---- loop-side handlers: state machines driven by events ----------------
+ * The request cb and every event cb run on the loop thread, so no locks.
+ * pump() guards against re-entry in case the engine notifies from inside a
+ * read or write call. */
+
+enum { K_ECHO, K_BIG, K_CHUNKED, K_NEVER };
+
+typedef struct lstate {
+  piston_req *req;
+  int kind;
+  int pumping, again, done, events;
+  buf_t body;           /* K_ECHO */
+  uint64_t total, sent; /* K_BIG, K_CHUNKED: bytes */
+  size_t chunk;         /* size of each write */
+  int started;
+} lstate;
+
+static void lstate_finish(lstate *s) {
+  if (s->done)
+    return;
+  s->done = 1;
+  piston_req_on_event(s->req, noop_event, NULL);
+  piston_req_set_userdata(s->req, NULL);
+  release(s->req);
+}
+
+static void step_echo(lstate *s) {
+  char tmp[16384];
+  for (;;) {
+    int64_t n = piston_req_body_read(s->req, tmp, sizeof tmp);
+    if (n > 0) {
+      buf_add(&s->body, tmp, (size_t)n);
+      continue;
+    }
+    if (n == 0) {
+      check(piston_resp_send(s->req, 200, H_TEXT, 1, s->body.ptr, s->body.len),
+            "echo send");
+      lstate_finish(s);
+      return;
+    }
+    if (n == PISTON_EAGAIN) {
+      if (s->events & PISTON_EV_CLOSED)
+        lstate_finish(s);
+      return; /* wait for PISTON_EV_BODY */
+    }
+    /* ECLOSED, or ETOOBIG (the engine answers 413 itself). */
+    if (n != PISTON_ETOOBIG)
+      check((int)n, "echo read");
+    lstate_finish(s);
+    return;
+  }
+}
+
+/* Writes until done or until a write reports backpressure. */
+static void step_writer(lstate *s) {
+  char tmp[CHUNK];
+  if (s->events & PISTON_EV_CLOSED) {
+    lstate_finish(s);
+    return;
+  }
+  while (s->sent < s->total) {
+    size_t n = s->chunk;
+    if (s->total - s->sent < n)
+      n = (size_t)(s->total - s->sent);
+    if (n > sizeof tmp)
+      n = sizeof tmp;
+    if (s->kind == K_BIG)
+      fill_pattern(tmp, s->sent, n);
+    else /* K_CHUNKED: write i is all one letter */
+      memset(tmp, 'a' + (int)((s->sent / s->chunk) % 26), n);
+    int rc = piston_resp_write(s->req, tmp, n);
+    if (rc < 0) {
+      check(rc, "write");
+      lstate_finish(s);
+      return;
+    }
+    s->sent += n;
+    if (rc == 1 && s->sent < s->total)
+      return; /* resume on PISTON_EV_DRAIN */
+  }
+  check(piston_resp_end(s->req, NULL, 0), "end");
+  lstate_finish(s);
+}
+
+static void pump(lstate *s) {
+  if (s->pumping) {
+    s->again = 1;
+    return;
+  }
+  s->pumping = 1;
+  do {
+    s->again = 0;
+    if (s->done)
+      break;
+    switch (s->kind) {
+    case K_ECHO: step_echo(s); break;
+    case K_BIG:
+    case K_CHUNKED: step_writer(s); break;
+    case K_NEVER:
+      if (s->events & PISTON_EV_CLOSED)
+        lstate_finish(s);
+      break;
+    }
+  } while (s->again && !s->done);
+  s->pumping = 0;
+  if (s->done) {
+    free(s->body.ptr);
+    free(s);
+  }
+}
+
+static void loop_event(piston_req *req, int events, void *ud) {
+  (void)ud;
+  if (events & PISTON_EV_CLOSED)
+    atomic_fetch_add(&g_closed_events, 1);
+  lstate *s = piston_req_userdata(req);
+  if (!s)
+    return;
+  s->events |= events;
+  pump(s);
+}
+
+static void start_loop_handler(piston_req *req, int kind, uint64_t total,
+                               size_t chunk) {
+  lstate *s = calloc(1, sizeof *s);
+  if (!s)
+    abort();
+  s->req = req;
+  s->kind = kind;
+  s->total = total;
+  s->chunk = chunk ? chunk : 1;
+  piston_req_set_userdata(req, s);
+  piston_req_on_event(req, loop_event, NULL);
+  if (kind == K_BIG) {
+    char cl[32];
+    snprintf(cl, sizeof cl, "%llu", (unsigned long long)total);
+    piston_header h[2] = {
+        {{"Content-Type", 12}, {"application/octet-stream", 24}},
+        {{"Content-Length", 14}, {cl, strlen(cl)}}};
+    check(piston_resp_start(req, 200, h, 2), "start");
+  } else if (kind == K_CHUNKED) {
+    check(piston_resp_start(req, 200, H_TEXT, 1), "start");
+  }
+  pump(s);
+}
+
+/* ---- thread-side handlers: a worker per request --------------------------
+ * Event callbacks only set bits under g_mu and signal; they find the state
+ * by id in a registry, so a callback that races with the worker finishing
+ * never touches freed memory. */
+
+enum { T_ECHO, T_SLOW, T_BIG };
+
+typedef struct tstate {
+  struct tstate *next;
+  uintptr_t id;
+  piston_req *req;
+  int kind;
+  int events;
+  long long arg;
+  pthread_cond_t cv;
+} tstate;
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static tstate *g_threads;
+static uintptr_t g_next_id = 1;
+
+static void thread_event(piston_req *req, int events, void *ud) {
+  (void)req;
+  if (events & PISTON_EV_CLOSED)
+    atomic_fetch_add(&g_closed_events, 1);
+  uintptr_t id = (uintptr_t)ud;
+  pthread_mutex_lock(&g_mu);
+  for (tstate *t = g_threads; t; t = t->next) {
+    if (t->id == id) {
+      t->events |= events;
+      pthread_cond_broadcast(&t->cv);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void tstate_finish(tstate *t) {
+  pthread_mutex_lock(&g_mu);
+  for (tstate **pp = &g_threads; *pp; pp = &(*pp)->next) {
+    if (*pp == t) {
+      *pp = t->next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&g_mu);
+  release(t->req);
+  pthread_cond_destroy(&t->cv);
+  free(t);
+}
+
+/* Waits until one of the bits in mask is set; returns the bits seen. */
+static int twait(tstate *t, int mask) {
+  pthread_mutex_lock(&g_mu);
+  while (!(t->events & mask))
+    pthread_cond_wait(&t->cv, &g_mu);
+  int ev = t->events;
+  pthread_mutex_unlock(&g_mu);
+  return ev;
+}
+
+static void tclear(tstate *t, int bits) {
+  pthread_mutex_lock(&g_mu);
+  t->events &= ~bits;
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void thread_echo(tstate *t) {
+  buf_t body = {0};
+  char tmp[16384];
+  for (;;) {
+    tclear(t, PISTON_EV_BODY);
+    int64_t n = piston_req_body_read(t->req, tmp, sizeof tmp);
+    if (n > 0) {
+      buf_add(&body, tmp, (size_t)n);
+      continue;
+    }
+    if (n == 0) {
+      check(piston_resp_send(t->req, 200, H_TEXT, 1, body.ptr, body.len),
+            "echo-thread send");
+      break;
+    }
+    if (n == PISTON_EAGAIN) {
+      if (twait(t, PISTON_EV_BODY | PISTON_EV_CLOSED) & PISTON_EV_CLOSED)
+        break;
+      continue;
+    }
+    if (n != PISTON_ETOOBIG)
+      check((int)n, "echo-thread read");
+    break; /* ECLOSED or ETOOBIG */
+  }
+  free(body.ptr);
+}
+
+static void thread_big(tstate *t) {
+  static const piston_header ct = {{"Content-Type", 12},
+                                   {"application/octet-stream", 24}};
+  char cl[32];
+  uint64_t total = (uint64_t)t->arg, sent = 0;
+  snprintf(cl, sizeof cl, "%llu", (unsigned long long)total);
+  piston_header h[2] = {ct, {{"Content-Length", 14}, {cl, strlen(cl)}}};
+  char *tmp = malloc(CHUNK);
+  if (!tmp)
+    abort();
+  int rc = piston_resp_start(t->req, 200, h, 2);
+  while (rc >= 0 && sent < total) {
+    size_t n = CHUNK;
+    if (total - sent < n)
+      n = (size_t)(total - sent);
+    fill_pattern(tmp, sent, n);
+    tclear(t, PISTON_EV_DRAIN);
+    rc = piston_resp_write(t->req, tmp, n);
+    if (rc < 0)
+      break;
+    sent += n;
+    if (rc == 1 &&
+        (twait(t, PISTON_EV_DRAIN | PISTON_EV_CLOSED) & PISTON_EV_CLOSED))
+      rc = PISTON_ECLOSED;
+  }
+  if (rc >= 0)
+    rc = piston_resp_end(t->req, NULL, 0);
+  check(rc, "big-thread");
+  free(tmp);
+}
+
+static void *worker(void *arg) {
+  tstate *t = arg;
+  switch (t->kind) {
+  case T_ECHO: thread_echo(t); break;
+  case T_BIG: thread_big(t); break;
+  case T_SLOW: {
+    struct timespec ts = {t->arg / 1000, (t->arg % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    send_text(t->req, 200, "slow");
+    /* The loop thread dropped its own reference already (see on_request);
+     * this drops the one retained for the worker. */
+    break;
+  }
+  }
+  tstate_finish(t);
+  return NULL;
+}
+
+static void start_thread_handler(piston_req *req, int kind, long long arg) {
+  tstate *t = calloc(1, sizeof *t);
+  if (!t)
+    abort();
+  pthread_cond_init(&t->cv, NULL);
+  t->req = req;
+  t->kind = kind;
+  t->arg = arg;
+  pthread_mutex_lock(&g_mu);
+  t->id = g_next_id++;
+  t->next = g_threads;
+  g_threads = t;
+  pthread_mutex_unlock(&g_mu);
+  piston_req_on_event(req, thread_event, (void *)t->id);
+  if (kind == T_SLOW) {
+    /* Exercise retain: the worker holds its own reference and the loop
+     * thread drops the original one now. g_live still counts one hold. */
+    piston_req_retain(req);
+    piston_req_release(req);
+  }
+  pthread_t th;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&th, &attr, worker, t) != 0) {
+    fprintf(stderr, PROG ": pthread_create failed\n");
+    piston_resp_abort(req);
+    tstate_finish(t);
+  }
+  pthread_attr_destroy(&attr);
+}
+
+/* ---- immediate handlers ------------------------------------------------- */
+
+static void h_headers(piston_req *req) {
+  buf_t b = {0};
+  size_t n = piston_req_header_count(req);
+  for (size_t i = 0; i < n; i++) {
+    piston_header h = piston_req_header_at(req, i);
+    buf_str(&b, h.name);
+    buf_cstr(&b, ": ");
+    buf_str(&b, h.value);
+    buf_cstr(&b, "\n");
+  }
+  check(piston_resp_send(req, 200, H_TEXT, 1, b.ptr, b.len), "headers");
+  free(b.ptr);
+}
+
+static void h_header(piston_req *req) {
+  piston_str name = query_str(piston_req_query(req), "name");
+  piston_str v = {NULL, 0};
+  if (name.ptr)
+    v = piston_req_header(req, name.ptr, name.len);
+  if (!v.ptr) {
+    send_text(req, 404, "none\n");
+    return;
+  }
+  check(piston_resp_send(req, 200, H_TEXT, 1, v.ptr, v.len), "header");
+}
+
+static void h_info(piston_req *req) {
+  buf_t b = {0};
+  int port = -1;
+  const char *addr = piston_req_remote_addr(req, &port);
+  buf_cstr(&b, "method=");
+  buf_str(&b, piston_req_method(req));
+  buf_cstr(&b, " target=");
+  buf_str(&b, piston_req_target(req));
+  buf_cstr(&b, " path=");
+  buf_str(&b, piston_req_path(req));
+  buf_cstr(&b, " query=");
+  buf_str(&b, piston_req_query(req));
+  buf_fmt(&b, " minor=%d remote=%s:%d local=%d cl=%lld",
+          piston_req_http_minor(req), addr ? addr : "(null)", port,
+          piston_req_local_port(req),
+          (long long)piston_req_content_length(req));
+  check(piston_resp_send(req, 200, H_TEXT, 1, b.ptr, b.len), "info");
+  free(b.ptr);
+}
+
+static void h_stats(piston_req *req) {
+  char body[256];
+  /* This request is itself held while it is answered: leave it out. */
+  snprintf(body, sizeof body,
+           "live=%ld closed_events=%ld requests=%ld batches=%ld conns=%zu",
+           atomic_load(&g_live) - 1, atomic_load(&g_closed_events),
+           atomic_load(&g_requests), atomic_load(&g_batches),
+           piston_loop_connections(piston_req_loop(req)));
+  send_text(req, 200, body);
+}
+
+static void h_trailers(piston_req *req) {
+  static const piston_header tr[] = {{{"X-Checksum", 10}, {"abc", 3}}};
+  int rc = piston_resp_start(req, 200, H_TEXT, 1);
+  if (rc >= 0)
+    rc = piston_resp_write(req, "hello ", 6);
+  if (rc >= 0)
+    rc = piston_resp_write(req, "trailers", 8);
+  if (rc >= 0)
+    rc = piston_resp_end(req, tr, 1);
+  check(rc, "trailers");
+}
+
+/* The host gives Content-Length itself; the engine must not add another. */
+static void h_own_length(piston_req *req) {
+  static const piston_header h[] = {{{"Content-Length", 14}, {"11", 2}},
+                                    {{"X-Custom", 8}, {"yes", 3}}};
+  int rc = piston_resp_start(req, 200, h, 2);
+  if (rc >= 0)
+    rc = piston_resp_write(req, "hello", 5);
+  if (rc >= 0)
+    rc = piston_resp_write(req, " world", 6);
+  if (rc >= 0)
+    rc = piston_resp_end(req, NULL, 0);
+  check(rc, "own-length");
+}
+
+static void h_status(piston_req *req) {
+  int code = (int)query_int(piston_req_query(req), "code", 200);
+  if (code == 204 || code == 304 || code < 200) {
+    check(piston_resp_send(req, code, NULL, 0, NULL, 0), "status");
+  } else {
+    char body[64];
+    snprintf(body, sizeof body, "status %d\n", code);
+    send_text(req, code, body);
+  }
+}
+
+/* Starts a 100-byte response, writes 10 bytes, then aborts: the client must
+ * see the connection end early. */
+static void h_abort_mid(piston_req *req) {
+  static const piston_header h[] = {{{"Content-Length", 14}, {"100", 3}}};
+  int rc = piston_resp_start(req, 200, h, 1);
+  if (rc >= 0)
+    rc = piston_resp_write(req, "0123456789", 10);
+  check(rc, "abort-mid");
+  if (!piston_resp_started(req))
+    fprintf(stderr, PROG ": piston_resp_started is 0 after a start\n");
+  piston_resp_abort(req);
+}
+
+static int g_file_fd = -1;
+static const size_t g_file_size = 1 << 20;
+
+static void h_sendfile(piston_req *req) {
+  piston_str q = piston_req_query(req);
+  long long off = query_int(q, "off", 0);
+  long long len = query_int(q, "len", (long long)g_file_size - off);
+  if (off < 0 || len < 0 || (size_t)(off + len) > g_file_size) {
+    send_text(req, 400, "bad range\n");
+    return;
+  }
+  char cl[32];
+  snprintf(cl, sizeof cl, "%lld", len);
+  piston_header h[1] = {{{"Content-Length", 14}, {cl, strlen(cl)}}};
+  int rc = piston_resp_start(req, 200, h, 1);
+  if (rc >= 0)
+    rc = piston_resp_sendfile(req, g_file_fd, (off_t)off, (size_t)len);
+  if (rc >= 0)
+    rc = piston_resp_end(req, NULL, 0);
+  check(rc, "sendfile");
+}
+
+static void on_request(piston_req *req, void *ud) {
+  (void)ud;
+  atomic_fetch_add(&g_requests, 1);
+  atomic_fetch_add(&g_live, 1);
+  piston_str m = piston_req_method(req);
+  piston_str p = piston_req_path(req);
+  piston_str q = piston_req_query(req);
+  int get = str_eq(m, "GET") || str_eq(m, "HEAD");
+  int post = str_eq(m, "POST") || str_eq(m, "PUT");
+
+  if (str_eq(p, "/hello") && get) {
+    send_text(req, 200, "Hello, World!");
+  } else if (str_eq(p, "/echo") && post) {
+    start_loop_handler(req, K_ECHO, 0, 0);
+    return; /* released by the state machine */
+  } else if (str_eq(p, "/echo-thread") && post) {
+    start_thread_handler(req, T_ECHO, 0);
+    return;
+  } else if (str_eq(p, "/chunked") && get) {
+    long long n = query_int(q, "n", 3), size = query_int(q, "size", 5);
+    start_loop_handler(req, K_CHUNKED, (uint64_t)(n * size), (size_t)size);
+    return;
+  } else if (str_eq(p, "/big") && get) {
+    start_loop_handler(req, K_BIG, (uint64_t)query_int(q, "bytes", 1000),
+                       CHUNK);
+    return;
+  } else if (str_eq(p, "/big-thread") && get) {
+    start_thread_handler(req, T_BIG, query_int(q, "bytes", 1000));
+    return;
+  } else if (str_eq(p, "/slow") && get) {
+    start_thread_handler(req, T_SLOW, query_int(q, "ms", 100));
+    return;
+  } else if (str_eq(p, "/never")) {
+    start_loop_handler(req, K_NEVER, 0, 0);
+    return;
+  } else if (str_eq(p, "/stats") && get) {
+    h_stats(req);
+  } else if (str_eq(p, "/headers")) {
+    h_headers(req);
+  } else if (str_eq(p, "/header")) {
+    h_header(req);
+  } else if (str_eq(p, "/info")) {
+    h_info(req);
+  } else if (str_eq(p, "/trailers") && get) {
+    h_trailers(req);
+  } else if (str_eq(p, "/own-length") && get) {
+    h_own_length(req);
+  } else if (str_eq(p, "/status")) {
+    h_status(req);
+  } else if (str_eq(p, "/throw")) {
+    piston_resp_abort(req);
+  } else if (str_eq(p, "/abort-mid") && get) {
+    h_abort_mid(req);
+  } else if (str_eq(p, "/sendfile") && get) {
+    h_sendfile(req);
+  } else {
+    send_text(req, 404, "not found\n");
+  }
+  release(req);
+}
+
+static void on_batch_end(piston_loop *loop, void *ud) {
+  (void)loop;
+  (void)ud;
+  atomic_fetch_add(&g_batches, 1);
+}
+
+/* ---- main: options, loops, signals -------------------------------------- */
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: " PROG " --bind HOST:PORT [--threads N] [--max-head-size B]\n"
+          "       [--max-url-size B] [--max-headers N] [--max-body-size B]\n"
+          "       [--head-timeout S] [--body-timeout S] [--idle-timeout S]\n"
+          "       [--write-timeout S] [--shutdown-timeout S]\n"
+          "       [--body-high-water B] [--write-high-water B] [--backlog N]\n"
+          "       [--max-connections N] [--access-log]\n");
+}
+
+static void die_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, PROG ": ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n");
+  exit(2);
+}
+
+static long long parse_int(const char *opt, const char *v) {
+  char *end;
+  errno = 0;
+  long long n = strtoll(v, &end, 10);
+  if (errno || end == v || *end || n < 0)
+    die_usage("bad value for %s", opt);
+  return n;
+}
+
+static long long parse_seconds_ms(const char *opt, const char *v) {
+  char *end;
+  errno = 0;
+  double s = strtod(v, &end);
+  if (errno || end == v || *end || s < 0 || s > 1e9)
+    die_usage("bad value for %s", opt);
+  return (long long)(s * 1000.0 + 0.5);
+}
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stopping = 1;
+  for (size_t i = 0; i < g_nloops; i++)
+    piston_loop_stop(g_loops[i], g_shutdown_ms);
+}
+
+static void *loop_thread(void *arg) {
+  piston_loop_run(arg);
+  return NULL;
+}
+
+static void set_opt(piston_server *srv, piston_option opt, long long v,
+                    const char *name) {
+  int rc = piston_server_set(srv, opt, v);
+  if (rc < 0) {
+    fprintf(stderr, PROG ": %s: %s\n", name, piston_strerror(rc));
+    exit(2);
+  }
+  if (piston_server_get(srv, opt) != v) {
+    fprintf(stderr,
+            PROG ": %s: piston_server_get does not return the value set\n",
+            name);
+    exit(2);
+  }
+}
+
+static void make_file(void) {
+  char path[] = "/tmp/piston-testserver-XXXXXX";
+  g_file_fd = mkstemp(path);
+  if (g_file_fd < 0) {
+    perror(PROG ": mkstemp");
+    exit(1);
+  }
+  unlink(path);
+  char *tmp = malloc(g_file_size);
+  if (!tmp)
+    abort();
+  fill_pattern(tmp, 0, g_file_size);
+  size_t done = 0;
+  while (done < g_file_size) {
+    ssize_t n = write(g_file_fd, tmp + done, g_file_size - done);
+    if (n <= 0) {
+      perror(PROG ": write");
+      exit(1);
+    }
+    done += (size_t)n;
+  }
+  free(tmp);
+}
+
+int main(int argc, char **argv) {
+  const char *bind = NULL;
+  long long threads = 1;
+  static const struct {
+    const char *name;
+    piston_option opt;
+    int seconds;
+  } opts[] = {
+      {"--max-head-size", PISTON_OPT_MAX_HEAD_SIZE, 0},
+      {"--max-url-size", PISTON_OPT_MAX_URL_SIZE, 0},
+      {"--max-headers", PISTON_OPT_MAX_HEADERS, 0},
+      {"--max-body-size", PISTON_OPT_MAX_BODY_SIZE, 0},
+      {"--head-timeout", PISTON_OPT_HEAD_TIMEOUT_MS, 1},
+      {"--body-timeout", PISTON_OPT_BODY_TIMEOUT_MS, 1},
+      {"--idle-timeout", PISTON_OPT_IDLE_TIMEOUT_MS, 1},
+      {"--write-timeout", PISTON_OPT_WRITE_TIMEOUT_MS, 1},
+      {"--body-high-water", PISTON_OPT_BODY_HIGH_WATER, 0},
+      {"--write-high-water", PISTON_OPT_WRITE_HIGH_WATER, 0},
+      {"--backlog", PISTON_OPT_BACKLOG, 0},
+      {"--max-connections", PISTON_OPT_MAX_CONNECTIONS, 0},
+  };
+  piston_server *srv = piston_server_new();
+  if (!srv) {
+    fprintf(stderr, PROG ": out of memory\n");
+    return 1;
+  }
+  for (int i = 1; i < argc; i++) {
+    char *a = argv[i], *val = NULL;
+    char name[64];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      return 0;
+    }
+    if (strcmp(a, "--access-log") == 0) {
+      set_opt(srv, PISTON_OPT_ACCESS_LOG, 1, a);
+      continue;
+    }
+    char *eq = strchr(a, '=');
+    if (strncmp(a, "--", 2) == 0 && eq && (size_t)(eq - a) < sizeof name) {
+      memcpy(name, a, (size_t)(eq - a));
+      name[eq - a] = 0;
+      val = eq + 1;
+    } else {
+      snprintf(name, sizeof name, "%s", a);
+      if (i + 1 < argc)
+        val = argv[++i];
+    }
+    int known = 0;
+    if (strcmp(name, "--bind") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      bind = val;
+    } else if (strcmp(name, "--threads") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      threads = parse_int(name, val);
+      if (threads < 1 || threads > 256)
+        die_usage("bad value for %s", name);
+    } else if (strcmp(name, "--shutdown-timeout") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      g_shutdown_ms = (int)parse_seconds_ms(name, val);
+    }
+    for (size_t k = 0; !known && k < sizeof opts / sizeof opts[0]; k++) {
+      if (strcmp(name, opts[k].name) != 0)
+        continue;
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      long long v =
+          opts[k].seconds ? parse_seconds_ms(name, val) : parse_int(name, val);
+      set_opt(srv, opts[k].opt, v, name);
+    }
+    if (!known)
+      die_usage("unknown option %s (try --help)", name);
+  }
+  if (!bind)
+    die_usage("%s is required", "--bind");
+  char host[256];
+  const char *colon = strrchr(bind, ':');
+  if (!colon || (size_t)(colon - bind) >= sizeof host)
+    die_usage("bad --bind %s (want HOST:PORT)", bind);
+  memcpy(host, bind, (size_t)(colon - bind));
+  host[colon - bind] = 0;
+  long long port = parse_int("--bind", colon + 1);
+  if (port > 65535)
+    die_usage("bad --bind %s (want HOST:PORT)", bind);
+
+  make_file();
+  piston_server_on_request(srv, on_request, NULL);
+  piston_server_on_batch_end(srv, on_batch_end, NULL);
+  int rc = piston_server_listen_tcp(srv, host, (int)port);
+  if (rc < 0) {
+    fprintf(stderr, PROG ": cannot listen on %s: %s\n", bind,
+            piston_strerror(rc));
+    piston_server_free(srv);
+    close(g_file_fd);
+    return 1;
+  }
+  g_loops = calloc((size_t)threads, sizeof *g_loops);
+  if (!g_loops)
+    abort();
+  for (long long i = 0; i < threads; i++) {
+    int err = 0;
+    g_loops[i] = piston_loop_new(srv, &err);
+    if (!g_loops[i]) {
+      fprintf(stderr, PROG ": cannot listen on %s: %s\n", bind,
+              piston_strerror(err));
+      for (size_t k = 0; k < g_nloops; k++)
+        piston_loop_free(g_loops[k]);
+      free(g_loops);
+      piston_server_free(srv);
+      close(g_file_fd);
+      return 1;
+    }
+    g_nloops = (size_t)i + 1;
+  }
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+
+  fprintf(stderr, PROG ": listening on http://%s:%d\n", host,
+          piston_server_port(srv, 0));
+  fflush(stderr);
+
+  pthread_t *th = calloc(g_nloops, sizeof *th);
+  if (!th)
+    abort();
+  for (size_t i = 1; i < g_nloops; i++)
+    if (pthread_create(&th[i], NULL, loop_thread, g_loops[i]) != 0) {
+      fprintf(stderr, PROG ": pthread_create failed\n");
+      return 1;
+    }
+  piston_loop_run(g_loops[0]);
+  for (size_t i = 1; i < g_nloops; i++)
+    pthread_join(th[i], NULL);
+
+  /* Workers may still be finishing (a /slow in flight when the deadline
+   * passed): wait for them to drop their handles before freeing the loops.
+   * A handle never released is a bug somewhere: say so in the exit code. */
+  int status = 0;
+  for (int waited = 0; atomic_load(&g_live) > 0; waited += 10) {
+    if (waited > g_shutdown_ms + 5000) {
+      fprintf(stderr, PROG ": %ld request handles still held at exit\n",
+              atomic_load(&g_live));
+      return 3; /* do not free loops that handles still point into */
+    }
+    usleep(10000);
+  }
+  for (size_t i = 0; i < g_nloops; i++)
+    piston_loop_free(g_loops[i]);
+  piston_server_free(srv);
+  free(th);
+  free(g_loops);
+  close(g_file_fd);
+  return status;
+}
