@@ -18,8 +18,11 @@ CLI_OBJ    := $(BUILD)/csrc/bin/cli.o
 UNIT_SRC   := $(wildcard tests/c/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-c test-protocol test-asan run bench deps deps-bench \
-        clean format format-check
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+
+.PHONY: all test test-c test-protocol test-python test-node test-asan run run-static bench \
+        deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/piston-static \
      $(BUILD)/piston-testserver
@@ -58,6 +61,8 @@ test: deps
 	$(MAKE) all
 	$(MAKE) test-c
 	$(MAKE) test-protocol
+	$(MAKE) test-python
+	$(MAKE) test-node
 
 test-c: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do $$t; done
@@ -65,13 +70,33 @@ test-c: $(UNIT_BIN)
 test-protocol: all
 	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol
 
+# The Python package in .venv (system site-packages: Debian's Flask, Django,
+# gunicorn), installed editable with the extension built in place.
+dev: deps
+	@test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+
+test-python: dev
+	$(VPY) -m pytest -q tests/python
+
+# The Node addon (node-gyp, from the system's Node headers) and its tests.
+node: deps
+	npm install --no-audit --no-fund
+
+test-node: node
+	npm test
+
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
 	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    all test-c test-protocol
 
-run: all
+run: dev
+	$(VENV)/bin/piston examples.wsgi_app:app --bind 127.0.0.1:8080 \
+	    --static /static=examples/static --route /health=OK
+
+run-static: all
 	$(BUILD)/piston-static --bind 127.0.0.1:8080 --dir examples/static \
 	    --text /hello='Hello, World!'
 
@@ -86,6 +111,7 @@ format-check:
 	clang-format --dry-run -Werror csrc/*.c csrc/*.h csrc/bin/*.c csrc/bin/*.h tests/c/*.c tests/c/*.h
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan python/*.egg-info python/piston/*.so
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# only our own objects' dependency files: node-gyp keeps its own in build/
+-include $(shell find $(BUILD)/csrc $(BUILD)/tests -name '*.d' 2>/dev/null)

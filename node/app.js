@@ -1,0 +1,553 @@
+'use strict';
+// The lean native API: a router in JS over the engine, with request and
+// response objects that are thin views of the engine's handle (nothing is
+// copied until asked for). Native routes (app.static, app.fixed) are
+// answered by the engine in C and never reach JS.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const net = require('node:net');
+const { Readable } = require('node:stream');
+const B = require('./binding');
+
+const { native } = B;
+const EAGAIN = native.EAGAIN;
+const EV_BODY = native.EV_BODY;
+const EV_DRAIN = native.EV_DRAIN;
+const EV_CLOSED = native.EV_CLOSED;
+
+// ---- routing ------------------------------------------------------------------
+
+function compile(pattern) {
+  if (!pattern.includes(':') && !pattern.includes('*')) return null;
+  const keys = [];
+  const src = pattern
+    .split('/')
+    .map((seg) => {
+      if (seg.startsWith(':')) {
+        keys.push(seg.slice(1));
+        return '([^/]+)';
+      }
+      if (seg === '*') {
+        keys.push('*');
+        return '(.*)';
+      }
+      return seg.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+    })
+    .join('/');
+  return { re: new RegExp('^' + src + '/?$'), keys };
+}
+
+class Router {
+  constructor() {
+    this.exact = new Map(); // "METHOD path" -> handler
+    this.patterns = []; // {method, re, keys, handler}
+  }
+  add(method, pattern, handler) {
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    const c = compile(pattern);
+    if (c === null) this.exact.set(method + ' ' + pattern, handler);
+    else this.patterns.push({ method, re: c.re, keys: c.keys, handler });
+  }
+  find(method, p) {
+    let h = this.exact.get(method + ' ' + p) || this.exact.get('* ' + p);
+    if (h === undefined && method === 'HEAD') h = this.exact.get('GET ' + p);
+    if (h !== undefined) return { handler: h, params: EMPTY };
+    for (const r of this.patterns) {
+      if (r.method !== method && r.method !== '*' && !(method === 'HEAD' && r.method === 'GET')) continue;
+      const m = r.re.exec(p);
+      if (m === null) continue;
+      const params = {};
+      for (let i = 0; i < r.keys.length; i++) params[r.keys[i]] = safeDecode(m[i + 1]);
+      return { handler: r.handler, params };
+    }
+    return null;
+  }
+}
+
+const EMPTY = Object.freeze({});
+
+function safeDecode(s) {
+  if (!s.includes('%')) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+// ---- request --------------------------------------------------------------------
+
+class Request {
+  constructor(ex, method, url, p, params) {
+    this._ex = ex;
+    this.method = method;
+    this.url = url;
+    this.path = p;
+    this.params = params;
+    this._query = undefined;
+    this._headers = undefined;
+  }
+  get query() {
+    if (this._query === undefined) {
+      const i = this.url.indexOf('?');
+      const q = {};
+      if (i >= 0) {
+        for (const [k, v] of new URLSearchParams(this.url.slice(i + 1))) {
+          if (k in q) q[k] = [].concat(q[k], v);
+          else q[k] = v;
+        }
+      }
+      this._query = q;
+    }
+    return this._query;
+  }
+  // First header with this name (case-insensitive), or undefined.
+  getHeader(name) {
+    const s = this._ex.slot;
+    if (s < 0) return this._headers ? this._headers[name.toLowerCase()] : undefined;
+    const v = native.header(s, name);
+    return typeof v === 'number' ? undefined : v;
+  }
+  // All headers, lower-cased names, duplicates joined with ", " (node's rule
+  // for most fields); built on first use.
+  get headers() {
+    if (this._headers === undefined) {
+      const h = {};
+      const s = this._ex.slot;
+      const raw = s >= 0 ? native.headers(s) : [];
+      if (Array.isArray(raw)) {
+        for (let i = 0; i < raw.length; i += 2) {
+          const k = raw[i].toLowerCase();
+          const v = raw[i + 1];
+          if (k === 'set-cookie') (h[k] ||= []).push(v);
+          else h[k] = k in h ? h[k] + ', ' + v : v;
+        }
+      }
+      this._headers = h;
+    }
+    return this._headers;
+  }
+  get remoteAddress() {
+    return this._ex.info()[2] || undefined;
+  }
+  get remotePort() {
+    return this._ex.info()[3] || undefined;
+  }
+  get httpVersion() {
+    return this._ex.info()[0] ? '1.1' : '1.0';
+  }
+  // The whole body as one Buffer.
+  async body() {
+    const chunks = [];
+    let n = 0;
+    for await (const c of this) {
+      chunks.push(c);
+      n += c.length;
+    }
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n);
+  }
+  async text() {
+    return (await this.body()).toString('utf8');
+  }
+  async json() {
+    const b = await this.body();
+    return JSON.parse(b.length ? b.toString('utf8') : 'null');
+  }
+  // Body chunks as they arrive.
+  [Symbol.asyncIterator]() {
+    const ex = this._ex;
+    return {
+      next: () => ex.nextChunk(),
+      return: async () => ({ done: true, value: undefined }),
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+  // The body as a node Readable stream.
+  stream() {
+    return Readable.from(this, { objectMode: false });
+  }
+}
+
+// ---- response -------------------------------------------------------------------
+
+class Response {
+  constructor(ex) {
+    this._ex = ex;
+    this.statusCode = 200;
+    this._h = []; // [name, value, ...]
+    this.started = false;
+    this.ended = false;
+    this.aborted = false;
+    this._listeners = null;
+  }
+  status(code) {
+    this.statusCode = code;
+    return this;
+  }
+  setHeader(name, value) {
+    const h = this._h;
+    const lower = name.toLowerCase();
+    for (let i = h.length - 2; i >= 0; i -= 2) {
+      if (h[i].toLowerCase() === lower) h.splice(i, 2);
+    }
+    if (Array.isArray(value)) for (const v of value) h.push(name, String(v));
+    else h.push(name, String(value));
+    return this;
+  }
+  getHeader(name) {
+    const lower = name.toLowerCase();
+    for (let i = 0; i < this._h.length; i += 2) if (this._h[i].toLowerCase() === lower) return this._h[i + 1];
+    return undefined;
+  }
+  _start() {
+    if (this.started) return 0;
+    this.started = true;
+    const s = this._ex.slot;
+    if (s < 0) return native.ECLOSED;
+    const rc = native.respStart(s, this.statusCode, this._h);
+    if (rc < 0) this._fail(rc);
+    return rc;
+  }
+  _fail(rc) {
+    if (rc === native.ECLOSED) return;
+    const err = new Error('piston: response rejected by the engine (' + native.errName(rc) + ')');
+    err.code = native.errName(rc);
+    throw err;
+  }
+  // Returns false when the client is slower than the writer: wait for 'drain'.
+  write(chunk) {
+    if (this.ended) throw new Error('write after end');
+    if (this._start() < 0) return true;
+    const s = this._ex.slot;
+    if (s < 0) return true;
+    const rc = native.respWrite(s, chunk);
+    if (rc < 0) this._fail(rc);
+    if (rc === 1) {
+      this._ex.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+  end(body) {
+    if (this.ended) return this;
+    this.ended = true;
+    const ex = this._ex;
+    const s = ex.slot;
+    if (s >= 0) {
+      let rc;
+      if (!this.started) {
+        this.started = true;
+        rc = native.respSend(s, this.statusCode, this._h, body);
+      } else {
+        rc = native.respEnd(s, body);
+      }
+      ex.finish();
+      if (rc < 0) this._fail(rc);
+    }
+    return this;
+  }
+  json(value) {
+    if (this.getHeader('content-type') === undefined) this._h.push('Content-Type', 'application/json');
+    return this.end(JSON.stringify(value));
+  }
+  // Sends a file with sendfile(2). Resolves when queued; a missing file is
+  // a 404.
+  async sendFile(file, headers) {
+    let fh;
+    try {
+      fh = await fs.promises.open(file, 'r');
+    } catch (e) {
+      if (this._ex.slot >= 0 && !this.started) {
+        this.statusCode = e.code === 'ENOENT' || e.code === 'EISDIR' ? 404 : 500;
+        this.end(this.statusCode === 404 ? 'Not Found' : 'Internal Server Error');
+        return;
+      }
+      throw e;
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) {
+        this.statusCode = 404;
+        this.end('Not Found');
+        return;
+      }
+      if (headers) for (const k of Object.keys(headers)) this.setHeader(k, headers[k]);
+      if (this.getHeader('content-type') === undefined) this._h.push('Content-Type', mimeOf(file));
+      if (this.getHeader('content-length') === undefined) this._h.push('Content-Length', String(st.size));
+      if (this._ex.slot < 0 || this._start() < 0) return;
+      if (st.size > 0) {
+        const rc = native.respSendfile(this._ex.slot, fh.fd, 0, st.size);
+        if (rc < 0) this._fail(rc);
+      }
+      this.end();
+    } finally {
+      await fh.close(); // the engine holds its own dup of the fd
+    }
+  }
+  on(event, fn) {
+    (this._listeners ||= { drain: [], close: [] })[event]?.push(fn);
+    return this;
+  }
+  once(event, fn) {
+    const w = (...a) => {
+      this.off(event, w);
+      fn(...a);
+    };
+    w.fn = fn;
+    return this.on(event, w);
+  }
+  off(event, fn) {
+    const l = this._listeners && this._listeners[event];
+    if (l) {
+      const i = l.findIndex((x) => x === fn || x.fn === fn);
+      if (i >= 0) l.splice(i, 1);
+    }
+    return this;
+  }
+  _emit(event) {
+    const l = this._listeners && this._listeners[event];
+    if (l) for (const fn of [...l]) fn();
+  }
+  // cb runs once if the client goes away before the response ended.
+  onAborted(cb) {
+    return this.on('close', () => {
+      if (this.aborted) cb();
+    });
+  }
+}
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.htm': 'text/html; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webp': 'image/webp',
+  '.ico': 'image/x-icon',
+  '.wasm': 'application/wasm',
+  '.pdf': 'application/pdf',
+};
+
+function mimeOf(file) {
+  return MIME[path.extname(file).toLowerCase()] || 'application/octet-stream';
+}
+
+// ---- one exchange -------------------------------------------------------------------
+
+class Exchange {
+  constructor(app, slot) {
+    this.app = app;
+    this.slot = slot;
+    this.needDrain = false;
+    this.bodyWaiter = null;
+    this.bodyEnded = false;
+    this._info = null;
+    this.res = null;
+  }
+  info() {
+    if (this._info === null) {
+      const i = this.slot >= 0 ? native.info(this.slot) : null;
+      this._info = Array.isArray(i) ? i : [1, 0, '', 0, 0];
+    }
+    return this._info;
+  }
+  nextChunk() {
+    if (this.bodyEnded) return Promise.resolve({ done: true, value: undefined });
+    if (this.slot < 0) return Promise.reject(closedError());
+    const r = native.read(this.slot);
+    if (typeof r !== 'number') return Promise.resolve({ done: false, value: r });
+    if (r === 0) {
+      this.bodyEnded = true;
+      return Promise.resolve({ done: true, value: undefined });
+    }
+    if (r === EAGAIN) {
+      return new Promise((resolve, reject) => {
+        this.bodyWaiter = { resolve, reject };
+      });
+    }
+    this.bodyEnded = true;
+    if (r === native.ETOOBIG) {
+      const e = new Error('request body larger than the limit');
+      e.code = 'ERR_PISTON_TOOBIG';
+      e.status = 413;
+      this.res.started = true; // the engine answers 413
+      this.res.ended = true;
+      return Promise.reject(e);
+    }
+    return Promise.reject(closedError());
+  }
+  _onEvent(ev) {
+    if (ev & EV_BODY && this.bodyWaiter !== null) {
+      const w = this.bodyWaiter;
+      this.bodyWaiter = null;
+      this.nextChunk().then(w.resolve, w.reject);
+    }
+    if (ev & EV_DRAIN && this.needDrain) {
+      this.needDrain = false;
+      this.res._emit('drain');
+    }
+    if (ev & EV_CLOSED) {
+      const res = this.res;
+      if (!res.ended) res.aborted = true;
+      this.release();
+      if (this.bodyWaiter !== null) {
+        const w = this.bodyWaiter;
+        this.bodyWaiter = null;
+        w.reject(closedError());
+      }
+      res._emit('close');
+    }
+  }
+  finish() {
+    this.release();
+  }
+  release() {
+    if (this.slot < 0) return;
+    const s = this.slot;
+    this.slot = -1;
+    B.releaseSlot(s);
+  }
+}
+
+function closedError() {
+  const e = new Error('the client closed the connection');
+  e.code = 'ECONNRESET';
+  return e;
+}
+
+// ---- the app ----------------------------------------------------------------------
+
+class App {
+  constructor(options = {}) {
+    this.options = options;
+    this.router = new Router();
+    this._routes = [];
+    this._h = null;
+    this._id = 0;
+    this._closeCbs = [];
+    this.port = 0;
+    this.onError = (err, req, res) => {
+      console.error('piston: handler failed:', err);
+      if (!res.started) res.status(500).end('Internal Server Error');
+    };
+    this.notFound = (req, res) => res.status(404).end('Not Found');
+  }
+  get(p, h) {
+    this.router.add('GET', p, h);
+    return this;
+  }
+  post(p, h) {
+    this.router.add('POST', p, h);
+    return this;
+  }
+  put(p, h) {
+    this.router.add('PUT', p, h);
+    return this;
+  }
+  patch(p, h) {
+    this.router.add('PATCH', p, h);
+    return this;
+  }
+  delete(p, h) {
+    this.router.add('DELETE', p, h);
+    return this;
+  }
+  all(p, h) {
+    this.router.add('*', p, h);
+    return this;
+  }
+  // Files under dir for paths starting with prefix, served by the engine.
+  static(prefix, dir) {
+    this._routes.push({ kind: 'dir', prefix, dir: path.resolve(dir) });
+    return this;
+  }
+  // A fixed response served by the engine (GET and HEAD unless method is set).
+  fixed(p, body, headers, opts = {}) {
+    const flat = B.flattenHeaders(headers, []);
+    this._routes.push({ kind: 'fixed', method: opts.method ?? null, path: p, status: opts.status ?? 200, headers: flat, body: body ?? '' });
+    return this;
+  }
+  listen(port, host, cb) {
+    if (typeof host === 'function') {
+      cb = host;
+      host = undefined;
+    }
+    let spec;
+    if (typeof port === 'string' && !/^\d+$/.test(port)) spec = { path: port };
+    else spec = { host: host ?? '0.0.0.0', port: Number(port) || 0 };
+    this._id = B.registerServer(this);
+    try {
+      this._h = B.makeNative(this._id, this.options, spec, this._routes);
+      this.port = native.start(this._h);
+    } catch (e) {
+      if (this._h) native.stop(this._h, 0);
+      this._h = null;
+      B.servers.delete(this._id);
+      if (cb) {
+        process.nextTick(cb, e);
+        return this;
+      }
+      throw e;
+    }
+    this.address = spec.path ?? { address: spec.host, family: net.isIPv6(spec.host) ? 'IPv6' : 'IPv4', port: this.port };
+    if (cb) process.nextTick(cb, null, this.port);
+    return this;
+  }
+  // Graceful: in-flight requests get up to deadlineMs.
+  close(cb, deadlineMs = 10000) {
+    if (!this._h) {
+      if (cb) process.nextTick(cb);
+      return this;
+    }
+    if (cb) this._closeCbs.push(cb);
+    native.stop(this._h, deadlineMs);
+    return this;
+  }
+  _onClosed() {
+    this._h = null;
+    const cbs = this._closeCbs;
+    this._closeCbs = [];
+    for (const cb of cbs) cb();
+  }
+  _onRequest(slot, method, url) {
+    const q = url.indexOf('?');
+    const p = q < 0 ? url : url.slice(0, q);
+    const ex = new Exchange(this, slot);
+    const res = new Response(ex);
+    ex.res = res;
+    B.bindSlot(slot, ex);
+    const m = this.router.find(method, p);
+    const req = new Request(ex, method, url, p, m === null ? EMPTY : m.params);
+    const handler = m === null ? this.notFound : m.handler;
+    try {
+      const r = handler(req, res);
+      if (r !== undefined && typeof r.then === 'function') r.then(undefined, (e) => this._fail(e, req, res));
+    } catch (e) {
+      this._fail(e, req, res);
+    }
+  }
+  _fail(err, req, res) {
+    try {
+      this.onError(err, req, res);
+    } catch (e) {
+      console.error('piston: onError failed:', e);
+    }
+    if (!res.ended && res._ex.slot >= 0) {
+      native.respAbort(res._ex.slot);
+      res.ended = true;
+      res._ex.release();
+    }
+  }
+}
+
+module.exports = { App, Request, Response };

@@ -1,0 +1,681 @@
+'use strict';
+// A node:http-compatible server on the Piston engine. req and res are real
+// http.IncomingMessage / http.ServerResponse instances whose hot paths
+// (body stream, header storage, write/end) talk to the engine instead of a
+// net.Socket. Framing, keep-alive, Date, chunking and limits are the
+// engine's; this file only translates.
+
+const http = require('node:http');
+const net = require('node:net');
+const { EventEmitter } = require('node:events');
+const B = require('./binding');
+
+const { native } = B;
+const EAGAIN = native.EAGAIN;
+const EV_BODY = native.EV_BODY;
+const EV_DRAIN = native.EV_DRAIN;
+const EV_CLOSED = native.EV_CLOSED;
+
+// The symbol node keeps setHeader() storage under ({lower: [name, value]}),
+// so that _storeHeader can tell it from a writeHead(status, obj) object.
+const kOutHeaders = (() => {
+  const m = new http.OutgoingMessage();
+  m.setHeader('x', '1');
+  return Object.getOwnPropertySymbols(m).find((s) => {
+    const v = m[s];
+    return v && typeof v === 'object' && v.x && Array.isArray(v.x);
+  });
+})();
+
+function connReset(msg) {
+  const e = new Error(msg);
+  e.code = 'ECONNRESET';
+  return e;
+}
+
+// ---- the socket stand-in ---------------------------------------------------
+// One per request (the engine does not expose connections). It carries the
+// peer address and the few methods frameworks call on req.socket.
+
+class PistonSocket extends EventEmitter {
+  constructor(ex) {
+    super();
+    this._ex = ex;
+    this._info = null;
+    this.destroyed = false;
+    this.readable = true;
+    this.writable = true;
+    this.encrypted = false;
+    this.writableLength = 0;
+    this.bytesWritten = 0;
+    this.timeout = 0;
+  }
+  _i() {
+    if (this._info === null) {
+      const ex = this._ex;
+      this._info = ex.slot >= 0 ? native.info(ex.slot) : [1, 0, '', 0, 0];
+      if (typeof this._info === 'number') this._info = [1, 0, '', 0, 0];
+    }
+    return this._info;
+  }
+  get remoteAddress() {
+    const a = this._i()[2];
+    return a === '' ? undefined : a;
+  }
+  get remotePort() {
+    const p = this._i()[3];
+    return p || undefined;
+  }
+  get remoteFamily() {
+    const a = this.remoteAddress;
+    return a === undefined ? undefined : net.isIPv6(a) ? 'IPv6' : 'IPv4';
+  }
+  get localPort() {
+    return this._i()[4] || undefined;
+  }
+  get localAddress() {
+    return this._ex.server._host;
+  }
+  address() {
+    return { address: this.localAddress, family: net.isIPv6(this.localAddress || '') ? 'IPv6' : 'IPv4', port: this.localPort };
+  }
+  destroy(err) {
+    if (!this.destroyed) this._ex.destroy(err);
+    return this;
+  }
+  destroySoon() {
+    this.destroy();
+  }
+  end() {
+    this.destroy();
+    return this;
+  }
+  setTimeout(ms, cb) {
+    this.timeout = ms;
+    if (cb) this.once('timeout', cb);
+    return this;
+  }
+  setNoDelay() {
+    return this;
+  }
+  setKeepAlive() {
+    return this;
+  }
+  ref() {
+    return this;
+  }
+  unref() {
+    return this;
+  }
+  cork() {}
+  uncork() {}
+  pause() {
+    return this;
+  }
+  resume() {
+    return this;
+  }
+  write() {
+    return true;
+  }
+}
+
+// ---- request -----------------------------------------------------------------
+
+class PistonIncomingMessage extends http.IncomingMessage {
+  _read() {
+    const ex = this._ex;
+    if (!this._consuming) {
+      this._readableState.readingMore = false;
+      this._consuming = true;
+    }
+    ex.pull();
+  }
+}
+
+// ---- response -----------------------------------------------------------------
+
+class PistonServerResponse extends http.ServerResponse {
+  // writeHead() ends here: remember what to send, send nothing yet (the
+  // first write or end does, so end(body) is one engine call).
+  _storeHeader(firstLine, headers) {
+    const flat = [];
+    if (headers && kOutHeaders && headers === this[kOutHeaders]) {
+      for (const k in headers) {
+        const [name, value] = headers[k];
+        B.flattenHeaders([[name, value]], flat);
+      }
+    } else {
+      B.flattenHeaders(headers, flat);
+    }
+    this._pistonHeaders = flat;
+    this._header = firstLine; // headersSent
+    this._headerSent = false;
+  }
+
+  _pistonStart() {
+    if (!this._header) this._implicitHeader();
+    if (this._headerSent) return 0;
+    this._headerSent = true;
+    const ex = this._ex;
+    if (ex.slot < 0) return native.ECLOSED;
+    const rc = native.respStart(ex.slot, this.statusCode, this._pistonHeaders);
+    if (rc < 0) this._pistonFail(rc);
+    return rc;
+  }
+
+  _pistonFail(rc) {
+    const name = native.errName(rc);
+    if (rc === native.ECLOSED) return;
+    const err = new Error(`piston: response rejected by the engine (${name}), status ${this.statusCode}`);
+    err.code = name;
+    this._ex.abort();
+    throw err;
+  }
+
+  write(chunk, encoding, cb) {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    if (this.finished) {
+      const err = new Error('write after end');
+      err.code = 'ERR_STREAM_WRITE_AFTER_END';
+      process.nextTick(() => {
+        if (cb) cb(err);
+        this.emit('error', err);
+      });
+      return false;
+    }
+    if (chunk === null) {
+      const err = new TypeError('May not write null values to stream');
+      err.code = 'ERR_STREAM_NULL_VALUES';
+      throw err;
+    }
+    if (this.destroyed) {
+      if (cb) process.nextTick(cb, new Error('Cannot call write after a stream was destroyed'));
+      return false;
+    }
+    const ex = this._ex;
+    if (this._pistonStart() < 0 || ex.slot < 0) {
+      if (cb) process.nextTick(cb);
+      return true;
+    }
+    if (typeof chunk === 'string' && encoding && encoding !== 'utf8' && encoding !== 'utf-8') {
+      chunk = Buffer.from(chunk, encoding);
+    }
+    const rc = native.respWrite(ex.slot, chunk);
+    if (rc < 0) this._pistonFail(rc);
+    if (cb) process.nextTick(cb);
+    if (rc === 1) {
+      ex.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  end(chunk, encoding, cb) {
+    if (typeof chunk === 'function') {
+      cb = chunk;
+      chunk = undefined;
+    } else if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    if (this.finished) {
+      if (cb) process.nextTick(cb);
+      return this;
+    }
+    const ex = this._ex;
+    if (chunk !== undefined && chunk !== null && typeof chunk === 'string' && encoding && encoding !== 'utf8' && encoding !== 'utf-8') {
+      chunk = Buffer.from(chunk, encoding);
+    }
+    if (cb) this.once('finish', cb);
+    this.finished = true;
+    if (this.destroyed || ex.slot < 0) return this;
+    let rc;
+    if (!this._header) this._implicitHeader();
+    if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers) {
+      // the whole response in one engine call, with a Content-Length
+      this._headerSent = true;
+      rc = native.respSend(ex.slot, this.statusCode, this._pistonHeaders, chunk);
+    } else {
+      rc = this._pistonStart();
+      if (rc >= 0) rc = native.respEnd(ex.slot, chunk === null ? undefined : chunk, this._pistonTrailers);
+    }
+    if (rc < 0) this._pistonFail(rc);
+    ex.responseEnded();
+    return this;
+  }
+
+  flushHeaders() {
+    this._pistonStart();
+  }
+
+  writeContinue(cb) {
+    // the engine sends 100 Continue when the body is first read
+    if (cb) process.nextTick(cb);
+  }
+
+  writeProcessing(cb) {
+    if (cb) process.nextTick(cb);
+  }
+
+  // Sent by the engine after a chunked body (ignored with Content-Length).
+  addTrailers(headers) {
+    this._pistonTrailers = B.flattenHeaders(headers, this._pistonTrailers || []);
+  }
+
+  setTimeout(ms, cb) {
+    if (cb) this.on('timeout', cb);
+    return this;
+  }
+
+  destroy(err) {
+    if (this.destroyed) return this;
+    this._ex.destroy(err);
+    return this;
+  }
+
+  get writableNeedDrain() {
+    return !this.destroyed && !this.finished && this._ex.needDrain;
+  }
+}
+
+const P_REQ = PistonIncomingMessage.prototype;
+const P_RES = PistonServerResponse.prototype;
+
+// ---- one exchange: a request handle and its req/res pair ------------------------
+
+class Exchange {
+  constructor(server, slot, method, url, minor) {
+    this.server = server;
+    this.slot = slot;
+    this.needDrain = false;
+    this.waitingBody = false;
+    this.bodyDone = false; // no more engine reads (end, error, or dumped)
+    this.resDone = false;
+    this.closed = false;
+    const socket = new PistonSocket(this);
+    this.socket = socket;
+    const req = new PistonIncomingMessage(socket);
+    req._ex = this;
+    req._read = P_REQ._read; // own: Express swaps the prototype
+    req.method = method;
+    req.url = url;
+    const raw = native.headers(slot);
+    req._addHeaderLines(raw, raw.length); // rawHeaders; headers parse lazily
+    req.httpVersionMajor = 1;
+    req.httpVersionMinor = minor;
+    req.httpVersion = minor ? '1.1' : '1.0';
+    this.req = req;
+    const res = new PistonServerResponse(req);
+    res._ex = this;
+    res.socket = socket;
+    // Own properties, because Express re-parents res onto its own prototype
+    // (which inherits http.ServerResponse.prototype, not ours).
+    res._storeHeader = P_RES._storeHeader;
+    res._pistonStart = P_RES._pistonStart;
+    res._pistonFail = P_RES._pistonFail;
+    res.write = P_RES.write;
+    res.end = P_RES.end;
+    res.flushHeaders = P_RES.flushHeaders;
+    res.writeContinue = P_RES.writeContinue;
+    res.writeProcessing = P_RES.writeProcessing;
+    res.addTrailers = P_RES.addTrailers;
+    res.setTimeout = P_RES.setTimeout;
+    res.destroy = P_RES.destroy;
+    if (minor === 0) res.shouldKeepAlive = false;
+    this.res = res;
+    B.bindSlot(slot, this);
+  }
+
+  // Moves buffered body bytes into the request stream.
+  pull() {
+    const req = this.req;
+    if (this.bodyDone) return;
+    if (this.resDone || this.slot < 0) {
+      // the response has ended: the engine discards the rest of the body
+      this.bodyDone = true;
+      req.complete = true;
+      req.push(null);
+      this.maybeRelease();
+      return;
+    }
+    for (;;) {
+      const r = native.read(this.slot);
+      if (typeof r !== 'number') {
+        if (!req.push(r)) return;
+        continue;
+      }
+      if (r === 0) {
+        this.bodyDone = true;
+        req.complete = true;
+        req.push(null);
+        this.maybeRelease();
+      } else if (r === EAGAIN) {
+        this.waitingBody = true;
+      } else {
+        this.bodyDone = true;
+        const err = r === native.ETOOBIG ? Object.assign(new Error('request body too large'), { code: 'ERR_PISTON_TOOBIG', status: 413 }) : connReset('aborted');
+        if (r === native.ETOOBIG) this.tooBig = true;
+        req.destroy(err);
+        this.maybeRelease();
+      }
+      return;
+    }
+  }
+
+  _onEvent(ev) {
+    if (ev & EV_BODY && this.waitingBody) {
+      this.waitingBody = false;
+      this.pull();
+    }
+    if (ev & EV_DRAIN && this.needDrain) {
+      this.needDrain = false;
+      if (!this.res.finished) this.res.emit('drain');
+    }
+    if (ev & EV_CLOSED) this.onClosed(connReset('aborted'));
+  }
+
+  // The client went away (or the host destroyed the exchange).
+  onClosed(err) {
+    if (this.closed) return;
+    this.closed = true;
+    const { req, res, socket } = this;
+    this.server._active.delete(this);
+    socket.destroyed = true;
+    socket.writable = false;
+    socket.readable = false;
+    this.bodyDone = true;
+    this.release();
+    if (!res.finished || !this.resDone) {
+      req.destroy(err);
+      res.destroyed = true;
+      res._closed = true;
+      res.emit('close');
+    } else if (!req.readableEnded) {
+      req.destroy();
+    }
+    socket.emit('close', false);
+  }
+
+  destroy(err) {
+    if (this.closed) return;
+    if (this.slot >= 0 && !this.resDone) native.respAbort(this.slot);
+    this.onClosed(err || connReset('aborted'));
+  }
+
+  abort() {
+    if (this.slot >= 0) native.respAbort(this.slot);
+    this.resDone = true;
+    this.res.finished = true;
+    this.res._headerSent = true;
+    this.maybeRelease();
+  }
+
+  responseEnded() {
+    this.resDone = true;
+    const { req, res } = this;
+    this.server._active.delete(this);
+    process.nextTick(() => {
+      if (this.closed && res.destroyed) return;
+      res.emit('finish');
+      process.nextTick(() => {
+        if (!res._closed) {
+          res.destroyed = true;
+          res._closed = true;
+          res.emit('close');
+        }
+      });
+    });
+    if (!req._consuming && !req._readableState.resumeScheduled) {
+      req._dump();
+    }
+    if (this.waitingBody) {
+      // the engine drops the rest of the body: end the stream here
+      this.waitingBody = false;
+      this.pull();
+    }
+    this.maybeRelease();
+  }
+
+  maybeRelease() {
+    if (this.resDone && this.bodyDone) this.release();
+    else if (this.resDone && !this.waitingBody && !this.req._consuming) {
+      // nobody reads the body: the engine drops it
+      this.bodyDone = true;
+      this.release();
+    }
+  }
+
+  release() {
+    if (this.slot < 0) return;
+    const s = this.slot;
+    this.slot = -1;
+    if (this.socket._info === null) this.socket._i = () => [this.req.httpVersionMinor, 0, '', 0, 0];
+    B.releaseSlot(s);
+  }
+}
+
+// ---- the server ----------------------------------------------------------------
+
+const DEFAULT_CLOSE_MS = 30000;
+
+class Server extends EventEmitter {
+  constructor(options, handler) {
+    super();
+    if (typeof options === 'function') {
+      handler = options;
+      options = {};
+    }
+    options = options || {};
+    this._options = options;
+    this._h = null;
+    this._id = 0;
+    this._address = null;
+    this._host = undefined;
+    this._closing = false;
+    this._refed = true;
+    this._active = new Set();
+    this.listening = false;
+    this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
+    this.headersTimeout = options.headersTimeout ?? 60000;
+    this.requestTimeout = options.requestTimeout ?? 300000;
+    this.maxHeadersCount = options.maxHeadersCount ?? null;
+    this.maxHeaderSize = options.maxHeaderSize;
+    this.timeout = 0;
+    this.maxRequestsPerSocket = 0;
+    if (handler) this.on('request', handler);
+  }
+
+  _engineOptions() {
+    const ms = (v) => (v > 0 ? v : 24 * 3600 * 1000);
+    const o = this._options;
+    const out = {
+      idleTimeoutMs: ms(this.keepAliveTimeout),
+      headTimeoutMs: ms(this.headersTimeout),
+      bodyTimeoutMs: ms(this.requestTimeout),
+      maxHeadSize: this.maxHeaderSize ?? o.maxHeaderSize,
+      maxHeaders: this.maxHeadersCount || undefined,
+    };
+    for (const k of Object.keys(B.OPTION_NAMES)) if (o[k] !== undefined) out[k] = o[k];
+    return out;
+  }
+
+  listen(...args) {
+    let cb;
+    if (typeof args[args.length - 1] === 'function') cb = args.pop();
+    let port = 0;
+    let host;
+    let path;
+    let backlog;
+    const a0 = args[0];
+    if (a0 !== null && typeof a0 === 'object') {
+      port = a0.port ?? 0;
+      host = a0.host;
+      path = a0.path;
+      backlog = a0.backlog;
+    } else if (typeof a0 === 'string' && !/^\d+$/.test(a0)) {
+      path = a0;
+      backlog = args[1];
+    } else {
+      port = a0 === undefined || a0 === null ? 0 : Number(a0);
+      if (typeof args[1] === 'string') {
+        host = args[1];
+        backlog = args[2];
+      } else if (typeof args[1] === 'number') {
+        backlog = args[1];
+      }
+    }
+    if (this.listening || this._h) {
+      const err = new Error('Listen method has been called more than once without closing.');
+      err.code = 'ERR_SERVER_ALREADY_LISTEN';
+      throw err;
+    }
+    if (cb) this.once('listening', cb);
+    this._closing = false;
+    this._id = B.registerServer(this);
+    const opts = this._engineOptions();
+    if (backlog) opts.backlog = backlog;
+    // The engine binds '::' IPv6-only, so the default is IPv4's any address.
+    const listenSpec = path !== undefined ? { path } : { host: host ?? '0.0.0.0', port };
+    let boundPort = 0;
+    try {
+      this._h = B.makeNative(this._id, opts, listenSpec, this._routes);
+      boundPort = native.start(this._h);
+    } catch (e) {
+      if (this._h) native.stop(this._h, 0);
+      this._h = null;
+      B.servers.delete(this._id);
+      e.syscall = 'listen';
+      if (path === undefined) {
+        e.address = listenSpec.host;
+        e.port = port;
+      } else e.address = path;
+      if (cb) this.removeListener('listening', cb);
+      process.nextTick(() => this.emit('error', e));
+      return this;
+    }
+    if (path !== undefined) {
+      this._address = path;
+    } else {
+      const h = listenSpec.host;
+      const addr = h === 'localhost' ? '127.0.0.1' : h;
+      this._address = { address: addr, family: net.isIPv6(addr) ? 'IPv6' : 'IPv4', port: boundPort };
+      this._host = addr;
+    }
+    this.listening = true;
+    if (!this._refed) native.ref(this._h, false);
+    process.nextTick(() => this.emit('listening'));
+    return this;
+  }
+
+  address() {
+    return this.listening ? this._address : null;
+  }
+
+  _onRequest(slot, method, url, minor) {
+    let ex;
+    try {
+      ex = new Exchange(this, slot, method, url, minor);
+    } catch (e) {
+      native.respAbort(slot);
+      B.releaseSlot(slot);
+      this._report(e, null);
+      return;
+    }
+    this._active.add(ex);
+    try {
+      this.emit('request', ex.req, ex.res);
+    } catch (e) {
+      if (!ex.res.headersSent || !ex.res._headerSent) {
+        if (ex.slot >= 0 && !ex.resDone) {
+          ex.abort(); // 500 from the engine
+          ex.res.statusCode = 500;
+          ex.responseEnded();
+        }
+      } else if (!ex.resDone) {
+        ex.destroy(e);
+      }
+      this._report(e, ex.socket);
+    }
+  }
+
+  _report(err, socket) {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else if (this.listenerCount('clientError') > 0) this.emit('clientError', err, socket);
+    else console.error('piston: request handler threw:', err);
+  }
+
+  _onClosed() {
+    this._h = null;
+    this.listening = false;
+    const cbs = this._closeCbs || [];
+    this._closeCbs = null;
+    this.emit('close');
+    for (const cb of cbs) cb();
+  }
+
+  close(cb) {
+    if (!this._h) {
+      if (cb) {
+        const err = new Error('Server is not running.');
+        err.code = 'ERR_SERVER_NOT_RUNNING';
+        process.nextTick(cb, err);
+      }
+      return this;
+    }
+    if (cb) (this._closeCbs ||= []).push(cb);
+    if (!this._closing) {
+      this._closing = true;
+      this.listening = false;
+      native.stop(this._h, this._options.closeTimeoutMs ?? DEFAULT_CLOSE_MS);
+    }
+    return this;
+  }
+
+  // Idle keep-alive connections are closed by close() (the engine's graceful
+  // stop). Before close() the engine offers no way to close only idle ones.
+  closeIdleConnections() {}
+
+  // Ends every request in flight (500 if nothing was sent, else the
+  // connection is closed); with close(), nothing is left open.
+  closeAllConnections() {
+    for (const ex of [...this._active]) ex.destroy();
+  }
+
+  getConnections(cb) {
+    const n = this._h ? native.connections(this._h) : 0;
+    if (cb) process.nextTick(cb, null, n);
+    return this;
+  }
+
+  setTimeout(ms, cb) {
+    this.timeout = ms;
+    if (cb) this.on('timeout', cb);
+    return this;
+  }
+
+  ref() {
+    this._refed = true;
+    if (this._h) native.ref(this._h, true);
+    return this;
+  }
+
+  unref() {
+    this._refed = false;
+    if (this._h) native.ref(this._h, false);
+    return this;
+  }
+
+  [Symbol.asyncDispose]() {
+    return new Promise((resolve) => this.close(() => resolve()));
+  }
+}
+
+function createServer(options, handler) {
+  return new Server(options, handler);
+}
+
+module.exports = { createServer, Server, IncomingMessage: PistonIncomingMessage, ServerResponse: PistonServerResponse };

@@ -1,0 +1,144 @@
+// Types for piston: a node:http-compatible server and a lean native API over
+// the Piston HTTP/1.1 engine.
+
+import * as http from 'node:http';
+import { Readable } from 'node:stream';
+import { EventEmitter } from 'node:events';
+
+/** Engine limits and timeouts, shared by createServer and App. */
+export interface EngineOptions {
+  /** Bytes of request line + headers (431 beyond). Default 16 KiB. */
+  maxHeadSize?: number;
+  /** Bytes of the request target (414 beyond). Default 8 KiB. */
+  maxUrlSize?: number;
+  /** Header fields per request (431 beyond). Default 100. */
+  maxHeaders?: number;
+  /** Request body bytes (413 beyond); 0 = no limit. Default 1 GiB. */
+  maxBodySize?: number;
+  headTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  writeTimeoutMs?: number;
+  /** Buffered request body before socket reads pause. */
+  bodyHighWater?: number;
+  /** Queued response bytes before write() returns false. */
+  writeHighWater?: number;
+  backlog?: number;
+  maxConnections?: number;
+  /** One line per response on stderr. */
+  accessLog?: boolean;
+}
+
+export interface ServerOptions extends EngineOptions {
+  keepAliveTimeout?: number;
+  headersTimeout?: number;
+  requestTimeout?: number;
+  maxHeaderSize?: number;
+  /** Deadline given to in-flight requests by close(). Default 30000. */
+  closeTimeoutMs?: number;
+}
+
+export type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+/** A node:http-style server; req and res are real IncomingMessage / ServerResponse. */
+export declare class Server extends EventEmitter {
+  constructor(options?: ServerOptions, handler?: RequestListener);
+  constructor(handler?: RequestListener);
+  listening: boolean;
+  keepAliveTimeout: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  maxHeadersCount: number | null;
+  listen(port?: number, host?: string, backlog?: number, cb?: () => void): this;
+  listen(port?: number, host?: string, cb?: () => void): this;
+  listen(port?: number, cb?: () => void): this;
+  listen(path: string, cb?: () => void): this;
+  listen(options: { port?: number; host?: string; path?: string; backlog?: number }, cb?: () => void): this;
+  address(): { address: string; family: string; port: number } | string | null;
+  close(cb?: (err?: Error) => void): this;
+  closeIdleConnections(): void;
+  closeAllConnections(): void;
+  getConnections(cb: (err: Error | null, count: number) => void): this;
+  setTimeout(ms: number, cb?: () => void): this;
+  ref(): this;
+  unref(): this;
+  on(event: 'request', listener: RequestListener): this;
+  on(event: 'listening' | 'close', listener: () => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'clientError', listener: (err: Error, socket: unknown) => void): this;
+  on(event: string, listener: (...args: any[]) => void): this;
+}
+
+export declare function createServer(handler?: RequestListener): Server;
+export declare function createServer(options: ServerOptions, handler?: RequestListener): Server;
+
+// ---- native API ----
+
+export interface AppRequest extends AsyncIterable<Buffer> {
+  readonly method: string;
+  /** The request target as sent: path and query, percent-encoded. */
+  readonly url: string;
+  readonly path: string;
+  readonly query: Record<string, string | string[]>;
+  readonly params: Record<string, string>;
+  /** Lower-cased names; built on first access. */
+  readonly headers: Record<string, string | string[]>;
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly httpVersion: '1.0' | '1.1';
+  /** Case-insensitive; undefined once the response has ended. */
+  getHeader(name: string): string | undefined;
+  body(): Promise<Buffer>;
+  text(): Promise<string>;
+  json<T = unknown>(): Promise<T>;
+  stream(): Readable;
+}
+
+export interface AppResponse {
+  statusCode: number;
+  readonly started: boolean;
+  readonly ended: boolean;
+  readonly aborted: boolean;
+  status(code: number): this;
+  setHeader(name: string, value: string | number | readonly string[]): this;
+  getHeader(name: string): string | undefined;
+  /** false when the client is slower than the writer: wait for 'drain'. */
+  write(chunk: string | Uint8Array): boolean;
+  end(body?: string | Uint8Array): this;
+  json(value: unknown): this;
+  sendFile(path: string, headers?: Record<string, string>): Promise<void>;
+  on(event: 'drain' | 'close', listener: () => void): this;
+  once(event: 'drain' | 'close', listener: () => void): this;
+  off(event: 'drain' | 'close', listener: () => void): this;
+  onAborted(cb: () => void): this;
+}
+
+export type AppHandler = (req: AppRequest, res: AppResponse) => void | Promise<void>;
+
+export declare class App {
+  constructor(options?: EngineOptions);
+  readonly port: number;
+  onError: (err: unknown, req: AppRequest, res: AppResponse) => void;
+  notFound: AppHandler;
+  get(path: string, handler: AppHandler): this;
+  post(path: string, handler: AppHandler): this;
+  put(path: string, handler: AppHandler): this;
+  patch(path: string, handler: AppHandler): this;
+  delete(path: string, handler: AppHandler): this;
+  all(path: string, handler: AppHandler): this;
+  /** Files under dir for paths starting with prefix, served by the engine. */
+  static(prefix: string, dir: string): this;
+  /** A fixed response served by the engine (GET/HEAD unless opts.method). */
+  fixed(
+    path: string,
+    body: string | Uint8Array,
+    headers?: Record<string, string>,
+    opts?: { method?: string; status?: number },
+  ): this;
+  listen(port: number | string, host?: string, cb?: (err: Error | null, port?: number) => void): this;
+  listen(port: number | string, cb?: (err: Error | null, port?: number) => void): this;
+  close(cb?: () => void, deadlineMs?: number): this;
+}
+
+export declare const STATUS_CODES: typeof http.STATUS_CODES;
+export declare const METHODS: typeof http.METHODS;

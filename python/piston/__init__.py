@@ -1,0 +1,14 @@
+"""Piston: a high-performance HTTP/1.1 server engine in C, hosting WSGI apps.
+
+    piston myapp:app --bind 127.0.0.1:8000 --workers 4
+
+or from Python:
+
+    import piston
+    piston.run(app, bind="127.0.0.1:8000", workers=1, threads=8)
+"""
+__version__ = "0.1.0"
+
+from .server import Config, run  # noqa: E402,F401
+
+__all__ = ["Config", "run", "__version__"]

@@ -1,0 +1,243 @@
+"""piston MODULE:APP [options]: the command line, in gunicorn's shape.
+
+Errors the user can fix (cannot import the app, a missing attribute, a port
+in use, a bad option) are one line on stderr and exit code 1 or 2, never a
+traceback.
+"""
+import argparse
+import importlib
+import inspect
+import os
+import sys
+
+from . import _piston, __version__
+from .server import Config, UsageError, parse_bind, serve, setup_logging
+
+PROG = "piston"
+
+# --option -> (engine option, unit): "bytes"/"count" taken as is, "seconds"
+# converted to milliseconds.
+ENGINE_OPTIONS = [
+    ("--max-head-size", _piston.OPT_MAX_HEAD_SIZE, "bytes",
+     "request line + headers (default 16384) -> 431"),
+    ("--max-url-size", _piston.OPT_MAX_URL_SIZE, "bytes",
+     "request target (default 8192) -> 414"),
+    ("--max-headers", _piston.OPT_MAX_HEADERS, "count",
+     "header fields (default 100) -> 431"),
+    ("--max-body-size", _piston.OPT_MAX_BODY_SIZE, "bytes",
+     "request body, 0 = no limit (default 1 GiB) -> 413"),
+    ("--head-timeout", _piston.OPT_HEAD_TIMEOUT_MS, "seconds",
+     "to receive a whole head (default 10) -> 408"),
+    ("--body-timeout", _piston.OPT_BODY_TIMEOUT_MS, "seconds",
+     "between body bytes (default 30) -> 408"),
+    ("--idle-timeout", _piston.OPT_IDLE_TIMEOUT_MS, "seconds",
+     "keep-alive wait for the next request (default 5)"),
+    ("--write-timeout", _piston.OPT_WRITE_TIMEOUT_MS, "seconds",
+     "for the client to read (default 30)"),
+    ("--body-high-water", _piston.OPT_BODY_HIGH_WATER, "bytes",
+     "buffered request body before reading pauses"),
+    ("--write-high-water", _piston.OPT_WRITE_HIGH_WATER, "bytes",
+     "queued response bytes before a writer waits"),
+    ("--backlog", _piston.OPT_BACKLOG, "count", "listen(2) backlog"),
+    ("--max-connections", _piston.OPT_MAX_CONNECTIONS, "count",
+     "per event loop; accepting pauses beyond it"),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write("%s: %s (try --help)\n" % (PROG, message))
+        sys.exit(2)
+
+
+def _positive(name, minimum=1):
+    def conv(v):
+        try:
+            n = int(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%s wants a whole number, not %r" % (name, v))
+        if n < minimum:
+            raise argparse.ArgumentTypeError("%s must be at least %d" % (name, minimum))
+        return n
+    return conv
+
+
+def _seconds(name):
+    def conv(v):
+        try:
+            s = float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%s wants seconds, not %r" % (name, v))
+        if not 0 < s <= 86400 * 365:
+            raise argparse.ArgumentTypeError("%s wants seconds > 0, not %r" % (name, v))
+        return s
+    return conv
+
+
+def _pair(name):
+    def conv(v):
+        k, sep, val = v.partition("=")
+        if not sep or not k.startswith("/"):
+            raise argparse.ArgumentTypeError("%s wants /PATH=VALUE, not %r" % (name, v))
+        return (k, val)
+    return conv
+
+
+def build_parser():
+    p = _Parser(prog=PROG, description="Serve a WSGI app with the Piston HTTP/1.1 engine.",
+                usage="%(prog)s [options] MODULE:APP")
+    p.add_argument("app", metavar="MODULE:APP",
+                   help="the app: a module and a variable in it (default name: application, app)")
+    p.add_argument("-b", "--bind", action="append", metavar="ADDR",
+                   help="HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N (repeatable; "
+                        "default 127.0.0.1:8000)")
+    p.add_argument("-w", "--workers", type=_positive("--workers"), default=1,
+                   help="worker processes (default 1: no supervisor)")
+    p.add_argument("--threads", type=_positive("--threads"), default=8,
+                   help="Python threads running the app per worker (default 8)")
+    p.add_argument("--loops", type=_positive("--loops"), default=1,
+                   help="engine event loops (I/O threads) per worker (default 1)")
+    p.add_argument("--interface", choices=["auto", "wsgi", "asgi"], default="auto")
+    p.add_argument("--factory", action="store_true",
+                   help="APP is a function returning the app")
+    p.add_argument("--root-path", default="",
+                   help="the mount point of the app: SCRIPT_NAME, stripped from PATH_INFO")
+    p.add_argument("--route", action="append", type=_pair("--route"), default=[],
+                   metavar="PATH=TEXT", help="a fixed text/plain response, served in C")
+    p.add_argument("--static", action="append", type=_pair("--static"), default=[],
+                   metavar="PREFIX=DIR", help="serve files under DIR at PREFIX, in C")
+    for name, _, unit, helptext in ENGINE_OPTIONS:
+        conv = _seconds(name) if unit == "seconds" else _positive(name, 0)
+        p.add_argument(name, type=conv, metavar=unit.upper(), help=helptext)
+    p.add_argument("--shutdown-timeout", "--graceful-timeout", type=_seconds("--shutdown-timeout"),
+                   default=30.0, metavar="SECONDS",
+                   help="grace for requests in flight on SIGTERM (default 30)")
+    p.add_argument("--max-requests", type=_positive("--max-requests", 0), default=0,
+                   help="restart a worker after this many requests (0: never)")
+    p.add_argument("--max-requests-jitter", type=_positive("--max-requests-jitter", 0),
+                   default=0, help="add up to this many to --max-requests, per worker")
+    p.add_argument("--no-reuse-port", action="store_true",
+                   help="with --workers: one TCP socket shared by all workers instead of "
+                        "one SO_REUSEPORT socket per worker")
+    p.add_argument("--access-log", action="store_true",
+                   help="one line per response on stderr")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error", "critical"])
+    p.add_argument("--chdir", metavar="DIR", help="change to DIR before loading the app")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    return p
+
+
+def load_app(spec, factory=False):
+    """Imports MODULE:APP the way gunicorn does; UsageError if it cannot."""
+    module_name, sep, attr = spec.partition(":")
+    if not module_name:
+        raise UsageError("bad app %r: want MODULE:APP" % spec)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            raise UsageError("cannot import %r: no module named %r" % (module_name, e.name))
+        raise UsageError("cannot import %r: %s: %s" % (module_name, type(e).__name__, e))
+    except Exception as e:
+        raise UsageError("cannot import %r: %s: %s" % (module_name, type(e).__name__, e))
+    names = [attr] if sep else ["application", "app"]
+    for name in names:
+        obj = module
+        try:
+            for part in name.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        break
+    else:
+        raise UsageError("module %r has no attribute %r" % (module_name, names[0]))
+    if factory:
+        if not callable(obj):
+            raise UsageError("--factory: %s is not callable" % spec)
+        try:
+            obj = obj()
+        except Exception as e:
+            raise UsageError("--factory: %s() failed: %s: %s" % (spec, type(e).__name__, e))
+    if not callable(obj):
+        raise UsageError("%s is not callable (a %s)" % (spec, type(obj).__name__))
+    return obj
+
+
+def detect_interface(app):
+    """'asgi' or 'wsgi': coroutine functions, classes or instances with an
+    async __call__, and 3-argument callables are ASGI."""
+    if inspect.iscoroutinefunction(app):
+        return "asgi"
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)
+    if inspect.isclass(app):
+        call = getattr(app, "__call__", None)
+        if call is not None and inspect.iscoroutinefunction(call):
+            return "asgi"
+        try:
+            call = app.__init__
+            params = [p for p in inspect.signature(call).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            return "asgi" if len(params) - 1 == 3 else "wsgi"
+        except (TypeError, ValueError):
+            return "wsgi"
+    if call is not None and inspect.iscoroutinefunction(call):
+        return "asgi"
+    try:
+        params = [p for p in inspect.signature(app).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return "wsgi"
+    return "asgi" if len(params) == 3 else "wsgi"
+
+
+def config_from_args(a):
+    options = {}
+    for name, opt, unit, _ in ENGINE_OPTIONS:
+        v = getattr(a, name[2:].replace("-", "_"))
+        if v is None:
+            continue
+        options[opt] = int(v * 1000 + 0.5) if unit == "seconds" else v
+    binds = a.bind or ["127.0.0.1:8000"]
+    for b in binds:
+        parse_bind(b)  # UsageError early
+    for prefix, d in a.static:
+        if not os.path.isdir(d):
+            raise UsageError("--static %s=%s: not a directory" % (prefix, d))
+    root = a.root_path.rstrip("/")
+    if root and not root.startswith("/"):
+        raise UsageError("--root-path must start with '/', not %r" % a.root_path)
+    return Config(bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
+                  root_path=root, routes=a.route, static=a.static, options=options,
+                  access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
+                  max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,
+                  reuse_port=not a.no_reuse_port)
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    setup_logging(a.log_level)
+    try:
+        if a.chdir:
+            os.chdir(a.chdir)
+        cfg = config_from_args(a)
+        app = load_app(a.app, a.factory)
+        kind = a.interface
+        if kind == "auto":
+            kind = detect_interface(app)
+        if kind == "asgi":
+            raise UsageError("%s is an ASGI app: ASGI support is not built yet "
+                             "(use a WSGI app, or --interface wsgi if this is wrong)" % a.app)
+        code = serve(app, cfg)
+    except UsageError as e:
+        sys.stderr.write("%s: %s\n" % (PROG, e))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

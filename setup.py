@@ -1,0 +1,58 @@
+"""Builds the piston Python package and its C extension, piston._piston.
+
+The extension is compiled together with the engine's sources (csrc/*.c, not
+csrc/bin) and Debian's static llhttp, so the installed module depends on
+nothing but libc:
+
+    /usr/bin/python3 -m venv --system-site-packages .venv
+    .venv/bin/pip install --no-build-isolation -e .
+"""
+import glob
+import os
+import sys
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def llhttp_static():
+    found = sorted(glob.glob("/usr/lib/*/libllhttp.a")) + glob.glob("/usr/lib/libllhttp.a")
+    if not found:
+        sys.exit("setup.py: libllhttp.a not found; run scripts/setup-deps.sh "
+                 "(Debian's libllhttp-dev)")
+    return found[0]
+
+
+engine_sources = sorted(
+    os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", "*.c"))
+)
+
+ext = Extension(
+    "piston._piston",
+    sources=["python/_piston.c"] + engine_sources,
+    include_dirs=["csrc"],
+    extra_compile_args=[
+        "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
+        "-fvisibility=hidden", "-O2",
+    ],
+    # Python's own CFLAGS carry -DNDEBUG; keep the engine's assertions, as
+    # the Makefile's build does
+    undef_macros=["NDEBUG"],
+    extra_link_args=[llhttp_static(), "-lpthread",
+                     "-Wl,--version-script=python/_piston.map"],
+    depends=glob.glob("csrc/*.h") + ["python/_piston.map"],
+)
+
+setup(
+    name="piston",
+    version="0.1.0",
+    description="Piston: a fast HTTP/1.1 server engine in C, with a WSGI host",
+    package_dir={"": "python"},
+    packages=["piston"],
+    ext_modules=[ext],
+    python_requires=">=3.9",
+    entry_points={"console_scripts": ["piston = piston.cli:main"]},
+    # keep setuptools' objects apart from the Makefile's build/
+    options={"build": {"build_base": "build/python"}},
+)

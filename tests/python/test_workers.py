@@ -1,0 +1,210 @@
+"""Worker processes under a supervisor: replacement, drain, reload."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import Server, connect, free_port, piston_cmd, request
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
+def wait_for(pred, timeout=10):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    return pred()
+
+
+class Load:
+    """Client threads doing requests on fresh connections until stopped."""
+
+    def __init__(self, port, path="/pid", n=4, pause=0.003):
+        self.pause = pause
+        self.port, self.path = port, path
+        self.ok, self.failed, self.pids = 0, [], set()
+        self.stopping = False
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run) for _ in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        while not self.stopping:
+            time.sleep(self.pause)
+            t = time.monotonic()
+            try:
+                r = request(self.port, path=self.path)
+                with self.lock:
+                    if r.status == 200:
+                        self.ok += 1
+                        if self.path == "/pid":
+                            self.pids.add(int(r.body))
+                    else:
+                        self.failed.append((t, r.status))
+            except Exception as e:  # noqa
+                with self.lock:
+                    self.failed.append((t, repr(e)))
+
+    def stop(self):
+        self.stopping = True
+        for t in self.threads:
+            t.join(20)
+
+
+def start(*extra):
+    port = free_port()
+    return Server(piston_cmd() + ["apps:app", "--bind", "127.0.0.1:%d" % port] + list(extra),
+                  port)
+
+
+def test_sigkill_worker_replaced():
+    s = start("--workers", "2", "--threads", "2")
+    try:
+        pids = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
+        assert len(pids) == 2
+        load = Load(s.port)
+        time.sleep(0.3)
+        victim = pids[0]
+        os.kill(victim, signal.SIGKILL)
+        new = wait_for(lambda: (lambda c: len(c) == 2 and victim not in c and c)(children(s.proc.pid)))
+        assert new and victim not in new
+        time.sleep(0.5)
+        t_after = time.monotonic()
+        time.sleep(0.5)
+        load.stop()
+        assert load.ok > 20
+        # only requests caught in the dying worker may fail
+        late = [f for f in load.failed if f[0] > t_after]
+        assert not late, late
+        assert len(load.failed) <= 8, load.failed
+        assert set(new) & load.pids, "the new worker serves"
+        log = s.log()
+        assert "killed by signal 9" in log
+    finally:
+        s.stop()
+
+
+def test_sigterm_drains_in_flight():
+    s = start("--workers", "2", "--threads", "4")
+    try:
+        results = []
+
+        def slow():
+            try:
+                results.append(request(s.port, path="/sleep?s=0.8").body)
+            except Exception as e:  # noqa
+                results.append(repr(e))
+
+        ts = [threading.Thread(target=slow) for _ in range(6)]
+        for t in ts:
+            t.start()
+        time.sleep(0.3)  # all six are accepted and in the app
+        s.proc.send_signal(signal.SIGTERM)
+        for t in ts:
+            t.join(10)
+        assert results == [b"slept"] * 6
+        assert s.proc.wait(10) == 0
+        # and nothing listens any more
+        with pytest.raises(OSError):
+            connect(s.port).close()
+    finally:
+        s.stop()
+
+
+def test_sigterm_single_process_drains():
+    s = start("--threads", "4")
+    results = []
+    t = threading.Thread(target=lambda: results.append(request(s.port, path="/sleep?s=0.6").body))
+    t.start()
+    time.sleep(0.2)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(10)
+    assert results == [b"slept"]
+    assert s.proc.wait(10) == 0
+
+
+@pytest.mark.parametrize("reuse", ["reuse-port", "shared-socket"])
+def test_sighup_replaces_workers(reuse):
+    extra = [] if reuse == "reuse-port" else ["--no-reuse-port"]
+    s = start("--workers", "2", "--threads", "2", *extra)
+    try:
+        old = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
+        load = Load(s.port, n=2)
+        time.sleep(0.3)
+        s.proc.send_signal(signal.SIGHUP)
+        new = wait_for(lambda: (lambda c: len(c) == 2 and not set(c) & set(old) and c)(
+            children(s.proc.pid)), timeout=15)
+        time.sleep(0.3)
+        load.stop()
+        assert new, children(s.proc.pid)
+        assert load.ok > 10
+        assert set(new) & load.pids
+        if reuse == "shared-socket":
+            assert not load.failed, load.failed
+        else:
+            # SO_REUSEPORT: connections queued on a closing listener are
+            # reset by the kernel unless net.ipv4.tcp_migrate_req=1
+            assert len(load.failed) <= 4, load.failed
+    finally:
+        s.stop()
+
+
+def test_max_requests_restarts_worker():
+    s = start("--workers", "1", "--max-requests", "5", "--max-requests-jitter", "2",
+              "--threads", "1")
+    try:
+        seen = []
+        for _ in range(30):
+            r = request(s.port, path="/pid")
+            assert r.status == 200
+            seen.append(int(r.body))
+            time.sleep(0.02)
+        assert len(set(seen)) >= 4
+        # 5 to 7 requests each, plus the few it may take while its
+        # replacement starts
+        for pid in set(seen):
+            assert seen.count(pid) <= 10
+        assert len(children(s.proc.pid)) == 1
+        assert "max requests reached" in s.log()
+    finally:
+        s.stop()
+
+
+def test_unix_socket_shared_by_workers(tmp_path):
+    import socket as so
+    from conftest import Reader
+    path = str(tmp_path / "w.sock")
+    port = free_port()
+    s = Server(piston_cmd() + ["apps:app", "--bind", "unix:" + path,
+                               "--bind", "127.0.0.1:%d" % port, "--workers", "2"], port)
+    try:
+        for _ in range(10):
+            c = so.socket(so.AF_UNIX)
+            c.settimeout(10)
+            c.connect(path)
+            c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            r = Reader(c).response()
+            c.close()
+            assert r.status == 200 and int(r.body) in children(s.proc.pid)
+    finally:
+        assert s.stop() == 0
+    assert not os.path.exists(path)  # the supervisor removes its socket
