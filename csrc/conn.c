@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -29,7 +30,9 @@ void piston__conn_accepted(piston_loop *loop, int fd,
     close(fd);
     return;
   }
+  static atomic_uint_fast64_t next_id = 1;
   c->tag = TAG_CONN;
+  c->id = atomic_fetch_add(&next_id, 1);
   c->fd = fd;
   c->loop = loop;
   c->state = CONN_IDLE;
@@ -144,6 +147,8 @@ void piston__conn_close(piston__conn *c) {
   c->tnext = loop->dead; /* freed at the end of the pass */
   loop->dead = c;
   piston__loop_conn_closed(loop);
+  if (c->hosted && loop->srv->on_conn_closed)
+    loop->srv->on_conn_closed(loop, c->id, loop->srv->on_conn_closed_ud);
 }
 
 /* The timer a connection's state calls for. */
@@ -170,6 +175,24 @@ static void restore_timer(piston__conn *c) {
 }
 
 /* Answers with an engine error and closes. */
+static void report_client_error(piston__conn *c, int status) {
+  const piston_server *srv = c->loop->srv;
+  if (!srv->on_client_error)
+    return;
+  char addr[INET6_ADDRSTRLEN] = "";
+  int port = 0;
+  if (c->peer.ss_family == AF_INET) {
+    const struct sockaddr_in *sa = (const struct sockaddr_in *)&c->peer;
+    inet_ntop(AF_INET, &sa->sin_addr, addr, sizeof addr);
+    port = ntohs(sa->sin_port);
+  } else if (c->peer.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *)&c->peer;
+    inet_ntop(AF_INET6, &sa->sin6_addr, addr, sizeof addr);
+    port = ntohs(sa->sin6_port);
+  }
+  srv->on_client_error(c->loop, status, addr, port, srv->on_client_error_ud);
+}
+
 void piston__conn_reject(piston__conn *c, int status) {
   piston_req *r = c->req;
   c->broken = true;
@@ -194,6 +217,7 @@ void piston__conn_reject(piston__conn *c, int status) {
   if (resp == RESP_NONE) {
     if (r && atomic_load(&r->refs) > 1)
       piston__req_notify(r, PISTON_EV_CLOSED);
+    report_client_error(c, status);
     if (piston__resp_error(&c->out, status, r && r->is_head) != 0) {
       piston__conn_close(c);
       return;
@@ -487,11 +511,18 @@ void piston__conn_timeout(piston__conn *c, int kind) {
   piston__conn_close(c);
 }
 
+/* A keep-alive connection waiting for its next request, with nothing
+ * buffered or arriving. */
+bool piston__conn_is_idle(const piston__conn *c) {
+  return c->state == CONN_IDLE && c->served > 0 && !c->readable &&
+         c->rlen == 0 && c->out.pending == 0;
+}
+
 void piston__conn_stop(piston__conn *c) {
   /* Only a keep-alive connection with nothing to read is idle. A connection
    * accepted but not read yet has a request on its way: it gets its answer
    * (with Connection: close), or the head timeout. */
-  if (c->state == CONN_IDLE && c->served > 0 && !c->readable)
+  if (piston__conn_is_idle(c))
     piston__conn_close(c);
   /* the rest see loop->stopping when their response ends */
 }

@@ -55,6 +55,10 @@ struct piston_server {
   void *on_request_ud;
   piston_batch_cb on_batch;
   void *on_batch_ud;
+  piston_client_error_cb on_client_error;
+  void *on_client_error_ud;
+  piston_conn_closed_cb on_conn_closed;
+  void *on_conn_closed_ud;
   piston__listen_spec listen[PISTON_MAX_LISTENERS];
   size_t nlisten;
   piston__fixed_route *fixed;
@@ -117,6 +121,7 @@ struct piston_loop {
   pthread_mutex_t inbox_lock;
   piston_req *inbox; /* posts from other threads, LIFO */
   atomic_int stop_requested;
+  atomic_int close_idle_requested;
   atomic_int stop_deadline_ms;
   bool stopping;
   uint64_t stop_at_ms;
@@ -157,8 +162,10 @@ struct piston__conn {
   piston_req *req;     /* the request being read or answered */
   piston_req *spare;   /* a finished request kept for reuse */
   piston__outq out;
-  int reject_status;    /* set by parse callbacks to reject with this status */
-  uint32_t served;      /* requests answered on this connection */
+  int reject_status; /* set by parse callbacks to reject with this status */
+  uint32_t served;
+  bool hosted;          /* a request of this connection reached the host */
+  uint64_t id;          /* requests answered on this connection */
   uint32_t keep;        /* rbuf bytes the current head occupies */
   bool abort_requested; /* the host aborted the exchange */
   piston__conn *pending_next, *dirty_next;
@@ -240,6 +247,7 @@ struct piston_req {
   char peer_text[46];
   int peer_port;
   bool peer_done;
+  uint64_t conn_id;
 
   /* events */
   piston_req_event_cb ev_cb;
@@ -285,6 +293,7 @@ void piston__conn_mark_dirty(piston__conn *c);
 void piston__conn_close(piston__conn *c);
 void piston__conn_timeout(piston__conn *c, int kind);
 void piston__conn_stop(piston__conn *c); /* graceful stop: no more reuse */
+bool piston__conn_is_idle(const piston__conn *c);
 void piston__conn_request_done(piston__conn *c);
 void piston__conn_reject(piston__conn *c, int status);
 void piston__timer_set(piston__conn *c, int kind);

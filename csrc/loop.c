@@ -386,6 +386,19 @@ void piston_loop_stop(piston_loop *l, int deadline_ms) {
   piston__loop_wake(l);
 }
 
+void piston_loop_close_idle(piston_loop *l) {
+  atomic_store(&l->close_idle_requested, 1);
+  piston__loop_wake(l);
+}
+
+static void close_idle(piston_loop *l) {
+  for (piston__conn *c = l->all, *next; c; c = next) {
+    next = c->anext;
+    if (piston__conn_is_idle(c))
+      piston__conn_close(c);
+  }
+}
+
 static void begin_stop(piston_loop *l) {
   l->stopping = true;
   l->stop_at_ms = l->now_ms + (uint64_t)atomic_load(&l->stop_deadline_ms);
@@ -495,6 +508,8 @@ static int pass(piston_loop *l, int timeout_ms) {
   }
   if (!l->stopping && atomic_load(&l->stop_requested))
     begin_stop(l);
+  if (atomic_exchange(&l->close_idle_requested, 0))
+    close_idle(l);
   run_pending(l);
   /* Each round gives the host its batch end, then runs what its responses
    * unblocked (pipelined requests behind them). Bounded so that a host

@@ -215,6 +215,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (piston__route(c, r))
     return 0;
   atomic_fetch_add(&r->refs, 1); /* the host's reference */
+  c->hosted = true;
   c->loop->dispatched = true;
   srv->on_request(r, srv->on_request_ud);
   return 0;

@@ -112,6 +112,23 @@ PISTON_EXPORT void piston_server_on_request(piston_server *srv,
 PISTON_EXPORT void piston_server_on_batch_end(piston_server *srv,
                                               piston_batch_cb cb,
                                               void *userdata);
+/* Called on the loop thread when the engine itself rejects a request (a
+ * malformed or oversized one, a slow head or body): the status it sent and
+ * the peer. The request never reached the host. */
+typedef void (*piston_client_error_cb)(piston_loop *loop, int status,
+                                       const char *remote_addr, int remote_port,
+                                       void *userdata);
+PISTON_EXPORT void piston_server_on_client_error(piston_server *srv,
+                                                 piston_client_error_cb cb,
+                                                 void *userdata);
+/* Called on the loop thread when a connection that carried at least one
+ * request to the host closes, with its piston_req_connection_id(): lets a
+ * host keep per-connection state (a socket object) and drop it in time. */
+typedef void (*piston_conn_closed_cb)(piston_loop *loop, uint64_t conn_id,
+                                      void *userdata);
+PISTON_EXPORT void piston_server_on_connection_closed(piston_server *srv,
+                                                      piston_conn_closed_cb cb,
+                                                      void *userdata);
 
 /* Adds a listening address. host may be a name, an IPv4 or an IPv6 literal
  * (without brackets); port 0 picks a free port (then all loops share the
@@ -160,6 +177,9 @@ PISTON_EXPORT int piston_loop_poll(piston_loop *loop);
  * to finish, then everything closes. */
 PISTON_EXPORT void piston_loop_stop(piston_loop *loop, int deadline_ms);
 /* Must be called on the loop's thread after it stopped (or never ran). */
+/* Closes the keep-alive connections that wait for a request, now or at the
+ * loop's next pass (callable from any thread). In-flight requests go on. */
+PISTON_EXPORT void piston_loop_close_idle(piston_loop *loop);
 PISTON_EXPORT void piston_loop_free(piston_loop *loop);
 PISTON_EXPORT size_t piston_loop_connections(const piston_loop *loop);
 
@@ -193,6 +213,9 @@ PISTON_EXPORT const char *piston_req_remote_addr(const piston_req *req,
 PISTON_EXPORT int piston_req_local_port(const piston_req *req);
 /* -1 when unknown (chunked), else the Content-Length (0 for none). */
 PISTON_EXPORT int64_t piston_req_content_length(const piston_req *req);
+/* The connection the request came on: unique within the process, the same
+ * for every request of one keep-alive connection. */
+PISTON_EXPORT uint64_t piston_req_connection_id(const piston_req *req);
 
 /* Body: copies up to len buffered bytes. Returns the count, 0 at the end of
  * the body, PISTON_EAGAIN when nothing is buffered yet, PISTON_ECLOSED if the
@@ -232,6 +255,12 @@ piston_resp_sendfile(piston_req *req, int fd, off_t offset, size_t len);
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_resp_end(piston_req *req, const piston_header *trailers,
                 size_t ntrailers);
+/* piston_resp_start with the host's own reason phrase (no CR, LF or NUL;
+ * an empty one is allowed). */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_resp_start_reason(piston_req *req, int status, const char *reason,
+                         size_t reason_len, const piston_header *h,
+                         size_t nheaders);
 /* start + write + end with Content-Length, in one call. */
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_resp_send(piston_req *req, int status, const piston_header *h,

@@ -31,6 +31,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   memset(&r->peer, 0, sizeof r->peer);
   memcpy(&r->peer, &c->peer, plen);
   r->peer_done = false;
+  r->conn_id = c->id;
   r->base = c->rbuf;
   r->method_off = r->method_len = r->target_off = r->target_len = 0;
   r->path_off = r->path_len = r->query_off = r->query_len = 0;
@@ -138,6 +139,10 @@ piston_str piston_req_header(const piston_req *r, const char *name,
       return piston__slice(r->base, h->value_off, h->value_len);
   }
   return (piston_str){NULL, 0};
+}
+
+uint64_t piston_req_connection_id(const piston_req *r) {
+  return r->conn_id;
 }
 
 int64_t piston_req_content_length(const piston_req *r) {

@@ -144,9 +144,17 @@ static int parse_length(piston_str v, int64_t *out) {
 }
 
 /* forced_len >= 0: the caller knows the body length (resp_send). */
-static int start_locked(wctx *w, int status, const piston_header *h, size_t nh,
-                        int64_t forced_len) {
+/* reason: NULL for the standard phrase. */
+static int start_locked(wctx *w, int status, const piston_str *reason,
+                        const piston_header *h, size_t nh, int64_t forced_len) {
   piston_req *r = w->req;
+  if (reason) { /* RFC 9112: HTAB, SP, VCHAR, obs-text */
+    for (size_t i = 0; i < reason->len; i++) {
+      unsigned char ch = (unsigned char)reason->ptr[i];
+      if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+        return PISTON_EINVAL;
+    }
+  }
   if (r->resp != RESP_NONE)
     return PISTON_ESTATE;
   if (status < 200 || status > 999)
@@ -189,13 +197,23 @@ static int start_locked(wctx *w, int status, const piston_header *h, size_t nh,
 
   size_t sl_len;
   const char *sl = piston__status_line(status, &sl_len);
+  if (reason)
+    sl_len = 15 + reason->len; /* "HTTP/1.1 NNN " reason CRLF */
   char *p =
       piston__outq_reserve(w->q, sl_len + PISTON_DATE_LINE_LEN + need + 96);
   if (!p)
     return PISTON_ENOMEM;
   char *s = p;
-  memcpy(p, sl, sl_len);
-  p += sl_len;
+  if (reason) {
+    p += sprintf(p, "HTTP/1.1 %03d ", status);
+    memcpy(p, reason->ptr, reason->len);
+    p += reason->len;
+    *p++ = '\r';
+    *p++ = '\n';
+  } else {
+    memcpy(p, sl, sl_len);
+    p += sl_len;
+  }
   if (!host_date) {
     memcpy(p, piston__date_line(), PISTON_DATE_LINE_LEN);
     p += PISTON_DATE_LINE_LEN;
@@ -316,7 +334,21 @@ int piston_resp_start(piston_req *r, int status, const piston_header *h,
   int rc = wbegin(r, &w);
   if (rc < 0)
     return rc;
-  rc = start_locked(&w, status, h, nh, -1);
+  rc = start_locked(&w, status, NULL, h, nh, -1);
+  return wend(&w, 0, rc);
+}
+
+int piston_resp_start_reason(piston_req *r, int status, const char *reason,
+                             size_t reason_len, const piston_header *h,
+                             size_t nh) {
+  if (!reason && reason_len)
+    return PISTON_EINVAL;
+  piston_str rs = {reason ? reason : "", reason_len};
+  wctx w;
+  int rc = wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  rc = start_locked(&w, status, &rs, h, nh, -1);
   return wend(&w, 0, rc);
 }
 
@@ -376,7 +408,7 @@ int piston_resp_send(piston_req *r, int status, const piston_header *h,
   int rc = wbegin(r, &w);
   if (rc < 0)
     return rc;
-  rc = start_locked(&w, status, h, nh, (int64_t)len);
+  rc = start_locked(&w, status, NULL, h, nh, (int64_t)len);
   if (rc == 0)
     rc = write_locked(&w, body, len);
   if (rc == 0)

@@ -98,6 +98,18 @@ void piston_server_on_batch_end(piston_server *s, piston_batch_cb cb,
   s->on_batch_ud = ud;
 }
 
+void piston_server_on_client_error(piston_server *s, piston_client_error_cb cb,
+                                   void *ud) {
+  s->on_client_error = cb;
+  s->on_client_error_ud = ud;
+}
+
+void piston_server_on_connection_closed(piston_server *s,
+                                        piston_conn_closed_cb cb, void *ud) {
+  s->on_conn_closed = cb;
+  s->on_conn_closed_ud = ud;
+}
+
 static piston__listen_spec *add_listen(piston_server *s) {
   if (s->nlisten == PISTON_MAX_LISTENERS || atomic_load(&s->nloops) > 0)
     return NULL;

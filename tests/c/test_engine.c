@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -53,6 +54,20 @@ static void on_request(piston_req *req, void *ud) {
     piston_req_set_userdata(req, have);
     piston_req_on_event(req, on_event, NULL);
     on_event(req, PISTON_EV_BODY, NULL);
+    return;
+  }
+  if (path.len == 7 && memcmp(path.ptr, "/reason", 7) == 0) {
+    (void)!piston_resp_start_reason(req, 299, "Fine\tthanks", 11, text, 1);
+    (void)!piston_resp_end(req, NULL, 0);
+    piston_req_release(req);
+    return;
+  }
+  if (path.len == 5 && memcmp(path.ptr, "/conn", 5) == 0) {
+    char out[32];
+    int len = snprintf(out, sizeof out, "%llu",
+                       (unsigned long long)piston_req_connection_id(req));
+    (void)!piston_resp_send(req, 200, text, 1, out, (size_t)len);
+    piston_req_release(req);
     return;
   }
   if (path.len == 5 && memcmp(path.ptr, "/info", 5) == 0) {
@@ -126,36 +141,45 @@ static size_t exchange(const char *req, size_t len, bool bytewise, char *out,
 
 static const struct {
   const char *name, *req, *resp;
+  int rejected; /* by the engine itself: reported to on_client_error */
 } cases[] = {
     {"fixed", "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Content-Length: 5\r\n\r\nhello"},
+     "Content-Length: 5\r\n\r\nhello",
+     0},
     {"fixed HEAD", "HEAD /hello HTTP/1.1\r\nHost: a\r\n\r\n",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Content-Length: 5\r\n\r\n"},
+     "Content-Length: 5\r\n\r\n",
+     0},
     {"host chunked", "GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n"},
+     "Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n",
+     0},
     {"host HTTP/1.0 close-delimited", "GET /x HTTP/1.0\r\n\r\n",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Connection: close\r\n\r\nabc"},
+     "Connection: close\r\n\r\nabc",
+     0},
     {"host HEAD has no body", "HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n",
-     "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n\r\n"},
+     "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n\r\n", 0},
     {"info", "GET /info?q=1&r HTTP/1.1\r\nHost: a\r\nX-Test: v  \r\n\r\n",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Content-Length: 24\r\n\r\nGET /info ?q=1&r x=v n=2"},
+     "Content-Length: 24\r\n\r\nGET /info ?q=1&r x=v n=2",
+     0},
     {"absolute form", "GET http://h:80/info?z HTTP/1.1\r\nHost: h\r\n\r\n",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Content-Length: 19\r\n\r\nGET /info ?z x= n=1"},
+     "Content-Length: 19\r\n\r\nGET /info ?z x= n=1",
+     0},
     {"echo length",
      "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\naaaaa",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Content-Length: 6\r\n\r\nbody=5"},
+     "Content-Length: 6\r\n\r\nbody=5",
+     0},
     {"echo chunked with extension and trailer",
      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
      "3;ext=1\r\naaa\r\n2\r\naa\r\n0\r\nX-Trailer: t\r\n\r\n",
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Content-Length: 6\r\n\r\nbody=5"},
+     "Content-Length: 6\r\n\r\nbody=5",
+     0},
     {"pipelined",
      "GET /hello HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\n"
      "Content-Length: 2\r\n\r\naaGET /hello HTTP/1.1\r\nHost: a\r\n"
@@ -165,38 +189,84 @@ static const struct {
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
      "Content-Length: 6\r\n\r\nbody=2"
      "HTTP/1.1 200 OK\r\n" DATE "Content-Type: text/plain\r\n"
-     "Content-Length: 5\r\nConnection: close\r\n\r\nhello"},
+     "Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+     0},
     {"no host", "GET /hello HTTP/1.1\r\n\r\n",
-     ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n"},
+     ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n",
+     1},
     {"CL and TE",
      "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-     ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n"},
+     ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n",
+     1},
     {"TE then CL",
      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
      "chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n",
-     ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n"},
+     ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n",
+     1},
     {"HTTP/2.0", "GET /hello HTTP/2.0\r\nHost: a\r\n\r\n",
      ERR("505", "HTTP Version Not Supported") "27\r\nConnection: "
                                               "close\r\n\r\nHTTP Version Not "
-                                              "Supported\n"},
+                                              "Supported\n",
+     1},
     {"bare LF", "GET /hello HTTP/1.1\nHost: a\n\n",
-     ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n"},
+     ERR("400", "Bad Request") "12\r\nConnection: close\r\n\r\nBad Request\n",
+     1},
     {"body too big",
      "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n",
      ERR("413", "Content Too Large") "18\r\nConnection: close\r\n\r\nContent "
-                                     "Too Large\n"},
+                                     "Too Large\n",
+     1},
     {"chunked body too big",
      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
      "2000\r\n",
-     NULL /* checked by prefix below: the body arrives after dispatch */},
+     NULL /* checked by prefix below: the body arrives after dispatch */, 1},
+    {"reason phrase", "GET /reason HTTP/1.1\r\nHost: a\r\n\r\n",
+     "HTTP/1.1 299 Fine\tthanks\r\n" DATE "Content-Type: text/plain\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     0},
     {"fixed path, other method",
      "DELETE /hello HTTP/1.1\r\nHost: a\r\n"
      "Connection: close\r\n\r\n",
      "HTTP/1.1 405 Method Not Allowed\r\n" DATE
      "Content-Type: text/plain; charset=utf-8\r\nAllow: GET, HEAD\r\n"
-     "Content-Length: 19\r\nConnection: close\r\n\r\nMethod Not Allowed\n"},
+     "Content-Length: 19\r\nConnection: close\r\n\r\nMethod Not Allowed\n",
+     0},
 };
+
+static atomic_int client_errors;
+static _Atomic uint64_t last_closed_id;
+
+static void on_conn_closed(piston_loop *loop, uint64_t id, void *ud) {
+  (void)loop;
+  (void)ud;
+  atomic_store(&last_closed_id, id);
+}
+
+static void on_client_error(piston_loop *loop, int status, const char *addr,
+                            int rport, void *ud) {
+  (void)loop;
+  (void)ud;
+  if (status >= 400 && strcmp(addr, "127.0.0.1") == 0 && rport > 0)
+    atomic_fetch_add(&client_errors, 1);
+}
+
+/* The body of a one-request exchange on fd, or "" */
+static void get(int fd, const char *path, char *out, size_t cap) {
+  char req[128];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", path);
+  out[0] = '\0';
+  if (write(fd, req, (size_t)n) != n)
+    return;
+  char buf[1024];
+  ssize_t got = read(fd, buf, sizeof buf - 1);
+  if (got <= 0)
+    return;
+  buf[got] = '\0';
+  char *body = strstr(buf, "\r\n\r\n");
+  if (body)
+    snprintf(out, cap, "%s", body + 4);
+}
 
 static void *run(void *loop) {
   piston_loop_run(loop);
@@ -210,6 +280,8 @@ int main(void) {
   CHECK(piston_server_route_fixed(srv, NULL, "/hello", 200, text, 1, "hello",
                                   5) == 0);
   piston_server_on_request(srv, on_request, NULL);
+  piston_server_on_client_error(srv, on_client_error, NULL);
+  piston_server_on_connection_closed(srv, on_conn_closed, NULL);
   int err = 0;
   piston_loop *loop = piston_loop_new(srv, &err);
   CHECK(loop != NULL);
@@ -239,6 +311,34 @@ int main(void) {
       }
     }
   }
+  /* every engine rejection in the table was reported, whole and bytewise */
+  int rejections = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    rejections += cases[i].rejected ? 2 : 0;
+  CHECK_EQ_INT(atomic_load(&client_errors), rejections);
+
+  /* connection ids: one per connection, stable across keep-alive */
+  char a1[64], a2[64], b1[64];
+  int fa = client(), fb = client();
+  get(fa, "/conn", a1, sizeof a1);
+  get(fa, "/conn", a2, sizeof a2);
+  get(fb, "/conn", b1, sizeof b1);
+  CHECK(a1[0] != '\0' && strcmp(a1, a2) == 0);
+  CHECK(b1[0] != '\0' && strcmp(a1, b1) != 0);
+
+  /* close_idle: both keep-alive connections are idle and get closed; one
+   * with a request in progress would not be (the graceful stop path) */
+  piston_loop_close_idle(loop);
+  char buf[16];
+  CHECK_EQ_INT(read(fa, buf, sizeof buf), 0);
+  CHECK_EQ_INT(read(fb, buf, sizeof buf), 0);
+  /* both closes were reported; fb's was the last (closed after fa's) or
+   * fa's: either way one of the two ids */
+  uint64_t lc = atomic_load(&last_closed_id);
+  CHECK(lc == strtoull(a1, NULL, 10) || lc == strtoull(b1, NULL, 10));
+  close(fa);
+  close(fb);
+
   piston_loop_stop(loop, 1000);
   pthread_join(th, NULL);
   CHECK_EQ_INT(piston_loop_connections(loop), 0);
