@@ -21,7 +21,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/c/%.c=$(BUILD)/tests/%)
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: all test test-c test-protocol test-python test-node test-asan run run-static bench \
+.PHONY: all test test-c test-protocol test-python test-node test-asan fuzz run run-static bench \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/piston-static \
@@ -63,6 +63,7 @@ test: deps
 	$(MAKE) test-protocol
 	$(MAKE) test-python
 	$(MAKE) test-node
+	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
 
 test-c: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do $$t; done
@@ -92,6 +93,22 @@ test-asan: deps
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    all test-c test-protocol
 
+# libFuzzer over the connection path (fuzz/fuzz_conn.c), ASan + UBSan.
+# New inputs it finds go to build-fuzz/corpus; crashes to build-fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_SEED ?= 0
+FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+fuzz: deps
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 \
+	    SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libpiston.a
+	clang $(CFLAGS_BASE) -O1 -fsanitize=fuzzer $(FUZZ_SAN) \
+	    -o build-fuzz/fuzz_conn fuzz/fuzz_conn.c build-fuzz/libpiston.a $(LIBS)
+	@mkdir -p build-fuzz/corpus
+	cd build-fuzz && ./fuzz_conn -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
+	    -dict=../fuzz/http.dict -max_len=4096 -print_final_stats=1 \
+	    corpus ../fuzz/corpus
+
 run: dev
 	$(VENV)/bin/piston examples.wsgi_app:app --bind 127.0.0.1:8080 \
 	    --static /static=examples/static --route /health=OK
@@ -111,7 +128,7 @@ format-check:
 	clang-format --dry-run -Werror csrc/*.c csrc/*.h csrc/bin/*.c csrc/bin/*.h tests/c/*.c tests/c/*.h
 
 clean:
-	rm -rf build build-asan python/*.egg-info python/piston/*.so
+	rm -rf build build-asan build-fuzz python/*.egg-info python/piston/*.so
 
 # only our own objects' dependency files: node-gyp keeps its own in build/
 -include $(shell find $(BUILD)/csrc $(BUILD)/tests -name '*.d' 2>/dev/null)

@@ -1,0 +1,147 @@
+/* libFuzzer target: arbitrary bytes, split at arbitrary points, through the
+ * engine's connection path (accept, read, parse, dispatch to a host,
+ * respond, keep-alive, close), under ASan/UBSan.
+ *
+ * The first input byte seeds the split points; the rest is what a client
+ * sends on one connection (a socketpair handed to the loop as if accepted).
+ * The host answers in different ways by path, so that every response path
+ * runs: sync send, chunked writes, reading the body first, abort. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static piston_server *srv;
+static piston_loop *loop;
+
+static const piston_header text[] = {
+    {{"Content-Type", 12}, {"text/plain", 10}}};
+
+static void on_event(piston_req *req, int events, void *ud) {
+  (void)ud;
+  if (events & PISTON_EV_CLOSED) {
+    piston_req_release(req);
+    return;
+  }
+  if (!(events & PISTON_EV_BODY) || piston_resp_started(req))
+    return;
+  char buf[4096];
+  int64_t n;
+  while ((n = piston_req_body_read(req, buf, sizeof buf)) > 0) {
+  }
+  if (n == 0 || n == PISTON_ETOOBIG) {
+    if (n == 0)
+      (void)!piston_resp_send(req, 200, text, 1, "read", 4);
+    piston_req_release(req);
+  }
+}
+
+static void on_request(piston_req *req, void *ud) {
+  (void)ud;
+  piston_str p = piston_req_path(req);
+  char first = p.len > 1 ? p.ptr[1] : '/';
+  switch (first) {
+  case 'b': /* read the whole body, then answer */
+    piston_req_on_event(req, on_event, NULL);
+    on_event(req, PISTON_EV_BODY, NULL);
+    return;
+  case 'c': /* chunked, with trailers */
+    if (piston_resp_start(req, 200, text, 1) == 0) {
+      (void)!piston_resp_write(req, "abc", 3);
+      (void)!piston_resp_write(req, "", 0);
+      piston_header t = {{"X-T", 3}, {"1", 1}};
+      (void)!piston_resp_end(req, &t, 1);
+    }
+    break;
+  case 'a': /* abort after starting */
+    if (piston_resp_start(req, 200, text, 1) == 0)
+      (void)!piston_resp_write(req, "x", 1);
+    piston_resp_abort(req);
+    break;
+  case 'x': /* abort before starting: a 500 */
+    piston_resp_abort(req);
+    break;
+  default: { /* echo a few views */
+    char out[256];
+    piston_str m = piston_req_method(req), q = piston_req_query(req);
+    int port;
+    const char *addr = piston_req_remote_addr(req, &port);
+    int n = snprintf(out, sizeof out, "%.*s|%.*s|%zu|%s", (int)m.len, m.ptr,
+                     (int)(q.len > 64 ? 64 : q.len), q.ptr ? q.ptr : "",
+                     piston_req_header_count(req), addr);
+    (void)!piston_resp_send(req, 200, text, 1, out, (size_t)n);
+  }
+  }
+  piston_req_release(req);
+}
+
+static void setup(void) {
+  srv = piston_server_new();
+  if (!srv)
+    abort();
+  /* small limits reach the 413/414/431 paths with small inputs */
+  if (piston_server_set(srv, PISTON_OPT_MAX_HEAD_SIZE, 2048) ||
+      piston_server_set(srv, PISTON_OPT_MAX_URL_SIZE, 512) ||
+      piston_server_set(srv, PISTON_OPT_MAX_HEADERS, 16) ||
+      piston_server_set(srv, PISTON_OPT_MAX_BODY_SIZE, 4096) ||
+      piston_server_set(srv, PISTON_OPT_BODY_HIGH_WATER, 1024))
+    abort();
+  static const piston_header h[] = {{{"Content-Type", 12}, {"text/plain", 10}}};
+  if (piston_server_route_fixed(srv, NULL, "/fixed", 200, h, 1, "fixed", 5))
+    abort();
+  piston_server_on_request(srv, on_request, NULL);
+  int err;
+  loop = piston_loop_new(srv, &err);
+  if (!loop)
+    abort();
+}
+
+static void drain(int fd) {
+  char buf[65536];
+  while (read(fd, buf, sizeof buf) > 0) {
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!loop)
+    setup();
+  if (size < 1)
+    return 0;
+  unsigned seed = data[0];
+  data++;
+  size--;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+    abort();
+  struct sockaddr_storage peer = {.ss_family = AF_UNIX};
+  piston__conn_accepted(loop, sv[0], &peer, sizeof(sa_family_t));
+  size_t off = 0;
+  while (off < size) {
+    /* split points from a tiny LCG: runs of 1..64 bytes */
+    seed = seed * 1103515245u + 12345u;
+    size_t n = 1 + (seed >> 16) % 64;
+    if (n > size - off)
+      n = size - off;
+    ssize_t w = send(sv[1], data + off, n, MSG_NOSIGNAL);
+    if (w <= 0)
+      break; /* the server closed, or our buffer is full of unread data */
+    off += (size_t)w;
+    piston_loop_poll(loop);
+    drain(sv[1]);
+  }
+  shutdown(sv[1], SHUT_WR);
+  for (int i = 0; i < 64 && piston_loop_connections(loop) > 0; i++) {
+    piston_loop_poll(loop);
+    drain(sv[1]);
+  }
+  close(sv[1]); /* a connection still open sees the peer gone */
+  for (int i = 0; i < 16 && piston_loop_connections(loop) > 0; i++)
+    piston_loop_poll(loop);
+  if (piston_loop_connections(loop) != 0)
+    abort(); /* a connection that outlives its client is a leak */
+  return 0;
+}
