@@ -118,7 +118,7 @@ run-static: all
 	    --text /hello='Hello, World!'
 
 bench: deps-bench
-	$(MAKE) all
+	$(MAKE) all dev node
 	benchmarks/run.sh
 
 format:

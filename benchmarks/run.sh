@@ -4,6 +4,8 @@
 #   benchmarks/run.sh                 full run (about 5 minutes)
 #   BENCH_QUICK=1 benchmarks/run.sh   smoke run: 1 run of 1 s per case; exits
 #                                     non-zero if a server fails to start or serve
+# At the end it runs benchmarks/run_hosts.sh (the Python and Node bindings
+# against their peers, about 5 more minutes; BENCH_HOSTS=0 skips it).
 #
 # Knobs (environment):
 #   BENCH_RUNS=5          repetitions of each throughput case
@@ -14,6 +16,7 @@
 #   BENCH_OUT=benchmarks/results/latest.md   where the Markdown table goes
 #   PISTON_BIN=build/piston-static   server under test
 #   PISTON_THREADS=1      --threads for piston-static (nginx runs 1 worker)
+#   BENCH_HOSTS=1         0: do not run benchmarks/run_hosts.sh at the end
 #
 # Method: the server is pinned to CPU 0 and the load generator to CPU 1
 # (taskset); wrk -t1 -c64 with keep-alive. Every repetition runs piston and
@@ -521,6 +524,14 @@ mkdir -p "$(dirname "$OUT")"
 cp "$TMP/report.md" "$OUT"
 cat "$TMP/report.md"
 log "written to $OUT (${ELAPSED} s)"
+
+# ================================================================ the bindings
+# The Python and Node bindings against their peers: benchmarks/run_hosts.sh
+# (same BENCH_RUNS/BENCH_SECONDS/BENCH_QUICK; its own report, results/hosts.md).
+if [ "${BENCH_HOSTS:-1}" != 0 ]; then
+  log "running benchmarks/run_hosts.sh (BENCH_HOSTS=0 skips it)"
+  run_client "$HERE/run_hosts.sh" || fail "benchmarks/run_hosts.sh failed (its messages are above)"
+fi
 
 if [ ${#FAILURES[@]} -gt 0 ]; then
   log "${#FAILURES[@]} failure(s)"

@@ -21,6 +21,10 @@ for p in build-essential pkg-config clang libclang-rt-14-dev python3 python3-pyt
 done
 if [ $want_bench = 1 ]; then
   for p in wrk nginx-light util-linux; do need_pkg "$p"; done
+  # benchmarks/run_hosts.sh: the Python peers (gunicorn and Flask are above);
+  # npm fetches Bun at bench time (any npm will do: keep one already on PATH).
+  for p in python3-uvicorn python3-httptools python3-uvloop; do need_pkg "$p"; done
+  command -v npm >/dev/null 2>&1 || need_pkg npm
 fi
 
 apt_updated=0
