@@ -54,6 +54,7 @@ NCPU=$(nproc)
 exec 3>&2
 log() { printf '[bench] %s\n' "$*" >&3; }
 die() { printf '[bench] FATAL: %s\n' "$*" >&3; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- preflight
 for tool in wrk taskset curl cc "$NGINX_BIN"; do
@@ -83,29 +84,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/piston-bench.XXXXXX") || die "mktemp failed"
 chmod 755 "$TMP"
 PIDS=()
 
-forget_pid() {
-  local p=$1 i
-  for i in "${!PIDS[@]}"; do [ "${PIDS[$i]}" = "$p" ] && unset 'PIDS[i]'; done
-}
-
-alive() {   # running and not a zombie
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "$st" != Z ]
-}
-
-# Stop one process: SIGTERM, then SIGKILL after $2 seconds. Returns 0 if it
-# exited on SIGTERM.
-stop_pid() {
-  local p=$1 grace=${2:-3} i rc=0
-  kill -TERM "$p" 2>/dev/null
-  for ((i = 0; i < grace * 100; i++)); do alive "$p" || break; sleep 0.01; done
-  if alive "$p"; then kill -KILL "$p" 2>/dev/null; rc=1; fi
-  wait "$p" 2>/dev/null
-  forget_pid "$p"
-  return $rc
-}
-
 cleanup() {
   local p
   trap - EXIT INT TERM
@@ -116,28 +94,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
-
-# Run a client in the background and wait for it, so a signal to this script
-# is handled at once and cleanup can kill the client too.
-run_client() {
-  "$@" 3>&- &
-  local p=$! rc
-  PIDS+=("$p")
-  wait "$p"; rc=$?
-  forget_pid "$p"
-  return $rc
-}
-
-free_port() {
-  "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-listening() {   # is something LISTENing on 127.0.0.1:$1 (or 0.0.0.0)?
-  local hex
-  hex=$(printf '%04X' "$1")
-  awk -v h=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == h {f = 1} END {exit !f}' \
-    /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 
@@ -233,23 +189,13 @@ http {
 EOF
 }
 
-# ---------------------------------------------------------------- statistics
-# stats "v1 v2 ..." -> "median min max"
-stats() {
-  printf '%s\n' $1 | sort -g | awk '{a[NR] = $1}
-    END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m, a[1], a[NR]}'
-}
-fmt_int() { printf '%.0f' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/; ta'; }
 fmt1() { printf '%.1f' "$1"; }
 fmt2() { printf '%.2f' "$1"; }
-calc() { awk "BEGIN {printf \"%.6f\", $1}"; }
-ge() { awk "BEGIN {exit !(($1) >= ($2))}"; }
 le() { awk "BEGIN {exit !(($1) <= ($2))}"; }
 verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
 
 FAILURES=()
 NOTES=()
-fail() { log "FAIL: $*"; FAILURES+=("$*"); }
 
 # ---------------------------------------------------------------- wrk runs
 # run_wrk TAG PATH [SCRIPT [ARGS]] -> sets W_RPS W_MBPS; appends failures.
