@@ -71,23 +71,29 @@ typedef struct {
 
 /* ---- server: configuration, routes, handler ------------------------------ */
 
+/* Server options: X(NAME, meaning). The bindings build their option names
+ * from this list, so an option added here reaches them without a copy. */
+#define PISTON_OPTION_MAP(X)                                                   \
+  X(MAX_HEAD_SIZE, "bytes of request line + headers (431)")                   \
+  X(MAX_URL_SIZE, "bytes of the request target (414)")                        \
+  X(MAX_HEADERS, "header fields per request (431)")                           \
+  X(MAX_BODY_SIZE, "request body bytes (413); 0 = no limit")                  \
+  X(HEAD_TIMEOUT_MS, "first byte to end of head")                             \
+  X(BODY_TIMEOUT_MS, "longest wait for more request body")                    \
+  X(IDLE_TIMEOUT_MS, "keep-alive wait for the next request")                  \
+  X(WRITE_TIMEOUT_MS, "longest wait for the client to read")                  \
+  X(BODY_HIGH_WATER, "buffered request body before reads pause")              \
+  X(WRITE_HIGH_WATER, "queued response bytes before writers wait")            \
+  X(BACKLOG, "listen(2) backlog")                                             \
+  X(MAX_CONNECTIONS, "per loop; accept pauses beyond it")                     \
+  X(ACCESS_LOG, "1: one line per response on stderr")                         \
+  X(SHARE_PORT, "1: join a TCP port other processes of this user listen on "  \
+                "(prefork workers); 0: a port in use is PISTON_EADDRINUSE")
+
 typedef enum {
-  PISTON_OPT_MAX_HEAD_SIZE,    /* bytes of request line + headers (431) */
-  PISTON_OPT_MAX_URL_SIZE,     /* bytes of the request target (414) */
-  PISTON_OPT_MAX_HEADERS,      /* header fields per request (431) */
-  PISTON_OPT_MAX_BODY_SIZE,    /* request body bytes (413); 0 = no limit */
-  PISTON_OPT_HEAD_TIMEOUT_MS,  /* first byte to end of head */
-  PISTON_OPT_BODY_TIMEOUT_MS,  /* longest wait for more request body */
-  PISTON_OPT_IDLE_TIMEOUT_MS,  /* keep-alive wait for the next request */
-  PISTON_OPT_WRITE_TIMEOUT_MS, /* longest wait for the client to read */
-  PISTON_OPT_BODY_HIGH_WATER,  /* buffered request body before reads pause */
-  PISTON_OPT_WRITE_HIGH_WATER, /* queued response bytes before writers wait */
-  PISTON_OPT_BACKLOG,          /* listen(2) backlog */
-  PISTON_OPT_MAX_CONNECTIONS,  /* per loop; accept pauses beyond it */
-  PISTON_OPT_ACCESS_LOG,       /* 1: one line per response on stderr */
-  PISTON_OPT_SHARE_PORT,       /* 1: join a TCP port other processes of this
-                                  user listen on (prefork workers); 0: a port
-                                  in use is PISTON_EADDRINUSE */
+#define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
+  PISTON_OPTION_MAP(PISTON_OPT_ENUM_)
+#undef PISTON_OPT_ENUM_
   PISTON_OPT__COUNT
 } piston_option;
 
