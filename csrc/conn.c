@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 /* Reads per connection per pass, so one fast client cannot starve others. */
@@ -363,6 +364,20 @@ void piston__conn_on_io(piston__conn *c, uint32_t events) {
   }
 }
 
+/* The client sent FIN while its request waits on the host, and nothing
+ * else is left to read: it has gone (a closed browser tab, an aborted
+ * long poll), so the host should hear of it now rather than at its next
+ * write. Unread bytes mean a pipelining client that half-closed after
+ * sending everything: it still gets its answers. */
+static bool peer_left_waiting(piston__conn *c) {
+  piston_req *r = c->req;
+  if (c->state != CONN_ACTIVE || !r || r->loop_ended || r->native ||
+      !r->body_done || c->rpos < c->rlen)
+    return false;
+  int unread = 0;
+  return ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
 void piston__conn_run(piston__conn *c) {
   int budget = READ_BUDGET;
   for (;;) {
@@ -457,6 +472,10 @@ void piston__conn_run(piston__conn *c) {
   if (c->rbuf && c->rlen == 0 && !c->req) {
     piston__rbuf_put(c->loop, c->rbuf); /* idle: give the buffer back */
     c->rbuf = NULL;
+  }
+  if (c->rdhup && peer_left_waiting(c)) {
+    piston__conn_close(c);
+    return;
   }
   if (c->out.pending)
     piston__conn_mark_dirty(c);

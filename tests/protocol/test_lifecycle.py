@@ -325,3 +325,35 @@ def test_unread_request_body_is_bounded(server):
     finally:
         c.reset()
     wait_stats(s.addr, lambda st: st["live"] == 0)
+
+
+# ---- a client that leaves with FIN while its request waits ------------------
+
+
+def test_fin_while_host_holds_request_is_a_disconnect(server):
+    """A client that closes (FIN, no reset) while the host still holds its
+    request has gone: the host hears PISTON_EV_CLOSED at once (as uvicorn's
+    http.disconnect and Go's request context do) instead of at its next
+    write, and releases the request."""
+    s = server(util.TESTSERVER, [])
+    before = stats(s.addr)
+    c = Conn(s.addr)
+    c.send(request("GET", "/never"))
+    wait_stats(s.addr, lambda st: st["live"] == before["live"] + 1)
+    c.sock.shutdown(socket.SHUT_WR)
+    after = wait_stats(s.addr, lambda st: st["live"] == before["live"])
+    assert after["closed_events"] == before["closed_events"] + 1
+    assert c.read_to_eof() == b""
+    c.close()
+
+
+def test_fin_after_pipelined_requests_still_answers_them(ts):
+    """Half-closing after sending everything is not leaving: requests still
+    unread behind the one in progress get their answers."""
+    with Conn(ts.addr) as c:
+        c.send(request("GET", "/slow?ms=100") + request("GET", "/hello")
+               + request("GET", "/hello"))
+        c.sock.shutdown(socket.SHUT_WR)
+        r1, r2, r3 = c.read_response(), c.read_response(), c.read_response()
+        assert (r1.body, r2.body, r3.body) == (b"slow", b"Hello, World!",
+                                               b"Hello, World!")
