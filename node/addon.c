@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define SCRATCH (64 * 1024)
 
@@ -52,7 +53,22 @@ typedef struct srv {
   int handle_open;  /* uv handle initialised and not closed */
   uint32_t *batch;  /* slots dispatched in the current pass */
   size_t nbatch, cbatch;
+  struct srv_ev *evs; /* connection events of the current pass */
+  size_t nevs, cevs;
 } srv_t;
+
+/* A connection event, queued during a pass and handed to JS after it (so JS
+ * never runs in the middle of the engine's pass for them, and a connection
+ * closed in the pass that dispatched its request is reported after that
+ * request). */
+enum { EV_CLIENT_ERROR = 1, EV_CONN_CLOSED = 2 };
+typedef struct srv_ev {
+  int kind;
+  int status;      /* EV_CLIENT_ERROR */
+  int port;        /* EV_CLIENT_ERROR */
+  uint64_t conn;   /* EV_CONN_CLOSED */
+  char addr[48];   /* EV_CLIENT_ERROR: textual peer address */
+} srv_ev;
 
 typedef struct {
   piston_req *req;
@@ -61,11 +77,20 @@ typedef struct {
 } slot_t;
 
 static napi_env g_env;
-static napi_ref g_on_request, g_on_event, g_on_closed, g_resource;
+static napi_ref g_on_request, g_on_event, g_on_closed, g_on_conn_event,
+    g_resource;
 static napi_async_context g_async;
 static slot_t *g_slots;
 static uint32_t g_nslots, g_free = UINT32_MAX, g_live;
 static char g_scratch[SCRATCH];
+/* Inside piston_loop_poll: a mid-response piston_resp_abort made there
+ * (sync handlers, the batch's microtasks) is held until the pass returns,
+ * because the engine applies a direct one only at the connection's next I/O
+ * event (it sets the abort but does not schedule the connection); made after
+ * the pass it is posted and applied at once. */
+static int g_in_pass;
+static piston_req **g_aborts;
+static size_t g_naborts, g_caborts;
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -385,16 +410,102 @@ static void on_batch_end(piston_loop *loop, void *ud) {
     piston_req *req = g_slots[slot].req;
     napi_handle_scope is;
     napi_open_handle_scope(env, &is);
-    napi_value argv[5], ret;
+    napi_value argv[6], ret;
     argv[0] = sid;
     argv[1] = make_int(env, slot);
     argv[2] = make_str(env, piston_req_method(req));
     argv[3] = make_str(env, piston_req_target(req));
     argv[4] = make_int(env, piston_req_http_minor(req));
+    /* a process-wide counter: exact as a JS number up to 2^53 */
+    argv[5] = make_int(env, (int64_t)piston_req_connection_id(req));
+    if (napi_call_function(env, global, fn, 6, argv, &ret) != napi_ok)
+      report_exception(env);
+    napi_close_handle_scope(env, is);
+  }
+  napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+/* ---- connection events: queued in the pass, delivered after it ---------- */
+
+static srv_ev *ev_push(srv_t *s) {
+  if (s->nevs == s->cevs) {
+    size_t n = s->cevs ? s->cevs * 2 : 16;
+    srv_ev *ne = realloc(s->evs, n * sizeof *ne);
+    if (!ne)
+      return NULL;
+    s->evs = ne;
+    s->cevs = n;
+  }
+  return &s->evs[s->nevs++];
+}
+
+static void on_client_error(piston_loop *loop, int status,
+                            const char *remote_addr, int remote_port,
+                            void *ud) {
+  (void)loop;
+  srv_ev *e = ev_push(ud);
+  if (!e)
+    return;
+  e->kind = EV_CLIENT_ERROR;
+  e->status = status;
+  e->port = remote_port;
+  e->conn = 0;
+  snprintf(e->addr, sizeof e->addr, "%s", remote_addr ? remote_addr : "");
+}
+
+static void on_conn_closed(piston_loop *loop, uint64_t conn_id, void *ud) {
+  (void)loop;
+  srv_ev *e = ev_push(ud);
+  if (!e)
+    return;
+  e->kind = EV_CONN_CLOSED;
+  e->conn = conn_id;
+  e->status = 0;
+  e->port = 0;
+  e->addr[0] = 0;
+}
+
+/* onConnEvent(serverId, kind, status|connId, remoteAddr, remotePort) for
+ * each queued event, in order. */
+static void flush_events(srv_t *s) {
+  if (s->nevs == 0)
+    return;
+  napi_env env = g_env;
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value fn, res, global;
+  napi_open_handle_scope(env, &hs);
+  napi_get_reference_value(env, g_resource, &res);
+  napi_open_callback_scope(env, res, g_async, &cs);
+  napi_get_reference_value(env, g_on_conn_event, &fn);
+  napi_get_global(env, &global);
+  napi_value sid = make_int(env, s->js_id);
+  /* take the list first, as on_batch_end takes its batch */
+  srv_ev *evs = s->evs;
+  size_t n = s->nevs;
+  s->evs = NULL;
+  s->nevs = s->cevs = 0;
+  for (size_t i = 0; i < n; i++) {
+    napi_handle_scope is;
+    napi_open_handle_scope(env, &is);
+    napi_value argv[5], ret;
+    argv[0] = sid;
+    argv[1] = make_int(env, evs[i].kind);
+    if (evs[i].kind == EV_CLIENT_ERROR) {
+      argv[2] = make_int(env, evs[i].status);
+      napi_create_string_latin1(env, evs[i].addr, NAPI_AUTO_LENGTH, &argv[3]);
+      argv[4] = make_int(env, evs[i].port);
+    } else {
+      argv[2] = make_int(env, (int64_t)evs[i].conn);
+      argv[3] = undef(env);
+      argv[4] = undef(env);
+    }
     if (napi_call_function(env, global, fn, 5, argv, &ret) != napi_ok)
       report_exception(env);
     napi_close_handle_scope(env, is);
   }
+  free(evs);
   napi_close_callback_scope(env, cs);
   napi_close_handle_scope(env, hs);
 }
@@ -439,6 +550,7 @@ static void srv_maybe_free(srv_t *s) {
     s->server = NULL;
   }
   free(s->batch);
+  free(s->evs);
   free(s);
 }
 
@@ -448,8 +560,16 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   srv_t *s = h->data;
   napi_handle_scope hs;
   napi_open_handle_scope(g_env, &hs);
+  g_in_pass = 1;
   int rc = piston_loop_poll(s->loop);
+  g_in_pass = 0;
   napi_close_handle_scope(g_env, hs);
+  for (size_t i = 0; i < g_naborts; i++) {
+    piston_resp_abort(g_aborts[i]);
+    piston_req_release(g_aborts[i]);
+  }
+  g_naborts = 0;
+  flush_events(s);
   if (rc <= 0 && !s->stopped) {
     s->stopped = 1;
     s->running = 0;
@@ -462,12 +582,13 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 /* ---- JS functions: setup and servers ---------------------------------------- */
 
-/* init(onRequest(serverId, slot, method, url, httpMinor),
+/* init(onRequest(serverId, slot, method, url, httpMinor, connId),
  *      onEvent(slot, events),
- *      onClosed(serverId)) */
+ *      onClosed(serverId),
+ *      onConnEvent(serverId, kind, statusOrConnId, remoteAddr, remotePort)) */
 static napi_value js_init(napi_env env, napi_callback_info info) {
-  napi_value argv[3], res, name;
-  if (get_args(env, info, 3, argv) < 0)
+  napi_value argv[4], res, name;
+  if (get_args(env, info, 4, argv) < 0)
     return NULL;
   if (g_env && g_env != env) {
     napi_throw_error(env, NULL, "piston: one Node environment per process");
@@ -477,6 +598,7 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   NAPI_OK(napi_create_reference(env, argv[0], 1, &g_on_request));
   NAPI_OK(napi_create_reference(env, argv[1], 1, &g_on_event));
   NAPI_OK(napi_create_reference(env, argv[2], 1, &g_on_closed));
+  NAPI_OK(napi_create_reference(env, argv[3], 1, &g_on_conn_event));
   NAPI_OK(napi_create_object(env, &res));
   NAPI_OK(napi_create_reference(env, res, 1, &g_resource));
   NAPI_OK(napi_create_string_utf8(env, "PISTON_HTTP", NAPI_AUTO_LENGTH, &name));
@@ -499,6 +621,37 @@ static napi_value js_server_new(napi_env env, napi_callback_info info) {
   piston_server_on_batch_end(s->server, on_batch_end, s);
   NAPI_OK(napi_create_external(env, s, NULL, NULL, &ext));
   return ext;
+}
+
+/* watch(srv, clientErrors, connections): asks for the engine's client-error
+ * and connection-closed callbacks (onConnEvent). Before start(). */
+static napi_value js_watch(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  bool ce = false, cc = false;
+  if (get_args(env, info, 3, argv) < 0)
+    return NULL;
+  srv_t *s = get_srv(env, argv[0]);
+  if (!s)
+    return NULL;
+  napi_get_value_bool(env, argv[1], &ce);
+  napi_get_value_bool(env, argv[2], &cc);
+  piston_server_on_client_error(s->server, ce ? on_client_error : NULL, s);
+  piston_server_on_connection_closed(s->server, cc ? on_conn_closed : NULL, s);
+  return undef(env);
+}
+
+/* closeIdle(srv): closes keep-alive connections waiting for a request (at
+ * the loop's next pass); requests in flight go on. */
+static napi_value js_close_idle(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (get_args(env, info, 1, argv) < 0)
+    return NULL;
+  srv_t *s = get_srv(env, argv[0]);
+  if (!s)
+    return NULL;
+  if (s->loop && !s->stopped && !s->freed_loop)
+    piston_loop_close_idle(s->loop);
+  return undef(env);
 }
 
 /* serverSet(srv, option, value) */
@@ -748,14 +901,46 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
   return buf;
 }
 
-/* start(slot, status, headers[]) -> rc */
+/* The reason phrase argument: a latin1 string, or none (NULL: the engine's
+ * phrase). *owned is set when the returned memory must be freed. */
+static int get_reason(napi_env env, napi_value v, char *buf, size_t cap,
+                      const char **out, size_t *len, char **owned) {
+  napi_valuetype t;
+  *out = NULL;
+  *len = 0;
+  *owned = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string)
+    return 0;
+  size_t n;
+  if (napi_get_value_string_latin1(env, v, NULL, 0, &n) != napi_ok)
+    return -1;
+  char *p = n + 1 <= cap ? buf : (*owned = malloc(n + 1));
+  if (!p)
+    return -1;
+  napi_get_value_string_latin1(env, v, p, n + 1, &n);
+  *out = p;
+  *len = n;
+  return 0;
+}
+
+/* start(slot, status, headers[], reason?) -> rc */
 static napi_value js_resp_start(napi_env env, napi_callback_info info) {
-  REQ_ARG(3);
+  REQ_ARG(4);
   hdrs_t h;
-  if (get_headers(env, argv[2], &h) < 0)
+  char rbuf[128], *rown;
+  const char *reason;
+  size_t rlen;
+  if (get_reason(env, argv[3], rbuf, sizeof rbuf, &reason, &rlen, &rown) < 0)
     return make_int(env, PISTON_ENOMEM);
-  int rc = piston_resp_start(req, (int)get_i64(env, argv[1], 200), h.h, h.n);
+  if (get_headers(env, argv[2], &h) < 0) {
+    free(rown);
+    return make_int(env, PISTON_ENOMEM);
+  }
+  int status = (int)get_i64(env, argv[1], 200);
+  int rc = reason ? piston_resp_start_reason(req, status, reason, rlen, h.h, h.n)
+                  : piston_resp_start(req, status, h.h, h.n);
   free(h.mem);
+  free(rown);
   return make_int(env, rc);
 }
 
@@ -798,13 +983,53 @@ static napi_value js_resp_end(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
-/* send(slot, status, headers[], body) -> rc: start + write + end with a
- * Content-Length, in one call */
+/* piston_resp_send with a reason phrase: the engine has no single call for
+ * it, so start_reason (with a Content-Length unless the host set one) +
+ * write + end. On the loop thread these are direct, not posted. */
+static int send_reason(piston_req *req, int status, const char *reason,
+                       size_t rlen, const hdrs_t *h, const char *data,
+                       size_t len) {
+  int has_cl = 0;
+  for (size_t i = 0; i < h->n; i++)
+    if (h->h[i].name.len == 14 &&
+        strncasecmp(h->h[i].name.ptr, "content-length", 14) == 0)
+      has_cl = 1;
+  piston_header *all = malloc(sizeof *all * (h->n + 1));
+  if (!all)
+    return PISTON_ENOMEM;
+  if (h->n)
+    memcpy(all, h->h, sizeof *all * h->n);
+  char cl[24];
+  size_t n = h->n;
+  if (!has_cl) {
+    int k = snprintf(cl, sizeof cl, "%zu", len);
+    all[n].name = (piston_str){"Content-Length", 14};
+    all[n].value = (piston_str){cl, (size_t)k};
+    n++;
+  }
+  int rc = piston_resp_start_reason(req, status, reason, rlen, all, n);
+  free(all);
+  if (rc >= 0 && len)
+    rc = piston_resp_write(req, data, len);
+  if (rc >= 0)
+    rc = piston_resp_end(req, NULL, 0);
+  return rc < 0 ? rc : 0;
+}
+
+/* send(slot, status, headers[], body, reason?) -> rc: start + write + end
+ * with a Content-Length, in one call */
 static napi_value js_resp_send(napi_env env, napi_callback_info info) {
-  REQ_ARG(4);
+  REQ_ARG(5);
   hdrs_t h;
-  if (get_headers(env, argv[2], &h) < 0)
+  char rbuf[128], *rown;
+  const char *reason;
+  size_t rlen;
+  if (get_reason(env, argv[4], rbuf, sizeof rbuf, &reason, &rlen, &rown) < 0)
     return make_int(env, PISTON_ENOMEM);
+  if (get_headers(env, argv[2], &h) < 0) {
+    free(rown);
+    return make_int(env, PISTON_ENOMEM);
+  }
   const char *data = "";
   size_t len = 0;
   char *owned = NULL;
@@ -813,12 +1038,15 @@ static napi_value js_resp_send(napi_env env, napi_callback_info info) {
   if (t != napi_undefined && t != napi_null &&
       get_bytes(env, argv[3], &data, &len, &owned) < 0) {
     free(h.mem);
+    free(rown);
     return make_int(env, PISTON_EINVAL);
   }
-  int rc = piston_resp_send(req, (int)get_i64(env, argv[1], 200), h.h, h.n,
-                            data, len);
+  int status = (int)get_i64(env, argv[1], 200);
+  int rc = reason ? send_reason(req, status, reason, rlen, &h, data, len)
+                  : piston_resp_send(req, status, h.h, h.n, data, len);
   free(owned);
   free(h.mem);
+  free(rown);
   return make_int(env, rc);
 }
 
@@ -833,6 +1061,21 @@ static napi_value js_resp_sendfile(napi_env env, napi_callback_info info) {
 
 static napi_value js_resp_abort(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
+  if (g_in_pass && piston_resp_started(req)) {
+    if (g_naborts == g_caborts) {
+      size_t n = g_caborts ? g_caborts * 2 : 16;
+      piston_req **na = realloc(g_aborts, n * sizeof *na);
+      if (na) {
+        g_aborts = na;
+        g_caborts = n;
+      }
+    }
+    if (g_naborts < g_caborts) {
+      piston_req_retain(req);
+      g_aborts[g_naborts++] = req;
+      return undef(env);
+    }
+  }
   piston_resp_abort(req);
   return undef(env);
 }
@@ -878,6 +1121,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"respSend", js_resp_send},  {"respSendfile", js_resp_sendfile},
       {"respAbort", js_resp_abort}, {"release", js_release},
       {"errName", js_strerror},
+      {"watch", js_watch},         {"closeIdle", js_close_idle},
       {"live", js_live},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

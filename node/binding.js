@@ -1,7 +1,10 @@
 'use strict';
 // Loads the addon and routes its callbacks: onRequest(serverId, slot,
-// method, url, httpMinor) once per request at the engine's batch end, onEvent(slot,
-// events) for body/drain/closed, onClosed(serverId) once a server drained.
+// method, url, httpMinor, connId) once per request at the engine's batch end,
+// onEvent(slot, events) for body/drain/closed, onClosed(serverId) once a
+// server drained, onConnEvent(serverId, kind, ...) after a pass for the
+// engine's own rejections (CONN_CLIENT_ERROR, status, remoteAddr, remotePort)
+// and closed connections (CONN_CLOSED, connId) of servers that watch them.
 // Both faces (http.js, app.js) register servers and per-request handlers here.
 
 const path = require('node:path');
@@ -20,19 +23,22 @@ function load() {
 }
 
 const native = load();
+// onConnEvent kinds (addon.c)
+const CONN_CLIENT_ERROR = 1;
+const CONN_CLOSED = 2;
 const servers = new Map(); // serverId -> { _onRequest(slot, method, url), _onClosed() }
 const slots = []; // slot -> request state with _onEvent(events)
 let nextServerId = 1;
 
 native.init(
-  function onRequest(sid, slot, method, url, minor) {
+  function onRequest(sid, slot, method, url, minor, connId) {
     const s = servers.get(sid);
     if (s === undefined) {
       native.respAbort(slot);
       native.release(slot);
       return;
     }
-    s._onRequest(slot, method, url, minor);
+    s._onRequest(slot, method, url, minor, connId);
   },
   function onEvent(slot, events) {
     const st = slots[slot];
@@ -43,6 +49,15 @@ native.init(
     if (s !== undefined) {
       servers.delete(sid);
       s._onClosed();
+    }
+  },
+  function onConnEvent(sid, kind, a, addr, port) {
+    const s = servers.get(sid);
+    if (s === undefined) return;
+    if (kind === CONN_CLOSED) {
+      if (s._onConnClosed) s._onConnClosed(a);
+    } else if (s._onClientError) {
+      s._onClientError(a, addr, port);
     }
   },
 );

@@ -34,15 +34,27 @@ function connReset(msg) {
 }
 
 // ---- the socket stand-in ---------------------------------------------------
-// One per request (the engine does not expose connections). It carries the
-// peer address and the few methods frameworks call on req.socket.
+// One per connection: made at the connection's first request (the engine
+// reports connections only through their requests), shared by every request
+// of a keep-alive connection, dropped when the engine reports the connection
+// closed. It carries the peer address and the few methods frameworks call on
+// req.socket; it is not a stream (the engine owns the bytes).
+
+const NO_INFO = [1, 0, '', 0, 0];
 
 class PistonSocket extends EventEmitter {
-  constructor(ex) {
+  constructor(server, connId, ex) {
     super();
-    this._ex = ex;
-    this._info = null;
+    this.server = server;
+    this._connId = connId;
+    this._ex = ex; // the exchange in flight (the latest one)
+    // the peer is the connection's: read it once, while a handle is live
+    const info = native.info(ex.slot);
+    this._info = typeof info === 'number' ? NO_INFO : info;
+    this._closeEmitted = false;
     this.destroyed = false;
+    this.connecting = false;
+    this.pending = false;
     this.readable = true;
     this.writable = true;
     this.encrypted = false;
@@ -51,11 +63,6 @@ class PistonSocket extends EventEmitter {
     this.timeout = 0;
   }
   _i() {
-    if (this._info === null) {
-      const ex = this._ex;
-      this._info = ex.slot >= 0 ? native.info(ex.slot) : [1, 0, '', 0, 0];
-      if (typeof this._info === 'number') this._info = [1, 0, '', 0, 0];
-    }
     return this._info;
   }
   get remoteAddress() {
@@ -74,14 +81,33 @@ class PistonSocket extends EventEmitter {
     return this._i()[4] || undefined;
   }
   get localAddress() {
-    return this._ex.server._host;
+    return this.server._host;
   }
   address() {
     return { address: this.localAddress, family: net.isIPv6(this.localAddress || '') ? 'IPv6' : 'IPv4', port: this.localPort };
   }
+  // With a request in flight its exchange is aborted, which closes the
+  // connection. Without one the engine offers no way to close this one
+  // connection: it closes at keepAliveTimeout, closeIdleConnections() or
+  // close(), and 'close' is emitted then.
   destroy(err) {
-    if (!this.destroyed) this._ex.destroy(err);
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.readable = false;
+    this.writable = false;
+    const ex = this._ex;
+    if (ex !== null && !ex.closed && ex.slot >= 0) ex.destroy(err);
     return this;
+  }
+  // The connection is gone (the engine closed it, or its request died).
+  _closed() {
+    this._ex = null;
+    this.destroyed = true;
+    this.readable = false;
+    this.writable = false;
+    if (this._closeEmitted) return;
+    this._closeEmitted = true;
+    this.emit('close', false);
   }
   destroySoon() {
     this.destroy();
@@ -118,6 +144,79 @@ class PistonSocket extends EventEmitter {
   write() {
     return true;
   }
+}
+
+// The socket of a 'clientError': the engine has already answered (400, 408,
+// 413, ...) and closes the connection, so nothing can be written; destroy()
+// and end() are harmless no-ops.
+class ClientErrorSocket extends EventEmitter {
+  constructor(server, addr, port) {
+    super();
+    this.server = server;
+    this.remoteAddress = addr === '' ? undefined : addr;
+    this.remotePort = port || undefined;
+    this.remoteFamily = this.remoteAddress === undefined ? undefined : net.isIPv6(this.remoteAddress) ? 'IPv6' : 'IPv4';
+    this.localAddress = server._host;
+    this.localPort = server._address && typeof server._address === 'object' ? server._address.port : undefined;
+    this.encrypted = false;
+    this.destroyed = true;
+    this.readable = false;
+    this.writable = false;
+    this.bytesWritten = 0;
+  }
+  destroy() {
+    return this;
+  }
+  destroySoon() {}
+  end() {
+    return this;
+  }
+  write() {
+    return false;
+  }
+  setTimeout() {
+    return this;
+  }
+  setNoDelay() {
+    return this;
+  }
+  setKeepAlive() {
+    return this;
+  }
+  ref() {
+    return this;
+  }
+  unref() {
+    return this;
+  }
+}
+
+// err.code for the engine's own rejections: node:http's code where node has
+// one for the same condition, else HPE_INVALID_<status>.
+const CLIENT_ERROR_CODES = {
+  408: 'ERR_HTTP_REQUEST_TIMEOUT', // slow head or body (node: headersTimeout/requestTimeout)
+  414: 'HPE_HEADER_OVERFLOW', // node counts the URL in maxHeaderSize (431)
+  431: 'HPE_HEADER_OVERFLOW',
+  505: 'HPE_INVALID_VERSION',
+};
+
+function clientError(status) {
+  const code = CLIENT_ERROR_CODES[status] || `HPE_INVALID_${status}`;
+  const what = `${status} ${http.STATUS_CODES[status] || 'Unknown'}`;
+  const err = new Error(status === 408 ? `Request timeout (the engine answered ${what})` : `Parse Error: the engine answered ${what}`);
+  err.code = code;
+  err.status = status;
+  return err;
+}
+
+// The reason phrase to send: undefined for the default one (the engine's),
+// else res.statusMessage (set by writeHead(status, reason) or directly).
+function reasonOf(res) {
+  const m = res.statusMessage;
+  if (m === undefined || m === null) return undefined;
+  const std = http.STATUS_CODES[res.statusCode];
+  if (m === std || (std === undefined && m === 'unknown')) return undefined;
+  return String(m);
 }
 
 // ---- request -----------------------------------------------------------------
@@ -159,7 +258,7 @@ class PistonServerResponse extends http.ServerResponse {
     this._headerSent = true;
     const ex = this._ex;
     if (ex.slot < 0) return native.ECLOSED;
-    const rc = native.respStart(ex.slot, this.statusCode, this._pistonHeaders);
+    const rc = native.respStart(ex.slot, this.statusCode, this._pistonHeaders, reasonOf(this));
     if (rc < 0) this._pistonFail(rc);
     return rc;
   }
@@ -238,7 +337,7 @@ class PistonServerResponse extends http.ServerResponse {
     if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers) {
       // the whole response in one engine call, with a Content-Length
       this._headerSent = true;
-      rc = native.respSend(ex.slot, this.statusCode, this._pistonHeaders, chunk);
+      rc = native.respSend(ex.slot, this.statusCode, this._pistonHeaders, chunk, reasonOf(this));
     } else {
       rc = this._pistonStart();
       if (rc >= 0) rc = native.respEnd(ex.slot, chunk === null ? undefined : chunk, this._pistonTrailers);
@@ -288,7 +387,7 @@ const P_RES = PistonServerResponse.prototype;
 // ---- one exchange: a request handle and its req/res pair ------------------------
 
 class Exchange {
-  constructor(server, slot, method, url, minor) {
+  constructor(server, slot, method, url, minor, connId) {
     this.server = server;
     this.slot = slot;
     this.needDrain = false;
@@ -296,7 +395,20 @@ class Exchange {
     this.bodyDone = false; // no more engine reads (end, error, or dumped)
     this.resDone = false;
     this.closed = false;
-    const socket = new PistonSocket(this);
+    let socket = server._sockets.get(connId);
+    this.newSocket = socket === undefined;
+    if (socket === undefined) {
+      socket = new PistonSocket(server, connId, this);
+      server._sockets.set(connId, socket);
+    } else {
+      socket._ex = this;
+      if (socket.destroyed && !socket._closeEmitted) {
+        // destroy() found it idle and could not close it: it lives on
+        socket.destroyed = false;
+        socket.readable = true;
+        socket.writable = true;
+      }
+    }
     this.socket = socket;
     const req = new PistonIncomingMessage(socket);
     req._ex = this;
@@ -379,14 +491,19 @@ class Exchange {
   }
 
   // The client went away (or the host destroyed the exchange).
-  onClosed(err) {
+  // The request died. connGone: its connection is closing too (the client
+  // went away, or an abort made the engine close it), so the socket closes.
+  onClosed(err, connGone = true) {
     if (this.closed) return;
     this.closed = true;
     const { req, res, socket } = this;
     this.server._active.delete(this);
-    socket.destroyed = true;
-    socket.writable = false;
-    socket.readable = false;
+    if (socket._ex === this) socket._ex = null;
+    if (connGone) {
+      socket.destroyed = true;
+      socket.writable = false;
+      socket.readable = false;
+    }
     this.bodyDone = true;
     this.release();
     if (!res.finished || !this.resDone) {
@@ -397,13 +514,15 @@ class Exchange {
     } else if (!req.readableEnded) {
       req.destroy();
     }
-    socket.emit('close', false);
+    if (connGone) socket._closed();
   }
 
   destroy(err) {
     if (this.closed) return;
-    if (this.slot >= 0 && !this.resDone) native.respAbort(this.slot);
-    this.onClosed(err || connReset('aborted'));
+    // an abort closes the connection (after a 500 if nothing was sent)
+    const aborting = this.slot >= 0 && !this.resDone;
+    if (aborting) native.respAbort(this.slot);
+    this.onClosed(err || connReset('aborted'), aborting);
   }
 
   abort() {
@@ -453,7 +572,7 @@ class Exchange {
     if (this.slot < 0) return;
     const s = this.slot;
     this.slot = -1;
-    if (this.socket._info === null) this.socket._i = () => [this.req.httpVersionMinor, 0, '', 0, 0];
+    if (this.socket._ex === this) this.socket._ex = null;
     B.releaseSlot(s);
   }
 }
@@ -478,6 +597,7 @@ class Server extends EventEmitter {
     this._closing = false;
     this._refed = true;
     this._active = new Set();
+    this._sockets = new Map(); // engine connection id -> PistonSocket
     this.listening = false;
     this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
     this.headersTimeout = options.headersTimeout ?? 60000;
@@ -543,6 +663,7 @@ class Server extends EventEmitter {
     let boundPort = 0;
     try {
       this._h = B.makeNative(this._id, opts, listenSpec, this._routes);
+      native.watch(this._h, true, true); // 'clientError', per-connection sockets
       boundPort = native.start(this._h);
     } catch (e) {
       if (this._h) native.stop(this._h, 0);
@@ -575,10 +696,10 @@ class Server extends EventEmitter {
     return this.listening ? this._address : null;
   }
 
-  _onRequest(slot, method, url, minor) {
+  _onRequest(slot, method, url, minor, connId) {
     let ex;
     try {
-      ex = new Exchange(this, slot, method, url, minor);
+      ex = new Exchange(this, slot, method, url, minor, connId);
     } catch (e) {
       native.respAbort(slot);
       B.releaseSlot(slot);
@@ -587,6 +708,8 @@ class Server extends EventEmitter {
     }
     this._active.add(ex);
     try {
+      // a connection is known from its first request: 'connection' then
+      if (ex.newSocket) this.emit('connection', ex.socket);
       this.emit('request', ex.req, ex.res);
     } catch (e) {
       if (!ex.res.headersSent || !ex.res._headerSent) {
@@ -608,9 +731,27 @@ class Server extends EventEmitter {
     else console.error('piston: request handler threw:', err);
   }
 
+  // The engine answered a request itself (400, 408, 413, 414, 431, 505, ...)
+  // and closes the connection; the host never saw the request.
+  _onClientError(status, addr, port) {
+    if (this.listenerCount('clientError') === 0) return;
+    this.emit('clientError', clientError(status), new ClientErrorSocket(this, addr, port));
+  }
+
+  _onConnClosed(connId) {
+    const socket = this._sockets.get(connId);
+    if (socket === undefined) return;
+    this._sockets.delete(connId);
+    socket._closed();
+  }
+
   _onClosed() {
     this._h = null;
     this.listening = false;
+    // every connection is closed once the loop drained
+    const sockets = [...this._sockets.values()];
+    this._sockets.clear();
+    for (const s of sockets) s._closed();
     const cbs = this._closeCbs || [];
     this._closeCbs = null;
     this.emit('close');
@@ -635,9 +776,11 @@ class Server extends EventEmitter {
     return this;
   }
 
-  // Idle keep-alive connections are closed by close() (the engine's graceful
-  // stop). Before close() the engine offers no way to close only idle ones.
-  closeIdleConnections() {}
+  // Closes the keep-alive connections waiting for their next request (at the
+  // engine's next pass); requests in flight go on. close() does it too.
+  closeIdleConnections() {
+    if (this._h) native.closeIdle(this._h);
+  }
 
   // Ends every request in flight (500 if nothing was sent, else the
   // connection is closed); with close(), nothing is left open.

@@ -40,6 +40,71 @@ export interface ServerOptions extends EngineOptions {
 
 export type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
+/**
+ * `req.socket` / `res.socket`: one object per connection, shared by every
+ * request of a keep-alive connection, made at the connection's first request
+ * (when 'connection' is emitted). Not a stream: the engine owns the bytes.
+ * 'close' is emitted when the connection closes.
+ */
+export interface PistonSocket extends EventEmitter {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly remoteFamily: 'IPv4' | 'IPv6' | undefined;
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
+  readonly encrypted: false;
+  readonly destroyed: boolean;
+  readonly readable: boolean;
+  readonly writable: boolean;
+  address(): { address: string | undefined; family: string; port: number | undefined };
+  /**
+   * With a request in flight: aborts it and closes the connection. Without
+   * one the connection closes at keepAliveTimeout, closeIdleConnections() or
+   * close().
+   */
+  destroy(err?: Error): this;
+  end(): this;
+  setTimeout(ms: number, cb?: () => void): this;
+  setNoDelay(noDelay?: boolean): this;
+  setKeepAlive(enable?: boolean, delay?: number): this;
+  ref(): this;
+  unref(): this;
+  on(event: 'close', listener: (hadError: boolean) => void): this;
+  on(event: string, listener: (...args: any[]) => void): this;
+}
+
+/**
+ * The error of a 'clientError': a request the engine answered itself (and
+ * whose connection it closes); the handler never saw it.
+ *
+ * code by status: 400 'HPE_INVALID_400', 408 'ERR_HTTP_REQUEST_TIMEOUT',
+ * 413 'HPE_INVALID_413', 414 and 431 'HPE_HEADER_OVERFLOW', 417
+ * 'HPE_INVALID_417', 505 'HPE_INVALID_VERSION', any other status
+ * 'HPE_INVALID_<status>'.
+ */
+export interface ClientError extends Error {
+  code: string;
+  /** The status the engine sent. */
+  status: number;
+}
+
+/**
+ * The socket of a 'clientError': the peer's address. The engine has already
+ * answered, so it is not writable; destroy() and end() do nothing.
+ */
+export interface ClientErrorSocket extends EventEmitter {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly remoteFamily: 'IPv4' | 'IPv6' | undefined;
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
+  readonly encrypted: false;
+  readonly destroyed: true;
+  readonly writable: false;
+  destroy(): this;
+  end(): this;
+}
+
 /** A node:http-style server; req and res are real IncomingMessage / ServerResponse. */
 export declare class Server extends EventEmitter {
   constructor(options?: ServerOptions, handler?: RequestListener);
@@ -56,7 +121,9 @@ export declare class Server extends EventEmitter {
   listen(options: { port?: number; host?: string; path?: string; backlog?: number }, cb?: () => void): this;
   address(): { address: string; family: string; port: number } | string | null;
   close(cb?: (err?: Error) => void): this;
+  /** Closes the keep-alive connections waiting for their next request; requests in flight go on. */
   closeIdleConnections(): void;
+  /** Ends every request in flight (500 if nothing was sent, else the connection is closed). */
   closeAllConnections(): void;
   getConnections(cb: (err: Error | null, count: number) => void): this;
   setTimeout(ms: number, cb?: () => void): this;
@@ -65,7 +132,14 @@ export declare class Server extends EventEmitter {
   on(event: 'request', listener: RequestListener): this;
   on(event: 'listening' | 'close', listener: () => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
-  on(event: 'clientError', listener: (err: Error, socket: unknown) => void): this;
+  /**
+   * A request the engine rejected (400, 408, 413, 414, 431, 505, ...), already
+   * answered: (ClientError, ClientErrorSocket). Also a handler's throw when no
+   * 'error' listener is set: (Error, PistonSocket).
+   */
+  on(event: 'clientError', listener: (err: ClientError | Error, socket: ClientErrorSocket | PistonSocket) => void): this;
+  /** At a connection's first request (not at accept), before its 'request'. */
+  on(event: 'connection', listener: (socket: PistonSocket) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;
 }
 

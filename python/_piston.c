@@ -830,22 +830,41 @@ fail:
 
 static PyObject *Request_start(RequestObject *r, PyObject *args) {
   int status;
-  PyObject *headers;
-  if (!PyArg_ParseTuple(args, "iO", &status, &headers))
+  PyObject *headers, *reason = Py_None;
+  if (!PyArg_ParseTuple(args, "iO|O", &status, &headers, &reason))
     return NULL;
   if (req_check(r) < 0)
     return NULL;
+  /* the reason phrase: None for the engine's own, else a latin-1 str */
+  PyObject *rbytes = NULL;
+  if (reason != Py_None) {
+    if (!PyUnicode_Check(reason)) {
+      PyErr_Format(PyExc_TypeError, "reason must be str or None, not %.100s",
+                   Py_TYPE(reason)->tp_name);
+      return NULL;
+    }
+    rbytes = PyUnicode_AsLatin1String(reason);
+    if (!rbytes)
+      return NULL;
+  }
   hdr_array a;
-  if (hdrs_from(headers, &a) < 0)
+  if (hdrs_from(headers, &a) < 0) {
+    Py_XDECREF(rbytes);
     return NULL;
+  }
   req_clear_events(r, PISTON_EV_DRAIN);
-  int rc = piston_resp_start(r->req, status, a.h, a.n);
+  int rc = rbytes ? piston_resp_start_reason(
+                        r->req, status, PyBytes_AS_STRING(rbytes),
+                        (size_t)PyBytes_GET_SIZE(rbytes), a.h, a.n)
+                  : piston_resp_start(r->req, status, a.h, a.n);
   if (rc >= 0)
     r->host_started = true;
   hdrs_free(&a);
+  Py_XDECREF(rbytes);
   if (rc == PISTON_EINVAL) {
     PyErr_SetString(PyExc_ValueError,
-                    "invalid status or header (CR, LF or a bad name?)");
+                    "invalid status, reason or header (CR, LF or a bad "
+                    "name?)");
     return NULL;
   }
   if (rc < 0)
@@ -1024,7 +1043,8 @@ static PyMethodDef Request_methods[] = {
     {"environ", (PyCFunction)Request_environ, METH_VARARGS,
      "environ(base, script_name='') -> WSGI environ dict"},
     {"start", (PyCFunction)Request_start, METH_VARARGS,
-     "start(status, headers)"},
+     "start(status, headers, reason=None): reason is the phrase of the "
+     "status line (latin-1 str), None for the engine's own"},
     {"write", (PyCFunction)Request_write, METH_O,
      "write(bytes): blocks while the client is slow"},
     {"sendfile", (PyCFunction)Request_sendfile, METH_VARARGS,
@@ -1290,8 +1310,26 @@ static PyObject *mod_strerror(PyObject *m, PyObject *arg) {
   return PyUnicode_FromString(piston_strerror((int)v));
 }
 
+/* The engine's own reason phrases (csrc/status.c). Not in piston.h, but the
+ * extension is linked with the engine's objects; the WSGI host uses it to
+ * keep the one-call send() for statuses that carry the engine's phrase. */
+const char *piston__reason(int status);
+
+static PyObject *mod_reason(PyObject *m, PyObject *arg) {
+  (void)m;
+  long v = PyLong_AsLong(arg);
+  if (v == -1 && PyErr_Occurred())
+    return NULL;
+  const char *p = v >= 100 && v <= 999 ? piston__reason((int)v) : NULL;
+  if (!p)
+    Py_RETURN_NONE;
+  return PyUnicode_FromString(p);
+}
+
 static PyMethodDef module_methods[] = {
     {"strerror", mod_strerror, METH_O, "strerror(code) -> message"},
+    {"reason", mod_reason, METH_O,
+     "reason(status) -> the engine's reason phrase for it, or None"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -1361,6 +1399,9 @@ PyMODINIT_FUNC PyInit__piston(void) {
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
     if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)
       goto fail;
+  extern int piston_asgi_init(PyObject *m); /* _piston_asgi.c */
+  if (piston_asgi_init(m) < 0)
+    goto fail;
   return m;
 fail:
   Py_DECREF(m);

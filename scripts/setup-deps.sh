@@ -16,7 +16,9 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 
 for p in build-essential pkg-config clang libclang-rt-14-dev python3 python3-pytest curl \
          python3-dev python3-venv python3-setuptools python3-pip \
-         python3-flask python3-django gunicorn nodejs; do
+         python3-flask python3-django gunicorn nodejs \
+         python3-fastapi python3-starlette python3-multipart python3-uvicorn \
+         python3-httptools python3-uvloop; do
   need_pkg "$p"
 done
 if [ $want_bench = 1 ]; then

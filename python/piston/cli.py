@@ -84,7 +84,7 @@ def _pair(name):
 
 
 def build_parser():
-    p = _Parser(prog=PROG, description="Serve a WSGI app with the Piston HTTP/1.1 engine.",
+    p = _Parser(prog=PROG, description="Serve a WSGI or ASGI app with the Piston HTTP/1.1 engine.",
                 usage="%(prog)s [options] MODULE:APP")
     p.add_argument("app", metavar="MODULE:APP",
                    help="the app: a module and a variable in it (default name: application, app)")
@@ -97,7 +97,18 @@ def build_parser():
                    help="Python threads running the app per worker (default 8)")
     p.add_argument("--loops", type=_positive("--loops"), default=1,
                    help="engine event loops (I/O threads) per worker (default 1)")
-    p.add_argument("--interface", choices=["auto", "wsgi", "asgi"], default="auto")
+    p.add_argument("--interface", choices=["auto", "wsgi", "asgi"], default="auto",
+                   help="auto: ASGI for coroutine functions and classes with an "
+                        "async __call__, else WSGI")
+    p.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto",
+                   help="ASGI lifespan protocol: auto (used if the app speaks it), "
+                        "on (startup must succeed), off")
+    p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                   help="ASGI event loop: auto is uvloop when installed")
+    p.add_argument("--handler-timeout", type=_seconds("--handler-timeout"), default=None,
+                   metavar="SECONDS",
+                   help="ASGI: cancel a request's app task (and answer 500) if it has "
+                        "not started its response after this long (default: no limit)")
     p.add_argument("--factory", action="store_true",
                    help="APP is a function returning the app")
     p.add_argument("--root-path", default="",
@@ -213,7 +224,8 @@ def config_from_args(a):
                   root_path=root, routes=a.route, static=a.static, options=options,
                   access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,
-                  reuse_port=not a.no_reuse_port)
+                  reuse_port=not a.no_reuse_port, lifespan=a.lifespan, loop=a.loop,
+                  handler_timeout=a.handler_timeout or 0.0)
 
 
 def main(argv=None):
@@ -227,10 +239,7 @@ def main(argv=None):
         kind = a.interface
         if kind == "auto":
             kind = detect_interface(app)
-        if kind == "asgi":
-            raise UsageError("%s is an ASGI app: ASGI support is not built yet "
-                             "(use a WSGI app, or --interface wsgi if this is wrong)" % a.app)
-        code = serve(app, cfg)
+        code = serve(app, cfg, kind)
     except UsageError as e:
         sys.stderr.write("%s: %s\n" % (PROG, e))
         sys.exit(1)

@@ -53,6 +53,10 @@ class Config:
     max_requests: int = 0
     max_requests_jitter: int = 0
     reuse_port: bool = True
+    # ASGI only
+    lifespan: str = "auto"        # auto | on | off
+    loop: str = "auto"            # auto (uvloop if installed) | asyncio | uvloop
+    handler_timeout: float = 0.0  # seconds; 0: no limit
 
 
 # ---- addresses -------------------------------------------------------------
@@ -155,6 +159,40 @@ def _shared_socket(spec, backlog):
 
 # ---- one serving process ---------------------------------------------------
 
+def configure_server(srv, cfg, listen, multiprocess):
+    """Options, native routes and listeners of an engine server (WSGI's
+    Server or ASGI's AsgiServer); UsageError on a bad one."""
+    for opt, value in cfg.options.items():
+        srv.set_option(opt, value)
+    if cfg.access_log:
+        srv.set_option(_piston.OPT_ACCESS_LOG, 1)
+    if multiprocess:
+        # sibling workers listen on the same SO_REUSEPORT port on purpose;
+        # the supervisor already checked that it was free
+        srv.set_option(_piston.OPT_SHARE_PORT, 1)
+    for path, text in cfg.routes:
+        srv.route_fixed(None, path, 200,
+                        [("Content-Type", "text/plain; charset=utf-8")],
+                        text.encode("utf-8"))
+    for prefix, directory in cfg.static:
+        try:
+            srv.route_dir(prefix, directory)
+        except _piston.Error as e:
+            raise UsageError("cannot serve --static %s=%s: %s" % (prefix, directory, e.args[1]))
+    for spec, fd in listen:
+        try:
+            if fd is not None:
+                srv.listen_fd(fd)
+            elif spec[0] == "tcp":
+                srv.listen_tcp(spec[1], spec[2])
+            elif spec[0] == "unix":
+                srv.listen_unix(spec[1])
+            else:
+                srv.listen_fd(spec[1])
+        except _piston.Error as e:
+            raise UsageError("cannot use --bind %s: %s" % (_show(spec), e.args[1]))
+
+
 class Worker:
     """An engine server, its loops and a pool of Python threads running app."""
 
@@ -180,36 +218,8 @@ class Worker:
         """Binds and starts serving; raises UsageError on a bad bind."""
         cfg = self.cfg
         srv = _piston.Server()
-        for opt, value in cfg.options.items():
-            srv.set_option(opt, value)
-        if cfg.access_log:
-            srv.set_option(_piston.OPT_ACCESS_LOG, 1)
-        if self.multiprocess:
-            # sibling workers listen on the same SO_REUSEPORT port on purpose;
-            # the supervisor already checked that it was free
-            srv.set_option(_piston.OPT_SHARE_PORT, 1)
-        for path, text in cfg.routes:
-            srv.route_fixed(None, path, 200,
-                            [("Content-Type", "text/plain; charset=utf-8")],
-                            text.encode("utf-8"))
-        for prefix, directory in cfg.static:
-            try:
-                srv.route_dir(prefix, directory)
-            except _piston.Error as e:
-                raise UsageError("cannot serve --static %s=%s: %s" % (prefix, directory, e.args[1]))
+        configure_server(srv, cfg, self.listen, self.multiprocess)
         server_name, server_port = "localhost", "0"
-        for spec, fd in self.listen:
-            try:
-                if fd is not None:
-                    srv.listen_fd(fd)
-                elif spec[0] == "tcp":
-                    srv.listen_tcp(spec[1], spec[2])
-                elif spec[0] == "unix":
-                    srv.listen_unix(spec[1])
-                else:
-                    srv.listen_fd(spec[1])
-            except _piston.Error as e:
-                raise UsageError("cannot use --bind %s: %s" % (_show(spec), e.args[1]))
         try:
             srv.start(cfg.loops)
         except _piston.Error as e:
@@ -284,9 +294,9 @@ def _install_stop_signals(worker):
     signal.signal(signal.SIGINT, on_signal)
 
 
-def serve_single(app, cfg):
+def serve_single(app, cfg, worker_cls=None):
     """One process, no supervisor."""
-    w = Worker(app, cfg)
+    w = (worker_cls or Worker)(app, cfg)
     _install_stop_signals(w)  # before the first request can be served
     w.start()
     signal.signal(signal.SIGHUP, lambda s, f: log.info("SIGHUP: nothing to reload with one process"))
@@ -296,7 +306,10 @@ def serve_single(app, cfg):
             spec = ("tcp", spec[1], port)
         log.info("Listening at: http://%s" % _show(spec) if spec[0] == "tcp"
                  else "Listening at: %s" % _show(spec))
-    log.info("Using %d threads, pid %d", cfg.threads, os.getpid())
+    if hasattr(w, "describe"):
+        log.info("Using %s, pid %d", w.describe(), os.getpid())
+    else:
+        log.info("Using %d threads, pid %d", cfg.threads, os.getpid())
     w.wait()
     log.info("Shutdown complete")
     return 0
@@ -305,9 +318,10 @@ def serve_single(app, cfg):
 # ---- the supervisor ----------------------------------------------------------
 
 class Supervisor:
-    def __init__(self, app, cfg):
+    def __init__(self, app, cfg, worker_cls=None):
         self.app = app
         self.cfg = cfg
+        self.worker_cls = worker_cls or Worker
         self.listen = []          # [(spec, shared fd or None)]
         self.workers = {}         # pid -> {"ready": bool, "old": bool}
         self.signals = []
@@ -353,7 +367,7 @@ class Supervisor:
         for s in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(s, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        w = Worker(self.app, self.cfg, self.listen, multiprocess=True)
+        w = self.worker_cls(self.app, self.cfg, self.listen, multiprocess=True)
         _install_stop_signals(w)
 
         def retire():
@@ -554,17 +568,23 @@ def setup_logging(level="info"):
     root.propagate = False
 
 
-def serve(app, cfg):
-    """Serves app with cfg until stopped; returns the exit code."""
+def serve(app, cfg, interface="wsgi"):
+    """Serves app with cfg until stopped; returns the exit code.
+    interface: 'wsgi' (a pool of threads) or 'asgi' (an asyncio loop)."""
+    worker_cls = None
+    if interface == "asgi":
+        from .asgi import AsgiWorker
+        worker_cls = AsgiWorker
     if cfg.workers > 1 or cfg.max_requests > 0:
-        return Supervisor(app, cfg).run()
-    return serve_single(app, cfg)
+        return Supervisor(app, cfg, worker_cls).run()
+    return serve_single(app, cfg, worker_cls)
 
 
-def run(app, bind="127.0.0.1:8000", workers=1, threads=8, **kw):
-    """Serves a WSGI app until SIGTERM/SIGINT. bind: one address or a list."""
+def run(app, bind="127.0.0.1:8000", workers=1, threads=8, interface="wsgi", **kw):
+    """Serves a WSGI (or, with interface="asgi", an ASGI) app until
+    SIGTERM/SIGINT. bind: one address or a list."""
     setup_logging(kw.pop("log_level", "info"))
     if isinstance(bind, str):
         bind = [bind]
     cfg = Config(bind=list(bind), workers=workers, threads=threads, **kw)
-    return serve(app, cfg)
+    return serve(app, cfg, interface)

@@ -1,7 +1,9 @@
 """The WSGI host (PEP 3333): one request handle in, one app call, the
 response out through the engine. Nothing here frames, chunks or validates
 HTTP: the engine does (a bad header makes piston_resp_start fail, which is
-the app's error and becomes a 500).
+the app's error and becomes a 500). Only the status string is checked here,
+for PEP 3333's "NNN Reason" form; its reason phrase goes on the wire
+(piston_resp_start_reason) unless it is the engine's own for the code.
 """
 import logging
 import os
@@ -68,14 +70,53 @@ def base_environ(server_name, server_port, multithread, multiprocess):
     }
 
 
+_DIGITS = "0123456789"
+# status string -> (code, reason phrase to send, or None when it is the
+# engine's own phrase for the code: then the one-call send() applies).
+# Apps use a handful of status strings; the cache is bounded all the same.
+_statuses = {}
+_STATUS_CACHE_MAX = 1024
+
+
+def parse_status(status):
+    """PEP 3333's status: 'NNN Reason' (three digits, one space, a phrase
+    with no surrounding whitespace) -> (code, reason or None). The phrase is
+    latin-1 text without control characters (RFC 9112 reason-phrase)."""
+    got = _statuses.get(status)
+    if got is not None:
+        return got
+    if type(status) is not str:
+        raise TypeError("status must be str, not %s" % type(status).__name__)
+    if len(status) < 5 or status[3] != " " or status[0] not in _DIGITS or \
+            status[1] not in _DIGITS or status[2] not in _DIGITS:
+        raise ValueError("bad status %r: want 'NNN Reason'" % (status,))
+    reason = status[4:]
+    if reason != reason.strip():
+        raise ValueError("bad status %r: whitespace around the reason phrase"
+                         % (status,))
+    for ch in reason:
+        o = ord(ch)
+        if o > 0xFF or (o < 0x20 and ch != "\t") or o == 0x7F:
+            raise ValueError("bad status %r: the reason phrase must be latin-1 "
+                             "text without control characters" % (status,))
+    code = int(status[:3])
+    if code < 200:
+        raise ValueError("bad status %r: 1xx is not a final status" % (status,))
+    got = (code, None if reason == _piston.reason(code) else reason)
+    if len(_statuses) < _STATUS_CACHE_MAX:
+        _statuses[status] = got
+    return got
+
+
 class _Exchange:
     """start_response, write() and the body loop for one request."""
 
-    __slots__ = ("req", "status", "headers", "sent")
+    __slots__ = ("req", "status", "reason", "headers", "sent")
 
     def __init__(self, req):
         self.req = req
         self.status = None
+        self.reason = None
         self.headers = None
         self.sent = False
 
@@ -88,16 +129,11 @@ class _Exchange:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
-        if type(status) is not str:
-            raise TypeError("status must be str, not %s" % type(status).__name__)
-        if len(status) < 4 or status[3] != " " or not status[:3].isdigit():
-            raise ValueError("bad status %r: want 'NNN Reason'" % (status,))
+        code, reason = parse_status(status)
         if type(headers) is not list:
             raise TypeError("headers must be a list, not %s" % type(headers).__name__)
-        code = int(status[:3])
-        if code < 200:
-            raise ValueError("bad status %r: 1xx is not a final status" % (status,))
         self.status = code
+        self.reason = reason
         self.headers = headers
         return self.write
 
@@ -105,7 +141,7 @@ class _Exchange:
         if self.status is None:
             raise AssertionError("the app did not call start_response()")
         self.sent = True
-        self.req.start(self.status, self.headers)
+        self.req.start(self.status, self.headers, self.reason)
 
     def write(self, data):
         if type(data) is not bytes:
@@ -133,8 +169,18 @@ class _Exchange:
                 raise AssertionError("the app did not call start_response()")
             cl = self._content_length()
             if cl is None or cl == str(len(body)):
-                self.sent = True
-                req.send(self.status, self.headers, body)
+                if self.reason is None:
+                    self.sent = True
+                    req.send(self.status, self.headers, body)
+                    return
+                # the app's own reason phrase: the engine has no one-call
+                # send with it; start (with the length), write, end
+                if cl is None:
+                    self.headers = self.headers + [("Content-Length", str(len(body)))]
+                self._start()
+                if body:
+                    req.write(body)
+                req.end()
                 return
         if isinstance(result, FileWrapper) and not self.sent and self.status is not None:
             rng = result.fileno_range()

@@ -11,7 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { Readable } = require('node:stream');
 const piston = require('../..');
-const { listen, close, request } = require('./helpers');
+const { listen, close, request, raw, parseResponses } = require('./helpers');
 
 const KEY_HEADERS = [
   'content-type',
@@ -304,6 +304,28 @@ describe('Fastify 5 through serverFactory', () => {
     assert.equal(JSON.parse(node[0].body).hello, 'world');
     assert.equal(node[1].status, 201);
     assert.equal(node[9].status, 400);
+  });
+
+  test("the engine's rejections reach Fastify's 'clientError' handler harmlessly", async () => {
+    const app = makeApp('piston');
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address();
+    const codes = [];
+    app.server.on('clientError', (err) => codes.push(err.code));
+    try {
+      const big = await raw(port, 'GET /text HTTP/1.1\r\nHost: a\r\nX-Big: ' + 'a'.repeat(20000) + '\r\n\r\n');
+      assert.match(big, /^HTTP\/1\.1 431 /);
+      const bad = await raw(port, 'HELLO\r\n\r\n');
+      assert.match(bad, /^HTTP\/1\.1 400 /);
+      // the engine's answer only: Fastify's handler wrote nothing more
+      assert.equal(parseResponses(big).length, 1);
+      assert.equal(parseResponses(bad).length, 1);
+      for (let i = 0; i < 100 && codes.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(codes, ['HPE_HEADER_OVERFLOW', 'HPE_INVALID_400']);
+      assert.equal((await request(port, 'GET', '/text')).body, 'fastify text');
+    } finally {
+      await app.close();
+    }
   });
 });
 

@@ -137,6 +137,36 @@ def _raw(environ, start_response):
         return _text(start_response, str(n).encode())
     if path == "/pid":
         return _text(start_response, str(os.getpid()).encode())
+    if path.startswith("/reason/"):
+        # the app's own reason phrases (tests/python/test_reason.py)
+        what = path[len("/reason/"):]
+        if what == "list":  # one body element, no Content-Length
+            start_response("200 Fine", [("Content-Type", "text/plain")])
+            return [b"fine body"]
+        if what == "list-len":  # with the app's Content-Length
+            return _text(start_response, b"with length", "200 Fine")
+        if what == "stream":
+            start_response("201 Made It", [("Content-Type", "text/plain")])
+            return Closing([b"a", b"b", b"c"])
+        if what == "write":
+            w = start_response("202 Taken Up", [("Content-Type", "text/plain")])
+            w(b"w")
+            return [b"r"]
+        if what == "file":
+            f = open(__file__, "rb")
+            start_response("203 From A File", [("Content-Length", str(os.fstat(f.fileno()).st_size))])
+            return environ["wsgi.file_wrapper"](f, 4096)
+        if what == "standard":
+            return _text(start_response, b"std", "404 Not Found")
+        if what == "other-phrase":  # not the engine's phrase for 413
+            return _text(start_response, b"big", "413 Request Entity Too Large")
+        if what == "unknown-code":
+            return _text(start_response, b"odd", "299 Odd But Fine")
+        if what == "latin1":
+            return _text(start_response, b"cafe", "200 Caf\xe9 Cr\xe8me")
+        if what == "empty":
+            start_response("204 Nothing Here", [])
+            return []
     return _text(start_response, b"not found", "404 Not Found")
 
 
@@ -165,6 +195,20 @@ def broken(environ, start_response):
         return [b"no"]
     if path == "/bad-status":
         start_response("OK", [])
+        return [b"no"]
+    if path.startswith("/bad-reason/"):
+        # statuses PEP 3333 rules out: each is the app's error, a 500
+        bad = {
+            "trailing-space": "200 OK ",
+            "two-spaces": "200  OK",
+            "no-reason": "200",
+            "empty-reason": "200 ",
+            "crlf": "200 OK\r\nX-Injected: yes",
+            "control": "200 O\x01K",
+            "not-latin1": "200 \u20ac",
+            "digits": "2O0 OK",
+        }[path[len("/bad-reason/"):]]
+        start_response(bad, [("Content-Type", "text/plain")])
         return [b"no"]
     if path == "/no-start":
         return [b"no"]

@@ -1,0 +1,803 @@
+/* piston._piston.AsgiServer / AsgiRequest: the engine embedded in an
+ * asyncio loop (the ASGI host, python/piston/asgi.py).
+ *
+ * Unlike the WSGI Server, nothing here runs on a thread of its own: the
+ * asyncio loop watches AsgiServer.fd() and calls poll(), which runs one
+ * non-blocking pass of the engine loop on the calling thread with the GIL
+ * held. The request callback and the per-request event callback therefore
+ * run inside poll(), on the asyncio thread, and call straight into Python:
+ * on_request(req) builds the scope and starts the app, req's handler gets
+ * the PISTON_EV_* bits (body, drain, closed).
+ *
+ * Ownership: an AsgiRequest owns the engine's reference to its handle and
+ * drops it in release() (or when it is freed); a response the host never
+ * ended is aborted then. Each AsgiRequest holds its AsgiServer, so the
+ * engine server and loop outlive every handle. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "piston.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+int piston_asgi_init(PyObject *m);
+
+static PyObject *A_Error, *A_Disconnected, *A_TooBig;
+
+static PyObject *a_raise(int rc) {
+  PyObject *type = A_Error;
+  if (rc == PISTON_ECLOSED)
+    type = A_Disconnected;
+  else if (rc == PISTON_ETOOBIG)
+    type = A_TooBig;
+  else if (rc == PISTON_ENOMEM)
+    return PyErr_NoMemory();
+  PyObject *args = Py_BuildValue("(is)", rc, piston_strerror(rc));
+  if (args) {
+    PyErr_SetObject(type, args);
+    Py_DECREF(args);
+  }
+  return NULL;
+}
+
+typedef struct {
+  PyObject_HEAD piston_server *srv;
+  piston_loop *loop;
+  PyObject *on_request; /* callable(req) */
+  long live;            /* handles held */
+} AsgiServerObject;
+
+typedef struct {
+  PyObject_HEAD AsgiServerObject *server; /* strong */
+  piston_req *req;                        /* NULL once released */
+  PyObject *handler;                      /* callable(events) or NULL */
+  bool ended;
+} AsgiRequestObject;
+
+static PyTypeObject AsgiServerType, AsgiRequestType;
+
+/* ---- header lists: [(bytes|str, bytes|str)] -> piston_header[] ---- */
+
+typedef struct {
+  piston_header *h;
+  size_t n;
+  PyObject *keep; /* list of encoded strs, or NULL */
+  piston_header inline_[16];
+} a_hdrs;
+
+static int a_view(PyObject *o, piston_str *out, a_hdrs *a) {
+  if (PyBytes_Check(o)) {
+    out->ptr = PyBytes_AS_STRING(o);
+    out->len = (size_t)PyBytes_GET_SIZE(o);
+    return 0;
+  }
+  PyObject *b = NULL;
+  if (PyByteArray_Check(o))
+    b = PyBytes_FromObject(o);
+  else if (PyUnicode_Check(o))
+    b = PyUnicode_AsLatin1String(o);
+  else {
+    PyErr_Format(PyExc_TypeError, "header names and values must be bytes, "
+                                  "not %.100s", Py_TYPE(o)->tp_name);
+    return -1;
+  }
+  if (!b)
+    return -1;
+  if (!a->keep && !(a->keep = PyList_New(0))) {
+    Py_DECREF(b);
+    return -1;
+  }
+  int rc = PyList_Append(a->keep, b);
+  Py_DECREF(b);
+  if (rc < 0)
+    return -1;
+  out->ptr = PyBytes_AS_STRING(b);
+  out->len = (size_t)PyBytes_GET_SIZE(b);
+  return 0;
+}
+
+static void a_hdrs_free(a_hdrs *a) {
+  if (a->h && a->h != a->inline_)
+    PyMem_Free(a->h);
+  Py_CLEAR(a->keep);
+  a->h = NULL;
+}
+
+static int a_hdrs_from(PyObject *seq, a_hdrs *a) {
+  a->h = a->inline_;
+  a->n = 0;
+  a->keep = NULL;
+  if (seq == Py_None)
+    return 0;
+  PyObject *fast = PySequence_Fast(seq, "headers must be an iterable of pairs");
+  if (!fast)
+    return -1;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+  if ((size_t)n > sizeof a->inline_ / sizeof a->inline_[0]) {
+    a->h = PyMem_Malloc((size_t)n * sizeof *a->h);
+    if (!a->h) {
+      Py_DECREF(fast);
+      PyErr_NoMemory();
+      return -1;
+    }
+  }
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *t = PySequence_Fast_GET_ITEM(fast, i);
+    PyObject *pair = PySequence_Fast(t, "each header must be a (name, value) pair");
+    if (!pair)
+      goto fail;
+    if (PySequence_Fast_GET_SIZE(pair) != 2) {
+      Py_DECREF(pair);
+      PyErr_Format(PyExc_TypeError,
+                   "each header must be a (name, value) pair, not %R", t);
+      goto fail;
+    }
+    int rc = a_view(PySequence_Fast_GET_ITEM(pair, 0), &a->h[i].name, a);
+    if (rc == 0)
+      rc = a_view(PySequence_Fast_GET_ITEM(pair, 1), &a->h[i].value, a);
+    Py_DECREF(pair);
+    if (rc < 0)
+      goto fail;
+    a->n = (size_t)i + 1;
+  }
+  Py_DECREF(fast);
+  return 0;
+fail:
+  Py_DECREF(fast);
+  a_hdrs_free(a);
+  return -1;
+}
+
+/* ---- engine callbacks: inside poll(), GIL held ---- */
+
+static void a_on_event(piston_req *req, int events, void *ud) {
+  (void)ud;
+  AsgiRequestObject *r = piston_req_userdata(req);
+  if (!r || r->req != req || !r->handler)
+    return;
+  PyObject *h = r->handler;
+  Py_INCREF(h);
+  Py_INCREF(r);
+  PyObject *ev = PyLong_FromLong(events);
+  PyObject *res = ev ? PyObject_CallOneArg(h, ev) : NULL;
+  Py_XDECREF(ev);
+  if (!res)
+    PyErr_WriteUnraisable(h);
+  Py_XDECREF(res);
+  Py_DECREF(r);
+  Py_DECREF(h);
+}
+
+static void a_on_request(piston_req *req, void *ud) {
+  AsgiServerObject *s = ud;
+  AsgiRequestObject *r = PyObject_GC_New(AsgiRequestObject, &AsgiRequestType);
+  if (!r) {
+    PyErr_WriteUnraisable((PyObject *)s);
+    piston_resp_abort(req);
+    piston_req_release(req);
+    return;
+  }
+  Py_INCREF(s);
+  r->server = s;
+  r->req = req;
+  r->handler = NULL;
+  r->ended = false;
+  s->live++;
+  PyObject_GC_Track(r);
+  piston_req_set_userdata(req, r); /* borrowed; cleared in release */
+  piston_req_on_event(req, a_on_event, NULL);
+  PyObject *res = PyObject_CallOneArg(s->on_request, (PyObject *)r);
+  if (!res) {
+    PyErr_WriteUnraisable(s->on_request);
+    if (r->req && !r->ended) {
+      piston_resp_abort(r->req);
+      r->ended = true;
+    }
+  }
+  Py_XDECREF(res);
+  Py_DECREF(r);
+}
+
+/* ---- AsgiRequest ---- */
+
+static void a_release(AsgiRequestObject *r) {
+  if (!r->req)
+    return;
+  piston_req *req = r->req;
+  r->req = NULL;
+  piston_req_on_event(req, NULL, NULL);
+  piston_req_set_userdata(req, NULL);
+  if (!r->ended)
+    piston_resp_abort(req);
+  r->ended = true;
+  piston_req_release(req);
+  r->server->live--;
+}
+
+static int AsgiRequest_traverse(AsgiRequestObject *r, visitproc visit,
+                                void *arg) {
+  Py_VISIT(r->handler);
+  Py_VISIT(r->server);
+  return 0;
+}
+
+static int AsgiRequest_clear(AsgiRequestObject *r) {
+  Py_CLEAR(r->handler);
+  return 0;
+}
+
+static void AsgiRequest_dealloc(AsgiRequestObject *r) {
+  PyObject_GC_UnTrack(r);
+  a_release(r);
+  Py_CLEAR(r->handler);
+  Py_CLEAR(r->server);
+  PyObject_GC_Del(r);
+}
+
+static int a_check(AsgiRequestObject *r) {
+  if (!r->req) {
+    PyErr_SetString(PyExc_RuntimeError, "the request was released");
+    return -1;
+  }
+  return 0;
+}
+
+static PyObject *latin1_str(piston_str s) {
+  return PyUnicode_DecodeLatin1(s.ptr ? s.ptr : "", (Py_ssize_t)s.len, NULL);
+}
+
+static PyObject *bytes_of(piston_str s) {
+  return PyBytes_FromStringAndSize(s.ptr ? s.ptr : "", (Py_ssize_t)s.len);
+}
+
+static PyObject *AsgiRequest_set_handler(AsgiRequestObject *r, PyObject *h) {
+  if (h == Py_None) {
+    Py_CLEAR(r->handler);
+  } else {
+    Py_INCREF(h);
+    Py_XSETREF(r->handler, h);
+  }
+  Py_RETURN_NONE;
+}
+
+/* head() -> (method str, path bytes, query bytes, http_version str,
+ *            headers [(lower-case bytes, bytes)], client (host, port) | None,
+ *            local port) */
+static PyObject *AsgiRequest_head(AsgiRequestObject *r, PyObject *noargs) {
+  (void)noargs;
+  if (a_check(r) < 0)
+    return NULL;
+  piston_req *q = r->req;
+  size_t n = piston_req_header_count(q);
+  PyObject *hs = PyList_New((Py_ssize_t)n);
+  if (!hs)
+    return NULL;
+  char small[64];
+  for (size_t i = 0; i < n; i++) {
+    piston_header h = piston_req_header_at(q, i);
+    PyObject *name;
+    if (h.name.len <= sizeof small) {
+      for (size_t k = 0; k < h.name.len; k++) {
+        char c = h.name.ptr[k];
+        small[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+      }
+      name = PyBytes_FromStringAndSize(small, (Py_ssize_t)h.name.len);
+    } else {
+      name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)h.name.len);
+      if (name) {
+        char *p = PyBytes_AS_STRING(name);
+        for (size_t k = 0; k < h.name.len; k++) {
+          char c = h.name.ptr[k];
+          p[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+      }
+    }
+    PyObject *value = name ? bytes_of(h.value) : NULL;
+    PyObject *t = value ? PyTuple_Pack(2, name, value) : NULL;
+    Py_XDECREF(name);
+    Py_XDECREF(value);
+    if (!t) {
+      Py_DECREF(hs);
+      return NULL;
+    }
+    PyList_SET_ITEM(hs, (Py_ssize_t)i, t);
+  }
+  int port = 0;
+  const char *addr = piston_req_remote_addr(q, &port);
+  PyObject *client;
+  if (addr && *addr)
+    client = Py_BuildValue("(si)", addr, port);
+  else {
+    client = Py_None;
+    Py_INCREF(client);
+  }
+  if (!client) {
+    Py_DECREF(hs);
+    return NULL;
+  }
+  PyObject *method = latin1_str(piston_req_method(q));
+  PyObject *path = bytes_of(piston_req_path(q));
+  PyObject *query = bytes_of(piston_req_query(q));
+  PyObject *res = NULL;
+  if (method && path && query)
+    res = Py_BuildValue("(OOOsOOi)", method, path, query,
+                        piston_req_http_minor(q) ? "1.1" : "1.0", hs, client,
+                        piston_req_local_port(q));
+  Py_XDECREF(method);
+  Py_XDECREF(path);
+  Py_XDECREF(query);
+  Py_DECREF(hs);
+  Py_DECREF(client);
+  return res;
+}
+
+/* body_read(max) -> bytes (b"" at the end) or None when nothing is buffered
+ * yet (wait for PISTON_EV_BODY); raises ClientDisconnected / BodyTooLarge. */
+static PyObject *AsgiRequest_body_read(AsgiRequestObject *r, PyObject *arg) {
+  if (a_check(r) < 0)
+    return NULL;
+  Py_ssize_t max = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+  if (max == -1 && PyErr_Occurred())
+    return NULL;
+  if (max <= 0)
+    max = 65536;
+  PyObject *out = PyBytes_FromStringAndSize(NULL, max);
+  if (!out)
+    return NULL;
+  int64_t n = piston_req_body_read(r->req, PyBytes_AS_STRING(out), (size_t)max);
+  if (n == PISTON_EAGAIN) {
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+  }
+  if (n < 0) {
+    Py_DECREF(out);
+    if (n == PISTON_ETOOBIG && !piston_resp_started(r->req))
+      r->ended = true; /* the engine answers 413 itself */
+    return a_raise((int)n);
+  }
+  if (n < max && _PyBytes_Resize(&out, (Py_ssize_t)n) < 0)
+    return NULL;
+  return out;
+}
+
+static PyObject *a_resp_err(int rc) {
+  if (rc == PISTON_EINVAL) {
+    PyErr_SetString(PyExc_ValueError,
+                    "invalid status or header (CR, LF, a bad name or a "
+                    "Content-Length that does not match the body?)");
+    return NULL;
+  }
+  return a_raise(rc);
+}
+
+/* start(status, headers): headers are (bytes, bytes) pairs. */
+static PyObject *AsgiRequest_start(AsgiRequestObject *r, PyObject *args) {
+  int status;
+  PyObject *headers;
+  if (!PyArg_ParseTuple(args, "iO", &status, &headers))
+    return NULL;
+  if (a_check(r) < 0)
+    return NULL;
+  a_hdrs a;
+  if (a_hdrs_from(headers, &a) < 0)
+    return NULL;
+  int rc = piston_resp_start(r->req, status, a.h, a.n);
+  a_hdrs_free(&a);
+  if (rc < 0)
+    return a_resp_err(rc);
+  Py_RETURN_NONE;
+}
+
+/* write(bytes) -> 1 when the queue is over its high-water mark (wait for
+ * PISTON_EV_DRAIN), else 0. */
+static PyObject *AsgiRequest_write(AsgiRequestObject *r, PyObject *data) {
+  if (a_check(r) < 0)
+    return NULL;
+  Py_buffer b;
+  if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) < 0)
+    return NULL;
+  int rc = b.len ? piston_resp_write(r->req, b.buf, (size_t)b.len) : 0;
+  PyBuffer_Release(&b);
+  if (rc < 0)
+    return a_resp_err(rc);
+  return PyLong_FromLong(rc);
+}
+
+static PyObject *AsgiRequest_sendfile(AsgiRequestObject *r, PyObject *args) {
+  int fd;
+  long long off, len;
+  if (!PyArg_ParseTuple(args, "iLL", &fd, &off, &len))
+    return NULL;
+  if (a_check(r) < 0)
+    return NULL;
+  if (off < 0 || len < 0) {
+    PyErr_SetString(PyExc_ValueError, "negative offset or length");
+    return NULL;
+  }
+  int rc = piston_resp_sendfile(r->req, fd, (off_t)off, (size_t)len);
+  if (rc < 0)
+    return a_resp_err(rc);
+  return PyLong_FromLong(rc);
+}
+
+/* end(trailers=None) */
+static PyObject *AsgiRequest_end(AsgiRequestObject *r, PyObject *args) {
+  PyObject *trailers = Py_None;
+  if (!PyArg_ParseTuple(args, "|O", &trailers))
+    return NULL;
+  if (a_check(r) < 0)
+    return NULL;
+  a_hdrs a;
+  if (a_hdrs_from(trailers, &a) < 0)
+    return NULL;
+  int rc = piston_resp_end(r->req, a.h, a.n);
+  a_hdrs_free(&a);
+  if (rc < 0)
+    return a_resp_err(rc);
+  r->ended = true;
+  Py_RETURN_NONE;
+}
+
+/* send(status, headers, body): the whole response, with Content-Length. */
+static PyObject *AsgiRequest_send(AsgiRequestObject *r, PyObject *args) {
+  int status;
+  PyObject *headers;
+  Py_buffer body;
+  if (!PyArg_ParseTuple(args, "iOy*", &status, &headers, &body))
+    return NULL;
+  if (a_check(r) < 0) {
+    PyBuffer_Release(&body);
+    return NULL;
+  }
+  a_hdrs a;
+  if (a_hdrs_from(headers, &a) < 0) {
+    PyBuffer_Release(&body);
+    return NULL;
+  }
+  int rc = piston_resp_send(r->req, status, a.h, a.n, body.buf, (size_t)body.len);
+  a_hdrs_free(&a);
+  PyBuffer_Release(&body);
+  if (rc < 0)
+    return a_resp_err(rc);
+  r->ended = true;
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiRequest_abort(AsgiRequestObject *r, PyObject *noargs) {
+  (void)noargs;
+  if (r->req && !r->ended) {
+    piston_resp_abort(r->req);
+    r->ended = true;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiRequest_release(AsgiRequestObject *r, PyObject *noargs) {
+  (void)noargs;
+  a_release(r);
+  Py_CLEAR(r->handler);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiRequest_started(AsgiRequestObject *r, void *c) {
+  (void)c;
+  return PyBool_FromLong(r->req ? piston_resp_started(r->req) : 1);
+}
+
+static PyObject *AsgiRequest_content_length(AsgiRequestObject *r, void *c) {
+  (void)c;
+  if (a_check(r) < 0)
+    return NULL;
+  return PyLong_FromLongLong(piston_req_content_length(r->req));
+}
+
+static PyObject *AsgiRequest_connection_id(AsgiRequestObject *r, void *c) {
+  (void)c;
+  if (a_check(r) < 0)
+    return NULL;
+  return PyLong_FromUnsignedLongLong(piston_req_connection_id(r->req));
+}
+
+static PyMethodDef AsgiRequest_methods[] = {
+    {"set_handler", (PyCFunction)AsgiRequest_set_handler, METH_O,
+     "set_handler(callable(events) | None): PISTON_EV_* notifications"},
+    {"head", (PyCFunction)AsgiRequest_head, METH_NOARGS,
+     "head() -> (method, path, query, http_version, headers, client, port)"},
+    {"body_read", (PyCFunction)AsgiRequest_body_read, METH_O,
+     "body_read(max) -> bytes, b'' at the end, None if nothing yet"},
+    {"start", (PyCFunction)AsgiRequest_start, METH_VARARGS,
+     "start(status, headers)"},
+    {"write", (PyCFunction)AsgiRequest_write, METH_O,
+     "write(data) -> 1 if the client is behind (wait for EV_DRAIN)"},
+    {"sendfile", (PyCFunction)AsgiRequest_sendfile, METH_VARARGS,
+     "sendfile(fd, offset, length) -> 1 if the client is behind"},
+    {"end", (PyCFunction)AsgiRequest_end, METH_VARARGS, "end(trailers=None)"},
+    {"send", (PyCFunction)AsgiRequest_send, METH_VARARGS,
+     "send(status, headers, body): a whole response with Content-Length"},
+    {"abort", (PyCFunction)AsgiRequest_abort, METH_NOARGS,
+     "abort(): 500 if nothing was sent, else close the connection"},
+    {"release", (PyCFunction)AsgiRequest_release, METH_NOARGS,
+     "release(): drop the handle (aborts an unended response)"},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef AsgiRequest_getset[] = {
+    {"started", (getter)AsgiRequest_started, NULL, "response started", NULL},
+    {"content_length", (getter)AsgiRequest_content_length, NULL,
+     "-1 when chunked", NULL},
+    {"connection_id", (getter)AsgiRequest_connection_id, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject AsgiRequestType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "piston._piston.AsgiRequest",
+    .tp_basicsize = sizeof(AsgiRequestObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A request handle given to AsgiServer's on_request.",
+    .tp_dealloc = (destructor)AsgiRequest_dealloc,
+    .tp_traverse = (traverseproc)AsgiRequest_traverse,
+    .tp_clear = (inquiry)AsgiRequest_clear,
+    .tp_methods = AsgiRequest_methods,
+    .tp_getset = AsgiRequest_getset,
+};
+
+/* ---- AsgiServer ---- */
+
+static int AsgiServer_init(AsgiServerObject *self, PyObject *args,
+                           PyObject *kw) {
+  static char *kwlist[] = {"on_request", NULL};
+  PyObject *cb;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &cb))
+    return -1;
+  if (!PyCallable_Check(cb)) {
+    PyErr_SetString(PyExc_TypeError, "on_request must be callable");
+    return -1;
+  }
+  if (self->srv) {
+    PyErr_SetString(PyExc_RuntimeError, "already initialised");
+    return -1;
+  }
+  self->srv = piston_server_new();
+  if (!self->srv) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  Py_INCREF(cb);
+  self->on_request = cb;
+  piston_server_on_request(self->srv, a_on_request, self);
+  return 0;
+}
+
+static void AsgiServer_dealloc(AsgiServerObject *self) {
+  if (self->live == 0) {
+    if (self->loop)
+      piston_loop_free(self->loop);
+    if (self->srv)
+      piston_server_free(self->srv);
+  }
+  Py_CLEAR(self->on_request);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *AsgiServer_set_option(AsgiServerObject *self, PyObject *args) {
+  int opt;
+  long long v;
+  if (!PyArg_ParseTuple(args, "iL", &opt, &v))
+    return NULL;
+  if (self->loop) {
+    PyErr_SetString(PyExc_RuntimeError, "the server is already running");
+    return NULL;
+  }
+  if (opt < 0 || opt >= PISTON_OPT__COUNT) {
+    PyErr_SetString(PyExc_ValueError, "unknown option");
+    return NULL;
+  }
+  int rc = piston_server_set(self->srv, (piston_option)opt, v);
+  if (rc < 0)
+    return a_raise(rc);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiServer_listen_tcp(AsgiServerObject *self, PyObject *args) {
+  const char *host;
+  int port;
+  if (!PyArg_ParseTuple(args, "si", &host, &port))
+    return NULL;
+  int rc = piston_server_listen_tcp(self->srv, host, port);
+  if (rc < 0)
+    return a_raise(rc);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiServer_listen_unix(AsgiServerObject *self,
+                                        PyObject *args) {
+  const char *path;
+  if (!PyArg_ParseTuple(args, "s", &path))
+    return NULL;
+  int rc = piston_server_listen_unix(self->srv, path);
+  if (rc < 0)
+    return a_raise(rc);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiServer_listen_fd(AsgiServerObject *self, PyObject *args) {
+  int fd;
+  if (!PyArg_ParseTuple(args, "i", &fd))
+    return NULL;
+  int rc = piston_server_listen_fd(self->srv, fd);
+  if (rc < 0)
+    return a_raise(rc);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiServer_route_fixed(AsgiServerObject *self,
+                                        PyObject *args) {
+  PyObject *method, *headers;
+  const char *path;
+  int status;
+  Py_buffer body;
+  if (!PyArg_ParseTuple(args, "OsiOy*", &method, &path, &status, &headers,
+                        &body))
+    return NULL;
+  const char *m = NULL;
+  if (method != Py_None && !(m = PyUnicode_AsUTF8(method))) {
+    PyBuffer_Release(&body);
+    return NULL;
+  }
+  a_hdrs a;
+  if (a_hdrs_from(headers, &a) < 0) {
+    PyBuffer_Release(&body);
+    return NULL;
+  }
+  int rc = piston_server_route_fixed(self->srv, m, path, status, a.h, a.n,
+                                     body.buf, (size_t)body.len);
+  a_hdrs_free(&a);
+  PyBuffer_Release(&body);
+  if (rc < 0)
+    return a_raise(rc);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiServer_route_dir(AsgiServerObject *self, PyObject *args) {
+  const char *prefix, *dir;
+  if (!PyArg_ParseTuple(args, "ss", &prefix, &dir))
+    return NULL;
+  int rc = piston_server_route_dir(self->srv, prefix, dir);
+  if (rc < 0)
+    return a_raise(rc);
+  Py_RETURN_NONE;
+}
+
+/* start(): creates the one loop (binding its sockets); serve it by watching
+ * fd() and calling poll(). */
+static PyObject *AsgiServer_start(AsgiServerObject *self, PyObject *noargs) {
+  (void)noargs;
+  if (self->loop) {
+    PyErr_SetString(PyExc_RuntimeError, "the server is already running");
+    return NULL;
+  }
+  int err = 0;
+  self->loop = piston_loop_new(self->srv, &err);
+  if (!self->loop)
+    return a_raise(err ? err : PISTON_ESYS);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiServer_fd(AsgiServerObject *self, PyObject *noargs) {
+  (void)noargs;
+  if (!self->loop) {
+    PyErr_SetString(PyExc_RuntimeError, "not started");
+    return NULL;
+  }
+  return PyLong_FromLong(piston_loop_fd(self->loop));
+}
+
+/* poll() -> True while the loop is live, False once stopped and drained. */
+static PyObject *AsgiServer_poll(AsgiServerObject *self, PyObject *noargs) {
+  (void)noargs;
+  if (!self->loop)
+    Py_RETURN_FALSE;
+  int rc = piston_loop_poll(self->loop);
+  if (PyErr_Occurred()) /* never expected: callbacks report their own */
+    PyErr_WriteUnraisable((PyObject *)self);
+  if (rc < 0)
+    return a_raise(rc);
+  return PyBool_FromLong(rc);
+}
+
+static PyObject *AsgiServer_stop(AsgiServerObject *self, PyObject *args) {
+  int deadline_ms = 30000;
+  if (!PyArg_ParseTuple(args, "|i", &deadline_ms))
+    return NULL;
+  if (self->loop)
+    piston_loop_stop(self->loop, deadline_ms);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiServer_close_idle(AsgiServerObject *self,
+                                       PyObject *noargs) {
+  (void)noargs;
+  if (self->loop)
+    piston_loop_close_idle(self->loop);
+  Py_RETURN_NONE;
+}
+
+static PyObject *AsgiServer_port(AsgiServerObject *self, PyObject *args) {
+  Py_ssize_t i = 0;
+  if (!PyArg_ParseTuple(args, "|n", &i))
+    return NULL;
+  return PyLong_FromLong(piston_server_port(self->srv, (size_t)i));
+}
+
+static PyObject *AsgiServer_connections(AsgiServerObject *self,
+                                        PyObject *noargs) {
+  (void)noargs;
+  return PyLong_FromSize_t(self->loop ? piston_loop_connections(self->loop) : 0);
+}
+
+static PyObject *AsgiServer_live(AsgiServerObject *self, void *c) {
+  (void)c;
+  return PyLong_FromLong(self->live);
+}
+
+static PyMethodDef AsgiServer_methods[] = {
+    {"set_option", (PyCFunction)AsgiServer_set_option, METH_VARARGS, NULL},
+    {"listen_tcp", (PyCFunction)AsgiServer_listen_tcp, METH_VARARGS, NULL},
+    {"listen_unix", (PyCFunction)AsgiServer_listen_unix, METH_VARARGS, NULL},
+    {"listen_fd", (PyCFunction)AsgiServer_listen_fd, METH_VARARGS, NULL},
+    {"route_fixed", (PyCFunction)AsgiServer_route_fixed, METH_VARARGS, NULL},
+    {"route_dir", (PyCFunction)AsgiServer_route_dir, METH_VARARGS, NULL},
+    {"start", (PyCFunction)AsgiServer_start, METH_NOARGS,
+     "start(): create the loop and bind"},
+    {"fd", (PyCFunction)AsgiServer_fd, METH_NOARGS,
+     "fd(): readable when poll() has work"},
+    {"poll", (PyCFunction)AsgiServer_poll, METH_NOARGS,
+     "poll() -> False once stopped and drained; never blocks"},
+    {"stop", (PyCFunction)AsgiServer_stop, METH_VARARGS, "stop(deadline_ms)"},
+    {"close_idle", (PyCFunction)AsgiServer_close_idle, METH_NOARGS, NULL},
+    {"port", (PyCFunction)AsgiServer_port, METH_VARARGS, NULL},
+    {"connections", (PyCFunction)AsgiServer_connections, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef AsgiServer_getset[] = {
+    {"live", (getter)AsgiServer_live, NULL, "request handles held", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject AsgiServerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "piston._piston.AsgiServer",
+    .tp_basicsize = sizeof(AsgiServerObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "AsgiServer(on_request): an engine loop embedded in the "
+              "caller's event loop.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)AsgiServer_init,
+    .tp_dealloc = (destructor)AsgiServer_dealloc,
+    .tp_methods = AsgiServer_methods,
+    .tp_getset = AsgiServer_getset,
+};
+
+/* Called from PyInit__piston once Error and its subclasses are on m. */
+int piston_asgi_init(PyObject *m) {
+  if (PyType_Ready(&AsgiServerType) < 0 || PyType_Ready(&AsgiRequestType) < 0)
+    return -1;
+  A_Error = PyObject_GetAttrString(m, "Error");
+  A_Disconnected = PyObject_GetAttrString(m, "ClientDisconnected");
+  A_TooBig = PyObject_GetAttrString(m, "BodyTooLarge");
+  if (!A_Error || !A_Disconnected || !A_TooBig)
+    return -1;
+  Py_INCREF(&AsgiServerType);
+  if (PyModule_AddObject(m, "AsgiServer", (PyObject *)&AsgiServerType) < 0) {
+    Py_DECREF(&AsgiServerType);
+    return -1;
+  }
+  Py_INCREF(&AsgiRequestType);
+  if (PyModule_AddObject(m, "AsgiRequest", (PyObject *)&AsgiRequestType) < 0) {
+    Py_DECREF(&AsgiRequestType);
+    return -1;
+  }
+  if (PyModule_AddIntConstant(m, "EV_BODY", PISTON_EV_BODY) < 0 ||
+      PyModule_AddIntConstant(m, "EV_DRAIN", PISTON_EV_DRAIN) < 0 ||
+      PyModule_AddIntConstant(m, "EV_CLOSED", PISTON_EV_CLOSED) < 0)
+    return -1;
+  return 0;
+}

@@ -1,0 +1,554 @@
+"""The ASGI host (ASGI 3.0, HTTP and lifespan): the engine's loop embedded in
+an asyncio loop (uvloop when installed).
+
+The asyncio loop watches the engine loop's fd (add_reader) and calls
+AsgiServer.poll(), one non-blocking engine pass on this thread. Inside it
+the engine calls on_request() for each new request: the scope is built from
+the handle's views and the app's task is created there and then (eagerly on
+Python >= 3.12, so its first step runs inside the pass). Events of a request
+(more body, drained, client gone) come back inside later passes and wake the
+coroutines waiting in receive() or send().
+
+send() of a body that does not fill the connection's queue returns without
+awaiting anything: no trip through the event loop. A body sent as one
+message becomes one engine call (piston_resp_send, with Content-Length).
+Nothing here frames or validates HTTP: the engine does.
+"""
+import asyncio
+import logging
+import os
+import signal
+import sys
+from urllib.parse import unquote
+
+from . import _piston
+
+log = logging.getLogger("piston.error")
+
+ClientDisconnected = _piston.ClientDisconnected
+BodyTooLarge = _piston.BodyTooLarge
+EV_BODY, EV_DRAIN, EV_CLOSED = _piston.EV_BODY, _piston.EV_DRAIN, _piston.EV_CLOSED
+
+ASGI_VERSION = "3.0"
+SPEC_VERSION = "2.3"
+READ_SIZE = 65536
+COALESCE = 1 << 20  # request body bytes joined into one http.request at most
+
+_EAGER = sys.version_info >= (3, 12)
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+class BootFailed(Exception):
+    """The app cannot serve (lifespan startup failed): exit code != 0."""
+
+
+def new_event_loop(kind="auto"):
+    """uvloop's loop when installed (kind 'auto' or 'uvloop'), else asyncio's."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+            return uvloop.new_event_loop()
+        except ImportError:
+            if kind == "uvloop":
+                raise BootFailed("--loop uvloop: uvloop is not installed")
+    return asyncio.new_event_loop()
+
+
+# ---- one request ---------------------------------------------------------------
+
+class Exchange:
+    """One request and its response: the receive/send pair given to the app."""
+
+    __slots__ = ("req", "host", "waiters", "closed", "body_done", "status",
+                 "headers", "started", "complete", "trailers", "task",
+                 "timed_out", "timer", "__weakref__")
+
+    def __init__(self, req, host):
+        self.req = req
+        self.host = host
+        self.waiters = None
+        self.closed = False
+        self.body_done = False
+        self.status = None      # from http.response.start
+        self.headers = None
+        self.started = False    # the engine has the status and headers
+        self.complete = False   # the engine has the whole response
+        self.trailers = False
+        self.task = None
+        self.timed_out = False
+        self.timer = None
+
+    # engine events (inside poll): wake whoever waits
+    def on_event(self, events):
+        if events & EV_CLOSED:
+            self.closed = True
+        self._wake()
+
+    def _wake(self):
+        ws = self.waiters
+        if ws:
+            self.waiters = None
+            for f in ws:
+                if not f.done():
+                    f.set_result(None)
+
+    def _wait(self):
+        f = self.host.loop.create_future()
+        if self.waiters is None:
+            self.waiters = [f]
+        else:
+            self.waiters.append(f)
+        return f
+
+    async def receive(self):
+        if self.body_done:
+            while not (self.closed or self.complete):
+                await self._wait()
+            return _DISCONNECT
+        req = self.req
+        while True:
+            if self.closed and self.complete:
+                return _DISCONNECT
+            try:
+                data = req.body_read(READ_SIZE)
+                if data is None:
+                    if self.closed:
+                        return _DISCONNECT
+                    await self._wait()
+                    continue
+                if not data:
+                    self.body_done = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                # join what is already buffered; learn whether it was the end
+                chunks = None
+                size = len(data)
+                while size < COALESCE:
+                    more = req.body_read(READ_SIZE)
+                    if more is None:
+                        break
+                    if not more:
+                        self.body_done = True
+                        break
+                    if chunks is None:
+                        chunks = [data]
+                    chunks.append(more)
+                    size += len(more)
+                if chunks is not None:
+                    data = b"".join(chunks)
+                return {"type": "http.request", "body": data,
+                        "more_body": not self.body_done}
+            except (ClientDisconnected, BodyTooLarge):
+                self.closed = True
+                self.body_done = True
+                return _DISCONNECT
+            except RuntimeError:  # released: the exchange is over
+                return _DISCONNECT
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "http.response.body":
+            if self.status is None:
+                raise RuntimeError("http.response.body before http.response.start")
+            if self.complete:
+                raise RuntimeError("http.response.body after the response was complete")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            req = self.req
+            if self.closed:
+                if more:
+                    raise ClientDisconnected(_piston.E_CLOSED, "the client went away")
+                return
+            if not self.started:
+                self.started = True
+                if not more and not self.trailers:
+                    self.complete = True
+                    req.send(self.status, self.headers, body)
+                    self._wake()
+                    return
+                req.start(self.status, self.headers)
+            pressure = req.write(body) if body else 0
+            if not more:
+                if not self.trailers:
+                    self.complete = True
+                    req.end()
+                    self._wake()
+                return
+            if pressure:
+                await self._drain()
+        elif kind == "http.response.start":
+            if self.status is not None:
+                raise RuntimeError("http.response.start sent twice")
+            status = message["status"]
+            if not isinstance(status, int) or not 100 <= status <= 999:
+                raise ValueError("bad status %r" % (status,))
+            self.status = status
+            self.headers = message.get("headers") or ()
+            self.trailers = bool(message.get("trailers", False))
+        elif kind == "http.response.pathsend":
+            await self._pathsend(message["path"])
+        elif kind == "http.response.trailers":
+            if not self.trailers or not self.started:
+                raise RuntimeError("http.response.trailers without trailers: True")
+            if self.complete:
+                raise RuntimeError("trailers after the response was complete")
+            if not message.get("more_trailers", False):
+                self.complete = True
+                if not self.closed:
+                    self.req.end(message.get("headers") or ())
+                self._wake()
+        else:
+            raise ValueError("unknown ASGI message type %r" % kind)
+
+    async def _drain(self):
+        # after a write reported pressure: until EV_DRAIN or EV_CLOSED
+        await self._wait()
+        if self.closed:
+            raise ClientDisconnected(_piston.E_CLOSED, "the client went away")
+
+    async def _pathsend(self, path):
+        if self.status is None:
+            raise RuntimeError("http.response.pathsend before http.response.start")
+        if self.started or self.complete:
+            raise RuntimeError("http.response.pathsend after a body")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            self.started = True
+            if self.closed:
+                return
+            self.req.start(self.status, self.headers)
+            # the engine dups fd and sends from it: nothing is buffered, so
+            # no need to wait for the queue to drain
+            self.req.sendfile(fd, 0, size)
+        finally:
+            os.close(fd)
+        self.complete = True
+        self.req.end()
+        self._wake()
+
+    async def run(self, app, scope):
+        req = self.req
+        try:
+            await app(scope, self.receive, self.send)
+            if not self.complete:
+                if not self.closed:
+                    log.error("ASGI app returned without %s (%s %s)",
+                              "completing its response" if self.status is not None
+                              else "starting a response", scope["method"], scope["path"])
+                req.abort()
+        except asyncio.CancelledError:
+            if self.timed_out:
+                log.error("ASGI handler timed out (%s %s)", scope["method"], scope["path"])
+            req.abort()
+            if not self.timed_out:
+                raise
+        except ClientDisconnected:
+            if not self.closed:
+                log.exception("exception in ASGI app (%s %s)", scope["method"], scope["path"])
+            req.abort()
+        except Exception:
+            if not self.closed:
+                log.exception("exception in ASGI app (%s %s)", scope["method"], scope["path"])
+            req.abort()
+        finally:
+            self.complete = True
+            self.closed = True
+            self._wake()
+            req.release()
+            self.host.finished(self)
+
+
+# ---- lifespan ----------------------------------------------------------------
+
+class Lifespan:
+    """The lifespan protocol: startup before the first request, shutdown
+    after the last. mode: 'auto' (an app that raises at once does not speak
+    it), 'on' (it must), 'off'."""
+
+    def __init__(self, app, mode, loop):
+        self.app = app
+        self.mode = mode
+        self.loop = loop
+        self.state = {}
+        self.inbox = asyncio.Queue()
+        self.events = {}
+        self.task = None
+        self.unsupported = False
+        self.error = None
+
+    async def _receive(self):
+        return await self.inbox.get()
+
+    async def _send(self, message):
+        kind = message["type"]
+        if kind in ("lifespan.startup.complete", "lifespan.startup.failed",
+                    "lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            phase = kind.split(".")[1]
+            if kind.endswith("failed"):
+                self.error = message.get("message", "") or "(no message)"
+            f = self.events.get(phase)
+            if f is not None and not f.done():
+                f.set_result(kind)
+        else:
+            raise ValueError("unknown lifespan message %r" % kind)
+
+    async def _main(self):
+        scope = {"type": "lifespan",
+                 "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
+                 "state": self.state}
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as e:
+            started = self.events["startup"].done()
+            if not started:
+                if self.mode == "auto":
+                    self.unsupported = True
+                    log.info("ASGI 'lifespan' protocol appears unsupported (%s: %s)",
+                             type(e).__name__, e)
+                else:
+                    self.error = "%s: %s" % (type(e).__name__, e)
+                    log.error("exception in ASGI lifespan startup", exc_info=True)
+            else:
+                self.error = "%s: %s" % (type(e).__name__, e)
+                log.error("exception in ASGI lifespan", exc_info=True)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                pass
+        else:
+            if not self.events["startup"].done():
+                # returned without a word: as uvicorn, serve without it
+                # (an error with --lifespan on)
+                if self.mode == "on":
+                    self.error = "the app returned before lifespan.startup.complete"
+                else:
+                    self.unsupported = True
+        finally:
+            for f in self.events.values():
+                if not f.done():
+                    f.set_result(None)
+
+    async def startup(self):
+        """Raises BootFailed when the app cannot start."""
+        if self.mode == "off":
+            return
+        self.events["startup"] = self.loop.create_future()
+        self.events["shutdown"] = self.loop.create_future()
+        self.task = self.loop.create_task(self._main())
+        await self.inbox.put({"type": "lifespan.startup"})
+        result = await self.events["startup"]
+        if self.unsupported:
+            return
+        if result != "lifespan.startup.complete":
+            raise BootFailed("ASGI lifespan startup failed: %s" % (self.error or "the app "
+                             "returned before lifespan.startup.complete"))
+
+    async def shutdown(self, timeout=30):
+        if self.task is None or self.unsupported or self.task.done():
+            return
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        try:
+            result = await asyncio.wait_for(asyncio.shield(self.events["shutdown"]), timeout)
+        except asyncio.TimeoutError:
+            log.error("ASGI lifespan shutdown timed out")
+            self.task.cancel()
+            return
+        if result == "lifespan.shutdown.failed":
+            log.error("ASGI lifespan shutdown failed: %s", self.error)
+
+
+# ---- one serving process ---------------------------------------------------------
+
+class AsgiWorker:
+    """An engine loop embedded in this process's asyncio loop, serving app.
+    The same face as server.Worker (start, ports, stop, wait, on_retire), so
+    the supervisor runs either."""
+
+    def __init__(self, app, cfg, listen=None, multiprocess=False):
+        from .server import parse_bind
+        self.app = app
+        self.cfg = cfg
+        self.listen = listen if listen is not None else [(parse_bind(b), None) for b in cfg.bind]
+        self.multiprocess = multiprocess
+        self.on_retire = self.stop
+        self.loop = None
+        self.srv = None
+        self.exchanges = set()
+        self.count = 0
+        self.stop_requested = False
+        self.stop_event = None
+        self.drained = None
+        self.lifespan = None
+        limit = cfg.max_requests
+        if limit and cfg.max_requests_jitter:
+            import random
+            limit += random.randint(0, cfg.max_requests_jitter)
+        self.max_requests = limit
+        self.handler_timeout = getattr(cfg, "handler_timeout", 0) or 0
+        root = cfg.root_path
+        self.root_path = root
+
+    # -- setup
+    def start(self):
+        from .server import UsageError, configure_server
+        cfg = self.cfg
+        loop = self.loop = new_event_loop(getattr(cfg, "loop", "auto"))
+        asyncio.set_event_loop(loop)
+        self.stop_event = asyncio.Event()
+        self.drained = loop.create_future()
+        if self.stop_requested:
+            self.stop_event.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (ValueError, RuntimeError, NotImplementedError):
+                pass  # not the main thread: the caller's handlers stay
+        self.lifespan = Lifespan(self.app, getattr(cfg, "lifespan", "auto"), loop)
+        try:
+            loop.run_until_complete(self.lifespan.startup())
+        except BootFailed as e:
+            raise UsageError(str(e))
+        if cfg.loops > 1:
+            log.warning("--loops %d: an ASGI worker has one engine loop, on its asyncio "
+                        "thread (use --workers for more cores)", cfg.loops)
+        srv = _piston.AsgiServer(self._on_request)
+        configure_server(srv, cfg, self.listen, self.multiprocess)
+        try:
+            srv.start()
+        except _piston.Error as e:
+            from .server import _show
+            raise UsageError("cannot listen on %s: %s" % (
+                ", ".join(_show(s) for s, _ in self.listen), e.args[1]))
+        self.srv = srv
+        spec0 = self.listen[0][0]
+        if spec0[0] == "tcp":
+            self.server = (spec0[1], srv.port(0))
+        elif spec0[0] == "unix":
+            self.server = (spec0[1], None)
+        else:
+            self.server = None
+        loop.add_reader(srv.fd(), self._poll)
+        self._poll()
+
+    def ports(self):
+        return [self.srv.port(i) for i in range(len(self.listen))]
+
+    def describe(self):
+        return "asyncio loop %s.%s" % (type(self.loop).__module__, type(self.loop).__name__)
+
+    # -- the engine, inside the asyncio loop
+    def _poll(self):
+        if not self.srv.poll():
+            self.loop.remove_reader(self.srv.fd())
+            if not self.drained.done():
+                self.drained.set_result(None)
+
+    def _on_request(self, req):
+        # inside poll: build the scope, start the app
+        method, raw_path, query, http_version, headers, client, _ = req.head()
+        if b"%" in raw_path:
+            path = unquote(raw_path.decode("latin-1"), "utf-8", "replace")
+        else:
+            path = raw_path.decode("latin-1")
+        state = self.lifespan.state
+        scope = {
+            "type": "http",
+            "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
+            "http_version": http_version,
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": self.root_path,
+            "headers": headers,
+            "client": client,
+            "server": self.server,
+            "state": state.copy() if state else {},
+            "extensions": {"http.response.pathsend": {}, "http.response.trailers": {}},
+        }
+        ex = Exchange(req, self)
+        req.set_handler(ex.on_event)
+        self.exchanges.add(ex)
+        coro = ex.run(self.app, scope)
+        if _EAGER:
+            ex.task = asyncio.Task(coro, loop=self.loop, eager_start=True)
+        else:
+            ex.task = self.loop.create_task(coro)
+        if self.handler_timeout and not ex.task.done():
+            ex.timer = self.loop.call_later(self.handler_timeout, self._timeout, ex)
+        if self.max_requests:
+            self.count += 1
+            if self.count == self.max_requests:
+                log.info("max requests (%d) reached: restarting", self.max_requests)
+                self.on_retire()
+
+    def _timeout(self, ex):
+        t = ex.task
+        if t is not None and not t.done() and not ex.started:
+            ex.timed_out = True
+            t.cancel()
+
+    def finished(self, ex):
+        self.exchanges.discard(ex)
+        if ex.timer is not None:
+            ex.timer.cancel()
+            ex.timer = None
+
+    # -- stopping
+    def stop(self):
+        """Asks for a graceful stop (safe from a signal handler)."""
+        self.stop_requested = True
+        loop = self.loop
+        if loop is not None and self.stop_event is not None:
+            try:
+                loop.call_soon_threadsafe(self.stop_event.set)
+            except RuntimeError:
+                pass
+
+    async def _serve(self, parent):
+        while True:
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), 1.0)
+                break
+            except asyncio.TimeoutError:
+                if parent is not None and os.getppid() != parent:
+                    log.warning("supervisor is gone: stopping")
+                    break
+        timeout = self.cfg.shutdown_timeout
+        self.srv.stop(int(timeout * 1000))
+        self._poll()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.drained), timeout + 5)
+        except asyncio.TimeoutError:
+            log.error("the engine loop did not drain in time")
+        # handlers still running once every connection is gone
+        tasks = [ex.task for ex in self.exchanges if ex.task is not None and not ex.task.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=1.0)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        await self.lifespan.shutdown(timeout)
+
+    def wait(self, parent=None):
+        """Serves until stop() (or the parent process is gone), then drains
+        and runs the lifespan shutdown."""
+        loop = self.loop
+        try:
+            loop.run_until_complete(self._serve(parent))
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            except Exception:
+                pass
+            # served and drained: a second SIGTERM/SIGINT while the process
+            # finishes must not kill it (closing the loop would put back the
+            # default handlers, and so does the interpreter's exit)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.remove_signal_handler(sig)
+                    signal.signal(sig, signal.SIG_IGN)
+                except (ValueError, RuntimeError, NotImplementedError):
+                    pass  # not the main thread
+            asyncio.set_event_loop(None)
+            loop.close()
