@@ -21,7 +21,8 @@ UNIT_BIN   := $(UNIT_SRC:tests/c/%.c=$(BUILD)/tests/%)
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: all test test-c test-protocol test-python test-node test-asan fuzz run run-static bench \
+.PHONY: all test test-c test-protocol test-reliability test-python test-node \
+        test-asan fuzz soak run run-static bench \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/piston-static \
@@ -61,6 +62,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) test-c
 	$(MAKE) test-protocol
+	$(MAKE) test-reliability
 	$(MAKE) test-python
 	$(MAKE) test-node
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
@@ -87,10 +89,22 @@ node: deps
 test-node: node
 	npm test
 
+# Load, slow clients, resets under ASan/LSan, graceful shutdown, traversal,
+# framing compared with nginx (tests/reliability, figures in
+# docs/reliability.md). The long versions: make soak.
+ASAN_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+test-reliability: all
+	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)" all
+	PISTON_BUILD=$(BUILD) PISTON_ASAN_BUILD=build-asan \
+	    $(PYTHON) -m pytest -q tests/reliability
+
+soak: deps
+	scripts/soak.sh
+
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
-	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 \
-	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)" \
 	    all test-c test-protocol
 
 # libFuzzer over the connection path (fuzz/fuzz_conn.c), ASan + UBSan.

@@ -71,7 +71,7 @@ done
 [ -x "$PISTON_CLI" ] || die "$PISTON_CLI not found: run 'make dev' (builds .venv with the piston CLI)"
 [ -x "$PISTON_BIN" ] || die "$PISTON_BIN not found or not executable: run 'make'"
 [ -f "$ROOT/build/Release/piston.node" ] || die "the Node addon build/Release/piston.node is missing: run 'make node' (npm install)"
-for mod in gunicorn uvicorn httptools uvloop flask; do
+for mod in gunicorn uvicorn httptools uvloop flask fastapi; do
   "$PYTHON" -c "import $mod" 2>/dev/null || die "$PYTHON cannot import $mod (scripts/setup-deps.sh bench installs it)"
 done
 for mod in express fastify; do
@@ -131,10 +131,18 @@ server_cmd() {
       CMD=("$PYTHON" -m gunicorn --chdir "$PY_APPS" --bind "127.0.0.1:$port" --workers 1
            --worker-class gthread --threads "$GUNICORN_THREADS" --log-level warning "$mod:app")
       DESC="gunicorn -w 1 -k gthread --threads $GUNICORN_THREADS $mod:app" ;;
-    asgi-uvicorn)
+    asgi-uvicorn | fastapi-uvicorn)
+      local mod=asgi_hello
+      [ "$tag" = fastapi-uvicorn ] && mod=fastapi_hello
       CMD=("$PYTHON" -m uvicorn --app-dir "$PY_APPS" --host 127.0.0.1 --port "$port"
-           --http httptools --loop uvloop --workers 1 --no-access-log --log-level warning asgi_hello:app)
-      DESC="uvicorn --http httptools --loop uvloop --workers 1 --no-access-log asgi_hello:app" ;;
+           --http httptools --loop uvloop --workers 1 --no-access-log --log-level warning "$mod:app")
+      DESC="uvicorn --http httptools --loop uvloop --workers 1 --no-access-log $mod:app" ;;
+    asgi-piston | fastapi-piston)
+      local mod=asgi_hello
+      [ "$tag" = fastapi-piston ] && mod=fastapi_hello
+      CMD=("$PISTON_CLI" "$mod:app" --chdir "$PY_APPS" --bind "127.0.0.1:$port" --workers 1
+           --log-level warning)
+      DESC="piston $mod:app --workers 1 (ASGI, uvloop)" ;;
     route-piston-cli)
       CMD=("$PISTON_CLI" wsgi_hello:app --chdir "$PY_APPS" --bind "127.0.0.1:$port" --workers 1
            --threads 1 --route "/hello=$HELLO_BODY" --log-level warning)
@@ -363,6 +371,8 @@ for t in $PISTON_PY_THREADS; do PY_PISTON_WSGI+=("wsgi-piston-t$t"); PY_PISTON_F
 
 bench_group "Python raw hello" "${PY_PISTON_WSGI[@]}" wsgi-gunicorn asgi-uvicorn
 bench_group "Flask hello" "${PY_PISTON_FLASK[@]}" flask-gunicorn
+bench_group "ASGI raw hello" asgi-piston asgi-uvicorn
+bench_group "FastAPI hello" fastapi-piston fastapi-uvicorn
 bench_group "native route" route-piston-cli route-piston-static
 bench_group "node:http hello" http-piston http-node
 bench_group "Express hello" express-piston express-node
@@ -375,6 +385,7 @@ fi
 
 # ================================================================ report
 ALL_TAGS=("${PY_PISTON_WSGI[@]}" wsgi-gunicorn asgi-uvicorn "${PY_PISTON_FLASK[@]}" flask-gunicorn
+          asgi-piston fastapi-piston fastapi-uvicorn
           route-piston-cli route-piston-static http-piston http-node express-piston express-node
           fastify-piston fastify-node native-piston native-bun)
 for tag in "${ALL_TAGS[@]}"; do [ -n "${SAMPLES[$tag]:-}" ] && check_bound "$tag"; done
@@ -386,6 +397,8 @@ f_note=" (--threads ${F_BEST##*-t})"
 row "Raw WSGI on Piston vs raw WSGI on gunicorn gthread" "$W_BEST" wsgi-gunicorn "≥ 5×" 5 "$w_note"
 row "Raw WSGI on Piston vs raw ASGI on uvicorn (httptools, uvloop)" "$W_BEST" asgi-uvicorn "≥ 1.3×" 1.3 "$w_note"
 row "Flask on Piston vs Flask on gunicorn gthread" "$F_BEST" flask-gunicorn "≥ 2×" 2 "$f_note"
+row "Raw ASGI on Piston vs raw ASGI on uvicorn (httptools, uvloop)" asgi-piston asgi-uvicorn "≥ 1.5×" 1.5
+row "FastAPI on Piston vs FastAPI on uvicorn (httptools, uvloop)" fastapi-piston fastapi-uvicorn "≥ 1.3×" 1.3
 row "\`--route\` on the \`piston\` CLI vs \`piston-static --text\`" route-piston-cli route-piston-static "≥ 0.95×" 0.95
 row "\`piston.createServer\` vs \`node:http\`" http-piston http-node "≥ 1.5×" 1.5
 row "Express 5 on Piston vs Express 5 on node:http" express-piston express-node "≥ 1.3×" 1.3

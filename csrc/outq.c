@@ -4,6 +4,10 @@
 #include "piston.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <time.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,13 +184,35 @@ static void consume(piston__outq *q, size_t n) {
   }
 }
 
+/* sendfile(2) has no MSG_NOSIGNAL: a client gone mid-file would raise
+ * SIGPIPE in a host that has not ignored it. Block it in this thread around
+ * the call, and consume one that the call itself raised. */
+static ssize_t sendfile_nosignal(int sockfd, int fd, off_t *off, size_t n) {
+  sigset_t pipe, old;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, &old);
+  sigset_t pending;
+  sigpending(&pending);
+  bool was_pending = sigismember(&pending, SIGPIPE);
+  ssize_t r = sendfile(sockfd, fd, off, n);
+  int saved = errno;
+  if (r < 0 && errno == EPIPE && !was_pending) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = saved;
+  return r;
+}
+
 int piston__outq_flush(piston__outq *q, int sockfd) {
   while (q->first < q->nsegs) {
     piston__seg *s = &q->segs[q->first];
     if (s->fd >= 0) {
       off_t off = (off_t)s->off;
       size_t want = s->len > (1u << 30) ? (1u << 30) : (size_t)s->len;
-      ssize_t n = sendfile(sockfd, s->fd, &off, want);
+      ssize_t n = sendfile_nosignal(sockfd, s->fd, &off, want);
       if (n < 0) {
         if (errno == EINTR)
           continue;

@@ -149,6 +149,30 @@ static int on_header_value_complete(llhttp_t *p) {
   return 0;
 }
 
+/* Every Transfer-Encoding field lists "chunked" and nothing else. */
+static bool only_chunked(const piston_req *r) {
+  for (uint32_t i = 0; i < r->nhdrs; i++) {
+    piston_header h = piston_req_header_at(r, i);
+    if (h.name.len != 17 || strncasecmp(h.name.ptr, "transfer-encoding", 17))
+      continue;
+    size_t k = 0;
+    while (k < h.value.len) {
+      size_t start = k;
+      while (k < h.value.len && h.value.ptr[k] != ',')
+        k++;
+      size_t a = start, b = k;
+      while (a < b && (h.value.ptr[a] == ' ' || h.value.ptr[a] == '\t'))
+        a++;
+      while (b > a && (h.value.ptr[b - 1] == ' ' || h.value.ptr[b - 1] == '\t'))
+        b--;
+      if (b - a != 7 || strncasecmp(h.value.ptr + a, "chunked", 7) != 0)
+        return false;
+      k++;
+    }
+  }
+  return true;
+}
+
 /* Splits the target into path and query. An absolute-form target
  * (http://host/p?q) keeps only its path and query; authority-form and
  * asterisk-form have neither. */
@@ -179,6 +203,10 @@ static int on_headers_complete(llhttp_t *p) {
   piston_req *r = c->req;
   piston_server *srv = c->loop->srv;
   r->headers_done = true;
+  /* llhttp takes "GET /path" with no version as HTTP/0.9 without calling
+   * the version callbacks; there is no such thing as a 0.9 request here */
+  if (r->version_len == 0)
+    return reject(c, 400);
   /* a head that arrived whole in one read was never measured on the way */
   if (c->keep - r->method_off > (uint64_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE])
     return reject(c, 431);
@@ -188,6 +216,10 @@ static int on_headers_complete(llhttp_t *p) {
    * chunked has no reliable length; llhttp lets it through */
   if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
     return reject(c, 400);
+  /* chunked is the only coding decoded here: a body under gzip or another
+   * coding would reach the host still encoded (RFC 9112 6.1: 501) */
+  if ((p->flags & F_TRANSFER_ENCODING) && !only_chunked(r))
+    return reject(c, 501);
   /* HTTP/1.0 has no chunked coding: a Transfer-Encoding there is framing
    * the peer and any proxy may disagree on (RFC 9112 6.1) */
   if ((p->flags & F_TRANSFER_ENCODING) && r->minor == 0)

@@ -52,6 +52,8 @@ typedef enum {
 } piston_err;
 
 PISTON_EXPORT const char *piston_strerror(int err);
+/* The standard reason phrase of an HTTP status ("Not Found"), or NULL. */
+PISTON_EXPORT const char *piston_status_reason(int status);
 PISTON_EXPORT const char *piston_err_name(int err);
 
 typedef struct piston_server piston_server;
@@ -74,27 +76,27 @@ typedef struct {
 /* Server options: X(NAME, meaning). The bindings build their option names
  * from this list, so an option added here reaches them without a copy. */
 #define PISTON_OPTION_MAP(X)                                                   \
-  X(MAX_HEAD_SIZE, "bytes of request line + headers (431)")                   \
-  X(MAX_URL_SIZE, "bytes of the request target (414)")                        \
-  X(MAX_HEADERS, "header fields per request (431)")                           \
-  X(MAX_BODY_SIZE, "request body bytes (413); 0 = no limit")                  \
-  X(HEAD_TIMEOUT_MS, "first byte to end of head")                             \
-  X(BODY_TIMEOUT_MS, "longest wait for more request body")                    \
-  X(IDLE_TIMEOUT_MS, "keep-alive wait for the next request")                  \
-  X(WRITE_TIMEOUT_MS, "longest wait for the client to read")                  \
-  X(BODY_HIGH_WATER, "buffered request body before reads pause")              \
-  X(WRITE_HIGH_WATER, "queued response bytes before writers wait")            \
-  X(BACKLOG, "listen(2) backlog")                                             \
-  X(MAX_CONNECTIONS, "per loop; accept pauses beyond it")                     \
-  X(ACCESS_LOG, "1: one line per response on stderr")                         \
-  X(SHARE_PORT, "1: join a TCP port other processes of this user listen on "  \
+  X(MAX_HEAD_SIZE, "bytes of request line + headers (431)")                    \
+  X(MAX_URL_SIZE, "bytes of the request target (414)")                         \
+  X(MAX_HEADERS, "header fields per request (431)")                            \
+  X(MAX_BODY_SIZE, "request body bytes (413); 0 = no limit")                   \
+  X(HEAD_TIMEOUT_MS, "first byte to end of head")                              \
+  X(BODY_TIMEOUT_MS, "longest wait for more request body")                     \
+  X(IDLE_TIMEOUT_MS, "keep-alive wait for the next request")                   \
+  X(WRITE_TIMEOUT_MS, "longest wait for the client to read")                   \
+  X(BODY_HIGH_WATER, "buffered request body before reads pause")               \
+  X(WRITE_HIGH_WATER, "queued response bytes before writers wait")             \
+  X(BACKLOG, "listen(2) backlog")                                              \
+  X(MAX_CONNECTIONS, "per loop; accept pauses beyond it")                      \
+  X(ACCESS_LOG, "1: one line per response on stderr")                          \
+  X(SHARE_PORT, "1: join a TCP port other processes of this user listen on "   \
                 "(prefork workers); 0: a port in use is PISTON_EADDRINUSE")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
   PISTON_OPTION_MAP(PISTON_OPT_ENUM_)
 #undef PISTON_OPT_ENUM_
-  PISTON_OPT__COUNT
+      PISTON_OPT__COUNT
 } piston_option;
 
 /* Called on the loop thread when a request's head has been parsed and it is

@@ -429,10 +429,12 @@ void piston_resp_abort(piston_req *r) {
     r->status = 500;
     r->resp = RESP_ENDED;
   } else if (r->resp == RESP_STARTED) {
-    /* mid-body there is no way to signal failure but closing */
-    r->post_flags |= POST_ABORT;
+    /* mid-body there is no way to signal failure but closing; POST_ABORT
+     * also has the connection run this pass (direct) or on the post */
     if (w.direct)
       w.conn->abort_requested = true;
+    wend(&w, POST_ABORT, rc);
+    return;
   }
   wend(&w, ends_now ? POST_END : 0, rc); /* after an end: nothing to do */
 }

@@ -64,6 +64,10 @@ const char *piston__reason(int status) {
   return NULL;
 }
 
+const char *piston_status_reason(int status) {
+  return piston__reason(status);
+}
+
 /* Status lines are built once per status and reused: the table is filled
  * lazily and never freed (at most 900 short strings). */
 static _Atomic(char *) lines[1000];

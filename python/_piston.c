@@ -1310,17 +1310,14 @@ static PyObject *mod_strerror(PyObject *m, PyObject *arg) {
   return PyUnicode_FromString(piston_strerror((int)v));
 }
 
-/* The engine's own reason phrases (csrc/status.c). Not in piston.h, but the
- * extension is linked with the engine's objects; the WSGI host uses it to
- * keep the one-call send() for statuses that carry the engine's phrase. */
-const char *piston__reason(int status);
-
+/* The engine's own reason phrases: the WSGI host uses them to keep the
+ * one-call send() for statuses that carry the engine's phrase. */
 static PyObject *mod_reason(PyObject *m, PyObject *arg) {
   (void)m;
   long v = PyLong_AsLong(arg);
   if (v == -1 && PyErr_Occurred())
     return NULL;
-  const char *p = v >= 100 && v <= 999 ? piston__reason((int)v) : NULL;
+  const char *p = v >= 100 && v <= 999 ? piston_status_reason((int)v) : NULL;
   if (!p)
     Py_RETURN_NONE;
   return PyUnicode_FromString(p);

@@ -18,15 +18,13 @@ for p in build-essential pkg-config clang libclang-rt-14-dev python3 python3-pyt
          python3-dev python3-venv python3-setuptools python3-pip \
          python3-flask python3-django gunicorn nodejs \
          python3-fastapi python3-starlette python3-multipart python3-uvicorn \
-         python3-httptools python3-uvloop; do
+         python3-httptools python3-uvloop nginx-light; do
   need_pkg "$p"
 done
+# make node: Node.js with npm (the machine's own if it has one)
+command -v npm >/dev/null 2>&1 || need_pkg npm
 if [ $want_bench = 1 ]; then
-  for p in wrk nginx-light util-linux; do need_pkg "$p"; done
-  # benchmarks/run_hosts.sh: the Python peers (gunicorn and Flask are above);
-  # npm fetches Bun at bench time (any npm will do: keep one already on PATH).
-  for p in python3-uvicorn python3-httptools python3-uvloop; do need_pkg "$p"; done
-  command -v npm >/dev/null 2>&1 || need_pkg npm
+  for p in wrk util-linux; do need_pkg "$p"; done
 fi
 
 apt_updated=0
