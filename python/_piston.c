@@ -19,6 +19,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "hdrs.h"
 #include "piston.h"
 
 #include <errno.h>
@@ -289,98 +290,6 @@ static PyObject *Server_listen_fd(ServerObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
-/* Header lists: a sequence of (str, str). ASCII strings are used in place
- * (their UTF-8 form is their Latin-1 form); others are encoded to Latin-1
- * into *keep, which the caller releases after the engine call (the engine
- * copies what it needs). */
-typedef struct {
-  piston_header *h;
-  size_t n;
-  PyObject *keep; /* list or NULL */
-  piston_header inline_[16];
-} hdr_array;
-
-static int str_view(PyObject *o, piston_str *out, hdr_array *a,
-                    const char *what) {
-  if (!PyUnicode_Check(o)) {
-    PyErr_Format(PyExc_TypeError, "header %s must be str, not %.100s", what,
-                 Py_TYPE(o)->tp_name);
-    return -1;
-  }
-  Py_ssize_t len;
-  if (PyUnicode_IS_ASCII(o)) {
-    const char *p = PyUnicode_AsUTF8AndSize(o, &len);
-    if (!p)
-      return -1;
-    out->ptr = p;
-    out->len = (size_t)len;
-    return 0;
-  }
-  PyObject *b = PyUnicode_AsLatin1String(o);
-  if (!b) {
-    PyErr_Clear();
-    PyErr_Format(PyExc_ValueError,
-                 "header %s is not encodable as Latin-1: %R", what, o);
-    return -1;
-  }
-  if (!a->keep && !(a->keep = PyList_New(0))) {
-    Py_DECREF(b);
-    return -1;
-  }
-  int rc = PyList_Append(a->keep, b);
-  Py_DECREF(b);
-  if (rc < 0)
-    return -1;
-  out->ptr = PyBytes_AS_STRING(b);
-  out->len = (size_t)PyBytes_GET_SIZE(b);
-  return 0;
-}
-
-static void hdrs_free(hdr_array *a) {
-  if (a->h && a->h != a->inline_)
-    PyMem_Free(a->h);
-  Py_CLEAR(a->keep);
-  a->h = NULL;
-}
-
-static int hdrs_from(PyObject *seq, hdr_array *a) {
-  a->h = a->inline_;
-  a->n = 0;
-  a->keep = NULL;
-  if (seq == Py_None)
-    return 0;
-  PyObject *fast = PySequence_Fast(seq, "headers must be a list of tuples");
-  if (!fast)
-    return -1;
-  Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-  if ((size_t)n > sizeof a->inline_ / sizeof a->inline_[0]) {
-    a->h = PyMem_Malloc((size_t)n * sizeof *a->h);
-    if (!a->h) {
-      Py_DECREF(fast);
-      PyErr_NoMemory();
-      return -1;
-    }
-  }
-  for (Py_ssize_t i = 0; i < n; i++) {
-    PyObject *t = PySequence_Fast_GET_ITEM(fast, i);
-    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
-      PyErr_Format(PyExc_TypeError,
-                   "each header must be a (name, value) tuple, not %R", t);
-      goto fail;
-    }
-    if (str_view(PyTuple_GET_ITEM(t, 0), &a->h[i].name, a, "name") < 0 ||
-        str_view(PyTuple_GET_ITEM(t, 1), &a->h[i].value, a, "value") < 0)
-      goto fail;
-    a->n = (size_t)i + 1;
-  }
-  Py_DECREF(fast);
-  return 0;
-fail:
-  Py_DECREF(fast);
-  hdrs_free(a);
-  return -1;
-}
-
 static PyObject *Server_route_fixed(ServerObject *self, PyObject *args) {
   PyObject *method, *headers;
   const char *path;
@@ -394,14 +303,14 @@ static PyObject *Server_route_fixed(ServerObject *self, PyObject *args) {
     PyBuffer_Release(&body);
     return NULL;
   }
-  hdr_array a;
-  if (hdrs_from(headers, &a) < 0) {
+  piston_py_hdrs a;
+  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_STR) < 0) {
     PyBuffer_Release(&body);
     return NULL;
   }
   int rc = piston_server_route_fixed(self->srv, m, path, status, a.h, a.n,
                                      body.buf, (size_t)body.len);
-  hdrs_free(&a);
+  piston_py_hdrs_free(&a);
   PyBuffer_Release(&body);
   if (rc < 0)
     return raise_err(rc);
@@ -847,8 +756,8 @@ static PyObject *Request_start(RequestObject *r, PyObject *args) {
     if (!rbytes)
       return NULL;
   }
-  hdr_array a;
-  if (hdrs_from(headers, &a) < 0) {
+  piston_py_hdrs a;
+  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_STR) < 0) {
     Py_XDECREF(rbytes);
     return NULL;
   }
@@ -859,7 +768,7 @@ static PyObject *Request_start(RequestObject *r, PyObject *args) {
                   : piston_resp_start(r->req, status, a.h, a.n);
   if (rc >= 0)
     r->host_started = true;
-  hdrs_free(&a);
+  piston_py_hdrs_free(&a);
   Py_XDECREF(rbytes);
   if (rc == PISTON_EINVAL) {
     PyErr_SetString(PyExc_ValueError,
@@ -940,13 +849,13 @@ static PyObject *Request_send(RequestObject *r, PyObject *args) {
     PyBuffer_Release(&body);
     return NULL;
   }
-  hdr_array a;
-  if (hdrs_from(headers, &a) < 0) {
+  piston_py_hdrs a;
+  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_STR) < 0) {
     PyBuffer_Release(&body);
     return NULL;
   }
   int rc = piston_resp_send(r->req, status, a.h, a.n, body.buf, (size_t)body.len);
-  hdrs_free(&a);
+  piston_py_hdrs_free(&a);
   PyBuffer_Release(&body);
   if (rc == PISTON_EINVAL) {
     PyErr_SetString(PyExc_ValueError,

@@ -16,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "hdrs.h"
 #include "piston.h"
 
 #include <stdbool.h>
@@ -57,98 +58,6 @@ typedef struct {
 } AsgiRequestObject;
 
 static PyTypeObject AsgiServerType, AsgiRequestType;
-
-/* ---- header lists: [(bytes|str, bytes|str)] -> piston_header[] ---- */
-
-typedef struct {
-  piston_header *h;
-  size_t n;
-  PyObject *keep; /* list of encoded strs, or NULL */
-  piston_header inline_[16];
-} a_hdrs;
-
-static int a_view(PyObject *o, piston_str *out, a_hdrs *a) {
-  if (PyBytes_Check(o)) {
-    out->ptr = PyBytes_AS_STRING(o);
-    out->len = (size_t)PyBytes_GET_SIZE(o);
-    return 0;
-  }
-  PyObject *b = NULL;
-  if (PyByteArray_Check(o))
-    b = PyBytes_FromObject(o);
-  else if (PyUnicode_Check(o))
-    b = PyUnicode_AsLatin1String(o);
-  else {
-    PyErr_Format(PyExc_TypeError, "header names and values must be bytes, "
-                                  "not %.100s", Py_TYPE(o)->tp_name);
-    return -1;
-  }
-  if (!b)
-    return -1;
-  if (!a->keep && !(a->keep = PyList_New(0))) {
-    Py_DECREF(b);
-    return -1;
-  }
-  int rc = PyList_Append(a->keep, b);
-  Py_DECREF(b);
-  if (rc < 0)
-    return -1;
-  out->ptr = PyBytes_AS_STRING(b);
-  out->len = (size_t)PyBytes_GET_SIZE(b);
-  return 0;
-}
-
-static void a_hdrs_free(a_hdrs *a) {
-  if (a->h && a->h != a->inline_)
-    PyMem_Free(a->h);
-  Py_CLEAR(a->keep);
-  a->h = NULL;
-}
-
-static int a_hdrs_from(PyObject *seq, a_hdrs *a) {
-  a->h = a->inline_;
-  a->n = 0;
-  a->keep = NULL;
-  if (seq == Py_None)
-    return 0;
-  PyObject *fast = PySequence_Fast(seq, "headers must be an iterable of pairs");
-  if (!fast)
-    return -1;
-  Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-  if ((size_t)n > sizeof a->inline_ / sizeof a->inline_[0]) {
-    a->h = PyMem_Malloc((size_t)n * sizeof *a->h);
-    if (!a->h) {
-      Py_DECREF(fast);
-      PyErr_NoMemory();
-      return -1;
-    }
-  }
-  for (Py_ssize_t i = 0; i < n; i++) {
-    PyObject *t = PySequence_Fast_GET_ITEM(fast, i);
-    PyObject *pair = PySequence_Fast(t, "each header must be a (name, value) pair");
-    if (!pair)
-      goto fail;
-    if (PySequence_Fast_GET_SIZE(pair) != 2) {
-      Py_DECREF(pair);
-      PyErr_Format(PyExc_TypeError,
-                   "each header must be a (name, value) pair, not %R", t);
-      goto fail;
-    }
-    int rc = a_view(PySequence_Fast_GET_ITEM(pair, 0), &a->h[i].name, a);
-    if (rc == 0)
-      rc = a_view(PySequence_Fast_GET_ITEM(pair, 1), &a->h[i].value, a);
-    Py_DECREF(pair);
-    if (rc < 0)
-      goto fail;
-    a->n = (size_t)i + 1;
-  }
-  Py_DECREF(fast);
-  return 0;
-fail:
-  Py_DECREF(fast);
-  a_hdrs_free(a);
-  return -1;
-}
 
 /* ---- engine callbacks: inside poll(), GIL held ---- */
 
@@ -380,11 +289,11 @@ static PyObject *AsgiRequest_start(AsgiRequestObject *r, PyObject *args) {
     return NULL;
   if (a_check(r) < 0)
     return NULL;
-  a_hdrs a;
-  if (a_hdrs_from(headers, &a) < 0)
+  piston_py_hdrs a;
+  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_BYTES) < 0)
     return NULL;
   int rc = piston_resp_start(r->req, status, a.h, a.n);
-  a_hdrs_free(&a);
+  piston_py_hdrs_free(&a);
   if (rc < 0)
     return a_resp_err(rc);
   Py_RETURN_NONE;
@@ -429,11 +338,11 @@ static PyObject *AsgiRequest_end(AsgiRequestObject *r, PyObject *args) {
     return NULL;
   if (a_check(r) < 0)
     return NULL;
-  a_hdrs a;
-  if (a_hdrs_from(trailers, &a) < 0)
+  piston_py_hdrs a;
+  if (piston_py_hdrs_from(trailers, &a, PISTON_PY_HDRS_BYTES) < 0)
     return NULL;
   int rc = piston_resp_end(r->req, a.h, a.n);
-  a_hdrs_free(&a);
+  piston_py_hdrs_free(&a);
   if (rc < 0)
     return a_resp_err(rc);
   r->ended = true;
@@ -451,13 +360,13 @@ static PyObject *AsgiRequest_send(AsgiRequestObject *r, PyObject *args) {
     PyBuffer_Release(&body);
     return NULL;
   }
-  a_hdrs a;
-  if (a_hdrs_from(headers, &a) < 0) {
+  piston_py_hdrs a;
+  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_BYTES) < 0) {
     PyBuffer_Release(&body);
     return NULL;
   }
   int rc = piston_resp_send(r->req, status, a.h, a.n, body.buf, (size_t)body.len);
-  a_hdrs_free(&a);
+  piston_py_hdrs_free(&a);
   PyBuffer_Release(&body);
   if (rc < 0)
     return a_resp_err(rc);
@@ -644,14 +553,14 @@ static PyObject *AsgiServer_route_fixed(AsgiServerObject *self,
     PyBuffer_Release(&body);
     return NULL;
   }
-  a_hdrs a;
-  if (a_hdrs_from(headers, &a) < 0) {
+  piston_py_hdrs a;
+  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_BYTES) < 0) {
     PyBuffer_Release(&body);
     return NULL;
   }
   int rc = piston_server_route_fixed(self->srv, m, path, status, a.h, a.n,
                                      body.buf, (size_t)body.len);
-  a_hdrs_free(&a);
+  piston_py_hdrs_free(&a);
   PyBuffer_Release(&body);
   if (rc < 0)
     return a_raise(rc);

@@ -1,0 +1,112 @@
+#include "hdrs.h"
+
+static int keep_view(PyObject *b, piston_str *out, piston_py_hdrs *a) {
+  if (!a->keep && !(a->keep = PyList_New(0))) {
+    Py_DECREF(b);
+    return -1;
+  }
+  int rc = PyList_Append(a->keep, b);
+  Py_DECREF(b);
+  if (rc < 0)
+    return -1;
+  out->ptr = PyBytes_AS_STRING(b);
+  out->len = (size_t)PyBytes_GET_SIZE(b);
+  return 0;
+}
+
+static int view(PyObject *o, piston_str *out, piston_py_hdrs *a,
+                piston_py_hdrs_mode mode, const char *what) {
+  if (mode == PISTON_PY_HDRS_BYTES && PyBytes_Check(o)) {
+    out->ptr = PyBytes_AS_STRING(o);
+    out->len = (size_t)PyBytes_GET_SIZE(o);
+    return 0;
+  }
+  if (PyUnicode_Check(o)) {
+    if (PyUnicode_IS_ASCII(o)) { /* the common case: a view, no copy */
+      Py_ssize_t len;
+      const char *p = PyUnicode_AsUTF8AndSize(o, &len);
+      if (!p)
+        return -1;
+      out->ptr = p;
+      out->len = (size_t)len;
+      return 0;
+    }
+    PyObject *b = PyUnicode_AsLatin1String(o);
+    if (!b) {
+      PyErr_Clear();
+      PyErr_Format(PyExc_ValueError,
+                   "header %s is not encodable as Latin-1: %R", what, o);
+      return -1;
+    }
+    return keep_view(b, out, a);
+  }
+  if (mode == PISTON_PY_HDRS_BYTES && PyByteArray_Check(o)) {
+    PyObject *b = PyBytes_FromObject(o);
+    return b ? keep_view(b, out, a) : -1;
+  }
+  PyErr_Format(PyExc_TypeError, "header %s must be %s, not %.100s", what,
+               mode == PISTON_PY_HDRS_STR ? "str" : "bytes",
+               Py_TYPE(o)->tp_name);
+  return -1;
+}
+
+void piston_py_hdrs_free(piston_py_hdrs *a) {
+  if (a->h && a->h != a->inline_)
+    PyMem_Free(a->h);
+  Py_CLEAR(a->keep);
+  a->h = NULL;
+}
+
+int piston_py_hdrs_from(PyObject *seq, piston_py_hdrs *a,
+                        piston_py_hdrs_mode mode) {
+  a->h = a->inline_;
+  a->n = 0;
+  a->keep = NULL;
+  if (seq == Py_None)
+    return 0;
+  PyObject *fast = PySequence_Fast(seq, mode == PISTON_PY_HDRS_STR
+                                            ? "headers must be a list of tuples"
+                                            : "headers must be an iterable "
+                                              "of pairs");
+  if (!fast)
+    return -1;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+  if ((size_t)n > sizeof a->inline_ / sizeof a->inline_[0]) {
+    a->h = PyMem_Malloc((size_t)n * sizeof *a->h);
+    if (!a->h) {
+      Py_DECREF(fast);
+      PyErr_NoMemory();
+      return -1;
+    }
+  }
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *t = PySequence_Fast_GET_ITEM(fast, i);
+    /* PEP 3333 asks for tuples; ASGI for any iterable pair */
+    PyObject *pair = mode == PISTON_PY_HDRS_STR && !PyTuple_Check(t)
+                         ? NULL
+                         : PySequence_Fast(t, "");
+    if (!pair || PySequence_Fast_GET_SIZE(pair) != 2) {
+      Py_XDECREF(pair);
+      PyErr_Clear();
+      PyErr_Format(PyExc_TypeError,
+                   "each header must be a (name, value) %s, not %R",
+                   mode == PISTON_PY_HDRS_STR ? "tuple" : "pair", t);
+      goto fail;
+    }
+    int rc =
+        view(PySequence_Fast_GET_ITEM(pair, 0), &a->h[i].name, a, mode, "name");
+    if (rc == 0)
+      rc = view(PySequence_Fast_GET_ITEM(pair, 1), &a->h[i].value, a, mode,
+                "value");
+    Py_DECREF(pair);
+    if (rc < 0)
+      goto fail;
+    a->n = (size_t)i + 1;
+  }
+  Py_DECREF(fast);
+  return 0;
+fail:
+  Py_DECREF(fast);
+  piston_py_hdrs_free(a);
+  return -1;
+}
