@@ -30,7 +30,7 @@ engine_sources = sorted(
 
 ext = Extension(
     "piston._piston",
-    sources=["python/_piston.c", "python/_piston_asgi.c", "python/hdrs.c"] + engine_sources,
+    sources=["python/_piston.c", "python/_piston_asgi.c", "python/common.c"] + engine_sources,
     include_dirs=["csrc"],
     extra_compile_args=[
         "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",

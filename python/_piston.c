@@ -19,7 +19,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "hdrs.h"
+#include "common.h"
 #include "piston.h"
 
 #include <errno.h>
@@ -53,25 +53,10 @@ typedef struct hub {
   atomic_long requests;
 } hub;
 
-static PyObject *PistonError;        /* piston._piston.Error(OSError) */
-static PyObject *ClientDisconnected; /* Error subclass */
-static PyObject *BodyTooLarge;       /* Error subclass */
-
-static PyObject *raise_err(int rc) {
-  PyObject *type = PistonError;
-  if (rc == PISTON_ECLOSED)
-    type = ClientDisconnected;
-  else if (rc == PISTON_ETOOBIG)
-    type = BodyTooLarge;
-  else if (rc == PISTON_ENOMEM)
-    return PyErr_NoMemory();
-  PyObject *args = Py_BuildValue("(is)", rc, piston_strerror(rc));
-  if (args) {
-    PyErr_SetObject(type, args);
-    Py_DECREF(args);
-  }
-  return NULL;
-}
+/* The exceptions live in common.c, shared with the ASGI side. */
+#define PistonError piston_py_Error
+#define ClientDisconnected piston_py_ClientDisconnected
+#define BodyTooLarge piston_py_BodyTooLarge
 
 /* ---- the loop side: runs without the GIL, touches no Python object ---- */
 
@@ -189,7 +174,7 @@ typedef struct {
   PyObject_HEAD ServerObject *server; /* strong */
   piston_req *req;                    /* NULL once finished */
   slot *slot;
-  bool ended; /* end/send/abort done: finish() must not abort */
+  bool ended;        /* end/send/abort done: finish() must not abort */
   bool host_started; /* start/send was called */
 } RequestObject;
 
@@ -230,22 +215,7 @@ static void Server_dealloc(ServerObject *self) {
 }
 
 static PyObject *Server_set_option(ServerObject *self, PyObject *args) {
-  int opt;
-  long long v;
-  if (!PyArg_ParseTuple(args, "iL", &opt, &v))
-    return NULL;
-  if (self->started) {
-    PyErr_SetString(PyExc_RuntimeError, "the server is already running");
-    return NULL;
-  }
-  if (opt < 0 || opt >= PISTON_OPT__COUNT) {
-    PyErr_SetString(PyExc_ValueError, "unknown option");
-    return NULL;
-  }
-  int rc = piston_server_set(self->srv, (piston_option)opt, v);
-  if (rc < 0)
-    return raise_err(rc);
-  Py_RETURN_NONE;
+  return piston_py_set_option(self->srv, self->started, args);
 }
 
 static PyObject *Server_get_option(ServerObject *self, PyObject *args) {
@@ -260,71 +230,23 @@ static PyObject *Server_get_option(ServerObject *self, PyObject *args) {
 }
 
 static PyObject *Server_listen_tcp(ServerObject *self, PyObject *args) {
-  const char *host;
-  int port;
-  if (!PyArg_ParseTuple(args, "si", &host, &port))
-    return NULL;
-  int rc = piston_server_listen_tcp(self->srv, host, port);
-  if (rc < 0)
-    return raise_err(rc);
-  Py_RETURN_NONE;
+  return piston_py_listen_tcp(self->srv, args);
 }
 
 static PyObject *Server_listen_unix(ServerObject *self, PyObject *args) {
-  const char *path;
-  if (!PyArg_ParseTuple(args, "s", &path))
-    return NULL;
-  int rc = piston_server_listen_unix(self->srv, path);
-  if (rc < 0)
-    return raise_err(rc);
-  Py_RETURN_NONE;
+  return piston_py_listen_unix(self->srv, args);
 }
 
 static PyObject *Server_listen_fd(ServerObject *self, PyObject *args) {
-  int fd;
-  if (!PyArg_ParseTuple(args, "i", &fd))
-    return NULL;
-  int rc = piston_server_listen_fd(self->srv, fd);
-  if (rc < 0)
-    return raise_err(rc);
-  Py_RETURN_NONE;
+  return piston_py_listen_fd(self->srv, args);
 }
 
 static PyObject *Server_route_fixed(ServerObject *self, PyObject *args) {
-  PyObject *method, *headers;
-  const char *path;
-  int status;
-  Py_buffer body;
-  if (!PyArg_ParseTuple(args, "OsiOy*", &method, &path, &status, &headers,
-                        &body))
-    return NULL;
-  const char *m = NULL;
-  if (method != Py_None && !(m = PyUnicode_AsUTF8(method))) {
-    PyBuffer_Release(&body);
-    return NULL;
-  }
-  piston_py_hdrs a;
-  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_STR) < 0) {
-    PyBuffer_Release(&body);
-    return NULL;
-  }
-  int rc = piston_server_route_fixed(self->srv, m, path, status, a.h, a.n,
-                                     body.buf, (size_t)body.len);
-  piston_py_hdrs_free(&a);
-  PyBuffer_Release(&body);
-  if (rc < 0)
-    return raise_err(rc);
-  Py_RETURN_NONE;
+  return piston_py_route_fixed(self->srv, args, PISTON_PY_HDRS_STR);
 }
 
 static PyObject *Server_route_dir(ServerObject *self, PyObject *args) {
-  const char *prefix, *dir;
-  if (!PyArg_ParseTuple(args, "ss", &prefix, &dir))
-    return NULL;
-  int rc = piston_server_route_dir(self->srv, prefix, dir);
-  if (rc < 0)
-    return raise_err(rc);
-  Py_RETURN_NONE;
+  return piston_py_route_dir(self->srv, args);
 }
 
 /* Creates the loops (which bind the TCP sockets) and runs each on a thread
@@ -352,7 +274,7 @@ static PyObject *Server_start(ServerObject *self, PyObject *args) {
       for (int k = 0; k < i; k++)
         piston_loop_free(self->loops[k]);
       self->nloops = 0;
-      return raise_err(err ? err : PISTON_ESYS);
+      return piston_py_raise(err ? err : PISTON_ESYS);
     }
     self->nloops = i + 1;
   }
@@ -492,9 +414,8 @@ static PyObject *Server_stats(ServerObject *self, PyObject *noargs) {
   pthread_mutex_lock(&self->h->mu);
   size_t queued = self->h->qlen;
   pthread_mutex_unlock(&self->h->mu);
-  return Py_BuildValue("{s:l,s:l,s:n,s:n}", "live",
-                       atomic_load(&self->h->live), "requests",
-                       atomic_load(&self->h->requests), "queued",
+  return Py_BuildValue("{s:l,s:l,s:n,s:n}", "live", atomic_load(&self->h->live),
+                       "requests", atomic_load(&self->h->requests), "queued",
                        (Py_ssize_t)queued, "connections", (Py_ssize_t)conns);
 }
 
@@ -673,14 +594,13 @@ static PyObject *Request_environ(RequestObject *r, PyObject *args) {
     PyMem_Free(dec);
   if (rc < 0)
     goto fail;
-  if (set_item(env, "SCRIPT_NAME", PyUnicode_DecodeLatin1(root, root_len, NULL)) <
-          0 ||
+  if (set_item(env, "SCRIPT_NAME",
+               PyUnicode_DecodeLatin1(root, root_len, NULL)) < 0 ||
       set_item(env, "QUERY_STRING", latin1(piston_req_query(req))) < 0 ||
       set_item(env, "RAW_URI", latin1(piston_req_target(req))) < 0 ||
       set_item(env, "SERVER_PROTOCOL",
-               PyUnicode_FromString(piston_req_http_minor(req) ? "HTTP/1.1"
-                                                               : "HTTP/1.0")) <
-          0)
+               PyUnicode_FromString(
+                   piston_req_http_minor(req) ? "HTTP/1.1" : "HTTP/1.0")) < 0)
     goto fail;
   int port = 0;
   const char *addr = piston_req_remote_addr(req, &port);
@@ -762,10 +682,11 @@ static PyObject *Request_start(RequestObject *r, PyObject *args) {
     return NULL;
   }
   req_clear_events(r, PISTON_EV_DRAIN);
-  int rc = rbytes ? piston_resp_start_reason(
-                        r->req, status, PyBytes_AS_STRING(rbytes),
-                        (size_t)PyBytes_GET_SIZE(rbytes), a.h, a.n)
-                  : piston_resp_start(r->req, status, a.h, a.n);
+  int rc =
+      rbytes
+          ? piston_resp_start_reason(r->req, status, PyBytes_AS_STRING(rbytes),
+                                     (size_t)PyBytes_GET_SIZE(rbytes), a.h, a.n)
+          : piston_resp_start(r->req, status, a.h, a.n);
   if (rc >= 0)
     r->host_started = true;
   piston_py_hdrs_free(&a);
@@ -777,10 +698,10 @@ static PyObject *Request_start(RequestObject *r, PyObject *args) {
     return NULL;
   }
   if (rc < 0)
-    return raise_err(rc);
-  if (rc == 1 && (req_wait(r, PISTON_EV_DRAIN | PISTON_EV_CLOSED) &
-                  PISTON_EV_CLOSED))
-    return raise_err(PISTON_ECLOSED);
+    return piston_py_raise(rc);
+  if (rc == 1 &&
+      (req_wait(r, PISTON_EV_DRAIN | PISTON_EV_CLOSED) & PISTON_EV_CLOSED))
+    return piston_py_raise(PISTON_ECLOSED);
   Py_RETURN_NONE;
 }
 
@@ -792,11 +713,11 @@ static PyObject *after_write(RequestObject *r, int rc) {
                       "more body than the Content-Length announced");
       return NULL;
     }
-    return raise_err(rc);
+    return piston_py_raise(rc);
   }
-  if (rc == 1 && (req_wait(r, PISTON_EV_DRAIN | PISTON_EV_CLOSED) &
-                  PISTON_EV_CLOSED))
-    return raise_err(PISTON_ECLOSED);
+  if (rc == 1 &&
+      (req_wait(r, PISTON_EV_DRAIN | PISTON_EV_CLOSED) & PISTON_EV_CLOSED))
+    return piston_py_raise(PISTON_ECLOSED);
   Py_RETURN_NONE;
 }
 
@@ -834,7 +755,7 @@ static PyObject *Request_end(RequestObject *r, PyObject *noargs) {
     return NULL;
   int rc = piston_resp_end(r->req, NULL, 0);
   if (rc < 0)
-    return raise_err(rc);
+    return piston_py_raise(rc);
   r->ended = true;
   Py_RETURN_NONE;
 }
@@ -854,7 +775,8 @@ static PyObject *Request_send(RequestObject *r, PyObject *args) {
     PyBuffer_Release(&body);
     return NULL;
   }
-  int rc = piston_resp_send(r->req, status, a.h, a.n, body.buf, (size_t)body.len);
+  int rc =
+      piston_resp_send(r->req, status, a.h, a.n, body.buf, (size_t)body.len);
   piston_py_hdrs_free(&a);
   PyBuffer_Release(&body);
   if (rc == PISTON_EINVAL) {
@@ -864,7 +786,7 @@ static PyObject *Request_send(RequestObject *r, PyObject *args) {
     return NULL;
   }
   if (rc < 0)
-    return raise_err(rc);
+    return piston_py_raise(rc);
   r->ended = true;
   /* The response is complete; pressure does not matter any more. */
   Py_RETURN_NONE;
@@ -933,7 +855,7 @@ static Py_ssize_t body_read_some(RequestObject *r, char *buf, size_t len) {
        * started a response: then there is nothing left to end. */
       if (n == PISTON_ETOOBIG && !r->host_started)
         r->ended = true;
-      raise_err((int)n);
+      piston_py_raise((int)n);
       return -1;
     }
     if (req_wait(r, PISTON_EV_BODY | PISTON_EV_CLOSED) & PISTON_EV_CLOSED) {
@@ -942,7 +864,7 @@ static Py_ssize_t body_read_some(RequestObject *r, char *buf, size_t len) {
       n = piston_req_body_read(r->req, buf, len);
       if (n >= 0)
         return (Py_ssize_t)n;
-      raise_err(n == PISTON_EAGAIN ? PISTON_ECLOSED : (int)n);
+      piston_py_raise(n == PISTON_EAGAIN ? PISTON_ECLOSED : (int)n);
       return -1;
     }
   }
@@ -972,8 +894,8 @@ static PyGetSetDef Request_getset[] = {
     {"closed", (getter)Request_closed, NULL, "client went away", NULL},
     {"method", (getter)Request_method, NULL, NULL, NULL},
     {"target", (getter)Request_target, NULL, NULL, NULL},
-    {"content_length", (getter)Request_content_length, NULL,
-     "-1 when chunked", NULL},
+    {"content_length", (getter)Request_content_length, NULL, "-1 when chunked",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject RequestType = {
@@ -1117,9 +1039,9 @@ static PyObject *Input_readline(InputObject *in, PyObject *const *args,
   for (;;) {
     size_t avail = in->len - in->pos;
     size_t cap = limit >= 0 && (size_t)limit < avail ? (size_t)limit : avail;
-    char *nl = cap > scanned ? memchr(in->buf + in->pos + scanned, '\n',
-                                      cap - scanned)
-                             : NULL;
+    char *nl = cap > scanned
+                   ? memchr(in->buf + in->pos + scanned, '\n', cap - scanned)
+                   : NULL;
     size_t take;
     if (nl)
       take = (size_t)(nl - (in->buf + in->pos)) + 1;
@@ -1239,9 +1161,15 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "piston._piston",
-    "The CPython binding of the Piston HTTP/1.1 engine.", -1, module_methods,
-    NULL, NULL, NULL, NULL};
+    PyModuleDef_HEAD_INIT,
+    "piston._piston",
+    "The CPython binding of the Piston HTTP/1.1 engine.",
+    -1,
+    module_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL};
 
 PyMODINIT_FUNC PyInit__piston(void);
 PyMODINIT_FUNC PyInit__piston(void) {
@@ -1254,9 +1182,9 @@ PyMODINIT_FUNC PyInit__piston(void) {
   PistonError = PyErr_NewExceptionWithDoc(
       "piston._piston.Error", "An engine error: args are (code, message).",
       PyExc_OSError, NULL);
-  ClientDisconnected = PyErr_NewExceptionWithDoc(
-      "piston._piston.ClientDisconnected", "The client went away.",
-      PistonError, NULL);
+  ClientDisconnected =
+      PyErr_NewExceptionWithDoc("piston._piston.ClientDisconnected",
+                                "The client went away.", PistonError, NULL);
   BodyTooLarge = PyErr_NewExceptionWithDoc(
       "piston._piston.BodyTooLarge",
       "The request body is over the configured limit (the engine answers "
@@ -1284,7 +1212,7 @@ PyMODINIT_FUNC PyInit__piston(void) {
 #define OPT_CONST_(name, doc) {"OPT_" #name, PISTON_OPT_##name},
       PISTON_OPTION_MAP(OPT_CONST_)
 #undef OPT_CONST_
-      {"E_CLOSED", PISTON_ECLOSED},
+          {"E_CLOSED", PISTON_ECLOSED},
       {"E_ADDRINUSE", PISTON_EADDRINUSE},
       {"E_ADDRNOTAVAIL", PISTON_EADDRNOTAVAIL},
       {"E_ACCES", PISTON_EACCES},
@@ -1294,7 +1222,7 @@ PyMODINIT_FUNC PyInit__piston(void) {
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
     if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)
       goto fail;
-  extern int piston_asgi_init(PyObject *m); /* _piston_asgi.c */
+  extern int piston_asgi_init(PyObject * m); /* _piston_asgi.c */
   if (piston_asgi_init(m) < 0)
     goto fail;
   return m;

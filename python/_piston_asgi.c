@@ -16,7 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "hdrs.h"
+#include "common.h"
 #include "piston.h"
 
 #include <stdbool.h>
@@ -24,24 +24,6 @@
 #include <string.h>
 
 int piston_asgi_init(PyObject *m);
-
-static PyObject *A_Error, *A_Disconnected, *A_TooBig;
-
-static PyObject *a_raise(int rc) {
-  PyObject *type = A_Error;
-  if (rc == PISTON_ECLOSED)
-    type = A_Disconnected;
-  else if (rc == PISTON_ETOOBIG)
-    type = A_TooBig;
-  else if (rc == PISTON_ENOMEM)
-    return PyErr_NoMemory();
-  PyObject *args = Py_BuildValue("(is)", rc, piston_strerror(rc));
-  if (args) {
-    PyErr_SetObject(type, args);
-    Py_DECREF(args);
-  }
-  return NULL;
-}
 
 typedef struct {
   PyObject_HEAD piston_server *srv;
@@ -264,7 +246,7 @@ static PyObject *AsgiRequest_body_read(AsgiRequestObject *r, PyObject *arg) {
     Py_DECREF(out);
     if (n == PISTON_ETOOBIG && !piston_resp_started(r->req))
       r->ended = true; /* the engine answers 413 itself */
-    return a_raise((int)n);
+    return piston_py_raise((int)n);
   }
   if (n < max && _PyBytes_Resize(&out, (Py_ssize_t)n) < 0)
     return NULL;
@@ -278,7 +260,7 @@ static PyObject *a_resp_err(int rc) {
                     "Content-Length that does not match the body?)");
     return NULL;
   }
-  return a_raise(rc);
+  return piston_py_raise(rc);
 }
 
 /* start(status, headers): headers are (bytes, bytes) pairs. */
@@ -365,7 +347,8 @@ static PyObject *AsgiRequest_send(AsgiRequestObject *r, PyObject *args) {
     PyBuffer_Release(&body);
     return NULL;
   }
-  int rc = piston_resp_send(r->req, status, a.h, a.n, body.buf, (size_t)body.len);
+  int rc =
+      piston_resp_send(r->req, status, a.h, a.n, body.buf, (size_t)body.len);
   piston_py_hdrs_free(&a);
   PyBuffer_Release(&body);
   if (rc < 0)
@@ -489,92 +472,29 @@ static void AsgiServer_dealloc(AsgiServerObject *self) {
 }
 
 static PyObject *AsgiServer_set_option(AsgiServerObject *self, PyObject *args) {
-  int opt;
-  long long v;
-  if (!PyArg_ParseTuple(args, "iL", &opt, &v))
-    return NULL;
-  if (self->loop) {
-    PyErr_SetString(PyExc_RuntimeError, "the server is already running");
-    return NULL;
-  }
-  if (opt < 0 || opt >= PISTON_OPT__COUNT) {
-    PyErr_SetString(PyExc_ValueError, "unknown option");
-    return NULL;
-  }
-  int rc = piston_server_set(self->srv, (piston_option)opt, v);
-  if (rc < 0)
-    return a_raise(rc);
-  Py_RETURN_NONE;
+  return piston_py_set_option(self->srv, self->loop != NULL, args);
 }
 
 static PyObject *AsgiServer_listen_tcp(AsgiServerObject *self, PyObject *args) {
-  const char *host;
-  int port;
-  if (!PyArg_ParseTuple(args, "si", &host, &port))
-    return NULL;
-  int rc = piston_server_listen_tcp(self->srv, host, port);
-  if (rc < 0)
-    return a_raise(rc);
-  Py_RETURN_NONE;
+  return piston_py_listen_tcp(self->srv, args);
 }
 
 static PyObject *AsgiServer_listen_unix(AsgiServerObject *self,
                                         PyObject *args) {
-  const char *path;
-  if (!PyArg_ParseTuple(args, "s", &path))
-    return NULL;
-  int rc = piston_server_listen_unix(self->srv, path);
-  if (rc < 0)
-    return a_raise(rc);
-  Py_RETURN_NONE;
+  return piston_py_listen_unix(self->srv, args);
 }
 
 static PyObject *AsgiServer_listen_fd(AsgiServerObject *self, PyObject *args) {
-  int fd;
-  if (!PyArg_ParseTuple(args, "i", &fd))
-    return NULL;
-  int rc = piston_server_listen_fd(self->srv, fd);
-  if (rc < 0)
-    return a_raise(rc);
-  Py_RETURN_NONE;
+  return piston_py_listen_fd(self->srv, args);
 }
 
 static PyObject *AsgiServer_route_fixed(AsgiServerObject *self,
                                         PyObject *args) {
-  PyObject *method, *headers;
-  const char *path;
-  int status;
-  Py_buffer body;
-  if (!PyArg_ParseTuple(args, "OsiOy*", &method, &path, &status, &headers,
-                        &body))
-    return NULL;
-  const char *m = NULL;
-  if (method != Py_None && !(m = PyUnicode_AsUTF8(method))) {
-    PyBuffer_Release(&body);
-    return NULL;
-  }
-  piston_py_hdrs a;
-  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_BYTES) < 0) {
-    PyBuffer_Release(&body);
-    return NULL;
-  }
-  int rc = piston_server_route_fixed(self->srv, m, path, status, a.h, a.n,
-                                     body.buf, (size_t)body.len);
-  piston_py_hdrs_free(&a);
-  PyBuffer_Release(&body);
-  if (rc < 0)
-    return a_raise(rc);
-  Py_RETURN_NONE;
+  return piston_py_route_fixed(self->srv, args, PISTON_PY_HDRS_BYTES);
 }
 
 static PyObject *AsgiServer_route_dir(AsgiServerObject *self, PyObject *args) {
-  const char *prefix, *dir;
-  if (!PyArg_ParseTuple(args, "ss", &prefix, &dir))
-    return NULL;
-  int rc = piston_server_route_dir(self->srv, prefix, dir);
-  if (rc < 0)
-    return a_raise(rc);
-  Py_RETURN_NONE;
+  return piston_py_route_dir(self->srv, args);
 }
 
 /* start(): creates the one loop (binding its sockets); serve it by watching
@@ -588,7 +508,7 @@ static PyObject *AsgiServer_start(AsgiServerObject *self, PyObject *noargs) {
   int err = 0;
   self->loop = piston_loop_new(self->srv, &err);
   if (!self->loop)
-    return a_raise(err ? err : PISTON_ESYS);
+    return piston_py_raise(err ? err : PISTON_ESYS);
   Py_RETURN_NONE;
 }
 
@@ -610,7 +530,7 @@ static PyObject *AsgiServer_poll(AsgiServerObject *self, PyObject *noargs) {
   if (PyErr_Occurred()) /* never expected: callbacks report their own */
     PyErr_WriteUnraisable((PyObject *)self);
   if (rc < 0)
-    return a_raise(rc);
+    return piston_py_raise(rc);
   return PyBool_FromLong(rc);
 }
 
@@ -641,7 +561,8 @@ static PyObject *AsgiServer_port(AsgiServerObject *self, PyObject *args) {
 static PyObject *AsgiServer_connections(AsgiServerObject *self,
                                         PyObject *noargs) {
   (void)noargs;
-  return PyLong_FromSize_t(self->loop ? piston_loop_connections(self->loop) : 0);
+  return PyLong_FromSize_t(self->loop ? piston_loop_connections(self->loop)
+                                      : 0);
 }
 
 static PyObject *AsgiServer_live(AsgiServerObject *self, void *c) {
@@ -688,11 +609,6 @@ static PyTypeObject AsgiServerType = {
 /* Called from PyInit__piston once Error and its subclasses are on m. */
 int piston_asgi_init(PyObject *m) {
   if (PyType_Ready(&AsgiServerType) < 0 || PyType_Ready(&AsgiRequestType) < 0)
-    return -1;
-  A_Error = PyObject_GetAttrString(m, "Error");
-  A_Disconnected = PyObject_GetAttrString(m, "ClientDisconnected");
-  A_TooBig = PyObject_GetAttrString(m, "BodyTooLarge");
-  if (!A_Error || !A_Disconnected || !A_TooBig)
     return -1;
   Py_INCREF(&AsgiServerType);
   if (PyModule_AddObject(m, "AsgiServer", (PyObject *)&AsgiServerType) < 0) {

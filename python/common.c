@@ -1,4 +1,75 @@
-#include "hdrs.h"
+#include "common.h"
+
+PyObject *piston_py_Error, *piston_py_ClientDisconnected,
+    *piston_py_BodyTooLarge;
+
+PyObject *piston_py_raise(int rc) {
+  PyObject *type = piston_py_Error;
+  if (rc == PISTON_ECLOSED)
+    type = piston_py_ClientDisconnected;
+  else if (rc == PISTON_ETOOBIG)
+    type = piston_py_BodyTooLarge;
+  else if (rc == PISTON_ENOMEM)
+    return PyErr_NoMemory();
+  PyObject *args = Py_BuildValue("(is)", rc, piston_strerror(rc));
+  if (args) {
+    PyErr_SetObject(type, args);
+    Py_DECREF(args);
+  }
+  return NULL;
+}
+
+static PyObject *done(int rc) {
+  if (rc < 0)
+    return piston_py_raise(rc);
+  Py_RETURN_NONE;
+}
+
+PyObject *piston_py_set_option(piston_server *srv, bool running,
+                               PyObject *args) {
+  int opt;
+  long long v;
+  if (!PyArg_ParseTuple(args, "iL", &opt, &v))
+    return NULL;
+  if (running) {
+    PyErr_SetString(PyExc_RuntimeError, "the server is already running");
+    return NULL;
+  }
+  if (opt < 0 || opt >= PISTON_OPT__COUNT) {
+    PyErr_SetString(PyExc_ValueError, "unknown option");
+    return NULL;
+  }
+  return done(piston_server_set(srv, (piston_option)opt, v));
+}
+
+PyObject *piston_py_listen_tcp(piston_server *srv, PyObject *args) {
+  const char *host;
+  int port;
+  if (!PyArg_ParseTuple(args, "si", &host, &port))
+    return NULL;
+  return done(piston_server_listen_tcp(srv, host, port));
+}
+
+PyObject *piston_py_listen_unix(piston_server *srv, PyObject *args) {
+  const char *path;
+  if (!PyArg_ParseTuple(args, "s", &path))
+    return NULL;
+  return done(piston_server_listen_unix(srv, path));
+}
+
+PyObject *piston_py_listen_fd(piston_server *srv, PyObject *args) {
+  int fd;
+  if (!PyArg_ParseTuple(args, "i", &fd))
+    return NULL;
+  return done(piston_server_listen_fd(srv, fd));
+}
+
+PyObject *piston_py_route_dir(piston_server *srv, PyObject *args) {
+  const char *prefix, *dir;
+  if (!PyArg_ParseTuple(args, "ss", &prefix, &dir))
+    return NULL;
+  return done(piston_server_route_dir(srv, prefix, dir));
+}
 
 static int keep_view(PyObject *b, piston_str *out, piston_py_hdrs *a) {
   if (!a->keep && !(a->keep = PyList_New(0))) {
@@ -109,4 +180,27 @@ fail:
   Py_DECREF(fast);
   piston_py_hdrs_free(a);
   return -1;
+}
+
+PyObject *piston_py_route_fixed(piston_server *srv, PyObject *args,
+                                piston_py_hdrs_mode mode) {
+  PyObject *method, *headers;
+  const char *path;
+  int status;
+  Py_buffer body;
+  if (!PyArg_ParseTuple(args, "OsiOy*", &method, &path, &status, &headers,
+                        &body))
+    return NULL;
+  const char *m = NULL;
+  piston_py_hdrs a;
+  if ((method != Py_None && !(m = PyUnicode_AsUTF8(method))) ||
+      piston_py_hdrs_from(headers, &a, mode) < 0) {
+    PyBuffer_Release(&body);
+    return NULL;
+  }
+  int rc = piston_server_route_fixed(srv, m, path, status, a.h, a.n, body.buf,
+                                     (size_t)body.len);
+  piston_py_hdrs_free(&a);
+  PyBuffer_Release(&body);
+  return done(rc);
 }
