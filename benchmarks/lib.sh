@@ -60,3 +60,23 @@ calc() { awk "BEGIN {printf \"%.6f\", $1}"; }
 ge() { awk "BEGIN {exit !(($1) >= ($2))}"; }
 
 fail() { log "FAIL: $*"; FAILURES+=("$*"); }
+
+# The report's Notes section: failures first, then notes (inside the report's
+# output block).
+report_notes() {
+  if [ ${#NOTES[@]} -gt 0 ] || [ ${#FAILURES[@]} -gt 0 ]; then
+    echo
+    echo "## Notes"
+    echo
+    for n in "${FAILURES[@]}"; do echo "- FAILURE: $n"; done
+    for n in "${NOTES[@]}"; do echo "- $n"; done
+  fi
+}
+
+# Copies the finished report from $TMP to $OUT and shows it.
+publish_report() {
+  mkdir -p "$(dirname "$OUT")"
+  cp "$TMP/report.md" "$OUT"
+  cat "$TMP/report.md"
+  log "written to $OUT (${ELAPSED} s)"
+}

@@ -457,19 +457,9 @@ MODE="full"; [ "$QUICK" = 1 ] && MODE="quick (smoke test: numbers are not meanin
   [ ${#T_ROWS[@]} -gt 0 ] && printf '%s\n' "${T_ROWS[@]}"
   echo
   echo "Latency: benchmarks/loadgen.c sends requests on a fixed schedule (open loop, $CONNS connections, one request in flight each) at 80% (and, for reference, 10%) of each server's own case-1 median; $RUNS runs of ${LAT_SECS} s (after ${LAT_WARM} s of warm-up each), piston and nginx interleaved; latency runs from the scheduled send time to the end of the response, so queueing delay counts."
-  if [ ${#NOTES[@]} -gt 0 ] || [ ${#FAILURES[@]} -gt 0 ]; then
-    echo
-    echo "## Notes"
-    echo
-    for n in "${FAILURES[@]}"; do echo "- FAILURE: $n"; done
-    for n in "${NOTES[@]}"; do echo "- $n"; done
-  fi
+  report_notes
 } >"$TMP/report.md"
-
-mkdir -p "$(dirname "$OUT")"
-cp "$TMP/report.md" "$OUT"
-cat "$TMP/report.md"
-log "written to $OUT (${ELAPSED} s)"
+publish_report
 
 # ================================================================ the bindings
 # The Python and Node bindings against their peers: benchmarks/run_hosts.sh

@@ -459,19 +459,9 @@ MODE="full"; [ "$QUICK" = 1 ] && MODE="quick (smoke test: numbers are not meanin
   echo "CPU busy: the share of each CPU's time in user, nice, system, irq and softirq during the wrk run (from \`/proc/stat\`; idle, iowait and steal count as not busy), median of the runs. It covers everything on that CPU, including the kernel's loopback work. Req per busy CPU-$SERVER_CPU second is the req/s median divided by the CPU $SERVER_CPU busy median: the cost per request, also for a server that the load generator held back."
   echo
   echo "Apps: \`benchmarks/apps/python/\` (raw WSGI, raw ASGI, Flask) and \`benchmarks/apps/js/\`. Every server was checked before measuring: \`GET /hello\` answers 200 with the body \`$HELLO_BODY\` and a text/plain Content-Type, and a second request reuses the connection."
-  if [ ${#NOTES[@]} -gt 0 ] || [ ${#FAILURES[@]} -gt 0 ]; then
-    echo
-    echo "## Notes"
-    echo
-    for n in "${FAILURES[@]}"; do echo "- FAILURE: $n"; done
-    for n in "${NOTES[@]}"; do echo "- $n"; done
-  fi
+  report_notes
 } >"$TMP/report.md"
-
-mkdir -p "$(dirname "$OUT")"
-cp "$TMP/report.md" "$OUT"
-cat "$TMP/report.md"
-log "written to $OUT (${ELAPSED} s)"
+publish_report
 
 if [ ${#FAILURES[@]} -gt 0 ]; then
   log "${#FAILURES[@]} failure(s)"

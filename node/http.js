@@ -42,7 +42,24 @@ function connReset(msg) {
 
 const NO_INFO = [1, 0, '', 0, 0];
 
-class PistonSocket extends EventEmitter {
+// What both socket stand-ins answer: TCP tuning is the engine's, and the
+// engine's fd, not these objects, keeps the event loop alive.
+class SocketBase extends EventEmitter {
+  setNoDelay() {
+    return this;
+  }
+  setKeepAlive() {
+    return this;
+  }
+  ref() {
+    return this;
+  }
+  unref() {
+    return this;
+  }
+}
+
+class PistonSocket extends SocketBase {
   constructor(server, connId, ex) {
     super();
     this.server = server;
@@ -121,18 +138,6 @@ class PistonSocket extends EventEmitter {
     if (cb) this.once('timeout', cb);
     return this;
   }
-  setNoDelay() {
-    return this;
-  }
-  setKeepAlive() {
-    return this;
-  }
-  ref() {
-    return this;
-  }
-  unref() {
-    return this;
-  }
   cork() {}
   uncork() {}
   pause() {
@@ -149,7 +154,7 @@ class PistonSocket extends EventEmitter {
 // The socket of a 'clientError': the engine has already answered (400, 408,
 // 413, ...) and closes the connection, so nothing can be written; destroy()
 // and end() are harmless no-ops.
-class ClientErrorSocket extends EventEmitter {
+class ClientErrorSocket extends SocketBase {
   constructor(server, addr, port) {
     super();
     this.server = server;
@@ -175,18 +180,6 @@ class ClientErrorSocket extends EventEmitter {
     return false;
   }
   setTimeout() {
-    return this;
-  }
-  setNoDelay() {
-    return this;
-  }
-  setKeepAlive() {
-    return this;
-  }
-  ref() {
-    return this;
-  }
-  unref() {
     return this;
   }
 }
