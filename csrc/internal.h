@@ -155,6 +155,7 @@ struct piston__conn {
   bool parse_paused; /* llhttp stopped at the end of a message */
   bool broken;       /* framing error: never reuse */
   int fd;
+  atomic_int local_port; /* learnt on the first ask; 0: not yet, -1: none */
   piston_loop *loop;
   llhttp_t parser;
   char *rbuf;

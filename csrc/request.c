@@ -26,12 +26,16 @@ piston_req *piston__req_new(piston_loop *loop, piston__conn *c) {
 
 /* Ready for the next request on the same connection; keeps allocations. */
 void piston__req_reset(piston_req *r, piston__conn *c) {
+  /* a spare handle comes back to the connection it served: its peer and
+   * the peer's text (formatted on the first ask) are still right */
+  if (r->conn_id != c->id) {
+    size_t plen = c->peer_len < sizeof r->peer ? c->peer_len : sizeof r->peer;
+    memset(&r->peer, 0, sizeof r->peer);
+    memcpy(&r->peer, &c->peer, plen);
+    r->peer_done = false;
+    r->conn_id = c->id;
+  }
   r->conn = c;
-  size_t plen = c->peer_len < sizeof r->peer ? c->peer_len : sizeof r->peer;
-  memset(&r->peer, 0, sizeof r->peer);
-  memcpy(&r->peer, &c->peer, plen);
-  r->peer_done = false;
-  r->conn_id = c->id;
   r->base = c->rbuf;
   r->method_off = r->method_len = r->target_off = r->target_len = 0;
   r->path_off = r->path_len = r->query_off = r->query_len = 0;
@@ -174,18 +178,23 @@ const char *piston_req_remote_addr(const piston_req *cr, int *port) {
 
 int piston_req_local_port(const piston_req *r) {
   pthread_mutex_lock((pthread_mutex_t *)&r->lock);
-  int fd = r->conn ? r->conn->fd : -1;
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  int port = 0;
-  if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET)
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    else if (ss.ss_family == AF_INET6)
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  piston__conn *c = r->conn;
+  int port = c ? atomic_load(&c->local_port) : -1;
+  if (port == 0) {
+    /* asked once per connection: hosts ask on every request (SERVER_PORT) */
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    port = -1;
+    if (getsockname(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+      if (ss.ss_family == AF_INET)
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      else if (ss.ss_family == AF_INET6)
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    atomic_store(&c->local_port, port);
   }
   pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
-  return port;
+  return port < 0 ? 0 : port;
 }
 
 /* ---- events ---- */
