@@ -30,7 +30,8 @@ engine_sources = sorted(
 
 ext = Extension(
     "piston._piston",
-    sources=["python/_piston.c", "python/_piston_asgi.c", "python/common.c"] + engine_sources,
+    sources=["python/_piston.c", "python/_piston_asgi.c", "python/asgi_scope.c",
+             "python/asgi_send.c", "python/common.c"] + engine_sources,
     include_dirs=["csrc"],
     extra_compile_args=[
         "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
@@ -41,7 +42,7 @@ ext = Extension(
     undef_macros=["NDEBUG"],
     extra_link_args=[llhttp_static(), "-lpthread",
                      "-Wl,--version-script=python/_piston.map"],
-    depends=glob.glob("csrc/*.h") + ["python/_piston.map"],
+    depends=glob.glob("csrc/*.h") + glob.glob("python/*.h") + ["python/_piston.map"],
 )
 
 setup(

@@ -131,15 +131,17 @@ server_cmd() {
       CMD=("$PYTHON" -m gunicorn --chdir "$PY_APPS" --bind "127.0.0.1:$port" --workers 1
            --worker-class gthread --threads "$GUNICORN_THREADS" --log-level warning "$mod:app")
       DESC="gunicorn -w 1 -k gthread --threads $GUNICORN_THREADS $mod:app" ;;
-    asgi-uvicorn | fastapi-uvicorn)
+    asgi-uvicorn | fastapi-uvicorn | fastapi-sync-uvicorn)
       local mod=asgi_hello
       [ "$tag" = fastapi-uvicorn ] && mod=fastapi_hello
+      [ "$tag" = fastapi-sync-uvicorn ] && mod=fastapi_sync_hello
       CMD=("$PYTHON" -m uvicorn --app-dir "$PY_APPS" --host 127.0.0.1 --port "$port"
            --http httptools --loop uvloop --workers 1 --no-access-log --log-level warning "$mod:app")
       DESC="uvicorn --http httptools --loop uvloop --workers 1 --no-access-log $mod:app" ;;
-    asgi-piston | fastapi-piston)
+    asgi-piston | fastapi-piston | fastapi-sync-piston)
       local mod=asgi_hello
       [ "$tag" = fastapi-piston ] && mod=fastapi_hello
+      [ "$tag" = fastapi-sync-piston ] && mod=fastapi_sync_hello
       CMD=("$PISTON_CLI" "$mod:app" --chdir "$PY_APPS" --bind "127.0.0.1:$port" --workers 1
            --log-level warning)
       DESC="piston $mod:app --workers 1 (ASGI, uvloop)" ;;
@@ -322,7 +324,7 @@ row() {
   qm=$(median_of "$qt")
   ratio=$(calc "($qm > 0) ? $pm / $qm : 0")
   local res=MISS
-  ge "$ratio" "$min" && res=PASS
+  if [ -z "$min" ]; then res="—"; elif ge "$ratio" "$min"; then res=PASS; fi
   [ -n "${BOUND[$pt]:-}${BOUND[$qt]:-}" ] && res+=" (held back by wrk: see notes)"
   ROWS+=("| $case | $(fmt_int "$pm")$note | $(fmt_int "$qm") | $(fmt2 "$ratio")× | $(spread "$pt") | $(spread "$qt") | $target | $res |")
 }
@@ -373,6 +375,7 @@ bench_group "Python raw hello" "${PY_PISTON_WSGI[@]}" wsgi-gunicorn asgi-uvicorn
 bench_group "Flask hello" "${PY_PISTON_FLASK[@]}" flask-gunicorn
 bench_group "ASGI raw hello" asgi-piston asgi-uvicorn
 bench_group "FastAPI hello" fastapi-piston fastapi-uvicorn
+bench_group "FastAPI hello, plain def" fastapi-sync-piston fastapi-sync-uvicorn
 bench_group "native route" route-piston-cli route-piston-static
 bench_group "node:http hello" http-piston http-node
 bench_group "Express hello" express-piston express-node
@@ -385,7 +388,7 @@ fi
 
 # ================================================================ report
 ALL_TAGS=("${PY_PISTON_WSGI[@]}" wsgi-gunicorn asgi-uvicorn "${PY_PISTON_FLASK[@]}" flask-gunicorn
-          asgi-piston fastapi-piston fastapi-uvicorn
+          asgi-piston fastapi-piston fastapi-uvicorn fastapi-sync-piston fastapi-sync-uvicorn
           route-piston-cli route-piston-static http-piston http-node express-piston express-node
           fastify-piston fastify-node native-piston native-bun)
 for tag in "${ALL_TAGS[@]}"; do [ -n "${SAMPLES[$tag]:-}" ] && check_bound "$tag"; done
@@ -399,6 +402,7 @@ row "Raw WSGI on Piston vs raw ASGI on uvicorn (httptools, uvloop)" "$W_BEST" as
 row "Flask on Piston vs Flask on gunicorn gthread" "$F_BEST" flask-gunicorn "≥ 2×" 2 "$f_note"
 row "Raw ASGI on Piston vs raw ASGI on uvicorn (httptools, uvloop)" asgi-piston asgi-uvicorn "≥ 1.5×" 1.5
 row "FastAPI on Piston vs FastAPI on uvicorn (httptools, uvloop)" fastapi-piston fastapi-uvicorn "≥ 1.3×" 1.3
+row "FastAPI with a plain \`def\` endpoint (FastAPI's thread pool), same pair" fastapi-sync-piston fastapi-sync-uvicorn "— (no target)" ""
 row "\`--route\` on the \`piston\` CLI vs \`piston-static --text\`" route-piston-cli route-piston-static "≥ 0.95×" 0.95
 row "\`piston.createServer\` vs \`node:http\`" http-piston http-node "≥ 1.5×" 1.5
 row "Express 5 on Piston vs Express 5 on node:http" express-piston express-node "≥ 1.3×" 1.3

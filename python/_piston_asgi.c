@@ -6,38 +6,24 @@
  * non-blocking pass of the engine loop on the calling thread with the GIL
  * held. The request callback and the per-request event callback therefore
  * run inside poll(), on the asyncio thread, and call straight into Python:
- * on_request(req) builds the scope and starts the app, req's handler gets
- * the PISTON_EV_* bits (body, drain, closed).
+ * on_request(exchange, scope) gets the request (an instance of the Python
+ * subclass given as exchange_class) with its scope built here, and starts
+ * the app; the engine's events (body, drain, closed) wake the coroutines
+ * waiting on the exchange.
  *
  * Ownership: an AsgiRequest owns the engine's reference to its handle and
  * drops it in release() (or when it is freed); a response the host never
  * ended is aborted then. Each AsgiRequest holds its AsgiServer, so the
  * engine server and loop outlive every handle. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "asgi.h"
 
-#include "common.h"
-#include "piston.h"
+#include <structmember.h>
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 int piston_asgi_init(PyObject *m);
-
-typedef struct {
-  PyObject_HEAD piston_server *srv;
-  piston_loop *loop;
-  PyObject *on_request; /* callable(req) */
-  long live;            /* handles held */
-} AsgiServerObject;
-
-typedef struct {
-  PyObject_HEAD AsgiServerObject *server; /* strong */
-  piston_req *req;                        /* NULL once released */
-  PyObject *handler;                      /* callable(events) or NULL */
-  bool ended;
-} AsgiRequestObject;
 
 static PyTypeObject AsgiServerType, AsgiRequestType;
 
@@ -46,40 +32,39 @@ static PyTypeObject AsgiServerType, AsgiRequestType;
 static void a_on_event(piston_req *req, int events, void *ud) {
   (void)ud;
   AsgiRequestObject *r = piston_req_userdata(req);
-  if (!r || r->req != req || !r->handler)
+  if (!r || r->req != req)
     return;
-  PyObject *h = r->handler;
-  Py_INCREF(h);
+  if (events & PISTON_EV_CLOSED)
+    r->closed = 1;
   Py_INCREF(r);
-  PyObject *ev = PyLong_FromLong(events);
-  PyObject *res = ev ? PyObject_CallOneArg(h, ev) : NULL;
-  Py_XDECREF(ev);
-  if (!res)
-    PyErr_WriteUnraisable(h);
-  Py_XDECREF(res);
+  if (piston_asgi_wake(r) < 0)
+    PyErr_WriteUnraisable((PyObject *)r);
   Py_DECREF(r);
-  Py_DECREF(h);
 }
 
 static void a_on_request(piston_req *req, void *ud) {
   AsgiServerObject *s = ud;
-  AsgiRequestObject *r = PyObject_GC_New(AsgiRequestObject, &AsgiRequestType);
+  AsgiRequestObject *r = (AsgiRequestObject *)s->cls->tp_alloc(s->cls, 0);
   if (!r) {
     PyErr_WriteUnraisable((PyObject *)s);
     piston_resp_abort(req);
     piston_req_release(req);
     return;
   }
+  /* tp_alloc zeroed the exchange's state and tracks it for the GC */
   Py_INCREF(s);
   r->server = s;
   r->req = req;
-  r->handler = NULL;
-  r->ended = false;
   s->live++;
-  PyObject_GC_Track(r);
   piston_req_set_userdata(req, r); /* borrowed; cleared in release */
   piston_req_on_event(req, a_on_event, NULL);
-  PyObject *res = PyObject_CallOneArg(s->on_request, (PyObject *)r);
+  PyObject *scope = piston_asgi_scope(s, req);
+  PyObject *res = NULL;
+  if (scope) {
+    PyObject *args[] = {(PyObject *)r, scope};
+    res = PyObject_Vectorcall(s->on_request, args, 2, NULL);
+    Py_DECREF(scope);
+  }
   if (!res) {
     PyErr_WriteUnraisable(s->on_request);
     if (r->req && !r->ended) {
@@ -109,22 +94,25 @@ static void a_release(AsgiRequestObject *r) {
 
 static int AsgiRequest_traverse(AsgiRequestObject *r, visitproc visit,
                                 void *arg) {
-  Py_VISIT(r->handler);
+  Py_VISIT(r->headers);
+  Py_VISIT(r->waiters);
   Py_VISIT(r->server);
   return 0;
 }
 
 static int AsgiRequest_clear(AsgiRequestObject *r) {
-  Py_CLEAR(r->handler);
+  Py_CLEAR(r->headers);
+  Py_CLEAR(r->waiters);
   return 0;
 }
 
 static void AsgiRequest_dealloc(AsgiRequestObject *r) {
   PyObject_GC_UnTrack(r);
   a_release(r);
-  Py_CLEAR(r->handler);
+  Py_CLEAR(r->headers);
+  Py_CLEAR(r->waiters);
   Py_CLEAR(r->server);
-  PyObject_GC_Del(r);
+  Py_TYPE(r)->tp_free((PyObject *)r); /* a subclass instance, usually */
 }
 
 static int a_check(AsgiRequestObject *r) {
@@ -133,95 +121,6 @@ static int a_check(AsgiRequestObject *r) {
     return -1;
   }
   return 0;
-}
-
-static PyObject *latin1_str(piston_str s) {
-  return PyUnicode_DecodeLatin1(s.ptr ? s.ptr : "", (Py_ssize_t)s.len, NULL);
-}
-
-static PyObject *bytes_of(piston_str s) {
-  return PyBytes_FromStringAndSize(s.ptr ? s.ptr : "", (Py_ssize_t)s.len);
-}
-
-static PyObject *AsgiRequest_set_handler(AsgiRequestObject *r, PyObject *h) {
-  if (h == Py_None) {
-    Py_CLEAR(r->handler);
-  } else {
-    Py_INCREF(h);
-    Py_XSETREF(r->handler, h);
-  }
-  Py_RETURN_NONE;
-}
-
-/* head() -> (method str, path bytes, query bytes, http_version str,
- *            headers [(lower-case bytes, bytes)], client (host, port) | None,
- *            local port) */
-static PyObject *AsgiRequest_head(AsgiRequestObject *r, PyObject *noargs) {
-  (void)noargs;
-  if (a_check(r) < 0)
-    return NULL;
-  piston_req *q = r->req;
-  size_t n = piston_req_header_count(q);
-  PyObject *hs = PyList_New((Py_ssize_t)n);
-  if (!hs)
-    return NULL;
-  char small[64];
-  for (size_t i = 0; i < n; i++) {
-    piston_header h = piston_req_header_at(q, i);
-    PyObject *name;
-    if (h.name.len <= sizeof small) {
-      for (size_t k = 0; k < h.name.len; k++) {
-        char c = h.name.ptr[k];
-        small[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-      }
-      name = PyBytes_FromStringAndSize(small, (Py_ssize_t)h.name.len);
-    } else {
-      name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)h.name.len);
-      if (name) {
-        char *p = PyBytes_AS_STRING(name);
-        for (size_t k = 0; k < h.name.len; k++) {
-          char c = h.name.ptr[k];
-          p[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
-      }
-    }
-    PyObject *value = name ? bytes_of(h.value) : NULL;
-    PyObject *t = value ? PyTuple_Pack(2, name, value) : NULL;
-    Py_XDECREF(name);
-    Py_XDECREF(value);
-    if (!t) {
-      Py_DECREF(hs);
-      return NULL;
-    }
-    PyList_SET_ITEM(hs, (Py_ssize_t)i, t);
-  }
-  int port = 0;
-  const char *addr = piston_req_remote_addr(q, &port);
-  PyObject *client;
-  if (addr && *addr)
-    client = Py_BuildValue("(si)", addr, port);
-  else {
-    client = Py_None;
-    Py_INCREF(client);
-  }
-  if (!client) {
-    Py_DECREF(hs);
-    return NULL;
-  }
-  PyObject *method = latin1_str(piston_req_method(q));
-  PyObject *path = bytes_of(piston_req_path(q));
-  PyObject *query = bytes_of(piston_req_query(q));
-  PyObject *res = NULL;
-  if (method && path && query)
-    res = Py_BuildValue("(OOOsOOi)", method, path, query,
-                        piston_req_http_minor(q) ? "1.1" : "1.0", hs, client,
-                        piston_req_local_port(q));
-  Py_XDECREF(method);
-  Py_XDECREF(path);
-  Py_XDECREF(query);
-  Py_DECREF(hs);
-  Py_DECREF(client);
-  return res;
 }
 
 /* body_read(max) -> bytes (b"" at the end) or None when nothing is buffered
@@ -253,16 +152,6 @@ static PyObject *AsgiRequest_body_read(AsgiRequestObject *r, PyObject *arg) {
   return out;
 }
 
-static PyObject *a_resp_err(int rc) {
-  if (rc == PISTON_EINVAL) {
-    PyErr_SetString(PyExc_ValueError,
-                    "invalid status or header (CR, LF, a bad name or a "
-                    "Content-Length that does not match the body?)");
-    return NULL;
-  }
-  return piston_py_raise(rc);
-}
-
 /* start(status, headers): headers are (bytes, bytes) pairs. */
 static PyObject *AsgiRequest_start(AsgiRequestObject *r, PyObject *args) {
   int status;
@@ -277,7 +166,7 @@ static PyObject *AsgiRequest_start(AsgiRequestObject *r, PyObject *args) {
   int rc = piston_resp_start(r->req, status, a.h, a.n);
   piston_py_hdrs_free(&a);
   if (rc < 0)
-    return a_resp_err(rc);
+    return piston_asgi_resp_err(rc);
   Py_RETURN_NONE;
 }
 
@@ -292,7 +181,7 @@ static PyObject *AsgiRequest_write(AsgiRequestObject *r, PyObject *data) {
   int rc = b.len ? piston_resp_write(r->req, b.buf, (size_t)b.len) : 0;
   PyBuffer_Release(&b);
   if (rc < 0)
-    return a_resp_err(rc);
+    return piston_asgi_resp_err(rc);
   return PyLong_FromLong(rc);
 }
 
@@ -309,7 +198,7 @@ static PyObject *AsgiRequest_sendfile(AsgiRequestObject *r, PyObject *args) {
   }
   int rc = piston_resp_sendfile(r->req, fd, (off_t)off, (size_t)len);
   if (rc < 0)
-    return a_resp_err(rc);
+    return piston_asgi_resp_err(rc);
   return PyLong_FromLong(rc);
 }
 
@@ -326,33 +215,7 @@ static PyObject *AsgiRequest_end(AsgiRequestObject *r, PyObject *args) {
   int rc = piston_resp_end(r->req, a.h, a.n);
   piston_py_hdrs_free(&a);
   if (rc < 0)
-    return a_resp_err(rc);
-  r->ended = true;
-  Py_RETURN_NONE;
-}
-
-/* send(status, headers, body): the whole response, with Content-Length. */
-static PyObject *AsgiRequest_send(AsgiRequestObject *r, PyObject *args) {
-  int status;
-  PyObject *headers;
-  Py_buffer body;
-  if (!PyArg_ParseTuple(args, "iOy*", &status, &headers, &body))
-    return NULL;
-  if (a_check(r) < 0) {
-    PyBuffer_Release(&body);
-    return NULL;
-  }
-  piston_py_hdrs a;
-  if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_BYTES) < 0) {
-    PyBuffer_Release(&body);
-    return NULL;
-  }
-  int rc =
-      piston_resp_send(r->req, status, a.h, a.n, body.buf, (size_t)body.len);
-  piston_py_hdrs_free(&a);
-  PyBuffer_Release(&body);
-  if (rc < 0)
-    return a_resp_err(rc);
+    return piston_asgi_resp_err(rc);
   r->ended = true;
   Py_RETURN_NONE;
 }
@@ -369,13 +232,7 @@ static PyObject *AsgiRequest_abort(AsgiRequestObject *r, PyObject *noargs) {
 static PyObject *AsgiRequest_release(AsgiRequestObject *r, PyObject *noargs) {
   (void)noargs;
   a_release(r);
-  Py_CLEAR(r->handler);
   Py_RETURN_NONE;
-}
-
-static PyObject *AsgiRequest_started(AsgiRequestObject *r, void *c) {
-  (void)c;
-  return PyBool_FromLong(r->req ? piston_resp_started(r->req) : 1);
 }
 
 static PyObject *AsgiRequest_content_length(AsgiRequestObject *r, void *c) {
@@ -392,11 +249,18 @@ static PyObject *AsgiRequest_connection_id(AsgiRequestObject *r, void *c) {
   return PyLong_FromUnsignedLongLong(piston_req_connection_id(r->req));
 }
 
+static PyObject *AsgiRequest_wake(AsgiRequestObject *r, PyObject *noargs) {
+  (void)noargs;
+  if (piston_asgi_wake(r) < 0)
+    return NULL;
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef AsgiRequest_methods[] = {
-    {"set_handler", (PyCFunction)AsgiRequest_set_handler, METH_O,
-     "set_handler(callable(events) | None): PISTON_EV_* notifications"},
-    {"head", (PyCFunction)AsgiRequest_head, METH_NOARGS,
-     "head() -> (method, path, query, http_version, headers, client, port)"},
+    {"send", (PyCFunction)piston_asgi_send, METH_O,
+     "send(message): the ASGI send callable -> an awaitable"},
+    {"wake", (PyCFunction)AsgiRequest_wake, METH_NOARGS,
+     "wake(): resolve the futures in waiters"},
     {"body_read", (PyCFunction)AsgiRequest_body_read, METH_O,
      "body_read(max) -> bytes, b'' at the end, None if nothing yet"},
     {"start", (PyCFunction)AsgiRequest_start, METH_VARARGS,
@@ -406,8 +270,6 @@ static PyMethodDef AsgiRequest_methods[] = {
     {"sendfile", (PyCFunction)AsgiRequest_sendfile, METH_VARARGS,
      "sendfile(fd, offset, length) -> 1 if the client is behind"},
     {"end", (PyCFunction)AsgiRequest_end, METH_VARARGS, "end(trailers=None)"},
-    {"send", (PyCFunction)AsgiRequest_send, METH_VARARGS,
-     "send(status, headers, body): a whole response with Content-Length"},
     {"abort", (PyCFunction)AsgiRequest_abort, METH_NOARGS,
      "abort(): 500 if nothing was sent, else close the connection"},
     {"release", (PyCFunction)AsgiRequest_release, METH_NOARGS,
@@ -415,17 +277,35 @@ static PyMethodDef AsgiRequest_methods[] = {
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef AsgiRequest_getset[] = {
-    {"started", (getter)AsgiRequest_started, NULL, "response started", NULL},
     {"content_length", (getter)AsgiRequest_content_length, NULL,
      "-1 when chunked", NULL},
     {"connection_id", (getter)AsgiRequest_connection_id, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
+/* The exchange's state, for the Python subclass */
+static PyMemberDef AsgiRequest_members[] = {
+    {"status", T_INT, offsetof(AsgiRequestObject, status), 0,
+     "from http.response.start; 0: none yet"},
+    {"headers", T_OBJECT, offsetof(AsgiRequestObject, headers), 0, NULL},
+    {"trailers", T_BOOL, offsetof(AsgiRequestObject, trailers), 0, NULL},
+    {"started", T_BOOL, offsetof(AsgiRequestObject, started), 0,
+     "the engine has the status and headers"},
+    {"complete", T_BOOL, offsetof(AsgiRequestObject, complete), 0,
+     "the engine has the whole response"},
+    {"closed", T_BOOL, offsetof(AsgiRequestObject, closed), 0,
+     "the client went away, or the exchange is over"},
+    {"body_done", T_BOOL, offsetof(AsgiRequestObject, body_done), 0, NULL},
+    {"waiters", T_OBJECT, offsetof(AsgiRequestObject, waiters), 0,
+     "a list of futures that the next event resolves, or None"},
+    {NULL, 0, 0, 0, NULL}};
+
 static PyTypeObject AsgiRequestType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "piston._piston.AsgiRequest",
     .tp_basicsize = sizeof(AsgiRequestObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "A request handle given to AsgiServer's on_request.",
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "One request and its response, made by AsgiServer (as its "
+              "exchange_class) and given to on_request.",
+    .tp_members = AsgiRequest_members,
     .tp_dealloc = (destructor)AsgiRequest_dealloc,
     .tp_traverse = (traverseproc)AsgiRequest_traverse,
     .tp_clear = (inquiry)AsgiRequest_clear,
@@ -437,25 +317,41 @@ static PyTypeObject AsgiRequestType = {
 
 static int AsgiServer_init(AsgiServerObject *self, PyObject *args,
                            PyObject *kw) {
-  static char *kwlist[] = {"on_request", NULL};
+  static char *kwlist[] = {"on_request", "exchange_class", NULL};
   PyObject *cb;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &cb))
+  PyTypeObject *cls = &AsgiRequestType;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O!", kwlist, &cb, &PyType_Type,
+                                   &cls))
     return -1;
   if (!PyCallable_Check(cb)) {
     PyErr_SetString(PyExc_TypeError, "on_request must be callable");
+    return -1;
+  }
+  if (!PyType_IsSubtype(cls, &AsgiRequestType)) {
+    PyErr_SetString(PyExc_TypeError,
+                    "exchange_class must be a subclass of AsgiRequest");
     return -1;
   }
   if (self->srv) {
     PyErr_SetString(PyExc_RuntimeError, "already initialised");
     return -1;
   }
+  PyObject *parse = PyImport_ImportModule("urllib.parse");
+  self->unquote = parse ? PyObject_GetAttrString(parse, "unquote") : NULL;
+  Py_XDECREF(parse);
+  if (!self->unquote)
+    return -1;
   self->srv = piston_server_new();
   if (!self->srv) {
     PyErr_NoMemory();
     return -1;
   }
-  Py_INCREF(cb);
-  self->on_request = cb;
+  self->on_request = Py_NewRef(cb);
+  self->cls = (PyTypeObject *)Py_NewRef(cls);
+  self->root_path = PyUnicode_FromString("");
+  self->server = Py_NewRef(Py_None);
+  if (!self->root_path)
+    return -1;
   piston_server_on_request(self->srv, a_on_request, self);
   return 0;
 }
@@ -468,7 +364,29 @@ static void AsgiServer_dealloc(AsgiServerObject *self) {
       piston_server_free(self->srv);
   }
   Py_CLEAR(self->on_request);
+  Py_CLEAR(self->cls);
+  Py_CLEAR(self->root_path);
+  Py_CLEAR(self->server);
+  Py_CLEAR(self->state);
+  Py_CLEAR(self->unquote);
   Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* set_scope(root_path, server, state): the scope keys every request shares
+ * (state is the lifespan state dict, copied into each scope). */
+static PyObject *AsgiServer_set_scope(AsgiServerObject *self, PyObject *args) {
+  PyObject *root, *server, *state;
+  if (!PyArg_ParseTuple(args, "UOO!", &root, &server, &PyDict_Type, &state))
+    return NULL;
+  if (server != Py_None && !PyTuple_Check(server)) {
+    PyErr_SetString(PyExc_TypeError, "server must be a (host, port) tuple "
+                                     "or None");
+    return NULL;
+  }
+  Py_XSETREF(self->root_path, Py_NewRef(root));
+  Py_XSETREF(self->server, Py_NewRef(server));
+  Py_XSETREF(self->state, Py_NewRef(state));
+  Py_RETURN_NONE;
 }
 
 static PyObject *AsgiServer_set_option(AsgiServerObject *self, PyObject *args) {
@@ -572,6 +490,8 @@ static PyObject *AsgiServer_live(AsgiServerObject *self, void *c) {
 
 static PyMethodDef AsgiServer_methods[] = {
     {"set_option", (PyCFunction)AsgiServer_set_option, METH_VARARGS, NULL},
+    {"set_scope", (PyCFunction)AsgiServer_set_scope, METH_VARARGS,
+     "set_scope(root_path, server, state)"},
     {"listen_tcp", (PyCFunction)AsgiServer_listen_tcp, METH_VARARGS, NULL},
     {"listen_unix", (PyCFunction)AsgiServer_listen_unix, METH_VARARGS, NULL},
     {"listen_fd", (PyCFunction)AsgiServer_listen_fd, METH_VARARGS, NULL},
@@ -597,8 +517,8 @@ static PyTypeObject AsgiServerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "piston._piston.AsgiServer",
     .tp_basicsize = sizeof(AsgiServerObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "AsgiServer(on_request): an engine loop embedded in the "
-              "caller's event loop.",
+    .tp_doc = "AsgiServer(on_request, exchange_class=AsgiRequest): an engine "
+              "loop embedded in the caller's event loop.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)AsgiServer_init,
     .tp_dealloc = (destructor)AsgiServer_dealloc,
@@ -608,7 +528,8 @@ static PyTypeObject AsgiServerType = {
 
 /* Called from PyInit__piston once Error and its subclasses are on m. */
 int piston_asgi_init(PyObject *m) {
-  if (PyType_Ready(&AsgiServerType) < 0 || PyType_Ready(&AsgiRequestType) < 0)
+  if (PyType_Ready(&AsgiServerType) < 0 || PyType_Ready(&AsgiRequestType) < 0 ||
+      piston_asgi_scope_init() < 0 || piston_asgi_send_init(m) < 0)
     return -1;
   Py_INCREF(&AsgiServerType);
   if (PyModule_AddObject(m, "AsgiServer", (PyObject *)&AsgiServerType) < 0) {

@@ -204,3 +204,10 @@ PyObject *piston_py_route_fixed(piston_server *srv, PyObject *args,
   PyBuffer_Release(&body);
   return done(rc);
 }
+
+int piston_py_intern(const piston_py_name *names, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!(*names[i].obj = PyUnicode_InternFromString(names[i].text)))
+      return -1;
+  return 0;
+}

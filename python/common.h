@@ -34,6 +34,14 @@ int piston_py_hdrs_from(PyObject *seq, piston_py_hdrs *a,
                         piston_py_hdrs_mode mode);
 void piston_py_hdrs_free(piston_py_hdrs *a);
 
+/* Interned str objects made once at import, for keys and values used on
+ * every request. */
+typedef struct {
+  PyObject **obj;
+  const char *text;
+} piston_py_name;
+int piston_py_intern(const piston_py_name *names, size_t n);
+
 /* Server configuration, the same for both server types: each is the body
  * of a method taking the method's args. `running`: options are fixed. */
 PyObject *piston_py_set_option(piston_server *srv, bool running,

@@ -3,15 +3,17 @@ an asyncio loop (uvloop when installed).
 
 The asyncio loop watches the engine loop's fd (add_reader) and calls
 AsgiServer.poll(), one non-blocking engine pass on this thread. Inside it
-the engine calls on_request() for each new request: the scope is built from
-the handle's views and the app's task is created there and then (eagerly on
-Python >= 3.12, so its first step runs inside the pass). Events of a request
-(more body, drained, client gone) come back inside later passes and wake the
-coroutines waiting in receive() or send().
+the engine calls on_request(exchange, scope) for each new request, with the
+scope built in C (python/asgi_scope.c), and the app's task is created there
+and then (eagerly on Python >= 3.12, so its first step runs inside the
+pass). Events of a request (more body, drained, client gone) come back
+inside later passes and wake the coroutines waiting in receive() or send().
 
-send() of a body that does not fill the connection's queue returns without
-awaiting anything: no trip through the event loop. A body sent as one
-message becomes one engine call (piston_resp_send, with Content-Length).
+send() is C (python/asgi_send.c): for a body that does not fill the
+connection's queue it returns an awaitable that is already done, so no
+coroutine is made and there is no trip through the event loop. A body sent
+as one message becomes one engine call (piston_resp_send, with
+Content-Length).
 Nothing here frames or validates HTTP: the engine does.
 """
 import asyncio
@@ -19,7 +21,6 @@ import logging
 import os
 import signal
 import sys
-from urllib.parse import unquote
 
 from . import _piston
 
@@ -56,48 +57,23 @@ def new_event_loop(kind="auto"):
 
 # ---- one request ---------------------------------------------------------------
 
-class Exchange:
-    """One request and its response: the receive/send pair given to the app."""
+class Exchange(_piston.AsgiRequest):
+    """One request and its response: the receive/send pair given to the app.
 
-    __slots__ = ("req", "host", "waiters", "closed", "body_done", "status",
-                 "headers", "started", "complete", "trailers", "task",
-                 "timed_out", "timer", "__weakref__")
+    The engine makes these (AsgiServer's exchange_class) and keeps the
+    exchange's state in C (status, headers, trailers, started, complete,
+    closed, body_done, waiters), where send() of http.response.start and
+    http.response.body runs; the rest is here."""
 
-    def __init__(self, req, host):
-        self.req = req
-        self.host = host
-        self.waiters = None
-        self.closed = False
-        self.body_done = False
-        self.status = None      # from http.response.start
-        self.headers = None
-        self.started = False    # the engine has the status and headers
-        self.complete = False   # the engine has the whole response
-        self.trailers = False
-        self.task = None
-        self.timed_out = False
-        self.timer = None
-
-    # engine events (inside poll): wake whoever waits
-    def on_event(self, events):
-        if events & EV_CLOSED:
-            self.closed = True
-        self._wake()
-
-    def _wake(self):
-        ws = self.waiters
-        if ws:
-            self.waiters = None
-            for f in ws:
-                if not f.done():
-                    f.set_result(None)
+    __slots__ = ("host", "task", "timed_out", "timer", "__weakref__")
 
     def _wait(self):
         f = self.host.loop.create_future()
-        if self.waiters is None:
+        ws = self.waiters
+        if ws is None:
             self.waiters = [f]
         else:
-            self.waiters.append(f)
+            ws.append(f)
         return f
 
     async def receive(self):
@@ -105,12 +81,11 @@ class Exchange:
             while not (self.closed or self.complete):
                 await self._wait()
             return _DISCONNECT
-        req = self.req
         while True:
             if self.closed and self.complete:
                 return _DISCONNECT
             try:
-                data = req.body_read(READ_SIZE)
+                data = self.body_read(READ_SIZE)
                 if data is None:
                     if self.closed:
                         return _DISCONNECT
@@ -123,7 +98,7 @@ class Exchange:
                 chunks = None
                 size = len(data)
                 while size < COALESCE:
-                    more = req.body_read(READ_SIZE)
+                    more = self.body_read(READ_SIZE)
                     if more is None:
                         break
                     if not more:
@@ -144,47 +119,10 @@ class Exchange:
             except RuntimeError:  # released: the exchange is over
                 return _DISCONNECT
 
-    async def send(self, message):
+    # send(message) is AsgiRequest.send, in C; it hands these messages here
+    async def _send_other(self, message):
         kind = message["type"]
-        if kind == "http.response.body":
-            if self.status is None:
-                raise RuntimeError("http.response.body before http.response.start")
-            if self.complete:
-                raise RuntimeError("http.response.body after the response was complete")
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            req = self.req
-            if self.closed:
-                if more:
-                    raise ClientDisconnected(_piston.E_CLOSED, "the client went away")
-                return
-            if not self.started:
-                self.started = True
-                if not more and not self.trailers:
-                    self.complete = True
-                    req.send(self.status, self.headers, body)
-                    self._wake()
-                    return
-                req.start(self.status, self.headers)
-            pressure = req.write(body) if body else 0
-            if not more:
-                if not self.trailers:
-                    self.complete = True
-                    req.end()
-                    self._wake()
-                return
-            if pressure:
-                await self._drain()
-        elif kind == "http.response.start":
-            if self.status is not None:
-                raise RuntimeError("http.response.start sent twice")
-            status = message["status"]
-            if not isinstance(status, int) or not 100 <= status <= 999:
-                raise ValueError("bad status %r" % (status,))
-            self.status = status
-            self.headers = message.get("headers") or ()
-            self.trailers = bool(message.get("trailers", False))
-        elif kind == "http.response.pathsend":
+        if kind == "http.response.pathsend":
             await self._pathsend(message["path"])
         elif kind == "http.response.trailers":
             if not self.trailers or not self.started:
@@ -194,8 +132,8 @@ class Exchange:
             if not message.get("more_trailers", False):
                 self.complete = True
                 if not self.closed:
-                    self.req.end(message.get("headers") or ())
-                self._wake()
+                    self.end(message.get("headers") or ())
+                self.wake()
         else:
             raise ValueError("unknown ASGI message type %r" % kind)
 
@@ -206,7 +144,7 @@ class Exchange:
             raise ClientDisconnected(_piston.E_CLOSED, "the client went away")
 
     async def _pathsend(self, path):
-        if self.status is None:
+        if not self.status:
             raise RuntimeError("http.response.pathsend before http.response.start")
         if self.started or self.complete:
             raise RuntimeError("http.response.pathsend after a body")
@@ -216,45 +154,44 @@ class Exchange:
             self.started = True
             if self.closed:
                 return
-            self.req.start(self.status, self.headers)
+            self.start(self.status, self.headers)
             # the engine dups fd and sends from it: nothing is buffered, so
             # no need to wait for the queue to drain
-            self.req.sendfile(fd, 0, size)
+            self.sendfile(fd, 0, size)
         finally:
             os.close(fd)
         self.complete = True
-        self.req.end()
-        self._wake()
+        self.end()
+        self.wake()
 
     async def run(self, app, scope):
-        req = self.req
         try:
             await app(scope, self.receive, self.send)
             if not self.complete:
                 if not self.closed:
                     log.error("ASGI app returned without %s (%s %s)",
-                              "completing its response" if self.status is not None
+                              "completing its response" if self.status
                               else "starting a response", scope["method"], scope["path"])
-                req.abort()
+                self.abort()
         except asyncio.CancelledError:
             if self.timed_out:
                 log.error("ASGI handler timed out (%s %s)", scope["method"], scope["path"])
-            req.abort()
+            self.abort()
             if not self.timed_out:
                 raise
         except ClientDisconnected:
             if not self.closed:
                 log.exception("exception in ASGI app (%s %s)", scope["method"], scope["path"])
-            req.abort()
+            self.abort()
         except Exception:
             if not self.closed:
                 log.exception("exception in ASGI app (%s %s)", scope["method"], scope["path"])
-            req.abort()
+            self.abort()
         finally:
             self.complete = True
             self.closed = True
-            self._wake()
-            req.release()
+            self.wake()
+            self.release()
             self.host.finished(self)
 
 
@@ -409,7 +346,7 @@ class AsgiWorker:
         if cfg.loops > 1:
             log.warning("--loops %d: an ASGI worker has one engine loop, on its asyncio "
                         "thread (use --workers for more cores)", cfg.loops)
-        srv = _piston.AsgiServer(self._on_request)
+        srv = _piston.AsgiServer(self._on_request, Exchange)
         configure_server(srv, cfg, self.listen, self.multiprocess)
         try:
             srv.start()
@@ -425,6 +362,7 @@ class AsgiWorker:
             self.server = (spec0[1], None)
         else:
             self.server = None
+        srv.set_scope(self.root_path, self.server, self.lifespan.state)
         loop.add_reader(srv.fd(), self._poll)
         self._poll()
 
@@ -441,32 +379,11 @@ class AsgiWorker:
             if not self.drained.done():
                 self.drained.set_result(None)
 
-    def _on_request(self, req):
-        # inside poll: build the scope, start the app
-        method, raw_path, query, http_version, headers, client, _ = req.head()
-        if b"%" in raw_path:
-            path = unquote(raw_path.decode("latin-1"), "utf-8", "replace")
-        else:
-            path = raw_path.decode("latin-1")
-        state = self.lifespan.state
-        scope = {
-            "type": "http",
-            "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
-            "http_version": http_version,
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": self.root_path,
-            "headers": headers,
-            "client": client,
-            "server": self.server,
-            "state": state.copy() if state else {},
-            "extensions": {"http.response.pathsend": {}, "http.response.trailers": {}},
-        }
-        ex = Exchange(req, self)
-        req.set_handler(ex.on_event)
+    def _on_request(self, ex, scope):
+        # inside poll: the engine made the exchange and its scope; start the app
+        ex.host = self
+        ex.timed_out = False
+        ex.timer = None
         self.exchanges.add(ex)
         coro = ex.run(self.app, scope)
         if _EAGER:

@@ -94,9 +94,11 @@ async def app(scope, receive, send):
     if path == "/live":
         import gc
         gc.collect()
-        names = [type(o).__name__ for o in gc.get_objects()]
-        return await _json(send, {"requests": names.count("AsgiRequest"),
-                                  "exchanges": names.count("Exchange")})
+        from piston import _piston
+        objs = gc.get_objects()
+        return await _json(send, {
+            "requests": sum(isinstance(o, _piston.AsgiRequest) for o in objs),
+            "exchanges": sum(type(o).__name__ == "Exchange" for o in objs)})
     if path == "/events":
         return await _json(send, EVENTS)
     if path == "/wait-disconnect":
@@ -113,6 +115,36 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": b"tick\n", "more_body": True})
             await asyncio.sleep(0.01)
         EVENTS.append("ticker:" + waiter.result()["type"])
+        return
+    if path == "/send-misuse":
+        # send() is C: it must raise what the spec says, and what it returns
+        # must behave as an awaitable everywhere an app may put it
+        import asyncio
+        import inspect
+        seen = {}
+
+        async def attempt(name, message):
+            try:
+                await send(message)
+                seen[name] = "ok"
+            except Exception as e:
+                seen[name] = type(e).__name__
+
+        await attempt("body-before-start", {"type": "http.response.body", "body": b"x"})
+        await attempt("bad-status", {"type": "http.response.start", "status": 42})
+        await attempt("status-not-int", {"type": "http.response.start", "status": "200"})
+        await attempt("unknown-type", {"type": "http.response.nonsense"})
+        await attempt("no-type", {"status": 200})
+        started = send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+        seen["awaitable"] = inspect.isawaitable(started)
+        await asyncio.ensure_future(started)
+        await attempt("start-twice", {"type": "http.response.start", "status": 200})
+        await attempt("bad-body", {"type": "http.response.body", "body": 42,
+                                   "more_body": True})
+        body = json.dumps(seen).encode()
+        await asyncio.gather(send({"type": "http.response.body", "body": body}))
+        await attempt("after-complete", {"type": "http.response.body", "body": b"x"})
         return
     if path == "/error-before":
         raise RuntimeError("boom before start")

@@ -231,6 +231,18 @@ def test_concurrent_requests_interleave(asgi):
 
 # ---- errors -----------------------------------------------------------------------
 
+def test_send_checks_and_awaitable(asgi):
+    r = request(asgi.port, path="/send-misuse")
+    assert r.status == 200
+    assert json.loads(r.body) == {
+        "body-before-start": "RuntimeError", "bad-status": "ValueError",
+        "status-not-int": "ValueError", "unknown-type": "ValueError",
+        "no-type": "KeyError", "awaitable": True, "start-twice": "RuntimeError",
+        "bad-body": "TypeError"}
+    # the app's last, refused send came after the response: it is whole
+    assert request(asgi.port, path="/scope").status == 200
+
+
 def test_exception_before_start(asgi):
     r = request(asgi.port, path="/error-before")
     assert r.status == 500

@@ -1,0 +1,177 @@
+/* The ASGI HTTP connection scope of a request, built in one call from the
+ * engine's views of the head: every key of the spec, headers as lower-case
+ * byte pairs in the order received. The keys are interned once, and what
+ * is the same for every request (root_path, server) is shared. */
+#include "asgi.h"
+
+#include <string.h>
+
+static PyObject *k_type, *k_asgi, *k_version, *k_spec_version, *k_http_version,
+    *k_method, *k_scheme, *k_path, *k_raw_path, *k_query_string, *k_root_path,
+    *k_headers, *k_client, *k_server, *k_state, *k_extensions, *k_pathsend,
+    *k_trailers, *v_http, *v_asgi3, *v_spec, *v_11, *v_10, *v_replace, *v_utf8;
+
+/* the methods most requests use, as shared str objects */
+static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch,
+    *m_options;
+static const piston_py_name methods[] = {
+    {&m_get, "GET"},         {&m_post, "POST"},     {&m_head, "HEAD"},
+    {&m_put, "PUT"},         {&m_delete, "DELETE"}, {&m_patch, "PATCH"},
+    {&m_options, "OPTIONS"},
+};
+
+int piston_asgi_scope_init(void) {
+  static const piston_py_name names[] = {
+      {&k_type, "type"},
+      {&k_asgi, "asgi"},
+      {&k_version, "version"},
+      {&k_spec_version, "spec_version"},
+      {&k_http_version, "http_version"},
+      {&k_method, "method"},
+      {&k_scheme, "scheme"},
+      {&k_path, "path"},
+      {&k_raw_path, "raw_path"},
+      {&k_query_string, "query_string"},
+      {&k_root_path, "root_path"},
+      {&k_headers, "headers"},
+      {&k_client, "client"},
+      {&k_server, "server"},
+      {&k_state, "state"},
+      {&k_extensions, "extensions"},
+      {&k_pathsend, "http.response.pathsend"},
+      {&k_trailers, "http.response.trailers"},
+      {&v_http, "http"},
+      {&v_asgi3, "3.0"},
+      {&v_spec, "2.3"},
+      {&v_11, "1.1"},
+      {&v_10, "1.0"},
+      {&v_replace, "replace"},
+      {&v_utf8, "utf-8"},
+  };
+  if (piston_py_intern(names, sizeof names / sizeof names[0]) < 0 ||
+      piston_py_intern(methods, sizeof methods / sizeof methods[0]) < 0)
+    return -1;
+  return 0;
+}
+
+static PyObject *method_str(piston_str m) {
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (strlen(methods[i].text) == m.len &&
+        memcmp(methods[i].text, m.ptr, m.len) == 0)
+      return Py_NewRef(*methods[i].obj);
+  return PyUnicode_DecodeLatin1(m.ptr ? m.ptr : "", (Py_ssize_t)m.len, NULL);
+}
+
+static PyObject *bytes_of(piston_str s) {
+  return PyBytes_FromStringAndSize(s.ptr ? s.ptr : "", (Py_ssize_t)s.len);
+}
+
+/* [(name lower-cased, value)] as bytes, in order */
+static PyObject *header_list(piston_req *q) {
+  size_t n = piston_req_header_count(q);
+  PyObject *hs = PyList_New((Py_ssize_t)n);
+  if (!hs)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    piston_header h = piston_req_header_at(q, i);
+    PyObject *name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)h.name.len);
+    if (name) {
+      char *p = PyBytes_AS_STRING(name);
+      for (size_t k = 0; k < h.name.len; k++) {
+        char c = h.name.ptr[k];
+        p[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+      }
+    }
+    PyObject *value = name ? bytes_of(h.value) : NULL;
+    PyObject *t = value ? PyTuple_Pack(2, name, value) : NULL;
+    Py_XDECREF(name);
+    Py_XDECREF(value);
+    if (!t) {
+      Py_DECREF(hs);
+      return NULL;
+    }
+    PyList_SET_ITEM(hs, (Py_ssize_t)i, t);
+  }
+  return hs;
+}
+
+static PyObject *client_of(piston_req *q) {
+  int port = 0;
+  const char *addr = piston_req_remote_addr(q, &port);
+  if (!addr || !*addr)
+    Py_RETURN_NONE; /* a Unix socket */
+  PyObject *host = PyUnicode_FromString(addr);
+  PyObject *p = host ? PyLong_FromLong(port) : NULL;
+  PyObject *t = p ? PyTuple_Pack(2, host, p) : NULL;
+  Py_XDECREF(host);
+  Py_XDECREF(p);
+  return t;
+}
+
+/* "path" is raw_path percent-decoded as UTF-8; without a '%' there is
+ * nothing to decode, and the bytes map one to one (Latin-1). */
+static PyObject *path_of(AsgiServerObject *s, piston_str raw) {
+  PyObject *latin =
+      PyUnicode_DecodeLatin1(raw.ptr ? raw.ptr : "", (Py_ssize_t)raw.len, NULL);
+  if (!latin || !raw.ptr || !memchr(raw.ptr, '%', raw.len))
+    return latin;
+  PyObject *out =
+      PyObject_CallFunctionObjArgs(s->unquote, latin, v_utf8, v_replace, NULL);
+  Py_DECREF(latin);
+  return out;
+}
+
+/* Sets d[k] = v and drops the reference to v; -1 if v is NULL. */
+static int put(PyObject *d, PyObject *k, PyObject *v) {
+  if (!v)
+    return -1;
+  int rc = PyDict_SetItem(d, k, v);
+  Py_DECREF(v);
+  return rc;
+}
+
+static PyObject *asgi_info(void) {
+  PyObject *d = PyDict_New();
+  if (d && (PyDict_SetItem(d, k_version, v_asgi3) < 0 ||
+            PyDict_SetItem(d, k_spec_version, v_spec) < 0))
+    Py_CLEAR(d);
+  return d;
+}
+
+static PyObject *extensions(void) {
+  PyObject *d = PyDict_New();
+  if (d && (put(d, k_pathsend, PyDict_New()) < 0 ||
+            put(d, k_trailers, PyDict_New()) < 0))
+    Py_CLEAR(d);
+  return d;
+}
+
+static PyObject *state_copy(AsgiServerObject *s) {
+  if (s->state && PyDict_Check(s->state) && PyDict_GET_SIZE(s->state) > 0)
+    return PyDict_Copy(s->state);
+  return PyDict_New();
+}
+
+PyObject *piston_asgi_scope(AsgiServerObject *s, piston_req *q) {
+  PyObject *d = PyDict_New();
+  if (!d)
+    return NULL;
+  piston_str raw = piston_req_path(q);
+  if (PyDict_SetItem(d, k_type, v_http) < 0 ||
+      put(d, k_asgi, asgi_info()) < 0 ||
+      PyDict_SetItem(d, k_http_version,
+                     piston_req_http_minor(q) ? v_11 : v_10) < 0 ||
+      put(d, k_method, method_str(piston_req_method(q))) < 0 ||
+      PyDict_SetItem(d, k_scheme, v_http) < 0 ||
+      put(d, k_path, path_of(s, raw)) < 0 ||
+      put(d, k_raw_path, bytes_of(raw)) < 0 ||
+      put(d, k_query_string, bytes_of(piston_req_query(q))) < 0 ||
+      PyDict_SetItem(d, k_root_path, s->root_path) < 0 ||
+      put(d, k_headers, header_list(q)) < 0 ||
+      put(d, k_client, client_of(q)) < 0 ||
+      PyDict_SetItem(d, k_server, s->server) < 0 ||
+      put(d, k_state, state_copy(s)) < 0 ||
+      put(d, k_extensions, extensions()) < 0)
+    Py_CLEAR(d);
+  return d;
+}
