@@ -30,6 +30,39 @@ static PyObject *done_next(PyObject *self) {
   return NULL;
 }
 
+/* send/throw/close make it a collections.abc.Coroutine too, so that
+ * asyncio.create_task() takes it as it takes an `async def` send's
+ * coroutine: its first send() finishes it. */
+static PyObject *done_send(PyObject *self, PyObject *value) {
+  (void)self;
+  (void)value;
+  PyErr_SetNone(PyExc_StopIteration);
+  return NULL;
+}
+
+static PyObject *done_throw(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *typ, *val = NULL, *tb = NULL;
+  if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb))
+    return NULL;
+  if (PyExceptionInstance_Check(typ))
+    PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+  else
+    PyErr_SetObject(typ, val);
+  return NULL;
+}
+
+static PyObject *done_close(PyObject *self, PyObject *noargs) {
+  (void)self;
+  (void)noargs;
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef done_methods[] = {{"send", done_send, METH_O, NULL},
+                                     {"throw", done_throw, METH_VARARGS, NULL},
+                                     {"close", done_close, METH_NOARGS, NULL},
+                                     {NULL, NULL, 0, NULL}};
+
 static PyAsyncMethods done_async = {.am_await = done_await};
 
 static PyTypeObject DoneType = {
@@ -40,6 +73,7 @@ static PyTypeObject DoneType = {
     .tp_as_async = &done_async,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = done_next,
+    .tp_methods = done_methods,
 };
 
 static PyObject *done;

@@ -1,5 +1,6 @@
 """Raw ASGI apps for tests/python/test_asgi.py."""
 import asyncio
+import inspect
 import json
 import os
 
@@ -119,8 +120,6 @@ async def app(scope, receive, send):
     if path == "/send-misuse":
         # send() is C: it must raise what the spec says, and what it returns
         # must behave as an awaitable everywhere an app may put it
-        import asyncio
-        import inspect
         seen = {}
 
         async def attempt(name, message):
@@ -139,6 +138,8 @@ async def app(scope, receive, send):
                         "headers": [(b"content-type", b"application/json")]})
         seen["awaitable"] = inspect.isawaitable(started)
         await asyncio.ensure_future(started)
+        await asyncio.create_task(send({"type": "http.response.body", "body": b"",
+                                        "more_body": True}))
         await attempt("start-twice", {"type": "http.response.start", "status": 200})
         await attempt("bad-body", {"type": "http.response.body", "body": 42,
                                    "more_body": True})
