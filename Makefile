@@ -90,11 +90,12 @@ test-node: node
 	npm test
 
 # Load, slow clients, resets under ASan/LSan, graceful shutdown, traversal,
-# framing compared with nginx (tests/reliability, figures in
-# docs/reliability.md). The long versions: make soak.
+# framing compared with nginx, handler faults through the Python and Node
+# hosts (tests/reliability, figures in docs/reliability.md). The long
+# versions: make soak.
 ASAN_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
-test-reliability: all
+test-reliability: all dev node
 	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)" all
 	PISTON_BUILD=$(BUILD) PISTON_ASAN_BUILD=build-asan \
 	    $(PYTHON) -m pytest -q tests/reliability

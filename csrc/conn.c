@@ -152,7 +152,35 @@ void piston__conn_close(piston__conn *c) {
     loop->srv->on_conn_closed(loop, c->id, loop->srv->on_conn_closed_ud);
 }
 
-/* The timer a connection's state calls for. */
+/* With the handler timeout on: whether the host holds r without having
+ * started its response, and whether the client waits for the 100 Continue
+ * that the host's first body read sends. The host changes both from any
+ * thread, hence the lock (taken only when the timeout is on). */
+static bool host_owes_response(const piston__conn *c, piston_req *r,
+                               bool *owes_continue) {
+  *owes_continue = false;
+  if (c->loop->srv->opt[PISTON_OPT_HANDLER_TIMEOUT_MS] <= 0 || r->native ||
+      r->loop_ended)
+    return false;
+  pthread_mutex_lock(&r->lock);
+  bool owed = r->resp == RESP_NONE;
+  *owes_continue = owed && r->expect_continue;
+  pthread_mutex_unlock(&r->lock);
+  return owed;
+}
+
+/* The timer a connection's state calls for.
+ *
+ * While the host holds a request there is one timer slot for two limits.
+ * The body timeout runs while the engine waits on the client for body
+ * bytes: a slow upload is the client's fault (408), and the app cannot
+ * answer before it has the body it is reading. The handler timeout runs
+ * while the wait is on the host: the body is complete, or reading paused
+ * because the host has not consumed what is buffered, or the client waits
+ * for a 100 Continue that the host's first read would send. Each switch
+ * from body to handler starts the handler timeout afresh (a list's entries
+ * must share one duration from the moment they are set), so it bounds one
+ * uninterrupted stretch in which only the host can make progress. */
 static void restore_timer(piston__conn *c) {
   int kind = TIMER_NONE;
   switch (c->state) {
@@ -160,10 +188,16 @@ static void restore_timer(piston__conn *c) {
   case CONN_HEAD:
     return; /* runs from the first byte; progress does not extend it */
   case CONN_ACTIVE: {
-    /* waiting on the client for body bytes; not while the host is slow */
     piston_req *r = c->req;
-    if (r && !r->body_done && (!r->reading_paused || r->discard_body))
+    if (!r)
+      break;
+    bool owes_continue;
+    bool owed = host_owes_response(c, r, &owes_continue);
+    if (!r->body_done && (!r->reading_paused || r->discard_body) &&
+        !owes_continue)
       kind = TIMER_BODY;
+    else if (owed)
+      kind = TIMER_HANDLER;
     break;
   }
   case CONN_CLOSING: kind = TIMER_WRITE; break;
@@ -194,9 +228,23 @@ static void report_client_error(piston__conn *c, int status) {
   srv->on_client_error(c->loop, status, addr, port, srv->on_client_error_ud);
 }
 
-void piston__conn_reject(piston__conn *c, int status) {
+/* The host held r past the handler timeout without starting a response.
+ * One line, because the app's own logs cannot tell that the client got an
+ * answer from the engine rather than from the app. */
+static void log_handler_timeout(const piston__conn *c, const piston_req *r) {
+  piston_str m = piston_req_method(r), p = piston_req_path(r);
+  piston__log("handler timeout: %.*s %.*s not answered within %lld ms: sent "
+              "503",
+              (int)m.len, m.ptr, (int)(p.len > 256 ? 256 : p.len), p.ptr,
+              (long long)c->loop->srv->opt[PISTON_OPT_HANDLER_TIMEOUT_MS]);
+}
+
+/* Answers with an engine error instead of the host, then closes. host_late:
+ * the error is the host's fault (a handler timeout), so it is not reported
+ * as a client error, and a host that started its response in the meantime
+ * (posted from its thread, not applied yet) keeps it. */
+static void engine_answer(piston__conn *c, int status, bool host_late) {
   piston_req *r = c->req;
-  c->broken = true;
   int resp = RESP_NONE;
   if (r) {
     pthread_mutex_lock(&r->lock);
@@ -210,6 +258,11 @@ void piston__conn_reject(piston__conn *c, int status) {
     }
     pthread_mutex_unlock(&r->lock);
   }
+  if (host_late && resp != RESP_NONE) {
+    restore_timer(c);
+    return;
+  }
+  c->broken = true;
   if (resp == RESP_STARTED) {
     /* the host already started a response: too late for a status */
     piston__conn_close(c);
@@ -218,7 +271,10 @@ void piston__conn_reject(piston__conn *c, int status) {
   if (resp == RESP_NONE) {
     if (r && atomic_load(&r->refs) > 1)
       piston__req_notify(r, PISTON_EV_CLOSED);
-    report_client_error(c, status);
+    if (host_late)
+      log_handler_timeout(c, r);
+    else
+      report_client_error(c, status);
     if (piston__resp_error(&c->out, status, r && r->is_head) != 0) {
       piston__conn_close(c);
       return;
@@ -228,6 +284,10 @@ void piston__conn_reject(piston__conn *c, int status) {
   c->state = CONN_CLOSING;
   piston__timer_set(c, TIMER_WRITE);
   piston__conn_mark_dirty(c);
+}
+
+void piston__conn_reject(piston__conn *c, int status) {
+  engine_answer(c, status, false);
 }
 
 static int parse_error_status(llhttp_t *p, llhttp_errno_t err) {
@@ -477,6 +537,10 @@ void piston__conn_run(piston__conn *c) {
     piston__conn_close(c);
     return;
   }
+  /* reading may have resumed (the host consumed its buffered body) with no
+   * byte arriving yet: the wait is on the client again, the body timeout's */
+  if (c->timer == TIMER_HANDLER)
+    restore_timer(c);
   if (c->out.pending)
     piston__conn_mark_dirty(c);
 }
@@ -510,6 +574,10 @@ void piston__conn_flush(piston__conn *c) {
       restore_timer(c);
     }
   }
+  /* A response that starts brings output, so every start passes here: from
+   * then on the handler timeout no longer applies. */
+  if (c->timer == TIMER_HANDLER)
+    restore_timer(c);
   if (c->req)
     piston__req_update_pressure(c->req);
   if (c->state == CONN_CLOSING && c->out.pending == 0)
@@ -522,6 +590,10 @@ void piston__conn_timeout(piston__conn *c, int kind) {
   case CONN_ACTIVE:
     if (kind == TIMER_BODY && c->req) {
       piston__conn_reject(c, 408); /* closes if a response has started */
+      return;
+    }
+    if (kind == TIMER_HANDLER && c->req) {
+      engine_answer(c, 503, true); /* as Go's http.TimeoutHandler */
       return;
     }
     break;

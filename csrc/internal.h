@@ -80,6 +80,7 @@ typedef enum {
   TIMER_IDLE,
   TIMER_WRITE,
   TIMER_LINGER,
+  TIMER_HANDLER, /* the host holds a request it has not started answering */
   TIMER__COUNT
 } piston__timer_kind;
 

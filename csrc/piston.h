@@ -74,7 +74,16 @@ typedef struct {
 /* ---- server: configuration, routes, handler ------------------------------ */
 
 /* Server options: X(NAME, meaning). The bindings build their option names
- * from this list, so an option added here reaches them without a copy. */
+ * from this list, so an option added here reaches them without a copy; new
+ * options go at the end so that the numbers of the others do not change.
+ *
+ * HANDLER_TIMEOUT_MS bounds how long the host may hold a request without
+ * starting its response (as Go's http.TimeoutHandler does): the engine then
+ * answers 503 with Connection: close, the host gets PISTON_EV_CLOSED and its
+ * later calls fail with PISTON_ECLOSED, as after a client disconnect. Once
+ * the response has started it no longer applies (a long stream is the
+ * host's business, a stalled reader the write timeout's). Native routes are
+ * never timed. */
 #define PISTON_OPTION_MAP(X)                                                   \
   X(MAX_HEAD_SIZE, "bytes of request line + headers (431)")                    \
   X(MAX_URL_SIZE, "bytes of the request target (414)")                         \
@@ -90,7 +99,10 @@ typedef struct {
   X(MAX_CONNECTIONS, "per loop; accept pauses beyond it")                      \
   X(ACCESS_LOG, "1: one line per response on stderr")                          \
   X(SHARE_PORT, "1: join a TCP port other processes of this user listen on "   \
-                "(prefork workers); 0: a port in use is PISTON_EADDRINUSE")
+                "(prefork workers); 0: a port in use is PISTON_EADDRINUSE")    \
+  X(HANDLER_TIMEOUT_MS, "for the host to start its response (status and "      \
+                        "headers), else the engine answers 503 and closes; "   \
+                        "0 = no limit")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,

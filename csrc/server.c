@@ -23,6 +23,7 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
     [PISTON_OPT_MAX_CONNECTIONS] = 100000,
     [PISTON_OPT_ACCESS_LOG] = 0,
     [PISTON_OPT_SHARE_PORT] = 0,
+    [PISTON_OPT_HANDLER_TIMEOUT_MS] = 0, /* off: node:http has none either */
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */

@@ -23,6 +23,7 @@ static uint64_t duration(const piston_server *s, int kind) {
   case TIMER_BODY: return (uint64_t)s->opt[PISTON_OPT_BODY_TIMEOUT_MS];
   case TIMER_IDLE: return (uint64_t)s->opt[PISTON_OPT_IDLE_TIMEOUT_MS];
   case TIMER_WRITE: return (uint64_t)s->opt[PISTON_OPT_WRITE_TIMEOUT_MS];
+  case TIMER_HANDLER: return (uint64_t)s->opt[PISTON_OPT_HANDLER_TIMEOUT_MS];
   default: return LINGER_MS;
   }
 }

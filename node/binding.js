@@ -92,6 +92,8 @@ const OPTION_NAMES = {
   backlog: native.OPT_BACKLOG,
   maxConnections: native.OPT_MAX_CONNECTIONS,
   accessLog: native.OPT_ACCESS_LOG,
+  // ms for the handler to start its response, else the engine answers 503
+  handlerTimeout: native.OPT_HANDLER_TIMEOUT_MS,
 };
 
 // A native server with options set and listening addresses added; start()

@@ -597,6 +597,9 @@ class Server extends EventEmitter {
     this.requestTimeout = options.requestTimeout ?? 300000;
     this.maxHeadersCount = options.maxHeadersCount ?? null;
     this.maxHeaderSize = options.maxHeaderSize;
+    // ms; 0: off, as node:http has no such limit. Past it without a started
+    // response the engine answers 503 and the req/res get 'close'.
+    this.handlerTimeout = options.handlerTimeout ?? 0;
     this.timeout = 0;
     this.maxRequestsPerSocket = 0;
     if (handler) this.on('request', handler);
@@ -613,6 +616,7 @@ class Server extends EventEmitter {
       maxHeaders: this.maxHeadersCount || undefined,
     };
     for (const k of Object.keys(B.OPTION_NAMES)) if (o[k] !== undefined) out[k] = o[k];
+    out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
     return out;
   }
 

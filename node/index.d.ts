@@ -27,6 +27,13 @@ export interface EngineOptions {
   maxConnections?: number;
   /** One line per response on stderr. */
   accessLog?: boolean;
+  /**
+   * Milliseconds for a handler to start its response (status and headers).
+   * Past it the engine answers 503 with Connection: close; the request gets
+   * 'aborted' (if its body was incomplete) and 'close', the response 'close',
+   * and later writes do nothing. 0 (the default) = no limit.
+   */
+  handlerTimeout?: number;
 }
 
 export interface ServerOptions extends EngineOptions {
@@ -113,6 +120,8 @@ export declare class Server extends EventEmitter {
   keepAliveTimeout: number;
   headersTimeout: number;
   requestTimeout: number;
+  /** See EngineOptions.handlerTimeout; settable before listen(). Default 0 (off). */
+  handlerTimeout: number;
   maxHeadersCount: number | null;
   listen(port?: number, host?: string, backlog?: number, cb?: () => void): this;
   listen(port?: number, host?: string, cb?: () => void): this;

@@ -20,6 +20,7 @@ SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=
 
 make all
 make BUILD=build-asan CC=clang OPT=-O1 SAN="$SAN" all
+make dev node  # the Python and Node hosts of the host tests
 
 i=1
 while [ "$i" -le "$SOAK_ROUNDS" ]; do

@@ -107,8 +107,11 @@ def build_parser():
                    help="ASGI event loop: auto is uvloop when installed")
     p.add_argument("--handler-timeout", type=_seconds("--handler-timeout"), default=None,
                    metavar="SECONDS",
-                   help="ASGI: cancel a request's app task (and answer 500) if it has "
-                        "not started its response after this long (default: no limit)")
+                   help="if the app has not started its response (status and "
+                        "headers) after this long: WSGI: the engine answers 503 and "
+                        "closes the connection (the app's thread runs on; its writes "
+                        "then fail quietly); ASGI: the app's task is cancelled and "
+                        "500 sent (default: no limit)")
     p.add_argument("--factory", action="store_true",
                    help="APP is a function returning the app")
     p.add_argument("--root-path", default="",

@@ -53,10 +53,12 @@ class Config:
     max_requests: int = 0
     max_requests_jitter: int = 0
     reuse_port: bool = True
+    # seconds; 0: no limit. WSGI: the engine's handler timeout (503);
+    # ASGI: asgi.py cancels the task (500)
+    handler_timeout: float = 0.0
     # ASGI only
     lifespan: str = "auto"        # auto | on | off
     loop: str = "auto"            # auto (uvloop if installed) | asyncio | uvloop
-    handler_timeout: float = 0.0  # seconds; 0: no limit
 
 
 # ---- addresses -------------------------------------------------------------
@@ -219,6 +221,12 @@ class Worker:
         cfg = self.cfg
         srv = _piston.Server()
         configure_server(srv, cfg, self.listen, self.multiprocess)
+        if cfg.handler_timeout > 0:
+            # A pool thread running a hung app cannot be stopped, so the
+            # engine answers the client (503) and the thread's later writes
+            # fail with ClientDisconnected, which handle() logs at debug.
+            srv.set_option(_piston.OPT_HANDLER_TIMEOUT_MS,
+                           max(1, int(cfg.handler_timeout * 1000 + 0.5)))
         server_name, server_port = "localhost", "0"
         try:
             srv.start(cfg.loops)

@@ -208,6 +208,12 @@ class _Exchange:
 
 def handle(req, app, base, root_path=""):
     """Runs one request through the app. Never raises."""
+    if req.started:
+        # the engine answered it while it waited in the queue (the handler
+        # timeout, with every thread held): the app's writes could only fail
+        log.debug("already answered by the engine: %s %s", req.method, req.target)
+        req.finish()
+        return
     result = None
     try:
         environ = req.environ(base, root_path)

@@ -684,7 +684,8 @@ static void usage(FILE *f) {
           "usage: " PROG " --bind HOST:PORT [--threads N] [--max-head-size B]\n"
           "       [--max-url-size B] [--max-headers N] [--max-body-size B]\n"
           "       [--head-timeout S] [--body-timeout S] [--idle-timeout S]\n"
-          "       [--write-timeout S] [--shutdown-timeout S]\n"
+          "       [--write-timeout S] [--handler-timeout S] "
+          "[--shutdown-timeout S]\n"
           "       [--body-high-water B] [--write-high-water B] [--backlog N]\n"
           "       [--max-connections N] [--access-log]\n");
 }
@@ -781,6 +782,7 @@ int main(int argc, char **argv) {
       {"--body-timeout", PISTON_OPT_BODY_TIMEOUT_MS, 1},
       {"--idle-timeout", PISTON_OPT_IDLE_TIMEOUT_MS, 1},
       {"--write-timeout", PISTON_OPT_WRITE_TIMEOUT_MS, 1},
+      {"--handler-timeout", PISTON_OPT_HANDLER_TIMEOUT_MS, 1},
       {"--body-high-water", PISTON_OPT_BODY_HIGH_WATER, 0},
       {"--write-high-water", PISTON_OPT_WRITE_HIGH_WATER, 0},
       {"--backlog", PISTON_OPT_BACKLOG, 0},

@@ -246,6 +246,38 @@ describe('App: responses', () => {
   });
 });
 
+describe('App: handlerTimeout', () => {
+  test('a handler that never responds: the engine answers 503, res gets close', async () => {
+    const app = new App({ handlerTimeout: 200 });
+    let closed = false;
+    let later;
+    app.get('/hang', (req, res) => {
+      res.on('close', () => {
+        closed = true;
+        // a late answer does nothing (and does not throw)
+        later = res.status(200).end('late').ended;
+      });
+    });
+    app.get('/ok', (req, res) => res.end('ok'));
+    const port = await start(app);
+    try {
+      const t0 = Date.now();
+      const text = await raw(port, 'GET /hang HTTP/1.1\r\nHost: h\r\n\r\n', 3000);
+      const took = Date.now() - t0;
+      const [r] = parseResponses(text);
+      assert.equal(r.statusLine, 'HTTP/1.1 503 Service Unavailable');
+      assert.equal(r.headers.connection, 'close');
+      assert.equal(r.body, 'Service Unavailable\n');
+      assert.ok(took >= 180 && took < 1500, String(took));
+      assert.equal(closed, true);
+      assert.equal(later, true);
+      assert.equal((await request(port, 'GET', '/ok')).body, 'ok');
+    } finally {
+      await stop(app);
+    }
+  });
+});
+
 describe('App: many connections', () => {
   test('600 keep-alive requests over 30 connections', async () => {
     const app = new App();

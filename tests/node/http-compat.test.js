@@ -398,6 +398,68 @@ describe('createServer: backpressure', () => {
   });
 });
 
+describe('createServer: handlerTimeout', () => {
+  test('off by default, as in node:http', async () => {
+    const server = piston.createServer(() => {});
+    assert.equal(server.handlerTimeout, 0);
+  });
+
+  test("no response in time: the engine's 503, req 'aborted' and 'close', res 'close'", async () => {
+    const ev = [];
+    let done;
+    const finished = new Promise((r) => (done = r));
+    const server = piston.createServer((req, res) => {
+      if (req.url === '/ok') return res.end('ok');
+      req.on('aborted', () => ev.push('aborted'));
+      req.on('error', (e) => ev.push('req error ' + e.code));
+      req.on('close', () => ev.push('req close'));
+      res.on('finish', () => ev.push('finish'));
+      res.on('close', () => {
+        ev.push('res close');
+        // a late answer is dropped, without throwing
+        res.writeHead(200).end('late');
+        done();
+      });
+    });
+    server.handlerTimeout = 200; // settable before listen
+    const { port } = await listen(server);
+    try {
+      const t0 = Date.now();
+      // the client waits for 100 Continue (which a read would send), so the
+      // wait is on the handler; the body is incomplete: 'aborted' too
+      const text = await raw(port, 'POST /hang HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n', 3000);
+      const took = Date.now() - t0;
+      await finished;
+      const [r] = parseResponses(text);
+      assert.equal(r.statusLine, 'HTTP/1.1 503 Service Unavailable');
+      assert.equal(r.headers.connection, 'close');
+      assert.ok(took < 1500, String(took));
+      assert.ok(ev.includes('aborted'), ev.join());
+      assert.ok(ev.includes('req close'), ev.join());
+      assert.ok(ev.includes('res close'), ev.join());
+      assert.equal(ev.includes('finish'), false);
+      assert.equal((await request(port, 'GET', '/ok')).body, 'ok');
+    } finally {
+      await close(server);
+    }
+  });
+
+  test('a started response is not cut', async () => {
+    await withServer(
+      (req, res) => {
+        res.write('a');
+        setTimeout(() => res.end('b'), 400);
+      },
+      async (port) => {
+        const [r] = parseResponses(await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', 3000));
+        assert.equal(r.status, 200);
+        assert.equal(r.body, 'ab');
+      },
+      { handlerTimeout: 200 },
+    );
+  });
+});
+
 describe('createServer: aborts', () => {
   test("client gone mid-body: req 'aborted', res 'close' without 'finish'", async () => {
     const events = [];

@@ -169,3 +169,34 @@ def test_traceback_logged(start_piston):
     assert request(srv.port, path="/raise").status == 500
     log = srv.log()
     assert "Traceback" in log and "RuntimeError: boom" in log and "GET /raise" in log
+
+
+def test_handler_timeout_503_and_late_writes_quiet(start_piston):
+    """--handler-timeout: an app that has not started its response in time
+    has its client answered by the engine (503, Connection: close); the
+    held thread's later write fails without a traceback. With both threads
+    held, a queued request is answered in time too."""
+    import threading
+    import time
+    srv = start_piston("apps:broken", "--handler-timeout", "0.5", "--threads", "2")
+    results = []
+
+    def hung():
+        t0 = time.monotonic()
+        r = request(srv.port, path="/sleep?s=1.5")
+        results.append((r.status, r.header("Connection"), r.body, time.monotonic() - t0))
+
+    ths = [threading.Thread(target=hung) for _ in range(3)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(10)
+    assert len(results) == 3
+    for status, conn, body, took in results:
+        assert (status, conn, body) == (503, "close", b"Service Unavailable\n")
+        assert 0.4 < took < 1.4, took
+    time.sleep(1.5)  # the held threads finish and write, too late
+    assert request(srv.port, path="/ok").body == b"ok"
+    log = srv.log()
+    assert log.count("handler timeout: GET /sleep not answered within 500 ms: sent 503") == 3
+    assert "Traceback" not in log and "Error handling" not in log
