@@ -270,7 +270,8 @@ static void engine_answer(piston__conn *c, int status, bool host_late) {
   }
   if (resp == RESP_NONE) {
     if (r && atomic_load(&r->refs) > 1)
-      piston__req_notify(r, PISTON_EV_CLOSED);
+      piston__req_notify(r, PISTON_EV_CLOSED |
+                                (host_late ? PISTON_EV_TIMEOUT : 0));
     if (host_late)
       log_handler_timeout(c, r);
     else

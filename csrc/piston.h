@@ -79,8 +79,9 @@ typedef struct {
  *
  * HANDLER_TIMEOUT_MS bounds how long the host may hold a request without
  * starting its response (as Go's http.TimeoutHandler does): the engine then
- * answers 503 with Connection: close, the host gets PISTON_EV_CLOSED and its
- * later calls fail with PISTON_ECLOSED, as after a client disconnect. Once
+ * answers 503 with Connection: close, the host gets PISTON_EV_CLOSED (with
+ * PISTON_EV_TIMEOUT) and its later calls fail with PISTON_ECLOSED, as after
+ * a client disconnect. Once
  * the response has started it no longer applies (a long stream is the
  * host's business, a stalled reader the write timeout's). Native routes are
  * never timed. */
@@ -248,6 +249,10 @@ typedef enum {
   PISTON_EV_BODY = 1,   /* more request body is readable, or its end */
   PISTON_EV_DRAIN = 2,  /* the response queue fell below its low-water mark */
   PISTON_EV_CLOSED = 4, /* the client went away; the request is dead */
+  /* with EV_CLOSED: it was the engine that answered (503), the host being
+   * past PISTON_OPT_HANDLER_TIMEOUT_MS; a host that can stop the handler
+   * (cancel a task) does so, as nobody waits for it any more */
+  PISTON_EV_TIMEOUT = 8,
 } piston_event;
 /* Notifications for one request, delivered on the loop thread. Set before
  * the first read/write that may need them (ideally in the request cb). */

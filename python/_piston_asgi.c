@@ -39,6 +39,14 @@ static void a_on_event(piston_req *req, int events, void *ud) {
   Py_INCREF(r);
   if (piston_asgi_wake(r) < 0)
     PyErr_WriteUnraisable((PyObject *)r);
+  if (events & PISTON_EV_TIMEOUT) {
+    /* the engine answered for an app past the handler timeout: the Python
+     * side cancels its task */
+    PyObject *res = PyObject_CallMethod((PyObject *)r, "_timed_out", NULL);
+    if (!res)
+      PyErr_WriteUnraisable((PyObject *)r);
+    Py_XDECREF(res);
+  }
   Py_DECREF(r);
 }
 
@@ -543,7 +551,8 @@ int piston_asgi_init(PyObject *m) {
   }
   if (PyModule_AddIntConstant(m, "EV_BODY", PISTON_EV_BODY) < 0 ||
       PyModule_AddIntConstant(m, "EV_DRAIN", PISTON_EV_DRAIN) < 0 ||
-      PyModule_AddIntConstant(m, "EV_CLOSED", PISTON_EV_CLOSED) < 0)
+      PyModule_AddIntConstant(m, "EV_CLOSED", PISTON_EV_CLOSED) < 0 ||
+      PyModule_AddIntConstant(m, "EV_TIMEOUT", PISTON_EV_TIMEOUT) < 0)
     return -1;
   return 0;
 }

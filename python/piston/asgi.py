@@ -65,7 +65,7 @@ class Exchange(_piston.AsgiRequest):
     closed, body_done, waiters), where send() of http.response.start and
     http.response.body runs; the rest is here."""
 
-    __slots__ = ("host", "task", "timed_out", "timer", "__weakref__")
+    __slots__ = ("host", "task", "timed_out", "__weakref__")
 
     def _wait(self):
         f = self.host.loop.create_future()
@@ -137,6 +137,14 @@ class Exchange(_piston.AsgiRequest):
         else:
             raise ValueError("unknown ASGI message type %r" % kind)
 
+    def _timed_out(self):
+        # the engine answered 503 (--handler-timeout): nobody waits for the
+        # app any more
+        self.timed_out = True
+        t = self.task
+        if t is not None and not t.done():
+            t.cancel()
+
     async def _drain(self):
         # after a write reported pressure: until EV_DRAIN or EV_CLOSED
         await self._wait()
@@ -174,8 +182,9 @@ class Exchange(_piston.AsgiRequest):
                               else "starting a response", scope["method"], scope["path"])
                 self.abort()
         except asyncio.CancelledError:
-            if self.timed_out:
-                log.error("ASGI handler timed out (%s %s)", scope["method"], scope["path"])
+            if self.timed_out:  # the engine logged it and answered 503
+                log.debug("ASGI task cancelled: handler timeout (%s %s)",
+                          scope["method"], scope["path"])
             self.abort()
             if not self.timed_out:
                 raise
@@ -319,7 +328,6 @@ class AsgiWorker:
             import random
             limit += random.randint(0, cfg.max_requests_jitter)
         self.max_requests = limit
-        self.handler_timeout = getattr(cfg, "handler_timeout", 0) or 0
         root = cfg.root_path
         self.root_path = root
 
@@ -383,32 +391,21 @@ class AsgiWorker:
         # inside poll: the engine made the exchange and its scope; start the app
         ex.host = self
         ex.timed_out = False
-        ex.timer = None
+        ex.task = None
         self.exchanges.add(ex)
         coro = ex.run(self.app, scope)
         if _EAGER:
             ex.task = asyncio.Task(coro, loop=self.loop, eager_start=True)
         else:
             ex.task = self.loop.create_task(coro)
-        if self.handler_timeout and not ex.task.done():
-            ex.timer = self.loop.call_later(self.handler_timeout, self._timeout, ex)
         if self.max_requests:
             self.count += 1
             if self.count == self.max_requests:
                 log.info("max requests (%d) reached: restarting", self.max_requests)
                 self.on_retire()
 
-    def _timeout(self, ex):
-        t = ex.task
-        if t is not None and not t.done() and not ex.started:
-            ex.timed_out = True
-            t.cancel()
-
     def finished(self, ex):
         self.exchanges.discard(ex)
-        if ex.timer is not None:
-            ex.timer.cancel()
-            ex.timer = None
 
     # -- stopping
     def stop(self):

@@ -108,10 +108,10 @@ def build_parser():
     p.add_argument("--handler-timeout", type=_seconds("--handler-timeout"), default=None,
                    metavar="SECONDS",
                    help="if the app has not started its response (status and "
-                        "headers) after this long: WSGI: the engine answers 503 and "
-                        "closes the connection (the app's thread runs on; its writes "
-                        "then fail quietly); ASGI: the app's task is cancelled and "
-                        "500 sent (default: no limit)")
+                        "headers) after this long, the engine answers 503 and "
+                        "closes the connection. WSGI: the app's thread runs on (its "
+                        "writes then fail quietly); ASGI: the app's task is "
+                        "cancelled (default: no limit)")
     p.add_argument("--factory", action="store_true",
                    help="APP is a function returning the app")
     p.add_argument("--root-path", default="",

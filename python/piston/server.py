@@ -53,8 +53,8 @@ class Config:
     max_requests: int = 0
     max_requests_jitter: int = 0
     reuse_port: bool = True
-    # seconds; 0: no limit. WSGI: the engine's handler timeout (503);
-    # ASGI: asgi.py cancels the task (500)
+    # seconds; 0: no limit. The engine's handler timeout (503); ASGI also
+    # cancels the app's task
     handler_timeout: float = 0.0
     # ASGI only
     lifespan: str = "auto"        # auto | on | off
@@ -168,6 +168,13 @@ def configure_server(srv, cfg, listen, multiprocess):
         srv.set_option(opt, value)
     if cfg.access_log:
         srv.set_option(_piston.OPT_ACCESS_LOG, 1)
+    if cfg.handler_timeout > 0:
+        # The engine answers the client (503) and tells the host. WSGI: a
+        # pool thread running a hung app cannot be stopped; its later writes
+        # fail with ClientDisconnected, which handle() logs at debug. ASGI:
+        # the app's task is cancelled.
+        srv.set_option(_piston.OPT_HANDLER_TIMEOUT_MS,
+                       max(1, int(cfg.handler_timeout * 1000 + 0.5)))
     if multiprocess:
         # sibling workers listen on the same SO_REUSEPORT port on purpose;
         # the supervisor already checked that it was free
@@ -221,12 +228,6 @@ class Worker:
         cfg = self.cfg
         srv = _piston.Server()
         configure_server(srv, cfg, self.listen, self.multiprocess)
-        if cfg.handler_timeout > 0:
-            # A pool thread running a hung app cannot be stopped, so the
-            # engine answers the client (503) and the thread's later writes
-            # fail with ClientDisconnected, which handle() logs at debug.
-            srv.set_option(_piston.OPT_HANDLER_TIMEOUT_MS,
-                           max(1, int(cfg.handler_timeout * 1000 + 0.5)))
         server_name, server_port = "localhost", "0"
         try:
             srv.start(cfg.loops)

@@ -25,7 +25,7 @@
 static const piston_header text[] = {
     {{"Content-Type", 12}, {"text/plain", 10}}};
 
-static atomic_int closed_events, late_rc, started_rc, held;
+static atomic_int closed_events, timeout_events, late_rc, started_rc, held;
 
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -45,6 +45,8 @@ static void hang_event(piston_req *req, int events, void *ud) {
   if (!(events & PISTON_EV_CLOSED))
     return;
   atomic_fetch_add(&closed_events, 1);
+  if (events & PISTON_EV_TIMEOUT) /* the engine says why: the timeout */
+    atomic_fetch_add(&timeout_events, 1);
   atomic_store(&late_rc, piston_resp_send(req, 200, text, 1, "late", 4));
   atomic_fetch_sub(&held, 1);
   piston_req_release(req);
@@ -256,6 +258,7 @@ int main(void) {
   CHECK(ms >= TIMEOUT_MS - 20 && ms < TIMEOUT_MS + 500);
   wait_held_zero();
   CHECK_EQ_INT(atomic_load(&closed_events), 1);
+  CHECK_EQ_INT(atomic_load(&timeout_events), 1);
   CHECK_EQ_INT(atomic_load(&late_rc), PISTON_ECLOSED);
 
   /* HEAD: the same status line and fields, no body */

@@ -168,7 +168,11 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"never"})
         return
     if path == "/hang":
-        await asyncio.sleep(3600)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            EVENTS.append("hang:cancelled")
+            raise
         return
     if path == "/pathsend":
         await send({"type": "http.response.start", "status": 200,

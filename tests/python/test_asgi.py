@@ -280,10 +280,20 @@ def test_bad_header_is_500(asgi):
 
 
 def test_handler_timeout(asgi):
+    # the engine answers 503 and the app's task is cancelled: the app's
+    # finally clause records it
     t0 = time.monotonic()
-    r = request(asgi.port, path="/hang")
-    assert r.status == 500
+    sock = connect(asgi.port)
+    try:
+        sock.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive asked
+        r = Reader(sock).response()
+        assert r.status == 503
+        assert ("Connection", "close") in r.headers
+        assert sock.recv(1) == b""  # and closed
+    finally:
+        sock.close()
     assert 0.8 < time.monotonic() - t0 < 5
+    assert wait_for(lambda: "hang:cancelled" in get_json(asgi.port, "/events"))
 
 
 def test_engine_rejections_never_reach_app(asgi):
