@@ -1,6 +1,7 @@
 """Handler faults through the hosts: the same faulty routes served by a
-plain WSGI callable and a Flask app (`.venv/bin/piston`, fault_wsgi.py) and
-by Node's createServer with a plain handler and with Express
+plain WSGI callable and a Flask app (`.venv/bin/piston`, fault_wsgi.py), by
+a raw ASGI callable and a FastAPI app (the same CLI, fault_asgi.py) and by
+Node's createServer with a plain handler and with Express
 (handler_faults_app.js), each with a 1 s handler timeout:
 
 a. a handler that raises before responding: 500, a log line naming the
@@ -10,10 +11,11 @@ b. a handler that raises after its streamed response started: the
 c. a handler that never responds: the engine's 503 with Connection: close
    after ~1 s, while other requests on other connections are served (all
    200, p99 latency measured); the WSGI thread, released later, fails to
-   write without a traceback;
+   write without a traceback; the ASGI task is cancelled, without one;
 d. a handler reading a body whose client sent part of it and left: the
-   handler sees the error (ClientDisconnected; 'aborted' and 'close'), the
-   server stays healthy;
+   handler sees the error (ClientDisconnected; http.disconnect or
+   Starlette's ClientDisconnect; 'aborted' and 'close'), the server stays
+   healthy;
 e. raising requests alternating with good ones: every bad one 500, every
    good one 200, the server's RSS flat.
 
@@ -37,7 +39,9 @@ PISTON_CLI = os.path.join(util.REPO, ".venv", "bin", "piston")
 NODE_APP = os.path.join(HERE, "handler_faults_app.js")
 ADDON = os.path.join(util.REPO, "build", "Release", "piston.node")
 
-HOSTS = ["wsgi", "flask", "node-http", "express"]
+HOSTS = ["wsgi", "flask", "asgi", "fastapi", "node-http", "express"]
+WSGI_HOSTS = ("wsgi", "flask")
+ASGI_HOSTS = ("asgi", "fastapi")
 HANDLER_TIMEOUT_S = 1
 N_MEANWHILE = size(200, 2000)
 N_BAD = size(1000, 10000)
@@ -74,11 +78,13 @@ class PistonCLI(util.Server):
 
 
 def python_host(app):
+    """app: 'fault_wsgi:plain', 'fault_asgi:raw', ... (the CLI detects
+    which interface it speaks)."""
     # A missing venv is an error, never a skip.
     assert os.access(PISTON_CLI, os.X_OK), "%s is missing: run `make dev` first" % PISTON_CLI
     return PistonCLI(
         PISTON_CLI,
-        ["fault_wsgi:" + app, "--chdir", HERE,
+        [app, "--chdir", HERE,
          "--handler-timeout", str(HANDLER_TIMEOUT_S)],
         name="piston",
     )
@@ -97,15 +103,19 @@ def node_host(framework):
 def host(request):
     kind = request.param
     if kind == "wsgi":
-        s = python_host("plain")
+        s = python_host("fault_wsgi:plain")
     elif kind == "flask":
-        s = python_host("flask_app")
+        s = python_host("fault_wsgi:flask_app")
+    elif kind == "asgi":
+        s = python_host("fault_asgi:raw")
+    elif kind == "fastapi":
+        s = python_host("fault_asgi:fastapi_app")
     else:
         s = node_host("http" if kind == "node-http" else "express")
     s.kind = kind
     assert_ok(s)
     yield s
-    if kind in ("wsgi", "flask"):
+    if kind in WSGI_HOSTS:
         get(s, "/release")  # no held thread delays the exit
     s.stop_ok()
 
@@ -175,6 +185,10 @@ def test_a_raise_before_responding(host):
     # the exception's type and message: "RuntimeError: handler-fault-a"
     # (a traceback's last line), "Error: handler-fault-a" (node)
     line = wait_line(host, "Error: handler-fault-a", since)
+    if host.kind in ASGI_HOSTS:
+        # the host's line, then the traceback ending with the error
+        head = wait_line(host, "exception in ASGI app (GET /raise)", since)
+        assert host.lines.index(head, since) < host.lines.index(line, since)
     assert_ok(host)  # a new connection
     assert_alive(host)
     figure("handler_faults.%s.a_status" % host.kind, r.status)
@@ -210,6 +224,8 @@ def test_b_raise_mid_stream(host):
 
 def test_c_hung_handler_503_while_others_served(host):
     since = len(host.lines)
+    if host.kind in ASGI_HOSTS:
+        cancelled0 = int(get(host, "/hang-done").body)
     hung = util.Conn(host.addr, timeout=5)
     got = {}
 
@@ -251,7 +267,22 @@ def test_c_hung_handler_503_while_others_served(host):
     wait_line(host, "handler timeout: GET /hang not answered within %d ms: sent 503"
               % (HANDLER_TIMEOUT_S * 1000), since)
     before_503 = sum(1 for d in done_at if d < got["t"])
-    if host.kind in ("wsgi", "flask"):
+    if host.kind in ASGI_HOSTS:
+        # the host cancelled the app's task at the timeout (PISTON_EV_TIMEOUT)
+        deadline = time.monotonic() + 5
+        while int(get(host, "/hang-done").body) == cancelled0:
+            assert time.monotonic() < deadline, "the /hang task was never cancelled"
+            time.sleep(0.02)
+        cancelled = int(get(host, "/hang-done").body) - cancelled0
+        assert cancelled == 1, cancelled
+        time.sleep(0.1)  # what the cancelled task logged, read from the pipe
+        late = [l for l in host.lines[since:]
+                if "Traceback" in l or "exception in ASGI app" in l
+                or "Exception ignored" in l or "Task was destroyed" in l
+                or "returned without" in l or "CancelledError" in l]
+        assert late == [], host.lines[since:]
+        figure("handler_faults.%s.c_task_cancelled" % host.kind, cancelled)
+    if host.kind in WSGI_HOSTS:
         # the held pool thread returns now; its answer fails without a trace
         assert get(host, "/release").status == 200
         deadline = time.monotonic() + 5
@@ -279,7 +310,7 @@ def test_c_hung_handler_503_while_others_served(host):
 
 
 def _upload_final(kind, seen):
-    if kind in ("wsgi", "flask"):
+    if kind in WSGI_HOSTS or kind in ASGI_HOSTS:
         return seen != ""
     if kind == "express":
         return "close" in seen and "next(" in seen
@@ -287,6 +318,7 @@ def _upload_final(kind, seen):
 
 
 def test_d_body_read_after_client_gone(host):
+    since = len(host.lines)
     s = socket.create_connection(host.addr, timeout=5)
     s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
     time.sleep(0.2)  # the handler is reading (and waits for more)
@@ -300,8 +332,12 @@ def test_d_body_read_after_client_gone(host):
         assert time.monotonic() < deadline, "the handler saw nothing: %r" % seen
         time.sleep(0.02)
     took = time.monotonic() - t0
-    if host.kind in ("wsgi", "flask"):
+    if host.kind in WSGI_HOSTS:
         assert seen == "piston._piston.ClientDisconnected", seen
+    elif host.kind == "asgi":
+        assert seen == "http.disconnect", seen
+    elif host.kind == "fastapi":
+        assert seen == "starlette.requests.ClientDisconnect", seen
     else:
         events = seen.split(",")
         assert "aborted" in events and "close" in events, seen
@@ -310,6 +346,11 @@ def test_d_body_read_after_client_gone(host):
             assert "next(request.aborted)" in events, seen
     assert_ok(host)
     assert_alive(host)
+    if host.kind in ASGI_HOSTS:
+        # what the app raised once its client was gone is not logged
+        time.sleep(0.1)
+        logged = [l for l in host.lines[since:] if "Traceback" in l or "exception in ASGI" in l]
+        assert logged == [], host.lines[since:]
     figure("handler_faults.%s.d_handler_saw" % host.kind, seen)
     figure("handler_faults.%s.d_seen_within_ms" % host.kind, round(took * 1000, 1))
 
