@@ -91,16 +91,7 @@ static void on_request(piston_req *req, void *ud) {
 static int port;
 
 static int client(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-    return -1;
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct timeval tv = {2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
+  return check_client(port, 2);
 }
 
 /* Reads until EOF or a 300 ms pause; masks the Date value. */
@@ -128,13 +119,10 @@ static size_t exchange(const char *req, size_t len, bool bytewise, char *out,
     got += (size_t)n;
   out[got] = '\0';
   close(fd);
-  for (char *d = out; (d = strstr(d, "Date: ")) != NULL; d += 6)
-    if (strlen(d) >= 35)
-      memcpy(d + 6, "DATE.........................", 29);
+  check_mask_date(out);
   return got;
 }
 
-#define DATE "Date: DATE.........................\r\n"
 #define ERR(code, reason)                                                      \
   "HTTP/1.1 " code " " reason "\r\n" DATE                                      \
   "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "
@@ -268,11 +256,6 @@ static void get(int fd, const char *path, char *out, size_t cap) {
     snprintf(out, cap, "%s", body + 4);
 }
 
-static void *run(void *loop) {
-  piston_loop_run(loop);
-  return NULL;
-}
-
 int main(void) {
   piston_server *srv = piston_server_new();
   CHECK(piston_server_set(srv, PISTON_OPT_MAX_BODY_SIZE, 4096) == 0);
@@ -282,15 +265,13 @@ int main(void) {
   piston_server_on_request(srv, on_request, NULL);
   piston_server_on_client_error(srv, on_client_error, NULL);
   piston_server_on_connection_closed(srv, on_conn_closed, NULL);
-  int err = 0;
-  piston_loop *loop = piston_loop_new(srv, &err);
+  pthread_t th;
+  piston_loop *loop = check_start_loop(srv, &th);
   CHECK(loop != NULL);
   if (!loop)
     return CHECK_DONE();
   port = piston_server_port(srv, 0);
   CHECK(port > 0);
-  pthread_t th;
-  pthread_create(&th, NULL, run, loop);
 
   static char out[65536];
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -19,6 +19,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+# rel holds scenarios shared by several tests (their checks among them):
+# its asserts report as the tests' own do.
+pytest.register_assert_rewrite("rel")
+
 from rel import FIGURES, SOAK  # noqa: E402
 
 import util  # noqa: E402  (tests/protocol, put on sys.path by rel)

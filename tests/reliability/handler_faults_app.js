@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // The Node hosts of tests/reliability/test_handler_faults.py, started the
-// way util.Server starts piston-testserver:
+// way util.Server starts piston-testserver (node_common.js):
 //
 //   handler_faults_app.js --bind 127.0.0.1:0 --framework http|express
 //                         [--handlerTimeout MS]
@@ -23,35 +23,12 @@
 //                     after it, in bytes
 // SIGTERM: server.close(); the process then exits on its own.
 
-const path = require('node:path');
-const v8 = require('node:v8');
-const vm = require('node:vm');
+const { piston, gc, parseArgs, listen } = require('./node_common');
 
-const piston = require(path.join(__dirname, '..', '..'));
-
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc');
-
-const NAME = path.basename(__filename);
-const argv = process.argv.slice(2);
-let host = '127.0.0.1';
-let port = 0;
-let framework = 'http';
-let handlerTimeout = 0;
-for (let i = 0; i + 1 < argv.length; i += 2) {
-  const v = argv[i + 1];
-  if (argv[i] === '--bind') {
-    const c = v.lastIndexOf(':');
-    host = v.slice(0, c);
-    port = Number(v.slice(c + 1));
-  } else if (argv[i] === '--framework') {
-    framework = v;
-  } else if (argv[i] === '--handlerTimeout') {
-    handlerTimeout = Number(v);
-  } else {
-    throw new Error('unknown option ' + argv[i]);
-  }
-}
+const { host, port, options } = parseArgs();
+const { framework = 'http', handlerTimeout = 0, ...rest } = options;
+const unknown = Object.keys(rest);
+if (unknown.length) throw new Error('unknown option --' + unknown[0]);
 
 function collect() {
   gc();
@@ -139,10 +116,7 @@ function expressApp() {
 
 const handler = framework === 'express' ? expressApp() : plain;
 const server = piston.createServer({ closeTimeoutMs: 2000 }, handler);
-server.handlerTimeout = handlerTimeout;
+server.handlerTimeout = Number(handlerTimeout);
 server.keepAliveTimeout = 5000;
-server.listen(port, host, () => {
-  const a = server.address();
-  process.stderr.write(`${NAME}: listening on http://${a.address}:${a.port}\n`);
-});
+listen(server, host, port);
 process.on('SIGTERM', () => server.close());

@@ -25,33 +25,11 @@
 // SIGTERM: server.close(); the process then exits on its own once the engine
 // has drained (nothing else keeps the event loop alive).
 
-const path = require('node:path');
 const v8 = require('node:v8');
-const vm = require('node:vm');
 
-// The package's "main" (package.json: node/index.js), as an application
-// that installed it would require('piston').
-const piston = require(path.join(__dirname, '..', '..'));
+const { piston, gc, NAME, parseArgs, listen } = require('./node_common');
 
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc');
-
-const NAME = path.basename(__filename);
-const argv = process.argv.slice(2);
-let host = '127.0.0.1';
-let port = 0;
-const options = {};
-for (let i = 0; i + 1 < argv.length; i += 2) {
-  const k = argv[i].replace(/^--/, '');
-  const v = argv[i + 1];
-  if (k === 'bind') {
-    const c = v.lastIndexOf(':');
-    host = v.slice(0, c);
-    port = Number(v.slice(c + 1));
-  } else {
-    options[k] = /^-?\d+$/.test(v) ? Number(v) : v;
-  }
-}
+const { host, port, options } = parseArgs();
 
 const CHUNK = 64 * 1024;
 const ALPHA = 'abcdefghijklmnopqrstuvwxyz';
@@ -218,10 +196,7 @@ server.on('error', (e) => {
   console.error(`${NAME}: server error:`, e);
   process.exitCode = 1;
 });
-server.listen(port, host, () => {
-  const a = server.address();
-  console.error(`${NAME}: listening on http://${a.address}:${a.port}`);
-});
+listen(server, host, port);
 
 process.on('SIGTERM', () => {
   console.error(`${NAME}: SIGTERM, closing`);

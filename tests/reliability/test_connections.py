@@ -6,7 +6,7 @@ import time
 
 import mass
 import util
-from rel import NOFILE, figure, size
+from rel import NOFILE, connections_figures, open_and_serve, size
 
 N = size(10000, 10000)
 ROUNDS = size(2, 10)
@@ -25,34 +25,15 @@ def test_ten_thousand_keepalive_connections(server):
     util.assert_serving(s.addr)
     time.sleep(0.2)
     rss0 = mass.rss_kb(s.pid)
-    t0 = time.monotonic()
-    socks = mass.open_many(s.addr, N)
+    socks, t_open, t_first, served = open_and_serve(s.addr, N, ROUNDS)
     try:
-        t_open = time.monotonic() - t0
-        req = util.request("GET", "/hello")
-        served = 0
-        t_first = None
-        for r in range(ROUNDS):
-            t1 = time.monotonic()
-            out = mass.request_all(socks, req)
-            if t_first is None:
-                t_first = time.monotonic() - t1
-            assert all(o == (200, b"Hello, World!") for o in out), [
-                o for o in out if o != (200, b"Hello, World!")][:3]
-            served += len(out)
         time.sleep(0.5)
         rss1 = mass.rss_kb(s.pid)
         util.assert_serving(s.addr)  # a fresh client still gets in
     finally:
         mass.close_all(socks)
     per = (rss1 - rss0) / N
-    figure("connections.concurrent", N)
-    figure("connections.requests_served", served)
-    figure("connections.open_seconds", round(t_open, 2))
-    figure("connections.first_round_seconds", round(t_first, 2))
-    figure("connections.rss_before_kb", rss0)
-    figure("connections.rss_with_idle_conns_kb", rss1)
-    figure("connections.rss_per_idle_conn_kb", round(per, 2))
+    connections_figures("", N, served, t_open, t_first, rss0, rss1, per)
     assert per < MAX_KB_PER_CONN, "%.2f KiB per idle connection" % per
     # all closed: the server goes back to serving with its connections freed
     deadline = time.monotonic() + 10

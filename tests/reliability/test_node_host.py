@@ -23,17 +23,34 @@ closed, its own excluded) and event counters; /gc runs full collections so
 that RSS figures are taken after them."""
 
 import os
-import random
 import shutil
-import socket
-import struct
 import threading
 import time
 
 import mass
 import util
-from rel import HERE, NOFILE, figure, size
-from test_slow_clients import Attack
+from rel import (
+    BODY_TIMEOUT,
+    HEAD_TIMEOUT,
+    HERE,
+    N_LORIS,
+    N_NORMAL,
+    N_SLOWBODY,
+    NOFILE,
+    P99_BOUND_MS,
+    connections_figures,
+    figure,
+    open_and_serve,
+    read_body,
+    reset_clients,
+    shutdown_figures,
+    shutdown_under_load,
+    shutdown_with_request_that_never_ends,
+    size,
+    slow_attack,
+    slow_attack_figures,
+    slow_readers_figures,
+)
 
 NODE = shutil.which("node")
 NODE_APP = os.path.join(HERE, "node_app.js")
@@ -73,11 +90,6 @@ def settled(s, timeout=10.0):
     )
 
 
-def _rst(sock):
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
 # ---- 1. many keep-alive connections ---------------------------------------------
 
 N_CONNS = size(2000, 10000)
@@ -103,21 +115,8 @@ def test_node_many_keepalive_connections(server):
     assert NOFILE >= N_CONNS + 200, "RLIMIT_NOFILE %d is too low for %d connections" % (NOFILE, N_CONNS)
     s = node_host(server, keepAliveTimeout=120000, headersTimeout=60000)
     rss0, st0 = gc_stats(s)
-    t0 = time.monotonic()
-    socks = mass.open_many(s.addr, N_CONNS)
+    socks, t_open, t_first, served = open_and_serve(s.addr, N_CONNS, CONN_ROUNDS)
     try:
-        t_open = time.monotonic() - t0
-        req = util.request("GET", "/hello")
-        served = 0
-        t_first = None
-        for _ in range(CONN_ROUNDS):
-            t1 = time.monotonic()
-            out = mass.request_all(socks, req)
-            if t_first is None:
-                t_first = time.monotonic() - t1
-            bad = [o for o in out if o != (200, b"Hello, World!")]
-            assert not bad, bad[:3]
-            served += len(out)
         time.sleep(0.5)
         rss1, st1 = gc_stats(s)
         # every connection open in the engine and known to the app, idle
@@ -128,13 +127,7 @@ def test_node_many_keepalive_connections(server):
     per = (rss1 - rss0) / N_CONNS
     heap_per = (st1["heap_kb"] - st0["heap_kb"]) / N_CONNS
     heap_phys_growth = st1["heap_physical_kb"] - st0["heap_physical_kb"]
-    figure("node.connections.concurrent", N_CONNS)
-    figure("node.connections.requests_served", served)
-    figure("node.connections.open_seconds", round(t_open, 2))
-    figure("node.connections.first_round_seconds", round(t_first, 2))
-    figure("node.connections.rss_before_kb", rss0)
-    figure("node.connections.rss_with_idle_conns_kb", rss1)
-    figure("node.connections.rss_per_idle_conn_kb", round(per, 2))
+    connections_figures("node.", N_CONNS, served, t_open, t_first, rss0, rss1, per)
     figure("node.connections.heap_used_per_idle_conn_kb", round(heap_per, 2))
     figure("node.connections.heap_resident_growth_kb", heap_phys_growth)
     figure("node.connections.native_per_idle_conn_kb", round((rss1 - rss0 - heap_phys_growth) / N_CONNS, 2))
@@ -148,12 +141,8 @@ def test_node_many_keepalive_connections(server):
 
 # ---- 2. slowloris and stalled bodies ---------------------------------------------
 
-HEAD_TIMEOUT = 2
-BODY_TIMEOUT = 1
-N_LORIS = size(500, 3000)
-N_SLOWBODY = size(200, 1000)
-N_NORMAL = size(200, 2000)
-P99_BOUND_MS = 50.0
+# HEAD_TIMEOUT, BODY_TIMEOUT, N_LORIS, N_SLOWBODY, N_NORMAL and P99_BOUND_MS:
+# rel.py's, as test_slow_clients.py's attack.
 
 
 def test_node_slowloris_and_slow_bodies_cut_normal_client_fast(server):
@@ -161,58 +150,27 @@ def test_node_slowloris_and_slow_bodies_cut_normal_client_fast(server):
     # head timeout and requestTimeout onto its body timeout
     s = node_host(server, headersTimeout=HEAD_TIMEOUT * 1000,
                   requestTimeout=BODY_TIMEOUT * 1000, keepAliveTimeout=5000)
-    attack = Attack(s.addr, N_LORIS, N_SLOWBODY, max_s=HEAD_TIMEOUT + 8)
-    attack.start()
-    assert attack.ready.wait(30), "attack did not start"
-    assert attack.error is None, attack.error
-    lat = []
-    req = util.request("GET", "/hello")
-    t_end = time.monotonic() + HEAD_TIMEOUT + 1
-    for i in range(N_NORMAL):
-        t = time.monotonic()
-        with util.Conn(s.addr, timeout=5) as c:
-            c.send(req)
-            r = c.read_response()
-        lat.append((time.monotonic() - t) * 1000)
+
+    def check_normal(r):
         assert r.head.startswith(b"HTTP/1.1 200 OK\r\n") and r.body == b"Hello, World!", r
-        if i < N_NORMAL - 1:
-            time.sleep(max(0.0, (t_end - time.monotonic()) / (N_NORMAL - i)))
-    attack.join(HEAD_TIMEOUT + 15)
-    assert not attack.is_alive()
-    assert attack.error is None, attack.error
-    res = attack.results
-    assert len(res) == N_LORIS + N_SLOWBODY
-    still_open = [k for k, v in res.items() if v[2] is None]
-    assert not still_open, "%d attacking connections never closed" % len(still_open)
-    bad = [(k, v[0], v[1][:80]) for k, v in res.items()
+
+    a = slow_attack(s.addr, N_LORIS, N_SLOWBODY, N_NORMAL, HEAD_TIMEOUT, check_normal)
+    bad = [(k, v[0], v[1][:80]) for k, v in a.results.items()
            if not v[1].startswith(b"HTTP/1.1 408 Request Timeout\r\n")]
     assert not bad, "not a 408: %r" % (bad[:3],)
-    loris_open = sorted(v[2] for v in res.values() if v[0] == "loris")
-    body_open = sorted(v[2] for v in res.values() if v[0] == "body")
-    assert loris_open[-1] < HEAD_TIMEOUT + 1.5, loris_open[-1]
-    assert body_open[-1] < BODY_TIMEOUT + 1.5, body_open[-1]
+    assert a.loris_open[-1] < HEAD_TIMEOUT + 1.5, a.loris_open[-1]
+    assert a.body_open[-1] < BODY_TIMEOUT + 1.5, a.body_open[-1]
     st = settled(s)
-    lat.sort()
-    p50 = lat[len(lat) // 2]
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    figure("node.slowloris.connections", N_LORIS)
-    figure("node.slowloris.head_bytes_trickled", attack.bytes_sent)
-    figure("node.slowloris.max_seconds_open", round(loris_open[-1], 2))
-    figure("node.slowbody.connections", N_SLOWBODY)
-    figure("node.slowbody.max_seconds_open", round(body_open[-1], 2))
+    slow_attack_figures("node.", a)
     figure("node.slow_attack.client_error_408_events", st["client_408"])
     figure("node.slow_attack.req_error_events", st["req_errors"])
-    figure("node.slow_attack.normal_requests", len(lat))
-    figure("node.slow_attack.normal_p50_ms", round(p50, 2))
-    figure("node.slow_attack.normal_p99_ms", round(p99, 2))
-    figure("node.slow_attack.normal_max_ms", round(lat[-1], 2))
     # the engine answered every attacker itself and told the app through
     # 'clientError' (err.status 408); the stalled bodies had reached the
     # handler: their req streams failed ('error'), their res closed unended
     assert st["client_408"] == N_LORIS + N_SLOWBODY, st
     assert st["req_errors"] == N_SLOWBODY, st
     assert st["aborted"] == N_SLOWBODY, st
-    assert p99 < P99_BOUND_MS, "p99 %.1f ms during the attack" % p99
+    assert a.p99 < P99_BOUND_MS, "p99 %.1f ms during the attack" % a.p99
 
 
 # ---- 3. slow readers of a large streamed response ---------------------------------
@@ -221,25 +179,6 @@ N_READERS = size(64, 128)
 N_FAST_READERS = size(4, 16)
 BIG = size(8 << 20, 16 << 20)
 MAX_KB_PER_READER = 1024
-
-
-def _read_body(c, n, expect):
-    """Reads the rest of a Content-Length body of n bytes from Conn c and
-    checks it against expect (bytes of the pattern); returns the count."""
-    got = 0
-    d = c.buf
-    c.buf = b""
-    c.sock.settimeout(30)
-    while True:
-        if d:
-            assert d == expect[got : got + len(d)], "wrong bytes at offset %d" % got
-            got += len(d)
-        if got >= n:
-            break
-        d = c.sock.recv(1 << 20)
-        assert d, "EOF after %d of %d" % (got, n)
-    assert got == n, (got, n)
-    return got
 
 
 def test_node_slow_readers_of_streamed_response_bounded_memory(server):
@@ -271,12 +210,12 @@ def test_node_slow_readers_of_streamed_response_bounded_memory(server):
                 f.send(util.request("GET", "/big?bytes=%d" % BIG))
                 head = f.read_until(b"\r\n\r\n")
                 assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: %d\r\n" % BIG in head, head
-                fast_total += _read_body(f, BIG, expect)
+                fast_total += read_body(f, BIG, expect)
             peak = max(peak, mass.rss_kb(s.pid))
         for i, c in enumerate(conns):
             head = c.read_until(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: %d\r\n" % BIG in head, head
-            total += _read_body(c, BIG, expect)
+            total += read_body(c, BIG, expect)
             if i % 8 == 0:
                 peak = max(peak, mass.rss_kb(s.pid))
     finally:
@@ -284,14 +223,8 @@ def test_node_slow_readers_of_streamed_response_bounded_memory(server):
             c.close()
     st = settled(s)
     per = (peak - rss0) / N_READERS
-    figure("node.slow_readers.connections", N_READERS)
-    figure("node.slow_readers.response_bytes_each", BIG)
-    figure("node.slow_readers.bytes_delivered", total)
+    slow_readers_figures("node.", N_READERS, BIG, total, rss0, rss_stalled, peak, per)
     figure("node.slow_readers.fast_readers_bytes_delivered", fast_total)
-    figure("node.slow_readers.rss_before_kb", rss0)
-    figure("node.slow_readers.rss_stalled_kb", rss_stalled)
-    figure("node.slow_readers.rss_peak_kb", peak)
-    figure("node.slow_readers.rss_per_stalled_reader_kb", round(per, 1))
     figure("node.slow_readers.native_per_stalled_reader_kb",
            round((rss_stalled - rss0 - (st_stalled["heap_physical_kb"] - st0["heap_physical_kb"])) / N_READERS, 1))
     figure("node.slow_readers.drain_waits", st["drain_waits"])
@@ -389,59 +322,6 @@ SCENARIOS = {
 }
 
 
-def _read_some(s, n):
-    got = 0
-    while got < n:
-        d = s.recv(min(65536, n - got))
-        if not d:
-            break
-        got += len(d)
-    return got
-
-
-def _reset_client(addr, n, seed, counts, errors):
-    rnd = random.Random(seed)
-    names = sorted(SCENARIOS)
-    for _ in range(n):
-        name = rnd.choice(names)
-        data, read = SCENARIOS[name]
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(10)
-        try:
-            s.connect(addr)
-            s.sendall(data)
-            if read:
-                _read_some(s, read)
-            elif rnd.random() < 0.5:
-                time.sleep(0.001)  # sometimes let the host start on it
-        except (ConnectionResetError, BrokenPipeError):
-            pass
-        except OSError as e:
-            errors.append((name, repr(e)))
-        finally:
-            _rst(s)
-        counts[name] = counts.get(name, 0) + 1
-
-
-def _reset_round(addr, n, seed0):
-    counts_per = [dict() for _ in range(RESET_THREADS)]
-    errors = []
-    per = n // RESET_THREADS
-    ths = [threading.Thread(target=_reset_client, args=(addr, per, seed0 + k, counts_per[k], errors),
-                            daemon=True) for k in range(RESET_THREADS)]
-    for t in ths:
-        t.start()
-    for t in ths:
-        t.join(300)
-        assert not t.is_alive(), "a client thread is stuck"
-    assert not errors, errors[:5]
-    counts = {}
-    for c in counts_per:
-        for k, v in c.items():
-            counts[k] = counts.get(k, 0) + v
-    return counts
-
-
 def test_node_resets_mid_request_and_response(server):
     s = node_host(server, headersTimeout=2000, requestTimeout=2000, keepAliveTimeout=2000,
                   writeTimeoutMs=5000, closeTimeoutMs=5000)
@@ -452,7 +332,8 @@ def test_node_resets_mid_request_and_response(server):
     native = []
     per_round = N_RESETS // RESET_ROUNDS
     for r in range(RESET_ROUNDS):
-        for k, v in _reset_round(s.addr, per_round, 100 * r).items():
+        for k, v in reset_clients(s.addr, SCENARIOS, RESET_THREADS, per_round // RESET_THREADS, 100 * r,
+                                  join_s=300).items():
             counts[k] = counts.get(k, 0) + v
         assert s.alive(), s.lines[-30:]
         util.assert_serving(s.addr)
@@ -508,75 +389,21 @@ def test_node_graceful_shutdown_under_load(server):
     closes), and the process exits 0 on its own before the deadline
     (closeTimeoutMs, the engine's shutdown timeout)."""
     s = node_host(server, closeTimeoutMs=DEADLINE * 1000, writeTimeoutMs=30000)
-    slow = [util.Conn(s.addr, timeout=30) for _ in range(N_SLOW)]
-    big = [util.Conn(s.addr, timeout=30, rcvbuf=8192) for _ in range(N_BIG)]
-    echo = [util.Conn(s.addr, timeout=30) for _ in range(N_ECHO)]
-    idle = [util.Conn(s.addr, timeout=30) for _ in range(N_IDLE)]
-    expect = util.pattern(0, SHUT_BIG)
-    try:
-        for c in idle:
-            c.send(util.request("GET", "/hello"))
-            r = c.read_response()
-            assert (r.status, r.body) == (200, b"Hello, World!"), r
-        for c in slow:
-            c.send(util.request("GET", "/slow?ms=1500"))
-        for c in big:
-            c.send(util.request("GET", "/big?bytes=%d" % SHUT_BIG))
-        util.wait_stats(s.addr, lambda st: st["inflight"] >= N_SLOW + N_BIG, timeout=20)
-        for c in echo:
-            c.send(util.request("POST", "/echo", body=ECHO) * 2)
-        t0 = time.monotonic()
-        s.proc.send_signal(15)
-        time.sleep(0.3)
-        refused = False
-        try:
-            socket.create_connection(s.addr, timeout=2).close()
-        except ConnectionRefusedError:
-            refused = True
-        done = 0
-        dropped = 0
-        for c in idle:
-            c.expect_eof(timeout=5)  # closed at once, not at keepAliveTimeout
-        for c in echo:
-            # as in test_shutdown.py: the second pipelined request is parsed
-            # only when the first response ends; when the stop came first
-            # the first is answered with Connection: close and the second
-            # was never accepted (RFC 9112 9.6). Whole or not at all.
-            r = c.read_response()
-            assert (r.status, r.body) == (200, ECHO), r
-            done += 1
-            if r.header("Connection") == "close":
-                c.expect_eof()
-                dropped += 1
-            else:
-                r = c.read_response()
-                assert (r.status, r.body) == (200, ECHO), r
-                done += 1
-        for c in slow:
-            r = c.read_response()
-            assert (r.status, r.body) == (200, b"slow"), r
-            c.expect_eof()
-            done += 1
-        for c in big:
-            r = c.read_response(timeout=30)
-            assert r.status == 200 and r.body == expect, r.head
-            c.expect_eof()
-            done += 1
-        rc = s.proc.wait(DEADLINE + 2)
-        t_exit = time.monotonic() - t0
-    finally:
-        for c in slow + big + echo + idle:
-            c.close()
+
+    def check_slow(r):
+        assert (r.status, r.body) == (200, b"slow"), r
+
+    # as test_shutdown.py's, plus N_IDLE idle keep-alive connections, closed
+    # at once rather than at keepAliveTimeout
+    r = shutdown_under_load(s, N_SLOW, N_BIG, N_ECHO, SHUT_BIG, ECHO, DEADLINE, "inflight", check_slow,
+                            n_idle=N_IDLE)
     figure("node.shutdown.idle_keepalive_connections_closed", N_IDLE)
-    figure("node.shutdown.requests_in_flight_at_sigterm", N_SLOW + N_BIG + 2 * N_ECHO)
-    figure("node.shutdown.responses_complete", done)
-    figure("node.shutdown.pipelined_not_yet_read_closed", dropped)
-    figure("node.shutdown.exit_seconds_after_sigterm", round(t_exit, 2))
-    assert refused, "a new connection was accepted after SIGTERM"
-    assert rc == 0, s.lines[-20:]
+    shutdown_figures("node.", N_SLOW + N_BIG + 2 * N_ECHO, r)
+    assert r.refused, "a new connection was accepted after SIGTERM"
+    assert r.rc == 0, s.lines[-20:]
     assert any("closed" in l for l in s.lines), s.lines[-20:]  # close()'s callback ran
-    assert done + dropped == N_SLOW + N_BIG + 2 * N_ECHO
-    assert t_exit < DEADLINE
+    assert r.done + r.dropped == N_SLOW + N_BIG + 2 * N_ECHO
+    assert r.t_exit < DEADLINE
 
 
 def test_node_shutdown_deadline_cuts_a_request_that_never_ends(server):
@@ -584,14 +411,7 @@ def test_node_shutdown_deadline_cuts_a_request_that_never_ends(server):
     ten minutes is cut then, its res emits 'close' (the app clears its
     timer), and the process exits 0 on its own."""
     s = node_host(server, closeTimeoutMs=2000)
-    with util.Conn(s.addr, timeout=10) as c:
-        c.send(util.request("GET", "/slow?ms=600000"))
-        util.wait_stats(s.addr, lambda st: st["inflight"] >= 1)
-        t0 = time.monotonic()
-        s.proc.send_signal(15)
-        rc = s.proc.wait(8)
-        t = time.monotonic() - t0
-        c.read_to_eof(timeout=5)
+    rc, t = shutdown_with_request_that_never_ends(s, "/slow?ms=600000", "inflight", wait_s=8)
     figure("node.shutdown.deadline_exit_seconds", round(t, 2))
     assert rc == 0, s.lines[-20:]
     assert 1.5 < t < 4.0, t

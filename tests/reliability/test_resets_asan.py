@@ -5,16 +5,12 @@ crash, no sanitizer report, no leak at the SIGTERM exit (exit code 0), no
 stuck connection or handle (/stats live=0 at the end)."""
 
 import os
-import random
 import socket
-import struct
 import subprocess
-import threading
 import time
 
-import pytest
 import util
-from rel import ASAN_TESTSERVER, figure, size
+from rel import ASAN_TESTSERVER, figure, read_some, reset_clients, rst, size
 
 N_RESETS = size(6000, 60000)
 THREADS = 8
@@ -25,22 +21,6 @@ SAN_ENV = {
     "LSAN_OPTIONS": "report_objects=1",
 }
 SAN_MARKERS = ("Sanitizer", "runtime error", "ERROR:", "leak")
-
-
-def _rst(s):
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-
-
-def _read_some(s, n):
-    """Reads up to n bytes (at least 1), bounded by the socket timeout."""
-    got = 0
-    while got < n:
-        d = s.recv(min(65536, n - got))
-        if not d:
-            break
-        got += len(d)
-    return got
 
 
 # Each scenario sends something, maybe reads part of the answer, then resets.
@@ -62,30 +42,6 @@ SCENARIOS = {
     "abort-mid": (b"GET /abort-mid HTTP/1.1\r\nHost: test\r\n\r\n", 1),
     "echo-mid-response": (b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 300000\r\n\r\n" + b"y" * 300000, 1000),
 }
-
-
-def _client(addr, n, seed, counts, errors):
-    rnd = random.Random(seed)
-    names = sorted(SCENARIOS)
-    for _ in range(n):
-        name = rnd.choice(names)
-        data, read = SCENARIOS[name]
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(10)
-        try:
-            s.connect(addr)
-            s.sendall(data)
-            if read:
-                _read_some(s, read)
-            elif rnd.random() < 0.5:
-                time.sleep(0.001)  # sometimes let the server start on it
-        except (ConnectionResetError, BrokenPipeError):
-            pass  # the server may already have answered and closed
-        except OSError as e:
-            errors.append((name, repr(e)))
-        finally:
-            _rst(s)
-        counts[name] = counts.get(name, 0) + 1
 
 
 def test_lsan_is_active_here(tmp_path):
@@ -111,31 +67,16 @@ def test_resets_under_asan_no_crash_no_leak_no_stuck(server):
         # run it as every other host runs, with SIGPIPE ignored.
         sigpipe_ignored=True,
     )
-    counts_per = [dict() for _ in range(THREADS)]
-    errors = []
     per = N_RESETS // THREADS
     t0 = time.monotonic()
-    ths = [
-        threading.Thread(target=_client, args=(s.addr, per, k, counts_per[k], errors), daemon=True)
-        for k in range(THREADS)
-    ]
-    for t in ths:
-        t.start()
-    for t in ths:
-        t.join(600)
-        assert not t.is_alive(), "a client thread is stuck"
+    counts = reset_clients(s.addr, SCENARIOS, THREADS, per, 0, join_s=600)
     elapsed = time.monotonic() - t0
-    assert not errors, errors[:5]
     assert s.alive(), s.lines[-30:]
     util.assert_serving(s.addr)
     # every handle released, every connection gone (only /stats's own left)
     st = util.wait_stats(s.addr, lambda st: st["live"] == 0 and st["conns"] <= 1, timeout=15)
     rc = s.stop(timeout=30)
     report = [l for l in s.lines if any(m in l for m in SAN_MARKERS)]
-    counts = {}
-    for c in counts_per:
-        for k, v in c.items():
-            counts[k] = counts.get(k, 0) + v
     figure("resets.connections_reset", sum(counts.values()))
     figure("resets.scenarios", len(counts))
     figure("resets.seconds", round(elapsed, 1))
@@ -160,11 +101,11 @@ def test_sendfile_reset_sigpipe(server):
         try:
             c.connect(s.addr)
             c.sendall(b"GET /sendfile HTTP/1.1\r\nHost: test\r\n\r\n")
-            _read_some(c, 50000)
+            read_some(c, 50000)
         except OSError:
             break
         finally:
-            _rst(c)
+            rst(c)
     time.sleep(0.3)
     alive = s.alive()
     if not alive:
@@ -213,7 +154,7 @@ def test_fuzz_corpus_replayed_over_tcp_under_asan(server):
             if i % 2:
                 c.close()
             else:
-                _rst(c)
+                rst(c)
     assert s.alive(), s.lines[-30:]
     st = util.wait_stats(s.addr, lambda st: st["live"] == 0 and st["conns"] <= 1, timeout=15)
     rc = s.stop(timeout=30)
