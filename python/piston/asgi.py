@@ -418,15 +418,16 @@ class AsgiWorker:
             except RuntimeError:
                 pass
 
-    async def _serve(self, parent):
-        while True:
-            try:
-                await asyncio.wait_for(self.stop_event.wait(), 1.0)
-                break
-            except asyncio.TimeoutError:
-                if parent is not None and os.getppid() != parent:
-                    log.warning("supervisor is gone: stopping")
-                    break
+    def _parent_gone(self, fd):
+        # the supervisor's life pipe reads EOF: it is gone
+        self.loop.remove_reader(fd)
+        log.warning("supervisor is gone: stopping")
+        self.stop_event.set()
+
+    async def _serve(self, parent_fd):
+        if parent_fd is not None:
+            self.loop.add_reader(parent_fd, self._parent_gone, parent_fd)
+        await self.stop_event.wait()  # no timeout: idle means asleep
         timeout = self.cfg.shutdown_timeout
         self.srv.stop(int(timeout * 1000))
         self._poll()
@@ -444,12 +445,12 @@ class AsgiWorker:
                 await asyncio.wait(pending, timeout=1.0)
         await self.lifespan.shutdown(timeout)
 
-    def wait(self, parent=None):
-        """Serves until stop() (or the parent process is gone), then drains
-        and runs the lifespan shutdown."""
+    def wait(self, parent_fd=None):
+        """Serves until stop() (or the supervisor is gone: parent_fd, its life
+        pipe, reads EOF), then drains and runs the lifespan shutdown."""
         loop = self.loop
         try:
-            loop.run_until_complete(self._serve(parent))
+            loop.run_until_complete(self._serve(parent_fd))
         finally:
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())

@@ -212,6 +212,10 @@ class Worker:
         self.listen = listen if listen is not None else [(parse_bind(b), None) for b in cfg.bind]
         self.multiprocess = multiprocess
         self.stopping = threading.Event()
+        # stop() also writes here, so that wait() sleeps in select() with no
+        # timeout: an idle worker wakes for nothing
+        self._stop_r, self._stop_w = os.pipe()
+        os.set_blocking(self._stop_w, False)
         # called once --max-requests is reached; default: stop by itself
         self.on_retire = self.stop
         self.srv = None
@@ -271,14 +275,22 @@ class Worker:
                         self.on_retire()
 
     def stop(self):
-        """Asks for a graceful stop (safe from a signal handler)."""
+        """Asks for a graceful stop (safe from a signal handler and from any
+        thread)."""
         self.stopping.set()
+        try:
+            os.write(self._stop_w, b"s")
+        except OSError:
+            pass  # full: a wake-up is already pending
 
-    def wait(self, parent=None):
-        """Serves until stop() (or the parent process is gone), then drains:
-        no new connections, requests in flight get shutdown_timeout."""
-        while not self.stopping.wait(1.0):
-            if parent is not None and os.getppid() != parent:
+    def wait(self, parent_fd=None):
+        """Serves until stop() (or the supervisor is gone: parent_fd, the
+        read end of its life pipe, then reads EOF), then drains: no new
+        connections, requests in flight get shutdown_timeout."""
+        fds = [self._stop_r] + ([parent_fd] if parent_fd is not None else [])
+        while not self.stopping.is_set():
+            readable, _, _ = select.select(fds, [], [])
+            if parent_fd is not None and parent_fd in readable:
                 log.warning("supervisor is gone: stopping")
                 break
         self.srv.stop(int(self.cfg.shutdown_timeout * 1000))
@@ -351,6 +363,7 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:
             os.close(rfd)
+            os.close(self.life_w)
             for info in self.workers.values():  # the other workers' pipes
                 self._close_pipe(info)
             code = 0
@@ -389,7 +402,7 @@ class Supervisor:
         w.start()
         os.write(ready_fd, b"r")
         log.info("Booted worker with pid %d", os.getpid())
-        w.wait(parent=os.getppid())
+        w.wait(parent_fd=self.life_r)
         return 0
 
     def _on_signal(self, signum, frame):
@@ -468,6 +481,10 @@ class Supervisor:
         rpipe, wpipe = os.pipe()
         os.set_blocking(wpipe, False)
         signal.set_wakeup_fd(wpipe)
+        # The life pipe: only this process keeps its write end, so a worker
+        # reads EOF from it the moment the supervisor is gone, however it
+        # died, without polling getppid().
+        self.life_r, self.life_w = os.pipe()
         for spec, _ in self.listen:
             log.info("Listening at: %s", ("http://" if spec[0] == "tcp" else "") + _show(spec))
         log.info("Supervisor pid %d, %d workers x %d threads",
@@ -480,7 +497,9 @@ class Supervisor:
         while True:
             pipes = [i["pipe"] for i in self.workers.values()
                      if i["ready"] and i.get("pipe") is not None]
-            readable, _, _ = select.select([rpipe] + pipes, [], [], 1.0)
+            # no timeout: signals (through the wakeup fd, SIGCHLD too) and
+            # the workers' pipes are all there is to wait for
+            readable, _, _ = select.select([rpipe] + pipes, [], [])
             if rpipe in readable:
                 try:
                     os.read(rpipe, 4096)

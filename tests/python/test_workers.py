@@ -208,3 +208,68 @@ def test_unix_socket_shared_by_workers(tmp_path):
     finally:
         assert s.stop() == 0
     assert not os.path.exists(path)  # the supervisor removes its socket
+
+
+def _wakeups(pid):
+    """Context switches of every thread of pid so far: each is a wake-up."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended
+    return total
+
+
+@pytest.mark.parametrize("app", ["apps:app", "asgi_apps:app"])
+def test_idle_processes_sleep(app):
+    # no polling loop anywhere: an idle supervisor and its idle workers
+    # (WSGI: engine loop threads, pool threads, main thread; ASGI: the
+    # asyncio loop) are not woken at all while nothing happens
+    port = free_port()
+    s = Server(piston_cmd() + [app, "--bind", "127.0.0.1:%d" % port, "--workers", "2"], port)
+    try:
+        pids = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
+        assert pids
+        assert request(port, path="/").status in (200, 404)
+        time.sleep(1.0)  # the request's connection closed, its timers gone
+        procs = [s.proc.pid] + pids
+        before = [_wakeups(p) for p in procs]
+        time.sleep(3.0)
+        after = [_wakeups(p) for p in procs]
+        woken = [a - b for a, b in zip(after, before)]
+        assert all(w <= 1 for w in woken), (procs, woken)
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("app", ["apps:app", "asgi_apps:app"])
+def test_workers_stop_when_supervisor_is_killed(app):
+    # SIGKILL leaves no chance to stop the workers: each sees its life pipe
+    # close and stops on its own, gracefully
+    port = free_port()
+    s = Server(piston_cmd() + [app, "--bind", "127.0.0.1:%d" % port, "--workers", "2"], port)
+    try:
+        pids = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
+        assert pids
+        os.kill(s.proc.pid, signal.SIGKILL)
+        s.proc.wait(5)
+
+        def gone(pid):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except OSError:
+                return True
+        assert wait_for(lambda: all(gone(p) for p in pids), timeout=10), pids
+        assert "supervisor is gone: stopping" in s.log()
+    finally:
+        for p in pids or []:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        s.stop()
