@@ -9,10 +9,13 @@
  * Latency is measured from the *scheduled* send time to the end of the
  * response, so a stalled server is charged for every request it delayed
  * (no coordinated omission). Requests scheduled during the first WARMUP
- * seconds are sent but not recorded. Prints one line:
+ * seconds are sent but not recorded. The "wire" figures time the same
+ * responses from the actual send instead: what is left once the wait here
+ * before sending (this loop busy, or no connection free) is taken out.
+ * Prints one line:
  *
  *   LOADGEN_RESULT rate=.. achieved=.. completed=.. errors=.. p50_us=.. p90_us=..
- *                  p99_us=.. p999_us=.. max_us=..
+ *                  p99_us=.. p999_us=.. max_us=.. wire_p50_us=.. wire_p99_us=..
  *
  * Exit status is non-zero if connecting fails or any response is not a 200.
  * The loop polls epoll without blocking while sends are due within 200 us,
@@ -45,6 +48,7 @@ struct conn {
   int fd;
   int busy;
   uint64_t sched_ns; /* scheduled time of the request in flight */
+  uint64_t sent_ns;  /* when it was actually sent */
   size_t rlen;
   char rbuf[RBUF];
 };
@@ -59,7 +63,8 @@ static int *g_idle; /* stack of idle connection indexes */
 static int g_nidle;
 static uint64_t *g_queue; /* ring of scheduled times waiting for a connection */
 static size_t g_qcap, g_qhead, g_qlen;
-static uint64_t *g_lat; /* recorded latencies, ns */
+static uint64_t *g_lat;  /* recorded latencies, ns */
+static uint64_t *g_wire; /* the same, from the actual send */
 static size_t g_nlat, g_latcap;
 static uint64_t g_record_from, g_record_to, g_window_done, g_completed, g_errors, g_status_errors;
 static int g_epfd;
@@ -106,12 +111,14 @@ static void reset_conn(int i) {
   g_idle[g_nidle++] = i;
 }
 
-static void record(uint64_t lat) {
+static void record(uint64_t lat, uint64_t wire) {
   if (g_nlat == g_latcap) {
     g_latcap = g_latcap ? g_latcap * 2 : 1 << 20;
     g_lat = realloc(g_lat, g_latcap * sizeof *g_lat);
-    if (!g_lat) die("realloc");
+    g_wire = realloc(g_wire, g_latcap * sizeof *g_wire);
+    if (!g_lat || !g_wire) die("realloc");
   }
+  g_wire[g_nlat] = wire;
   g_lat[g_nlat++] = lat;
 }
 
@@ -119,6 +126,7 @@ static void send_req(int i, uint64_t sched) {
   struct conn *c = &g_conns[i];
   c->busy = 1;
   c->sched_ns = sched;
+  c->sent_ns = now_ns();
   size_t off = 0;
   while (off < g_req_len) {
     ssize_t n = send(c->fd, g_req + off, g_req_len - off, MSG_NOSIGNAL);
@@ -196,7 +204,7 @@ static void on_readable(int i, uint64_t *now) {
     if (status != 200) g_status_errors++;
     g_completed++;
     if (*now >= g_record_from && *now < g_record_to) g_window_done++;
-    if (c->sched_ns >= g_record_from) record(*now - c->sched_ns);
+    if (c->sched_ns >= g_record_from) record(*now - c->sched_ns, *now - c->sent_ns);
     memmove(c->rbuf, c->rbuf + len, c->rlen - (size_t)len);
     c->rlen -= (size_t)len;
     c->busy = 0;
@@ -233,10 +241,10 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static double pct_us(double p) {
+static double pct_us(const uint64_t *sorted, double p) {
   if (g_nlat == 0) return 0;
   size_t k = (size_t)(p / 100.0 * (double)(g_nlat - 1) + 0.5);
-  return (double)g_lat[k] / 1000.0;
+  return (double)sorted[k] / 1000.0;
 }
 
 static void usage(void) {
@@ -284,8 +292,10 @@ int main(int argc, char **argv) {
    * faults mid-run would stall the loop and show up as server latency. */
   g_latcap = total + 1024;
   g_lat = malloc(g_latcap * sizeof *g_lat);
-  if (!g_lat) die("malloc");
+  g_wire = malloc(g_latcap * sizeof *g_wire);
+  if (!g_lat || !g_wire) die("malloc");
   memset(g_lat, 0, g_latcap * sizeof *g_lat);
+  memset(g_wire, 0, g_latcap * sizeof *g_wire);
   g_qcap = (size_t)total + 1024;
   g_queue = malloc(g_qcap * sizeof *g_queue);
   if (!g_queue) die("malloc");
@@ -326,13 +336,16 @@ int main(int argc, char **argv) {
   uint64_t unfinished = (uint64_t)(g_nconns - g_nidle) + g_qlen;
   double measured_s = seconds;
   qsort(g_lat, g_nlat, sizeof *g_lat, cmp_u64);
+  qsort(g_wire, g_nlat, sizeof *g_wire, cmp_u64);
   printf("LOADGEN_RESULT rate=%.0f achieved=%.0f completed=%llu recorded=%zu errors=%llu "
          "status_errors=%llu unfinished=%llu p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-         "p999_us=%.1f max_us=%.1f\n",
+         "p999_us=%.1f max_us=%.1f wire_p50_us=%.1f wire_p99_us=%.1f\n",
          rate, (double)g_window_done / measured_s, (unsigned long long)g_completed, g_nlat,
          (unsigned long long)g_errors, (unsigned long long)g_status_errors,
-         (unsigned long long)unfinished, pct_us(50), pct_us(90), pct_us(99), pct_us(99.9),
-         g_nlat ? (double)g_lat[g_nlat - 1] / 1000.0 : 0.0);
+         (unsigned long long)unfinished, pct_us(g_lat, 50), pct_us(g_lat, 90),
+         pct_us(g_lat, 99), pct_us(g_lat, 99.9),
+         g_nlat ? (double)g_lat[g_nlat - 1] / 1000.0 : 0.0, pct_us(g_wire, 50),
+         pct_us(g_wire, 99));
   fflush(stdout);
   return (g_errors || g_status_errors || unfinished || g_completed == 0) ? 1 : 0;
 }

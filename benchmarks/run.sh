@@ -307,14 +307,14 @@ LAT_WARM=1
 [ "$QUICK" = 1 ] && LAT_WARM=0.5
 # Two loads per server: 80% of its case-1 median (the target) and 10%, a
 # reference for the machine's own noise floor.
-declare -A LAT_RATE LAT_P50 LAT_P99 LAT_ACH
+declare -A LAT_RATE LAT_P50 LAT_P99 LAT_ACH LAT_WIRE99
 LAT_LOADS="80 10"
 for srv in piston nginx; do
   if [ $srv = piston ]; then samples=$C1_P; else samples=$C1_N; fi
   read -r peak _ _ <<<"$(stats "$samples")"
   for pct in $LAT_LOADS; do
     LAT_RATE[$srv.$pct]=$(calc "$pct / 100 * $peak")
-    LAT_P50[$srv.$pct]="" LAT_P99[$srv.$pct]="" LAT_ACH[$srv.$pct]=""
+    LAT_P50[$srv.$pct]="" LAT_P99[$srv.$pct]="" LAT_ACH[$srv.$pct]="" LAT_WIRE99[$srv.$pct]=""
   done
   log "latency: $srv at $(fmt_int "${LAT_RATE[$srv.80]}") and $(fmt_int "${LAT_RATE[$srv.10]}") req/s (80% and 10% of its case-1 median $(fmt_int "$peak"))"
 done
@@ -334,6 +334,7 @@ for ((r = 1; r <= RUNS; r++)); do
         case ${kv%%=*} in
           p50_us) LAT_P50[$srv.$pct]+=" ${kv#*=}" ;;
           p99_us) LAT_P99[$srv.$pct]+=" ${kv#*=}" ;;
+          wire_p99_us) LAT_WIRE99[$srv.$pct]+=" ${kv#*=}" ;;
           achieved) LAT_ACH[$srv.$pct]+=" ${kv#*=}" ;;
         esac
       done
@@ -406,14 +407,16 @@ if [ -n "${STARTUP[piston.median_ms]:-}" ]; then
 fi
 # lat_txt KEY (srv.pct) -> "rate req/s (got x): p50 .., p99 .. (min–max), p99/p50 .."
 lat_txt() {
-  local key=$1 p50 p99 p99min p99max ach
+  local key=$1 p50 p99 p99min p99max ach wire
   [ -n "${LAT_P50[$key]:-}" ] || { printf '—'; return; }
   read -r p50 _ _ <<<"$(stats "${LAT_P50[$key]}")"
   read -r p99 p99min p99max <<<"$(stats "${LAT_P99[$key]}")"
   read -r ach _ _ <<<"$(stats "${LAT_ACH[$key]}")"
-  printf '%s req/s (got %s): p50 %s µs, p99 %s µs (%s–%s), p99/p50 %s×' \
+  read -r wire _ _ <<<"$(stats "${LAT_WIRE99[$key]}")"
+  printf '%s req/s (got %s): p50 %s µs, p99 %s µs (%s–%s), p99/p50 %s×; p99 from the actual send %s µs' \
     "$(fmt_int "${LAT_RATE[$key]}")" "$(fmt_int "$ach")" "$(fmt1 "$p50")" "$(fmt_int "$p99")" \
-    "$(fmt_int "$p99min")" "$(fmt_int "$p99max")" "$(fmt1 "$(calc "($p50 > 0) ? $p99 / $p50 : 0")")"
+    "$(fmt_int "$p99min")" "$(fmt_int "$p99max")" "$(fmt1 "$(calc "($p50 > 0) ? $p99 / $p50 : 0")")" \
+    "$(fmt_int "$wire")"
 }
 if [ -n "${LAT_P50[piston.80]:-}" ]; then
   read -r p50 _ _ <<<"$(stats "${LAT_P50[piston.80]}")"
@@ -456,7 +459,7 @@ MODE="full"; [ "$QUICK" = 1 ] && MODE="quick (smoke test: numbers are not meanin
   echo "| --- | --- | --- | --- | --- |"
   [ ${#T_ROWS[@]} -gt 0 ] && printf '%s\n' "${T_ROWS[@]}"
   echo
-  echo "Latency: benchmarks/loadgen.c sends requests on a fixed schedule (open loop, $CONNS connections, one request in flight each) at 80% (and, for reference, 10%) of each server's own case-1 median; $RUNS runs of ${LAT_SECS} s (after ${LAT_WARM} s of warm-up each), piston and nginx interleaved; latency runs from the scheduled send time to the end of the response, so queueing delay counts."
+  echo "Latency: benchmarks/loadgen.c sends requests on a fixed schedule (open loop, $CONNS connections, one request in flight each) at 80% (and, for reference, 10%) of each server's own case-1 median; $RUNS runs of ${LAT_SECS} s (after ${LAT_WARM} s of warm-up each), piston and nginx interleaved; latency runs from the scheduled send time to the end of the response, so queueing delay counts. \"p99 from the actual send\" times the same responses from when loadgen got each request out: the difference is time a request waited in the load generator (its loop busy, or every connection taken)."
   report_notes
 } >"$TMP/report.md"
 publish_report
