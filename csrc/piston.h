@@ -81,10 +81,9 @@ typedef struct {
  * starting its response (as Go's http.TimeoutHandler does): the engine then
  * answers 503 with Connection: close, the host gets PISTON_EV_CLOSED (with
  * PISTON_EV_TIMEOUT) and its later calls fail with PISTON_ECLOSED, as after
- * a client disconnect. Once
- * the response has started it no longer applies (a long stream is the
- * host's business, a stalled reader the write timeout's). Native routes are
- * never timed. */
+ * a client disconnect. Once the response has started it no longer applies
+ * (a long stream is the host's business, a stalled reader the write
+ * timeout's). Native routes are never timed. */
 #define PISTON_OPTION_MAP(X)                                                   \
   X(MAX_HEAD_SIZE, "bytes of request line + headers (431)")                    \
   X(MAX_URL_SIZE, "bytes of the request target (414)")                         \

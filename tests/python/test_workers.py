@@ -224,17 +224,24 @@ def _wakeups(pid):
     return total
 
 
+def start_two_workers(app):
+    port = free_port()
+    s = Server(piston_cmd() + [app, "--bind", "127.0.0.1:%d" % port, "--workers", "2"], port)
+    pids = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
+    if not pids:
+        s.stop()
+        raise AssertionError("the supervisor did not start 2 workers")
+    return s, pids
+
+
 @pytest.mark.parametrize("app", ["apps:app", "asgi_apps:app"])
 def test_idle_processes_sleep(app):
     # no polling loop anywhere: an idle supervisor and its idle workers
     # (WSGI: engine loop threads, pool threads, main thread; ASGI: the
     # asyncio loop) are not woken at all while nothing happens
-    port = free_port()
-    s = Server(piston_cmd() + [app, "--bind", "127.0.0.1:%d" % port, "--workers", "2"], port)
+    s, pids = start_two_workers(app)
     try:
-        pids = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
-        assert pids
-        assert request(port, path="/").status in (200, 404)
+        assert request(s.port, path="/").status in (200, 404)
         time.sleep(1.0)  # the request's connection closed, its timers gone
         procs = [s.proc.pid] + pids
         before = [_wakeups(p) for p in procs]
@@ -250,11 +257,8 @@ def test_idle_processes_sleep(app):
 def test_workers_stop_when_supervisor_is_killed(app):
     # SIGKILL leaves no chance to stop the workers: each sees its life pipe
     # close and stops on its own, gracefully
-    port = free_port()
-    s = Server(piston_cmd() + [app, "--bind", "127.0.0.1:%d" % port, "--workers", "2"], port)
+    s, pids = start_two_workers(app)
     try:
-        pids = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
-        assert pids
         os.kill(s.proc.pid, signal.SIGKILL)
         s.proc.wait(5)
 
@@ -267,7 +271,7 @@ def test_workers_stop_when_supervisor_is_killed(app):
         assert wait_for(lambda: all(gone(p) for p in pids), timeout=10), pids
         assert "supervisor is gone: stopping" in s.log()
     finally:
-        for p in pids or []:
+        for p in pids:
             try:
                 os.kill(p, signal.SIGKILL)
             except OSError:
