@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "httpdate.h"
-#include "mime.h"
+#include "piston.h"
 
 /* Written only while configuring (mount open) and by tests. */
 int piston__fileserve_no_openat2;
@@ -68,19 +68,11 @@ void piston__mount_close(piston__mount *m) {
   m->dirfd = -1;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = (char)(c | 0x20);
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
-}
-
 /* Decodes the URL path into a relative file path ("a/b", "." for the root),
  * NUL-terminated. Returns its length, or -1 for anything that must be a 404.
- * Checks run on decoded segments so no encoding can smuggle in a "..", and an
- * encoded '/' is refused rather than allowed to add a level. */
+ * Each raw segment is decoded on its own and checked after decoding, so no
+ * encoding can smuggle in a "..", and an encoded '/' is refused rather than
+ * allowed to add a level. */
 static long decode_path(piston_str p, char *rel, size_t cap, int *trailing) {
   size_t i = 0, n = 0;
   *trailing = 0;
@@ -95,26 +87,22 @@ static long decode_path(piston_str p, char *rel, size_t cap, int *trailing) {
     }
     if (n > 0)
       rel[n++] = '/';
-    size_t seg = n;
-    while (i < p.len && p.ptr[i] != '/') {
-      char c = p.ptr[i++];
-      if (c == '%') {
-        int hi = i + 1 < p.len ? hexval(p.ptr[i]) : -1;
-        int lo = hi >= 0 ? hexval(p.ptr[i + 1]) : -1;
-        if (lo < 0)
-          return -1;
-        c = (char)(hi << 4 | lo);
-        i += 2;
-        if (c == '/')
-          return -1;
-      }
-      if (c == '\0' || c == '\\' || n + 2 > cap)
-        return -1;
-      rel[n++] = c;
-    }
-    size_t len = n - seg;
-    if (rel[seg] == '.' && (len == 1 || (len == 2 && rel[seg + 1] == '.')))
+    size_t end = i;
+    while (end < p.len && p.ptr[end] != '/')
+      end++;
+    /* decoding never lengthens: the raw segment bounds the room needed */
+    if (n + (end - i) + 2 > cap)
       return -1;
+    ptrdiff_t len =
+        piston_percent_decode(p.ptr + i, end - i, rel + n, PISTON_PCT_STRICT);
+    if (len < 0 || memchr(rel + n, '/', (size_t)len) ||
+        memchr(rel + n, '\\', (size_t)len) ||
+        memchr(rel + n, '\0', (size_t)len))
+      return -1;
+    if (rel[n] == '.' && (len == 1 || (len == 2 && rel[n + 1] == '.')))
+      return -1;
+    n += (size_t)len;
+    i = end;
   }
   if (n == 0)
     rel[n++] = '.';
@@ -362,7 +350,7 @@ static void respond(int fd, const struct stat *st, const char *name,
   out->offset = r ? first : 0;
   out->length = r ? last - first + 1 : size;
   put_str(out, "Content-Type: ");
-  put_str(out, piston__mime_type(name, name_len));
+  put_str(out, piston_mime_type(name, name_len));
   put_str(out, "\r\nLast-Modified: ");
   put(out, lm, 29);
   put_str(out, "\r\nETag: ");

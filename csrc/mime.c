@@ -1,4 +1,4 @@
-#include "mime.h"
+#include "piston.h"
 
 #include <string.h>
 
@@ -70,7 +70,7 @@ static const struct {
     {"zst", "application/zstd"},
 };
 
-const char *piston__mime_type(const char *name, size_t len) {
+const char *piston_mime_type(const char *name, size_t len) {
   static const char fallback[] = "application/octet-stream";
   char ext[16];
   size_t dot = len;

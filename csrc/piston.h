@@ -56,6 +56,20 @@ PISTON_EXPORT const char *piston_strerror(int err);
 PISTON_EXPORT const char *piston_status_reason(int status);
 PISTON_EXPORT const char *piston_err_name(int err);
 
+/* Content-Type for a file name (or path: only the last component counts) by
+ * its extension, case-insensitive; text types carry "; charset=utf-8";
+ * unknown: "application/octet-stream". A static string. The one table that
+ * file mounts and the bindings' file helpers share. */
+PISTON_EXPORT const char *piston_mime_type(const char *name, size_t len);
+/* Percent-decodes in[0, len) into out (room for len bytes; in == out is
+ * allowed). "%XX" with two hex digits becomes that byte; with
+ * PISTON_PCT_STRICT a '%' not followed by two hex digits fails the call
+ * (-1), otherwise it is copied as it is (as urllib's unquote does). Returns
+ * the decoded length. */
+#define PISTON_PCT_STRICT 1
+PISTON_EXPORT ptrdiff_t piston_percent_decode(const char *in, size_t len,
+                                              char *out, int flags);
+
 typedef struct piston_server piston_server;
 typedef struct piston_loop piston_loop;
 typedef struct piston_req piston_req;
@@ -289,6 +303,12 @@ piston_resp_start_reason(piston_req *req, int status, const char *reason,
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_resp_send(piston_req *req, int status, const piston_header *h,
                  size_t nheaders, const void *body, size_t len);
+/* piston_resp_send with the host's own reason phrase (reason NULL: the
+ * standard one). */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_resp_send_reason(piston_req *req, int status, const char *reason,
+                        size_t reason_len, const piston_header *h,
+                        size_t nheaders, const void *body, size_t len);
 /* Ends the exchange abnormally: a 500 if nothing was sent yet, otherwise the
  * connection is closed. */
 PISTON_EXPORT void piston_resp_abort(piston_req *req);

@@ -404,11 +404,20 @@ int piston_resp_end(piston_req *r, const piston_header *t, size_t nt) {
 
 int piston_resp_send(piston_req *r, int status, const piston_header *h,
                      size_t nh, const void *body, size_t len) {
+  return piston_resp_send_reason(r, status, NULL, 0, h, nh, body, len);
+}
+
+int piston_resp_send_reason(piston_req *r, int status, const char *reason,
+                            size_t reason_len, const piston_header *h,
+                            size_t nh, const void *body, size_t len) {
+  if (!reason && reason_len)
+    return PISTON_EINVAL;
+  piston_str rs = {reason, reason_len};
   wctx w;
   int rc = wbegin(r, &w);
   if (rc < 0)
     return rc;
-  rc = start_locked(&w, status, NULL, h, nh, (int64_t)len);
+  rc = start_locked(&w, status, reason ? &rs : NULL, h, nh, (int64_t)len);
   if (rc == 0)
     rc = write_locked(&w, body, len);
   if (rc == 0)

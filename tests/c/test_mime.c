@@ -1,7 +1,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "mime.h"
+#include "piston.h"
 
 #define BIN "application/octet-stream"
 
@@ -41,15 +41,15 @@ static const struct {
 
 int main(void) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    const char *got = piston__mime_type(cases[i].name, strlen(cases[i].name));
+    const char *got = piston_mime_type(cases[i].name, strlen(cases[i].name));
     CHECK_EQ_MEM(got, strlen(got), cases[i].want);
   }
   /* Only len bytes count: "x.css" read as "x.c". */
-  const char *got = piston__mime_type("x.css", 3);
+  const char *got = piston_mime_type("x.css", 3);
   CHECK_EQ_MEM(got, strlen(got), BIN);
-  got = piston__mime_type("x.png\0.txt", 10);
+  got = piston_mime_type("x.png\0.txt", 10);
   CHECK_EQ_MEM(got, strlen(got), "text/plain; charset=utf-8");
-  got = piston__mime_type("x.p\0g", 5);
+  got = piston_mime_type("x.p\0g", 5);
   CHECK_EQ_MEM(got, strlen(got), BIN);
   return CHECK_DONE();
 }
