@@ -258,14 +258,21 @@ PISTON_EXPORT uint64_t piston_req_connection_id(const piston_req *req);
 PISTON_EXPORT int64_t piston_req_body_read(piston_req *req, void *buf,
                                            size_t len);
 
+/* Request events: X(name, bit, meaning). The bindings build their event
+ * names from this list. TIMEOUT comes with CLOSED: it was the engine that
+ * answered (503), the host being past PISTON_OPT_HANDLER_TIMEOUT_MS; a host
+ * that can stop the handler (cancel a task) does so, as nobody waits for it
+ * any more. */
+#define PISTON_EVENT_MAP(X)                                                    \
+  X(BODY, 1, "more request body is readable, or its end")                      \
+  X(DRAIN, 2, "the response queue fell below its low-water mark")              \
+  X(CLOSED, 4, "the client went away; the request is dead")                    \
+  X(TIMEOUT, 8, "with CLOSED: the engine answered 503 (handler timeout)")
+
 typedef enum {
-  PISTON_EV_BODY = 1,   /* more request body is readable, or its end */
-  PISTON_EV_DRAIN = 2,  /* the response queue fell below its low-water mark */
-  PISTON_EV_CLOSED = 4, /* the client went away; the request is dead */
-  /* with EV_CLOSED: it was the engine that answered (503), the host being
-   * past PISTON_OPT_HANDLER_TIMEOUT_MS; a host that can stop the handler
-   * (cancel a task) does so, as nobody waits for it any more */
-  PISTON_EV_TIMEOUT = 8,
+#define PISTON_EV_ENUM_(name, bit, doc) PISTON_EV_##name = bit,
+  PISTON_EVENT_MAP(PISTON_EV_ENUM_)
+#undef PISTON_EV_ENUM_
 } piston_event;
 /* Notifications for one request, delivered on the loop thread. Set before
  * the first read/write that may need them (ideally in the request cb). */
