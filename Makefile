@@ -67,8 +67,11 @@ test: deps
 	$(MAKE) test-node
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
 
+# The unit tests, then the layering check on the engine's objects (no
+# lower layer calls up; tests/c/check_layers.py lists the layers).
 test-c: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do $$t; done
+	$(PYTHON) tests/c/check_layers.py $(BUILD)
 
 test-protocol: all
 	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol

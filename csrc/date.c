@@ -1,6 +1,6 @@
 #define _GNU_SOURCE
 #include "httpdate.h"
-#include "internal.h"
+#include "util.h"
 
 #include <string.h>
 #include <time.h>

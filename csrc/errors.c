@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
-#include "piston.h"
+#include "util.h"
+
+#include <errno.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,4 +36,16 @@ void piston__log(const char *fmt, ...) {
     return;
   /* one fputs per line so lines from several loops do not interleave */
   fprintf(stderr, "piston: %s\n", line);
+}
+
+int piston__sys_err(int e) {
+  switch (e) {
+  case EADDRINUSE: return PISTON_EADDRINUSE;
+  case EADDRNOTAVAIL: return PISTON_EADDRNOTAVAIL;
+  case EACCES:
+  case EPERM: return PISTON_EACCES;
+  case ENOMEM:
+  case ENOBUFS: return PISTON_ENOMEM;
+  default: return PISTON_ESYS;
+  }
 }

@@ -1,24 +1,20 @@
 /* The event loop: one epoll set per thread, holding this loop's listening
- * sockets, its connections, an eventfd inbox for posts from other threads and
- * a timerfd. A pass (piston_loop_poll) handles what epoll reports, runs the
- * connections that have work, tells the host the batch ended, and flushes
- * every connection's output once. */
+ * sockets, the objects it watches (connections, through piston__io's ops),
+ * an eventfd inbox for posts from other threads and a timerfd. A pass
+ * (piston_loop_poll) handles what epoll reports, runs what has work, tells
+ * the host the batch ended, and flushes every dirty object's output once. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "loop.h"
+#include "util.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <stdio.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <sys/timerfd.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 _Thread_local piston_loop *piston__current_loop;
@@ -27,153 +23,7 @@ _Thread_local piston_loop *piston__current_loop;
 #define ACCEPT_BUDGET 64
 #define RBUF_CACHE 64
 
-static int sys_err(int e) {
-  switch (e) {
-  case EADDRINUSE: return PISTON_EADDRINUSE;
-  case EADDRNOTAVAIL: return PISTON_EADDRNOTAVAIL;
-  case EACCES:
-  case EPERM: return PISTON_EACCES;
-  case ENOMEM:
-  case ENOBUFS: return PISTON_ENOMEM;
-  default: return PISTON_ESYS;
-  }
-}
-
 /* ---- listening sockets ---- */
-
-/* SO_REUSEPORT lets any process of the same user join a port, so a second
- * server started by mistake would silently share it. Before its first loop
- * binds, a server checks with a plain bind that the port is free. */
-static int probe_free(const struct addrinfo *ai) {
-  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return sys_err(errno);
-  int one = 1, rc = 0;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (ai->ai_family == AF_INET6)
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
-    rc = sys_err(errno);
-  close(fd);
-  return rc;
-}
-
-static int bind_tcp(piston_server *srv, piston__listen_spec *spec) {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                           .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-  char port[8];
-  pthread_mutex_lock(&srv->lock);
-  snprintf(port, sizeof port, "%d", spec->port);
-  bool probe =
-      !spec->bound && spec->port != 0 && !srv->opt[PISTON_OPT_SHARE_PORT];
-  pthread_mutex_unlock(&srv->lock);
-  struct addrinfo *ai = NULL;
-  if (getaddrinfo(spec->host, port, &hints, &ai) != 0 || !ai)
-    return PISTON_ERESOLVE;
-  if (probe) {
-    int rc = probe_free(ai);
-    if (rc < 0) {
-      freeaddrinfo(ai);
-      return rc;
-    }
-  }
-  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    freeaddrinfo(ai);
-    return sys_err(errno);
-  }
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  /* one socket per loop: the kernel spreads connections across loops */
-  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (ai->ai_family == AF_INET6)
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  int rc = 0;
-  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-      listen(fd, (int)srv->opt[PISTON_OPT_BACKLOG]) != 0)
-    rc = sys_err(errno);
-  freeaddrinfo(ai);
-  if (rc < 0) {
-    close(fd);
-    return rc;
-  }
-  pthread_mutex_lock(&srv->lock);
-  spec->bound = true;
-  if (spec->port == 0) { /* later loops join the port the kernel picked */
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-      spec->port = ntohs(ss.ss_family == AF_INET6
-                             ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                             : ((struct sockaddr_in *)&ss)->sin_port);
-  }
-  pthread_mutex_unlock(&srv->lock);
-  return fd;
-}
-
-static int bind_unix(piston_server *srv, piston__listen_spec *spec) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (strlen(spec->path) >= sizeof sa.sun_path)
-    return PISTON_EINVAL;
-  strcpy(sa.sun_path, spec->path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return sys_err(errno);
-  /* A socket file left by a dead server would make bind fail: replace it,
-   * but never a file of another kind. */
-  struct stat st;
-  if (lstat(spec->path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool live =
-        probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
-    if (probe >= 0)
-      close(probe);
-    if (live) {
-      close(fd);
-      return PISTON_EADDRINUSE;
-    }
-    unlink(spec->path);
-  }
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-      listen(fd, (int)srv->opt[PISTON_OPT_BACKLOG]) != 0) {
-    int rc = sys_err(errno);
-    close(fd);
-    return rc;
-  }
-  return fd;
-}
-
-static int open_listener(piston_server *srv, piston__listen_spec *spec,
-                         piston__listener *out) {
-  out->tag = TAG_LISTENER;
-  out->shared = spec->kind != LISTEN_TCP;
-  if (spec->kind == LISTEN_TCP) {
-    int fd = bind_tcp(srv, spec);
-    if (fd < 0)
-      return fd;
-    out->fd = fd;
-    return 0;
-  }
-  pthread_mutex_lock(&srv->lock);
-  int rc = 0;
-  if (spec->shared_fd < 0) {
-    rc = bind_unix(srv, spec);
-    if (rc >= 0) {
-      spec->shared_fd = rc;
-      spec->own_fd = true;
-      rc = 0;
-    }
-  } else if (spec->kind == LISTEN_FD) {
-    /* an inherited socket may be blocking; accept4 must never block */
-    int fl = fcntl(spec->shared_fd, F_GETFL);
-    if (fl >= 0 && !(fl & O_NONBLOCK))
-      fcntl(spec->shared_fd, F_SETFL, fl | O_NONBLOCK);
-  }
-  out->fd = spec->shared_fd;
-  pthread_mutex_unlock(&srv->lock);
-  return rc;
-}
 
 static void listeners_watch(piston_loop *l, bool on) {
   for (size_t i = 0; i < l->nlisteners; i++) {
@@ -205,6 +55,17 @@ static void listeners_close(piston_loop *l) {
 
 /* ---- creation ---- */
 
+static uint64_t timer_duration(const piston_server *s, int kind) {
+  switch (kind) {
+  case TIMER_HEAD: return (uint64_t)s->opt[PISTON_OPT_HEAD_TIMEOUT_MS];
+  case TIMER_BODY: return (uint64_t)s->opt[PISTON_OPT_BODY_TIMEOUT_MS];
+  case TIMER_IDLE: return (uint64_t)s->opt[PISTON_OPT_IDLE_TIMEOUT_MS];
+  case TIMER_WRITE: return (uint64_t)s->opt[PISTON_OPT_WRITE_TIMEOUT_MS];
+  case TIMER_HANDLER: return (uint64_t)s->opt[PISTON_OPT_HANDLER_TIMEOUT_MS];
+  default: return 2000; /* TIMER_LINGER */
+  }
+}
+
 piston_loop *piston_loop_new(piston_server *srv, int *err) {
   int e = 0;
   piston_loop *l = calloc(1, sizeof *l);
@@ -221,9 +82,11 @@ piston_loop *piston_loop_new(piston_server *srv, int *err) {
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
   l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  l->rbuf_free = calloc(RBUF_CACHE, sizeof *l->rbuf_free);
-  if (l->epfd < 0 || l->evfd < 0 || l->tfd < 0 || !l->rbuf_free) {
-    e = l->rbuf_free ? sys_err(errno) : PISTON_ENOMEM;
+  /* a whole head must fit a read buffer, plus room for body bytes */
+  size_t rbuf_size = (size_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE] + 16 * 1024;
+  int pool_rc = piston__bufpool_init(&l->rbufs, rbuf_size, RBUF_CACHE);
+  if (l->epfd < 0 || l->evfd < 0 || l->tfd < 0 || pool_rc < 0) {
+    e = pool_rc < 0 ? pool_rc : piston__sys_err(errno);
     goto fail;
   }
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->inbox_tag};
@@ -232,18 +95,24 @@ piston_loop *piston_loop_new(piston_server *srv, int *err) {
   epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->tfd, &ev);
   atomic_fetch_add(&srv->nloops, 1);
   for (size_t i = 0; i < srv->nlisten; i++) {
-    l->listeners[i].fd = -1;
-    e = open_listener(srv, &srv->listen[i], &l->listeners[i]);
+    piston__listener *li = &l->listeners[i];
+    li->tag = TAG_LISTENER;
+    li->fd = -1;
+    e = piston__listen_open(srv, &srv->listen[i], &li->shared);
     if (e < 0) {
       l->nlisteners = i;
       listeners_close(l);
       atomic_fetch_sub(&srv->nloops, 1);
       goto fail;
     }
+    li->fd = e;
+    e = 0;
   }
   l->nlisteners = srv->nlisten;
-  for (int k = 0; k < TIMER__COUNT; k++)
+  for (int k = 0; k < TIMER__COUNT; k++) {
     l->timers[k].head = l->timers[k].tail = NULL;
+    l->timer_ms[k] = timer_duration(srv, k);
+  }
   l->now_ms = piston__now_ms();
   listeners_watch(l, true);
   return l;
@@ -254,7 +123,7 @@ fail:
     close(l->evfd);
   if (l->tfd >= 0)
     close(l->tfd);
-  free(l->rbuf_free);
+  piston__bufpool_free(&l->rbufs);
   pthread_mutex_destroy(&l->inbox_lock);
   free(l);
   if (err)
@@ -270,35 +139,63 @@ size_t piston_loop_connections(const piston_loop *l) {
   return l->nconns;
 }
 
-/* ---- read buffers: kept per loop so that an idle connection holds none ----
- */
+/* ---- what the loop watches ---- */
 
-uint32_t piston__rbuf_size(const piston_server *srv) {
-  /* a whole head must fit, plus room to read body bytes behind it */
-  return (uint32_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE] + 16 * 1024;
+int piston__loop_add(piston_loop *l, piston__io *io, int fd,
+                     const piston__io_ops *ops) {
+  io->tag = TAG_IO;
+  io->ops = ops;
+  io->loop = l;
+  io->timer = TIMER_NONE;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                           .data.ptr = io};
+  if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return piston__sys_err(errno);
+  io->anext = l->all;
+  io->aprev = NULL;
+  if (l->all)
+    l->all->aprev = io;
+  l->all = io;
+  l->nconns++;
+  return 0;
 }
 
-char *piston__rbuf_get(piston_loop *l) {
-  if (l->nrbuf_free > 0)
-    return l->rbuf_free[--l->nrbuf_free];
-  return malloc(piston__rbuf_size(l->srv));
-}
-
-void piston__rbuf_put(piston_loop *l, char *buf) {
-  if (l->nrbuf_free < RBUF_CACHE)
-    l->rbuf_free[l->nrbuf_free++] = buf;
+void piston__loop_remove(piston__io *io) {
+  piston_loop *l = io->loop;
+  assert(!io->dead);
+  piston__timer_set(io, TIMER_NONE);
+  if (io->aprev)
+    io->aprev->anext = io->anext;
   else
-    free(buf);
-}
-
-/* ---- accepting ---- */
-
-void piston__loop_conn_closed(piston_loop *l) {
+    l->all = io->anext;
+  if (io->anext)
+    io->anext->aprev = io->aprev;
+  io->dead = true;
+  io->tnext = l->dead; /* destroyed at the end of the pass */
+  l->dead = io;
   l->nconns--;
   if (!l->accepting && !l->stopping && !l->accept_resume_ms &&
       l->nconns < (size_t)l->srv->opt[PISTON_OPT_MAX_CONNECTIONS])
     listeners_watch(l, true);
 }
+
+void piston__io_mark_pending(piston__io *io) {
+  if (io->in_pending || io->dead)
+    return;
+  io->in_pending = true;
+  io->pending_next = io->loop->pending;
+  io->loop->pending = io;
+}
+
+void piston__io_mark_dirty(piston__io *io) {
+  if (io->in_dirty || io->dead)
+    return;
+  io->in_dirty = true;
+  io->dirty_next = io->loop->dirty;
+  io->loop->dirty = io;
+}
+
+/* ---- accepting ---- */
 
 static void accept_some(piston_loop *l, piston__listener *li) {
   for (int i = 0; i < ACCEPT_BUDGET; i++) {
@@ -325,7 +222,7 @@ static void accept_some(piston_loop *l, piston__listener *li) {
       }
       return;
     }
-    piston__conn_accepted(l, fd, &ss, len);
+    l->srv->accept(l, fd, &ss, len);
   }
 }
 
@@ -337,14 +234,14 @@ void piston__loop_wake(piston_loop *l) {
   (void)n; /* EAGAIN means the counter is already non-zero: awake anyway */
 }
 
-void piston__loop_post(piston_loop *l, piston_req *req) {
+void piston__loop_post(piston_loop *l, piston__post *p) {
   pthread_mutex_lock(&l->inbox_lock);
   bool was_empty = l->inbox == NULL;
-  if (!req->in_inbox) {
-    req->in_inbox = true;
-    atomic_fetch_add(&req->refs, 1); /* the inbox holds the handle */
-    req->inbox_next = l->inbox;
-    l->inbox = req;
+  if (!p->queued) {
+    p->queued = true;
+    p->ops->hold(p); /* the inbox holds the item */
+    p->next = l->inbox;
+    l->inbox = p;
   }
   pthread_mutex_unlock(&l->inbox_lock);
   /* a burst of posts wakes the loop once */
@@ -357,23 +254,22 @@ static void drain_inbox(piston_loop *l) {
   ssize_t n = read(l->evfd, &v, sizeof v);
   (void)n;
   pthread_mutex_lock(&l->inbox_lock);
-  piston_req *list = l->inbox;
+  piston__post *list = l->inbox;
   l->inbox = NULL;
   pthread_mutex_unlock(&l->inbox_lock);
-  /* A request stays marked in_inbox until it is taken from this list, so a
-   * post that races with us finds it marked and only adds to its post queue
-   * (which apply_post below then sees); clearing the mark and reading the
-   * link happen together under the lock, so a re-post cannot rewrite a link
-   * we have yet to follow. Order across requests does not matter; each
-   * request's own data is in order in its post queue. */
+  /* An item stays marked queued until it is taken from this list, so a
+   * post that races with us finds it marked and only adds to what the item
+   * carries (which apply below then sees); clearing the mark and reading
+   * the link happen together under the lock, so a re-post cannot rewrite a
+   * link we have yet to follow. Order across items does not matter; each
+   * item keeps its own data in order. */
   while (list) {
     pthread_mutex_lock(&l->inbox_lock);
-    piston_req *r = list;
-    list = r->inbox_next;
-    r->in_inbox = false;
+    piston__post *p = list;
+    list = p->next;
+    p->queued = false;
     pthread_mutex_unlock(&l->inbox_lock);
-    piston__req_apply_post(r);
-    piston_req_release(r);
+    p->ops->apply(p);
   }
 }
 
@@ -392,10 +288,10 @@ void piston_loop_close_idle(piston_loop *l) {
 }
 
 static void close_idle(piston_loop *l) {
-  for (piston__conn *c = l->all, *next; c; c = next) {
-    next = c->anext;
-    if (piston__conn_is_idle(c))
-      piston__conn_close(c);
+  for (piston__io *io = l->all, *next; io; io = next) {
+    next = io->anext;
+    if (io->ops->idle(io))
+      io->ops->close(io);
   }
 }
 
@@ -404,31 +300,31 @@ static void begin_stop(piston_loop *l) {
   l->stop_at_ms = l->now_ms + (uint64_t)atomic_load(&l->stop_deadline_ms);
   l->accept_resume_ms = 0;
   listeners_close(l);
-  /* Connections without a request in flight close now; the others finish
-   * their current response and close. */
-  for (piston__conn *c = l->all, *next; c; c = next) {
-    next = c->anext;
-    piston__conn_stop(c);
+  /* Idle connections close now; the others finish their current response
+   * and close. */
+  for (piston__io *io = l->all, *next; io; io = next) {
+    next = io->anext;
+    io->ops->stop(io);
   }
 }
 
 /* After the deadline, the survivors are closed. */
 static void close_all(piston_loop *l) {
   while (l->all)
-    piston__conn_close(l->all);
+    l->all->ops->close(l->all);
 }
 
 /* ---- the pass ---- */
 
 static void run_pending(piston_loop *l) {
-  piston__conn *list = l->pending;
+  piston__io *list = l->pending;
   l->pending = NULL;
   while (list) {
-    piston__conn *c = list;
-    list = c->pending_next;
-    c->in_pending = false;
-    if (c->state != CONN_CLOSED)
-      piston__conn_run(c);
+    piston__io *io = list;
+    list = io->pending_next;
+    io->in_pending = false;
+    if (!io->dead)
+      io->ops->run(io);
   }
 }
 
@@ -436,43 +332,55 @@ static void run_pending(piston_loop *l) {
  * at once: repeat while that happens, a bounded number of times. */
 static void flush_dirty(piston_loop *l) {
   for (int round = 0; l->dirty && round < 8; round++) {
-    piston__conn *list = l->dirty;
+    piston__io *list = l->dirty;
     l->dirty = NULL;
     while (list) {
-      piston__conn *c = list;
-      list = c->dirty_next;
-      c->in_dirty = false;
-      if (c->state != CONN_CLOSED)
-        piston__conn_flush(c);
+      piston__io *io = list;
+      list = io->dirty_next;
+      io->in_dirty = false;
+      if (!io->dead)
+        io->ops->flush(io);
+    }
+  }
+}
+
+static void unlink_dead(piston__io **pp, size_t next_off, size_t flag_off) {
+  while (*pp) {
+    piston__io *io = *pp;
+    piston__io **next = (piston__io **)((char *)io + next_off);
+    if (io->dead) {
+      *((bool *)((char *)io + flag_off)) = false;
+      *pp = *next;
+    } else {
+      pp = next;
     }
   }
 }
 
 static void free_dead(piston_loop *l) {
-  /* closed conns may still sit in the pending list (work left for the next
-   * pass): unlink them before freeing */
-  piston__conn **pp = &l->pending;
-  while (*pp) {
-    if ((*pp)->state == CONN_CLOSED) {
-      (*pp)->in_pending = false;
-      *pp = (*pp)->pending_next;
-    } else {
-      pp = &(*pp)->pending_next;
-    }
-  }
-  pp = &l->dirty;
-  while (*pp) {
-    if ((*pp)->state == CONN_CLOSED) {
-      (*pp)->in_dirty = false;
-      *pp = (*pp)->dirty_next;
-    } else {
-      pp = &(*pp)->dirty_next;
-    }
-  }
+  /* the dead may still sit in the pending or dirty list (work left for the
+   * next pass): unlink them before they go */
+  unlink_dead(&l->pending, offsetof(piston__io, pending_next),
+              offsetof(piston__io, in_pending));
+  unlink_dead(&l->dirty, offsetof(piston__io, dirty_next),
+              offsetof(piston__io, in_dirty));
   while (l->dead) {
-    piston__conn *c = l->dead;
-    l->dead = c->tnext;
-    free(c);
+    piston__io *io = l->dead;
+    l->dead = io->tnext;
+    io->ops->destroy(io);
+  }
+}
+
+static void on_timerfd(piston_loop *l) {
+  uint64_t v;
+  ssize_t r = read(l->tfd, &v, sizeof v);
+  (void)r;
+  l->timer_armed_ms = 0;
+  piston__timers_expire(l);
+  if (l->accept_resume_ms && l->accept_resume_ms <= l->now_ms) {
+    l->accept_resume_ms = 0;
+    if (!l->stopping)
+      listeners_watch(l, true);
   }
 }
 
@@ -480,30 +388,21 @@ static int pass(piston_loop *l, int timeout_ms) {
   struct epoll_event evs[MAX_EVENTS];
   int n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout_ms);
   if (n < 0 && errno != EINTR)
-    return sys_err(errno);
+    return piston__sys_err(errno);
   piston__current_loop = l;
   l->now_ms = piston__now_ms();
   for (int i = 0; i < n; i++) {
     uint8_t *tag = evs[i].data.ptr;
     switch (*tag) {
-    case TAG_CONN:
-      piston__conn_on_io((piston__conn *)(void *)tag, evs[i].events);
-      break;
-    case TAG_LISTENER: accept_some(l, (piston__listener *)(void *)tag); break;
-    case TAG_INBOX: drain_inbox(l); break;
-    case TAG_TIMER: {
-      uint64_t v;
-      ssize_t r = read(l->tfd, &v, sizeof v);
-      (void)r;
-      l->timer_armed_ms = 0;
-      piston__timers_expire(l);
-      if (l->accept_resume_ms && l->accept_resume_ms <= l->now_ms) {
-        l->accept_resume_ms = 0;
-        if (!l->stopping)
-          listeners_watch(l, true);
-      }
+    case TAG_IO: {
+      piston__io *io = (piston__io *)(void *)tag;
+      if (!io->dead)
+        io->ops->events(io, evs[i].events);
       break;
     }
+    case TAG_LISTENER: accept_some(l, (piston__listener *)(void *)tag); break;
+    case TAG_INBOX: drain_inbox(l); break;
+    case TAG_TIMER: on_timerfd(l); break;
     }
   }
   if (!l->stopping && atomic_load(&l->stop_requested))
@@ -563,9 +462,7 @@ void piston_loop_free(piston_loop *l) {
   close(l->epfd);
   close(l->evfd);
   close(l->tfd);
-  for (size_t i = 0; i < l->nrbuf_free; i++)
-    free(l->rbuf_free[i]);
-  free(l->rbuf_free);
+  piston__bufpool_free(&l->rbufs);
   pthread_mutex_destroy(&l->inbox_lock);
   atomic_fetch_sub(&l->srv->nloops, 1);
   free(l);

@@ -3,102 +3,106 @@
  * llhttp leaves to a server: size and count limits, the protocol and major
  * version, Host rules, Transfer-Encoding on HTTP/1.0, Expect.
  *
- * Callbacks never close the connection or touch the host beyond dispatching:
- * a rejection sets conn->reject_status and fails the callback, and conn.c
- * answers once llhttp_execute has returned. */
+ * Callbacks only record and check: they never close the connection, route
+ * or call the host. A complete head pauses llhttp (H1_AT_HEAD) and the end
+ * of a message pauses it again (H1_AT_END); a rejection sets reject_status
+ * and fails the callback. http1.c acts on each once llhttp_execute has
+ * returned. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "http1.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-static piston__conn *conn_of(llhttp_t *p) {
+static piston__h1 *h1_of(llhttp_t *p) {
   return p->data;
 }
 
-static int reject(piston__conn *c, int status) {
-  c->reject_status = status;
+static int reject(piston__h1 *h, int status) {
+  h->reject_status = status;
   return -1;
 }
 
 /* Spans may arrive in pieces across reads; the buffer does not move during a
  * head, so the pieces are contiguous and the first offset plus a growing
  * length describes the whole. */
-static void span(piston__conn *c, const char *at, size_t len, uint32_t *off,
+static void span(piston__h1 *h, const char *at, size_t len, uint32_t *off,
                  uint32_t *slen) {
   if (*slen == 0)
-    *off = (uint32_t)(at - c->rbuf);
+    *off = (uint32_t)(at - h->conn.rbuf);
   *slen += (uint32_t)len;
-  c->keep = (uint32_t)(at + len - c->rbuf);
+  h->keep = (uint32_t)(at + len - h->conn.rbuf);
 }
 
 static int on_message_begin(llhttp_t *p) {
-  piston__conn *c = conn_of(p);
-  piston_req *req = c->spare;
-  c->spare = NULL;
-  if (!req && !(req = piston__req_new(c->loop, c)))
-    return reject(c, 503);
-  piston__req_reset(req, c);
-  c->req = req;
+  piston__h1 *h = h1_of(p);
+  piston_req *req = h->spare;
+  h->spare = NULL;
+  if (!req && !(req = piston__req_new(&h->conn)))
+    return reject(h, 503);
+  piston__req_reset(req, &h->conn);
+  h->req = req;
   return 0;
 }
 
 static int on_method(llhttp_t *p, const char *at, size_t len) {
-  piston__conn *c = conn_of(p);
-  span(c, at, len, &c->req->method_off, &c->req->method_len);
+  piston__h1 *h = h1_of(p);
+  span(h, at, len, &h->req->method_off, &h->req->method_len);
   return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
-  piston__conn *c = conn_of(p);
-  piston_req *r = c->req;
-  span(c, at, len, &r->target_off, &r->target_len);
-  if (r->target_len > (uint64_t)c->loop->srv->opt[PISTON_OPT_MAX_URL_SIZE])
-    return reject(c, 414);
+  piston__h1 *h = h1_of(p);
+  piston_req *r = h->req;
+  span(h, at, len, &r->target_off, &r->target_len);
+  if (r->target_len >
+      (uint64_t)h->conn.io.loop->srv->opt[PISTON_OPT_MAX_URL_SIZE])
+    return reject(h, 414);
   return 0;
 }
 
 static int on_url_complete(llhttp_t *p) {
-  conn_of(p)->req->url_done = true;
+  h1_of(p)->req->url_done = true;
   return 0;
 }
 
 static int on_version(llhttp_t *p, const char *at, size_t len) {
-  piston__conn *c = conn_of(p);
-  piston_req *r = c->req;
+  piston__h1 *h = h1_of(p);
+  piston_req *r = h->req;
   /* llhttp also accepts RTSP and ICE request lines; only HTTP is ours.
    * The version may come in pieces: the protocol precedes the first. */
   bool first = r->version_len == 0;
-  span(c, at, len, &r->version_off, &r->version_len);
-  if (first && (at - c->rbuf < 5 || memcmp(at - 5, "HTTP/", 5) != 0))
-    return reject(c, 505);
+  span(h, at, len, &r->version_off, &r->version_len);
+  if (first && (at - h->conn.rbuf < 5 || memcmp(at - 5, "HTTP/", 5) != 0))
+    return reject(h, 505);
   return 0;
 }
 
 static int on_version_complete(llhttp_t *p) {
-  piston__conn *c = conn_of(p);
+  piston__h1 *h = h1_of(p);
   if (p->http_major != 1)
-    return reject(c, 505);
-  c->req->minor = (int8_t)p->http_minor;
+    return reject(h, 505);
+  h->req->minor = (int8_t)p->http_minor;
   return 0;
 }
 
-static int header_slot(piston__conn *c) {
-  piston_req *r = c->req;
+static int header_slot(piston__h1 *h) {
+  piston_req *r = h->req;
   if (r->hdr_open)
     return 0;
-  if (r->nhdrs >= (uint64_t)c->loop->srv->opt[PISTON_OPT_MAX_HEADERS])
-    return reject(c, 431);
+  if (r->nhdrs >= (uint64_t)h->conn.io.loop->srv->opt[PISTON_OPT_MAX_HEADERS])
+    return reject(h, 431);
   if (r->nhdrs == r->hdrcap) {
     uint32_t ncap = r->hdrcap * 2;
-    piston__hdr *h = malloc(ncap * sizeof *h);
-    if (!h)
-      return reject(c, 503);
-    memcpy(h, r->hdrs, r->nhdrs * sizeof *h);
+    piston__hdr *grown = malloc(ncap * sizeof *grown);
+    if (!grown)
+      return reject(h, 503);
+    memcpy(grown, r->hdrs, r->nhdrs * sizeof *grown);
     if (r->hdrs != r->hdr_inline)
       free(r->hdrs);
-    r->hdrs = h;
+    r->hdrs = grown;
     r->hdrcap = ncap;
   }
   r->hdrs[r->nhdrs] = (piston__hdr){0, 0, 0, 0};
@@ -107,42 +111,43 @@ static int header_slot(piston__conn *c) {
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  piston__conn *c = conn_of(p);
-  piston_req *r = c->req;
+  piston__h1 *h = h1_of(p);
+  piston_req *r = h->req;
   if (r->headers_done) { /* a trailer: counted, not kept */
     r->body_total += len;
     return 0;
   }
-  if (header_slot(c) != 0)
+  if (header_slot(h) != 0)
     return -1;
-  span(c, at, len, &r->hdrs[r->nhdrs].name_off, &r->hdrs[r->nhdrs].name_len);
+  span(h, at, len, &r->hdrs[r->nhdrs].name_off, &r->hdrs[r->nhdrs].name_len);
   return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  piston__conn *c = conn_of(p);
-  piston_req *r = c->req;
+  piston__h1 *h = h1_of(p);
+  piston_req *r = h->req;
   if (r->headers_done) {
     r->body_total += len;
     return 0;
   }
-  span(c, at, len, &r->hdrs[r->nhdrs].value_off, &r->hdrs[r->nhdrs].value_len);
+  span(h, at, len, &r->hdrs[r->nhdrs].value_off, &r->hdrs[r->nhdrs].value_len);
   return 0;
 }
 
 static int on_header_value_complete(llhttp_t *p) {
-  piston__conn *c = conn_of(p);
-  piston_req *r = c->req;
+  piston__h1 *h = h1_of(p);
+  piston_req *r = h->req;
   if (r->headers_done)
     return 0;
-  piston__hdr *h = &r->hdrs[r->nhdrs];
-  if (h->value_len == 0)
-    h->value_off = h->name_off + h->name_len;
+  piston__hdr *f = &r->hdrs[r->nhdrs];
+  const char *buf = h->conn.rbuf;
+  if (f->value_len == 0)
+    f->value_off = f->name_off + f->name_len;
   /* llhttp keeps trailing whitespace in the value; RFC 9110 excludes it */
-  while (h->value_len > 0 && (c->rbuf[h->value_off + h->value_len - 1] == ' ' ||
-                              c->rbuf[h->value_off + h->value_len - 1] == '\t'))
-    h->value_len--;
-  if (h->name_len == 4 && strncasecmp(c->rbuf + h->name_off, "host", 4) == 0)
+  while (f->value_len > 0 && (buf[f->value_off + f->value_len - 1] == ' ' ||
+                              buf[f->value_off + f->value_len - 1] == '\t'))
+    f->value_len--;
+  if (f->name_len == 4 && strncasecmp(buf + f->name_off, "host", 4) == 0)
     r->nhost++;
   r->nhdrs++;
   r->hdr_open = false;
@@ -199,31 +204,31 @@ static void split_target(piston_req *r) {
 }
 
 static int on_headers_complete(llhttp_t *p) {
-  piston__conn *c = conn_of(p);
-  piston_req *r = c->req;
-  piston_server *srv = c->loop->srv;
+  piston__h1 *h = h1_of(p);
+  piston_req *r = h->req;
+  const piston_server *srv = h->conn.io.loop->srv;
   r->headers_done = true;
   /* llhttp takes "GET /path" with no version as HTTP/0.9 without calling
    * the version callbacks; there is no such thing as a 0.9 request here */
   if (r->version_len == 0)
-    return reject(c, 400);
+    return reject(h, 400);
   /* a head that arrived whole in one read was never measured on the way */
-  if (c->keep - r->method_off > (uint64_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE])
-    return reject(c, 431);
+  if (h->keep - r->method_off > (uint64_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE])
+    return reject(h, 431);
   if (r->minor >= 1 ? r->nhost != 1 : r->nhost > 1)
-    return reject(c, 400);
+    return reject(h, 400);
   /* RFC 9112 6.3: a request whose Transfer-Encoding does not end in
    * chunked has no reliable length; llhttp lets it through */
   if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
-    return reject(c, 400);
+    return reject(h, 400);
   /* chunked is the only coding decoded here: a body under gzip or another
    * coding would reach the host still encoded (RFC 9112 6.1: 501) */
   if ((p->flags & F_TRANSFER_ENCODING) && !only_chunked(r))
-    return reject(c, 501);
+    return reject(h, 501);
   /* HTTP/1.0 has no chunked coding: a Transfer-Encoding there is framing
    * the peer and any proxy may disagree on (RFC 9112 6.1) */
   if ((p->flags & F_TRANSFER_ENCODING) && r->minor == 0)
-    return reject(c, 400);
+    return reject(h, 400);
   if (p->flags & F_CHUNKED)
     r->content_length = -1;
   else if (p->flags & F_CONTENT_LENGTH)
@@ -232,58 +237,52 @@ static int on_headers_complete(llhttp_t *p) {
     r->content_length = 0;
   int64_t max_body = srv->opt[PISTON_OPT_MAX_BODY_SIZE];
   if (max_body > 0 && r->content_length > max_body)
-    return reject(c, 413);
+    return reject(h, 413);
   piston_str expect = piston_req_header(r, "expect", 6);
   if (expect.ptr) {
     if (expect.len != 12 || strncasecmp(expect.ptr, "100-continue", 12) != 0)
-      return reject(c, 417);
+      return reject(h, 417);
     r->expect_continue = r->minor >= 1 && r->content_length != 0;
   }
   r->keepalive = llhttp_should_keep_alive(p) != 0;
   r->is_head = p->method == HTTP_HEAD;
   split_target(r);
-  c->state = CONN_ACTIVE;
-  piston__timer_set(c, r->content_length != 0 ? TIMER_BODY : TIMER_NONE);
-  if (piston__route(c, r))
-    return 0;
-  atomic_fetch_add(&r->refs, 1); /* the host's reference */
-  c->hosted = true;
-  c->loop->dispatched = true;
-  srv->on_request(r, srv->on_request_ud);
-  return 0;
+  h->paused = H1_AT_HEAD; /* http1.c dispatches it */
+  return HPE_PAUSED;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
-  piston__conn *c = conn_of(p);
-  piston_req *r = c->req;
+  piston__h1 *h = h1_of(p);
+  piston_req *r = h->req;
   r->body_total += len;
-  int64_t max_body = c->loop->srv->opt[PISTON_OPT_MAX_BODY_SIZE];
+  int64_t max_body = h->conn.io.loop->srv->opt[PISTON_OPT_MAX_BODY_SIZE];
   if (max_body > 0 && r->body_total > (uint64_t)max_body)
-    return reject(c, 413);
+    return reject(h, 413);
   if (r->discard_body)
     return 0;
   if (piston__req_body_append(r, at, len) != 0)
-    return reject(c, 503);
+    return reject(h, 503);
   return 0;
 }
 
 /* A declared chunk that would cross the limit is refused before its bytes
  * arrive. llhttp puts the chunk size in content_length here. */
 static int on_chunk_header(llhttp_t *p) {
-  piston__conn *c = conn_of(p);
-  int64_t max_body = c->loop->srv->opt[PISTON_OPT_MAX_BODY_SIZE];
+  piston__h1 *h = h1_of(p);
+  int64_t max_body = h->conn.io.loop->srv->opt[PISTON_OPT_MAX_BODY_SIZE];
   if (max_body > 0 &&
-      c->req->body_total + p->content_length > (uint64_t)max_body)
-    return reject(c, 413);
+      h->req->body_total + p->content_length > (uint64_t)max_body)
+    return reject(h, 413);
   return 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
-  piston__conn *c = conn_of(p);
-  pthread_mutex_lock(&c->req->lock);
-  c->req->body_done = true;
-  pthread_mutex_unlock(&c->req->lock);
+  piston__h1 *h = h1_of(p);
+  pthread_mutex_lock(&h->req->lock);
+  h->req->body_done = true;
+  pthread_mutex_unlock(&h->req->lock);
   /* Stop here: the next pipelined request waits for this response. */
+  h->paused = H1_AT_END;
   return HPE_PAUSED;
 }
 

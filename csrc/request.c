@@ -1,26 +1,31 @@
 /* Request handles: their lifetime (a reference count shared by the
- * connection, the host and the loop's inbox), the views of the head, the
- * request body buffer, events, and the posts other threads make. */
+ * protocol handler, the host and the loop's inbox), the views of the head,
+ * the request body buffer, events, and the engine's transitions of the
+ * exchange's state. The host's calls that write (body reads that owe a 100
+ * Continue, responses) are the writer's, in response.c. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "req.h"
+#include "util.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
 
-piston_req *piston__req_new(piston_loop *loop, piston__conn *c) {
+piston_req *piston__req_new(piston__conn *c) {
   piston_req *r = calloc(1, sizeof *r);
   if (!r)
     return NULL;
-  atomic_init(&r->refs, 1); /* the connection's */
-  r->loop = loop;
+  atomic_init(&r->refs, 1); /* the protocol handler's */
+  r->loop = c->io.loop;
   r->conn = c;
   pthread_mutex_init(&r->lock, NULL);
   r->hdrs = r->hdr_inline;
   r->hdrcap = sizeof r->hdr_inline / sizeof r->hdr_inline[0];
-  piston__outq_init(&r->post);
+  piston__outq_init(&r->postq);
   return r;
 }
 
@@ -52,6 +57,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->url_done = r->hdr_open = false;
   r->resp = RESP_NONE;
   r->loop_ended = false;
+  r->abort_requested = false;
   r->status = 0;
   r->chunked = r->no_body = r->close_after = false;
   r->resp_left = -1;
@@ -74,7 +80,7 @@ void piston__req_free(piston_req *r) {
     free(r->hdrs);
   free(r->body);
   free(r->owned_base);
-  piston__outq_free(&r->post);
+  piston__outq_free(&r->postq);
   pthread_mutex_destroy(&r->lock);
   free(r);
 }
@@ -214,7 +220,7 @@ void piston__req_detach(piston_req *r) {
   pthread_mutex_lock(&r->lock);
   bool was_closed = r->closed;
   r->closed = true;
-  piston__outq_clear(&r->post);
+  piston__outq_clear(&r->postq);
   pthread_mutex_unlock(&r->lock);
   if (!was_closed && atomic_load(&r->refs) > 1)
     piston__req_notify(r, PISTON_EV_CLOSED);
@@ -255,88 +261,64 @@ int piston__req_body_append(piston_req *r, const char *p, size_t n) {
   return 0;
 }
 
-/* Caller holds the lock. Returns 1 if the loop must act. */
-static int wants_continue(piston_req *r) {
-  if (!r->expect_continue || r->resp != RESP_NONE)
-    return 0;
-  r->expect_continue = false;
-  return 1;
+void piston__req_update_pressure(piston_req *r) {
+  piston__conn *c = r->conn;
+  uint64_t out = c ? c->out.pending : 0;
+  atomic_store(&r->out_queued, out);
+  pthread_mutex_lock(&r->lock);
+  uint64_t low = (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER] / 2;
+  bool drain = r->want_drain && out + r->postq.pending <= low;
+  if (drain)
+    r->want_drain = false;
+  pthread_mutex_unlock(&r->lock);
+  if (drain)
+    piston__req_notify(r, PISTON_EV_DRAIN);
 }
 
-static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
-  pthread_mutex_lock(&r->lock);
-  size_t avail = r->body_len - r->body_pos;
-  int64_t rc;
-  unsigned post = 0;
-  if (r->body_too_big) {
-    rc = PISTON_ETOOBIG;
-  } else if (avail == 0) {
-    if (r->body_done)
-      rc = 0;
-    else if (r->closed || !r->conn)
-      rc = PISTON_ECLOSED;
-    else {
-      rc = PISTON_EAGAIN;
-      if (wants_continue(r)) {
-        /* the client waits for our go-ahead before it sends the body */
-        bool direct = piston__current_loop == r->loop && r->post.pending == 0;
-        piston__outq *q = direct ? &r->conn->out : &r->post;
-        if (piston__outq_append(q, continue_line, sizeof continue_line - 1) ==
-            0) {
-          if (direct)
-            piston__conn_mark_dirty(r->conn);
-          else
-            post |= POST_OUTPUT;
-        }
-      }
-    }
-  } else {
-    size_t n = avail < len ? avail : len;
-    memcpy(buf, r->body + r->body_pos, n);
-    r->body_pos += n;
-    rc = (int64_t)n;
-    if (r->reading_paused &&
-        r->body_len - r->body_pos <=
-            (uint64_t)r->loop->srv->opt[PISTON_OPT_BODY_HIGH_WATER] / 2) {
-      r->reading_paused = false;
-      post |= POST_RESUME;
-    }
-  }
-  piston__conn *c = r->conn;
-  bool direct = piston__current_loop == r->loop;
-  if (post && !direct)
-    r->post_flags |= post;
-  pthread_mutex_unlock(&r->lock);
-  if (post && c) {
-    if (direct)
-      piston__conn_mark_pending(c);
-    else
-      piston__loop_post(r->loop, r);
-  }
-  return rc;
-}
-
-/* Loop thread: carry out what other threads posted for this request. */
-void piston__req_apply_post(piston_req *r) {
-  pthread_mutex_lock(&r->lock);
-  unsigned flags = r->post_flags;
-  r->post_flags = 0;
-  piston__conn *c = r->conn;
-  bool live = c && c->req == r && !r->closed;
-  int rc = 0;
-  if (live && r->post.pending)
-    rc = piston__outq_move(&c->out, &r->post);
-  else
-    piston__outq_clear(&r->post);
-  pthread_mutex_unlock(&r->lock);
-  if (!live)
+void piston__req_access_log(piston_req *r) {
+  if (!r->loop->srv->opt[PISTON_OPT_ACCESS_LOG])
     return;
-  if (rc != 0 || (flags & POST_ABORT))
-    c->abort_requested = true;
-  if (flags & POST_END)
+  int port;
+  const char *addr = piston_req_remote_addr(r, &port);
+  piston_str m = piston_req_method(r), t = piston_req_target(r);
+  piston__log("%s:%d \"%.*s %.*s HTTP/1.%d\" %d %" PRIu64, addr, port,
+              (int)m.len, m.ptr, (int)t.len, t.ptr, r->minor, r->status,
+              r->resp_bytes);
+}
+
+/* ---- the engine's transitions of the exchange ---- */
+
+void piston__req_native_answered(piston_req *r, int status, bool close) {
+  /* before the host ever saw the handle: no lock needed */
+  assert(r->resp == RESP_NONE && !r->loop_ended);
+  r->status = status;
+  piston__req_access_log(r);
+  r->native = true;
+  r->discard_body = true;
+  r->resp = RESP_ENDED;
+  r->loop_ended = true;
+  if (close)
+    r->close_after = true;
+}
+
+int piston__req_engine_answers(piston_req *r, int status) {
+  pthread_mutex_lock(&r->lock);
+  int resp = r->resp;
+  if (resp == RESP_NONE) {
+    assert(!r->loop_ended);
+    r->resp = RESP_ENDED; /* the engine answers; host writes now fail */
     r->loop_ended = true;
-  piston__conn_mark_pending(c);
-  piston__conn_mark_dirty(c);
+    if (status == 413)
+      r->body_too_big = true;
+    r->closed = true;
+  }
+  pthread_mutex_unlock(&r->lock);
+  return resp;
+}
+
+void piston__req_loop_end(piston_req *r) {
+  /* the loop's view follows the host's: an end is queued only after the
+   * host's own end, or the engine's answer in its place */
+  assert(r->resp == RESP_ENDED);
+  r->loop_ended = true;
 }

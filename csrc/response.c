@@ -1,14 +1,19 @@
-/* The response writer: status line and headers serialised once into the
- * output queue, Content-Length or chunked framing, HEAD/204/304 without a
- * body, and the pressure signal that makes fast writers wait.
+/* The writer: the host's calls that put bytes on the wire (responses, and
+ * the 100 Continue a body read may owe), from any thread. Status line and
+ * headers serialised once into the output queue, Content-Length or chunked
+ * framing, HEAD/204/304 without a body, and the pressure signal that makes
+ * fast writers wait.
  *
- * On the loop's thread inside a poll pass, bytes go straight into the
- * connection's queue. Anywhere else they go into the request's post queue
- * (under its lock) and the request is posted to the loop, which moves them
- * over: the host may call from any thread. */
+ * wbegin() is the one place that decides where a call's bytes go. On the
+ * loop's thread inside a poll pass they go straight into the connection's
+ * queue. Anywhere else they go into the request's post queue (under its
+ * lock) and the request is posted to the loop, whose inbox hands it back to
+ * apply_post() here, which moves them over. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "http1.h"
+#include "util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,39 +22,6 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-
-static const char plain_type[] = "Content-Type: text/plain; charset=utf-8\r\n";
-
-/* An engine-made response: the reason phrase as the body. */
-static int simple_response(piston__outq *q, int status, const char *extra,
-                           bool keep, bool head_only) {
-  const char *reason = piston__reason(status);
-  if (!reason)
-    reason = "Error";
-  size_t sl_len;
-  const char *sl = piston__status_line(status, &sl_len);
-  size_t rlen = strlen(reason);
-  size_t cap = sl_len + PISTON_DATE_LINE_LEN + sizeof plain_type +
-               (extra ? strlen(extra) : 0) + rlen + 96;
-  char *p = piston__outq_reserve(q, cap);
-  if (!p)
-    return PISTON_ENOMEM;
-  int n = snprintf(p, cap, "%s%s%s%sContent-Length: %zu\r\n%s\r\n%s%s", sl,
-                   piston__date_line(), plain_type, extra ? extra : "",
-                   rlen + 1, keep ? "" : "Connection: close\r\n",
-                   head_only ? "" : reason, head_only ? "" : "\n");
-  piston__outq_commit(q, (size_t)n);
-  return 0;
-}
-
-int piston__resp_error(piston__outq *q, int status, bool head_only) {
-  return simple_response(q, status, NULL, false, head_only);
-}
-
-int piston__resp_simple(piston__outq *q, int status, const char *extra,
-                        bool keep, bool head_only) {
-  return simple_response(q, status, extra, keep, head_only);
-}
 
 /* ---- where a call's bytes go ---- */
 
@@ -60,19 +32,44 @@ typedef struct {
   bool direct;
 } wctx;
 
+/* Lock held: direct only if nothing posted earlier is still waiting, so
+ * that bytes keep their order. */
+static void wplace(piston_req *r, wctx *w) {
+  w->req = r;
+  w->conn = r->conn;
+  w->direct = piston__current_loop == r->loop && r->postq.pending == 0 &&
+              r->post_flags == 0;
+  w->q = w->direct ? &w->conn->out : &r->postq;
+}
+
 static int wbegin(piston_req *r, wctx *w) {
   pthread_mutex_lock(&r->lock);
   if (r->closed || !r->conn) {
     pthread_mutex_unlock(&r->lock);
     return PISTON_ECLOSED;
   }
-  w->req = r;
-  w->conn = r->conn;
-  /* direct only if nothing posted earlier is still waiting: order first */
-  w->direct = piston__current_loop == r->loop && r->post.pending == 0 &&
-              r->post_flags == 0;
-  w->q = w->direct ? &w->conn->out : &r->post;
+  wplace(r, w);
   return 0;
+}
+
+static const piston__post_ops post_ops;
+
+/* Lock released: have the loop act on what the call queued, now (direct)
+ * or from its inbox. */
+static void wsubmit(wctx *w, unsigned flags) {
+  piston_req *r = w->req;
+  if (w->direct) {
+    if (flags & POST_END)
+      piston__req_loop_end(r);
+    if (flags & POST_ABORT)
+      r->abort_requested = true;
+    piston__conn_mark_dirty(w->conn);
+    if (flags)
+      piston__conn_mark_pending(w->conn);
+  } else {
+    r->post.ops = &post_ops;
+    piston__loop_post(r->loop, &r->post);
+  }
 }
 
 /* Unlocks; returns rc, or 1 when the queue is over its high-water mark. */
@@ -80,7 +77,7 @@ static int wend(wctx *w, unsigned flags, int rc) {
   piston_req *r = w->req;
   uint64_t high = (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER];
   uint64_t queued = w->direct ? w->conn->out.pending
-                              : r->post.pending + atomic_load(&r->out_queued);
+                              : r->postq.pending + atomic_load(&r->out_queued);
   int pressure = rc == 0 && queued > high && r->resp != RESP_ENDED;
   if (pressure)
     r->want_drain = true;
@@ -88,33 +85,100 @@ static int wend(wctx *w, unsigned flags, int rc) {
     r->post_flags |= flags | POST_OUTPUT;
   pthread_mutex_unlock(&r->lock);
   if ((flags & POST_END) && rc == 0)
-    piston__access_log(r); /* outside the lock: it reads the peer address */
-  if (w->direct) {
-    if (flags & POST_END)
-      r->loop_ended = true;
-    piston__conn_mark_dirty(w->conn);
-    if (flags)
-      piston__conn_mark_pending(w->conn);
-  } else {
-    piston__loop_post(r->loop, r);
-  }
+    piston__req_access_log(r); /* outside the lock: it reads the peer */
+  wsubmit(w, flags);
   return rc < 0 ? rc : pressure;
 }
 
-/* Loop thread, after a flush: tell a waiting writer it may go on. */
-void piston__req_update_pressure(piston_req *r) {
-  piston__conn *c = r->conn;
-  uint64_t out = c ? c->out.pending : 0;
-  atomic_store(&r->out_queued, out);
+/* ---- the body: reads may owe the client a 100 Continue ---- */
+
+static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
   pthread_mutex_lock(&r->lock);
-  uint64_t low = (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER] / 2;
-  bool drain = r->want_drain && out + r->post.pending <= low;
-  if (drain)
-    r->want_drain = false;
+  size_t avail = r->body_len - r->body_pos;
+  int64_t rc;
+  unsigned flags = 0;
+  bool owe_continue = false;
+  if (r->body_too_big) {
+    rc = PISTON_ETOOBIG;
+  } else if (avail == 0) {
+    if (r->body_done) {
+      rc = 0;
+    } else if (r->closed || !r->conn) {
+      rc = PISTON_ECLOSED;
+    } else {
+      rc = PISTON_EAGAIN;
+      /* the client waits for our go-ahead before it sends the body */
+      owe_continue = r->expect_continue && r->resp == RESP_NONE;
+      if (owe_continue)
+        r->expect_continue = false;
+    }
+  } else {
+    size_t n = avail < len ? avail : len;
+    memcpy(buf, r->body + r->body_pos, n);
+    r->body_pos += n;
+    rc = (int64_t)n;
+    if (r->reading_paused &&
+        r->body_len - r->body_pos <=
+            (uint64_t)r->loop->srv->opt[PISTON_OPT_BODY_HIGH_WATER] / 2) {
+      r->reading_paused = false;
+      flags |= POST_RESUME;
+    }
+  }
+  if ((!owe_continue && !flags) || !r->conn) {
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+  }
+  wctx w;
+  wplace(r, &w);
+  if (owe_continue &&
+      piston__outq_append(w.q, continue_line, sizeof continue_line - 1) == 0)
+    flags |= POST_OUTPUT;
+  if (!w.direct)
+    r->post_flags |= flags;
   pthread_mutex_unlock(&r->lock);
-  if (drain)
-    piston__req_notify(r, PISTON_EV_DRAIN);
+  wsubmit(&w, flags);
+  return rc;
 }
+
+/* ---- posts ---- */
+
+static piston_req *req_of_post(piston__post *p) {
+  return (piston_req *)(void *)((char *)p - offsetof(piston_req, post));
+}
+
+static void post_hold(piston__post *p) {
+  atomic_fetch_add(&req_of_post(p)->refs, 1); /* the inbox's reference */
+}
+
+/* Loop thread: carry out what other threads posted for this request. */
+static void post_apply(piston__post *p) {
+  piston_req *r = req_of_post(p);
+  pthread_mutex_lock(&r->lock);
+  unsigned flags = r->post_flags;
+  r->post_flags = 0;
+  piston__conn *c = r->conn;
+  bool live = c && !r->closed;
+  int rc = 0;
+  if (live && r->postq.pending)
+    rc = piston__outq_move(&c->out, &r->postq);
+  else
+    piston__outq_clear(&r->postq);
+  pthread_mutex_unlock(&r->lock);
+  if (live) {
+    if (rc != 0 || (flags & POST_ABORT))
+      r->abort_requested = true;
+    if (flags & POST_END)
+      piston__req_loop_end(r);
+    piston__conn_mark_pending(c);
+    piston__conn_mark_dirty(c);
+  }
+  piston_req_release(r);
+}
+
+static const piston__post_ops post_ops = {.hold = post_hold,
+                                          .apply = post_apply};
 
 /* ---- serialising ---- */
 
@@ -286,17 +350,6 @@ static int write_locked(wctx *w, const void *data, size_t len) {
   return 0;
 }
 
-void piston__access_log(piston_req *r) {
-  if (!r->loop->srv->opt[PISTON_OPT_ACCESS_LOG])
-    return;
-  int port;
-  const char *addr = piston_req_remote_addr(r, &port);
-  piston_str m = piston_req_method(r), t = piston_req_target(r);
-  piston__log("%s:%d \"%.*s %.*s HTTP/1.%d\" %d %" PRIu64, addr, port,
-              (int)m.len, m.ptr, (int)t.len, t.ptr, r->minor, r->status,
-              r->resp_bytes);
-}
-
 static int end_locked(wctx *w, const piston_header *t, size_t nt) {
   piston_req *r = w->req;
   if (r->resp != RESP_STARTED)
@@ -434,14 +487,12 @@ void piston_resp_abort(piston_req *r) {
   if (r->resp == RESP_NONE) {
     r->keepalive = false;
     r->close_after = true;
-    rc = piston__resp_error(w.q, 500, r->is_head);
+    rc = piston__h1_simple(w.q, 500, NULL, false, r->is_head);
     r->status = 500;
     r->resp = RESP_ENDED;
   } else if (r->resp == RESP_STARTED) {
     /* mid-body there is no way to signal failure but closing; POST_ABORT
-     * also has the connection run this pass (direct) or on the post */
-    if (w.direct)
-      w.conn->abort_requested = true;
+     * has the connection run this pass (direct) or on the post */
     wend(&w, POST_ABORT, rc);
     return;
   }

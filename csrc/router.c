@@ -1,9 +1,10 @@
 /* Native routes: fixed responses and file mounts, answered on the loop
- * thread from inside the parser's headers-complete step, so a request for
- * them never reaches the host. The route list is short and scanned in
+ * thread as soon as the HTTP/1.1 handler has a complete head, so a request
+ * for them never reaches the host. The route list is short and scanned in
  * order; fixed routes first. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "http1.h"
+#include "util.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@
 static bool keep_alive(const piston__conn *c, const piston_req *r) {
   /* a body we would have to drain, or a client waiting for 100-continue,
    * are not worth keeping the connection for */
-  return r->keepalive && !c->loop->stopping &&
+  return r->keepalive && !c->io.loop->stopping &&
          !(r->expect_continue && r->content_length != 0);
 }
 
@@ -32,7 +33,6 @@ static int send_fixed(piston__conn *c, piston_req *r,
                       const piston__fixed_route *f, bool keep) {
   const char *cl = conn_line(keep, r->minor);
   size_t cl_len = strlen(cl);
-  r->status = f->status;
   bool body = !r->is_head && f->status != 204 && f->status != 304;
   size_t n = f->status_line_len + PISTON_DATE_LINE_LEN + f->fields_len +
              cl_len + 2 + (body ? f->body_len : 0);
@@ -56,7 +56,7 @@ static int send_fixed(piston__conn *c, piston_req *r,
 }
 
 static int send_file(piston__conn *c, piston_req *r, const piston__dir_route *d,
-                     bool keep) {
+                     bool keep, int *status) {
   piston_str path = piston_req_path(r);
   piston_str sub = {path.ptr + d->prefix_len, path.len - d->prefix_len};
   piston__file_cond cond = {
@@ -67,12 +67,12 @@ static int send_file(piston__conn *c, piston_req *r, const piston__dir_route *d,
   };
   piston__file_reply fr;
   int rc = piston__file_serve(&d->mount, sub, &cond, &fr);
-  r->status = rc < 0 ? 500 : fr.status;
+  *status = rc < 0 ? 500 : fr.status;
   if (rc < 0)
-    return piston__resp_simple(&c->out, rc == PISTON_ENOMEM ? 503 : 500, NULL,
-                               false, r->is_head);
+    return piston__h1_simple(&c->out, rc == PISTON_ENOMEM ? 503 : 500, NULL,
+                             false, r->is_head);
   if (fr.status == 404)
-    return piston__resp_simple(&c->out, 404, NULL, keep, r->is_head);
+    return piston__h1_simple(&c->out, 404, NULL, keep, r->is_head);
   size_t sl_len;
   const char *sl = piston__status_line(fr.status, &sl_len);
   const char *cl = conn_line(keep, r->minor);
@@ -109,13 +109,14 @@ static bool under_prefix(piston_str path, const piston__dir_route *d) {
          (path.len == d->prefix_len || path.ptr[d->prefix_len] == '/');
 }
 
-/* Called at headers-complete. Returns true if the request was answered. */
-bool piston__route(piston__conn *c, piston_req *r) {
-  const piston_server *srv = c->loop->srv;
+bool piston__route(piston__h1 *h, piston_req *r) {
+  piston__conn *c = &h->conn;
+  const piston_server *srv = c->io.loop->srv;
   piston_str path = piston_req_path(r), method = piston_req_method(r);
   bool get = method_is(method, "GET") || r->is_head;
   bool keep = keep_alive(c, r);
   int rc = 1; /* 1: not ours */
+  int status = 0;
   bool path_known = false;
   char allow[128] = "Allow: ";
   size_t alen = 7;
@@ -130,37 +131,30 @@ bool piston__route(piston__conn *c, piston_req *r) {
                                alen > 7 ? ", " : "", m);
     if (f->method ? method_is(method, f->method) ||
                         (r->is_head && strcmp(f->method, "GET") == 0)
-                  : get)
+                  : get) {
+      status = f->status;
       rc = send_fixed(c, r, f, keep);
+    }
   }
   for (size_t i = 0; i < srv->ndirs && rc == 1 && !path_known; i++) {
     if (!under_prefix(path, &srv->dirs[i]))
       continue;
     path_known = true;
     if (get)
-      rc = send_file(c, r, &srv->dirs[i], keep);
+      rc = send_file(c, r, &srv->dirs[i], keep, &status);
     else
       alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "GET, HEAD");
   }
   memcpy(allow + alen, "\r\n", 3);
   if (rc == 1 && (path_known || !srv->on_request)) {
     /* a native path asked with another method, or no host to ask */
-    r->status = path_known ? 405 : 404;
-    if (!srv->on_request || path_known)
-      rc = piston__resp_simple(&c->out, path_known ? 405 : 404,
-                               path_known ? allow : NULL, keep, r->is_head);
+    status = path_known ? 405 : 404;
+    rc = piston__h1_simple(&c->out, status, path_known ? allow : NULL, keep,
+                           r->is_head);
   }
   if (rc == 1)
     return false;
-  if (rc < 0)
-    r->status = 500;
-  piston__access_log(r);
-  r->native = true;
-  r->discard_body = true;
-  r->resp = RESP_ENDED;
-  r->loop_ended = true;
-  if (rc < 0 || !keep)
-    r->close_after = true;
+  piston__req_native_answered(r, rc < 0 ? 500 : status, rc < 0 || !keep);
   piston__conn_mark_dirty(c);
   return true;
 }

@@ -1,7 +1,11 @@
 /* Server: configuration, listening addresses and native routes. All of it
- * is set before the first loop is created and read-only afterwards. */
+ * is set before the first loop is created and read-only afterwards. The
+ * top of the engine: it wires the protocol handler that loops hand their
+ * accepted sockets to. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "http1.h"
+#include "server.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +45,7 @@ piston_server *piston_server_new(void) {
   if (!s)
     return NULL;
   memcpy(s->opt, defaults, sizeof defaults);
+  s->accept = piston__h1_accept; /* every connection starts as HTTP/1.1 */
   pthread_mutex_init(&s->lock, NULL);
   return s;
 }
@@ -165,30 +170,6 @@ int piston_server_port(const piston_server *s, size_t i) {
   return s->listen[i].port;
 }
 
-static bool valid_token(const char *p, size_t n) {
-  static const char tchar[] = "!#$%&'*+-.^_`|~";
-  if (n == 0)
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)p[i];
-    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-          (ch >= 'A' && ch <= 'Z') || (ch && strchr(tchar, ch))))
-      return false;
-  }
-  return true;
-}
-
-bool piston__valid_header(const piston_header *h) {
-  if (!valid_token(h->name.ptr, h->name.len))
-    return false;
-  for (size_t i = 0; i < h->value.len; i++) {
-    unsigned char ch = (unsigned char)h->value.ptr[i];
-    if (ch == '\r' || ch == '\n' || ch == 0)
-      return false;
-  }
-  return true;
-}
-
 static char *memdup(const void *p, size_t n) {
   char *d = malloc(n ? n : 1);
   if (d && n)
@@ -201,8 +182,8 @@ int piston_server_route_fixed(piston_server *s, const char *method,
                               const piston_header *h, size_t nh,
                               const void *body, size_t body_len) {
   if (!path || path[0] != '/' || status < 200 || status > 999 ||
-      (method && !valid_token(method, strlen(method))) || (body_len && !body) ||
-      atomic_load(&s->nloops) > 0)
+      (method && !piston__valid_token(method, strlen(method))) ||
+      (body_len && !body) || atomic_load(&s->nloops) > 0)
     return PISTON_EINVAL;
   size_t flen = 64;
   for (size_t i = 0; i < nh; i++) {

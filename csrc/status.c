@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
-#include "internal.h"
+#include "util.h"
+
+#include <stdatomic.h>
 
 #include <stdio.h>
 #include <stdlib.h>

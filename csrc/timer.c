@@ -1,15 +1,14 @@
-/* Connection timeouts. Each kind has one list; all entries of a list share a
- * duration, so a list is sorted by deadline just by appending, and setting,
- * moving or clearing a timer is O(1). One timerfd per loop is armed for the
- * earliest head, and only re-armed when that changes, so busy keep-alive
- * traffic costs no timer syscalls. */
+/* Timeouts. Each kind has one list; all entries of a list share a duration,
+ * so a list is sorted by deadline just by appending, and setting, moving or
+ * clearing a timer is O(1). One timerfd per loop is armed for the earliest
+ * head, and only re-armed when that changes, so busy keep-alive traffic
+ * costs no timer syscalls. An expired entry is handed to its owner's
+ * timeout op. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "loop.h"
 
 #include <sys/timerfd.h>
 #include <time.h>
-
-#define LINGER_MS 2000
 
 uint64_t piston__now_ms(void) {
   struct timespec ts;
@@ -17,56 +16,43 @@ uint64_t piston__now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint64_t duration(const piston_server *s, int kind) {
-  switch (kind) {
-  case TIMER_HEAD: return (uint64_t)s->opt[PISTON_OPT_HEAD_TIMEOUT_MS];
-  case TIMER_BODY: return (uint64_t)s->opt[PISTON_OPT_BODY_TIMEOUT_MS];
-  case TIMER_IDLE: return (uint64_t)s->opt[PISTON_OPT_IDLE_TIMEOUT_MS];
-  case TIMER_WRITE: return (uint64_t)s->opt[PISTON_OPT_WRITE_TIMEOUT_MS];
-  case TIMER_HANDLER: return (uint64_t)s->opt[PISTON_OPT_HANDLER_TIMEOUT_MS];
-  default: return LINGER_MS;
-  }
+static void unlink_timer(piston__io *io) {
+  piston_loop *loop = io->loop;
+  if (io->tprev)
+    io->tprev->tnext = io->tnext;
+  else
+    loop->timers[io->timer].head = io->tnext;
+  if (io->tnext)
+    io->tnext->tprev = io->tprev;
+  else
+    loop->timers[io->timer].tail = io->tprev;
+  io->tprev = io->tnext = NULL;
+  io->timer = TIMER_NONE;
 }
 
-static void unlink_timer(piston__conn *c) {
-  piston__timer_list *l = &c->loop->timers[c->timer];
-  if (c->tprev)
-    c->tprev->tnext = c->tnext;
-  else
-    l->head = c->tnext;
-  if (c->tnext)
-    c->tnext->tprev = c->tprev;
-  else
-    l->tail = c->tprev;
-  c->tprev = c->tnext = NULL;
-  c->timer = TIMER_NONE;
-}
-
-void piston__timer_set(piston__conn *c, int kind) {
-  if (c->timer != TIMER_NONE)
-    unlink_timer(c);
+void piston__timer_set(piston__io *io, int kind) {
+  if (io->timer != TIMER_NONE)
+    unlink_timer(io);
   if (kind == TIMER_NONE)
     return;
-  piston_loop *loop = c->loop;
-  piston__timer_list *l = &loop->timers[kind];
-  c->timer = (int8_t)kind;
-  c->deadline_ms = loop->now_ms + duration(loop->srv, kind);
-  c->tprev = l->tail;
-  c->tnext = NULL;
-  if (l->tail)
-    l->tail->tnext = c;
+  piston_loop *loop = io->loop;
+  io->timer = (int8_t)kind;
+  io->deadline_ms = loop->now_ms + loop->timer_ms[kind];
+  io->tprev = loop->timers[kind].tail;
+  io->tnext = NULL;
+  if (loop->timers[kind].tail)
+    loop->timers[kind].tail->tnext = io;
   else
-    l->head = c;
-  l->tail = c;
+    loop->timers[kind].head = io;
+  loop->timers[kind].tail = io;
 }
 
 void piston__timers_expire(piston_loop *loop) {
   for (int k = 0; k < TIMER__COUNT; k++) {
-    piston__timer_list *l = &loop->timers[k];
-    while (l->head && l->head->deadline_ms <= loop->now_ms) {
-      piston__conn *c = l->head;
-      unlink_timer(c);
-      piston__conn_timeout(c, k);
+    piston__io *io;
+    while ((io = loop->timers[k].head) && io->deadline_ms <= loop->now_ms) {
+      unlink_timer(io);
+      io->ops->timeout(io, k);
     }
   }
 }
@@ -74,7 +60,7 @@ void piston__timers_expire(piston_loop *loop) {
 void piston__timers_arm(piston_loop *loop) {
   uint64_t next = 0;
   for (int k = 0; k < TIMER__COUNT; k++) {
-    piston__conn *h = loop->timers[k].head;
+    piston__io *h = loop->timers[k].head;
     if (h && (!next || h->deadline_ms < next))
       next = h->deadline_ms;
   }

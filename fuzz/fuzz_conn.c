@@ -7,7 +7,7 @@
  * The host answers in different ways by path, so that every response path
  * runs: sync send, chunked writes, reading the body first, abort. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "http1.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,9 +62,7 @@ static void on_request(piston_req *req, void *ud) {
       (void)!piston_resp_write(req, "x", 1);
     piston_resp_abort(req);
     break;
-  case 'x': /* abort before starting: a 500 */
-    piston_resp_abort(req);
-    break;
+  case 'x': /* abort before starting: a 500 */ piston_resp_abort(req); break;
   default: { /* echo a few views */
     char out[256];
     piston_str m = piston_req_method(req), q = piston_req_query(req);
@@ -118,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
     abort();
   struct sockaddr_storage peer = {.ss_family = AF_UNIX};
-  piston__conn_accepted(loop, sv[0], &peer, sizeof(sa_family_t));
+  piston__h1_accept(loop, sv[0], &peer, sizeof(sa_family_t));
   size_t off = 0;
   while (off < size) {
     /* split points from a tiny LCG: runs of 1..64 bytes */

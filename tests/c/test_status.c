@@ -1,7 +1,7 @@
 /* Status lines and the per-thread Date line. */
 #define _GNU_SOURCE
 #include "check.h"
-#include "internal.h"
+#include "util.h"
 
 #include <regex.h>
 

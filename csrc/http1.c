@@ -1,0 +1,542 @@
+/* The HTTP/1.1 protocol handler: reads a connection's requests through
+ * llhttp (parse.c records each head and pauses), dispatches each to a
+ * native route or the host once llhttp_execute has returned, and keeps the
+ * connection for the next request or closes it.
+ *
+ * One request at a time: when a message is complete the parser pauses, and
+ * the next pipelined request is parsed only once this one's response has
+ * ended. Responses that end within one poll pass are flushed together. */
+#define _GNU_SOURCE
+#include "http1.h"
+#include "util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* Reads per connection per pass, so one fast client cannot starve others. */
+#define READ_BUDGET 4
+
+static const piston__proto h1_proto;
+
+static const piston_server *srv_of(const piston__h1 *h) {
+  return h->conn.io.loop->srv;
+}
+
+/* Every move of the handler's state passes here. */
+static void set_state(piston__h1 *h, piston__h1_state to) {
+  assert((h->state == H1_IDLE && to == H1_HEAD) ||
+         (h->state == H1_HEAD && to == H1_ACTIVE) ||
+         (h->state == H1_ACTIVE && (to == H1_IDLE || to == H1_HEAD)));
+  assert(h->conn.state == CONN_OPEN);
+  h->state = (uint8_t)to;
+}
+
+void piston__h1_accept(piston_loop *loop, int fd,
+                       const struct sockaddr_storage *peer, socklen_t len) {
+  piston__h1 *h = calloc(1, sizeof *h);
+  if (!h) {
+    close(fd);
+    return;
+  }
+  h->state = H1_IDLE;
+  llhttp_init(&h->parser, HTTP_REQUEST, &piston__parser_settings);
+  h->parser.data = h;
+  if (piston__conn_init(&h->conn, loop, fd, peer, len, &h1_proto) < 0) {
+    free(h);
+    return;
+  }
+  /* the head timeout runs from accept: a client that connects and says
+   * nothing is closed silently when it expires */
+  piston__conn_timer(&h->conn, TIMER_HEAD);
+}
+
+/* ---- engine-made responses ---- */
+
+static const char plain_type[] = "Content-Type: text/plain; charset=utf-8\r\n";
+
+int piston__h1_simple(piston__outq *q, int status, const char *extra, bool keep,
+                      bool head_only) {
+  const char *reason = piston__reason(status);
+  if (!reason)
+    reason = "Error";
+  size_t sl_len;
+  const char *sl = piston__status_line(status, &sl_len);
+  size_t rlen = strlen(reason);
+  size_t cap = sl_len + PISTON_DATE_LINE_LEN + sizeof plain_type +
+               (extra ? strlen(extra) : 0) + rlen + 96;
+  char *p = piston__outq_reserve(q, cap);
+  if (!p)
+    return PISTON_ENOMEM;
+  int n = snprintf(p, cap, "%s%s%s%sContent-Length: %zu\r\n%s\r\n%s%s", sl,
+                   piston__date_line(), plain_type, extra ? extra : "",
+                   rlen + 1, keep ? "" : "Connection: close\r\n",
+                   head_only ? "" : reason, head_only ? "" : "\n");
+  piston__outq_commit(q, (size_t)n);
+  return 0;
+}
+
+/* ---- the request leaving the connection ---- */
+
+/* The current request leaves the connection. If the host still holds it,
+ * the head slices must stay valid: the request takes the read buffer. */
+static void drop_req(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  h->req = NULL;
+  if (!r)
+    return;
+  if (atomic_load(&r->refs) == 1 && !h->spare) {
+    h->spare = r; /* nobody else holds it: reuse for the next request */
+    return;
+  }
+  /* Pipelined bytes behind the head move to a fresh buffer, copied before
+   * the request is released: the host may free it (and the buffer) on
+   * another thread the moment our reference goes. */
+  bool give = c->rbuf && r->base == c->rbuf;
+  uint32_t left = c->rlen - c->rpos;
+  char *fresh = NULL;
+  if (give && left > 0 && c->state != CONN_CLOSED) {
+    fresh = piston__bufpool_get(&c->io.loop->rbufs);
+    if (fresh)
+      memcpy(fresh, c->rbuf + c->rpos, left);
+    else
+      h->broken = true;
+  }
+  pthread_mutex_lock(&r->lock);
+  r->conn = NULL;
+  if (give)
+    r->owned_base = c->rbuf;
+  pthread_mutex_unlock(&r->lock);
+  piston_req_release(r);
+  if (give) {
+    c->rbuf = fresh;
+    c->rlen = fresh ? left : 0;
+    c->rpos = 0;
+  }
+}
+
+/* ---- timers ---- */
+
+/* With the handler timeout on: whether the host holds r without having
+ * started its response, and whether the client waits for the 100 Continue
+ * that the host's first body read sends. The host changes both from any
+ * thread, hence the lock (taken only when the timeout is on). */
+static bool host_owes_response(const piston__h1 *h, piston_req *r,
+                               bool *owes_continue) {
+  *owes_continue = false;
+  if (srv_of(h)->opt[PISTON_OPT_HANDLER_TIMEOUT_MS] <= 0 || r->native ||
+      r->loop_ended)
+    return false;
+  pthread_mutex_lock(&r->lock);
+  bool owed = r->resp == RESP_NONE;
+  *owes_continue = owed && r->expect_continue;
+  pthread_mutex_unlock(&r->lock);
+  return owed;
+}
+
+/* The timer the connection's state calls for.
+ *
+ * While the host holds a request there is one timer slot for two limits.
+ * The body timeout runs while the engine waits on the client for body
+ * bytes: a slow upload is the client's fault (408), and the app cannot
+ * answer before it has the body it is reading. The handler timeout runs
+ * while the wait is on the host: the body is complete, or reading paused
+ * because the host has not consumed what is buffered, or the client waits
+ * for a 100 Continue that the host's first read would send. Each switch
+ * from body to handler starts the handler timeout afresh (a list's entries
+ * must share one duration from the moment they are set), so it bounds one
+ * uninterrupted stretch in which only the host can make progress. */
+static void restore_timer(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  int kind = TIMER_NONE;
+  if (c->state == CONN_CLOSING) {
+    kind = TIMER_WRITE;
+  } else if (c->state == CONN_LINGER) {
+    kind = TIMER_LINGER;
+  } else {
+    switch (h->state) {
+    case H1_IDLE: kind = TIMER_IDLE; break;
+    case H1_HEAD:
+      return; /* runs from the first byte; progress does not extend it */
+    case H1_ACTIVE: {
+      piston_req *r = h->req;
+      if (!r)
+        break;
+      bool owes_continue;
+      bool owed = host_owes_response(h, r, &owes_continue);
+      if (!r->body_done && (!r->reading_paused || r->discard_body) &&
+          !owes_continue)
+        kind = TIMER_BODY;
+      else if (owed)
+        kind = TIMER_HANDLER;
+      break;
+    }
+    }
+  }
+  if (c->out.pending && !c->writable)
+    kind = TIMER_WRITE;
+  if (kind != c->io.timer || kind == TIMER_BODY || kind == TIMER_WRITE)
+    piston__conn_timer(c, kind);
+}
+
+/* ---- the engine answering in the host's place ---- */
+
+static void report_client_error(piston__h1 *h, int status) {
+  const piston_server *srv = srv_of(h);
+  if (!srv->on_client_error)
+    return;
+  char addr[46];
+  int port;
+  piston__conn_peer_text(&h->conn, addr, sizeof addr, &port);
+  srv->on_client_error(h->conn.io.loop, status, addr, port,
+                       srv->on_client_error_ud);
+}
+
+/* The host held r past the handler timeout without starting a response.
+ * One line, because the app's own logs cannot tell that the client got an
+ * answer from the engine rather than from the app. */
+static void log_handler_timeout(const piston__h1 *h, const piston_req *r) {
+  piston_str m = piston_req_method(r), p = piston_req_path(r);
+  piston__log("handler timeout: %.*s %.*s not answered within %lld ms: sent "
+              "503",
+              (int)m.len, m.ptr, (int)(p.len > 256 ? 256 : p.len), p.ptr,
+              (long long)srv_of(h)->opt[PISTON_OPT_HANDLER_TIMEOUT_MS]);
+}
+
+/* Answers with an engine error instead of the host, then closes. host_late:
+ * the error is the host's fault (a handler timeout), so it is not reported
+ * as a client error, and a host that started its response in the meantime
+ * (posted from its thread, not applied yet) keeps it. */
+static void engine_answer(piston__h1 *h, int status, bool host_late) {
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  int resp = r ? piston__req_engine_answers(r, status) : RESP_NONE;
+  if (host_late && resp != RESP_NONE) {
+    restore_timer(h);
+    return;
+  }
+  h->broken = true;
+  if (resp == RESP_STARTED) {
+    /* the host already started a response: too late for a status */
+    piston__conn_close(c);
+    return;
+  }
+  if (resp == RESP_NONE) {
+    if (r && atomic_load(&r->refs) > 1)
+      piston__req_notify(r, PISTON_EV_CLOSED |
+                                (host_late ? PISTON_EV_TIMEOUT : 0));
+    if (host_late)
+      log_handler_timeout(h, r);
+    else
+      report_client_error(h, status);
+    if (piston__h1_simple(&c->out, status, NULL, false, r && r->is_head) != 0) {
+      piston__conn_close(c);
+      return;
+    }
+  }
+  /* RESP_ENDED: the host's full answer is queued; just do not go on */
+  piston__conn_finish(c);
+}
+
+static void reject(piston__h1 *h, int status) {
+  engine_answer(h, status, false);
+}
+
+static int parse_error_status(llhttp_t *p, llhttp_errno_t err) {
+  /* llhttp reports a bad line ending after the version with the same code
+   * as an unsupported version; only the latter is a 505 */
+  const char *why = llhttp_get_error_reason(p);
+  if (err == HPE_INVALID_VERSION && why &&
+      strcmp(why, "Invalid HTTP version") == 0)
+    return 505;
+  return 400;
+}
+
+/* ---- one request's course ---- */
+
+/* The head is parsed (parse.c paused llhttp there): a native route answers
+ * it, or the host gets it. */
+static void dispatch(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  set_state(h, H1_ACTIVE);
+  piston__conn_timer(c, r->content_length != 0 ? TIMER_BODY : TIMER_NONE);
+  if (piston__route(h, r))
+    return;
+  atomic_fetch_add(&r->refs, 1); /* the host's reference */
+  h->hosted = true;
+  c->io.loop->dispatched = true;
+  const piston_server *srv = srv_of(h);
+  srv->on_request(r, srv->on_request_ud);
+}
+
+/* The response is out of our hands and the request fully read: keep the
+ * connection for the next request, or close it. */
+static void request_done(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  assert(h->state == H1_ACTIVE && r && r->loop_ended);
+  bool reuse = r->keepalive && !r->close_after && !h->broken && !c->peer_eof &&
+               !c->io.loop->stopping;
+  h->served++;
+  drop_req(h);
+  if (!reuse) {
+    piston__conn_finish(c);
+    return;
+  }
+  llhttp_resume(&h->parser);
+  h->paused = H1_RUNNING;
+  uint32_t left = c->rlen - c->rpos;
+  if (left == 0) {
+    c->rlen = 0;
+    piston__conn_rbuf_release(c);
+    set_state(h, H1_IDLE);
+  } else {
+    memmove(c->rbuf, c->rbuf + c->rpos, left);
+    c->rlen = left;
+    c->rpos = 0;
+    set_state(h, H1_HEAD);
+  }
+  h->keep = 0;
+  piston__conn_timer(c, h->state == H1_IDLE ? TIMER_IDLE : TIMER_HEAD);
+}
+
+static void parse(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  for (;;) {
+    llhttp_errno_t err =
+        llhttp_execute(&h->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
+    if (err == HPE_PAUSED) {
+      c->rpos = (uint32_t)(llhttp_get_error_pos(&h->parser) - c->rbuf);
+    } else if (err == HPE_OK) {
+      c->rpos = c->rlen;
+    } else {
+      int status = h->reject_status ? h->reject_status
+                                    : parse_error_status(&h->parser, err);
+      h->reject_status = 0;
+      reject(h, status);
+      return;
+    }
+    if (h->paused != H1_AT_HEAD)
+      break;
+    /* Dispatch outside llhttp's callbacks, then parse on: a body behind
+     * the head, or the end of a message without one (which llhttp reaches
+     * even with no bytes left). */
+    h->paused = H1_RUNNING;
+    llhttp_resume(&h->parser);
+    dispatch(h);
+    if (c->state != CONN_OPEN)
+      return;
+  }
+  piston_req *r = h->req;
+  if (h->state == H1_HEAD || (h->state == H1_IDLE && c->rlen > 0)) {
+    /* the head is still incomplete: keep all of it, and hold it to the
+     * limits a complete one would have been checked against */
+    if (h->state == H1_IDLE)
+      set_state(h, H1_HEAD);
+    const piston_server *srv = srv_of(h);
+    bool in_url = r && !r->url_done;
+    if (c->rlen > (uint64_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE] ||
+        c->rlen == piston__conn_rbuf_size(c))
+      reject(h, in_url ? 414 : 431);
+    return;
+  }
+  if (!r || h->state != H1_ACTIVE)
+    return;
+  if (r->headers_done && c->rpos == c->rlen && h->paused == H1_RUNNING) {
+    /* everything after the head was body, now copied out: reuse the room */
+    c->rlen = c->rpos = h->keep;
+  }
+  if (r->body_len > 0 || r->body_done)
+    piston__req_notify(r, PISTON_EV_BODY);
+  restore_timer(h);
+}
+
+static void on_eof(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  if (h->state == H1_ACTIVE && r && r->body_done)
+    return; /* a half-close after a full request: still answer it */
+  if (c->out.pending && h->state != H1_ACTIVE) {
+    /* responses already made (a pipelined batch) still go out */
+    piston__conn_finish(c);
+    return;
+  }
+  piston__conn_close(c);
+}
+
+/* The client sent FIN while its request waits on the host, and nothing
+ * else is left to read: it has gone (a closed browser tab, an aborted
+ * long poll), so the host should hear of it now rather than at its next
+ * write. Unread bytes mean a pipelining client that half-closed after
+ * sending everything: it still gets its answers. */
+static bool peer_left_waiting(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  if (c->state != CONN_OPEN || h->state != H1_ACTIVE || !r || r->loop_ended ||
+      r->native || !r->body_done || c->rpos < c->rlen)
+    return false;
+  int unread = 0;
+  return ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
+/* ---- the connection layer's ops ---- */
+
+static void h1_run(piston__conn *c) {
+  piston__h1 *h = piston__h1_of(c);
+  int budget = READ_BUDGET;
+  for (;;) {
+    if (c->state != CONN_OPEN)
+      return;
+    piston_req *r = h->req;
+    if (r && r->abort_requested) { /* the host gave up mid-response */
+      piston__conn_close(c);
+      return;
+    }
+    if (h->state == H1_ACTIVE && r && r->loop_ended) {
+      if (r->body_done) {
+        request_done(h);
+        continue;
+      }
+      if (!r->discard_body) {
+        /* answered before the body was read: read and drop the rest, unless
+         * the client still waits for 100-continue (it may never send it) */
+        if (r->expect_continue) {
+          h->broken = true;
+          request_done(h);
+          continue;
+        }
+        pthread_mutex_lock(&r->lock);
+        r->discard_body = true;
+        r->body_len = r->body_pos = 0;
+        bool was_paused = r->reading_paused;
+        r->reading_paused = false;
+        pthread_mutex_unlock(&r->lock);
+        if (was_paused)
+          restore_timer(h);
+      }
+    }
+    if (h->paused == H1_RUNNING && c->rpos < c->rlen) {
+      parse(h);
+      continue;
+    }
+    if (h->paused != H1_RUNNING || !c->readable)
+      break;
+    if (r && r->reading_paused)
+      break;
+    if (budget-- == 0) {
+      piston__conn_mark_pending(c); /* more next pass */
+      break;
+    }
+    int n = piston__conn_read(c);
+    if (n == -2)
+      return; /* closed */
+    if (n > 0) {
+      if (h->state == H1_IDLE) {
+        set_state(h, H1_HEAD);
+        if (c->io.timer != TIMER_HEAD)
+          piston__conn_timer(c, TIMER_HEAD);
+      }
+      continue;
+    }
+    if (n == 0) {
+      on_eof(h);
+      if (c->state != CONN_OPEN)
+        return;
+    }
+    break;
+  }
+  if (!h->req)
+    piston__conn_rbuf_release(c); /* idle: give the buffer back */
+  if (c->rdhup && peer_left_waiting(h)) {
+    piston__conn_close(c);
+    return;
+  }
+  /* reading may have resumed (the host consumed its buffered body) with no
+   * byte arriving yet: the wait is on the client again, the body timeout's */
+  if (c->io.timer == TIMER_HANDLER)
+    restore_timer(h);
+  if (c->out.pending)
+    piston__conn_mark_dirty(c);
+}
+
+static void h1_flushed(piston__conn *c, bool sent) {
+  piston__h1 *h = piston__h1_of(c);
+  /* A response that starts brings output, so every start passes here: from
+   * then on the handler timeout no longer applies. */
+  if (c->state == CONN_OPEN &&
+      ((sent && c->io.timer == TIMER_WRITE) || c->io.timer == TIMER_HANDLER))
+    restore_timer(h);
+  if (h->req)
+    piston__req_update_pressure(h->req);
+}
+
+static void h1_timeout(piston__conn *c, int kind) {
+  piston__h1 *h = piston__h1_of(c);
+  switch (h->state) {
+  case H1_HEAD: reject(h, 408); return;
+  case H1_ACTIVE:
+    if (kind == TIMER_BODY && h->req) {
+      reject(h, 408); /* closes if a response has started */
+      return;
+    }
+    if (kind == TIMER_HANDLER && h->req) {
+      engine_answer(h, 503, true); /* as Go's http.TimeoutHandler */
+      return;
+    }
+    break;
+  default: break;
+  }
+  piston__conn_close(c);
+}
+
+/* A keep-alive connection waiting for its next request, with nothing
+ * buffered or arriving. */
+static bool h1_idle(const piston__conn *c) {
+  const piston__h1 *h = (const piston__h1 *)(const void *)c;
+  return h->state == H1_IDLE && h->served > 0 && !c->readable && c->rlen == 0 &&
+         c->out.pending == 0;
+}
+
+static void h1_stop(piston__conn *c) {
+  /* Only a keep-alive connection with nothing to read is idle. A connection
+   * accepted but not read yet has a request on its way: it gets its answer
+   * (with Connection: close), or the head timeout. The rest see the loop
+   * stopping when their response ends. */
+  if (h1_idle(c))
+    piston__conn_close(c);
+}
+
+static void h1_closing(piston__conn *c) {
+  piston__h1 *h = piston__h1_of(c);
+  if (h->req) {
+    if (!h->req->loop_ended)
+      piston__req_detach(h->req);
+    drop_req(h);
+  }
+  if (h->spare)
+    piston__req_free(h->spare);
+  h->spare = NULL;
+  const piston_server *srv = srv_of(h);
+  if (h->hosted && srv->on_conn_closed)
+    srv->on_conn_closed(c->io.loop, c->id, srv->on_conn_closed_ud);
+}
+
+static void h1_destroy(piston__conn *c) {
+  free(piston__h1_of(c));
+}
+
+static const piston__proto h1_proto = {
+    .run = h1_run,
+    .flushed = h1_flushed,
+    .timeout = h1_timeout,
+    .stop = h1_stop,
+    .idle = h1_idle,
+    .closing = h1_closing,
+    .destroy = h1_destroy,
+};

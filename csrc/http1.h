@@ -1,0 +1,54 @@
+/* The HTTP/1.1 protocol handler: the first handler of every connection.
+ * llhttp (parse.c) records a request's head into an exchange and pauses;
+ * the handler then routes it (router.c: native routes) or hands it to the
+ * host, one request at a time, and keeps the connection alive or closes
+ * it when the response is done. Owned by http1.c. */
+#ifndef PISTON_HTTP1_H
+#define PISTON_HTTP1_H
+
+#include "req.h"
+
+#include <llhttp.h>
+
+/* IDLE: between requests, no byte of the next yet. HEAD: reading a head.
+ * ACTIVE: a request is with the host or a native route, being answered. */
+typedef enum { H1_IDLE, H1_HEAD, H1_ACTIVE } piston__h1_state;
+
+/* Why llhttp stopped short of the buffer's end. */
+typedef enum { H1_RUNNING, H1_AT_HEAD, H1_AT_END } piston__h1_pause;
+
+typedef struct {
+  piston__conn conn; /* first: the connection this handler runs */
+  uint8_t state;
+  uint8_t paused; /* piston__h1_pause */
+  bool broken;    /* framing error: never reuse */
+  bool hosted;    /* a request of this connection reached the host */
+  llhttp_t parser;
+  piston_req *req;   /* the request being read or answered */
+  piston_req *spare; /* a finished request kept for reuse */
+  int reject_status; /* set by parse callbacks to reject with this status */
+  uint32_t served;
+  uint32_t keep; /* rbuf bytes the current head occupies */
+} piston__h1;
+
+static inline piston__h1 *piston__h1_of(piston__conn *c) {
+  return (piston__h1 *)(void *)c;
+}
+
+/* http1.c: the accept entry the server installs for its loops */
+void piston__h1_accept(piston_loop *loop, int fd,
+                       const struct sockaddr_storage *peer, socklen_t len);
+/* An engine-made response on q: status, Date, a text/plain body that is
+ * the reason phrase, extra header lines (may be NULL) and Connection:
+ * close unless keep. */
+int piston__h1_simple(piston__outq *q, int status, const char *extra, bool keep,
+                      bool head_only);
+
+/* parse.c */
+extern const llhttp_settings_t piston__parser_settings;
+
+/* router.c: answers req from a native route if one matches (or with a
+ * 404/405 when no host is there to ask). Returns true if it did. */
+bool piston__route(piston__h1 *h, piston_req *req);
+
+#endif

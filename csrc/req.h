@@ -1,0 +1,128 @@
+/* The exchange layer's handle: one request and its response, as the host
+ * sees it (piston_req). Its lifetime (a reference count shared by the
+ * protocol handler, the host and the loop's inbox), the views of the head,
+ * the request body buffer, events, and the exchange's state, which moves
+ * only through the transitions below and the writer (response.c). Owned
+ * by request.c. */
+#ifndef PISTON_REQ_H
+#define PISTON_REQ_H
+
+#include "conn.h"
+#include "outq.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct {
+  uint32_t name_off, name_len, value_off, value_len;
+} piston__hdr;
+
+/* The response as the host sees it. NONE -> STARTED -> ENDED, or NONE ->
+ * ENDED when the engine answers in the host's place (a native route, an
+ * error, a timeout, an abort before the start). */
+typedef enum { RESP_NONE, RESP_STARTED, RESP_ENDED } piston__resp_state;
+
+/* What other threads ask the loop to do for a request. */
+enum {
+  POST_OUTPUT = 1,
+  POST_END = 2,
+  POST_RESUME = 4,
+  POST_ABORT = 8,
+};
+
+struct piston_req {
+  atomic_int refs;
+  piston_loop *loop;
+  piston__conn *conn; /* NULL once detached (client gone) */
+  pthread_mutex_t lock;
+
+  /* The head, as offsets into base (the connection's read buffer). If the
+   * connection needs its buffer back while the handle lives, the request
+   * takes the buffer (owned_base) and the connection gets a new one. */
+  const char *base;
+  char *owned_base;
+  uint32_t method_off, method_len, target_off, target_len;
+  uint32_t path_off, path_len, query_off, query_len;
+  uint32_t version_off, version_len;
+  piston__hdr *hdrs;
+  uint32_t nhdrs, hdrcap;
+  piston__hdr hdr_inline[16];
+  int8_t minor;
+  uint32_t nhost;
+  int64_t content_length;
+  bool is_head;
+  bool native; /* answered by a native route; the body is discarded */
+  bool keepalive;
+
+  /* body, guarded by lock */
+  char *body;
+  size_t body_len, body_cap, body_pos;
+  uint64_t body_total;
+  bool body_done, body_too_big, expect_continue, discard_body;
+  bool reading_paused; /* the engine stopped reading: buffer full */
+  bool headers_done, url_done;
+  bool hdr_open;
+
+  /* response */
+  uint8_t resp;         /* as the host sees it (guarded by lock) */
+  bool loop_ended;      /* the loop has queued the end: only the loop's view
+                           decides when the connection moves on, so bytes still
+                           in the post queue are never left behind */
+  bool abort_requested; /* the host gave up mid-response: close */
+  int status;
+  bool chunked, no_body, close_after;
+  int64_t resp_left; /* -1: no Content-Length */
+  uint64_t resp_bytes;
+
+  /* the peer, copied at the start of each request so that it outlives the
+   * connection; formatted on first use */
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+  } peer;
+  char peer_text[46];
+  int peer_port;
+  bool peer_done;
+  uint64_t conn_id;
+
+  /* events */
+  piston_req_event_cb ev_cb;
+  void *ev_ud;
+  void *userdata;
+  bool closed;              /* the client is gone (guarded by lock) */
+  bool want_drain;          /* a write reported pressure (guarded by lock) */
+  atomic_ullong out_queued; /* bytes queued on the connection, for writers */
+
+  /* posts from other threads (guarded by lock) */
+  piston__outq postq;
+  unsigned post_flags;
+  piston__post post; /* the inbox item (response.c applies it) */
+};
+
+piston_req *piston__req_new(piston__conn *c);
+/* Ready for the next request on c; keeps allocations. */
+void piston__req_reset(piston_req *req, piston__conn *c);
+void piston__req_free(piston_req *req);
+int piston__req_body_append(piston_req *req, const char *p, size_t n);
+void piston__req_notify(piston_req *req, int events);
+void piston__req_detach(piston_req *req); /* the client is gone */
+/* Loop thread, after a flush: tell a waiting writer it may go on. */
+void piston__req_update_pressure(piston_req *req);
+void piston__req_access_log(piston_req *req);
+
+/* Transitions of the exchange's state made by the engine (the host's own
+ * are the writer's). */
+/* A native route answered req in full (close: the connection must not be
+ * reused). */
+void piston__req_native_answered(piston_req *req, int status, bool close);
+/* The engine answers in the host's place: returns the state the host had
+ * reached; if it was RESP_NONE the exchange is now ended and dead to the
+ * host. */
+int piston__req_engine_answers(piston_req *req, int status);
+/* The loop has queued the response's end (a direct end, or a posted one
+ * taken from the inbox). */
+void piston__req_loop_end(piston_req *req);
+
+#endif

@@ -1,0 +1,40 @@
+/* Small helpers every layer of the engine may use: logging, slices, status
+ * lines, the cached Date line, field syntax. They call nothing above them. */
+#ifndef PISTON_UTIL_H
+#define PISTON_UTIL_H
+
+#include "piston.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define PISTON_UNUSED_RESULT __attribute__((warn_unused_result))
+#else
+#define PISTON_UNUSED_RESULT
+#endif
+
+/* one line on stderr, "piston: ..." */
+void piston__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline piston_str piston__slice(const char *base, uint32_t off,
+                                       uint32_t len) {
+  return (piston_str){base ? base + off : NULL, len};
+}
+
+/* errors.c: an errno as the nearest PISTON_E* code */
+int piston__sys_err(int e);
+
+/* status.c */
+const char *piston__status_line(int status, size_t *len);
+const char *piston__reason(int status);
+
+/* date.c: "Date: <IMF-fixdate>\r\n", 37 bytes, cached per thread */
+#define PISTON_DATE_LINE_LEN 37
+const char *piston__date_line(void);
+
+/* field.c: RFC 9110 5.1 token; a header whose value has no CR, LF or NUL */
+bool piston__valid_token(const char *p, size_t n);
+bool piston__valid_header(const piston_header *h);
+
+#endif
