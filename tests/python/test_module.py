@@ -1,6 +1,8 @@
 """The extension module's constants come from the X-macro maps of
 csrc/piston.h (PISTON_ERRNO_MAP, PISTON_OPTION_MAP, PISTON_EVENT_MAP): every
-entry of each map is there, with the engine's value."""
+entry of each map is there, with the engine's value. And the package's
+modules import each other without a cycle."""
+import ast
 import os
 import re
 
@@ -10,6 +12,7 @@ from conftest import ROOT
 from piston import _piston
 
 HEADER = os.path.join(ROOT, "csrc", "piston.h")
+PACKAGE = os.path.join(ROOT, "python", "piston")
 
 
 def x_macro_entries(name):
@@ -52,3 +55,43 @@ def test_every_event():
                                   "EV_BODY", "EV_DRAIN", "EV_CLOSED", "EV_TIMEOUT"])
 def test_names_python_code_uses(name):
     assert isinstance(getattr(_piston, name), int)
+
+
+def package_imports():
+    """{module: {modules of the package it imports}}, imports inside
+    functions included."""
+    graph = {}
+    for fn in os.listdir(PACKAGE):
+        if not fn.endswith(".py"):
+            continue
+        mod = fn[:-3]
+        deps = graph.setdefault(mod, set())
+        for node in ast.walk(ast.parse(open(os.path.join(PACKAGE, fn)).read())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(node.module.split(".")[0])
+                else:
+                    deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and \
+                    node.module.startswith("piston."):
+                deps.add(node.module.split(".")[1])
+    return graph
+
+
+def test_no_import_cycle():
+    graph = package_imports()
+    assert "config" in graph["asgi"] and "config" in graph["server"]
+    state = {}
+
+    def visit(mod, path):
+        if state.get(mod) == "done":
+            return
+        assert state.get(mod) != "open", "import cycle: " + " -> ".join(path + [mod])
+        state[mod] = "open"
+        for dep in sorted(graph.get(mod, ())):
+            if dep in graph:
+                visit(dep, path + [mod])
+        state[mod] = "done"
+
+    for mod in sorted(graph):
+        visit(mod, [])
