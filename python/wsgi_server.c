@@ -129,9 +129,10 @@ static int Server_init(ServerObject *self, PyObject *args, PyObject *kw) {
 }
 
 static void Server_dealloc(ServerObject *self) {
-  /* Loops and the hub are freed only when nothing can still use them: if
-   * the server ran and handles are still held, they are left to the OS. */
-  if (self->srv && (!self->started || self->joined) &&
+  /* The loops and the engine server are freed only when nothing can still
+   * use them: if the server ran and handles are still held, they are left
+   * to the OS. (h is NULL only if Server_init ran out of memory.) */
+  if (self->srv && self->h && (!self->started || self->joined) &&
       atomic_load(&self->h->live) == 0) {
     for (int i = 0; i < self->nloops; i++)
       piston_loop_free(self->loops[i]);
