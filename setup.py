@@ -24,14 +24,16 @@ def llhttp_static():
     return found[0]
 
 
-engine_sources = sorted(
-    os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", "*.c"))
-)
+def sources(directory):
+    return sorted(os.path.relpath(p, HERE)
+                  for p in glob.glob(os.path.join(HERE, directory, "*.c")))
+
+
 
 ext = Extension(
     "piston._piston",
-    sources=["python/_piston.c", "python/_piston_asgi.c", "python/asgi_scope.c",
-             "python/asgi_send.c", "python/common.c"] + engine_sources,
+    # the binding (python/*.c: module, WSGI and ASGI hosts) and the engine
+    sources=sources("python") + sources("csrc"),
     include_dirs=["csrc"],
     extra_compile_args=[
         "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
@@ -48,7 +50,7 @@ ext = Extension(
 setup(
     name="piston",
     version="0.1.0",
-    description="Piston: a fast HTTP/1.1 server engine in C, with a WSGI host",
+    description="Piston: a fast HTTP/1.1 server engine in C, with WSGI and ASGI hosts",
     package_dir={"": "python"},
     packages=["piston"],
     ext_modules=[ext],

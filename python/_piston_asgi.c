@@ -23,8 +23,6 @@
 #include <stdint.h>
 #include <string.h>
 
-int piston_asgi_init(PyObject *m);
-
 static PyTypeObject AsgiServerType, AsgiRequestType;
 
 /* ---- engine callbacks: inside poll(), GIL held ---- */
@@ -344,11 +342,6 @@ static int AsgiServer_init(AsgiServerObject *self, PyObject *args,
     PyErr_SetString(PyExc_RuntimeError, "already initialised");
     return -1;
   }
-  PyObject *parse = PyImport_ImportModule("urllib.parse");
-  self->unquote = parse ? PyObject_GetAttrString(parse, "unquote") : NULL;
-  Py_XDECREF(parse);
-  if (!self->unquote)
-    return -1;
   self->srv = piston_server_new();
   if (!self->srv) {
     PyErr_NoMemory();
@@ -376,7 +369,6 @@ static void AsgiServer_dealloc(AsgiServerObject *self) {
   Py_CLEAR(self->root_path);
   Py_CLEAR(self->server);
   Py_CLEAR(self->state);
-  Py_CLEAR(self->unquote);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -539,20 +531,8 @@ int piston_asgi_init(PyObject *m) {
   if (PyType_Ready(&AsgiServerType) < 0 || PyType_Ready(&AsgiRequestType) < 0 ||
       piston_asgi_scope_init() < 0 || piston_asgi_send_init(m) < 0)
     return -1;
-  Py_INCREF(&AsgiServerType);
-  if (PyModule_AddObject(m, "AsgiServer", (PyObject *)&AsgiServerType) < 0) {
-    Py_DECREF(&AsgiServerType);
-    return -1;
-  }
-  Py_INCREF(&AsgiRequestType);
-  if (PyModule_AddObject(m, "AsgiRequest", (PyObject *)&AsgiRequestType) < 0) {
-    Py_DECREF(&AsgiRequestType);
-    return -1;
-  }
-  if (PyModule_AddIntConstant(m, "EV_BODY", PISTON_EV_BODY) < 0 ||
-      PyModule_AddIntConstant(m, "EV_DRAIN", PISTON_EV_DRAIN) < 0 ||
-      PyModule_AddIntConstant(m, "EV_CLOSED", PISTON_EV_CLOSED) < 0 ||
-      PyModule_AddIntConstant(m, "EV_TIMEOUT", PISTON_EV_TIMEOUT) < 0)
+  if (piston_py_add_object(m, "AsgiServer", (PyObject *)&AsgiServerType) < 0 ||
+      piston_py_add_object(m, "AsgiRequest", (PyObject *)&AsgiRequestType) < 0)
     return -1;
   return 0;
 }

@@ -16,7 +16,6 @@ typedef struct {
   PyObject *root_path; /* str */
   PyObject *server;    /* (host, port) or None: a tuple, shared */
   PyObject *state;     /* the lifespan state: copied into each scope */
-  PyObject *unquote;   /* urllib.parse.unquote, for paths with a '%' */
 } AsgiServerObject;
 
 /* One request and its response. The exchange's state lives here, in C, so
@@ -37,6 +36,10 @@ typedef struct {
   char body_done;    /* receive() returned the last body message */
   PyObject *waiters; /* futures to wake on the next event, or NULL */
 } AsgiRequestObject;
+
+/* _piston_asgi.c: adds AsgiServer and AsgiRequest to m; called from
+ * PyInit__piston once Error and its subclasses exist. */
+int piston_asgi_init(PyObject *m);
 
 /* asgi_scope.c */
 int piston_asgi_scope_init(void);

@@ -9,7 +9,7 @@
 static PyObject *k_type, *k_asgi, *k_version, *k_spec_version, *k_http_version,
     *k_method, *k_scheme, *k_path, *k_raw_path, *k_query_string, *k_root_path,
     *k_headers, *k_client, *k_server, *k_state, *k_extensions, *k_pathsend,
-    *k_trailers, *v_http, *v_asgi3, *v_spec, *v_11, *v_10, *v_replace, *v_utf8;
+    *k_trailers, *v_http, *v_asgi3, *v_spec, *v_11, *v_10;
 
 /* the methods most requests use, as shared str objects */
 static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch,
@@ -45,8 +45,6 @@ int piston_asgi_scope_init(void) {
       {&v_spec, "2.3"},
       {&v_11, "1.1"},
       {&v_10, "1.0"},
-      {&v_replace, "replace"},
-      {&v_utf8, "utf-8"},
   };
   if (piston_py_intern(names, sizeof names / sizeof names[0]) < 0 ||
       piston_py_intern(methods, sizeof methods / sizeof methods[0]) < 0)
@@ -59,7 +57,7 @@ static PyObject *method_str(piston_str m) {
     if (strlen(methods[i].text) == m.len &&
         memcmp(methods[i].text, m.ptr, m.len) == 0)
       return Py_NewRef(*methods[i].obj);
-  return PyUnicode_DecodeLatin1(m.ptr ? m.ptr : "", (Py_ssize_t)m.len, NULL);
+  return piston_py_latin1(m);
 }
 
 static PyObject *bytes_of(piston_str s) {
@@ -108,17 +106,17 @@ static PyObject *client_of(piston_req *q) {
   return t;
 }
 
-/* "path" is raw_path percent-decoded as UTF-8; without a '%' there is
- * nothing to decode, and the bytes map one to one (Latin-1). */
-static PyObject *path_of(AsgiServerObject *s, piston_str raw) {
-  PyObject *latin =
-      PyUnicode_DecodeLatin1(raw.ptr ? raw.ptr : "", (Py_ssize_t)raw.len, NULL);
-  if (!latin || !raw.ptr || !memchr(raw.ptr, '%', raw.len))
-    return latin;
-  PyObject *out =
-      PyObject_CallFunctionObjArgs(s->unquote, latin, v_utf8, v_replace, NULL);
-  Py_DECREF(latin);
-  return out;
+/* "path" is raw_path percent-decoded, as UTF-8 (invalid sequences become
+ * U+FFFD, as urllib's unquote does). The engine admits only ASCII in a
+ * target, so the bytes that are not escapes are ASCII already. */
+static PyObject *path_of(piston_str raw) {
+  piston_py_path dec;
+  if (piston_py_path_decode(raw, &dec) < 0)
+    return NULL;
+  PyObject *path =
+      PyUnicode_DecodeUTF8(dec.ptr, (Py_ssize_t)dec.len, "replace");
+  piston_py_path_free(&dec);
+  return path;
 }
 
 /* Sets d[k] = v and drops the reference to v; -1 if v is NULL. */
@@ -163,7 +161,7 @@ PyObject *piston_asgi_scope(AsgiServerObject *s, piston_req *q) {
                      piston_req_http_minor(q) ? v_11 : v_10) < 0 ||
       put(d, k_method, method_str(piston_req_method(q))) < 0 ||
       PyDict_SetItem(d, k_scheme, v_http) < 0 ||
-      put(d, k_path, path_of(s, raw)) < 0 ||
+      put(d, k_path, path_of(raw)) < 0 ||
       put(d, k_raw_path, bytes_of(raw)) < 0 ||
       put(d, k_query_string, bytes_of(piston_req_query(q))) < 0 ||
       PyDict_SetItem(d, k_root_path, s->root_path) < 0 ||

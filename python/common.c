@@ -19,6 +19,15 @@ PyObject *piston_py_raise(int rc) {
   return NULL;
 }
 
+int piston_py_add_object(PyObject *m, const char *name, PyObject *o) {
+  Py_INCREF(o);
+  if (PyModule_AddObject(m, name, o) < 0) { /* it steals only on success */
+    Py_DECREF(o);
+    return -1;
+  }
+  return 0;
+}
+
 static PyObject *done(int rc) {
   if (rc < 0)
     return piston_py_raise(rc);
@@ -210,4 +219,29 @@ int piston_py_intern(const piston_py_name *names, size_t n) {
     if (!(*names[i].obj = PyUnicode_InternFromString(names[i].text)))
       return -1;
   return 0;
+}
+
+PyObject *piston_py_latin1(piston_str s) {
+  return PyUnicode_DecodeLatin1(s.ptr ? s.ptr : "", (Py_ssize_t)s.len, NULL);
+}
+
+int piston_py_path_decode(piston_str raw, piston_py_path *out) {
+  out->ptr = out->inline_;
+  out->len = 0;
+  if (raw.len > sizeof out->inline_ && !(out->ptr = PyMem_Malloc(raw.len))) {
+    out->ptr = out->inline_;
+    PyErr_NoMemory();
+    return -1;
+  }
+  /* never fails without PISTON_PCT_STRICT; decoding only shrinks */
+  ptrdiff_t n =
+      raw.len ? piston_percent_decode(raw.ptr, raw.len, out->ptr, 0) : 0;
+  out->len = (size_t)n;
+  return 0;
+}
+
+void piston_py_path_free(piston_py_path *p) {
+  if (p->ptr != p->inline_)
+    PyMem_Free(p->ptr);
+  p->ptr = p->inline_;
 }

@@ -1,6 +1,6 @@
 /* What the WSGI and ASGI sides of the extension share: engine errors as
- * Python exceptions, the server-configuration methods, and header lists
- * from Python to piston_header[]. */
+ * Python exceptions, the server-configuration methods, header lists from
+ * Python to piston_header[], and decoded request paths. */
 #ifndef PISTON_PY_COMMON_H
 #define PISTON_PY_COMMON_H
 
@@ -16,6 +16,9 @@ extern PyObject *piston_py_Error, *piston_py_ClientDisconnected,
     *piston_py_BodyTooLarge;
 /* Raises the exception for a PISTON_E* code; returns NULL. */
 PyObject *piston_py_raise(int rc);
+/* m.name = o, with a new reference to o. Returns 0, or -1 with an
+ * exception set. */
+int piston_py_add_object(PyObject *m, const char *name, PyObject *o);
 
 typedef enum {
   PISTON_PY_HDRS_STR,   /* WSGI: a list of (str, str) tuples, Latin-1 */
@@ -33,6 +36,22 @@ typedef struct {
 int piston_py_hdrs_from(PyObject *seq, piston_py_hdrs *a,
                         piston_py_hdrs_mode mode);
 void piston_py_hdrs_free(piston_py_hdrs *a);
+
+/* A str of the slice's bytes, one character per byte. */
+PyObject *piston_py_latin1(piston_str s);
+
+/* A request path percent-decoded by the engine (piston_percent_decode,
+ * lenient: a '%' without two hex digits stays as it is). The bytes are in
+ * inline_ when they fit, else in PyMem memory that piston_py_path_free
+ * frees. */
+typedef struct {
+  char *ptr;
+  size_t len;
+  char inline_[1024];
+} piston_py_path;
+/* Returns 0, or -1 with MemoryError set. */
+int piston_py_path_decode(piston_str raw, piston_py_path *out);
+void piston_py_path_free(piston_py_path *p);
 
 /* Interned str objects made once at import, for keys and values used on
  * every request. */

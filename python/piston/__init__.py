@@ -1,4 +1,5 @@
-"""Piston: a high-performance HTTP/1.1 server engine in C, hosting WSGI apps.
+"""Piston: a high-performance HTTP/1.1 server engine in C, hosting WSGI and
+ASGI apps.
 
     piston myapp:app --bind 127.0.0.1:8000 --workers 4
 
@@ -9,6 +10,7 @@ or from Python:
 """
 __version__ = "0.1.0"
 
-from .server import Config, run  # noqa: E402,F401
+from .config import Config  # noqa: E402,F401
+from .server import run  # noqa: E402,F401
 
 __all__ = ["Config", "run", "__version__"]

@@ -23,12 +23,12 @@ import signal
 import sys
 
 from . import _piston
+from .config import UsageError, configure_server, parse_bind, show_bind
 
 log = logging.getLogger("piston.error")
 
 ClientDisconnected = _piston.ClientDisconnected
 BodyTooLarge = _piston.BodyTooLarge
-EV_BODY, EV_DRAIN, EV_CLOSED = _piston.EV_BODY, _piston.EV_DRAIN, _piston.EV_CLOSED
 
 ASGI_VERSION = "3.0"
 SPEC_VERSION = "2.3"
@@ -309,7 +309,6 @@ class AsgiWorker:
     the supervisor runs either."""
 
     def __init__(self, app, cfg, listen=None, multiprocess=False):
-        from .server import parse_bind
         self.app = app
         self.cfg = cfg
         self.listen = listen if listen is not None else [(parse_bind(b), None) for b in cfg.bind]
@@ -328,12 +327,10 @@ class AsgiWorker:
             import random
             limit += random.randint(0, cfg.max_requests_jitter)
         self.max_requests = limit
-        root = cfg.root_path
-        self.root_path = root
+        self.root_path = cfg.root_path
 
     # -- setup
     def start(self):
-        from .server import UsageError, configure_server
         cfg = self.cfg
         loop = self.loop = new_event_loop(getattr(cfg, "loop", "auto"))
         asyncio.set_event_loop(loop)
@@ -359,9 +356,8 @@ class AsgiWorker:
         try:
             srv.start()
         except _piston.Error as e:
-            from .server import _show
             raise UsageError("cannot listen on %s: %s" % (
-                ", ".join(_show(s) for s, _ in self.listen), e.args[1]))
+                ", ".join(show_bind(s) for s, _ in self.listen), e.args[1]))
         self.srv = srv
         spec0 = self.listen[0][0]
         if spec0[0] == "tcp":

@@ -11,7 +11,8 @@ import os
 import sys
 
 from . import _piston, __version__
-from .server import Config, UsageError, parse_bind, serve, setup_logging
+from .config import Config, UsageError, parse_bind
+from .server import serve, setup_logging
 
 PROG = "piston"
 

@@ -6,7 +6,6 @@ the kernel spreads connections over the processes. Unix sockets and
 inherited fds (fd://N) are one listening socket, made by the supervisor
 before forking and shared by every worker (piston_server_listen_fd).
 """
-import dataclasses
 import errno
 import logging
 import os
@@ -17,9 +16,9 @@ import socket
 import sys
 import threading
 import time
-from typing import List
 
 from . import _piston
+from .config import Config, UsageError, configure_server, parse_bind, show_bind
 from .wsgi import base_environ, handle
 
 log = logging.getLogger("piston.error")
@@ -29,62 +28,7 @@ log = logging.getLogger("piston.error")
 EXIT_BOOT_FAILED = 3
 
 
-class UsageError(Exception):
-    """An error the user can fix: reported as one line, no traceback."""
-
-
-@dataclasses.dataclass
-class Config:
-    bind: List[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1:8000"])
-    workers: int = 1
-    # A pool of 8 threads: handlers that wait on I/O (a database, an
-    # upstream) do not hold up other connections, and CPU-bound handlers
-    # are serialised by the GIL anyway, so more threads would only add
-    # switching. Idle threads cost nothing: they wait on a condvar without
-    # the GIL.
-    threads: int = 8
-    loops: int = 1
-    root_path: str = ""
-    routes: List[tuple] = dataclasses.field(default_factory=list)   # (path, text)
-    static: List[tuple] = dataclasses.field(default_factory=list)   # (prefix, dir)
-    options: dict = dataclasses.field(default_factory=dict)         # OPT_* -> int
-    access_log: bool = False
-    shutdown_timeout: float = 30.0
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    reuse_port: bool = True
-    # seconds; 0: no limit. The engine's handler timeout (503); ASGI also
-    # cancels the app's task
-    handler_timeout: float = 0.0
-    # ASGI only
-    lifespan: str = "auto"        # auto | on | off
-    loop: str = "auto"            # auto (uvloop if installed) | asyncio | uvloop
-
-
 # ---- addresses -------------------------------------------------------------
-
-def parse_bind(b):
-    """('tcp', host, port) | ('unix', path) | ('fd', n); UsageError if bad."""
-    if b.startswith("unix:"):
-        if not b[5:]:
-            raise UsageError("bad --bind %r: unix: needs a path" % b)
-        return ("unix", b[5:])
-    if b.startswith("fd://"):
-        if not b[5:].isdigit():
-            raise UsageError("bad --bind %r: use fd://N" % b)
-        return ("fd", int(b[5:]))
-    host, sep, port = b.rpartition(":")
-    if not sep:
-        host, port = b, "8000"
-    if host.startswith("["):
-        if not host.endswith("]") or len(host) < 3:
-            raise UsageError("bad --bind %r: use [IPV6]:PORT" % b)
-        host = host[1:-1]
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise UsageError(
-            "bad --bind %r: use HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N" % b)
-    return ("tcp", host, int(port))
-
 
 def _family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -161,47 +105,6 @@ def _shared_socket(spec, backlog):
 
 # ---- one serving process ---------------------------------------------------
 
-def configure_server(srv, cfg, listen, multiprocess):
-    """Options, native routes and listeners of an engine server (WSGI's
-    Server or ASGI's AsgiServer); UsageError on a bad one."""
-    for opt, value in cfg.options.items():
-        srv.set_option(opt, value)
-    if cfg.access_log:
-        srv.set_option(_piston.OPT_ACCESS_LOG, 1)
-    if cfg.handler_timeout > 0:
-        # The engine answers the client (503) and tells the host. WSGI: a
-        # pool thread running a hung app cannot be stopped; its later writes
-        # fail with ClientDisconnected, which handle() logs at debug. ASGI:
-        # the app's task is cancelled.
-        srv.set_option(_piston.OPT_HANDLER_TIMEOUT_MS,
-                       max(1, int(cfg.handler_timeout * 1000 + 0.5)))
-    if multiprocess:
-        # sibling workers listen on the same SO_REUSEPORT port on purpose;
-        # the supervisor already checked that it was free
-        srv.set_option(_piston.OPT_SHARE_PORT, 1)
-    for path, text in cfg.routes:
-        srv.route_fixed(None, path, 200,
-                        [("Content-Type", "text/plain; charset=utf-8")],
-                        text.encode("utf-8"))
-    for prefix, directory in cfg.static:
-        try:
-            srv.route_dir(prefix, directory)
-        except _piston.Error as e:
-            raise UsageError("cannot serve --static %s=%s: %s" % (prefix, directory, e.args[1]))
-    for spec, fd in listen:
-        try:
-            if fd is not None:
-                srv.listen_fd(fd)
-            elif spec[0] == "tcp":
-                srv.listen_tcp(spec[1], spec[2])
-            elif spec[0] == "unix":
-                srv.listen_unix(spec[1])
-            else:
-                srv.listen_fd(spec[1])
-        except _piston.Error as e:
-            raise UsageError("cannot use --bind %s: %s" % (_show(spec), e.args[1]))
-
-
 class Worker:
     """An engine server, its loops and a pool of Python threads running app."""
 
@@ -237,7 +140,7 @@ class Worker:
             srv.start(cfg.loops)
         except _piston.Error as e:
             raise UsageError("cannot listen on %s: %s" % (
-                ", ".join(_show(s) for s, _ in self.listen), e.args[1]))
+                ", ".join(show_bind(s) for s, _ in self.listen), e.args[1]))
         spec0 = self.listen[0][0]
         if spec0[0] == "tcp":
             server_name = spec0[1]
@@ -300,14 +203,6 @@ class Worker:
             t.join(max(0.0, deadline - time.monotonic()))
 
 
-def _show(spec):
-    if spec[0] == "tcp":
-        return "[%s]:%d" % (spec[1], spec[2]) if ":" in spec[1] else "%s:%d" % (spec[1], spec[2])
-    if spec[0] == "unix":
-        return "unix:" + spec[1]
-    return "fd://%d" % spec[1]
-
-
 def _install_stop_signals(worker):
     def on_signal(signum, frame):
         worker.stop()
@@ -325,8 +220,8 @@ def serve_single(app, cfg, worker_cls=None):
     for (spec, _), port in zip(w.listen, ports):
         if spec[0] == "tcp":
             spec = ("tcp", spec[1], port)
-        log.info("Listening at: http://%s" % _show(spec) if spec[0] == "tcp"
-                 else "Listening at: %s" % _show(spec))
+        log.info("Listening at: http://%s" % show_bind(spec) if spec[0] == "tcp"
+                 else "Listening at: %s" % show_bind(spec))
     if hasattr(w, "describe"):
         log.info("Using %s, pid %d", w.describe(), os.getpid())
     else:
@@ -486,7 +381,7 @@ class Supervisor:
         # died, without polling getppid().
         self.life_r, self.life_w = os.pipe()
         for spec, _ in self.listen:
-            log.info("Listening at: %s", ("http://" if spec[0] == "tcp" else "") + _show(spec))
+            log.info("Listening at: %s", ("http://" if spec[0] == "tcp" else "") + show_bind(spec))
         log.info("Supervisor pid %d, %d workers x %d threads",
                  os.getpid(), self.cfg.workers, self.cfg.threads)
         for _ in range(self.cfg.workers):

@@ -1,9 +1,11 @@
 """The WSGI host (PEP 3333): one request handle in, one app call, the
 response out through the engine. Nothing here frames, chunks or validates
 HTTP: the engine does (a bad header makes piston_resp_start fail, which is
-the app's error and becomes a 500). Only the status string is checked here,
-for PEP 3333's "NNN Reason" form; its reason phrase goes on the wire
-(piston_resp_start_reason) unless it is the engine's own for the code.
+the app's error and becomes a 500), and a body of one chunk goes out in one
+call (piston_resp_send_reason) that adds its Content-Length. Only the status
+string is checked here, for PEP 3333's "NNN Reason" form; its reason phrase
+goes on the wire (piston_resp_start_reason) unless it is the engine's own
+for the code.
 """
 import logging
 import os
@@ -72,7 +74,7 @@ def base_environ(server_name, server_port, multithread, multiprocess):
 
 _DIGITS = "0123456789"
 # status string -> (code, reason phrase to send, or None when it is the
-# engine's own phrase for the code: then the one-call send() applies).
+# engine's own phrase for the code).
 # Apps use a handful of status strings; the cache is bounded all the same.
 _statuses = {}
 _STATUS_CACHE_MAX = 1024
@@ -169,18 +171,9 @@ class _Exchange:
                 raise AssertionError("the app did not call start_response()")
             cl = self._content_length()
             if cl is None or cl == str(len(body)):
-                if self.reason is None:
-                    self.sent = True
-                    req.send(self.status, self.headers, body)
-                    return
-                # the app's own reason phrase: the engine has no one-call
-                # send with it; start (with the length), write, end
-                if cl is None:
-                    self.headers = self.headers + [("Content-Length", str(len(body)))]
-                self._start()
-                if body:
-                    req.write(body)
-                req.end()
+                # one engine call, which adds the Content-Length
+                self.sent = True
+                req.send(self.status, self.headers, body, self.reason)
                 return
         if isinstance(result, FileWrapper) and not self.sent and self.status is not None:
             rng = result.fileno_range()

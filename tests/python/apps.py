@@ -167,6 +167,15 @@ def _raw(environ, start_response):
         if what == "empty":
             start_response("204 Nothing Here", [])
             return []
+        if what == "empty-list":  # one empty body element
+            start_response("204 Nothing Here", [("X-A", "1")])
+            return [b""]
+        if what == "not-modified":
+            start_response("304 Same Old", [("ETag", '"v1"')])
+            return [b""]
+        if what == "list-len-first":  # the app's Content-Length keeps its place
+            start_response("200 Fine", [("Content-Length", "4"), ("X-B", "2")])
+            return [b"four"]
     return _text(start_response, b"not found", "404 Not Found")
 
 

@@ -113,6 +113,16 @@ def connect(port, timeout=TIMEOUT):
     return s
 
 
+def recv_all(sock):
+    """Everything the server sends until it closes the connection."""
+    raw = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return raw
+        raw += data
+
+
 class Response:
     def __init__(self, status, reason, headers, body):
         self.status, self.reason, self.headers, self.body = status, reason, headers, body

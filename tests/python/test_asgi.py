@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import HERE, ROOT, Reader, Server, connect, free_port, piston_cmd, request
+from conftest import (HERE, ROOT, Reader, Server, connect, free_port, piston_cmd, recv_all,
+                      request)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,35 @@ def wait_for(pred, timeout=5.0):
 
 
 # ---- scope ------------------------------------------------------------------
+
+# escapes of every kind: UTF-8 (%e2%82%ac), invalid UTF-8 (%C3%28), '/' and
+# '%' themselves, and '%' without two hex digits (kept as it is)
+MIXED_PATH = "/scope/a%2Fb%25c/%zz%4%C3%28/%e2%82%ac+x%4"
+
+
+def test_path_percent_decoded_then_utf8(asgi):
+    """path is raw_path percent-decoded, then UTF-8 with errors='replace':
+    what urllib.parse.unquote gives (the host's decoder before the engine's)."""
+    from urllib.parse import unquote
+    s = get_json(asgi.port, MIXED_PATH + "?q=%20")
+    assert s["raw_path"] == MIXED_PATH
+    assert s["path"] == "/scope/a/b%c/%zz%4\ufffd(/\u20ac+x%4"
+    assert s["path"] == unquote(MIXED_PATH, errors="replace")
+    assert s["query_string"] == "q=%20"
+
+
+def test_literal_non_ascii_target_is_rejected(asgi):
+    """Bytes that are not ASCII never reach the host: the engine answers 400,
+    with or without escapes around them, so only escapes are decoded."""
+    for raw in (b"/scope/caf\xc3\xa9", b"/scope/caf\xc3\xa9/%C3%A9%20x"):
+        s = connect(asgi.port)
+        try:
+            s.sendall(b"GET " + raw + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert Reader(s).response().status == 400
+        finally:
+            s.close()
+    assert request(asgi.port, path="/scope").status == 200
+
 
 def test_scope(asgi):
     s = get_json(asgi.port, "/scope/caf%C3%A9%20x/%2F?a=1&b=%20",
@@ -181,12 +211,7 @@ def test_trailers(asgi):
     sock = connect(asgi.port)
     try:
         sock.sendall(b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n")
-        raw = b""
-        while True:
-            d = sock.recv(65536)
-            if not d:
-                break
-            raw += d
+        raw = recv_all(sock)
     finally:
         sock.close()
     assert b"\r\n\r\n3\r\nabc\r\n0\r\n" in raw

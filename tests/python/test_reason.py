@@ -2,9 +2,11 @@
 "200 Fine" -> "HTTP/1.1 200 Fine", on every response path (one body
 element, streamed, write(), file_wrapper); statuses PEP 3333 rules out are
 the app's error (500)."""
+import re
+
 import pytest
 
-from conftest import Reader, connect, request
+from conftest import Reader, connect, recv_all, request
 
 
 def raw_head(port, path, method="GET"):
@@ -46,6 +48,48 @@ def test_one_body_element_gets_content_length(piston_app):
     head, r = raw_head(piston_app.port, "/reason/list-len")
     assert head.lower().count(b"content-length") == 1
     assert r.header("Content-Length") == "11"
+
+
+def exact_response(port, path, method="GET"):
+    """The raw bytes of one response on a closing connection, Date masked."""
+    s = connect(port)
+    try:
+        s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                  % (method.encode(), path.encode()))
+        raw = recv_all(s)
+    finally:
+        s.close()
+    return re.sub(rb"\r\nDate: [^\r\n]*\r\n", b"\r\nDate: DATE\r\n", raw, count=1)
+
+
+@pytest.mark.parametrize("method,path,raw", [
+    ("GET", "/reason/list",
+     b"HTTP/1.1 200 Fine\r\nDate: DATE\r\nContent-Type: text/plain\r\n"
+     b"Content-Length: 9\r\nConnection: close\r\n\r\nfine body"),
+    ("HEAD", "/reason/list",
+     b"HTTP/1.1 200 Fine\r\nDate: DATE\r\nContent-Type: text/plain\r\n"
+     b"Content-Length: 9\r\nConnection: close\r\n\r\n"),
+    ("GET", "/reason/list-len",
+     b"HTTP/1.1 200 Fine\r\nDate: DATE\r\nContent-Type: text/plain\r\n"
+     b"Content-Length: 11\r\nConnection: close\r\n\r\nwith length"),
+    ("GET", "/reason/list-len-first",
+     b"HTTP/1.1 200 Fine\r\nDate: DATE\r\nContent-Length: 4\r\nX-B: 2\r\n"
+     b"Connection: close\r\n\r\nfour"),
+    ("GET", "/reason/empty-list",
+     b"HTTP/1.1 204 Nothing Here\r\nDate: DATE\r\nX-A: 1\r\n"
+     b"Connection: close\r\n\r\n"),
+    ("GET", "/reason/not-modified",
+     b"HTTP/1.1 304 Same Old\r\nDate: DATE\r\nETag: \"v1\"\r\n"
+     b"Content-Length: 0\r\nConnection: close\r\n\r\n"),
+    ("GET", "/ok",
+     b"HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Type: text/plain\r\n"
+     b"Content-Length: 2\r\nConnection: close\r\n\r\nok"),
+])
+def test_one_body_element_exact_bytes(piston_app, method, path, raw):
+    """A one-element body goes out in one engine call that adds the
+    Content-Length (piston_resp_send_reason): where the app gave one it keeps
+    its place, otherwise it follows the app's headers."""
+    assert exact_response(piston_app.port, path, method) == raw
 
 
 def test_streamed_body_is_chunked(piston_app):

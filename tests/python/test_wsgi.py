@@ -48,6 +48,17 @@ def test_path_info_percent_decoded_latin1(piston_app):
     assert e["PATH_INFO"].encode("latin-1") == b"/env/\xc3\xa9/a/b"
 
 
+def test_path_info_mixed_escapes(piston_app):
+    """PATH_INFO is the engine's decoding of the path's escapes (a '%'
+    without two hex digits stays), as bytes in latin-1 characters."""
+    from urllib.parse import unquote_to_bytes
+    raw = "/env/a%2Fb%25c/%zz%4%C3%28/%e2%82%ac+x%4"
+    e = env(piston_app.port, raw + "?q=%20")
+    assert e["PATH_INFO"].encode("latin-1") == b"/env/a/b%c/%zz%4\xc3(/\xe2\x82\xac+x%4"
+    assert e["PATH_INFO"].encode("latin-1") == unquote_to_bytes(raw)
+    assert e["QUERY_STRING"] == "q=%20"
+
+
 def test_content_length_and_type(piston_app):
     e = env(piston_app.port, method="POST", headers=[("Content-Type", "application/json")],
             body=b"{}")
