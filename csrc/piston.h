@@ -210,10 +210,11 @@ PISTON_EXPORT int piston_loop_poll(piston_loop *loop);
  * close, idle connections close, in-flight requests get up to deadline_ms
  * to finish, then everything closes. */
 PISTON_EXPORT void piston_loop_stop(piston_loop *loop, int deadline_ms);
-/* Must be called on the loop's thread after it stopped (or never ran). */
 /* Closes the keep-alive connections that wait for a request, now or at the
  * loop's next pass (callable from any thread). In-flight requests go on. */
 PISTON_EXPORT void piston_loop_close_idle(piston_loop *loop);
+/* Must be called on the loop's thread after it stopped (or never ran):
+ * closes what is left and frees the loop. */
 PISTON_EXPORT void piston_loop_free(piston_loop *loop);
 PISTON_EXPORT size_t piston_loop_connections(const piston_loop *loop);
 
