@@ -18,6 +18,13 @@ CLI_OBJ    := $(BUILD)/csrc/bin/cli.o
 UNIT_SRC   := $(wildcard tests/c/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/c/%.c=$(BUILD)/tests/%)
 
+# The version is written once, in piston.h; the shared library's file name
+# and soname follow it (libpiston.so.0.1.0, soname libpiston.so.0).
+version_of = $(shell awk '$$2 == "PISTON_VERSION_$(1)" { print $$3 }' csrc/piston.h)
+SO_MAJOR   := $(call version_of,MAJOR)
+SO_VERSION := $(SO_MAJOR).$(call version_of,MINOR).$(call version_of,PATCH)
+SONAME     := libpiston.so.$(SO_MAJOR)
+
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
@@ -25,8 +32,8 @@ VPY     := $(VENV)/bin/python
         test-asan fuzz soak run run-static bench \
         deps deps-bench dev node clean format format-check
 
-all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/piston-static \
-     $(BUILD)/piston-testserver
+all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
+     $(BUILD)/piston-static $(BUILD)/piston-testserver
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -36,9 +43,13 @@ $(BUILD)/libpiston.a: $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libpiston.so: $(ENGINE_OBJ) csrc/piston.sym
-	$(CC) -shared $(SAN) -Wl,--version-script=csrc/piston.sym -o $@ \
-	    $(ENGINE_OBJ) $(LIBS)
+$(BUILD)/libpiston.so.$(SO_VERSION): $(ENGINE_OBJ) csrc/piston.sym
+	$(CC) -shared $(SAN) -Wl,-soname,$(SONAME) \
+	    -Wl,--version-script=csrc/piston.sym -o $@ $(ENGINE_OBJ) $(LIBS)
+
+# The soname link (what the loader looks for) and the link-time name (-lpiston)
+$(BUILD)/$(SONAME) $(BUILD)/libpiston.so: $(BUILD)/libpiston.so.$(SO_VERSION)
+	ln -sf $(notdir $<) $@
 
 $(BUILD)/piston-static: $(BUILD)/csrc/bin/piston_static.o $(CLI_OBJ) $(BUILD)/libpiston.a
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
