@@ -4,8 +4,10 @@
 CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
-CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-               -fvisibility=hidden -fPIC -g -MMD -MP -Icsrc
+# Standard, warnings and visibility: csrc/cflags.txt, which setup.py and
+# binding.gyp read too.
+CFLAGS_SHARED := $(shell grep '^-' csrc/cflags.txt)
+CFLAGS_BASE := $(CFLAGS_SHARED) -fPIC -g -MMD -MP -Icsrc
 OPT     ?= -O2
 CFLAGS  ?=
 ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)

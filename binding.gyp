@@ -11,7 +11,8 @@
       "sources": ["node/addon.c", "<!@(ls csrc/*.c)"],
       "include_dirs": ["csrc"],
       "defines": ["NAPI_VERSION=8"],
-      "cflags_c": ["-std=c11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
+      # standard, warnings and visibility shared with the Makefile and setup.py
+      "cflags_c": ["<!@(grep '^-' csrc/cflags.txt)", "-O2"],
       "cflags!": ["-fno-exceptions"],
       # Node carries its own llhttp: bind our references to the copy linked
       # in here and export nothing of it.

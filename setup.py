@@ -24,6 +24,12 @@ def llhttp_static():
     return found[0]
 
 
+def shared_cflags():
+    # the Makefile's and binding.gyp's flags too: one list, so they cannot drift
+    with open(os.path.join(HERE, "csrc", "cflags.txt")) as f:
+        return [flag for line in f if line.startswith("-") for flag in line.split()]
+
+
 engine_sources = sorted(
     os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", "*.c"))
 )
@@ -33,16 +39,14 @@ ext = Extension(
     sources=["python/_piston.c", "python/_piston_asgi.c", "python/asgi_scope.c",
              "python/asgi_send.c", "python/common.c"] + engine_sources,
     include_dirs=["csrc"],
-    extra_compile_args=[
-        "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
-        "-fvisibility=hidden", "-O2",
-    ],
+    extra_compile_args=shared_cflags() + ["-O2"],
     # Python's own CFLAGS carry -DNDEBUG; keep the engine's assertions, as
     # the Makefile's build does
     undef_macros=["NDEBUG"],
     extra_link_args=[llhttp_static(), "-lpthread",
                      "-Wl,--version-script=python/_piston.map"],
-    depends=glob.glob("csrc/*.h") + glob.glob("python/*.h") + ["python/_piston.map"],
+    depends=glob.glob("csrc/*.h") + glob.glob("python/*.h")
+    + ["python/_piston.map", "csrc/cflags.txt"],
 )
 
 setup(
