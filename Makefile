@@ -31,7 +31,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-reliability test-python test-node \
-        test-asan fuzz soak run run-static bench \
+        test-asan test-abi fuzz soak run run-static bench \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
@@ -78,6 +78,7 @@ test: deps
 	$(MAKE) test-reliability
 	$(MAKE) test-python
 	$(MAKE) test-node
+	$(MAKE) test-abi
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
 
 test-c: $(UNIT_BIN)
@@ -101,6 +102,11 @@ node: deps
 
 test-node: node
 	npm test
+
+# What libpiston.so, the Python extension and the Node addon export
+# (nm -D), the soname and the version everywhere it is written.
+test-abi: all dev node
+	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/abi
 
 # Load, slow clients, resets under ASan/LSan, graceful shutdown, traversal,
 # framing compared with nginx, handler faults through the Python and Node
