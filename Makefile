@@ -76,6 +76,7 @@ test: deps
 	$(MAKE) test-c
 	$(MAKE) test-protocol
 	$(MAKE) test-reliability
+	$(MAKE) test-asan
 	$(MAKE) test-python
 	$(MAKE) test-node
 	$(MAKE) test-abi
@@ -114,8 +115,11 @@ test-abi: all dev node
 # versions: make soak.
 ASAN_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
+# One build-asan for test-reliability and test-asan: the same variables, so
+# the second finds it up to date and builds only what it adds (unit tests).
+ASAN_MAKE = $(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)"
 test-reliability: all dev node
-	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)" all
+	$(ASAN_MAKE) all
 	PISTON_BUILD=$(BUILD) PISTON_ASAN_BUILD=build-asan \
 	    $(PYTHON) -m pytest -q tests/reliability
 
@@ -124,8 +128,7 @@ soak: deps
 
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
-	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)" \
-	    all test-c test-protocol
+	$(ASAN_MAKE) all test-c test-protocol
 
 # libFuzzer over the connection path (fuzz/fuzz_conn.c), ASan + UBSan.
 # New inputs it finds go to build-fuzz/corpus; crashes to build-fuzz/.
