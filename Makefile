@@ -71,6 +71,8 @@ deps:
 deps-bench:
 	@scripts/setup-deps.sh bench
 
+# format-check comes last so that a formatting slip does not hide what the
+# suites found.
 test: deps
 	$(MAKE) all
 	$(MAKE) test-c
@@ -81,6 +83,7 @@ test: deps
 	$(MAKE) test-node
 	$(MAKE) test-abi
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
+	$(MAKE) format-check
 
 test-c: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do $$t; done
@@ -158,11 +161,14 @@ bench: deps-bench
 	$(MAKE) all dev node
 	benchmarks/run.sh
 
+# All our C: the engine, its programs and tests, both bindings, the fuzzer.
+FORMAT_SRC = $(wildcard csrc/*.[ch] csrc/bin/*.[ch] tests/c/*.[ch] \
+                        python/*.[ch] node/*.[ch] fuzz/*.[ch])
 format:
-	clang-format -i csrc/*.c csrc/*.h csrc/bin/*.c csrc/bin/*.h tests/c/*.c tests/c/*.h
+	clang-format -i $(FORMAT_SRC)
 
 format-check:
-	clang-format --dry-run -Werror csrc/*.c csrc/*.h csrc/bin/*.c csrc/bin/*.h tests/c/*.c tests/c/*.h
+	clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-asan build-fuzz python/*.egg-info python/piston/*.so
