@@ -13,7 +13,8 @@
       "defines": ["NAPI_VERSION=8"],
       # standard, warnings and visibility shared with the Makefile and setup.py
       "cflags_c": ["<!@(grep '^-' csrc/cflags.txt)", "-O2"],
-      "cflags!": ["-fno-exceptions"],
+      # node-gyp adds -Wno-unused-parameter, which would win over -Wextra
+      "cflags!": ["-fno-exceptions", "-Wno-unused-parameter"],
       # Node carries its own llhttp: bind our references to the copy linked
       # in here and export nothing of it. The version script exports only
       # the Node-API registration symbols: the engine compiled in here must
