@@ -4,8 +4,10 @@
 CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
-CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-               -fvisibility=hidden -fPIC -g -MMD -MP -Icsrc
+# Standard, warnings and visibility: csrc/cflags.txt, which setup.py and
+# binding.gyp read too.
+CFLAGS_SHARED := $(shell grep '^-' csrc/cflags.txt)
+CFLAGS_BASE := $(CFLAGS_SHARED) -fPIC -g -MMD -MP -Icsrc
 OPT     ?= -O2
 CFLAGS  ?=
 ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
@@ -18,15 +20,22 @@ CLI_OBJ    := $(BUILD)/csrc/bin/cli.o
 UNIT_SRC   := $(wildcard tests/c/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/c/%.c=$(BUILD)/tests/%)
 
+# The version is written once, in piston.h; the shared library's file name
+# and soname follow it (libpiston.so.0.1.0, soname libpiston.so.0).
+version_of = $(shell awk '$$2 == "PISTON_VERSION_$(1)" { print $$3 }' csrc/piston.h)
+SO_MAJOR   := $(call version_of,MAJOR)
+SO_VERSION := $(SO_MAJOR).$(call version_of,MINOR).$(call version_of,PATCH)
+SONAME     := libpiston.so.$(SO_MAJOR)
+
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-reliability test-python test-node \
-        test-asan fuzz soak run run-static bench \
+        test-asan test-abi fuzz soak run run-static bench \
         deps deps-bench dev node clean format format-check
 
-all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/piston-static \
-     $(BUILD)/piston-testserver
+all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
+     $(BUILD)/piston-static $(BUILD)/piston-testserver
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -36,9 +45,13 @@ $(BUILD)/libpiston.a: $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libpiston.so: $(ENGINE_OBJ) csrc/piston.sym
-	$(CC) -shared $(SAN) -Wl,--version-script=csrc/piston.sym -o $@ \
-	    $(ENGINE_OBJ) $(LIBS)
+$(BUILD)/libpiston.so.$(SO_VERSION): $(ENGINE_OBJ) csrc/piston.sym
+	$(CC) -shared $(SAN) -Wl,-soname,$(SONAME) \
+	    -Wl,--version-script=csrc/piston.sym -o $@ $(ENGINE_OBJ) $(LIBS)
+
+# The soname link (what the loader looks for) and the link-time name (-lpiston)
+$(BUILD)/$(SONAME) $(BUILD)/libpiston.so: $(BUILD)/libpiston.so.$(SO_VERSION)
+	ln -sf $(notdir $<) $@
 
 $(BUILD)/piston-static: $(BUILD)/csrc/bin/piston_static.o $(CLI_OBJ) $(BUILD)/libpiston.a
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
@@ -58,14 +71,19 @@ deps:
 deps-bench:
 	@scripts/setup-deps.sh bench
 
+# format-check comes last so that a formatting slip does not hide what the
+# suites found.
 test: deps
 	$(MAKE) all
 	$(MAKE) test-c
 	$(MAKE) test-protocol
 	$(MAKE) test-reliability
+	$(MAKE) test-asan
 	$(MAKE) test-python
 	$(MAKE) test-node
+	$(MAKE) test-abi
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
+	$(MAKE) format-check
 
 # The unit tests, then the layering check on the engine's objects (no
 # lower layer calls up; tests/c/check_layers.py lists the layers).
@@ -92,14 +110,22 @@ node: deps
 test-node: node
 	npm test
 
+# What libpiston.so, the Python extension and the Node addon export
+# (nm -D), the soname and the version everywhere it is written.
+test-abi: all dev node
+	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/abi
+
 # Load, slow clients, resets under ASan/LSan, graceful shutdown, traversal,
 # framing compared with nginx, handler faults through the Python and Node
 # hosts (tests/reliability, figures in docs/reliability.md). The long
 # versions: make soak.
 ASAN_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
+# One build-asan for test-reliability and test-asan: the same variables, so
+# the second finds it up to date and builds only what it adds (unit tests).
+ASAN_MAKE = $(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)"
 test-reliability: all dev node
-	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)" all
+	$(ASAN_MAKE) all
 	PISTON_BUILD=$(BUILD) PISTON_ASAN_BUILD=build-asan \
 	    $(PYTHON) -m pytest -q tests/reliability
 
@@ -108,8 +134,7 @@ soak: deps
 
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
-	$(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)" \
-	    all test-c test-protocol
+	$(ASAN_MAKE) all test-c test-protocol
 
 # libFuzzer over the connection path (fuzz/fuzz_conn.c), ASan + UBSan.
 # New inputs it finds go to build-fuzz/corpus; crashes to build-fuzz/.
@@ -139,11 +164,14 @@ bench: deps-bench
 	$(MAKE) all dev node
 	benchmarks/run.sh
 
+# All our C: the engine, its programs and tests, both bindings, the fuzzer.
+FORMAT_SRC = $(wildcard csrc/*.[ch] csrc/bin/*.[ch] tests/c/*.[ch] \
+                        python/*.[ch] node/*.[ch] fuzz/*.[ch])
 format:
-	clang-format -i csrc/*.c csrc/*.h csrc/bin/*.c csrc/bin/*.h tests/c/*.c tests/c/*.h
+	clang-format -i $(FORMAT_SRC)
 
 format-check:
-	clang-format --dry-run -Werror csrc/*.c csrc/*.h csrc/bin/*.c csrc/bin/*.h tests/c/*.c tests/c/*.h
+	clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-asan build-fuzz python/*.egg-info python/piston/*.so

@@ -11,11 +11,16 @@
       "sources": ["node/addon.c", "<!@(ls csrc/*.c)"],
       "include_dirs": ["csrc"],
       "defines": ["NAPI_VERSION=8"],
-      "cflags_c": ["-std=c11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
-      "cflags!": ["-fno-exceptions"],
+      # standard, warnings and visibility shared with the Makefile and setup.py
+      "cflags_c": ["<!@(grep '^-' csrc/cflags.txt)", "-O2"],
+      # node-gyp adds -Wno-unused-parameter, which would win over -Wextra
+      "cflags!": ["-fno-exceptions", "-Wno-unused-parameter"],
       # Node carries its own llhttp: bind our references to the copy linked
-      # in here and export nothing of it.
-      "ldflags": ["-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic"],
+      # in here and export nothing of it. The version script exports only
+      # the Node-API registration symbols: the engine compiled in here must
+      # not clash with a libpiston.so or another copy in the process.
+      "ldflags": ["-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic",
+                  "-Wl,--version-script=<(module_root_dir)/node/addon.map"],
       "libraries": ["<!(ls /usr/lib/*/libllhttp.a /usr/lib/libllhttp.a 2>/dev/null | head -n1)", "-lpthread"]
     }
   ]

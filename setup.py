@@ -29,22 +29,25 @@ def sources(directory):
                   for p in glob.glob(os.path.join(HERE, directory, "*.c")))
 
 
+def shared_cflags():
+    # the Makefile's and binding.gyp's flags too: one list, so they cannot drift
+    with open(os.path.join(HERE, "csrc", "cflags.txt")) as f:
+        return [flag for line in f if line.startswith("-") for flag in line.split()]
+
 
 ext = Extension(
     "piston._piston",
     # the binding (python/*.c: module, WSGI and ASGI hosts) and the engine
     sources=sources("python") + sources("csrc"),
     include_dirs=["csrc"],
-    extra_compile_args=[
-        "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
-        "-fvisibility=hidden", "-O2",
-    ],
+    extra_compile_args=shared_cflags() + ["-O2"],
     # Python's own CFLAGS carry -DNDEBUG; keep the engine's assertions, as
     # the Makefile's build does
     undef_macros=["NDEBUG"],
     extra_link_args=[llhttp_static(), "-lpthread",
                      "-Wl,--version-script=python/_piston.map"],
-    depends=glob.glob("csrc/*.h") + glob.glob("python/*.h") + ["python/_piston.map"],
+    depends=glob.glob("csrc/*.h") + glob.glob("python/*.h")
+    + ["python/_piston.map", "csrc/cflags.txt"],
 )
 
 setup(

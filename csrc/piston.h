@@ -31,6 +31,17 @@ extern "C" {
 #define PISTON_MUST_CHECK
 #endif
 
+/* Version: MAJOR is the ABI and the soname (libpiston.so.MAJOR), MINOR adds
+ * to the API, PATCH changes nothing in it. setup.py and package.json carry
+ * the same string (the ABI test checks it). The macros are the version a
+ * program was compiled against; piston_version() is that of the library it
+ * runs with, which can differ when it is linked to the shared library. */
+#define PISTON_VERSION_MAJOR 0
+#define PISTON_VERSION_MINOR 1
+#define PISTON_VERSION_PATCH 0
+#define PISTON_VERSION_STRING "0.1.0"
+PISTON_EXPORT const char *piston_version(void);
+
 /* Error codes: X(name, value, message). Values are negative. */
 #define PISTON_ERRNO_MAP(X)                                                    \
   X(NOMEM, -1, "out of memory")                                                \

@@ -62,7 +62,10 @@ static void on_request(piston_req *req, void *ud) {
       (void)!piston_resp_write(req, "x", 1);
     piston_resp_abort(req);
     break;
-  case 'x': /* abort before starting: a 500 */ piston_resp_abort(req); break;
+  case 'x':
+    /* abort before starting: a 500 */
+    piston_resp_abort(req);
+    break;
   default: { /* echo a few views */
     char out[256];
     piston_str m = piston_req_method(req), q = piston_req_query(req);

@@ -14,7 +14,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 missing=()
 need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || missing+=("$1"); }
 
-for p in build-essential pkg-config clang libclang-rt-14-dev python3 python3-pytest curl \
+# clang-format: make format-check; binutils: nm and readelf for tests/abi
+for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
+         python3 python3-pytest curl \
          python3-dev python3-venv python3-setuptools python3-pip \
          python3-flask python3-django gunicorn nodejs \
          python3-fastapi python3-starlette python3-multipart python3-uvicorn \

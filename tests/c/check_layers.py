@@ -17,7 +17,7 @@ import sys
 # lowest first
 LAYERS = [
     ("util", "bufpool date errors field fileserve httpdate listen mime outq "
-             "pct status"),
+             "pct status version"),
     ("loop", "loop timer"),
     ("conn", "conn transport"),
     ("exchange", "request"),
