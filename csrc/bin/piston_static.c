@@ -19,14 +19,10 @@ static const char usage[] =
     "  --text PATH=BODY       answer GET PATH with BODY as text/plain "
     "(repeatable)\n";
 
-int main(int argc, char **argv) {
-  piston_cli cli = {
-      .prog = "piston-static", .threads = 1, .shutdown_timeout_ms = 30000};
-  piston_server *srv = piston_server_new();
-  if (!srv) {
-    fprintf(stderr, "piston-static: out of memory\n");
-    return 1;
-  }
+/* Applies the command line to srv: 0 to serve, 1 after --help, 2 for a
+ * usage error (already reported). */
+static int configure(piston_cli *cli, piston_server *srv, int argc,
+                     char **argv) {
   const char *dir = NULL;
   static const piston_header text_type[] = {
       {{"Content-Type", 12}, {"text/plain; charset=utf-8", 25}}};
@@ -34,10 +30,9 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       printf("%s%s", usage, piston_cli_common_help);
-      piston_server_free(srv);
-      return 0;
+      return 1;
     }
-    int rc = piston_cli_common(&cli, srv, argc, argv, &i);
+    int rc = piston_cli_common(cli, srv, argc, argv, &i);
     if (rc < 0)
       return 2;
     if (rc == 1)
@@ -60,8 +55,9 @@ int main(int argc, char **argv) {
         return 2;
       }
       char *path = strndup(spec, (size_t)(eq - spec));
-      int r = piston_server_route_fixed(srv, NULL, path, 200, text_type, 1,
-                                        eq + 1, strlen(eq + 1));
+      int r = path ? piston_server_route_fixed(srv, NULL, path, 200, text_type,
+                                               1, eq + 1, strlen(eq + 1))
+                   : PISTON_ENOMEM;
       free(path);
       if (r != 0) {
         fprintf(stderr, "piston-static: cannot add --text %s: %s\n", spec,
@@ -83,9 +79,22 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (piston_cli_listen(&cli, srv) != 0)
-    return 2;
-  int rc = piston_cli_serve(&cli, srv);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  piston_cli cli = {
+      .prog = "piston-static", .threads = 1, .shutdown_timeout_ms = 30000};
+  piston_server *srv = piston_server_new();
+  if (!srv) {
+    fprintf(stderr, "piston-static: out of memory\n");
+    return 1;
+  }
+  int rc = configure(&cli, srv, argc, argv);
+  if (rc == 0)
+    rc = piston_cli_listen(&cli, srv) != 0 ? 2 : piston_cli_serve(&cli, srv);
+  else if (rc == 1)
+    rc = 0;
   piston_server_free(srv);
   return rc;
 }
