@@ -322,17 +322,22 @@ static void parse(piston__h1 *h) {
       reject(h, status);
       return;
     }
-    if (h->paused != H1_AT_HEAD)
+    if (!h->head_ready)
       break;
-    /* Dispatch outside llhttp's callbacks, then parse on: a body behind
-     * the head, or the end of a message without one (which llhttp reaches
-     * even with no bytes left). */
-    h->paused = H1_RUNNING;
-    llhttp_resume(&h->parser);
+    /* Dispatch outside llhttp's callbacks; then, if llhttp paused at the
+     * head, parse on into the body behind it. */
+    h->head_ready = false;
+    bool body_follows = h->paused == H1_AT_HEAD;
+    if (body_follows) {
+      h->paused = H1_RUNNING;
+      llhttp_resume(&h->parser);
+    }
     dispatch(h);
-    if (c->state != CONN_OPEN)
-      return;
+    if (c->state != CONN_OPEN || !body_follows)
+      break;
   }
+  if (c->state != CONN_OPEN)
+    return;
   piston_req *r = h->req;
   if (h->state == H1_HEAD || (h->state == H1_IDLE && c->rlen > 0)) {
     /* the head is still incomplete: keep all of it, and hold it to the

@@ -20,9 +20,10 @@ typedef enum { H1_RUNNING, H1_AT_HEAD, H1_AT_END } piston__h1_pause;
 typedef struct {
   piston__conn conn; /* first: the connection this handler runs */
   uint8_t state;
-  uint8_t paused; /* piston__h1_pause */
-  bool broken;    /* framing error: never reuse */
-  bool hosted;    /* a request of this connection reached the host */
+  uint8_t paused;  /* piston__h1_pause */
+  bool head_ready; /* parse.c recorded a head that awaits dispatch */
+  bool broken;     /* framing error: never reuse */
+  bool hosted;     /* a request of this connection reached the host */
   llhttp_t parser;
   piston_req *req;   /* the request being read or answered */
   piston_req *spare; /* a finished request kept for reuse */

@@ -247,7 +247,15 @@ static int on_headers_complete(llhttp_t *p) {
   r->keepalive = llhttp_should_keep_alive(p) != 0;
   r->is_head = p->method == HTTP_HEAD;
   split_target(r);
-  h->paused = H1_AT_HEAD; /* http1.c dispatches it */
+  /* http1.c dispatches the head once llhttp_execute returns. A body must
+   * wait for that (the host or a native route decides what becomes of it),
+   * so llhttp pauses here; without one it runs on to the message's end,
+   * which pauses anyway: one llhttp_execute per request, as pipelined
+   * batches want. */
+  h->head_ready = true;
+  if (r->content_length == 0)
+    return 0;
+  h->paused = H1_AT_HEAD;
   return HPE_PAUSED;
 }
 
