@@ -11,7 +11,7 @@
       "sources": ["node/addon.c", "<!@(ls csrc/*.c)"],
       "include_dirs": ["csrc"],
       "defines": ["NAPI_VERSION=8"],
-      "cflags_c": ["-std=c11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
+      "cflags_c": ["-std=c11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror"],
       "cflags!": ["-fno-exceptions"],
       # Node carries its own llhttp: bind our references to the copy linked
       # in here and export nothing of it.
