@@ -413,23 +413,25 @@ static int js_enter(addon_t *a, js_scope *j) {
 }
 
 /* fn(...argv) inside an entered scope. An exception becomes the process's
- * 'uncaughtException', as for any node callback. */
-static void js_call(addon_t *a, js_scope *j, napi_ref fn, size_t argc,
-                    napi_value *argv) {
+ * 'uncaughtException', as for any node callback. -1 if fn could not be
+ * called at all (an argument could not be made: the env is failing). */
+static int js_call(addon_t *a, js_scope *j, napi_ref fn, size_t argc,
+                   napi_value *argv) {
   napi_env env = a->env;
   napi_value f, ret, e;
   for (size_t i = 0; i < argc; i++)
     if (!argv[i])
-      return; /* an argument could not be made (the env is failing) */
+      return -1;
   if (napi_get_reference_value(env, fn, &f) != napi_ok)
-    return;
+    return -1;
   if (napi_call_function(env, j->global, f, argc, argv, &ret) == napi_ok)
-    return;
+    return 0;
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
       napi_get_and_clear_last_exception(env, &e) == napi_ok)
     NAPI_OR(napi_fatal_exception(env, e),
             fprintf(stderr, "piston: an exception could not be reported\n"));
+  return 0;
 }
 
 /* ---- slots --------------------------------------------------------------- */
@@ -523,23 +525,21 @@ static void on_batch_end(piston_loop *loop, void *ud) {
   size_t n = s->nbatch;
   s->nbatch = 0;
   js_scope j;
-  if (js_enter(a, &j) < 0) {
-    for (size_t i = 0; i < n; i++) {
-      piston_resp_abort(a->slots[s->batch[i]].req);
-      slot_release(a, s->batch[i]);
-    }
-    return;
-  }
+  int in_js = js_enter(a, &j) == 0;
   napi_env env = a->env;
-  napi_value sid = make_int(env, s->js_id);
+  napi_value sid = in_js ? make_int(env, s->js_id) : NULL;
   for (size_t i = 0; i < n; i++) {
     uint32_t slot = s->batch[i];
     piston_req *req = a->slots[slot].req;
     piston_str target = piston_req_target(req), path = piston_req_path(req),
                query = piston_req_query(req);
     napi_handle_scope is;
-    if (napi_open_handle_scope(env, &is) != napi_ok)
-      break;
+    if (!in_js || napi_open_handle_scope(env, &is) != napi_ok) {
+      /* JS will never see this request: the engine answers it (500) */
+      piston_resp_abort(req);
+      slot_release(a, slot);
+      continue;
+    }
     napi_value argv[8];
     argv[0] = sid;
     argv[1] = make_int(env, slot);
@@ -553,10 +553,14 @@ static void on_batch_end(piston_loop *loop, void *ud) {
                   ? argv[3]
                   : make_str(env, path);
     argv[7] = query.len ? make_str(env, query) : undef(env);
-    js_call(a, &j, a->on_request, 8, argv);
+    if (js_call(a, &j, a->on_request, 8, argv) < 0) {
+      piston_resp_abort(req);
+      slot_release(a, slot);
+    }
     NAPI_MUST(napi_close_handle_scope(env, is));
   }
-  js_leave(a, &j);
+  if (in_js)
+    js_leave(a, &j);
 }
 
 /* ---- connection events: queued in the pass, delivered after it ---------- */

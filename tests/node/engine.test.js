@@ -182,6 +182,8 @@ describe('route parameters are decoded by the engine decoder', () => {
       assert.equal(await get('/p/100%'), '100%');
       assert.equal(await get('/p/a%zz'), 'a%zz');
       assert.equal(await get('/p/plain'), 'plain');
+      assert.equal(await get('/p/%FF'), '\ufffd'); // not UTF-8: replaced
+
       assert.equal(native.percentDecode('a%2Fb'), 'a/b');
       assert.equal(native.percentDecode('%'), undefined);
     } finally {
