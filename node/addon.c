@@ -1,24 +1,31 @@
 /* addon.c: the Node-API face of the Piston engine. It only translates:
  * JS values become piston_* calls and engine callbacks become JS calls. No
- * HTTP logic lives here (see node/index.js for the JS side and csrc/ for the
- * engine).
+ * HTTP logic lives here (node/binding.js is the JS side that receives the
+ * calls; csrc/ is the engine).
  *
- * Embedding: each server owns one piston_loop that runs on Node's main
- * thread. A uv_poll watches piston_loop_fd(); when it is readable we run one
- * piston_loop_poll() pass. Requests dispatched during the pass are collected
- * and handed to JS at the batch end, all inside one callback scope, so the
- * microtasks they queue (async handlers) drain once per batch while the
- * engine is still inside its pass (their responses are then written
- * directly, not posted). Request events (body, drain, closed) are one JS
- * call each, in their own callback scope.
+ * Embedding: each server owns one piston_loop that runs on the thread of
+ * the Node environment that created it. A uv_poll watches piston_loop_fd();
+ * when it is readable we run one piston_loop_poll() pass. Requests
+ * dispatched during the pass are collected and handed to JS at the batch
+ * end, all inside one callback scope, so the microtasks they queue (async
+ * handlers) drain once per batch while the engine is still inside its pass
+ * (their responses are then written directly, not posted). Request events
+ * (body, drain, closed) are one JS call each, in their own callback scope;
+ * connection events (client errors, closed connections) are queued during
+ * the pass and handed to JS after it.
  *
  * Request handles are named in JS by a small integer "slot" into a table
  * here; JS releases the slot when it is done with the request. A server's
  * loop is freed once it has stopped and every one of its slots is released.
  *
+ * Environments: all state is per Node environment (the addon_t below, the
+ * environment's instance data), so the addon can be loaded by the main
+ * thread and by worker_threads at once; each environment's servers run on
+ * its own thread and libuv loop. When an environment is torn down with
+ * servers still open, they are closed without calling JS.
+ *
  * Node-API version: 8 (napi_get_uv_event_loop, callback scopes,
- * napi_fatal_exception, instance data are all <= 8). One Node environment
- * (the main thread) per process: worker_threads are not supported. */
+ * napi_fatal_exception, instance data are all <= 8). */
 #define _GNU_SOURCE
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
@@ -28,30 +35,26 @@
 
 #include "../csrc/piston.h"
 
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define SCRATCH (64 * 1024)
 
+typedef struct addon addon_t;
+
 typedef struct srv {
+  addon_t *a;
+  struct srv *next, **pprev; /* in a->servers while a lives */
   piston_server *server;
   piston_loop *loop;
   uv_poll_t poll;
-  int js_id;        /* the JS server's id, passed back with each request */
-  int running;      /* poll handle active */
-  int stopped;      /* loop drained: no more passes */
-  int freed_loop;
-  int live;         /* slots of this server not yet released */
-  int handle_open;  /* uv handle initialised and not closed */
-  uint32_t *batch;  /* slots dispatched in the current pass */
+  int js_id;       /* the JS server's id, passed back with each request */
+  int stopped;     /* loop drained: no more passes */
+  int live;        /* slots of this server not yet released */
+  int handle_open; /* uv handle initialised and not closed */
+  uint32_t *batch; /* slots dispatched in the current pass */
   size_t nbatch, cbatch;
   struct srv_ev *evs; /* connection events of the current pass */
   size_t nevs, cevs;
@@ -60,14 +63,14 @@ typedef struct srv {
 /* A connection event, queued during a pass and handed to JS after it (so JS
  * never runs in the middle of the engine's pass for them, and a connection
  * closed in the pass that dispatched its request is reported after that
- * request). */
+ * request). The kinds are exported to JS as CONN_*. */
 enum { EV_CLIENT_ERROR = 1, EV_CONN_CLOSED = 2 };
 typedef struct srv_ev {
   int kind;
-  int status;      /* EV_CLIENT_ERROR */
-  int port;        /* EV_CLIENT_ERROR */
-  uint64_t conn;   /* EV_CONN_CLOSED */
-  char addr[48];   /* EV_CLIENT_ERROR: textual peer address */
+  int status;    /* EV_CLIENT_ERROR */
+  int port;      /* EV_CLIENT_ERROR */
+  uint64_t conn; /* EV_CONN_CLOSED */
+  char addr[48]; /* EV_CLIENT_ERROR: textual peer address */
 } srv_ev;
 
 typedef struct {
@@ -76,156 +79,233 @@ typedef struct {
   uint32_t next_free;
 } slot_t;
 
-static napi_env g_env;
-static napi_ref g_on_request, g_on_event, g_on_closed, g_on_conn_event,
-    g_resource;
-static napi_async_context g_async;
-static slot_t *g_slots;
-static uint32_t g_nslots, g_free = UINT32_MAX, g_live;
-static char g_scratch[SCRATCH];
-/* Inside piston_loop_poll: a mid-response piston_resp_abort made there
- * (sync handlers, the batch's microtasks) is held until the pass returns,
- * because the engine applies a direct one only at the connection's next I/O
- * event (it sets the abort but does not schedule the connection); made after
- * the pass it is posted and applied at once. */
-static int g_in_pass;
-static piston_req **g_aborts;
-static size_t g_naborts, g_caborts;
+/* One Node environment's state: its JS callbacks (from init()), the slot
+ * table and its servers. Reached from JS functions through their data
+ * pointer and from engine callbacks through the server or request. */
+struct addon {
+  napi_env env;
+  int ready; /* init() has stored the callbacks below */
+  int gone;  /* the environment is being torn down: no more JS */
+  napi_ref on_request, on_event, on_closed, on_conn_event, resource;
+  napi_async_context async;
+  slot_t *slots;
+  uint32_t nslots, free, live;
+  srv_t *servers;
+  /* Inside piston_loop_poll, a mid-response piston_resp_abort (a sync
+   * handler's, or one from the batch's microtasks) is held until the pass
+   * returns: made in the pass, the engine closes the connection before it
+   * flushes what the host wrote in that pass (the head and body so far are
+   * lost; node:http would have sent them). Made after the pass, it finds
+   * those bytes already written. */
+  int in_pass;
+  piston_req **aborts;
+  size_t naborts, caborts;
+  napi_async_cleanup_hook_handle cleanup; /* until the teardown is done */
+  int closing;                            /* teardown steps not done yet */
+  char scratch[SCRATCH]; /* body reads and short strings, on this thread */
+};
 
-/* ---- helpers ------------------------------------------------------------- */
+/* ---- Node-API status ----------------------------------------------------- */
 
-#define NAPI_OK(call)                                                          \
-  do {                                                                         \
-    if ((call) != napi_ok) {                                                   \
-      napi_throw_error(env, NULL, "piston: Node-API call failed: " #call);      \
-      return NULL;                                                             \
-    }                                                                          \
-  } while (0)
-
-static napi_value make_int(napi_env env, int64_t v) {
-  napi_value r;
-  napi_create_int64(env, v, &r);
-  return r;
+/* A Node-API call fails on misuse, with an exception pending or while the
+ * environment shuts down. A JS entry point then throws (unless an exception
+ * is already pending, which then propagates) and returns NULL. */
+static napi_value napi_failed(napi_env env, const char *call) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && !pending)
+    napi_throw_error(env, NULL, call);
+  return NULL;
 }
 
-static napi_value make_str(napi_env env, piston_str s) {
+#define NAPI_OR(call, fail)                                                    \
+  do {                                                                         \
+    if ((call) != napi_ok) {                                                   \
+      fail;                                                                    \
+    }                                                                          \
+  } while (0)
+/* In functions returning napi_value with `env` in scope. */
+#define NAPI_OK(call)                                                          \
+  NAPI_OR(call, return napi_failed(env, "piston: Node-API call "               \
+                                        "failed: " #call))
+/* Calls that fail only if our own scope bookkeeping is wrong: a bug. */
+#define NAPI_MUST(call)                                                        \
+  NAPI_OR(call, napi_fatal_error("piston addon.c", NAPI_AUTO_LENGTH, #call,    \
+                                 NAPI_AUTO_LENGTH))
+
+/* ---- values -------------------------------------------------------------- */
+
+/* The make_* helpers return NULL on failure; a NULL passed on makes the
+ * Node-API call that receives it fail with napi_invalid_arg, which is
+ * checked there. */
+static napi_value make_int(napi_env env, int64_t v) {
   napi_value r;
-  if (!s.ptr)
-    napi_get_undefined(env, &r);
-  else
-    napi_create_string_latin1(env, s.ptr, s.len, &r);
-  return r;
+  return napi_create_int64(env, v, &r) == napi_ok ? r : NULL;
 }
 
 static napi_value undef(napi_env env) {
   napi_value r;
-  napi_get_undefined(env, &r);
-  return r;
+  return napi_get_undefined(env, &r) == napi_ok ? r : NULL;
+}
+
+static napi_value make_latin1(napi_env env, const char *p, size_t len) {
+  napi_value r;
+  return napi_create_string_latin1(env, p, len, &r) == napi_ok ? r : NULL;
+}
+
+/* A slice as a latin1 string (header bytes are not UTF-8 by contract);
+ * undefined for an absent slice. */
+static napi_value make_str(napi_env env, piston_str s) {
+  return s.ptr ? make_latin1(env, s.ptr, s.len) : undef(env);
+}
+
+static napi_value make_cstr(napi_env env, const char *s) {
+  napi_value r;
+  return napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &r) == napi_ok
+             ? r
+             : NULL;
 }
 
 static void throw_piston(napi_env env, int rc, const char *what) {
   char msg[256];
-  napi_value m, code, err;
+  napi_value err;
   snprintf(msg, sizeof msg, "%s: %s", what, piston_strerror(rc));
   /* PISTON_EADDRINUSE -> EADDRINUSE, the name node users match on */
   const char *name = piston_err_name(rc);
   if (strncmp(name, "PISTON_", 7) == 0)
     name += 7;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_create_error(env, code, m, &err);
-  napi_value errno_v = make_int(env, rc);
-  napi_set_named_property(env, err, "errno", errno_v);
-  napi_throw(env, err);
+  NAPI_OR(
+      napi_create_error(env, make_cstr(env, name), make_cstr(env, msg), &err),
+      napi_failed(env, msg);
+      return );
+  NAPI_OR(napi_set_named_property(env, err, "errno", make_int(env, rc)),
+          napi_failed(env, msg);
+          return );
+  NAPI_OR(napi_throw(env, err), napi_failed(env, msg));
 }
 
-static int get_args(napi_env env, napi_callback_info info, size_t n,
-                    napi_value *argv) {
+/* The call's arguments (missing ones undefined) and the environment's
+ * state, which every function gets as its data pointer. NULL with an
+ * exception pending on failure. */
+static addon_t *get_args(napi_env env, napi_callback_info info, size_t n,
+                         napi_value *argv) {
   size_t argc = n;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
-    return -1;
+  void *data = NULL;
+  napi_value u = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, &data) != napi_ok ||
+      (argc < n && napi_get_undefined(env, &u) != napi_ok)) {
+    napi_failed(env, "piston: Node-API call failed: napi_get_cb_info");
+    return NULL;
+  }
   for (size_t i = argc; i < n; i++)
-    napi_get_undefined(env, &argv[i]);
-  return 0;
+    argv[i] = u;
+  return data;
 }
 
+/* A number argument, or dflt if it is not one. */
 static int64_t get_i64(napi_env env, napi_value v, int64_t dflt) {
   int64_t r;
-  if (napi_get_value_int64(env, v, &r) != napi_ok)
-    return dflt;
-  return r;
+  return napi_get_value_int64(env, v, &r) == napi_ok ? r : dflt;
+}
+
+static bool get_bool(napi_env env, napi_value v, bool dflt) {
+  bool r;
+  return napi_get_value_bool(env, v, &r) == napi_ok ? r : dflt;
+}
+
+static bool is_nullish(napi_env env, napi_value v) {
+  napi_valuetype t;
+  return napi_typeof(env, v, &t) != napi_ok || t == napi_undefined ||
+         t == napi_null;
 }
 
 static srv_t *get_srv(napi_env env, napi_value v) {
   void *p = NULL;
   if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
-    napi_throw_type_error(env, NULL, "piston: not a server handle");
+    NAPI_OR(napi_throw_type_error(env, NULL, "piston: not a server handle"),
+            napi_failed(env, "piston: not a server handle"));
     return NULL;
   }
   return p;
 }
 
-static piston_req *get_req(napi_env env, napi_value v, uint32_t *slot_out) {
+static piston_req *get_req(addon_t *a, napi_env env, napi_value v,
+                           uint32_t *slot_out) {
   uint32_t s;
-  if (napi_get_value_uint32(env, v, &s) != napi_ok || s >= g_nslots ||
-      !g_slots[s].req)
+  if (napi_get_value_uint32(env, v, &s) != napi_ok || s >= a->nslots ||
+      !a->slots[s].req)
     return NULL;
-  if (slot_out)
-    *slot_out = s;
-  return g_slots[s].req;
+  *slot_out = s;
+  return a->slots[s].req;
 }
 
-/* A malloc'd C string from a JS string (utf8); NULL for null/undefined. */
+/* A malloc'd C string from a JS string (utf8); NULL if not a string. */
 static char *dup_str(napi_env env, napi_value v) {
   size_t len;
   if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok)
     return NULL;
   char *s = malloc(len + 1);
-  if (s)
-    napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  if (s && napi_get_value_string_utf8(env, v, s, len + 1, &len) != napi_ok) {
+    free(s);
+    s = NULL;
+  }
   return s;
+}
+
+/* A JS string's bytes (latin1: one byte per char, as make_str made them;
+ * else utf8) in buf when they fit in cap, else in malloc'd memory that
+ * *owned is set to. */
+static int get_string(napi_env env, napi_value v, bool latin1, char *buf,
+                      size_t cap, const char **data, size_t *len,
+                      char **owned) {
+  napi_status (*get)(napi_env, napi_value, char *, size_t, size_t *) =
+      latin1 ? napi_get_value_string_latin1 : napi_get_value_string_utf8;
+  size_t n;
+  *owned = NULL;
+  if (get(env, v, NULL, 0, &n) != napi_ok)
+    return -1;
+  char *p = n + 1 <= cap ? buf : (*owned = malloc(n + 1));
+  if (!p || get(env, v, p, n + 1, &n) != napi_ok) {
+    free(*owned);
+    *owned = NULL;
+    return -1;
+  }
+  *data = p;
+  *len = n;
+  return 0;
 }
 
 /* Bytes of a Buffer/TypedArray or a utf8 string. *owned is set when the
  * returned memory must be freed. */
-static int get_bytes(napi_env env, napi_value v, const char **data,
+static int get_bytes(addon_t *a, napi_env env, napi_value v, const char **data,
                      size_t *len, char **owned) {
   bool is;
+  void *p;
   *owned = NULL;
   if (napi_is_buffer(env, v, &is) == napi_ok && is) {
-    void *p;
-    napi_get_buffer_info(env, v, &p, len);
+    if (napi_get_buffer_info(env, v, &p, len) != napi_ok)
+      return -1;
     *data = p;
     return 0;
   }
   if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
     napi_typedarray_type t;
     size_t n, off;
-    void *p;
     napi_value ab;
-    napi_get_typedarray_info(env, v, &t, &n, &p, &ab, &off);
+    if (napi_get_typedarray_info(env, v, &t, &n, &p, &ab, &off) != napi_ok)
+      return -1;
     size_t el = (t == napi_int8_array || t == napi_uint8_array ||
                  t == napi_uint8_clamped_array)
                     ? 1
-                    : (t == napi_int16_array || t == napi_uint16_array) ? 2
-                    : (t == napi_float64_array || t == napi_bigint64_array ||
-                       t == napi_biguint64_array)
-                        ? 8
-                        : 4;
+                : (t == napi_int16_array || t == napi_uint16_array) ? 2
+                : (t == napi_float64_array || t == napi_bigint64_array ||
+                   t == napi_biguint64_array)
+                    ? 8
+                    : 4;
     *data = p;
     *len = n * el;
     return 0;
   }
-  size_t n;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok)
-    return -1;
-  char *buf = n + 1 <= SCRATCH ? g_scratch : (*owned = malloc(n + 1));
-  if (!buf)
-    return -1;
-  napi_get_value_string_utf8(env, v, buf, n + 1, &n);
-  *data = buf;
-  *len = n;
-  return 0;
+  return get_string(env, v, false, a->scratch, SCRATCH, data, len, owned);
 }
 
 /* Header list from a flat JS array [name, value, name, value, ...] of
@@ -241,10 +321,11 @@ static int get_headers(napi_env env, napi_value arr, hdrs_t *out) {
   out->n = 0;
   out->mem = NULL;
   bool is;
+  uint32_t n;
   if (napi_is_array(env, arr, &is) != napi_ok || !is)
     return 0;
-  uint32_t n;
-  napi_get_array_length(env, arr, &n);
+  if (napi_get_array_length(env, arr, &n) != napi_ok)
+    return -1;
   n &= ~1u;
   if (n == 0)
     return 0;
@@ -254,9 +335,9 @@ static int get_headers(napi_env env, napi_value arr, hdrs_t *out) {
   if (!vals || !lens)
     goto fail;
   for (uint32_t i = 0; i < n; i++) {
-    napi_get_element(env, arr, i, &vals[i]);
-    if (napi_get_value_string_latin1(env, vals[i], NULL, 0, &lens[i]) !=
-        napi_ok)
+    if (napi_get_element(env, arr, i, &vals[i]) != napi_ok ||
+        napi_get_value_string_latin1(env, vals[i], NULL, 0, &lens[i]) !=
+            napi_ok)
       goto fail;
     total += lens[i] + 1;
   }
@@ -267,7 +348,9 @@ static int get_headers(napi_env env, napi_value arr, hdrs_t *out) {
   char *p = out->mem + sizeof(piston_header) * (n / 2);
   for (uint32_t i = 0; i < n; i++) {
     size_t got;
-    napi_get_value_string_latin1(env, vals[i], p, lens[i] + 1, &got);
+    if (napi_get_value_string_latin1(env, vals[i], p, lens[i] + 1, &got) !=
+        napi_ok)
+      goto fail;
     piston_str s = {p, got};
     if (i & 1)
       out->h[i / 2].value = s;
@@ -284,146 +367,200 @@ fail:
   free(lens);
   free(out->mem);
   out->mem = NULL;
+  out->h = NULL;
   return -1;
 }
 
-/* Calls a JS callback inside a callback scope, so nextTicks and microtasks
- * run when the outermost scope closes. An exception becomes the process's
- * 'uncaughtException', as for any node callback. */
-static void report_exception(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) {
-    napi_value e;
-    napi_get_and_clear_last_exception(env, &e);
-    napi_fatal_exception(env, e);
-  }
+/* ---- calls into JS ------------------------------------------------------- */
+
+/* One entry into JS from libuv or the engine: a handle scope and a callback
+ * scope, so nextTicks and microtasks run when it closes, as after any node
+ * callback. */
+typedef struct {
+  napi_handle_scope hs;
+  napi_callback_scope cs;
+  napi_value global;
+  int open; /* 1: handle scope open; 2: callback scope too */
+} js_scope;
+
+static void js_leave(addon_t *a, js_scope *j) {
+  if (j->open == 2)
+    NAPI_MUST(napi_close_callback_scope(a->env, j->cs));
+  if (j->open >= 1)
+    NAPI_MUST(napi_close_handle_scope(a->env, j->hs));
+  j->open = 0;
 }
 
-/* ---- slots ----------------------------------------------------------------- */
+/* 0 when JS may be called (the caller then js_leave()s), -1 if not: the
+ * environment is going away, or has no callbacks yet. */
+static int js_enter(addon_t *a, js_scope *j) {
+  napi_value res;
+  j->open = 0;
+  if (a->gone || !a->ready || napi_open_handle_scope(a->env, &j->hs) != napi_ok)
+    return -1;
+  j->open = 1;
+  if (napi_get_reference_value(a->env, a->resource, &res) != napi_ok ||
+      napi_open_callback_scope(a->env, res, a->async, &j->cs) != napi_ok) {
+    js_leave(a, j);
+    return -1;
+  }
+  j->open = 2;
+  if (napi_get_global(a->env, &j->global) != napi_ok) {
+    js_leave(a, j);
+    return -1;
+  }
+  return 0;
+}
 
-static int slot_alloc(piston_req *req, srv_t *s, uint32_t *out) {
-  if (g_free == UINT32_MAX) {
-    uint32_t n = g_nslots ? g_nslots * 2 : 1024;
-    slot_t *ns = realloc(g_slots, sizeof(slot_t) * n);
+/* fn(...argv) inside an entered scope. An exception becomes the process's
+ * 'uncaughtException', as for any node callback. -1 if fn could not be
+ * called at all (an argument could not be made: the env is failing). */
+static int js_call(addon_t *a, js_scope *j, napi_ref fn, size_t argc,
+                   napi_value *argv) {
+  napi_env env = a->env;
+  napi_value f, ret, e;
+  for (size_t i = 0; i < argc; i++)
+    if (!argv[i])
+      return -1;
+  if (napi_get_reference_value(env, fn, &f) != napi_ok)
+    return -1;
+  if (napi_call_function(env, j->global, f, argc, argv, &ret) == napi_ok)
+    return 0;
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+      napi_get_and_clear_last_exception(env, &e) == napi_ok)
+    NAPI_OR(napi_fatal_exception(env, e),
+            fprintf(stderr, "piston: an exception could not be reported\n"));
+  return 0;
+}
+
+/* ---- slots --------------------------------------------------------------- */
+
+static int slot_alloc(addon_t *a, piston_req *req, srv_t *s, uint32_t *out) {
+  if (a->free == UINT32_MAX) {
+    uint32_t n = a->nslots ? a->nslots * 2 : 1024;
+    slot_t *ns = realloc(a->slots, sizeof(slot_t) * n);
     if (!ns)
       return -1;
-    g_slots = ns;
-    for (uint32_t i = n; i-- > g_nslots;) {
-      g_slots[i].req = NULL;
-      g_slots[i].srv = NULL;
-      g_slots[i].next_free = g_free;
-      g_free = i;
+    a->slots = ns;
+    for (uint32_t i = n; i-- > a->nslots;) {
+      a->slots[i].req = NULL;
+      a->slots[i].srv = NULL;
+      a->slots[i].next_free = a->free;
+      a->free = i;
     }
-    g_nslots = n;
+    a->nslots = n;
   }
-  uint32_t i = g_free;
-  g_free = g_slots[i].next_free;
-  g_slots[i].req = req;
-  g_slots[i].srv = s;
-  g_live++;
+  uint32_t i = a->free;
+  a->free = a->slots[i].next_free;
+  a->slots[i].req = req;
+  a->slots[i].srv = s;
+  a->live++;
+  s->live++;
   *out = i;
   return 0;
 }
 
 static void srv_maybe_free(srv_t *s);
 
-static void slot_release(uint32_t i) {
-  slot_t *sl = &g_slots[i];
+static void slot_release(addon_t *a, uint32_t i) {
+  slot_t *sl = &a->slots[i];
   srv_t *s = sl->srv;
   piston_req_on_event(sl->req, NULL, NULL);
   piston_req_release(sl->req);
   sl->req = NULL;
   sl->srv = NULL;
-  sl->next_free = g_free;
-  g_free = i;
-  g_live--;
+  sl->next_free = a->free;
+  a->free = i;
+  a->live--;
   s->live--;
   srv_maybe_free(s);
 }
 
-/* ---- engine callbacks -------------------------------------------------------- */
+/* ---- engine callbacks ---------------------------------------------------- */
 
+/* onEvent(slot, events); the slot is the request's userdata. */
 static void on_event(piston_req *req, int events, void *ud) {
-  (void)req;
-  napi_env env = g_env;
-  uint32_t slot = (uint32_t)(uintptr_t)ud;
-  napi_handle_scope hs;
-  napi_callback_scope cs;
-  napi_value fn, res, global, argv[2];
-  napi_open_handle_scope(env, &hs);
-  napi_get_reference_value(env, g_resource, &res);
-  napi_open_callback_scope(env, res, g_async, &cs);
-  napi_get_reference_value(env, g_on_event, &fn);
-  napi_get_global(env, &global);
-  argv[0] = make_int(env, slot);
-  argv[1] = make_int(env, events);
-  napi_value ret;
-  if (napi_call_function(env, global, fn, 2, argv, &ret) != napi_ok)
-    report_exception(env);
-  napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
+  addon_t *a = ud;
+  js_scope j;
+  if (js_enter(a, &j) < 0)
+    return;
+  napi_value argv[2] = {
+      make_int(a->env, (int64_t)(uintptr_t)piston_req_userdata(req)),
+      make_int(a->env, events)};
+  js_call(a, &j, a->on_event, 2, argv);
+  js_leave(a, &j);
 }
 
 static void on_request(piston_req *req, void *ud) {
   srv_t *s = ud;
+  addon_t *a = s->a;
   uint32_t slot;
   if (s->nbatch == s->cbatch) {
     size_t n = s->cbatch ? s->cbatch * 2 : 64;
     uint32_t *nb = realloc(s->batch, n * sizeof *nb);
-    if (!nb) {
-      piston_resp_abort(req);
-      piston_req_release(req);
-      return;
+    if (nb) {
+      s->batch = nb;
+      s->cbatch = n;
     }
-    s->batch = nb;
-    s->cbatch = n;
   }
-  if (slot_alloc(req, s, &slot) < 0) {
+  if (a->gone || s->nbatch == s->cbatch || slot_alloc(a, req, s, &slot) < 0) {
     piston_resp_abort(req);
     piston_req_release(req);
     return;
   }
-  s->live++;
-  piston_req_on_event(req, on_event, (void *)(uintptr_t)slot);
+  piston_req_set_userdata(req, (void *)(uintptr_t)slot);
+  piston_req_on_event(req, on_event, a);
   s->batch[s->nbatch++] = slot;
 }
 
+/* onRequest(serverId, slot, method, target, httpMinor, connId, path, query)
+ * for each request of the pass. path and query are the engine's (it
+ * handles absolute-form targets); query is undefined when empty. */
 static void on_batch_end(piston_loop *loop, void *ud) {
   (void)loop;
   srv_t *s = ud;
-  napi_env env = g_env;
-  napi_handle_scope hs;
-  napi_callback_scope cs;
-  napi_value fn, res, global;
-  napi_open_handle_scope(env, &hs);
-  napi_get_reference_value(env, g_resource, &res);
-  napi_open_callback_scope(env, res, g_async, &cs);
-  napi_get_reference_value(env, g_on_request, &fn);
-  napi_get_global(env, &global);
-  napi_value sid = make_int(env, s->js_id);
-  /* the handler may start another pass-free call into us; take the batch */
+  addon_t *a = s->a;
+  /* the handlers may call back into us; take the batch first */
   size_t n = s->nbatch;
   s->nbatch = 0;
+  js_scope j;
+  int in_js = js_enter(a, &j) == 0;
+  napi_env env = a->env;
+  napi_value sid = in_js ? make_int(env, s->js_id) : NULL;
   for (size_t i = 0; i < n; i++) {
     uint32_t slot = s->batch[i];
-    piston_req *req = g_slots[slot].req;
+    piston_req *req = a->slots[slot].req;
+    piston_str target = piston_req_target(req), path = piston_req_path(req),
+               query = piston_req_query(req);
     napi_handle_scope is;
-    napi_open_handle_scope(env, &is);
-    napi_value argv[6], ret;
+    if (!in_js || napi_open_handle_scope(env, &is) != napi_ok) {
+      /* JS will never see this request: the engine answers it (500) */
+      piston_resp_abort(req);
+      slot_release(a, slot);
+      continue;
+    }
+    napi_value argv[8];
     argv[0] = sid;
     argv[1] = make_int(env, slot);
     argv[2] = make_str(env, piston_req_method(req));
-    argv[3] = make_str(env, piston_req_target(req));
+    argv[3] = make_str(env, target);
     argv[4] = make_int(env, piston_req_http_minor(req));
     /* a process-wide counter: exact as a JS number up to 2^53 */
     argv[5] = make_int(env, (int64_t)piston_req_connection_id(req));
-    if (napi_call_function(env, global, fn, 6, argv, &ret) != napi_ok)
-      report_exception(env);
-    napi_close_handle_scope(env, is);
+    /* the common origin-form target without a query is its own path */
+    argv[6] = path.ptr == target.ptr && path.len == target.len
+                  ? argv[3]
+                  : make_str(env, path);
+    argv[7] = query.len ? make_str(env, query) : undef(env);
+    if (js_call(a, &j, a->on_request, 8, argv) < 0) {
+      piston_resp_abort(req);
+      slot_release(a, slot);
+    }
+    NAPI_MUST(napi_close_handle_scope(env, is));
   }
-  napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
+  if (in_js)
+    js_leave(a, &j);
 }
 
 /* ---- connection events: queued in the pass, delivered after it ---------- */
@@ -437,7 +574,9 @@ static srv_ev *ev_push(srv_t *s) {
     s->evs = ne;
     s->cevs = n;
   }
-  return &s->evs[s->nevs++];
+  srv_ev *e = &s->evs[s->nevs++];
+  memset(e, 0, sizeof *e);
+  return e;
 }
 
 static void on_client_error(piston_loop *loop, int status,
@@ -450,7 +589,6 @@ static void on_client_error(piston_loop *loop, int status,
   e->kind = EV_CLIENT_ERROR;
   e->status = status;
   e->port = remote_port;
-  e->conn = 0;
   snprintf(e->addr, sizeof e->addr, "%s", remote_addr ? remote_addr : "");
 }
 
@@ -461,76 +599,64 @@ static void on_conn_closed(piston_loop *loop, uint64_t conn_id, void *ud) {
     return;
   e->kind = EV_CONN_CLOSED;
   e->conn = conn_id;
-  e->status = 0;
-  e->port = 0;
-  e->addr[0] = 0;
 }
 
 /* onConnEvent(serverId, kind, status|connId, remoteAddr, remotePort) for
  * each queued event, in order. */
 static void flush_events(srv_t *s) {
-  if (s->nevs == 0)
-    return;
-  napi_env env = g_env;
-  napi_handle_scope hs;
-  napi_callback_scope cs;
-  napi_value fn, res, global;
-  napi_open_handle_scope(env, &hs);
-  napi_get_reference_value(env, g_resource, &res);
-  napi_open_callback_scope(env, res, g_async, &cs);
-  napi_get_reference_value(env, g_on_conn_event, &fn);
-  napi_get_global(env, &global);
-  napi_value sid = make_int(env, s->js_id);
+  addon_t *a = s->a;
   /* take the list first, as on_batch_end takes its batch */
   srv_ev *evs = s->evs;
   size_t n = s->nevs;
   s->evs = NULL;
   s->nevs = s->cevs = 0;
-  for (size_t i = 0; i < n; i++) {
-    napi_handle_scope is;
-    napi_open_handle_scope(env, &is);
-    napi_value argv[5], ret;
-    argv[0] = sid;
-    argv[1] = make_int(env, evs[i].kind);
-    if (evs[i].kind == EV_CLIENT_ERROR) {
-      argv[2] = make_int(env, evs[i].status);
-      napi_create_string_latin1(env, evs[i].addr, NAPI_AUTO_LENGTH, &argv[3]);
-      argv[4] = make_int(env, evs[i].port);
-    } else {
-      argv[2] = make_int(env, (int64_t)evs[i].conn);
-      argv[3] = undef(env);
-      argv[4] = undef(env);
+  js_scope j;
+  if (n && js_enter(a, &j) == 0) {
+    napi_env env = a->env;
+    napi_value sid = make_int(env, s->js_id);
+    for (size_t i = 0; i < n; i++) {
+      napi_handle_scope is;
+      if (napi_open_handle_scope(env, &is) != napi_ok)
+        break;
+      napi_value argv[5];
+      argv[0] = sid;
+      argv[1] = make_int(env, evs[i].kind);
+      if (evs[i].kind == EV_CLIENT_ERROR) {
+        argv[2] = make_int(env, evs[i].status);
+        argv[3] = make_latin1(env, evs[i].addr, strlen(evs[i].addr));
+        argv[4] = make_int(env, evs[i].port);
+      } else {
+        argv[2] = make_int(env, (int64_t)evs[i].conn);
+        argv[3] = argv[4] = undef(env);
+      }
+      js_call(a, &j, a->on_conn_event, 5, argv);
+      NAPI_MUST(napi_close_handle_scope(env, is));
     }
-    if (napi_call_function(env, global, fn, 5, argv, &ret) != napi_ok)
-      report_exception(env);
-    napi_close_handle_scope(env, is);
+    js_leave(a, &j);
   }
   free(evs);
-  napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
 }
 
+/* onClosed(serverId) once the server's loop drained. */
 static void call_closed(srv_t *s) {
-  napi_env env = g_env;
-  napi_handle_scope hs;
-  napi_callback_scope cs;
-  napi_value fn, res, global, argv[1], ret;
-  napi_open_handle_scope(env, &hs);
-  napi_get_reference_value(env, g_resource, &res);
-  napi_open_callback_scope(env, res, g_async, &cs);
-  napi_get_reference_value(env, g_on_closed, &fn);
-  napi_get_global(env, &global);
-  argv[0] = make_int(env, s->js_id);
-  if (napi_call_function(env, global, fn, 1, argv, &ret) != napi_ok)
-    report_exception(env);
-  napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
+  addon_t *a = s->a;
+  js_scope j;
+  if (js_enter(a, &j) < 0)
+    return;
+  napi_value argv[1] = {make_int(a->env, s->js_id)};
+  js_call(a, &j, a->on_closed, 1, argv);
+  js_leave(a, &j);
 }
+
+static void teardown_step_done(addon_t *a);
 
 static void on_handle_closed(uv_handle_t *h) {
   srv_t *s = h->data;
+  addon_t *a = s->a;
   s->handle_open = 0;
   srv_maybe_free(s);
+  if (a->gone)
+    teardown_step_done(a);
 }
 
 /* The loop is freed once it has stopped and JS holds none of its requests;
@@ -538,132 +664,200 @@ static void on_handle_closed(uv_handle_t *h) {
 static void srv_maybe_free(srv_t *s) {
   if (!s->stopped || s->live > 0)
     return;
-  if (s->loop && !s->freed_loop) {
+  if (s->loop) {
     piston_loop_free(s->loop);
-    s->freed_loop = 1;
     s->loop = NULL;
   }
   if (s->handle_open)
     return;
-  if (s->server) {
-    piston_server_free(s->server);
-    s->server = NULL;
+  if (s->pprev) {
+    *s->pprev = s->next;
+    if (s->next)
+      s->next->pprev = s->pprev;
   }
+  piston_server_free(s->server);
   free(s->batch);
   free(s->evs);
   free(s);
 }
 
+static void srv_close_handle(srv_t *s) {
+  if (!s->handle_open)
+    return;
+  /* uv_poll_stop cannot fail on an initialised handle */
+  (void)uv_poll_stop(&s->poll);
+  uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
+  /* an error status (the fd failed) leaves the pass to find out */
   (void)status;
   (void)events;
   srv_t *s = h->data;
-  napi_handle_scope hs;
-  napi_open_handle_scope(g_env, &hs);
-  g_in_pass = 1;
+  addon_t *a = s->a;
+  a->in_pass = 1;
   int rc = piston_loop_poll(s->loop);
-  g_in_pass = 0;
-  napi_close_handle_scope(g_env, hs);
-  for (size_t i = 0; i < g_naborts; i++) {
-    piston_resp_abort(g_aborts[i]);
-    piston_req_release(g_aborts[i]);
+  a->in_pass = 0;
+  for (size_t i = 0; i < a->naborts; i++) {
+    piston_resp_abort(a->aborts[i]);
+    piston_req_release(a->aborts[i]);
   }
-  g_naborts = 0;
+  a->naborts = 0;
   flush_events(s);
   if (rc <= 0 && !s->stopped) {
     s->stopped = 1;
-    s->running = 0;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    srv_close_handle(s);
     call_closed(s);
     srv_maybe_free(s);
   }
 }
 
-/* ---- JS functions: setup and servers ---------------------------------------- */
+/* ---- environment teardown ------------------------------------------------ */
 
-/* init(onRequest(serverId, slot, method, url, httpMinor, connId),
+/* When the environment ends (a worker exiting or terminated, the main
+ * thread at exit) with servers open, JS can no longer be called: the
+ * requests JS holds are dropped, each loop is stopped at once and drained,
+ * and the poll handles are closed. This is an async cleanup hook because
+ * the environment's libuv loop must run their close callbacks before it
+ * closes, and while this library is still loaded (a worker unloads the
+ * addons it loaded); the hook's removal lets the teardown go on. */
+static void teardown_step_done(addon_t *a) {
+  if (--a->closing == 0 && a->cleanup) {
+    NAPI_MUST(napi_remove_async_cleanup_hook(a->cleanup));
+    a->cleanup = NULL;
+  }
+}
+
+static void addon_teardown(napi_async_cleanup_hook_handle h, void *arg) {
+  (void)h;
+  addon_t *a = arg;
+  a->gone = 1;
+  for (uint32_t i = 0; i < a->nslots; i++)
+    if (a->slots[i].req)
+      slot_release(a, i);
+  a->closing = 1; /* this walk's own step */
+  for (srv_t *s = a->servers, *next; s; s = next) {
+    next = s->next; /* s may be freed below */
+    if (s->loop && !s->stopped) {
+      piston_loop_stop(s->loop, 0);
+      /* with no deadline a stopped loop drains in a pass or two; the bound
+       * only guards against an engine that would not */
+      for (int k = 0; k < 1000 && piston_loop_poll(s->loop) > 0; k++)
+        ;
+    }
+    s->stopped = 1;
+    free(s->evs);
+    s->evs = NULL;
+    s->nevs = s->cevs = 0;
+    if (s->handle_open)
+      a->closing++; /* until on_handle_closed */
+    srv_close_handle(s);
+    srv_maybe_free(s);
+  }
+  teardown_step_done(a);
+}
+
+/* The instance data's finalizer, after the teardown above. The references
+ * and the async context belong to the environment and end with it. */
+static void addon_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  addon_t *a = data;
+  free(a->slots);
+  free(a->aborts);
+  free(a);
+}
+
+/* ---- JS functions: setup and servers ------------------------------------- */
+
+/* init(onRequest(serverId, slot, method, target, httpMinor, connId, path,
+ *                query),
  *      onEvent(slot, events),
  *      onClosed(serverId),
- *      onConnEvent(serverId, kind, statusOrConnId, remoteAddr, remotePort)) */
+ *      onConnEvent(serverId, kind, statusOrConnId, remoteAddr, remotePort))
+ * Once per environment, before any server starts. */
 static napi_value js_init(napi_env env, napi_callback_info info) {
-  napi_value argv[4], res, name;
-  if (get_args(env, info, 4, argv) < 0)
+  napi_value argv[4], res;
+  addon_t *a = get_args(env, info, 4, argv);
+  if (!a)
     return NULL;
-  if (g_env && g_env != env) {
-    napi_throw_error(env, NULL, "piston: one Node environment per process");
-    return NULL;
-  }
-  g_env = env;
-  NAPI_OK(napi_create_reference(env, argv[0], 1, &g_on_request));
-  NAPI_OK(napi_create_reference(env, argv[1], 1, &g_on_event));
-  NAPI_OK(napi_create_reference(env, argv[2], 1, &g_on_closed));
-  NAPI_OK(napi_create_reference(env, argv[3], 1, &g_on_conn_event));
+  if (a->ready)
+    return napi_failed(env, "piston: init() called twice");
+  NAPI_OK(napi_create_reference(env, argv[0], 1, &a->on_request));
+  NAPI_OK(napi_create_reference(env, argv[1], 1, &a->on_event));
+  NAPI_OK(napi_create_reference(env, argv[2], 1, &a->on_closed));
+  NAPI_OK(napi_create_reference(env, argv[3], 1, &a->on_conn_event));
   NAPI_OK(napi_create_object(env, &res));
-  NAPI_OK(napi_create_reference(env, res, 1, &g_resource));
-  NAPI_OK(napi_create_string_utf8(env, "PISTON_HTTP", NAPI_AUTO_LENGTH, &name));
-  NAPI_OK(napi_async_init(env, res, name, &g_async));
+  NAPI_OK(napi_create_reference(env, res, 1, &a->resource));
+  NAPI_OK(napi_async_init(env, res, make_cstr(env, "PISTON_HTTP"), &a->async));
+  a->ready = 1;
   return undef(env);
 }
 
+/* serverNew(jsId) -> an external naming the server */
 static napi_value js_server_new(napi_env env, napi_callback_info info) {
   napi_value argv[1], ext;
-  if (get_args(env, info, 1, argv) < 0)
+  addon_t *a = get_args(env, info, 1, argv);
+  if (!a)
     return NULL;
   srv_t *s = calloc(1, sizeof *s);
   if (!s || !(s->server = piston_server_new())) {
     free(s);
-    napi_throw_error(env, "ENOMEM", "piston: out of memory");
+    throw_piston(env, PISTON_ENOMEM, "piston_server_new");
     return NULL;
   }
+  if (napi_create_external(env, s, NULL, NULL, &ext) != napi_ok) {
+    piston_server_free(s->server);
+    free(s);
+    return napi_failed(env, "piston: napi_create_external failed");
+  }
+  s->a = a;
   s->js_id = (int)get_i64(env, argv[0], 0);
+  s->next = a->servers;
+  if (s->next)
+    s->next->pprev = &s->next;
+  s->pprev = &a->servers;
+  a->servers = s;
   piston_server_on_request(s->server, on_request, s);
   piston_server_on_batch_end(s->server, on_batch_end, s);
-  NAPI_OK(napi_create_external(env, s, NULL, NULL, &ext));
   return ext;
 }
+
+/* The server argument of the functions below. */
+#define SRV_ARG(n)                                                             \
+  napi_value argv[n];                                                          \
+  if (!get_args(env, info, n, argv))                                           \
+    return NULL;                                                               \
+  srv_t *s = get_srv(env, argv[0]);                                            \
+  if (!s)                                                                      \
+    return NULL;
 
 /* watch(srv, clientErrors, connections): asks for the engine's client-error
  * and connection-closed callbacks (onConnEvent). Before start(). */
 static napi_value js_watch(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  bool ce = false, cc = false;
-  if (get_args(env, info, 3, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
-  napi_get_value_bool(env, argv[1], &ce);
-  napi_get_value_bool(env, argv[2], &cc);
-  piston_server_on_client_error(s->server, ce ? on_client_error : NULL, s);
-  piston_server_on_connection_closed(s->server, cc ? on_conn_closed : NULL, s);
+  SRV_ARG(3);
+  piston_server_on_client_error(
+      s->server, get_bool(env, argv[1], false) ? on_client_error : NULL, s);
+  piston_server_on_connection_closed(
+      s->server, get_bool(env, argv[2], false) ? on_conn_closed : NULL, s);
   return undef(env);
 }
 
 /* closeIdle(srv): closes keep-alive connections waiting for a request (at
  * the loop's next pass); requests in flight go on. */
 static napi_value js_close_idle(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (get_args(env, info, 1, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
-  if (s->loop && !s->stopped && !s->freed_loop)
+  SRV_ARG(1);
+  if (s->loop && !s->stopped)
     piston_loop_close_idle(s->loop);
   return undef(env);
 }
 
 /* serverSet(srv, option, value) */
 static napi_value js_server_set(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (get_args(env, info, 3, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
-  int rc = piston_server_set(s->server, (piston_option)get_i64(env, argv[1], -1),
-                             get_i64(env, argv[2], 0));
+  SRV_ARG(3);
+  int rc =
+      piston_server_set(s->server, (piston_option)get_i64(env, argv[1], -1),
+                        get_i64(env, argv[2], 0));
   if (rc < 0)
     throw_piston(env, rc, "piston_server_set");
   return undef(env);
@@ -671,15 +865,8 @@ static napi_value js_server_set(napi_env env, napi_callback_info info) {
 
 /* routeFixed(srv, method|null, path, status, headers[], body) */
 static napi_value js_route_fixed(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
-  if (get_args(env, info, 6, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
-  napi_valuetype t;
-  napi_typeof(env, argv[1], &t);
-  char *method = t == napi_string ? dup_str(env, argv[1]) : NULL;
+  SRV_ARG(6);
+  char *method = is_nullish(env, argv[1]) ? NULL : dup_str(env, argv[1]);
   char *path = dup_str(env, argv[2]);
   hdrs_t h;
   const char *body;
@@ -687,7 +874,7 @@ static napi_value js_route_fixed(napi_env env, napi_callback_info info) {
   char *owned;
   int rc = PISTON_EINVAL;
   if (path && get_headers(env, argv[4], &h) == 0) {
-    if (get_bytes(env, argv[5], &body, &blen, &owned) == 0) {
+    if (get_bytes(s->a, env, argv[5], &body, &blen, &owned) == 0) {
       rc = piston_server_route_fixed(s->server, method, path,
                                      (int)get_i64(env, argv[3], 200), h.h, h.n,
                                      body, blen);
@@ -704,12 +891,7 @@ static napi_value js_route_fixed(napi_env env, napi_callback_info info) {
 
 /* routeDir(srv, prefix, dir) */
 static napi_value js_route_dir(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (get_args(env, info, 3, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
+  SRV_ARG(3);
   char *prefix = dup_str(env, argv[1]), *dir = dup_str(env, argv[2]);
   int rc = prefix && dir ? piston_server_route_dir(s->server, prefix, dir)
                          : PISTON_EINVAL;
@@ -722,12 +904,7 @@ static napi_value js_route_dir(napi_env env, napi_callback_info info) {
 
 /* listenTcp(srv, host, port) / listenUnix(srv, path) */
 static napi_value js_listen_tcp(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (get_args(env, info, 3, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
+  SRV_ARG(3);
   char *host = dup_str(env, argv[1]);
   int rc = host ? piston_server_listen_tcp(s->server, host,
                                            (int)get_i64(env, argv[2], 0))
@@ -739,12 +916,7 @@ static napi_value js_listen_tcp(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_listen_unix(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, 2, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
+  SRV_ARG(2);
   char *path = dup_str(env, argv[1]);
   int rc = path ? piston_server_listen_unix(s->server, path) : PISTON_EINVAL;
   free(path);
@@ -753,23 +925,23 @@ static napi_value js_listen_unix(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-/* start(srv): creates the loop (binding the listeners) and starts polling.
- * Returns the port of the first listener (0 for a Unix socket). */
+/* start(srv): creates the loop (binding the listeners) and starts polling
+ * on this environment's libuv loop. Returns the port of the first listener
+ * (0 for a Unix socket). */
 static napi_value js_start(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (get_args(env, info, 1, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
+  SRV_ARG(1);
+  uv_loop_t *uvl;
   int err = 0;
+  if (s->loop || s->stopped) {
+    throw_piston(env, PISTON_ESTATE, "start");
+    return NULL;
+  }
+  NAPI_OK(napi_get_uv_event_loop(env, &uvl));
   s->loop = piston_loop_new(s->server, &err);
   if (!s->loop) {
     throw_piston(env, err ? err : PISTON_ESYS, "listen");
     return NULL;
   }
-  uv_loop_t *uvl;
-  NAPI_OK(napi_get_uv_event_loop(env, &uvl));
   if (uv_poll_init(uvl, &s->poll, piston_loop_fd(s->loop)) != 0) {
     piston_loop_free(s->loop);
     s->loop = NULL;
@@ -778,20 +950,21 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   }
   s->poll.data = s;
   s->handle_open = 1;
-  uv_poll_start(&s->poll, UV_READABLE, on_poll);
-  s->running = 1;
+  if (uv_poll_start(&s->poll, UV_READABLE, on_poll) != 0) {
+    /* the loop goes with the handle: stop() then finds a stopped server */
+    s->stopped = 1;
+    srv_close_handle(s);
+    srv_maybe_free(s);
+    throw_piston(env, PISTON_ESYS, "uv_poll_start");
+    return NULL;
+  }
   return make_int(env, piston_server_port(s->server, 0));
 }
 
 /* stop(srv, deadlineMs): graceful stop; onClosed fires when drained. A
  * server that never started is freed at once. */
 static napi_value js_stop(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, 2, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
+  SRV_ARG(2);
   if (s->loop && !s->stopped) {
     piston_loop_stop(s->loop, (int)get_i64(env, argv[1], 0));
   } else if (!s->loop && !s->stopped) {
@@ -803,16 +976,9 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
 
 /* ref(srv, on): keeps the process alive (or not) for this server. */
 static napi_value js_ref(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  bool on = true;
-  if (get_args(env, info, 2, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
-  napi_get_value_bool(env, argv[1], &on);
+  SRV_ARG(2);
   if (s->handle_open) {
-    if (on)
+    if (get_bool(env, argv[1], true))
       uv_ref((uv_handle_t *)&s->poll);
     else
       uv_unref((uv_handle_t *)&s->poll);
@@ -821,26 +987,20 @@ static napi_value js_ref(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_connections(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (get_args(env, info, 1, argv) < 0)
-    return NULL;
-  srv_t *s = get_srv(env, argv[0]);
-  if (!s)
-    return NULL;
-  return make_int(env, s->loop && !s->freed_loop
-                           ? (int64_t)piston_loop_connections(s->loop)
-                           : 0);
+  SRV_ARG(1);
+  return make_int(env, s->loop ? (int64_t)piston_loop_connections(s->loop) : 0);
 }
 
-/* ---- JS functions: requests -------------------------------------------------- */
+/* ---- JS functions: requests ---------------------------------------------- */
 
+/* The request argument: a dead or released slot answers PISTON_ECLOSED. */
 #define REQ_ARG(n)                                                             \
   napi_value argv[n];                                                          \
-  if (get_args(env, info, n, argv) < 0)                                        \
+  addon_t *a = get_args(env, info, n, argv);                                   \
+  if (!a)                                                                      \
     return NULL;                                                               \
   uint32_t slot;                                                               \
-  piston_req *req = get_req(env, argv[0], &slot);                              \
-  (void)slot;                                                                  \
+  piston_req *req = get_req(a, env, argv[0], &slot);                           \
   if (!req)                                                                    \
     return make_int(env, PISTON_ECLOSED);
 
@@ -852,8 +1012,10 @@ static napi_value js_headers(napi_env env, napi_callback_info info) {
   NAPI_OK(napi_create_array_with_length(env, n * 2, &arr));
   for (size_t i = 0; i < n; i++) {
     piston_header h = piston_req_header_at(req, i);
-    napi_set_element(env, arr, (uint32_t)(2 * i), make_str(env, h.name));
-    napi_set_element(env, arr, (uint32_t)(2 * i + 1), make_str(env, h.value));
+    NAPI_OK(
+        napi_set_element(env, arr, (uint32_t)(2 * i), make_str(env, h.name)));
+    NAPI_OK(napi_set_element(env, arr, (uint32_t)(2 * i + 1),
+                             make_str(env, h.value)));
   }
   return arr;
 }
@@ -875,16 +1037,19 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
   int port = 0;
   const char *addr = piston_req_remote_addr(req, &port);
-  napi_value arr, a;
+  napi_value arr,
+      v[7] = {
+          make_int(env, piston_req_http_minor(req)),
+          make_int(env, piston_req_content_length(req)),
+          make_latin1(env, addr ? addr : "", addr ? strlen(addr) : 0),
+          make_int(env, port),
+          make_int(env, piston_req_local_port(req)),
+          make_str(env, piston_req_path(req)),
+          make_str(env, piston_req_query(req)),
+      };
   NAPI_OK(napi_create_array_with_length(env, 7, &arr));
-  napi_set_element(env, arr, 0, make_int(env, piston_req_http_minor(req)));
-  napi_set_element(env, arr, 1, make_int(env, piston_req_content_length(req)));
-  napi_create_string_latin1(env, addr ? addr : "", NAPI_AUTO_LENGTH, &a);
-  napi_set_element(env, arr, 2, a);
-  napi_set_element(env, arr, 3, make_int(env, port));
-  napi_set_element(env, arr, 4, make_int(env, piston_req_local_port(req)));
-  napi_set_element(env, arr, 5, make_str(env, piston_req_path(req)));
-  napi_set_element(env, arr, 6, make_str(env, piston_req_query(req)));
+  for (uint32_t i = 0; i < 7; i++)
+    NAPI_OK(napi_set_element(env, arr, i, v[i]));
   return arr;
 }
 
@@ -892,12 +1057,12 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
  * end, PISTON_EAGAIN (wait for the body event), another negative error. */
 static napi_value js_read(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
-  int64_t n = piston_req_body_read(req, g_scratch, SCRATCH);
+  int64_t n = piston_req_body_read(req, a->scratch, SCRATCH);
   if (n <= 0)
     return make_int(env, n);
   napi_value buf;
   void *data;
-  NAPI_OK(napi_create_buffer_copy(env, (size_t)n, g_scratch, &data, &buf));
+  NAPI_OK(napi_create_buffer_copy(env, (size_t)n, a->scratch, &data, &buf));
   return buf;
 }
 
@@ -911,16 +1076,7 @@ static int get_reason(napi_env env, napi_value v, char *buf, size_t cap,
   *owned = NULL;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_string)
     return 0;
-  size_t n;
-  if (napi_get_value_string_latin1(env, v, NULL, 0, &n) != napi_ok)
-    return -1;
-  char *p = n + 1 <= cap ? buf : (*owned = malloc(n + 1));
-  if (!p)
-    return -1;
-  napi_get_value_string_latin1(env, v, p, n + 1, &n);
-  *out = p;
-  *len = n;
-  return 0;
+  return get_string(env, v, true, buf, cap, out, len, owned);
 }
 
 /* start(slot, status, headers[], reason?) -> rc */
@@ -937,8 +1093,9 @@ static napi_value js_resp_start(napi_env env, napi_callback_info info) {
     return make_int(env, PISTON_ENOMEM);
   }
   int status = (int)get_i64(env, argv[1], 200);
-  int rc = reason ? piston_resp_start_reason(req, status, reason, rlen, h.h, h.n)
-                  : piston_resp_start(req, status, h.h, h.n);
+  int rc = reason
+               ? piston_resp_start_reason(req, status, reason, rlen, h.h, h.n)
+               : piston_resp_start(req, status, h.h, h.n);
   free(h.mem);
   free(rown);
   return make_int(env, rc);
@@ -950,7 +1107,7 @@ static napi_value js_resp_write(napi_env env, napi_callback_info info) {
   const char *data;
   size_t len;
   char *owned;
-  if (get_bytes(env, argv[1], &data, &len, &owned) < 0)
+  if (get_bytes(a, env, argv[1], &data, &len, &owned) < 0)
     return make_int(env, PISTON_EINVAL);
   int rc = len ? piston_resp_write(req, data, len) : 0;
   free(owned);
@@ -960,14 +1117,12 @@ static napi_value js_resp_write(napi_env env, napi_callback_info info) {
 /* end(slot[, chunk[, trailers[]]]) -> rc */
 static napi_value js_resp_end(napi_env env, napi_callback_info info) {
   REQ_ARG(3);
-  napi_valuetype t;
-  napi_typeof(env, argv[1], &t);
   int rc = 0;
-  if (t != napi_undefined && t != napi_null) {
+  if (!is_nullish(env, argv[1])) {
     const char *data;
     size_t len;
     char *owned;
-    if (get_bytes(env, argv[1], &data, &len, &owned) < 0)
+    if (get_bytes(a, env, argv[1], &data, &len, &owned) < 0)
       return make_int(env, PISTON_EINVAL);
     if (len)
       rc = piston_resp_write(req, data, len);
@@ -983,41 +1138,8 @@ static napi_value js_resp_end(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
-/* piston_resp_send with a reason phrase: the engine has no single call for
- * it, so start_reason (with a Content-Length unless the host set one) +
- * write + end. On the loop thread these are direct, not posted. */
-static int send_reason(piston_req *req, int status, const char *reason,
-                       size_t rlen, const hdrs_t *h, const char *data,
-                       size_t len) {
-  int has_cl = 0;
-  for (size_t i = 0; i < h->n; i++)
-    if (h->h[i].name.len == 14 &&
-        strncasecmp(h->h[i].name.ptr, "content-length", 14) == 0)
-      has_cl = 1;
-  piston_header *all = malloc(sizeof *all * (h->n + 1));
-  if (!all)
-    return PISTON_ENOMEM;
-  if (h->n)
-    memcpy(all, h->h, sizeof *all * h->n);
-  char cl[24];
-  size_t n = h->n;
-  if (!has_cl) {
-    int k = snprintf(cl, sizeof cl, "%zu", len);
-    all[n].name = (piston_str){"Content-Length", 14};
-    all[n].value = (piston_str){cl, (size_t)k};
-    n++;
-  }
-  int rc = piston_resp_start_reason(req, status, reason, rlen, all, n);
-  free(all);
-  if (rc >= 0 && len)
-    rc = piston_resp_write(req, data, len);
-  if (rc >= 0)
-    rc = piston_resp_end(req, NULL, 0);
-  return rc < 0 ? rc : 0;
-}
-
 /* send(slot, status, headers[], body, reason?) -> rc: start + write + end
- * with a Content-Length, in one call */
+ * with a Content-Length, in one engine call */
 static napi_value js_resp_send(napi_env env, napi_callback_info info) {
   REQ_ARG(5);
   hdrs_t h;
@@ -1033,17 +1155,14 @@ static napi_value js_resp_send(napi_env env, napi_callback_info info) {
   const char *data = "";
   size_t len = 0;
   char *owned = NULL;
-  napi_valuetype t;
-  napi_typeof(env, argv[3], &t);
-  if (t != napi_undefined && t != napi_null &&
-      get_bytes(env, argv[3], &data, &len, &owned) < 0) {
+  if (!is_nullish(env, argv[3]) &&
+      get_bytes(a, env, argv[3], &data, &len, &owned) < 0) {
     free(h.mem);
     free(rown);
     return make_int(env, PISTON_EINVAL);
   }
-  int status = (int)get_i64(env, argv[1], 200);
-  int rc = reason ? send_reason(req, status, reason, rlen, &h, data, len)
-                  : piston_resp_send(req, status, h.h, h.n, data, len);
+  int rc = piston_resp_send_reason(req, (int)get_i64(env, argv[1], 200), reason,
+                                   rlen, h.h, h.n, data, len);
   free(owned);
   free(h.mem);
   free(rown);
@@ -1059,20 +1178,21 @@ static napi_value js_resp_sendfile(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
+/* abort(slot): see addon_t.in_pass for why one may wait for the pass end */
 static napi_value js_resp_abort(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
-  if (g_in_pass && piston_resp_started(req)) {
-    if (g_naborts == g_caborts) {
-      size_t n = g_caborts ? g_caborts * 2 : 16;
-      piston_req **na = realloc(g_aborts, n * sizeof *na);
+  if (a->in_pass && piston_resp_started(req)) {
+    if (a->naborts == a->caborts) {
+      size_t n = a->caborts ? a->caborts * 2 : 16;
+      piston_req **na = realloc(a->aborts, n * sizeof *na);
       if (na) {
-        g_aborts = na;
-        g_caborts = n;
+        a->aborts = na;
+        a->caborts = n;
       }
     }
-    if (g_naborts < g_caborts) {
+    if (a->naborts < a->caborts) {
       piston_req_retain(req);
-      g_aborts[g_naborts++] = req;
+      a->aborts[a->naborts++] = req;
       return undef(env);
     }
   }
@@ -1082,72 +1202,147 @@ static napi_value js_resp_abort(napi_env env, napi_callback_info info) {
 
 static napi_value js_release(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
-  (void)req;
-  slot_release(slot);
+  slot_release(a, slot);
   return undef(env);
 }
 
-static napi_value js_strerror(napi_env env, napi_callback_info info) {
-  napi_value argv[1], r;
-  if (get_args(env, info, 1, argv) < 0)
+/* ---- JS functions: the engine's tables ----------------------------------- */
+
+static napi_value js_err_name(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv))
     return NULL;
-  int rc = (int)get_i64(env, argv[0], 0);
-  napi_create_string_utf8(env, piston_err_name(rc), NAPI_AUTO_LENGTH, &r);
+  return make_cstr(env, piston_err_name((int)get_i64(env, argv[0], 0)));
+}
+
+/* The one string argument of the functions below, in the scratch buffer
+ * (or in *owned memory). NULL, with an exception pending, if it is not a
+ * string. */
+static addon_t *string_arg(napi_env env, napi_callback_info info, bool latin1,
+                           const char **str, size_t *len, char **owned) {
+  napi_value argv[1];
+  addon_t *a = get_args(env, info, 1, argv);
+  if (a && get_string(env, argv[0], latin1, a->scratch, SCRATCH, str, len,
+                      owned) < 0) {
+    napi_failed(env, "piston: a string argument is required");
+    return NULL;
+  }
+  return a;
+}
+
+/* mimeType(fileName) -> the engine's Content-Type for it, as file mounts
+ * send it */
+static napi_value js_mime_type(napi_env env, napi_callback_info info) {
+  const char *name;
+  size_t len;
+  char *owned;
+  if (!string_arg(env, info, false, &name, &len, &owned))
+    return NULL;
+  napi_value r = make_cstr(env, piston_mime_type(name, len));
+  free(owned);
+  return r;
+}
+
+/* percentDecode(str) -> the %XX-decoded bytes of a latin1 string (a slice
+ * of the request, as make_str made it) read as UTF-8, or undefined if a '%'
+ * is not followed by two hex digits. */
+static napi_value js_percent_decode(napi_env env, napi_callback_info info) {
+  const char *in;
+  size_t len;
+  char *owned;
+  napi_value r;
+  if (!string_arg(env, info, true, &in, &len, &owned))
+    return NULL;
+  /* decoding never lengthens, so it is done in place */
+  ptrdiff_t n = piston_percent_decode(in, len, (char *)in, PISTON_PCT_STRICT);
+  if (n < 0)
+    r = undef(env);
+  else if (napi_create_string_utf8(env, in, (size_t)n, &r) != napi_ok)
+    r = napi_failed(env, "piston: napi_create_string_utf8 failed");
+  free(owned);
   return r;
 }
 
 /* live() -> request handles JS still holds (for tests: leaks show here) */
 static napi_value js_live(napi_env env, napi_callback_info info) {
-  (void)info;
-  return make_int(env, g_live);
+  addon_t *a = get_args(env, info, 0, NULL);
+  return a ? make_int(env, a->live) : NULL;
 }
 
-/* ---- module ------------------------------------------------------------------ */
+/* ---- module -------------------------------------------------------------- */
 
 static napi_value module_init(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
     napi_callback fn;
   } fns[] = {
-      {"init", js_init},           {"serverNew", js_server_new},
-      {"serverSet", js_server_set}, {"routeFixed", js_route_fixed},
-      {"routeDir", js_route_dir},   {"listenTcp", js_listen_tcp},
-      {"listenUnix", js_listen_unix}, {"start", js_start},
-      {"stop", js_stop},           {"ref", js_ref},
-      {"connections", js_connections}, {"headers", js_headers},
-      {"header", js_header},       {"info", js_info},
-      {"read", js_read},           {"respStart", js_resp_start},
-      {"respWrite", js_resp_write}, {"respEnd", js_resp_end},
-      {"respSend", js_resp_send},  {"respSendfile", js_resp_sendfile},
-      {"respAbort", js_resp_abort}, {"release", js_release},
-      {"errName", js_strerror},
-      {"watch", js_watch},         {"closeIdle", js_close_idle},
+      {"init", js_init},
+      {"serverNew", js_server_new},
+      {"serverSet", js_server_set},
+      {"routeFixed", js_route_fixed},
+      {"routeDir", js_route_dir},
+      {"listenTcp", js_listen_tcp},
+      {"listenUnix", js_listen_unix},
+      {"start", js_start},
+      {"stop", js_stop},
+      {"ref", js_ref},
+      {"connections", js_connections},
+      {"headers", js_headers},
+      {"header", js_header},
+      {"info", js_info},
+      {"read", js_read},
+      {"respStart", js_resp_start},
+      {"respWrite", js_resp_write},
+      {"respEnd", js_resp_end},
+      {"respSend", js_resp_send},
+      {"respSendfile", js_resp_sendfile},
+      {"respAbort", js_resp_abort},
+      {"release", js_release},
+      {"errName", js_err_name},
+      {"mimeType", js_mime_type},
+      {"percentDecode", js_percent_decode},
+      {"watch", js_watch},
+      {"closeIdle", js_close_idle},
       {"live", js_live},
   };
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_value f;
-    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL,
-                         &f);
-    napi_set_named_property(env, exports, fns[i].name, f);
-  }
+  /* The engine's names, from its X-macro maps, so that JS has no copies:
+   * E<name> for errors, OPT_<name> for options, EV_<name> for request
+   * events; CONN_* are the onConnEvent kinds. */
   static const struct {
     const char *name;
     int v;
   } consts[] = {
+#define ERR_CONST_(name, value, msg) {"E" #name, PISTON_E##name},
+      PISTON_ERRNO_MAP(ERR_CONST_)
+#undef ERR_CONST_
 #define OPT_CONST_(name, doc) {"OPT_" #name, PISTON_OPT_##name},
-      PISTON_OPTION_MAP(OPT_CONST_)
+          PISTON_OPTION_MAP(OPT_CONST_)
 #undef OPT_CONST_
-      {"EV_BODY", PISTON_EV_BODY},
-      {"EV_DRAIN", PISTON_EV_DRAIN},
-      {"EV_CLOSED", PISTON_EV_CLOSED},
-      {"EAGAIN", PISTON_EAGAIN},
-      {"ECLOSED", PISTON_ECLOSED},
-      {"ETOOBIG", PISTON_ETOOBIG},
-      {"ESTATE", PISTON_ESTATE},
+#define EV_CONST_(name, bit, doc) {"EV_" #name, PISTON_EV_##name},
+              PISTON_EVENT_MAP(EV_CONST_)
+#undef EV_CONST_
+                  {"CONN_CLIENT_ERROR", EV_CLIENT_ERROR},
+      {"CONN_CLOSED", EV_CONN_CLOSED},
   };
+  addon_t *a = calloc(1, sizeof *a);
+  if (!a)
+    return napi_failed(env, "piston: out of memory");
+  a->env = env;
+  a->free = UINT32_MAX;
+  if (napi_set_instance_data(env, a, addon_finalize, NULL) != napi_ok) {
+    free(a);
+    return napi_failed(env, "piston: napi_set_instance_data failed");
+  }
+  NAPI_OK(napi_add_async_cleanup_hook(env, addon_teardown, a, &a->cleanup));
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    NAPI_OK(napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn,
+                                 a, &f));
+    NAPI_OK(napi_set_named_property(env, exports, fns[i].name, f));
+  }
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
-    napi_set_named_property(env, exports, consts[i].name,
-                            make_int(env, consts[i].v));
+    NAPI_OK(napi_set_named_property(env, exports, consts[i].name,
+                                    make_int(env, consts[i].v)));
   return exports;
 }
 

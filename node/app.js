@@ -67,33 +67,35 @@ class Router {
 
 const EMPTY = Object.freeze({});
 
+// A route parameter, percent-decoded by the engine's decoder (the one file
+// mounts use); kept as sent when it has a stray '%'.
 function safeDecode(s) {
   if (!s.includes('%')) return s;
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
+  const d = native.percentDecode(s);
+  return d === undefined ? s : d;
 }
 
 // ---- request --------------------------------------------------------------------
 
 class Request {
-  constructor(ex, method, url, p, params) {
+  // url: the target as sent (absolute-form included, as node:http's
+  // req.url); p and qs: its path and query (undefined if none), split by
+  // the engine.
+  constructor(ex, method, url, p, qs, params) {
     this._ex = ex;
     this.method = method;
     this.url = url;
     this.path = p;
     this.params = params;
+    this._qs = qs;
     this._query = undefined;
     this._headers = undefined;
   }
   get query() {
     if (this._query === undefined) {
-      const i = this.url.indexOf('?');
       const q = {};
-      if (i >= 0) {
-        for (const [k, v] of new URLSearchParams(this.url.slice(i + 1))) {
+      if (this._qs !== undefined) {
+        for (const [k, v] of new URLSearchParams(this._qs)) {
           if (k in q) q[k] = [].concat(q[k], v);
           else q[k] = v;
         }
@@ -275,7 +277,7 @@ class Response {
         return;
       }
       if (headers) for (const k of Object.keys(headers)) this.setHeader(k, headers[k]);
-      if (this.getHeader('content-type') === undefined) this._h.push('Content-Type', mimeOf(file));
+      if (this.getHeader('content-type') === undefined) this._h.push('Content-Type', native.mimeType(file)); // as app.static
       if (this.getHeader('content-length') === undefined) this._h.push('Content-Length', String(st.size));
       if (this._ex.slot < 0 || this._start() < 0) return;
       if (st.size > 0) {
@@ -317,29 +319,6 @@ class Response {
       if (this.aborted) cb();
     });
   }
-}
-
-const MIME = {
-  '.html': 'text/html; charset=utf-8',
-  '.htm': 'text/html; charset=utf-8',
-  '.txt': 'text/plain; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.json': 'application/json',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.gif': 'image/gif',
-  '.webp': 'image/webp',
-  '.ico': 'image/x-icon',
-  '.wasm': 'application/wasm',
-  '.pdf': 'application/pdf',
-};
-
-function mimeOf(file) {
-  return MIME[path.extname(file).toLowerCase()] || 'application/octet-stream';
 }
 
 // ---- one exchange -------------------------------------------------------------------
@@ -519,15 +498,13 @@ class App {
     this._closeCbs = [];
     for (const cb of cbs) cb();
   }
-  _onRequest(slot, method, url) {
-    const q = url.indexOf('?');
-    const p = q < 0 ? url : url.slice(0, q);
+  _onRequest(slot, method, url, minor, connId, p, qs) {
     const ex = new Exchange(this, slot);
     const res = new Response(ex);
     ex.res = res;
     B.bindSlot(slot, ex);
     const m = this.router.find(method, p);
-    const req = new Request(ex, method, url, p, m === null ? EMPTY : m.params);
+    const req = new Request(ex, method, url, p, qs, m === null ? EMPTY : m.params);
     const handler = m === null ? this.notFound : m.handler;
     try {
       const r = handler(req, res);

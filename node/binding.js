@@ -1,6 +1,8 @@
 'use strict';
 // Loads the addon and routes its callbacks: onRequest(serverId, slot,
-// method, url, httpMinor, connId) once per request at the engine's batch end,
+// method, url, httpMinor, connId, path, query) once per request at the
+// engine's batch end (path and query split by the engine, which handles
+// absolute-form targets; query undefined when empty),
 // onEvent(slot, events) for body/drain/closed, onClosed(serverId) once a
 // server drained, onConnEvent(serverId, kind, ...) after a pass for the
 // engine's own rejections (CONN_CLIENT_ERROR, status, remoteAddr, remotePort)
@@ -23,22 +25,20 @@ function load() {
 }
 
 const native = load();
-// onConnEvent kinds (addon.c)
-const CONN_CLIENT_ERROR = 1;
-const CONN_CLOSED = 2;
+const { CONN_CLOSED } = native; // onConnEvent kinds; else CONN_CLIENT_ERROR
 const servers = new Map(); // serverId -> { _onRequest(slot, method, url), _onClosed() }
 const slots = []; // slot -> request state with _onEvent(events)
 let nextServerId = 1;
 
 native.init(
-  function onRequest(sid, slot, method, url, minor, connId) {
+  function onRequest(sid, slot, method, url, minor, connId, path, query) {
     const s = servers.get(sid);
     if (s === undefined) {
       native.respAbort(slot);
       native.release(slot);
       return;
     }
-    s._onRequest(slot, method, url, minor, connId);
+    s._onRequest(slot, method, url, minor, connId, path, query);
   },
   function onEvent(slot, events) {
     const st = slots[slot];
@@ -78,23 +78,20 @@ function releaseSlot(slot) {
   native.release(slot);
 }
 
-const OPTION_NAMES = {
-  maxHeadSize: native.OPT_MAX_HEAD_SIZE,
-  maxUrlSize: native.OPT_MAX_URL_SIZE,
-  maxHeaders: native.OPT_MAX_HEADERS,
-  maxBodySize: native.OPT_MAX_BODY_SIZE,
-  headTimeoutMs: native.OPT_HEAD_TIMEOUT_MS,
-  bodyTimeoutMs: native.OPT_BODY_TIMEOUT_MS,
-  idleTimeoutMs: native.OPT_IDLE_TIMEOUT_MS,
-  writeTimeoutMs: native.OPT_WRITE_TIMEOUT_MS,
-  bodyHighWater: native.OPT_BODY_HIGH_WATER,
-  writeHighWater: native.OPT_WRITE_HIGH_WATER,
-  backlog: native.OPT_BACKLOG,
-  maxConnections: native.OPT_MAX_CONNECTIONS,
-  accessLog: native.OPT_ACCESS_LOG,
-  // ms for the handler to start its response, else the engine answers 503
-  handlerTimeout: native.OPT_HANDLER_TIMEOUT_MS,
-};
+// Option names as the JS faces take them, from the addon's OPT_* (built
+// from piston.h's PISTON_OPTION_MAP, so a new engine option arrives here
+// without a copy): OPT_MAX_HEAD_SIZE -> maxHeadSize, OPT_SHARE_PORT ->
+// sharePort, ...
+const OPTION_NAMES = {};
+for (const k of Object.keys(native)) {
+  if (!k.startsWith('OPT_')) continue;
+  const camel = k.slice(4).toLowerCase().replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+  OPTION_NAMES[camel] = native[k];
+}
+// node's convention for a timeout is ms without a suffix (server.timeout,
+// keepAliveTimeout); handlerTimeout is the documented name of this one
+OPTION_NAMES.handlerTimeout = OPTION_NAMES.handlerTimeoutMs;
+delete OPTION_NAMES.handlerTimeoutMs;
 
 // A native server with options set and listening addresses added; start()
 // binds. `listen` is {port, host} or {path}.

@@ -28,6 +28,11 @@ export interface EngineOptions {
   /** One line per response on stderr. */
   accessLog?: boolean;
   /**
+   * Join a TCP port that other processes of this user listen on (prefork
+   * workers); otherwise a port in use fails with EADDRINUSE.
+   */
+  sharePort?: boolean;
+  /**
    * Milliseconds for a handler to start its response (status and headers).
    * Past it the engine answers 503 with Connection: close; the request gets
    * 'aborted' (if its body was incomplete) and 'close', the response 'close',
@@ -159,8 +164,12 @@ export declare function createServer(options: ServerOptions, handler?: RequestLi
 
 export interface AppRequest extends AsyncIterable<Buffer> {
   readonly method: string;
-  /** The request target as sent: path and query, percent-encoded. */
+  /**
+   * The request target as sent, percent-encoded (absolute-form targets
+   * such as `http://host/a?b` included, as node:http's req.url).
+   */
   readonly url: string;
+  /** The target's path, percent-encoded; what routes match. */
   readonly path: string;
   readonly query: Record<string, string | string[]>;
   readonly params: Record<string, string>;
