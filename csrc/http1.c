@@ -399,8 +399,12 @@ static void h1_run(piston__conn *c) {
     if (c->state != CONN_OPEN)
       return;
     piston_req *r = h->req;
-    if (r && r->abort_requested) { /* the host gave up mid-response */
-      piston__conn_close(c);
+    if (r && r->abort_requested) {
+      /* The host gave up mid-response: what it wrote so far still goes out
+       * (as node:http sends it before a socket.destroy()), then the close
+       * is the only signal left that the body is cut. */
+      h->broken = true;
+      piston__conn_finish(c);
       return;
     }
     if (h->state == H1_ACTIVE && r && r->loop_ended) {

@@ -91,15 +91,6 @@ struct addon {
   slot_t *slots;
   uint32_t nslots, free, live;
   srv_t *servers;
-  /* Inside piston_loop_poll, a mid-response piston_resp_abort (a sync
-   * handler's, or one from the batch's microtasks) is held until the pass
-   * returns: made in the pass, the engine closes the connection before it
-   * flushes what the host wrote in that pass (the head and body so far are
-   * lost; node:http would have sent them). Made after the pass, it finds
-   * those bytes already written. */
-  int in_pass;
-  piston_req **aborts;
-  size_t naborts, caborts;
   napi_async_cleanup_hook_handle cleanup; /* until the teardown is done */
   int closing;                            /* teardown steps not done yet */
   char scratch[SCRATCH]; /* body reads and short strings, on this thread */
@@ -694,15 +685,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   srv_t *s = h->data;
-  addon_t *a = s->a;
-  a->in_pass = 1;
   int rc = piston_loop_poll(s->loop);
-  a->in_pass = 0;
-  for (size_t i = 0; i < a->naborts; i++) {
-    piston_resp_abort(a->aborts[i]);
-    piston_req_release(a->aborts[i]);
-  }
-  a->naborts = 0;
   flush_events(s);
   if (rc <= 0 && !s->stopped) {
     s->stopped = 1;
@@ -764,7 +747,6 @@ static void addon_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   addon_t *a = data;
   free(a->slots);
-  free(a->aborts);
   free(a);
 }
 
@@ -1178,24 +1160,9 @@ static napi_value js_resp_sendfile(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
-/* abort(slot): see addon_t.in_pass for why one may wait for the pass end */
+/* abort(slot) */
 static napi_value js_resp_abort(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
-  if (a->in_pass && piston_resp_started(req)) {
-    if (a->naborts == a->caborts) {
-      size_t n = a->caborts ? a->caborts * 2 : 16;
-      piston_req **na = realloc(a->aborts, n * sizeof *na);
-      if (na) {
-        a->aborts = na;
-        a->caborts = n;
-      }
-    }
-    if (a->naborts < a->caborts) {
-      piston_req_retain(req);
-      a->aborts[a->naborts++] = req;
-      return undef(env);
-    }
-  }
   piston_resp_abort(req);
   return undef(env);
 }

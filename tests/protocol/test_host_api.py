@@ -2,7 +2,6 @@
 loop thread and from a worker, chunked and close-delimited responses,
 trailers, backpressure, sendfile, aborts, 100-continue, pipelining."""
 
-import re
 import time
 
 import util
@@ -293,16 +292,12 @@ def test_throw_gives_500(ts):
 def test_abort_after_start_closes_connection(ts):
     with Conn(ts.addr) as c:
         c.send(b"GET /abort-mid HTTP/1.1\r\nHost: x\r\n\r\n")
-        got = c.read_to_eof()
-        # Whatever was queued may or may not have left before the close, but
-        # the client must never see a complete response (nor a late 500).
-        full = (b"HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Length: 100\r\n\r\n"
-                b"0123456789")
-        if b"\r\n\r\n" in got:
-            got = util.mask_date(got)
-        else:
-            got = re.sub(rb"Date: [^\r]*", b"Date: DATE", got)
-        assert full.startswith(got), got
+        got = util.mask_date(c.read_to_eof())
+        # What the host wrote before the abort leaves (as node:http sends it
+        # before a socket.destroy()), then the close cuts the body short: the
+        # client never sees a complete response, nor a late 500.
+        assert got == (b"HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Length: 100\r\n\r\n"
+                       b"0123456789")
         assert c.eof
 
 
