@@ -27,3 +27,25 @@ bool piston__valid_header(const piston_header *h) {
   }
   return true;
 }
+
+ptrdiff_t piston__fields_size(const piston_header *h, size_t n) {
+  size_t need = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!piston__valid_header(&h[i]))
+      return -1;
+    need += h[i].name.len + h[i].value.len + 4;
+  }
+  return (ptrdiff_t)need;
+}
+
+char *piston__field_put(char *p, const piston_header *h) {
+  memcpy(p, h->name.ptr, h->name.len);
+  p += h->name.len;
+  *p++ = ':';
+  *p++ = ' ';
+  memcpy(p, h->value.ptr, h->value.len);
+  p += h->value.len;
+  *p++ = '\r';
+  *p++ = '\n';
+  return p;
+}

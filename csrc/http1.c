@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "http1.h"
 #include "util.h"
+#include "ws.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -311,8 +312,16 @@ static void parse(piston__h1 *h) {
   for (;;) {
     llhttp_errno_t err =
         llhttp_execute(&h->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
-    if (err == HPE_PAUSED) {
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
       c->rpos = (uint32_t)(llhttp_get_error_pos(&h->parser) - c->rbuf);
+      if (err == HPE_PAUSED_UPGRADE) {
+        /* llhttp stops after a request that asked for an upgrade. One the
+         * host took has left HTTP/1.1 before this point (ws.c); one it
+         * answered as plain HTTP leaves the connection HTTP/1.1, and the
+         * next request is parsed as such. */
+        llhttp_resume_after_upgrade(&h->parser);
+        continue;
+      }
     } else if (err == HPE_OK) {
       c->rpos = c->rlen;
     } else {
@@ -408,6 +417,10 @@ static void h1_run(piston__conn *c) {
       return;
     }
     if (h->state == H1_ACTIVE && r && r->loop_ended) {
+      if (r->ws == WS_ACCEPTED && r->body_done) {
+        piston__ws_start(h); /* the connection is the WebSocket's now */
+        return;
+      }
       if (r->body_done) {
         request_done(h);
         continue;
@@ -521,7 +534,7 @@ static void h1_stop(piston__conn *c) {
     piston__conn_close(c);
 }
 
-static void h1_closing(piston__conn *c) {
+void piston__h1_closing(piston__conn *c) {
   piston__h1 *h = piston__h1_of(c);
   if (h->req) {
     if (!h->req->loop_ended)
@@ -536,8 +549,10 @@ static void h1_closing(piston__conn *c) {
     srv->on_conn_closed(c->io.loop, c->id, srv->on_conn_closed_ud);
 }
 
-static void h1_destroy(piston__conn *c) {
-  free(piston__h1_of(c));
+void piston__h1_destroy(piston__conn *c) {
+  piston__h1 *h = piston__h1_of(c);
+  piston__ws_free(h->ws);
+  free(h);
 }
 
 static const piston__proto h1_proto = {
@@ -546,6 +561,6 @@ static const piston__proto h1_proto = {
     .timeout = h1_timeout,
     .stop = h1_stop,
     .idle = h1_idle,
-    .closing = h1_closing,
-    .destroy = h1_destroy,
+    .closing = piston__h1_closing,
+    .destroy = piston__h1_destroy,
 };

@@ -27,6 +27,7 @@ typedef struct {
   llhttp_t parser;
   piston_req *req;   /* the request being read or answered */
   piston_req *spare; /* a finished request kept for reuse */
+  void *ws;          /* the WebSocket handler's state, once it took over */
   int reject_status; /* set by parse callbacks to reject with this status */
   uint32_t served;
   uint32_t keep; /* rbuf bytes the current head occupies */
@@ -44,6 +45,12 @@ void piston__h1_accept(piston_loop *loop, int fd,
  * close unless keep. */
 int piston__h1_simple(piston__outq *q, int status, const char *extra, bool keep,
                       bool head_only);
+
+/* The HTTP/1.1 handler's own ops, for a handler that took the connection
+ * over and shares its memory (ws.c): let go of the exchange and the spare,
+ * tell the host; free the allocation. */
+void piston__h1_closing(piston__conn *c);
+void piston__h1_destroy(piston__conn *c);
 
 /* parse.c */
 extern const llhttp_settings_t piston__parser_settings;

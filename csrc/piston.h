@@ -127,7 +127,8 @@ typedef struct {
                 "(prefork workers); 0: a port in use is PISTON_EADDRINUSE")    \
   X(HANDLER_TIMEOUT_MS, "for the host to start its response (status and "      \
                         "headers), else the engine answers 503 and closes; "   \
-                        "0 = no limit")
+                        "0 = no limit")                                        \
+  X(WS_MAX_MESSAGE, "bytes of one received WebSocket message (close 1009)")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -279,7 +280,8 @@ PISTON_EXPORT int64_t piston_req_body_read(piston_req *req, void *buf,
   X(BODY, 1, "more request body is readable, or its end")                      \
   X(DRAIN, 2, "the response queue fell below its low-water mark")              \
   X(CLOSED, 4, "the client went away; the request is dead")                    \
-  X(TIMEOUT, 8, "with CLOSED: the engine answered 503 (handler timeout)")
+  X(TIMEOUT, 8, "with CLOSED: the engine answered 503 (handler timeout)")      \
+  X(MESSAGE, 16, "a WebSocket message is waiting (piston_ws_recv)")
 
 typedef enum {
 #define PISTON_EV_ENUM_(name, bit, doc) PISTON_EV_##name = bit,
@@ -332,6 +334,49 @@ piston_resp_send_reason(piston_req *req, int status, const char *reason,
  * connection is closed. */
 PISTON_EXPORT void piston_resp_abort(piston_req *req);
 PISTON_EXPORT int piston_resp_started(const piston_req *req);
+
+/* ---- WebSocket (RFC 6455) --------------------------------------------------
+ * A request that opens a WebSocket is an ordinary request until the host
+ * accepts it; from then on its connection carries WebSocket messages for
+ * the same handle (the host's reference keeps it, as before), until either
+ * side closes. The engine does the framing, masking rules, fragmentation,
+ * UTF-8 validation of text, pings and the closing handshake. Any thread may
+ * call these, as the response calls. */
+typedef enum { PISTON_WS_TEXT = 1, PISTON_WS_BINARY = 2 } piston_ws_opcode;
+/* What req asks for: 0 no WebSocket; 101 a valid opening handshake (GET,
+ * HTTP/1.1, Upgrade: websocket, Connection: upgrade, a Sec-WebSocket-Key of
+ * 16 bytes, Sec-WebSocket-Version: 13); 426 a version other than 13; 400
+ * any other flaw of an attempt. */
+PISTON_EXPORT int piston_ws_handshake(const piston_req *req);
+/* Answers an attempt the host will not take: the status
+ * piston_ws_handshake gave (400 for a valid one refused, 426 with
+ * Sec-WebSocket-Version: 13). */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_ws_refuse(piston_req *req);
+/* Accepts a valid handshake: 101 with Sec-WebSocket-Accept, plus the host's
+ * headers (Sec-WebSocket-Protocol, cookies...). PISTON_EINVAL if req is no
+ * valid handshake. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_ws_accept(piston_req *req, const piston_header *h, size_t nheaders);
+/* Sends one message (PISTON_WS_TEXT must be UTF-8: the caller's promise).
+ * Returns as piston_resp_write: 1 over the high-water mark (wait for
+ * PISTON_EV_DRAIN), 0, or PISTON_ECLOSED once the session is closing. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_ws_send(piston_req *req, int opcode, const void *data, size_t len);
+/* Starts the closing handshake with code (1000-1003, 1007-1014, 3000-4999;
+ * 0 sends none) and a reason (at most 123 bytes of UTF-8). */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_ws_close(piston_req *req, int code, const char *reason, size_t len);
+/* Takes the next message received: 1 and *opcode, *data, *len (valid until
+ * the next call or the release), 0 if none is waiting (PISTON_EV_MESSAGE
+ * tells when one is), PISTON_ECLOSED once the session has ended and every
+ * message was taken. */
+PISTON_EXPORT int piston_ws_recv(piston_req *req, int *opcode,
+                                 const void **data, size_t *len);
+/* How the session ended: the peer's close code (1005 if its close frame had
+ * none), the code the engine failed it with (1002 protocol error, 1007
+ * invalid UTF-8, 1009 too big), 1006 if the connection dropped without a
+ * close frame; 0 while it is open. */
+PISTON_EXPORT int piston_ws_close_code(const piston_req *req);
 
 #ifdef __cplusplus
 }

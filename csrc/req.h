@@ -18,6 +18,18 @@ typedef struct {
   uint32_t name_off, name_len, value_off, value_len;
 } piston__hdr;
 
+/* A WebSocket message received whole, waiting for the host. */
+typedef struct piston__wsmsg {
+  struct piston__wsmsg *next;
+  int opcode;
+  size_t len;
+  char data[];
+} piston__wsmsg;
+
+/* A WebSocket session on the exchange: NONE -> ACCEPTED (the host queued
+ * the 101) -> OPEN (the WebSocket handler runs the connection). */
+typedef enum { WS_NONE, WS_ACCEPTED, WS_OPEN } piston__ws_state;
+
 /* The response as the host sees it. NONE -> STARTED -> ENDED, or NONE ->
  * ENDED when the engine answers in the host's place (a native route, an
  * error, a timeout, an abort before the start). */
@@ -75,6 +87,14 @@ struct piston_req {
   int64_t resp_left; /* -1: no Content-Length */
   uint64_t resp_bytes;
 
+  /* WebSocket (guarded by lock) */
+  uint8_t ws;         /* piston__ws_state */
+  bool ws_close_sent; /* a close frame is queued: nothing may follow it */
+  int ws_code;        /* how the session ended (piston_ws_close_code) */
+  piston__wsmsg *ws_head, *ws_tail; /* received, not taken yet */
+  piston__wsmsg *ws_taken;          /* the last one taken, freed next */
+  size_t ws_queued;                 /* bytes in ws_head.. */
+
   /* the peer, copied at the start of each request so that it outlives the
    * connection; formatted on first use */
   union {
@@ -124,5 +144,7 @@ int piston__req_engine_answers(piston_req *req, int status);
 /* The loop has queued the response's end (a direct end, or a posted one
  * taken from the inbox). */
 void piston__req_loop_end(piston_req *req);
+/* Loop thread: a WebSocket message for the host (takes msg). */
+void piston__req_ws_deliver(piston_req *req, piston__wsmsg *msg);
 
 #endif

@@ -29,6 +29,18 @@ piston_req *piston__req_new(piston__conn *c) {
   return r;
 }
 
+static void ws_msgs_free(piston_req *r) {
+  while (r->ws_head) {
+    piston__wsmsg *m = r->ws_head;
+    r->ws_head = m->next;
+    free(m);
+  }
+  r->ws_tail = NULL;
+  free(r->ws_taken);
+  r->ws_taken = NULL;
+  r->ws_queued = 0;
+}
+
 /* Ready for the next request on the same connection; keeps allocations. */
 void piston__req_reset(piston_req *r, piston__conn *c) {
   /* a spare handle comes back to the connection it served: its peer and
@@ -58,6 +70,10 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->resp = RESP_NONE;
   r->loop_ended = false;
   r->abort_requested = false;
+  r->ws = WS_NONE;
+  r->ws_close_sent = false;
+  r->ws_code = 0;
+  ws_msgs_free(r);
   r->status = 0;
   r->chunked = r->no_body = r->close_after = false;
   r->resp_left = -1;
@@ -76,6 +92,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
 }
 
 void piston__req_free(piston_req *r) {
+  ws_msgs_free(r);
   if (r->hdrs != r->hdr_inline)
     free(r->hdrs);
   free(r->body);
@@ -321,4 +338,23 @@ void piston__req_loop_end(piston_req *r) {
    * host's own end, or the engine's answer in its place */
   assert(r->resp == RESP_ENDED);
   r->loop_ended = true;
+}
+
+void piston__req_ws_deliver(piston_req *r, piston__wsmsg *m) {
+  m->next = NULL;
+  pthread_mutex_lock(&r->lock);
+  bool was_empty = r->ws_head == NULL;
+  if (r->ws_tail)
+    r->ws_tail->next = m;
+  else
+    r->ws_head = m;
+  r->ws_tail = m;
+  r->ws_queued += m->len;
+  /* as for a body: past the high-water mark the connection stops reading
+   * until the host has taken half of it */
+  if (r->ws_queued >= (uint64_t)r->loop->srv->opt[PISTON_OPT_BODY_HIGH_WATER])
+    r->reading_paused = true;
+  pthread_mutex_unlock(&r->lock);
+  if (was_empty)
+    piston__req_notify(r, PISTON_EV_MESSAGE);
 }

@@ -4,14 +4,15 @@
  * framing, HEAD/204/304 without a body, and the pressure signal that makes
  * fast writers wait.
  *
- * wbegin() is the one place that decides where a call's bytes go. On the
- * loop's thread inside a poll pass they go straight into the connection's
+ * piston__wbegin() is the one place that decides where a call's bytes go. On
+ * the loop's thread inside a poll pass they go straight into the connection's
  * queue. Anywhere else they go into the request's post queue (under its
  * lock) and the request is posted to the loop, whose inbox hands it back to
  * apply_post() here, which moves them over. */
 #define _GNU_SOURCE
 #include "http1.h"
 #include "util.h"
+#include "writer.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -25,16 +26,9 @@
 
 /* ---- where a call's bytes go ---- */
 
-typedef struct {
-  piston_req *req;
-  piston__conn *conn;
-  piston__outq *q;
-  bool direct;
-} wctx;
-
 /* Lock held: direct only if nothing posted earlier is still waiting, so
  * that bytes keep their order. */
-static void wplace(piston_req *r, wctx *w) {
+void piston__wplace(piston_req *r, piston__wctx *w) {
   w->req = r;
   w->conn = r->conn;
   w->direct = piston__current_loop == r->loop && r->postq.pending == 0 &&
@@ -42,13 +36,13 @@ static void wplace(piston_req *r, wctx *w) {
   w->q = w->direct ? &w->conn->out : &r->postq;
 }
 
-static int wbegin(piston_req *r, wctx *w) {
+int piston__wbegin(piston_req *r, piston__wctx *w) {
   pthread_mutex_lock(&r->lock);
   if (r->closed || !r->conn) {
     pthread_mutex_unlock(&r->lock);
     return PISTON_ECLOSED;
   }
-  wplace(r, w);
+  piston__wplace(r, w);
   return 0;
 }
 
@@ -56,7 +50,7 @@ static const piston__post_ops post_ops;
 
 /* Lock released: have the loop act on what the call queued, now (direct)
  * or from its inbox. */
-static void wsubmit(wctx *w, unsigned flags) {
+void piston__wsubmit(piston__wctx *w, unsigned flags) {
   piston_req *r = w->req;
   if (w->direct) {
     if (flags & POST_END)
@@ -73,12 +67,14 @@ static void wsubmit(wctx *w, unsigned flags) {
 }
 
 /* Unlocks; returns rc, or 1 when the queue is over its high-water mark. */
-static int wend(wctx *w, unsigned flags, int rc) {
+int piston__wend(piston__wctx *w, unsigned flags, int rc) {
   piston_req *r = w->req;
   uint64_t high = (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER];
   uint64_t queued = w->direct ? w->conn->out.pending
                               : r->postq.pending + atomic_load(&r->out_queued);
-  int pressure = rc == 0 && queued > high && r->resp != RESP_ENDED;
+  /* an ended response has nothing more to wait for; a WebSocket has */
+  int pressure =
+      rc == 0 && queued > high && (r->resp != RESP_ENDED || r->ws != WS_NONE);
   if (pressure)
     r->want_drain = true;
   if (!w->direct)
@@ -86,7 +82,7 @@ static int wend(wctx *w, unsigned flags, int rc) {
   pthread_mutex_unlock(&r->lock);
   if ((flags & POST_END) && rc == 0)
     piston__req_access_log(r); /* outside the lock: it reads the peer */
-  wsubmit(w, flags);
+  piston__wsubmit(w, flags);
   return rc < 0 ? rc : pressure;
 }
 
@@ -130,15 +126,15 @@ int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
     pthread_mutex_unlock(&r->lock);
     return rc;
   }
-  wctx w;
-  wplace(r, &w);
+  piston__wctx w;
+  piston__wplace(r, &w);
   if (owe_continue &&
       piston__outq_append(w.q, continue_line, sizeof continue_line - 1) == 0)
     flags |= POST_OUTPUT;
   if (!w.direct)
     r->post_flags |= flags;
   pthread_mutex_unlock(&r->lock);
-  wsubmit(&w, flags);
+  piston__wsubmit(&w, flags);
   return rc;
 }
 
@@ -209,7 +205,7 @@ static int parse_length(piston_str v, int64_t *out) {
 
 /* forced_len >= 0: the caller knows the body length (resp_send). */
 /* reason: NULL for the standard phrase. */
-static int start_locked(wctx *w, int status, const piston_str *reason,
+static int start_locked(piston__wctx *w, int status, const piston_str *reason,
                         const piston_header *h, size_t nh, int64_t forced_len) {
   piston_req *r = w->req;
   if (reason) { /* RFC 9112: HTAB, SP, VCHAR, obs-text */
@@ -297,14 +293,7 @@ static int start_locked(wctx *w, int status, const piston_str *reason,
         name_is(h[i].name, "connection", 10) ||
         name_is(h[i].name, "keep-alive", 10))
       continue;
-    memcpy(p, h[i].name.ptr, h[i].name.len);
-    p += h[i].name.len;
-    *p++ = ':';
-    *p++ = ' ';
-    memcpy(p, h[i].value.ptr, h[i].value.len);
-    p += h[i].value.len;
-    *p++ = '\r';
-    *p++ = '\n';
+    p = piston__field_put(p, &h[i]);
   }
   if (cl_written)
     ;
@@ -326,7 +315,7 @@ static int start_locked(wctx *w, int status, const piston_str *reason,
   return 0;
 }
 
-static int write_locked(wctx *w, const void *data, size_t len) {
+static int write_locked(piston__wctx *w, const void *data, size_t len) {
   piston_req *r = w->req;
   if (r->resp != RESP_STARTED)
     return PISTON_ESTATE;
@@ -350,7 +339,7 @@ static int write_locked(wctx *w, const void *data, size_t len) {
   return 0;
 }
 
-static int end_locked(wctx *w, const piston_header *t, size_t nt) {
+static int end_locked(piston__wctx *w, const piston_header *t, size_t nt) {
   piston_req *r = w->req;
   if (r->resp != RESP_STARTED)
     return PISTON_ESTATE;
@@ -383,12 +372,12 @@ static int end_locked(wctx *w, const piston_header *t, size_t nt) {
 
 int piston_resp_start(piston_req *r, int status, const piston_header *h,
                       size_t nh) {
-  wctx w;
-  int rc = wbegin(r, &w);
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
   if (rc < 0)
     return rc;
   rc = start_locked(&w, status, NULL, h, nh, -1);
-  return wend(&w, 0, rc);
+  return piston__wend(&w, 0, rc);
 }
 
 int piston_resp_start_reason(piston_req *r, int status, const char *reason,
@@ -397,26 +386,26 @@ int piston_resp_start_reason(piston_req *r, int status, const char *reason,
   if (!reason && reason_len)
     return PISTON_EINVAL;
   piston_str rs = {reason ? reason : "", reason_len};
-  wctx w;
-  int rc = wbegin(r, &w);
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
   if (rc < 0)
     return rc;
   rc = start_locked(&w, status, &rs, h, nh, -1);
-  return wend(&w, 0, rc);
+  return piston__wend(&w, 0, rc);
 }
 
 int piston_resp_write(piston_req *r, const void *data, size_t len) {
-  wctx w;
-  int rc = wbegin(r, &w);
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
   if (rc < 0)
     return rc;
   rc = write_locked(&w, data, len);
-  return wend(&w, 0, rc);
+  return piston__wend(&w, 0, rc);
 }
 
 int piston_resp_sendfile(piston_req *r, int fd, off_t off, size_t len) {
-  wctx w;
-  int rc = wbegin(r, &w);
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
   if (rc < 0)
     return rc;
   if (r->resp != RESP_STARTED) {
@@ -443,16 +432,16 @@ int piston_resp_sendfile(piston_req *r, int fd, off_t off, size_t len) {
       }
     }
   }
-  return wend(&w, 0, rc);
+  return piston__wend(&w, 0, rc);
 }
 
 int piston_resp_end(piston_req *r, const piston_header *t, size_t nt) {
-  wctx w;
-  int rc = wbegin(r, &w);
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
   if (rc < 0)
     return rc;
   rc = end_locked(&w, t, nt);
-  return wend(&w, rc == 0 ? POST_END : 0, rc);
+  return piston__wend(&w, rc == 0 ? POST_END : 0, rc);
 }
 
 int piston_resp_send(piston_req *r, int status, const piston_header *h,
@@ -466,8 +455,8 @@ int piston_resp_send_reason(piston_req *r, int status, const char *reason,
   if (!reason && reason_len)
     return PISTON_EINVAL;
   piston_str rs = {reason, reason_len};
-  wctx w;
-  int rc = wbegin(r, &w);
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
   if (rc < 0)
     return rc;
   rc = start_locked(&w, status, reason ? &rs : NULL, h, nh, (int64_t)len);
@@ -475,12 +464,12 @@ int piston_resp_send_reason(piston_req *r, int status, const char *reason,
     rc = write_locked(&w, body, len);
   if (rc == 0)
     rc = end_locked(&w, NULL, 0);
-  return wend(&w, rc == 0 ? POST_END : 0, rc);
+  return piston__wend(&w, rc == 0 ? POST_END : 0, rc);
 }
 
 void piston_resp_abort(piston_req *r) {
-  wctx w;
-  if (wbegin(r, &w) < 0)
+  piston__wctx w;
+  if (piston__wbegin(r, &w) < 0)
     return;
   int rc = 0;
   bool ends_now = r->resp == RESP_NONE;
@@ -493,10 +482,11 @@ void piston_resp_abort(piston_req *r) {
   } else if (r->resp == RESP_STARTED) {
     /* mid-body there is no way to signal failure but closing; POST_ABORT
      * has the connection run this pass (direct) or on the post */
-    wend(&w, POST_ABORT, rc);
+    piston__wend(&w, POST_ABORT, rc);
     return;
   }
-  wend(&w, ends_now ? POST_END : 0, rc); /* after an end: nothing to do */
+  piston__wend(&w, ends_now ? POST_END : 0,
+               rc); /* after an end: nothing to do */
 }
 
 int piston_resp_started(const piston_req *r) {

@@ -28,6 +28,8 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
     [PISTON_OPT_ACCESS_LOG] = 0,
     [PISTON_OPT_SHARE_PORT] = 0,
     [PISTON_OPT_HANDLER_TIMEOUT_MS] = 0, /* off: node:http has none either */
+    [PISTON_OPT_WS_MAX_MESSAGE] =
+        16 * 1024 * 1024, /* as uvicorn's ws-max-size */
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
@@ -37,7 +39,7 @@ static const int64_t minimums[PISTON_OPT__COUNT] = {
     [PISTON_OPT_BODY_TIMEOUT_MS] = 1,     [PISTON_OPT_IDLE_TIMEOUT_MS] = 1,
     [PISTON_OPT_WRITE_TIMEOUT_MS] = 1,    [PISTON_OPT_BODY_HIGH_WATER] = 1024,
     [PISTON_OPT_WRITE_HIGH_WATER] = 1024, [PISTON_OPT_BACKLOG] = 1,
-    [PISTON_OPT_MAX_CONNECTIONS] = 1,
+    [PISTON_OPT_MAX_CONNECTIONS] = 1,     [PISTON_OPT_WS_MAX_MESSAGE] = 125,
 };
 
 piston_server *piston_server_new(void) {
@@ -185,12 +187,10 @@ int piston_server_route_fixed(piston_server *s, const char *method,
       (method && !piston__valid_token(method, strlen(method))) ||
       (body_len && !body) || atomic_load(&s->nloops) > 0)
     return PISTON_EINVAL;
-  size_t flen = 64;
-  for (size_t i = 0; i < nh; i++) {
-    if (!piston__valid_header(&h[i]))
-      return PISTON_EINVAL;
-    flen += h[i].name.len + h[i].value.len + 4;
-  }
+  ptrdiff_t fields = piston__fields_size(h, nh);
+  if (fields < 0)
+    return PISTON_EINVAL;
+  size_t flen = (size_t)fields + 64;
   piston__fixed_route *nf = realloc(s->fixed, (s->nfixed + 1) * sizeof *nf);
   if (!nf)
     return PISTON_ENOMEM;
@@ -212,16 +212,8 @@ int piston_server_route_fixed(piston_server *s, const char *method,
     return PISTON_ENOMEM;
   }
   char *p = r->fields;
-  for (size_t i = 0; i < nh; i++) {
-    memcpy(p, h[i].name.ptr, h[i].name.len);
-    p += h[i].name.len;
-    *p++ = ':';
-    *p++ = ' ';
-    memcpy(p, h[i].value.ptr, h[i].value.len);
-    p += h[i].value.len;
-    *p++ = '\r';
-    *p++ = '\n';
-  }
+  for (size_t i = 0; i < nh; i++)
+    p = piston__field_put(p, &h[i]);
   if (status != 204 && status != 304)
     p += sprintf(p, "Content-Length: %zu\r\n", body_len);
   r->fields_len = (size_t)(p - r->fields);

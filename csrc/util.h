@@ -6,6 +6,7 @@
 #include "piston.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #if defined(__GNUC__)
@@ -36,5 +37,9 @@ const char *piston__date_line(void);
 /* field.c: RFC 9110 5.1 token; a header whose value has no CR, LF or NUL */
 bool piston__valid_token(const char *p, size_t n);
 bool piston__valid_header(const piston_header *h);
+/* Bytes of h[0, n) as "Name: value\r\n" lines, or -1 if one is invalid. */
+ptrdiff_t piston__fields_size(const piston_header *h, size_t n);
+/* Writes one "Name: value\r\n" line at p; returns its end. */
+char *piston__field_put(char *p, const piston_header *h);
 
 #endif

@@ -5,7 +5,10 @@
  * The first input byte seeds the split points; the rest is what a client
  * sends on one connection (a socketpair handed to the loop as if accepted).
  * The host answers in different ways by path, so that every response path
- * runs: sync send, chunked writes, reading the body first, abort. */
+ * runs: sync send, chunked writes, reading the body first, abort, and a
+ * WebSocket echo. With the seed's high bit set, a valid WebSocket opening
+ * handshake goes first, so that the rest reaches the frame parser (ws.c)
+ * directly. */
 #define _GNU_SOURCE
 #include "http1.h"
 
@@ -40,6 +43,22 @@ static void on_event(piston_req *req, int events, void *ud) {
   }
 }
 
+static void on_ws_event(piston_req *req, int events, void *ud) {
+  (void)ud;
+  int op;
+  const void *data;
+  size_t len;
+  while ((events & PISTON_EV_MESSAGE) &&
+         piston_ws_recv(req, &op, &data, &len) == 1) {
+    if (len == 1)
+      (void)!piston_ws_close(req, 1000, "x", 1);
+    else
+      (void)!piston_ws_send(req, op, data, len);
+  }
+  if (events & PISTON_EV_CLOSED)
+    piston_req_release(req);
+}
+
 static void on_request(piston_req *req, void *ud) {
   (void)ud;
   piston_str p = piston_req_path(req);
@@ -66,6 +85,15 @@ static void on_request(piston_req *req, void *ud) {
     /* abort before starting: a 500 */
     piston_resp_abort(req);
     break;
+  case 'w': /* WebSocket echo; a 1-byte message closes */
+    if (piston_ws_handshake(req) != 101) {
+      (void)!piston_ws_refuse(req);
+      break;
+    }
+    piston_req_on_event(req, on_ws_event, NULL);
+    if (piston_ws_accept(req, NULL, 0) != 0)
+      break;
+    return;  /* released on PISTON_EV_CLOSED */
   default: { /* echo a few views */
     char out[256];
     piston_str m = piston_req_method(req), q = piston_req_query(req);
@@ -120,6 +148,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   struct sockaddr_storage peer = {.ss_family = AF_UNIX};
   piston__h1_accept(loop, sv[0], &peer, sizeof(sa_family_t));
+  if (seed & 0x80) {
+    static const char hs[] =
+        "GET /w HTTP/1.1\r\nHost: f\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    if (send(sv[1], hs, sizeof hs - 1, MSG_NOSIGNAL) < 0)
+      abort();
+    piston_loop_poll(loop);
+    drain(sv[1]);
+  }
   size_t off = 0;
   while (off < size) {
     /* split points from a tiny LCG: runs of 1..64 bytes */

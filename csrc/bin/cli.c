@@ -23,6 +23,8 @@ const char piston_cli_common_help[] =
     "  --idle-timeout SECS    keep-alive wait for the next request (default "
     "5)\n"
     "  --write-timeout SECS   for the client to read (default 30)\n"
+    "  --ws-max-message BYTES one received WebSocket message (default 16 "
+    "MiB) -> close 1009\n"
     "  --shutdown-timeout SECS  grace for in-flight requests on SIGTERM "
     "(default 30)\n"
     "  --access-log           one line per response on stderr\n";
@@ -40,6 +42,7 @@ static const struct {
     {"--body-timeout", PISTON_OPT_BODY_TIMEOUT_MS, true},
     {"--idle-timeout", PISTON_OPT_IDLE_TIMEOUT_MS, true},
     {"--write-timeout", PISTON_OPT_WRITE_TIMEOUT_MS, true},
+    {"--ws-max-message", PISTON_OPT_WS_MAX_MESSAGE, false},
 };
 
 static int parse_num(const char *s, bool seconds, int64_t *out) {

@@ -17,12 +17,12 @@ import sys
 # lowest first
 LAYERS = [
     ("util", "bufpool date errors field fileserve httpdate listen mime outq "
-             "pct status version"),
+             "pct status utf8 version wskey"),
     ("loop", "loop timer"),
     ("conn", "conn transport"),
     ("exchange", "request"),
-    ("protocol", "http1 parse router"),
-    ("writer", "response"),
+    ("protocol", "http1 parse router ws"),
+    ("writer", "response wswrite"),
     ("server", "server"),
 ]
 

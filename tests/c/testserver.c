@@ -610,6 +610,50 @@ static void h_sendfile(piston_req *req) {
   check(rc, "sendfile");
 }
 
+/* ---- WebSocket: /ws-echo ------------------------------------------------
+ * Accepts a valid handshake (choosing the first subprotocol offered) and
+ * echoes every message on the loop thread; a text "close" has the host
+ * start the closing handshake, "close-now" closes with 4000 from inside the
+ * message callback. An invalid attempt gets the engine's refusal. The
+ * handle is released on PISTON_EV_CLOSED. */
+
+static void ws_event(piston_req *req, int events, void *ud) {
+  (void)ud;
+  if (events & PISTON_EV_MESSAGE) {
+    int op;
+    const void *data;
+    size_t len;
+    while (piston_ws_recv(req, &op, &data, &len) == 1) {
+      if (op == PISTON_WS_TEXT && len == 5 && memcmp(data, "close", 5) == 0)
+        check(piston_ws_close(req, 1000, "bye", 3), "ws close");
+      else if (op == PISTON_WS_TEXT && len == 9 &&
+               memcmp(data, "close-now", 9) == 0)
+        check(piston_ws_close(req, 4000, NULL, 0), "ws close");
+      else if (piston_ws_send(req, op, data, len) < 0)
+        break; /* closing: the rest is not echoed */
+    }
+  }
+  if (events & PISTON_EV_CLOSED) {
+    atomic_fetch_add(&g_closed_events, 1);
+    release(req);
+  }
+}
+
+static void h_ws_echo(piston_req *req) {
+  if (piston_ws_handshake(req) != 101) {
+    check(piston_ws_refuse(req), "ws refuse");
+    release(req);
+    return;
+  }
+  piston_str proto = piston_req_header(req, "sec-websocket-protocol", 22);
+  size_t plen = 0;
+  while (proto.ptr && plen < proto.len && proto.ptr[plen] != ',')
+    plen++;
+  piston_header h[1] = {{{"Sec-WebSocket-Protocol", 22}, {proto.ptr, plen}}};
+  piston_req_on_event(req, ws_event, NULL);
+  check(piston_ws_accept(req, h, proto.ptr ? 1 : 0), "ws accept");
+}
+
 static void on_request(piston_req *req, void *ud) {
   (void)ud;
   atomic_fetch_add(&g_requests, 1);
@@ -665,6 +709,9 @@ static void on_request(piston_req *req, void *ud) {
     h_abort_mid(req);
   } else if (str_eq(p, "/sendfile") && get) {
     h_sendfile(req);
+  } else if (str_eq(p, "/ws-echo")) {
+    h_ws_echo(req);
+    return; /* released on PISTON_EV_CLOSED */
   } else {
     send_text(req, 404, "not found\n");
   }
@@ -782,6 +829,7 @@ int main(int argc, char **argv) {
       {"--body-timeout", PISTON_OPT_BODY_TIMEOUT_MS, 1},
       {"--idle-timeout", PISTON_OPT_IDLE_TIMEOUT_MS, 1},
       {"--write-timeout", PISTON_OPT_WRITE_TIMEOUT_MS, 1},
+      {"--ws-max-message", PISTON_OPT_WS_MAX_MESSAGE, 0},
       {"--handler-timeout", PISTON_OPT_HANDLER_TIMEOUT_MS, 1},
       {"--body-high-water", PISTON_OPT_BODY_HIGH_WATER, 0},
       {"--write-high-water", PISTON_OPT_WRITE_HIGH_WATER, 0},

@@ -73,7 +73,7 @@ describe('constants from the X-macro maps of piston.h', () => {
     const evs = mapEntries(header, 'PISTON_EVENT_MAP');
     assert.deepEqual(
       evs.map((e) => e.name),
-      ['BODY', 'DRAIN', 'CLOSED', 'TIMEOUT'],
+      ['BODY', 'DRAIN', 'CLOSED', 'TIMEOUT', 'MESSAGE'],
     );
     for (const e of evs) assert.equal(native['EV_' + e.name], Number(e.value), 'EV_' + e.name);
   });

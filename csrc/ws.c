@@ -1,0 +1,462 @@
+/* The WebSocket protocol handler (RFC 6455).
+ *
+ * Frames are parsed by wslay's frame layer (wslay_frame_recv: header,
+ * lengths and their minimal encoding, unmasking, control frames of at most
+ * 125 bytes and never fragmented). The rest of the protocol is here:
+ * wslay's event layer does not fit, because its send queue is
+ * single-threaded and copies every message, while hosts send from any
+ * thread through the engine's writer (direct or posted, with pressure), and
+ * because it validates text only once a whole message has arrived, where
+ * RFC 6455 8.1 wants a text message failed as soon as its bytes cannot be
+ * UTF-8. So this file does: client frames must be masked, no reserved bits
+ * (no extension is negotiated yet), known opcodes only, continuation rules
+ * with control frames interleaved, incremental UTF-8 of text, close codes,
+ * the message size limit, pongs for pings, and the closing handshake. */
+#define _GNU_SOURCE
+#include "ws.h"
+#include "utf8.h"
+#include "util.h"
+#include "wskey.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+#define READ_BUDGET 4
+
+enum {
+  OP_CONT = 0,
+  OP_TEXT = 1,
+  OP_BINARY = 2,
+  OP_CLOSE = 8,
+  OP_PING = 9,
+  OP_PONG = 10
+};
+
+typedef struct {
+  wslay_frame_context_ptr fr;
+  piston__h1 *h;
+  /* the frame being received */
+  bool in_frame, fin;
+  uint8_t op;
+  uint64_t left;
+  /* the data message being received */
+  bool in_msg;
+  piston__wsmsg *msg;
+  size_t cap;
+  piston__utf8 utf8;
+  /* the control frame being received */
+  uint8_t ctl[125];
+  size_t ctl_len;
+  bool close_received;
+  bool closing_timer; /* waiting (TIMER_LINGER) for the peer's close */
+} piston__wsconn;
+
+static const piston__proto ws_proto;
+
+static piston__wsconn *ws_of(piston__conn *c) {
+  return piston__h1_of(c)->ws;
+}
+
+/* ---- frames out ---- */
+
+int piston__ws_frame(piston__outq *q, int opcode, const void *pre, size_t plen,
+                     const void *data, size_t len) {
+  uint64_t n = (uint64_t)plen + len;
+  char *p = piston__outq_reserve(q, 10 + n);
+  if (!p)
+    return PISTON_ENOMEM;
+  size_t h = 2;
+  p[0] = (char)(0x80 | opcode); /* FIN, no extension bits */
+  if (n < 126) {
+    p[1] = (char)n;
+  } else if (n <= 0xffff) {
+    p[1] = 126;
+    p[2] = (char)(n >> 8);
+    p[3] = (char)n;
+    h = 4;
+  } else {
+    p[1] = 127;
+    for (int i = 0; i < 8; i++)
+      p[2 + i] = (char)(n >> (56 - 8 * i));
+    h = 10;
+  }
+  if (plen)
+    memcpy(p + h, pre, plen);
+  if (len)
+    memcpy(p + h + plen, data, len);
+  piston__outq_commit(q, h + n);
+  return 0;
+}
+
+bool piston__ws_code_valid(int code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
+/* Loop thread: a close frame of ours, unless one was sent already (by the
+ * host, posted or direct, or by us). */
+static void send_close(piston__wsconn *ws, int code) {
+  piston__conn *c = &ws->h->conn;
+  piston_req *r = ws->h->req;
+  pthread_mutex_lock(&r->lock);
+  bool sent = r->ws_close_sent;
+  r->ws_close_sent = true;
+  if (!r->ws_code)
+    r->ws_code = code;
+  pthread_mutex_unlock(&r->lock);
+  if (sent)
+    return;
+  unsigned char be[2] = {(unsigned char)(code >> 8), (unsigned char)code};
+  if (piston__ws_frame(&c->out, OP_CLOSE, be, code ? 2 : 0, NULL, 0) != 0) {
+    piston__conn_close(c);
+    return;
+  }
+  piston__conn_mark_dirty(c);
+}
+
+/* The session ends from our side with code: the close frame goes out,
+ * then the connection closes (the server closes TCP first, RFC 6455
+ * 7.1.1); nothing more is read. */
+static void fail(piston__wsconn *ws, int code) {
+  send_close(ws, code);
+  if (ws->h->conn.state == CONN_OPEN)
+    piston__conn_finish(&ws->h->conn);
+}
+
+/* ---- frames in ---- */
+
+/* wslay's frame layer pulls its input from the connection's read buffer */
+static ssize_t frame_input(uint8_t *buf, size_t len, int flags, void *ud) {
+  (void)flags;
+  piston__conn *c = &((piston__wsconn *)ud)->h->conn;
+  size_t avail = c->rlen - c->rpos;
+  if (avail == 0)
+    return 0; /* wslay: want read */
+  size_t n = avail < len ? avail : len;
+  memcpy(buf, c->rbuf + c->rpos, n);
+  c->rpos += (uint32_t)n;
+  if (c->rpos == c->rlen)
+    c->rpos = c->rlen = 0;
+  return (ssize_t)n;
+}
+
+static const struct wslay_frame_callbacks frame_callbacks = {.recv_callback =
+                                                                 frame_input};
+
+/* The first bytes of a frame: its header's verdict. 0 or a close code. */
+static int frame_begins(piston__wsconn *ws, const struct wslay_frame_iocb *io) {
+  if (!io->mask || io->rsv)
+    return 1002; /* clients mask; no extension gives the bits a meaning */
+  uint8_t op = io->opcode;
+  if (op >= OP_CLOSE) {
+    if (op > OP_PONG)
+      return 1002;
+    ws->ctl_len = 0;
+  } else if (op == OP_CONT) {
+    if (!ws->in_msg)
+      return 1002;
+  } else if (op == OP_TEXT || op == OP_BINARY) {
+    if (ws->in_msg)
+      return 1002; /* a new message inside a fragmented one */
+    ws->in_msg = true;
+    ws->utf8 = (piston__utf8){0, 0x80, 0xBF};
+    if (!ws->msg && !(ws->msg = malloc(sizeof *ws->msg + (ws->cap = 4096))))
+      return 1011;
+    ws->msg->len = 0;
+    ws->msg->opcode = op;
+  } else {
+    return 1002; /* a reserved opcode */
+  }
+  if (op < OP_CLOSE) {
+    uint64_t max =
+        (uint64_t)ws->h->conn.io.loop->srv->opt[PISTON_OPT_WS_MAX_MESSAGE];
+    if (io->payload_length > max - ws->msg->len)
+      return 1009; /* refused at its first bytes, before it is buffered */
+  }
+  ws->in_frame = true;
+  ws->op = op;
+  ws->fin = io->fin;
+  ws->left = io->payload_length;
+  return 0;
+}
+
+static int msg_append(piston__wsconn *ws, const uint8_t *p, size_t n) {
+  piston__wsmsg *m = ws->msg;
+  if (m->opcode == OP_TEXT && !piston__utf8_feed(&ws->utf8, p, n))
+    return 1007;
+  if (m->len + n > ws->cap) {
+    size_t cap = ws->cap;
+    while (cap < m->len + n)
+      cap *= 2;
+    piston__wsmsg *g = realloc(m, sizeof *m + cap);
+    if (!g)
+      return 1011;
+    ws->msg = m = g;
+    ws->cap = cap;
+  }
+  memcpy(m->data + m->len, p, n);
+  m->len += n;
+  return 0;
+}
+
+static int on_close_frame(piston__wsconn *ws) {
+  int code = 1005; /* a close frame without a code */
+  if (ws->ctl_len == 1)
+    return 1002;
+  if (ws->ctl_len >= 2) {
+    code = ws->ctl[0] << 8 | ws->ctl[1];
+    if (!piston__ws_code_valid(code))
+      return 1002;
+    piston__utf8 u = {0, 0x80, 0xBF};
+    if (!piston__utf8_feed(&u, ws->ctl + 2, ws->ctl_len - 2) ||
+        !piston__utf8_complete(&u))
+      return 1007;
+  }
+  ws->close_received = true;
+  piston_req *r = ws->h->req;
+  pthread_mutex_lock(&r->lock);
+  if (!r->ws_code)
+    r->ws_code = code;
+  pthread_mutex_unlock(&r->lock);
+  /* echo the code, as RFC 6455 5.5.1 suggests; then our side is done */
+  send_close(ws, code == 1005 ? 0 : code);
+  piston__conn_finish(&ws->h->conn);
+  return 0;
+}
+
+/* A frame's last byte has arrived. 0 or a close code. */
+static int frame_ends(piston__wsconn *ws) {
+  piston__conn *c = &ws->h->conn;
+  ws->in_frame = false;
+  switch (ws->op) {
+  case OP_PING:
+    if (ws->h->req->ws_close_sent)
+      return 0; /* nothing may follow our close */
+    if (piston__ws_frame(&c->out, OP_PONG, ws->ctl, ws->ctl_len, NULL, 0) != 0)
+      return 1011;
+    piston__conn_mark_dirty(c);
+    return 0;
+  case OP_PONG: return 0;
+  case OP_CLOSE: return on_close_frame(ws);
+  default: break;
+  }
+  if (!ws->fin)
+    return 0;
+  if (ws->msg->opcode == OP_TEXT && !piston__utf8_complete(&ws->utf8))
+    return 1007; /* the message ends inside a character */
+  ws->in_msg = false;
+  piston__wsmsg *m = ws->msg;
+  ws->msg = NULL;
+  /* a small message should not pin its buffer's unused room */
+  if (ws->cap - m->len > 4096) {
+    piston__wsmsg *fit = realloc(m, sizeof *m + m->len);
+    if (fit)
+      m = fit;
+  }
+  piston__req_ws_deliver(ws->h->req, m);
+  return 0;
+}
+
+/* Parses what the read buffer holds. */
+static void parse(piston__wsconn *ws) {
+  piston__conn *c = &ws->h->conn;
+  piston_req *r = ws->h->req;
+  while (c->state == CONN_OPEN && !ws->close_received && !r->reading_paused) {
+    struct wslay_frame_iocb io;
+    ssize_t n = wslay_frame_recv(ws->fr, &io);
+    if (n == WSLAY_ERR_WANT_READ)
+      return;
+    if (n < 0) {
+      fail(ws, 1002);
+      return;
+    }
+    int code = ws->in_frame ? 0 : frame_begins(ws, &io);
+    if (code == 0 && io.data_length > 0) {
+      if (ws->op >= OP_CLOSE) {
+        memcpy(ws->ctl + ws->ctl_len, io.data, io.data_length);
+        ws->ctl_len += io.data_length;
+      } else {
+        code = msg_append(ws, io.data, io.data_length);
+      }
+      ws->left -= io.data_length;
+    }
+    if (code == 0 && ws->left == 0)
+      code = frame_ends(ws);
+    if (code) {
+      fail(ws, code);
+      return;
+    }
+  }
+}
+
+/* ---- the connection layer's ops ---- */
+
+static void ws_run(piston__conn *c) {
+  piston__wsconn *ws = ws_of(c);
+  piston_req *r = ws->h->req;
+  int budget = READ_BUDGET;
+  if (r->ws_close_sent && !ws->closing_timer && c->state == CONN_OPEN) {
+    /* our close is out (the host's): the peer has a while to answer */
+    ws->closing_timer = true;
+    piston__conn_timer(c, TIMER_LINGER);
+  }
+  while (c->state == CONN_OPEN) {
+    parse(ws);
+    if (c->state != CONN_OPEN || ws->close_received || r->reading_paused ||
+        !c->readable)
+      break;
+    if (budget-- == 0) {
+      piston__conn_mark_pending(c);
+      break;
+    }
+    int n = piston__conn_read(c);
+    if (n == -2)
+      return;
+    if (n == 0) {
+      /* the peer went without a close frame (1006), or after its close
+       * while ours was on its way */
+      piston__conn_close(c);
+      return;
+    }
+    if (n < 0)
+      break;
+  }
+  if (c->state == CONN_OPEN && c->rlen == 0)
+    piston__conn_rbuf_release(c);
+  if (c->out.pending)
+    piston__conn_mark_dirty(c);
+}
+
+static void ws_flushed(piston__conn *c, bool sent) {
+  (void)sent;
+  piston__req_update_pressure(ws_of(c)->h->req);
+}
+
+static void ws_timeout(piston__conn *c, int kind) {
+  (void)kind; /* the peer did not answer our close in time */
+  piston__conn_close(c);
+}
+
+static void ws_stop(piston__conn *c) {
+  /* graceful stop: 1001, going away; the peer's close (or the linger
+   * timer) then ends the connection */
+  piston__wsconn *ws = ws_of(c);
+  send_close(ws, 1001);
+  ws->closing_timer = true;
+  piston__conn_timer(c, TIMER_LINGER);
+}
+
+static bool ws_idle(const piston__conn *c) {
+  (void)c; /* a WebSocket is never a keep-alive connection to close */
+  return false;
+}
+
+static void ws_closing(piston__conn *c) {
+  piston_req *r = ws_of(c)->h->req;
+  pthread_mutex_lock(&r->lock);
+  if (!r->ws_code)
+    r->ws_code = 1006; /* gone without a closing handshake */
+  pthread_mutex_unlock(&r->lock);
+  piston__req_detach(r);
+  piston__h1_closing(c);
+}
+
+void piston__ws_free(void *p) {
+  piston__wsconn *ws = p;
+  if (!ws)
+    return;
+  if (ws->fr)
+    wslay_frame_context_free(ws->fr);
+  free(ws->msg);
+  free(ws);
+}
+
+static void ws_destroy(piston__conn *c) {
+  piston__h1_destroy(c);
+}
+
+static const piston__proto ws_proto = {
+    .run = ws_run,
+    .flushed = ws_flushed,
+    .timeout = ws_timeout,
+    .stop = ws_stop,
+    .idle = ws_idle,
+    .closing = ws_closing,
+    .destroy = ws_destroy,
+};
+
+void piston__ws_start(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  assert(r && r->ws == WS_ACCEPTED && r->loop_ended);
+  piston__wsconn *ws = calloc(1, sizeof *ws);
+  if (!ws || wslay_frame_context_init(&ws->fr, &frame_callbacks, ws) != 0) {
+    piston__ws_free(ws);
+    piston__conn_close(c);
+    return;
+  }
+  ws->h = h;
+  h->ws = ws;
+  c->proto = &ws_proto;
+  pthread_mutex_lock(&r->lock);
+  r->ws = WS_OPEN;
+  pthread_mutex_unlock(&r->lock);
+  /* no timer while open: a WebSocket may be quiet for as long as it likes
+   * (an idle ping comes with its own option) */
+  piston__conn_timer(c, TIMER_NONE);
+  /* bytes behind the head are the first frames */
+  if (c->rpos < c->rlen) {
+    memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+    c->rlen -= c->rpos;
+    c->rpos = 0;
+  } else {
+    c->rlen = c->rpos = 0;
+  }
+  piston__conn_mark_pending(c);
+}
+
+/* ---- the opening handshake (RFC 6455 4.2.1) ---- */
+
+/* Whether some field named name lists tok (comma-separated, any case). */
+static bool lists_token(const piston_req *r, const char *name, size_t nlen,
+                        const char *tok) {
+  size_t tl = strlen(tok);
+  for (size_t i = 0; i < piston_req_header_count(r); i++) {
+    piston_header f = piston_req_header_at(r, i);
+    if (f.name.len != nlen || strncasecmp(f.name.ptr, name, nlen) != 0)
+      continue;
+    const char *v = f.value.ptr, *end = v + f.value.len;
+    while (v < end) {
+      while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+        v++;
+      const char *s = v;
+      while (v < end && *v != ',')
+        v++;
+      const char *e = v;
+      while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+      if ((size_t)(e - s) == tl && strncasecmp(s, tok, tl) == 0)
+        return true;
+    }
+  }
+  return false;
+}
+
+int piston_ws_handshake(const piston_req *r) {
+  if (!lists_token(r, "upgrade", 7, "websocket"))
+    return 0;
+  piston_str m = piston_req_method(r);
+  if (m.len != 3 || memcmp(m.ptr, "GET", 3) != 0 || r->minor < 1 ||
+      !lists_token(r, "connection", 10, "upgrade"))
+    return 400;
+  piston_str key = piston_req_header(r, "sec-websocket-key", 17);
+  if (!key.ptr || !piston__ws_key_valid(key.ptr, key.len))
+    return 400;
+  piston_str v = piston_req_header(r, "sec-websocket-version", 21);
+  if (!v.ptr || v.len != 2 || memcmp(v.ptr, "13", 2) != 0)
+    return 426;
+  return 101;
+}

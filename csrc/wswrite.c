@@ -1,0 +1,171 @@
+/* The writer's WebSocket calls: accepting or refusing an opening
+ * handshake, sending messages and the close, taking received messages.
+ * Like the response calls they may come from any thread and go through
+ * the writer's one direct-or-posted decision (writer.h). Server frames are
+ * written here (ws.c's piston__ws_frame), not by wslay: it would be called
+ * from the host's threads, and wslay's contexts belong to the loop's. */
+#define _GNU_SOURCE
+#include "util.h"
+#include "writer.h"
+#include "ws.h"
+#include "wskey.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Headers the host may not add to a 101: the engine's own. */
+static bool engine_field(piston_str n) {
+  static const char *const own[] = {"connection", "upgrade",
+                                    "sec-websocket-accept", "content-length",
+                                    "transfer-encoding"};
+  for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+    if (n.len == strlen(own[i]) && strncasecmp(n.ptr, own[i], n.len) == 0)
+      return true;
+  return false;
+}
+
+int piston_ws_accept(piston_req *r, const piston_header *h, size_t nh) {
+  if (piston_ws_handshake(r) != 101)
+    return PISTON_EINVAL;
+  ptrdiff_t need = piston__fields_size(h, nh);
+  if (need < 0)
+    return PISTON_EINVAL;
+  piston_str key = piston_req_header(r, "sec-websocket-key", 17);
+  char accept[PISTON_WS_ACCEPT_LEN + 1];
+  piston__ws_accept_value(key.ptr, key.len, accept);
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  if (r->resp != RESP_NONE)
+    return piston__wend(&w, 0, PISTON_ESTATE);
+  static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                             "Upgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n"
+                             "Sec-WebSocket-Accept: ";
+  char *p =
+      piston__outq_reserve(w.q, sizeof head + PISTON_WS_ACCEPT_LEN + need + 4);
+  if (!p)
+    return piston__wend(&w, 0, PISTON_ENOMEM);
+  char *s = p;
+  memcpy(p, head, sizeof head - 1);
+  p += sizeof head - 1;
+  memcpy(p, accept, PISTON_WS_ACCEPT_LEN);
+  p += PISTON_WS_ACCEPT_LEN;
+  *p++ = '\r';
+  *p++ = '\n';
+  for (size_t i = 0; i < nh; i++)
+    if (!engine_field(h[i].name))
+      p = piston__field_put(p, &h[i]);
+  *p++ = '\r';
+  *p++ = '\n';
+  piston__outq_commit(w.q, (size_t)(p - s));
+  r->status = 101;
+  r->resp = RESP_ENDED; /* the HTTP exchange is over; the session begins */
+  r->ws = WS_ACCEPTED;
+  return piston__wend(&w, POST_END, 0);
+}
+
+int piston_ws_refuse(piston_req *r) {
+  static const piston_header version[] = {
+      {{"Sec-WebSocket-Version", 21}, {"13", 2}}};
+  static const char bad[] = "Bad Request\n", upgrade[] = "Upgrade Required\n";
+  if (piston_ws_handshake(r) == 426)
+    return piston_resp_send(r, 426, version, 1, upgrade, sizeof upgrade - 1);
+  return piston_resp_send(r, 400, NULL, 0, bad, sizeof bad - 1);
+}
+
+/* wbegin, then whether frames may still be sent on r: 0, PISTON_ESTATE or
+ * PISTON_ECLOSED with the lock held (w->req set), or PISTON_ECLOSED with
+ * it free and w->req NULL (the client is gone). */
+static int begin_send(piston_req *r, piston__wctx *w) {
+  w->req = NULL;
+  if (piston__wbegin(r, w) < 0)
+    return PISTON_ECLOSED;
+  if (r->ws == WS_NONE)
+    return PISTON_ESTATE;
+  return r->ws_close_sent ? PISTON_ECLOSED : 0;
+}
+
+int piston_ws_send(piston_req *r, int opcode, const void *data, size_t len) {
+  if ((opcode != PISTON_WS_TEXT && opcode != PISTON_WS_BINARY) ||
+      (len && !data))
+    return PISTON_EINVAL;
+  piston__wctx w;
+  int rc = begin_send(r, &w);
+  if (rc == PISTON_ECLOSED && !w.req)
+    return rc;
+  if (rc == 0)
+    rc = piston__ws_frame(w.q, opcode, NULL, 0, data, len);
+  return piston__wend(&w, 0, rc);
+}
+
+int piston_ws_close(piston_req *r, int code, const char *reason, size_t len) {
+  if ((code && !piston__ws_code_valid(code)) || len > 123 ||
+      (len && (!reason || !code)))
+    return PISTON_EINVAL;
+  piston__wctx w;
+  int rc = begin_send(r, &w);
+  if (rc == PISTON_ECLOSED && !w.req)
+    return rc;
+  if (rc == PISTON_ECLOSED)
+    return piston__wend(&w, 0, 0); /* closing already: nothing to add */
+  unsigned char be[2] = {(unsigned char)(code >> 8), (unsigned char)code};
+  if (rc == 0)
+    rc = piston__ws_frame(w.q, 8, be, code ? 2 : 0, reason, len);
+  if (rc == 0) {
+    r->ws_close_sent = true;
+    if (!r->ws_code)
+      r->ws_code = code ? code : 1005;
+  }
+  /* POST_OUTPUT as a flag: the handler runs and starts waiting for the
+   * peer's answer */
+  return piston__wend(&w, rc == 0 ? POST_OUTPUT : 0, rc);
+}
+
+int piston_ws_recv(piston_req *r, int *opcode, const void **data, size_t *len) {
+  pthread_mutex_lock(&r->lock);
+  free(r->ws_taken);
+  r->ws_taken = NULL;
+  piston__wsmsg *m = r->ws_head;
+  unsigned flags = 0;
+  int rc;
+  if (m) {
+    r->ws_head = m->next;
+    if (!r->ws_head)
+      r->ws_tail = NULL;
+    r->ws_queued -= m->len;
+    r->ws_taken = m;
+    *opcode = m->opcode;
+    *data = m->data;
+    *len = m->len;
+    rc = 1;
+    if (r->reading_paused &&
+        r->ws_queued <=
+            (uint64_t)r->loop->srv->opt[PISTON_OPT_BODY_HIGH_WATER] / 2) {
+      r->reading_paused = false;
+      flags |= POST_RESUME;
+    }
+  } else {
+    rc = r->closed || !r->conn || r->ws == WS_NONE ? PISTON_ECLOSED : 0;
+  }
+  if (!flags || !r->conn) {
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+  }
+  piston__wctx w;
+  piston__wplace(r, &w);
+  if (!w.direct)
+    r->post_flags |= flags;
+  pthread_mutex_unlock(&r->lock);
+  piston__wsubmit(&w, flags);
+  return rc;
+}
+
+int piston_ws_close_code(const piston_req *r) {
+  pthread_mutex_lock((pthread_mutex_t *)&r->lock);
+  int code = r->ws_code;
+  pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
+  return code;
+}

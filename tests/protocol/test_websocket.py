@@ -1,0 +1,84 @@
+"""WebSocket through the C test server: the conformance cases of wsconf.py
+against /ws-echo, the limit, a real client (Python's websockets), graceful
+stop, and that every handle is released."""
+
+import asyncio
+
+import pytest
+
+import util
+import wsconf
+from conftest import LIMITS, _running, finish, start
+
+
+@pytest.mark.parametrize("case", wsconf.CASES, ids=lambda c: c.__name__)
+def test_conformance(ts, case):
+    case(ts.addr, "/ws-echo")
+    # every session's handle goes back once its connection is gone
+    util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+
+
+def test_message_limit():
+    s = start(util.TESTSERVER, ["--ws-max-message", "1000"] + LIMITS)
+    try:
+        wsconf.f9_too_big(s.addr, "/ws-echo", 1000)
+    finally:
+        finish(s)
+
+
+def test_plain_request_to_ws_route(ts):
+    """Without an upgrade the route answers as HTTP (the host refuses it)."""
+    with util.Conn(ts.addr) as c:
+        c.send(b"GET /ws-echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 400
+
+
+def test_upgrade_not_taken_keeps_connection(ts):
+    """A request asking for an upgrade the host answers as plain HTTP leaves
+    the connection usable (as behind nginx's WebSocket proxy settings)."""
+    with util.Conn(ts.addr) as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n"
+               b"Upgrade: h2c\r\n\r\n"
+               b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+               b"Upgrade: websocket\r\n\r\n"
+               b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(4):
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"Hello, World!")
+        c.expect_open(0.2)
+
+
+def test_real_client(ts):
+    import websockets  # Debian's python3-websockets; setup-deps installs it
+
+    async def run():
+        uri = "ws://%s:%d/ws-echo" % ts.addr
+        async with websockets.connect(uri, subprotocols=["chat", "v2"],
+                                      max_size=None) as ws:
+            assert ws.subprotocol == "chat"
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            big = bytes(range(256)) * 8192
+            await ws.send(big)
+            assert await ws.recv() == big
+            pong = await ws.ping(b"are you there")
+            await asyncio.wait_for(pong, 5)
+            await ws.send("close")
+            with pytest.raises(websockets.ConnectionClosedOK) as e:
+                await ws.recv()
+            assert (e.value.rcvd.code, e.value.rcvd.reason) == (1000, "bye")
+
+    asyncio.run(run())
+
+
+def test_graceful_stop_sends_1001():
+    s = start(util.TESTSERVER, LIMITS)
+    _running.remove(s)  # it is meant to exit here
+    ws = wsconf.open_ws(s.addr, "/ws-echo")
+    wsconf.echo(ws, wsconf.TEXT, b"hi")
+    s.proc.send_signal(util.signal.SIGTERM)
+    ws.expect_close(1001)
+    ws.close()
+    assert s.proc.wait(10) == 0
