@@ -1,9 +1,7 @@
 /* The writer's WebSocket calls: accepting or refusing an opening
  * handshake, sending messages and the close, taking received messages.
  * Like the response calls they may come from any thread and go through
- * the writer's one direct-or-posted decision (writer.h). Server frames are
- * written here (ws.c's piston__ws_frame), not by wslay: it would be called
- * from the host's threads, and wslay's contexts belong to the loop's. */
+ * the writer's one direct-or-posted decision (writer.h). */
 #define _GNU_SOURCE
 #include "util.h"
 #include "writer.h"

@@ -614,23 +614,37 @@ static void h_sendfile(piston_req *req) {
  * Accepts a valid handshake (choosing the first subprotocol offered) and
  * echoes every message on the loop thread; a text "close" has the host
  * start the closing handshake, "close-now" closes with 4000 from inside the
- * message callback. An invalid attempt gets the engine's refusal. The
- * handle is released on PISTON_EV_CLOSED. */
+ * message callback. An echo that reports pressure stops taking messages
+ * until PISTON_EV_DRAIN, so a client that does not read is held back by the
+ * engine (it stops reading the socket) rather than queued without bound.
+ * An invalid attempt gets the engine's refusal. The handle is released on
+ * PISTON_EV_CLOSED. */
 
 static void ws_event(piston_req *req, int events, void *ud) {
   (void)ud;
-  if (events & PISTON_EV_MESSAGE) {
+  /* userdata: non-NULL while an echo waits for the queue to drain */
+  if (events & PISTON_EV_DRAIN)
+    piston_req_set_userdata(req, NULL);
+  if ((events & (PISTON_EV_MESSAGE | PISTON_EV_DRAIN)) &&
+      !piston_req_userdata(req)) {
     int op;
     const void *data;
     size_t len;
     while (piston_ws_recv(req, &op, &data, &len) == 1) {
+      int rc = 0;
       if (op == PISTON_WS_TEXT && len == 5 && memcmp(data, "close", 5) == 0)
         check(piston_ws_close(req, 1000, "bye", 3), "ws close");
       else if (op == PISTON_WS_TEXT && len == 9 &&
                memcmp(data, "close-now", 9) == 0)
         check(piston_ws_close(req, 4000, NULL, 0), "ws close");
-      else if (piston_ws_send(req, op, data, len) < 0)
+      else
+        rc = piston_ws_send(req, op, data, len);
+      if (rc < 0)
         break; /* closing: the rest is not echoed */
+      if (rc == 1) {
+        piston_req_set_userdata(req, req); /* wait for the drain */
+        break;
+      }
     }
   }
   if (events & PISTON_EV_CLOSED) {
