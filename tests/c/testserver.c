@@ -370,9 +370,17 @@ static void tclear(tstate *t, int bits) {
   pthread_mutex_unlock(&g_mu);
 }
 
+/* Sleeps ms milliseconds (a host that answers later, off the loop). */
+static void sleep_ms(long long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
 static void thread_echo(tstate *t) {
   buf_t body = {0};
   char tmp[16384];
+  sleep_ms(t->arg); /* ?ms=: answer after the body (and a FIN) arrived */
   for (;;) {
     tclear(t, PISTON_EV_BODY);
     int64_t n = piston_req_body_read(t->req, tmp, sizeof tmp);
@@ -434,9 +442,7 @@ static void *worker(void *arg) {
   case T_ECHO: thread_echo(t); break;
   case T_BIG: thread_big(t); break;
   case T_SLOW: {
-    struct timespec ts = {t->arg / 1000, (t->arg % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    sleep_ms(t->arg);
     send_text(t->req, 200, "slow");
     /* The loop thread dropped its own reference already (see on_request);
      * this drops the one retained for the worker. */
@@ -626,7 +632,7 @@ static void on_request(piston_req *req, void *ud) {
     start_loop_handler(req, K_ECHO, 0, 0);
     return; /* released by the state machine */
   } else if (str_eq(p, "/echo-thread") && post) {
-    start_thread_handler(req, T_ECHO, 0);
+    start_thread_handler(req, T_ECHO, query_int(q, "ms", 0));
     return;
   } else if (str_eq(p, "/chunked") && get) {
     long long n = query_int(q, "n", 3), size = query_int(q, "size", 5);

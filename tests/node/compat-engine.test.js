@@ -1,0 +1,118 @@
+'use strict';
+// Issue #14's engine bugs through createServer (the same cases as
+// tests/protocol/test_compat.py and tests/python/test_compat_engine.py),
+// raw bytes over sockets, exact bytes back with the Date masked:
+// - a FIN ends only the client's sending direction: requests received are
+//   answered, then the connection closes; only a reset is a disconnect;
+
+const { test, describe } = require('node:test');
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const piston = require('../..');
+const { listen, close, connect, sleep } = require('./helpers');
+
+// Routes with the bytes of tests/python/compat_apps.py.
+function handler(req, res) {
+  const url = new URL(req.url, 'http://x');
+  const send = (body) => {
+    res.setHeader('Content-Type', 'text/plain');
+    res.end(body);
+  };
+  if (url.pathname === '/echo') {
+    const chunks = [];
+    req.on('data', (d) => chunks.push(d));
+    req.on('end', () => {
+      const ms = Number(url.searchParams.get('sleep') || 0) * 1000;
+      setTimeout(() => send(Buffer.concat(chunks)), ms);
+    });
+  } else if (url.pathname === '/slow') {
+    setTimeout(() => send('slow'), 10);
+  } else if (url.pathname === '/hello') {
+    send('Hello, World!');
+  } else if (url.pathname === '/host') {
+    send('host=' + (req.headers.host ?? ''));
+  } else if (url.pathname === '/wait') {
+    res.on('close', () => handler.events.push('wait:close'));
+  } else {
+    res.statusCode = 404;
+    send('no');
+  }
+}
+handler.events = [];
+
+const maskAll = (s) => s.replace(/\r\nDate: [^\r]*\r\n/g, '\r\nDate: DATE\r\n');
+const text = (body) =>
+  `HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+const get = (target, host = 'x') => `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
+
+// Sends bytes (then a FIN unless shut is false); resolves with every byte
+// until the server closes or `until` bytes came, rejects if neither
+// happens within ms. The cases that are not about a FIN send none, so
+// that each fails only for its own bug.
+function exchange(port, bytes, { shut = true, ms = 3000, until } = {}) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new Error('no close within ' + ms + ' ms; got ' + Buffer.concat(chunks).toString('latin1')));
+    }, ms);
+    s.on('data', (d) => {
+      chunks.push(d);
+      if (until !== undefined && Buffer.concat(chunks).length >= until) s.destroy();
+    });
+    s.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    s.on('close', () => {
+      clearTimeout(t);
+      resolve(maskAll(Buffer.concat(chunks).toString('latin1')));
+    });
+    if (shut) s.end(bytes);
+    else s.write(bytes);
+  });
+}
+
+async function withServer(fn) {
+  const server = piston.createServer(handler);
+  const { port } = await listen(server);
+  try {
+    return await fn(port);
+  } finally {
+    await close(server);
+  }
+}
+
+describe('issue 14: a FIN after complete requests', () => {
+  test('a POST then FIN is answered, then closed', () =>
+    withServer(async (port) => {
+      const got = await exchange(port, 'POST /echo?sleep=0.1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
+      assert.equal(got, text('hello'));
+    }));
+
+  test('ten pipelined GETs then FIN get ten answers', () =>
+    withServer(async (port) => {
+      assert.equal(await exchange(port, get('/slow').repeat(10)), text('slow').repeat(10));
+    }));
+
+  test('pipelined requests, a partial head, FIN: the requests are answered, then closed', () =>
+    withServer(async (port) => {
+      const got = await exchange(port, get('/slow') + get('/hello') + 'GET /hello HTTP/1.1\r\nHo', { ms: 1500 });
+      assert.equal(got, text('slow') + text('Hello, World!'));
+    }));
+
+  test('a FIN is not a disconnect; a reset is', () =>
+    withServer(async (port) => {
+      handler.events = [];
+      const s = await connect(port);
+      s.write(get('/wait'));
+      await sleep(100);
+      s.end();
+      await sleep(300);
+      assert.deepEqual(handler.events, []);
+      s.resetAndDestroy();
+      for (let i = 0; i < 100 && handler.events.length === 0; i++) await sleep(20);
+      assert.deepEqual(handler.events, ['wait:close']);
+    }));
+});

@@ -1,0 +1,77 @@
+"""Issue #14's engine bugs through the C test server (the same behaviours
+are checked through WSGI and ASGI in tests/python/test_compat_engine.py and
+through Node in tests/node/compat-engine.test.js):
+
+- a FIN ends only the client's sending direction: what it sent before is
+  answered, then the connection closes; only a reset is a disconnect;
+"""
+
+import socket
+import time
+
+import pytest
+
+import util
+from util import Conn, assert_error, request, stats, wait_stats
+
+TEXT_HEAD = b"HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Type: text/plain\r\n"
+
+
+def text_response(body):
+    return TEXT_HEAD + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+# ---- a FIN after complete requests -------------------------------------------
+
+
+def test_fin_after_post_answered_by_a_late_host(ts):
+    """The host answers 100 ms after the body and the FIN arrived: the
+    client still gets the answer, then the close."""
+    with Conn(ts.addr) as c:
+        c.send(request("POST", "/echo-thread?ms=100", body=b"hello"))
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.read_response()
+        assert r.masked() == text_response(b"hello")
+        c.expect_eof()
+    wait_stats(ts.addr, lambda s: s["live"] == 0)
+
+
+def test_fin_after_ten_pipelined_requests_answers_all(ts):
+    with Conn(ts.addr) as c:
+        c.send(b"".join(request("GET", "/slow?ms=10") for _ in range(10)))
+        c.sock.shutdown(socket.SHUT_WR)
+        for _ in range(10):
+            assert c.read_response().masked() == text_response(b"slow")
+        c.expect_eof()
+
+
+def test_fin_after_pipelined_requests_and_a_partial_head(ts):
+    """The complete requests are answered; the partial head behind them can
+    never complete, so the connection closes at once (no 408 after the head
+    timeout)."""
+    with Conn(ts.addr) as c:
+        c.send(request("GET", "/slow?ms=10") + request("GET", "/hello")
+               + b"GET /hello HTTP/1.1\r\nHo")
+        c.sock.shutdown(socket.SHUT_WR)
+        t0 = time.monotonic()
+        assert c.read_response().masked() == text_response(b"slow")
+        assert c.read_response().masked() == text_response(b"Hello, World!")
+        c.expect_eof()
+        assert time.monotonic() - t0 < 0.8
+
+
+def test_fin_while_host_holds_request_is_not_a_disconnect(ts):
+    """A half-close is not a client that left: the host keeps its request
+    (no PISTON_EV_CLOSED), and a reset afterwards is the disconnect."""
+    before = stats(ts.addr)
+    c = Conn(ts.addr)
+    c.send(request("GET", "/never"))
+    wait_stats(ts.addr, lambda st: st["live"] == before["live"] + 1)
+    c.sock.shutdown(socket.SHUT_WR)
+    c.expect_open(0.3)
+    held = stats(ts.addr)
+    assert (held["live"], held["closed_events"]) == (before["live"] + 1,
+                                                     before["closed_events"])
+    c.reset()
+    after = wait_stats(ts.addr, lambda st: st["live"] == before["live"])
+    assert after["closed_events"] == before["closed_events"] + 1
