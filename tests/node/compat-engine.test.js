@@ -4,6 +4,7 @@
 // raw bytes over sockets, exact bytes back with the Date masked:
 // - a FIN ends only the client's sending direction: requests received are
 //   answered, then the connection closes; only a reset is a disconnect;
+// - an invalid Host value is a 400 before the handler runs;
 
 const { test, describe } = require('node:test');
 const assert = require('node:assert/strict');
@@ -115,4 +116,24 @@ describe('issue 14: a FIN after complete requests', () => {
       for (let i = 0; i < 100 && handler.events.length === 0; i++) await sleep(20);
       assert.deepEqual(handler.events, ['wait:close']);
     }));
+});
+
+describe('issue 14: Host values', () => {
+  const bad = ['bad host', 'a/b', 'a@b', '[::1', 'a:b:c', 'a?b', 'a#b', 'exa\\mple'];
+  const error =
+    'HTTP/1.1 400 Bad Request\r\nDate: DATE\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+    'Content-Length: 12\r\nConnection: close\r\n\r\nBad Request\n';
+  for (const value of bad) {
+    test(`Host: ${value} is a 400`, () =>
+      withServer(async (port) => {
+        assert.equal(await exchange(port, get('/host', value), { shut: false }), error);
+      }));
+  }
+  for (const value of ['', 'example.com:8080', '[::1]:80', '127.0.0.1', 'a%41b']) {
+    test(`Host: ${value || '(empty)'} reaches the handler`, () =>
+      withServer(async (port) => {
+        const want = text('host=' + value);
+        assert.equal(await exchange(port, get('/host', value), { shut: false, until: want.length }), want);
+      }));
+  }
 });

@@ -4,6 +4,7 @@ through Node in tests/node/compat-engine.test.js):
 
 - a FIN ends only the client's sending direction: what it sent before is
   answered, then the connection closes; only a reset is a disconnect;
+- an invalid Host value is a 400 (RFC 9112 3.2), an empty one is allowed;
 """
 
 import socket
@@ -75,3 +76,39 @@ def test_fin_while_host_holds_request_is_not_a_disconnect(ts):
     c.reset()
     after = wait_stats(ts.addr, lambda st: st["live"] == before["live"])
     assert after["closed_events"] == before["closed_events"] + 1
+
+
+# ---- Host values ---------------------------------------------------------------
+
+BAD_HOSTS = [b"bad host", b"a/b", b"a@b", b"[::1", b"a:b:c", b"a?b", b"a#b",
+             b"exa\\mple", b"[::1]x", b"[::g]", b"[]", b"a%4", b"a%zzb", b"a:80x",
+             b'a"b', b"a<b", b"[v1]", b"[v.x]"]
+GOOD_HOSTS = [b"", b"example.com", b"example.com:8080", b"127.0.0.1",
+              b"127.0.0.1:80", b"[::1]", b"[::1]:8080", b"[2001:db8::1]",
+              b"[v1.fe80::a+en1]", b"a%41b", b"ex-am_ple.~com", b"a!$&'()*+,;=b",
+              b"example.com:"]
+
+
+@pytest.fixture(params=["static", "ts"])
+def srv(request):
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.parametrize("host", BAD_HOSTS, ids=[h.decode() for h in BAD_HOSTS])
+def test_invalid_host_is_400(srv, host):
+    with Conn(srv.addr) as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert_error(c, 400)
+
+
+@pytest.mark.parametrize("host", GOOD_HOSTS, ids=[h.decode() or "empty" for h in GOOD_HOSTS])
+def test_valid_host_is_served(ts, host):
+    with Conn(ts.addr) as c:
+        c.send(b"GET /header?name=host HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert c.read_response().masked() == text_response(host)
+
+
+def test_invalid_host_on_http10_is_400(ts):
+    with Conn(ts.addr) as c:
+        c.send(b"GET /hello HTTP/1.0\r\nHost: a b\r\n\r\n")
+        assert_error(c, 400)

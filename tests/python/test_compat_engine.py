@@ -4,6 +4,7 @@ bytes over sockets, exact bytes back with the Date masked:
 
 - a FIN ends only the client's sending direction: requests received are
   answered, then the connection closes; only a reset is a disconnect;
+- an invalid Host value is a 400 before the app runs;
 """
 import re
 import socket
@@ -114,3 +115,21 @@ def test_fin_is_not_a_disconnect_but_a_reset_is(host):
            and time.monotonic() < deadline):
         time.sleep(0.05)
     assert _events(host.port).count(b"wait:http.disconnect") == before + 1
+
+
+# ---- Host values -------------------------------------------------------------------
+
+BAD_HOSTS = [b"bad host", b"a/b", b"a@b", b"[::1", b"a:b:c", b"a?b", b"a#b",
+             b"exa\\mple"]
+GOOD_HOSTS = [b"", b"example.com:8080", b"[::1]:80", b"127.0.0.1", b"a%41b"]
+
+
+@pytest.mark.parametrize("value", BAD_HOSTS, ids=[h.decode() for h in BAD_HOSTS])
+def test_invalid_host_is_400(host, value):
+    assert exchange(host.port, get(b"/host", value), shut=False) == error(400, b"Bad Request")
+
+
+@pytest.mark.parametrize("value", GOOD_HOSTS, ids=[h.decode() or "empty" for h in GOOD_HOSTS])
+def test_valid_host_reaches_the_app(host, value):
+    want = text(b"host=" + value)
+    assert exchange(host.port, get(b"/host", value), shut=False, until=len(want)) == want
