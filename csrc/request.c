@@ -59,7 +59,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->loop_ended = false;
   r->abort_requested = false;
   r->status = 0;
-  r->chunked = r->no_body = r->close_after = false;
+  r->chunked = r->no_body = r->close_after = r->overflowed = false;
   r->resp_left = -1;
   r->resp_bytes = 0;
   r->ev_cb = NULL;

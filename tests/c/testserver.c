@@ -616,6 +616,29 @@ static void h_sendfile(piston_req *req) {
   check(rc, "sendfile");
 }
 
+/* Announces Content-Length: 8 and gives 20 bytes: in two writes, in one
+ * piston_resp_send (?send=1) or as a file range (?file=1). The client must
+ * get the first 8, then the close. */
+static void h_overflow(piston_req *req) {
+  static const piston_header h[] = {{{"Content-Length", 14}, {"8", 1}}};
+  piston_str q = piston_req_query(req);
+  int rc;
+  if (query_int(q, "send", 0)) {
+    rc = piston_resp_send(req, 200, h, 1, "0123456789abcdefghij", 20);
+  } else {
+    rc = piston_resp_start(req, 200, h, 1);
+    if (rc >= 0 && query_int(q, "file", 0))
+      rc = piston_resp_sendfile(req, g_file_fd, 0, 20);
+    else if (rc >= 0)
+      rc = piston_resp_write(req, "012345", 6);
+    if (rc >= 0)
+      rc = piston_resp_write(req, "6789abcdefghij", 14);
+    if (rc >= 0)
+      rc = piston_resp_end(req, NULL, 0);
+  }
+  check(rc, "overflow");
+}
+
 static void on_request(piston_req *req, void *ud) {
   (void)ud;
   atomic_fetch_add(&g_requests, 1);
@@ -665,6 +688,8 @@ static void on_request(piston_req *req, void *ud) {
     h_own_length(req);
   } else if (str_eq(p, "/status")) {
     h_status(req);
+  } else if (str_eq(p, "/overflow") && get) {
+    h_overflow(req);
   } else if (str_eq(p, "/throw")) {
     piston_resp_abort(req);
   } else if (str_eq(p, "/abort-mid") && get) {

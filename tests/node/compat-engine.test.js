@@ -5,12 +5,18 @@
 // - a FIN ends only the client's sending direction: requests received are
 //   answered, then the connection closes; only a reset is a disconnect;
 // - an invalid Host value is a 400 before the handler runs;
+// - a body longer than the handler's Content-Length: the 8 bytes
+//   announced, then the close, and one log line;
 
 const { test, describe } = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
 const piston = require('../..');
 const { listen, close, connect, sleep } = require('./helpers');
+
+const ROOT = path.join(__dirname, '..', '..');
 
 // Routes with the bytes of tests/python/compat_apps.py.
 function handler(req, res) {
@@ -135,5 +141,42 @@ describe('issue 14: Host values', () => {
         const want = text('host=' + value);
         assert.equal(await exchange(port, get('/host', value), { shut: false, until: want.length }), want);
       }));
+  }
+});
+
+// In a child process, so that its stderr (where the engine logs) is ours
+// to read.
+const OVERFLOW_APP = `
+const piston = require(${JSON.stringify(ROOT)});
+const s = piston.createServer((req, res) => {
+  if (req.url === '/hello') return res.end('Hello, World!');
+  res.setHeader('Content-Length', '8');
+  if (req.url === '/overflow?one=1') return res.end('0123456789abcdefghij');
+  res.write('012345');
+  res.end('6789abcdefghij');
+});
+s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+process.on('SIGTERM', () => s.close(() => process.exit(0)));
+`;
+
+describe('issue 14: a body longer than the handler\'s Content-Length', () => {
+  for (const query of ['', '?one=1']) {
+    test(`the 8 bytes announced, then the close, one log line (${query || 'write + end'})`, async () => {
+      const child = spawn(process.execPath, ['-e', OVERFLOW_APP], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      const port = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(Number(String(d)))));
+      try {
+        const got = await exchange(port, get('/overflow' + query) + get('/hello'), { shut: false });
+        assert.equal(got, 'HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Length: 8\r\n\r\n01234567');
+      } finally {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      const lines = stderr.split('\n').filter((l) => l.includes('Content-Length'));
+      assert.deepEqual(lines, [
+        'piston: response body longer than its Content-Length: GET /overflow: sent the 8 bytes announced, dropped the rest, closing',
+      ]);
+    });
   }
 });

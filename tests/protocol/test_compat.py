@@ -5,6 +5,8 @@ through Node in tests/node/compat-engine.test.js):
 - a FIN ends only the client's sending direction: what it sent before is
   answered, then the connection closes; only a reset is a disconnect;
 - an invalid Host value is a 400 (RFC 9112 3.2), an empty one is allowed;
+- a body longer than the host's own Content-Length: the announced bytes,
+  then the close, and one log line;
 """
 
 import socket
@@ -112,3 +114,25 @@ def test_invalid_host_on_http10_is_400(ts):
     with Conn(ts.addr) as c:
         c.send(b"GET /hello HTTP/1.0\r\nHost: a b\r\n\r\n")
         assert_error(c, 400)
+
+
+# ---- a body longer than the host's Content-Length ------------------------------
+
+OVERFLOW_LINE = ("piston: response body longer than its Content-Length: GET "
+                 "/overflow: sent the 8 bytes announced, dropped the rest, closing")
+
+
+@pytest.mark.parametrize("query,body", [("", b"01234567"), ("?send=1", b"01234567"),
+                                        ("?file=1", util.pattern(0, 8))],
+                         ids=["writes", "send", "sendfile"])
+def test_body_longer_than_content_length(server, query, body):
+    s = server(util.TESTSERVER)
+    with Conn(s.addr) as c:
+        c.send(request("GET", "/overflow" + query) + request("GET", "/hello"))
+        r = c.read_response()
+        assert r.masked() == (b"HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Length: 8"
+                              b"\r\n\r\n" + body)
+        c.expect_eof()  # the rest is dropped, and so is the pipelined /hello
+    util.assert_serving(s.addr)
+    s.stop_ok()
+    assert s.lines.count(OVERFLOW_LINE) == 1, s.lines

@@ -5,6 +5,8 @@ bytes over sockets, exact bytes back with the Date masked:
 - a FIN ends only the client's sending direction: requests received are
   answered, then the connection closes; only a reset is a disconnect;
 - an invalid Host value is a 400 before the app runs;
+- a body longer than the app's Content-Length: the 8 bytes announced, then
+  the close, and one log line;
 """
 import re
 import socket
@@ -16,6 +18,9 @@ import pytest
 from conftest import Server, connect, free_port, piston_cmd
 
 DATE_RE = re.compile(rb"\r\nDate: [^\r]*\r\n")
+OVERFLOW_LINE = ("piston: response body longer than its Content-Length: GET "
+                 "/overflow: sent the 8 bytes announced, dropped the rest, closing")
+
 
 def start(kind):
     port = free_port()
@@ -133,3 +138,22 @@ def test_invalid_host_is_400(host, value):
 def test_valid_host_reaches_the_app(host, value):
     want = text(b"host=" + value)
     assert exchange(host.port, get(b"/host", value), shut=False, until=len(want)) == want
+
+
+# ---- a body longer than the app's Content-Length -----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+@pytest.mark.parametrize("query", [b"", b"?one=1"], ids=["parts", "one"])
+def test_body_longer_than_content_length(kind, query):
+    s = start(kind)
+    try:
+        got = exchange(s.port, get(b"/overflow" + query) + get(b"/hello"), shut=False)
+        assert got == (b"HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Type: text/plain\r\n"
+                       b"Content-Length: 8\r\n\r\n01234567")
+        want = text(b"Hello, World!")
+        assert exchange(s.port, get(b"/hello"), shut=False, until=len(want)) == want
+    finally:
+        log = s.log()
+    assert log.count("Content-Length") == 1, log
+    assert OVERFLOW_LINE in log.splitlines(), log
