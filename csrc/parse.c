@@ -171,7 +171,9 @@ static bool only_chunked(const piston_req *r) {
         a++;
       while (b > a && (h.value.ptr[b - 1] == ' ' || h.value.ptr[b - 1] == '\t'))
         b--;
-      if (b - a != 7 || strncasecmp(h.value.ptr + a, "chunked", 7) != 0)
+      /* RFC 9110 5.6.1: empty list elements do not count */
+      if (b > a &&
+          (b - a != 7 || strncasecmp(h.value.ptr + a, "chunked", 7) != 0))
         return false;
       k++;
     }

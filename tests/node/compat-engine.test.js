@@ -7,6 +7,7 @@
 // - an invalid Host value is a 400 before the handler runs;
 // - a body longer than the handler's Content-Length: the 8 bytes
 //   announced, then the close, and one log line;
+// - `Transfer-Encoding: ,chunked` is chunked; `5;a=` is answered at once.
 
 const { test, describe } = require('node:test');
 const assert = require('node:assert/strict');
@@ -178,5 +179,23 @@ describe('issue 14: a body longer than the handler\'s Content-Length', () => {
         'piston: response body longer than its Content-Length: GET /overflow: sent the 8 bytes announced, dropped the rest, closing',
       ]);
     });
+  }
+});
+
+describe('issue 14: Transfer-Encoding list and chunk extensions', () => {
+  const cases = {
+    te_leading_comma: ['Transfer-Encoding: ,chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'],
+    ext_empty_value: ['Transfer-Encoding: chunked\r\n', '5;a=\r\nhello\r\n0\r\n\r\n'],
+  };
+  for (const [name, [fields, body]] of Object.entries(cases)) {
+    test(`${name}: answered at once`, () =>
+      withServer(async (port) => {
+        const want = text('hello') + text('Hello, World!');
+        const got = await exchange(port, 'POST /echo HTTP/1.1\r\nHost: x\r\n' + fields + '\r\n' + body + get('/hello'), {
+          shut: false,
+          until: want.length,
+        });
+        assert.equal(got, want);
+      }));
   }
 });

@@ -7,7 +7,8 @@ through Node in tests/node/compat-engine.test.js):
 - an invalid Host value is a 400 (RFC 9112 3.2), an empty one is allowed;
 - a body longer than the host's own Content-Length: the announced bytes,
   then the close, and one log line;
-"""
+- `Transfer-Encoding: ,chunked` is chunked (RFC 9110 5.6.1), and a chunk
+  extension with an empty value is answered at once (llhttp accepts it)."""
 
 import socket
 import time
@@ -136,3 +137,31 @@ def test_body_longer_than_content_length(server, query, body):
     util.assert_serving(s.addr)
     s.stop_ok()
     assert s.lines.count(OVERFLOW_LINE) == 1, s.lines
+
+
+# ---- Transfer-Encoding list and chunk extensions -------------------------------
+
+CHUNKED_CASES = [
+    ("te_leading_comma", b"Transfer-Encoding: ,chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    ("te_empty_elements", b"Transfer-Encoding: , ,chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    ("te_split_fields", b"Transfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n",
+     b"5\r\nhello\r\n0\r\n\r\n"),
+    ("ext_empty_value", b"Transfer-Encoding: chunked\r\n", b"5;a=\r\nhello\r\n0\r\n\r\n"),
+    ("ext_empty_value_last", b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0;a=\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("fields,body", [c[1:] for c in CHUNKED_CASES],
+                         ids=[c[0] for c in CHUNKED_CASES])
+def test_chunked_forms_answered_at_once(ts, fields, body):
+    with Conn(ts.addr, timeout=2) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n" + body
+               + request("GET", "/hello"))
+        assert c.read_response().masked() == text_response(b"hello")
+        assert c.read_response().masked() == text_response(b"Hello, World!")
+
+
+def test_te_only_empty_elements_is_400(ts):
+    with Conn(ts.addr) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\n\r\n")
+        assert_error(c, 400)

@@ -7,7 +7,7 @@ bytes over sockets, exact bytes back with the Date masked:
 - an invalid Host value is a 400 before the app runs;
 - a body longer than the app's Content-Length: the 8 bytes announced, then
   the close, and one log line;
-"""
+- `Transfer-Encoding: ,chunked` is chunked; `5;a=` is answered at once."""
 import re
 import socket
 import struct
@@ -157,3 +157,19 @@ def test_body_longer_than_content_length(kind, query):
         log = s.log()
     assert log.count("Content-Length") == 1, log
     assert OVERFLOW_LINE in log.splitlines(), log
+
+
+# ---- Transfer-Encoding list and chunk extensions -------------------------------------
+
+CHUNKED = [
+    ("te_leading_comma", b"Transfer-Encoding: ,chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    ("ext_empty_value", b"Transfer-Encoding: chunked\r\n", b"5;a=\r\nhello\r\n0\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("fields,body", [c[1:] for c in CHUNKED], ids=[c[0] for c in CHUNKED])
+def test_chunked_forms_answered_at_once(host, fields, body):
+    want = text(b"hello") + text(b"Hello, World!")
+    got = exchange(host.port, b"POST /echo HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"
+                   + body + get(b"/hello"), shut=False, until=len(want))
+    assert got == want
