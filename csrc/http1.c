@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 /* Reads per connection per pass, so one fast client cannot starve others. */
@@ -282,8 +281,11 @@ static void request_done(piston__h1 *h) {
   piston__conn *c = &h->conn;
   piston_req *r = h->req;
   assert(h->state == H1_ACTIVE && r && r->loop_ended);
-  bool reuse = r->keepalive && !r->close_after && !h->broken && !c->peer_eof &&
-               !c->io.loop->stopping;
+  /* After the client's FIN, requests it sent before it are still answered
+   * (a FIN ends only its sending direction); the connection closes once
+   * none is left. */
+  bool reuse = r->keepalive && !r->close_after && !h->broken &&
+               !(c->peer_eof && c->rpos == c->rlen) && !c->io.loop->stopping;
   h->served++;
   drop_req(h);
   if (!reuse) {
@@ -384,21 +386,6 @@ static void on_eof(piston__h1 *h) {
   piston__conn_close(c);
 }
 
-/* The client sent FIN while its request waits on the host, and nothing
- * else is left to read: it has gone (a closed browser tab, an aborted
- * long poll), so the host should hear of it now rather than at its next
- * write. Unread bytes mean a pipelining client that half-closed after
- * sending everything: it still gets its answers. */
-static bool peer_left_waiting(piston__h1 *h) {
-  piston__conn *c = &h->conn;
-  piston_req *r = h->req;
-  if (c->state != CONN_OPEN || h->state != H1_ACTIVE || !r || r->loop_ended ||
-      r->native || !r->body_done || c->rpos < c->rlen)
-    return false;
-  int unread = 0;
-  return ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0;
-}
-
 /* ---- the connection layer's ops ---- */
 
 static void h1_run(piston__conn *c) {
@@ -447,7 +434,16 @@ static void h1_run(piston__conn *c) {
       parse(h);
       continue;
     }
-    if (h->paused != H1_RUNNING || !c->readable)
+    if (h->paused != H1_RUNNING)
+      break;
+    if (c->peer_eof) {
+      /* everything the client sent before its FIN has been parsed */
+      on_eof(h);
+      if (c->state != CONN_OPEN)
+        return;
+      break;
+    }
+    if (!c->readable)
       break;
     if (r && r->reading_paused)
       break;
@@ -466,19 +462,12 @@ static void h1_run(piston__conn *c) {
       }
       continue;
     }
-    if (n == 0) {
-      on_eof(h);
-      if (c->state != CONN_OPEN)
-        return;
-    }
+    if (n == 0)
+      continue; /* peer_eof: handled above, once the buffer is parsed */
     break;
   }
   if (!h->req)
     piston__conn_rbuf_release(c); /* idle: give the buffer back */
-  if (c->rdhup && peer_left_waiting(h)) {
-    piston__conn_close(c);
-    return;
-  }
   /* reading may have resumed (the host consumed its buffered body) with no
    * byte arriving yet: the wait is on the client again, the body timeout's */
   if (c->io.timer == TIMER_HANDLER)

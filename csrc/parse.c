@@ -12,6 +12,7 @@
 #include "http1.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -170,11 +171,80 @@ static bool only_chunked(const piston_req *r) {
         a++;
       while (b > a && (h.value.ptr[b - 1] == ' ' || h.value.ptr[b - 1] == '\t'))
         b--;
-      if (b - a != 7 || strncasecmp(h.value.ptr + a, "chunked", 7) != 0)
+      /* RFC 9110 5.6.1: empty list elements do not count */
+      if (b > a &&
+          (b - a != 7 || strncasecmp(h.value.ptr + a, "chunked", 7) != 0))
         return false;
       k++;
     }
   }
+  return true;
+}
+
+static bool is_unreserved_or_sub_delim(unsigned char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+         (ch >= '0' && ch <= '9') ||
+         (ch != '\0' && strchr("-._~!$&'()*+,;=", ch));
+}
+
+static bool is_hex(unsigned char ch) {
+  return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f');
+}
+
+/* RFC 9112 3.2: a Host that is not uri-host [ ":" port ] (RFC 3986 3.2.2)
+ * is a 400, whatever the app would make of it. An empty value is allowed
+ * (the client's way of saying the target has no authority). The uri-host
+ * is an IP-literal in brackets or a reg-name (IPv4 addresses are reg-names
+ * by their syntax); the port is digits. */
+static bool valid_host(piston_str v) {
+  const unsigned char *s = (const unsigned char *)v.ptr;
+  size_t n = v.len, i = 0;
+  if (n > 0 && s[0] == '[') {
+    const unsigned char *close = memchr(s, ']', n);
+    if (!close)
+      return false;
+    size_t lit = (size_t)(close - s) - 1;
+    if (lit > 0 && (s[1] | 0x20) == 'v') {
+      /* IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+      size_t k = 2;
+      while (k <= lit && is_hex(s[k]))
+        k++;
+      if (k == 2 || k > lit || s[k] != '.' || k == lit)
+        return false;
+      for (k++; k <= lit; k++)
+        if (s[k] != ':' && !is_unreserved_or_sub_delim(s[k]))
+          return false;
+    } else {
+      char addr[INET6_ADDRSTRLEN];
+      struct in6_addr a6;
+      if (lit == 0 || lit >= sizeof addr)
+        return false;
+      memcpy(addr, s + 1, lit);
+      addr[lit] = '\0';
+      if (inet_pton(AF_INET6, addr, &a6) != 1)
+        return false;
+    }
+    i = lit + 2;
+  } else {
+    while (i < n && s[i] != ':') {
+      if (s[i] == '%') {
+        if (i + 2 >= n || !is_hex(s[i + 1]) || !is_hex(s[i + 2]))
+          return false;
+        i += 3;
+      } else if (is_unreserved_or_sub_delim(s[i])) {
+        i++;
+      } else {
+        return false;
+      }
+    }
+  }
+  if (i == n)
+    return true;
+  if (s[i] != ':')
+    return false;
+  for (i++; i < n; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return false;
   return true;
 }
 
@@ -216,6 +286,8 @@ static int on_headers_complete(llhttp_t *p) {
   if (h->keep - r->method_off > (uint64_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE])
     return reject(h, 431);
   if (r->minor >= 1 ? r->nhost != 1 : r->nhost > 1)
+    return reject(h, 400);
+  if (r->nhost == 1 && !valid_host(piston_req_header(r, "host", 4)))
     return reject(h, 400);
   /* RFC 9112 6.3: a request whose Transfer-Encoding does not end in
    * chunked has no reliable length; llhttp lets it through */

@@ -84,6 +84,7 @@ struct piston_req {
   bool abort_requested; /* the host gave up mid-response: close */
   int status;
   bool chunked, no_body, close_after;
+  bool overflowed;   /* the host wrote past its Content-Length (logged) */
   int64_t resp_left; /* -1: no Content-Length */
   uint64_t resp_bytes;
 

@@ -75,7 +75,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->ws_code = 0;
   ws_msgs_free(r);
   r->status = 0;
-  r->chunked = r->no_body = r->close_after = false;
+  r->chunked = r->no_body = r->close_after = r->overflowed = false;
   r->resp_left = -1;
   r->resp_bytes = 0;
   r->ev_cb = NULL;

@@ -203,7 +203,8 @@ static int parse_length(piston_str v, int64_t *out) {
   return 0;
 }
 
-/* forced_len >= 0: the caller knows the body length (resp_send). */
+/* forced_len >= 0: the body's length (resp_send), unless the host gave a
+ * Content-Length. */
 /* reason: NULL for the standard phrase. */
 static int start_locked(piston__wctx *w, int status, const piston_str *reason,
                         const piston_header *h, size_t nh, int64_t forced_len) {
@@ -228,7 +229,10 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
     need += h[i].name.len + h[i].value.len + 4;
     if (name_is(h[i].name, "content-length", 14)) {
       int64_t v;
-      if (parse_length(h[i].value, &v) != 0 || (forced_len >= 0 && v != cl))
+      /* the host's own Content-Length wins over the length of the body
+       * given to resp_send: a longer body is cut to it (write_locked), a
+       * shorter one ends the connection (end_locked), as when streamed */
+      if (parse_length(h[i].value, &v) != 0)
         return PISTON_EINVAL;
       cl = v;
     } else if (name_is(h[i].name, "connection", 10)) {
@@ -315,17 +319,39 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
   return 0;
 }
 
+/* Lock held: how much of len fits in the Content-Length the host announced.
+ * A host that writes more gets what it announced sent and the rest dropped,
+ * then the connection closes (as gunicorn and waitress do): the client
+ * trusts the length, so the bytes beyond it would be read as the next
+ * response. The write itself succeeds, so that every host ends the
+ * response the same way; the app's mistake is logged once. */
+static size_t fit_length(piston_req *r, size_t len) {
+  if (r->resp_left < 0 || (uint64_t)r->resp_left >= len)
+    return len;
+  if (!r->overflowed) {
+    piston_str m = piston_req_method(r), p = piston_req_path(r);
+    piston__log("response body longer than its Content-Length: %.*s %.*s: "
+                "sent the %" PRIu64 " bytes announced, dropped the rest, "
+                "closing",
+                (int)m.len, m.ptr, (int)(p.len > 256 ? 256 : p.len), p.ptr,
+                r->resp_bytes + (uint64_t)r->resp_left);
+    r->overflowed = true;
+  }
+  r->close_after = true;
+  return (size_t)r->resp_left;
+}
+
 static int write_locked(piston__wctx *w, const void *data, size_t len) {
   piston_req *r = w->req;
   if (r->resp != RESP_STARTED)
     return PISTON_ESTATE;
   if (r->no_body || len == 0)
     return 0;
-  if (r->resp_left >= 0) {
-    if ((uint64_t)r->resp_left < len)
-      return PISTON_EINVAL; /* more than the Content-Length announced */
+  len = fit_length(r, len);
+  if (len == 0)
+    return 0;
+  if (r->resp_left >= 0)
     r->resp_left -= (int64_t)len;
-  }
   r->resp_bytes += len;
   if (!r->chunked)
     return piston__outq_append(w->q, data, len);
@@ -412,24 +438,20 @@ int piston_resp_sendfile(piston_req *r, int fd, off_t off, size_t len) {
     rc = PISTON_ESTATE;
   } else if (off < 0) {
     rc = PISTON_EINVAL;
-  } else if (!r->no_body && len > 0) {
-    if (r->resp_left >= 0 && (uint64_t)r->resp_left < len) {
-      rc = PISTON_EINVAL;
+  } else if (!r->no_body && (len = fit_length(r, len)) > 0) {
+    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dupfd < 0) {
+      rc = PISTON_ESYS;
     } else {
-      int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-      if (dupfd < 0) {
-        rc = PISTON_ESYS;
-      } else {
-        if (r->resp_left >= 0)
-          r->resp_left -= (int64_t)len;
-        r->resp_bytes += len;
-        char hex[24];
-        int n = r->chunked ? sprintf(hex, "%zx\r\n", len) : 0;
-        if ((n && piston__outq_append(w.q, hex, (size_t)n) != 0) ||
-            piston__outq_append_file(w.q, dupfd, (uint64_t)off, len) != 0 ||
-            (n && piston__outq_append(w.q, "\r\n", 2) != 0))
-          rc = PISTON_ENOMEM;
-      }
+      if (r->resp_left >= 0)
+        r->resp_left -= (int64_t)len;
+      r->resp_bytes += len;
+      char hex[24];
+      int n = r->chunked ? sprintf(hex, "%zx\r\n", len) : 0;
+      if ((n && piston__outq_append(w.q, hex, (size_t)n) != 0) ||
+          piston__outq_append_file(w.q, dupfd, (uint64_t)off, len) != 0 ||
+          (n && piston__outq_append(w.q, "\r\n", 2) != 0))
+        rc = PISTON_ENOMEM;
     }
   }
   return piston__wend(&w, 0, rc);

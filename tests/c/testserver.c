@@ -370,9 +370,17 @@ static void tclear(tstate *t, int bits) {
   pthread_mutex_unlock(&g_mu);
 }
 
+/* Sleeps ms milliseconds (a host that answers later, off the loop). */
+static void sleep_ms(long long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
 static void thread_echo(tstate *t) {
   buf_t body = {0};
   char tmp[16384];
+  sleep_ms(t->arg); /* ?ms=: answer after the body (and a FIN) arrived */
   for (;;) {
     tclear(t, PISTON_EV_BODY);
     int64_t n = piston_req_body_read(t->req, tmp, sizeof tmp);
@@ -434,9 +442,7 @@ static void *worker(void *arg) {
   case T_ECHO: thread_echo(t); break;
   case T_BIG: thread_big(t); break;
   case T_SLOW: {
-    struct timespec ts = {t->arg / 1000, (t->arg % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    sleep_ms(t->arg);
     send_text(t->req, 200, "slow");
     /* The loop thread dropped its own reference already (see on_request);
      * this drops the one retained for the worker. */
@@ -668,6 +674,29 @@ static void h_ws_echo(piston_req *req) {
   check(piston_ws_accept(req, h, proto.ptr ? 1 : 0), "ws accept");
 }
 
+/* Announces Content-Length: 8 and gives 20 bytes: in two writes, in one
+ * piston_resp_send (?send=1) or as a file range (?file=1). The client must
+ * get the first 8, then the close. */
+static void h_overflow(piston_req *req) {
+  static const piston_header h[] = {{{"Content-Length", 14}, {"8", 1}}};
+  piston_str q = piston_req_query(req);
+  int rc;
+  if (query_int(q, "send", 0)) {
+    rc = piston_resp_send(req, 200, h, 1, "0123456789abcdefghij", 20);
+  } else {
+    rc = piston_resp_start(req, 200, h, 1);
+    if (rc >= 0 && query_int(q, "file", 0))
+      rc = piston_resp_sendfile(req, g_file_fd, 0, 20);
+    else if (rc >= 0)
+      rc = piston_resp_write(req, "012345", 6);
+    if (rc >= 0)
+      rc = piston_resp_write(req, "6789abcdefghij", 14);
+    if (rc >= 0)
+      rc = piston_resp_end(req, NULL, 0);
+  }
+  check(rc, "overflow");
+}
+
 static void on_request(piston_req *req, void *ud) {
   (void)ud;
   atomic_fetch_add(&g_requests, 1);
@@ -684,7 +713,7 @@ static void on_request(piston_req *req, void *ud) {
     start_loop_handler(req, K_ECHO, 0, 0);
     return; /* released by the state machine */
   } else if (str_eq(p, "/echo-thread") && post) {
-    start_thread_handler(req, T_ECHO, 0);
+    start_thread_handler(req, T_ECHO, query_int(q, "ms", 0));
     return;
   } else if (str_eq(p, "/chunked") && get) {
     long long n = query_int(q, "n", 3), size = query_int(q, "size", 5);
@@ -717,6 +746,8 @@ static void on_request(piston_req *req, void *ud) {
     h_own_length(req);
   } else if (str_eq(p, "/status")) {
     h_status(req);
+  } else if (str_eq(p, "/overflow") && get) {
+    h_overflow(req);
   } else if (str_eq(p, "/throw")) {
     piston_resp_abort(req);
   } else if (str_eq(p, "/abort-mid") && get) {
