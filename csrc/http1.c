@@ -404,8 +404,14 @@ static void h1_run(piston__conn *c) {
       return;
     }
     if (h->state == H1_ACTIVE && r && r->loop_ended) {
-      if (r->ws == WS_ACCEPTED && r->body_done) {
-        piston__ws_start(h); /* the connection is the WebSocket's now */
+      /* an upgrade the host took: once the request's message is parsed
+       * whole, the connection is the new handler's */
+      if (r->upgrade == UPGRADE_WS && h->paused == H1_AT_END) {
+        piston__ws_start(h);
+        return;
+      }
+      if (r->upgrade == UPGRADE_RAW && h->paused == H1_AT_END) {
+        piston__raw_start(h);
         return;
       }
       if (r->body_done) {
@@ -536,6 +542,17 @@ void piston__h1_closing(piston__conn *c) {
   const piston_server *srv = srv_of(h);
   if (h->hosted && srv->on_conn_closed)
     srv->on_conn_closed(c->io.loop, c->id, srv->on_conn_closed_ud);
+}
+
+void piston__h1_hand_over(piston__h1 *h, const piston__proto *proto,
+                          int open_state) {
+  piston_req *r = h->req;
+  assert(r && r->loop_ended && r->upgrade + 1 == open_state);
+  h->conn.proto = proto;
+  pthread_mutex_lock(&r->lock);
+  r->upgrade = (uint8_t)open_state;
+  pthread_mutex_unlock(&r->lock);
+  piston__conn_timer(&h->conn, TIMER_NONE);
 }
 
 void piston__h1_destroy(piston__conn *c) {

@@ -28,6 +28,7 @@ typedef struct {
   piston_req *req;   /* the request being read or answered */
   piston_req *spare; /* a finished request kept for reuse */
   void *ws;          /* the WebSocket handler's state, once it took over */
+  bool fin_sent;     /* raw: the host's direction is shut (our FIN is out) */
   int reject_status; /* set by parse callbacks to reject with this status */
   uint32_t served;
   uint32_t keep; /* rbuf bytes the current head occupies */
@@ -51,6 +52,11 @@ int piston__h1_simple(piston__outq *q, int status, const char *extra, bool keep,
  * tell the host; free the allocation. */
 void piston__h1_closing(piston__conn *c);
 void piston__h1_destroy(piston__conn *c);
+/* Gives the connection to proto for the exchange h->req, whose upgrade
+ * state becomes open (UPGRADE_WS_OPEN, UPGRADE_RAW_OPEN); no timer runs
+ * from then on (the new handler sets its own). */
+void piston__h1_hand_over(piston__h1 *h, const piston__proto *proto,
+                          int open_state);
 
 /* parse.c */
 extern const llhttp_settings_t piston__parser_settings;

@@ -378,6 +378,22 @@ PISTON_EXPORT int piston_ws_recv(piston_req *req, int *opcode,
  * close frame; 0 while it is open. */
 PISTON_EXPORT int piston_ws_close_code(const piston_req *req);
 
+/* ---- taking the connection over (any other protocol) -----------------------
+ * After a request that asks for an upgrade (or a CONNECT), the host may take
+ * its connection as a raw byte stream instead of answering in HTTP: it
+ * writes the 101 (or 2xx) itself, then whatever its protocol says, as
+ * node:http's 'upgrade' and 'connect' events allow. Bytes from the client,
+ * those already read behind the request's head first, are read with
+ * piston_req_body_read (PISTON_EV_BODY when more arrive; 0 once the client
+ * has shut its direction); piston_resp_abort closes the connection. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_raw_takeover(piston_req *req);
+/* Queues bytes as they are; pressure as piston_resp_write. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_raw_write(piston_req *req, const void *data, size_t len);
+/* Ends the host's direction: a FIN once what is queued has gone out. The
+ * connection closes when both directions have ended. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_raw_shutdown(piston_req *req);
+
 #ifdef __cplusplus
 }
 #endif

@@ -26,9 +26,17 @@ typedef struct piston__wsmsg {
   char data[];
 } piston__wsmsg;
 
-/* A WebSocket session on the exchange: NONE -> ACCEPTED (the host queued
- * the 101) -> OPEN (the WebSocket handler runs the connection). */
-typedef enum { WS_NONE, WS_ACCEPTED, WS_OPEN } piston__ws_state;
+/* What the exchange became after an upgrade: a WebSocket session (WS: the
+ * host queued the 101; WS_OPEN: the WebSocket handler runs the connection)
+ * or a raw byte stream the host took over (RAW, then RAW_OPEN once the raw
+ * handler runs it). */
+typedef enum {
+  UPGRADE_NONE,
+  UPGRADE_WS,
+  UPGRADE_WS_OPEN,
+  UPGRADE_RAW,
+  UPGRADE_RAW_OPEN
+} piston__upgrade_state;
 
 /* The response as the host sees it. NONE -> STARTED -> ENDED, or NONE ->
  * ENDED when the engine answers in the host's place (a native route, an
@@ -88,8 +96,9 @@ struct piston_req {
   int64_t resp_left; /* -1: no Content-Length */
   uint64_t resp_bytes;
 
-  /* WebSocket (guarded by lock) */
-  uint8_t ws;         /* piston__ws_state */
+  /* upgrades (guarded by lock) */
+  uint8_t upgrade;    /* piston__upgrade_state */
+  bool raw_shut;      /* raw: the host ended its direction */
   bool ws_close_sent; /* a close frame is queued: nothing may follow it */
   int ws_code;        /* how the session ended (piston_ws_close_code) */
   piston__wsmsg *ws_head, *ws_tail; /* received, not taken yet */

@@ -70,7 +70,8 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->resp = RESP_NONE;
   r->loop_ended = false;
   r->abort_requested = false;
-  r->ws = WS_NONE;
+  r->upgrade = UPGRADE_NONE;
+  r->raw_shut = false;
   r->ws_close_sent = false;
   r->ws_code = 0;
   ws_msgs_free(r);

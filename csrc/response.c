@@ -73,8 +73,8 @@ int piston__wend(piston__wctx *w, unsigned flags, int rc) {
   uint64_t queued = w->direct ? w->conn->out.pending
                               : r->postq.pending + atomic_load(&r->out_queued);
   /* an ended response has nothing more to wait for; a WebSocket has */
-  int pressure =
-      rc == 0 && queued > high && (r->resp != RESP_ENDED || r->ws != WS_NONE);
+  int pressure = rc == 0 && queued > high &&
+                 (r->resp != RESP_ENDED || r->upgrade != UPGRADE_NONE);
   if (pressure)
     r->want_drain = true;
   if (!w->direct)

@@ -421,10 +421,6 @@ void piston__ws_free(void *p) {
   free(ws);
 }
 
-static void ws_destroy(piston__conn *c) {
-  piston__h1_destroy(c);
-}
-
 static const piston__proto ws_proto = {
     .run = ws_run,
     .flushed = ws_flushed,
@@ -432,13 +428,11 @@ static const piston__proto ws_proto = {
     .stop = ws_stop,
     .idle = ws_idle,
     .closing = ws_closing,
-    .destroy = ws_destroy,
+    .destroy = piston__h1_destroy,
 };
 
 void piston__ws_start(piston__h1 *h) {
   piston__conn *c = &h->conn;
-  piston_req *r = h->req;
-  assert(r && r->ws == WS_ACCEPTED && r->loop_ended);
   piston__wsconn *ws = calloc(1, sizeof *ws);
   if (!ws) {
     piston__conn_close(c);
@@ -446,13 +440,9 @@ void piston__ws_start(piston__h1 *h) {
   }
   ws->h = h;
   h->ws = ws;
-  c->proto = &ws_proto;
-  pthread_mutex_lock(&r->lock);
-  r->ws = WS_OPEN;
-  pthread_mutex_unlock(&r->lock);
   /* no timer while open: a WebSocket may be quiet for as long as it likes
    * (an idle ping comes with its own option) */
-  piston__conn_timer(c, TIMER_NONE);
+  piston__h1_hand_over(h, &ws_proto, UPGRADE_WS_OPEN);
   /* bytes behind the head are the first frames */
   if (c->rpos < c->rlen) {
     memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);

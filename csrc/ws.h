@@ -9,6 +9,8 @@
 /* ws.c: the HTTP/1.1 handler hands its connection over (h->req is the
  * accepted exchange; bytes behind its head are WebSocket frames). */
 void piston__ws_start(piston__h1 *h);
+/* raw.c: the same hand-off to the raw byte stream a host took over. */
+void piston__raw_start(piston__h1 *h);
 /* Frees what the handler allocated (from the connection's destroy). */
 void piston__ws_free(void *ws);
 /* Appends one unfragmented, unmasked frame: opcode, then pre[0, plen)

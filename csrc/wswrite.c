@@ -1,5 +1,6 @@
-/* The writer's WebSocket calls: accepting or refusing an opening
- * handshake, sending messages and the close, taking received messages.
+/* The writer's upgrade calls: accepting or refusing a WebSocket opening
+ * handshake, sending messages and the close, taking received messages; and
+ * a raw byte stream taken over by the host.
  * Like the response calls they may come from any thread and go through
  * the writer's one direct-or-posted decision (writer.h). */
 #define _GNU_SOURCE
@@ -61,7 +62,7 @@ int piston_ws_accept(piston_req *r, const piston_header *h, size_t nh) {
   piston__outq_commit(w.q, (size_t)(p - s));
   r->status = 101;
   r->resp = RESP_ENDED; /* the HTTP exchange is over; the session begins */
-  r->ws = WS_ACCEPTED;
+  r->upgrade = UPGRADE_WS;
   return piston__wend(&w, POST_END, 0);
 }
 
@@ -81,7 +82,7 @@ static int begin_send(piston_req *r, piston__wctx *w) {
   w->req = NULL;
   if (piston__wbegin(r, w) < 0)
     return PISTON_ECLOSED;
-  if (r->ws == WS_NONE)
+  if (r->upgrade != UPGRADE_WS && r->upgrade != UPGRADE_WS_OPEN)
     return PISTON_ESTATE;
   return r->ws_close_sent ? PISTON_ECLOSED : 0;
 }
@@ -146,7 +147,10 @@ int piston_ws_recv(piston_req *r, int *opcode, const void **data, size_t *len) {
       flags |= POST_RESUME;
     }
   } else {
-    rc = r->closed || !r->conn || r->ws == WS_NONE ? PISTON_ECLOSED : 0;
+    rc = r->closed || !r->conn ||
+                 (r->upgrade != UPGRADE_WS && r->upgrade != UPGRADE_WS_OPEN)
+             ? PISTON_ECLOSED
+             : 0;
   }
   if (!flags || !r->conn) {
     pthread_mutex_unlock(&r->lock);
@@ -166,4 +170,59 @@ int piston_ws_close_code(const piston_req *r) {
   int code = r->ws_code;
   pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
   return code;
+}
+
+/* ---- a raw stream the host took over ---- */
+
+int piston_raw_takeover(piston_req *r) {
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  if (r->resp != RESP_NONE || r->upgrade != UPGRADE_NONE)
+    return piston__wend(&w, 0, PISTON_ESTATE);
+  /* The body buffer now carries the stream; an unread request body (an
+   * upgrade request has none) would be read as its first bytes. */
+  r->body_len = r->body_pos = 0;
+  r->body_done = false;
+  r->expect_continue = false;
+  r->resp = RESP_ENDED; /* no HTTP response: the host writes its own */
+  r->upgrade = UPGRADE_RAW;
+  return piston__wend(&w, POST_END, 0);
+}
+
+/* wbegin, then whether raw bytes may still be written on r (lock held on
+ * 0 and PISTON_ESTATE; on PISTON_ECLOSED held only if w->req is set). */
+static int begin_raw(piston_req *r, piston__wctx *w) {
+  w->req = NULL;
+  if (piston__wbegin(r, w) < 0)
+    return PISTON_ECLOSED;
+  if (r->upgrade != UPGRADE_RAW && r->upgrade != UPGRADE_RAW_OPEN)
+    return PISTON_ESTATE;
+  return r->raw_shut ? PISTON_ECLOSED : 0;
+}
+
+int piston_raw_write(piston_req *r, const void *data, size_t len) {
+  if (len && !data)
+    return PISTON_EINVAL;
+  piston__wctx w;
+  int rc = begin_raw(r, &w);
+  if (!w.req)
+    return rc;
+  if (rc == 0 && len)
+    rc = piston__outq_append(w.q, data, len);
+  return piston__wend(&w, 0, rc);
+}
+
+int piston_raw_shutdown(piston_req *r) {
+  piston__wctx w;
+  int rc = begin_raw(r, &w);
+  if (!w.req)
+    return rc;
+  if (rc == PISTON_ECLOSED)
+    return piston__wend(&w, 0, 0); /* already shut */
+  if (rc == 0)
+    r->raw_shut = true;
+  /* a flag, so that the connection runs and flushes, then shuts */
+  return piston__wend(&w, rc == 0 ? POST_OUTPUT : 0, rc);
 }

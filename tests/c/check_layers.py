@@ -21,7 +21,7 @@ LAYERS = [
     ("loop", "loop timer"),
     ("conn", "conn transport"),
     ("exchange", "request"),
-    ("protocol", "http1 parse router ws"),
+    ("protocol", "http1 parse raw router ws"),
     ("writer", "response wswrite"),
     ("server", "server"),
 ]

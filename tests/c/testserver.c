@@ -697,6 +697,40 @@ static void h_overflow(piston_req *req) {
   check(rc, "overflow");
 }
 
+/* ---- a raw stream: /raw-echo and CONNECT -----------------------------------
+ * The host takes the connection over, answers 101 (an upgrade) or 200 (a
+ * CONNECT) itself and echoes every byte; when the client shuts its
+ * direction, the host shuts its own. Released on PISTON_EV_CLOSED. */
+
+static void raw_event(piston_req *req, int events, void *ud) {
+  (void)ud;
+  if (events & PISTON_EV_BODY) {
+    char buf[16384];
+    int64_t n;
+    while ((n = piston_req_body_read(req, buf, sizeof buf)) > 0)
+      if (piston_raw_write(req, buf, (size_t)n) < 0)
+        break;
+    if (n == 0)
+      check(piston_raw_shutdown(req), "raw shutdown");
+  }
+  if (events & PISTON_EV_CLOSED) {
+    atomic_fetch_add(&g_closed_events, 1);
+    release(req);
+  }
+}
+
+static void h_raw_echo(piston_req *req, int connect) {
+  static const char up[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                           "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+  static const char tunnel[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+  piston_req_on_event(req, raw_event, NULL);
+  check(piston_raw_takeover(req), "raw takeover");
+  check(connect ? piston_raw_write(req, tunnel, sizeof tunnel - 1)
+                : piston_raw_write(req, up, sizeof up - 1),
+        "raw write");
+  raw_event(req, PISTON_EV_BODY, NULL); /* bytes that came with the head */
+}
+
 static void on_request(piston_req *req, void *ud) {
   (void)ud;
   atomic_fetch_add(&g_requests, 1);
@@ -754,6 +788,9 @@ static void on_request(piston_req *req, void *ud) {
     h_abort_mid(req);
   } else if (str_eq(p, "/sendfile") && get) {
     h_sendfile(req);
+  } else if (str_eq(m, "CONNECT") || str_eq(p, "/raw-echo")) {
+    h_raw_echo(req, str_eq(m, "CONNECT"));
+    return; /* released on PISTON_EV_CLOSED */
   } else if (str_eq(p, "/ws-echo")) {
     h_ws_echo(req);
     return; /* released on PISTON_EV_CLOSED */

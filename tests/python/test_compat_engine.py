@@ -103,9 +103,16 @@ def _events(port):
     return exchange(port, get(b"/events")).rsplit(b"\r\n\r\n", 1)[1].split()
 
 
-def test_fin_is_not_a_disconnect_but_a_reset_is(host):
-    if host.kind != "asgi":
-        pytest.skip("a WSGI app cannot wait for a disconnect")
+@pytest.fixture(scope="module")
+def asgi_host():
+    """The ASGI host alone: only an ASGI app can wait for a disconnect."""
+    s = start("asgi")
+    yield s
+    s.stop()
+
+
+def test_fin_is_not_a_disconnect_but_a_reset_is(asgi_host):
+    host = asgi_host
     before = _events(host.port).count(b"wait:http.disconnect")
     s = connect(host.port)
     s.sendall(get(b"/wait"))

@@ -1,0 +1,74 @@
+"""A connection the host takes over as a raw byte stream after an upgrade
+request or a CONNECT (piston_raw_takeover), through the C test server's
+/raw-echo and CONNECT handlers: the host's own status line, the bytes that
+came behind the head, an echo with backpressure, half-closes both ways, and
+resets."""
+
+import os
+import socket
+import threading
+
+import util
+from util import Conn
+
+UP = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+      b"Upgrade: echo\r\n\r\n")
+UPGRADE_REQ = (b"GET /raw-echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+               b"Upgrade: echo\r\n\r\n")
+
+
+def test_upgrade_echo_with_early_bytes_and_half_close(ts):
+    with Conn(ts.addr) as c:
+        c.send(UPGRADE_REQ + b"early|")
+        assert c.read_exact(len(UP) + 6) == UP + b"early|"
+        c.send(b"second|")
+        assert c.read_exact(7) == b"second|"
+        c.sock.shutdown(socket.SHUT_WR)  # the host shuts its side in turn
+        assert c.read_to_eof() == b""
+    util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+
+
+def test_connect_tunnel(ts):
+    with Conn(ts.addr) as c:
+        c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+               b"tunnelled")
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_to_eof() == (b"HTTP/1.1 200 Connection Established\r\n\r\n"
+                                   b"tunnelled")
+    util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+
+
+def test_large_echo_with_backpressure(ts):
+    """8 MiB through the echo: the host's writes report pressure and the
+    engine pauses reading while the host has not taken what it holds; every
+    byte comes back in order."""
+    data = os.urandom(8 << 20)
+    with Conn(ts.addr) as c:
+        c.send(UPGRADE_REQ)
+        assert c.read_exact(len(UP)) == UP
+        sender = threading.Thread(target=lambda: (c.sock.sendall(data),
+                                                  c.sock.shutdown(socket.SHUT_WR)))
+        sender.start()
+        got = c.read_to_eof(timeout=30)
+        sender.join()
+        assert got == data
+    util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+
+
+def test_reset_mid_stream(ts):
+    c = Conn(ts.addr)
+    c.send(UPGRADE_REQ + b"x" * 1000)
+    c.read_exact(len(UP))
+    c.reset()
+    util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+    util.assert_serving(ts.addr)
+
+
+def test_plain_request_to_the_same_connection_first(ts):
+    """HTTP requests before the upgrade on one connection are answered,
+    then the stream takes over."""
+    with Conn(ts.addr) as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" + UPGRADE_REQ + b"after")
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"Hello, World!")
+        assert c.read_exact(len(UP) + 5) == UP + b"after"
