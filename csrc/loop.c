@@ -62,6 +62,7 @@ static uint64_t timer_duration(const piston_server *s, int kind) {
   case TIMER_IDLE: return (uint64_t)s->opt[PISTON_OPT_IDLE_TIMEOUT_MS];
   case TIMER_WRITE: return (uint64_t)s->opt[PISTON_OPT_WRITE_TIMEOUT_MS];
   case TIMER_HANDLER: return (uint64_t)s->opt[PISTON_OPT_HANDLER_TIMEOUT_MS];
+  case TIMER_WS_PING: return (uint64_t)s->opt[PISTON_OPT_WS_PING_MS];
   default: return 2000; /* TIMER_LINGER */
   }
 }

@@ -25,6 +25,7 @@ typedef enum {
   TIMER_WRITE,
   TIMER_LINGER,
   TIMER_HANDLER, /* the host holds a request it has not started answering */
+  TIMER_WS_PING, /* a WebSocket's keep-alive ping is due */
   TIMER__COUNT
 } piston__timer_kind;
 

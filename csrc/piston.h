@@ -128,7 +128,10 @@ typedef struct {
   X(HANDLER_TIMEOUT_MS, "for the host to start its response (status and "      \
                         "headers), else the engine answers 503 and closes; "   \
                         "0 = no limit")                                        \
-  X(WS_MAX_MESSAGE, "bytes of one received WebSocket message (close 1009)")
+  X(WS_MAX_MESSAGE, "bytes of one received WebSocket message (close 1009)")    \
+  X(WS_PING_MS, "WebSocket keep-alive: a ping after this long without a "      \
+                "frame from the client, close 1011 if it stays silent as "     \
+                "long again; 0 = off")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,

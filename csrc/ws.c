@@ -54,6 +54,8 @@ typedef struct {
   size_t ctl_len;
   bool close_received;
   bool closing_timer; /* waiting (TIMER_LINGER) for the peer's close */
+  bool heard;         /* a frame arrived since the keep-alive timer was set */
+  bool ping_out;      /* our keep-alive ping waits for an answer */
 } piston__wsconn;
 
 static const piston__proto ws_proto;
@@ -311,6 +313,7 @@ static void parse(piston__wsconn *ws) {
       c->rpos += (uint32_t)hl;
       p += hl;
       avail -= hl;
+      ws->heard = true;
     }
     if (code == 0 && avail > 0 && ws->left > 0) {
       size_t n = ws->left < avail ? (size_t)ws->left : avail;
@@ -384,9 +387,37 @@ static void ws_flushed(piston__conn *c, bool sent) {
   piston__req_update_pressure(ws_of(c)->h->req);
 }
 
+/* The keep-alive timer, when the option is on and nothing else (the
+ * closing handshake's wait) holds the slot. */
+static void arm_ping(piston__wsconn *ws) {
+  piston__conn *c = &ws->h->conn;
+  if (c->io.loop->srv->opt[PISTON_OPT_WS_PING_MS] > 0 && !ws->closing_timer &&
+      c->state == CONN_OPEN) {
+    ws->heard = false;
+    piston__conn_timer(c, TIMER_WS_PING);
+  }
+}
+
 static void ws_timeout(piston__conn *c, int kind) {
-  (void)kind; /* the peer did not answer our close in time */
-  piston__conn_close(c);
+  piston__wsconn *ws = ws_of(c);
+  if (kind != TIMER_WS_PING) {
+    piston__conn_close(c); /* the peer did not answer our close in time */
+    return;
+  }
+  if (ws->heard) {
+    ws->ping_out = false; /* the client spoke: it is there */
+  } else if (ws->ping_out) {
+    fail(ws, 1011); /* silent through a whole ping period, as uvicorn */
+    return;
+  } else if (!ws->h->req->ws_close_sent) {
+    if (piston__ws_frame(&c->out, OP_PING, NULL, 0, NULL, 0) != 0) {
+      piston__conn_close(c);
+      return;
+    }
+    ws->ping_out = true;
+    piston__conn_mark_dirty(c);
+  }
+  arm_ping(ws);
 }
 
 static void ws_stop(piston__conn *c) {
@@ -440,9 +471,10 @@ void piston__ws_start(piston__h1 *h) {
   }
   ws->h = h;
   h->ws = ws;
-  /* no timer while open: a WebSocket may be quiet for as long as it likes
-   * (an idle ping comes with its own option) */
+  /* no timer while open, unless the keep-alive ping is on: a WebSocket may
+   * be quiet for as long as it likes */
   piston__h1_hand_over(h, &ws_proto, UPGRADE_WS_OPEN);
+  arm_ping(ws);
   /* bytes behind the head are the first frames */
   if (c->rpos < c->rlen) {
     memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);

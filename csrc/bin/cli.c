@@ -25,6 +25,8 @@ const char piston_cli_common_help[] =
     "  --write-timeout SECS   for the client to read (default 30)\n"
     "  --ws-max-message BYTES one received WebSocket message (default 16 "
     "MiB) -> close 1009\n"
+    "  --ws-ping SECS         WebSocket keep-alive ping after SECS of silence, "
+    "close 1011 if unanswered (default off)\n"
     "  --shutdown-timeout SECS  grace for in-flight requests on SIGTERM "
     "(default 30)\n"
     "  --access-log           one line per response on stderr\n";
@@ -43,6 +45,7 @@ static const struct {
     {"--idle-timeout", PISTON_OPT_IDLE_TIMEOUT_MS, true},
     {"--write-timeout", PISTON_OPT_WRITE_TIMEOUT_MS, true},
     {"--ws-max-message", PISTON_OPT_WS_MAX_MESSAGE, false},
+    {"--ws-ping", PISTON_OPT_WS_PING_MS, true},
 };
 
 static int parse_num(const char *s, bool seconds, int64_t *out) {

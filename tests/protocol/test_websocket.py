@@ -3,6 +3,7 @@ against /ws-echo, the limit, a real client (Python's websockets), graceful
 stop, and that every handle is released."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -82,3 +83,29 @@ def test_graceful_stop_sends_1001():
     ws.expect_close(1001)
     ws.close()
     assert s.proc.wait(10) == 0
+
+
+def test_keepalive_ping():
+    """--ws-ping: a silent client gets a ping; one that answers stays, one
+    that stays silent through another period gets 1011."""
+    s = start(util.TESTSERVER, ["--ws-ping", "0.2"] + LIMITS)
+    try:
+        answering = wsconf.open_ws(s.addr, "/ws-echo")
+        silent = wsconf.open_ws(s.addr, "/ws-echo")
+        deadline = time.monotonic() + 1.2
+        pings = 0
+        answering.sock.settimeout(0.5)
+        while time.monotonic() < deadline:
+            fin, rsv, op, data = answering.read_frame()
+            assert (fin, rsv, op, data) == (True, 0, wsconf.PING, b"")
+            pings += 1
+            answering.send(wsconf.frame(wsconf.PONG, data))
+        assert pings >= 3
+        wsconf.echo(answering, wsconf.TEXT, b"still open")
+        fin, rsv, op, data = silent.read_frame()
+        assert op == wsconf.PING
+        silent.expect_close(1011)
+        answering.close()
+        silent.close()
+    finally:
+        finish(s)
