@@ -31,7 +31,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-reliability test-python test-node \
-        test-asan test-abi fuzz soak run run-static bench \
+        test-asan test-tsan test-abi fuzz soak run run-static bench \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
@@ -79,6 +79,7 @@ test: deps
 	$(MAKE) test-protocol
 	$(MAKE) test-reliability
 	$(MAKE) test-asan
+	$(MAKE) test-tsan
 	$(MAKE) test-python
 	$(MAKE) test-node
 	$(MAKE) test-abi
@@ -135,6 +136,13 @@ soak: deps
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
 	$(ASAN_MAKE) all test-c test-protocol
+
+# The protocol suite under ThreadSanitizer: the test server's worker-thread
+# handlers (/echo-thread, /big-thread, /ws-thread) make every response and
+# WebSocket call from another thread, through the loop's inbox.
+test-tsan: deps
+	$(MAKE) BUILD=build-tsan CC=clang OPT=-O1 SAN=-fsanitize=thread all
+	PISTON_BUILD=build-tsan $(PYTHON) -m pytest -q tests/protocol
 
 # libFuzzer over the connection path (fuzz/fuzz_conn.c), ASan + UBSan.
 # New inputs it finds go to build-fuzz/corpus; crashes to build-fuzz/.

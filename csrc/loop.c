@@ -235,10 +235,12 @@ void piston__loop_wake(piston_loop *l) {
   (void)n; /* EAGAIN means the counter is already non-zero: awake anyway */
 }
 
-void piston__loop_post(piston_loop *l, piston__post *p) {
+void piston__loop_post(piston_loop *l, piston__post *p,
+                       const piston__post_ops *ops) {
   pthread_mutex_lock(&l->inbox_lock);
   bool was_empty = l->inbox == NULL;
   if (!p->queued) {
+    p->ops = ops;
     p->queued = true;
     p->ops->hold(p); /* the inbox holds the item */
     p->next = l->inbox;
@@ -269,8 +271,9 @@ static void drain_inbox(piston_loop *l) {
     piston__post *p = list;
     list = p->next;
     p->queued = false;
+    const piston__post_ops *ops = p->ops;
     pthread_mutex_unlock(&l->inbox_lock);
-    p->ops->apply(p);
+    ops->apply(p);
   }
 }
 

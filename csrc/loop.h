@@ -61,7 +61,9 @@ struct piston__io {
 
 /* An item posted to a loop's inbox from another thread. hold() runs under
  * the inbox lock when the item is queued (take a reference); apply() runs
- * on the loop thread when it is taken out, and drops that reference. */
+ * on the loop thread when it is taken out, and drops that reference. The
+ * ops are given with each post and read under the inbox lock: the poster's
+ * thread and the loop's never touch them outside it. */
 typedef struct piston__post piston__post;
 typedef struct {
   void (*hold)(piston__post *p);
@@ -130,7 +132,8 @@ int piston__loop_add(piston_loop *loop, piston__io *io, int fd,
 void piston__loop_remove(piston__io *io);
 void piston__io_mark_pending(piston__io *io);
 void piston__io_mark_dirty(piston__io *io);
-void piston__loop_post(piston_loop *loop, piston__post *p);
+void piston__loop_post(piston_loop *loop, piston__post *p,
+                       const piston__post_ops *ops);
 void piston__loop_wake(piston_loop *loop);
 
 /* timer.c */

@@ -80,7 +80,9 @@ struct piston_req {
   size_t body_len, body_cap, body_pos;
   uint64_t body_total;
   bool body_done, body_too_big, expect_continue, discard_body;
-  bool reading_paused; /* the engine stopped reading: buffer full */
+  /* the engine stopped reading, its buffer full: written under lock, read
+   * by the loop without it (hence atomic) */
+  atomic_bool reading_paused;
   bool headers_done, url_done;
   bool hdr_open;
 

@@ -65,7 +65,8 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->body_len = r->body_pos = 0;
   r->body_total = 0;
   r->body_done = r->body_too_big = r->expect_continue = false;
-  r->discard_body = r->reading_paused = r->headers_done = false;
+  r->discard_body = r->headers_done = false;
+  r->reading_paused = false;
   r->url_done = r->hdr_open = false;
   r->resp = RESP_NONE;
   r->loop_ended = false;

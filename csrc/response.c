@@ -61,8 +61,7 @@ void piston__wsubmit(piston__wctx *w, unsigned flags) {
     if (flags)
       piston__conn_mark_pending(w->conn);
   } else {
-    r->post.ops = &post_ops;
-    piston__loop_post(r->loop, &r->post);
+    piston__loop_post(r->loop, &r->post, &post_ops);
   }
 }
 

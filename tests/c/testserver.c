@@ -697,6 +697,85 @@ static void h_overflow(piston_req *req) {
   check(rc, "overflow");
 }
 
+/* ---- WebSocket from another thread: /ws-thread --------------------------
+ * The same echo, but every piston_ws_* call is made from a thread of the
+ * session's own, so that they all take the posted path (as an ASGI app's
+ * calls from outside the engine's pass do): the loop thread only signals
+ * it. The thread releases the handle once the session is over. */
+
+typedef struct {
+  piston_req *req;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int events; /* signalled, not handled yet */
+} wsthread;
+
+static void wsthread_event(piston_req *req, int events, void *ud) {
+  (void)req;
+  wsthread *t = ud;
+  pthread_mutex_lock(&t->mu);
+  t->events |= events;
+  pthread_cond_signal(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void *wsthread_main(void *arg) {
+  wsthread *t = arg;
+  int closed = 0, waiting_drain = 0;
+  while (!closed) {
+    pthread_mutex_lock(&t->mu);
+    while (!t->events)
+      pthread_cond_wait(&t->cv, &t->mu);
+    int ev = t->events;
+    t->events = 0;
+    pthread_mutex_unlock(&t->mu);
+    if (ev & PISTON_EV_DRAIN)
+      waiting_drain = 0;
+    int op;
+    const void *data;
+    size_t len;
+    while (!waiting_drain && piston_ws_recv(t->req, &op, &data, &len) == 1) {
+      int rc = 0;
+      if (op == PISTON_WS_TEXT && len == 5 && memcmp(data, "close", 5) == 0)
+        check(piston_ws_close(t->req, 1000, "bye", 3), "ws close");
+      else
+        rc = piston_ws_send(t->req, op, data, len);
+      if (rc < 0)
+        break;
+      waiting_drain = rc == 1;
+    }
+    closed = (ev & PISTON_EV_CLOSED) != 0;
+  }
+  atomic_fetch_add(&g_closed_events, 1);
+  release(t->req);
+  pthread_mutex_destroy(&t->mu);
+  pthread_cond_destroy(&t->cv);
+  free(t);
+  return NULL;
+}
+
+static void h_ws_thread(piston_req *req) {
+  if (piston_ws_handshake(req) != 101) {
+    check(piston_ws_refuse(req), "ws refuse");
+    release(req);
+    return;
+  }
+  wsthread *t = calloc(1, sizeof *t);
+  if (!t)
+    abort();
+  t->req = req;
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  piston_req_on_event(req, wsthread_event, t);
+  pthread_t th;
+  if (pthread_create(&th, NULL, wsthread_main, t) != 0)
+    abort();
+  pthread_detach(th);
+  /* the accept too comes from the loop thread here, inside the request
+   * callback; everything after it from the session's thread */
+  check(piston_ws_accept(req, NULL, 0), "ws accept");
+}
+
 /* ---- a raw stream: /raw-echo and CONNECT -----------------------------------
  * The host takes the connection over, answers 101 (an upgrade) or 200 (a
  * CONNECT) itself and echoes every byte; when the client shuts its
@@ -791,6 +870,9 @@ static void on_request(piston_req *req, void *ud) {
   } else if (str_eq(m, "CONNECT") || str_eq(p, "/raw-echo")) {
     h_raw_echo(req, str_eq(m, "CONNECT"));
     return; /* released on PISTON_EV_CLOSED */
+  } else if (str_eq(p, "/ws-thread")) {
+    h_ws_thread(req);
+    return; /* released by the session's thread */
   } else if (str_eq(p, "/ws-echo")) {
     h_ws_echo(req);
     return; /* released on PISTON_EV_CLOSED */

@@ -12,9 +12,12 @@ import wsconf
 from conftest import LIMITS, _running, finish, start
 
 
+@pytest.mark.parametrize("path", ["/ws-echo", "/ws-thread"])
 @pytest.mark.parametrize("case", wsconf.CASES, ids=lambda c: c.__name__)
-def test_conformance(ts, case):
-    case(ts.addr, "/ws-echo")
+def test_conformance(ts, case, path):
+    """/ws-echo answers on the loop thread, /ws-thread from a thread of its
+    own (every call posted to the loop)."""
+    case(ts.addr, path)
     # every session's handle goes back once its connection is gone
     util.wait_stats(ts.addr, lambda s: s["live"] == 0)
 
