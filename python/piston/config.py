@@ -40,6 +40,7 @@ class Config:
     # ASGI only
     lifespan: str = "auto"        # auto | on | off
     loop: str = "auto"            # auto (uvloop if installed) | asyncio | uvloop
+    ws: str = "auto"              # auto (websocket scopes) | none (plain HTTP)
 
 
 # ---- addresses -------------------------------------------------------------
