@@ -8,8 +8,10 @@
  * run inside poll(), on the asyncio thread, and call straight into Python:
  * on_request(exchange, scope) gets the request (an instance of the Python
  * subclass given as exchange_class) with its scope built here, and starts
- * the app; the engine's events (body, drain, closed) wake the coroutines
- * waiting on the exchange.
+ * the app; the engine's events (body, drain, closed, a WebSocket message)
+ * wake the coroutines waiting on the exchange. A valid WebSocket handshake
+ * gets a websocket scope (asgi_ws.c has its messages); a flawed one the
+ * engine's refusal, without the app.
  *
  * Ownership: an AsgiRequest owns the engine's reference to its handle and
  * drops it in release() (or when it is freed); a response the host never
@@ -34,6 +36,8 @@ static void a_on_event(piston_req *req, int events, void *ud) {
     return;
   if (events & PISTON_EV_CLOSED)
     r->closed = 1;
+  if (events & PISTON_EV_DRAIN)
+    r->ws_pressure = 0;
   Py_INCREF(r);
   if (piston_asgi_wake(r) < 0)
     PyErr_WriteUnraisable((PyObject *)r);
@@ -50,6 +54,15 @@ static void a_on_event(piston_req *req, int events, void *ud) {
 
 static void a_on_request(piston_req *req, void *ud) {
   AsgiServerObject *s = ud;
+  int ws = s->websocket ? piston_ws_handshake(req) : 0;
+  if (ws && ws != 101) {
+    /* a flawed attempt (400) or another version (426): the engine's
+     * answer, as the websockets library gives it under uvicorn */
+    if (piston_ws_refuse(req) < 0)
+      piston_resp_abort(req);
+    piston_req_release(req);
+    return;
+  }
   AsgiRequestObject *r = (AsgiRequestObject *)s->cls->tp_alloc(s->cls, 0);
   if (!r) {
     PyErr_WriteUnraisable((PyObject *)s);
@@ -64,7 +77,9 @@ static void a_on_request(piston_req *req, void *ud) {
   s->live++;
   piston_req_set_userdata(req, r); /* borrowed; cleared in release */
   piston_req_on_event(req, a_on_event, NULL);
-  PyObject *scope = piston_asgi_scope(s, req);
+  r->ws = ws == 101;
+  PyObject *scope =
+      r->ws ? piston_asgi_ws_scope(s, req) : piston_asgi_scope(s, req);
   PyObject *res = NULL;
   if (scope) {
     PyObject *args[] = {(PyObject *)r, scope};
@@ -121,7 +136,7 @@ static void AsgiRequest_dealloc(AsgiRequestObject *r) {
   Py_TYPE(r)->tp_free((PyObject *)r); /* a subclass instance, usually */
 }
 
-static int a_check(AsgiRequestObject *r) {
+int piston_asgi_check(AsgiRequestObject *r) {
   if (!r->req) {
     PyErr_SetString(PyExc_RuntimeError, "the request was released");
     return -1;
@@ -132,7 +147,7 @@ static int a_check(AsgiRequestObject *r) {
 /* body_read(max) -> bytes (b"" at the end) or None when nothing is buffered
  * yet (wait for PISTON_EV_BODY); raises ClientDisconnected / BodyTooLarge. */
 static PyObject *AsgiRequest_body_read(AsgiRequestObject *r, PyObject *arg) {
-  if (a_check(r) < 0)
+  if (piston_asgi_check(r) < 0)
     return NULL;
   Py_ssize_t max = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
   if (max == -1 && PyErr_Occurred())
@@ -164,7 +179,7 @@ static PyObject *AsgiRequest_start(AsgiRequestObject *r, PyObject *args) {
   PyObject *headers;
   if (!PyArg_ParseTuple(args, "iO", &status, &headers))
     return NULL;
-  if (a_check(r) < 0)
+  if (piston_asgi_check(r) < 0)
     return NULL;
   piston_py_hdrs a;
   if (piston_py_hdrs_from(headers, &a, PISTON_PY_HDRS_BYTES) < 0)
@@ -179,7 +194,7 @@ static PyObject *AsgiRequest_start(AsgiRequestObject *r, PyObject *args) {
 /* write(bytes) -> 1 when the queue is over its high-water mark (wait for
  * PISTON_EV_DRAIN), else 0. */
 static PyObject *AsgiRequest_write(AsgiRequestObject *r, PyObject *data) {
-  if (a_check(r) < 0)
+  if (piston_asgi_check(r) < 0)
     return NULL;
   Py_buffer b;
   if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) < 0)
@@ -196,7 +211,7 @@ static PyObject *AsgiRequest_sendfile(AsgiRequestObject *r, PyObject *args) {
   long long off, len;
   if (!PyArg_ParseTuple(args, "iLL", &fd, &off, &len))
     return NULL;
-  if (a_check(r) < 0)
+  if (piston_asgi_check(r) < 0)
     return NULL;
   if (off < 0 || len < 0) {
     PyErr_SetString(PyExc_ValueError, "negative offset or length");
@@ -213,7 +228,7 @@ static PyObject *AsgiRequest_end(AsgiRequestObject *r, PyObject *args) {
   PyObject *trailers = Py_None;
   if (!PyArg_ParseTuple(args, "|O", &trailers))
     return NULL;
-  if (a_check(r) < 0)
+  if (piston_asgi_check(r) < 0)
     return NULL;
   piston_py_hdrs a;
   if (piston_py_hdrs_from(trailers, &a, PISTON_PY_HDRS_BYTES) < 0)
@@ -243,14 +258,14 @@ static PyObject *AsgiRequest_release(AsgiRequestObject *r, PyObject *noargs) {
 
 static PyObject *AsgiRequest_content_length(AsgiRequestObject *r, void *c) {
   (void)c;
-  if (a_check(r) < 0)
+  if (piston_asgi_check(r) < 0)
     return NULL;
   return PyLong_FromLongLong(piston_req_content_length(r->req));
 }
 
 static PyObject *AsgiRequest_connection_id(AsgiRequestObject *r, void *c) {
   (void)c;
-  if (a_check(r) < 0)
+  if (piston_asgi_check(r) < 0)
     return NULL;
   return PyLong_FromUnsignedLongLong(piston_req_connection_id(r->req));
 }
@@ -265,6 +280,8 @@ static PyObject *AsgiRequest_wake(AsgiRequestObject *r, PyObject *noargs) {
 static PyMethodDef AsgiRequest_methods[] = {
     {"send", (PyCFunction)piston_asgi_send, METH_O,
      "send(message): the ASGI send callable -> an awaitable"},
+    {"ws_recv", (PyCFunction)piston_asgi_ws_recv, METH_NOARGS,
+     "ws_recv() -> websocket.receive / websocket.disconnect, or None: wait"},
     {"wake", (PyCFunction)AsgiRequest_wake, METH_NOARGS,
      "wake(): resolve the futures in waiters"},
     {"body_read", (PyCFunction)AsgiRequest_body_read, METH_O,
@@ -303,6 +320,14 @@ static PyMemberDef AsgiRequest_members[] = {
     {"body_done", T_BOOL, offsetof(AsgiRequestObject, body_done), 0, NULL},
     {"waiters", T_OBJECT, offsetof(AsgiRequestObject, waiters), 0,
      "a list of futures that the next event resolves, or None"},
+    {"ws", T_BOOL, offsetof(AsgiRequestObject, ws), READONLY,
+     "a websocket scope"},
+    {"ws_state", T_BYTE, offsetof(AsgiRequestObject, ws_state), READONLY,
+     "0 connecting, 1 accepted, 2 closed by the app, 3 HTTP response"},
+    {"ws_pressure", T_BOOL, offsetof(AsgiRequestObject, ws_pressure), 0,
+     "a websocket.send is waiting for EV_DRAIN"},
+    {"ws_connected", T_BOOL, offsetof(AsgiRequestObject, ws_connected), 0,
+     "receive() returned websocket.connect"},
     {NULL, 0, 0, 0, NULL}};
 
 static PyTypeObject AsgiRequestType = {
@@ -351,6 +376,7 @@ static int AsgiServer_init(AsgiServerObject *self, PyObject *args,
   self->cls = (PyTypeObject *)Py_NewRef(cls);
   self->root_path = PyUnicode_FromString("");
   self->server = Py_NewRef(Py_None);
+  self->websocket = true;
   if (!self->root_path)
     return -1;
   piston_server_on_request(self->srv, a_on_request, self);
@@ -386,6 +412,17 @@ static PyObject *AsgiServer_set_scope(AsgiServerObject *self, PyObject *args) {
   Py_XSETREF(self->root_path, Py_NewRef(root));
   Py_XSETREF(self->server, Py_NewRef(server));
   Py_XSETREF(self->state, Py_NewRef(state));
+  Py_RETURN_NONE;
+}
+
+/* set_websocket(on): whether valid WebSocket handshakes become websocket
+ * scopes (on by default); off, they reach the app as plain HTTP. */
+static PyObject *AsgiServer_set_websocket(AsgiServerObject *self,
+                                          PyObject *on) {
+  int v = PyObject_IsTrue(on);
+  if (v < 0)
+    return NULL;
+  self->websocket = v;
   Py_RETURN_NONE;
 }
 
@@ -492,6 +529,8 @@ static PyMethodDef AsgiServer_methods[] = {
     {"set_option", (PyCFunction)AsgiServer_set_option, METH_VARARGS, NULL},
     {"set_scope", (PyCFunction)AsgiServer_set_scope, METH_VARARGS,
      "set_scope(root_path, server, state)"},
+    {"set_websocket", (PyCFunction)AsgiServer_set_websocket, METH_O,
+     "set_websocket(on): websocket scopes for valid handshakes"},
     {"listen_tcp", (PyCFunction)AsgiServer_listen_tcp, METH_VARARGS, NULL},
     {"listen_unix", (PyCFunction)AsgiServer_listen_unix, METH_VARARGS, NULL},
     {"listen_fd", (PyCFunction)AsgiServer_listen_fd, METH_VARARGS, NULL},
@@ -529,7 +568,8 @@ static PyTypeObject AsgiServerType = {
 /* Called from PyInit__piston once Error and its subclasses are on m. */
 int piston_asgi_init(PyObject *m) {
   if (PyType_Ready(&AsgiServerType) < 0 || PyType_Ready(&AsgiRequestType) < 0 ||
-      piston_asgi_scope_init() < 0 || piston_asgi_send_init(m) < 0)
+      piston_asgi_scope_init() < 0 || piston_asgi_send_init(m) < 0 ||
+      piston_asgi_ws_init() < 0)
     return -1;
   if (piston_py_add_object(m, "AsgiServer", (PyObject *)&AsgiServerType) < 0 ||
       piston_py_add_object(m, "AsgiRequest", (PyObject *)&AsgiRequestType) < 0)

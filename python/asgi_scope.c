@@ -1,15 +1,17 @@
-/* The ASGI HTTP connection scope of a request, built in one call from the
- * engine's views of the head: every key of the spec, headers as lower-case
- * byte pairs in the order received. The keys are interned once, and what
- * is the same for every request (root_path, server) is shared. */
+/* The ASGI HTTP and WebSocket connection scopes of a request, built in one
+ * call from the engine's views of the head: every key of the spec, headers
+ * as lower-case byte pairs in the order received. The keys are interned once,
+ * and what is the same for every request (root_path, server) is shared. */
 #include "asgi.h"
 
 #include <string.h>
+#include <strings.h>
 
 static PyObject *k_type, *k_asgi, *k_version, *k_spec_version, *k_http_version,
     *k_method, *k_scheme, *k_path, *k_raw_path, *k_query_string, *k_root_path,
     *k_headers, *k_client, *k_server, *k_state, *k_extensions, *k_pathsend,
-    *k_trailers, *v_http, *v_asgi3, *v_spec, *v_11, *v_10;
+    *k_trailers, *k_subprotocols, *k_ws_response, *v_http, *v_websocket, *v_ws,
+    *v_asgi3, *v_spec, *v_11, *v_10;
 
 /* the methods most requests use, as shared str objects */
 static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch,
@@ -40,7 +42,11 @@ int piston_asgi_scope_init(void) {
       {&k_extensions, "extensions"},
       {&k_pathsend, "http.response.pathsend"},
       {&k_trailers, "http.response.trailers"},
+      {&k_subprotocols, "subprotocols"},
+      {&k_ws_response, "websocket.http.response"},
       {&v_http, "http"},
+      {&v_websocket, "websocket"},
+      {&v_ws, "ws"},
       {&v_asgi3, "3.0"},
       {&v_spec, "2.3"},
       {&v_11, "1.1"},
@@ -150,26 +156,88 @@ static PyObject *state_copy(AsgiServerObject *s) {
   return PyDict_New();
 }
 
-PyObject *piston_asgi_scope(AsgiServerObject *s, piston_req *q) {
-  PyObject *d = PyDict_New();
-  if (!d)
-    return NULL;
+/* The keys both scopes have, from the target on: -1 on an error. */
+static int connection_keys(PyObject *d, AsgiServerObject *s, piston_req *q) {
   piston_str raw = piston_req_path(q);
-  if (PyDict_SetItem(d, k_type, v_http) < 0 ||
-      put(d, k_asgi, asgi_info()) < 0 ||
-      PyDict_SetItem(d, k_http_version,
-                     piston_req_http_minor(q) ? v_11 : v_10) < 0 ||
-      put(d, k_method, method_str(piston_req_method(q))) < 0 ||
-      PyDict_SetItem(d, k_scheme, v_http) < 0 ||
-      put(d, k_path, path_of(raw)) < 0 ||
+  if (put(d, k_path, path_of(raw)) < 0 ||
       put(d, k_raw_path, bytes_of(raw)) < 0 ||
       put(d, k_query_string, bytes_of(piston_req_query(q))) < 0 ||
       PyDict_SetItem(d, k_root_path, s->root_path) < 0 ||
       put(d, k_headers, header_list(q)) < 0 ||
       put(d, k_client, client_of(q)) < 0 ||
-      PyDict_SetItem(d, k_server, s->server) < 0 ||
+      PyDict_SetItem(d, k_server, s->server) < 0)
+    return -1;
+  return 0;
+}
+
+PyObject *piston_asgi_scope(AsgiServerObject *s, piston_req *q) {
+  PyObject *d = PyDict_New();
+  if (!d)
+    return NULL;
+  if (PyDict_SetItem(d, k_type, v_http) < 0 ||
+      put(d, k_asgi, asgi_info()) < 0 ||
+      PyDict_SetItem(d, k_http_version,
+                     piston_req_http_minor(q) ? v_11 : v_10) < 0 ||
+      put(d, k_method, method_str(piston_req_method(q))) < 0 ||
+      PyDict_SetItem(d, k_scheme, v_http) < 0 || connection_keys(d, s, q) < 0 ||
       put(d, k_state, state_copy(s)) < 0 ||
       put(d, k_extensions, extensions()) < 0)
+    Py_CLEAR(d);
+  return d;
+}
+
+/* The offered subprotocols: every Sec-WebSocket-Protocol field, split at
+ * commas, without the spaces around the tokens, in order. */
+static PyObject *subprotocols(piston_req *q) {
+  PyObject *out = PyList_New(0);
+  size_t n = piston_req_header_count(q);
+  for (size_t i = 0; out && i < n; i++) {
+    piston_header h = piston_req_header_at(q, i);
+    if (h.name.len != 22 ||
+        strncasecmp(h.name.ptr, "sec-websocket-protocol", 22) != 0)
+      continue;
+    size_t k = 0;
+    while (k < h.value.len) {
+      size_t b = k;
+      while (k < h.value.len && h.value.ptr[k] != ',')
+        k++;
+      size_t e = k++;
+      while (b < e && (h.value.ptr[b] == ' ' || h.value.ptr[b] == '\t'))
+        b++;
+      while (e > b && (h.value.ptr[e - 1] == ' ' || h.value.ptr[e - 1] == '\t'))
+        e--;
+      if (e == b)
+        continue;
+      piston_str tok = {h.value.ptr + b, e - b};
+      PyObject *t = piston_py_latin1(tok);
+      if (!t || PyList_Append(out, t) < 0)
+        Py_CLEAR(out);
+      Py_XDECREF(t);
+      if (!out)
+        break;
+    }
+  }
+  return out;
+}
+
+static PyObject *ws_extensions(void) {
+  PyObject *d = PyDict_New();
+  if (d && put(d, k_ws_response, PyDict_New()) < 0)
+    Py_CLEAR(d);
+  return d;
+}
+
+PyObject *piston_asgi_ws_scope(AsgiServerObject *s, piston_req *q) {
+  PyObject *d = PyDict_New();
+  if (!d)
+    return NULL;
+  if (PyDict_SetItem(d, k_type, v_websocket) < 0 ||
+      put(d, k_asgi, asgi_info()) < 0 ||
+      PyDict_SetItem(d, k_http_version, v_11) < 0 ||
+      PyDict_SetItem(d, k_scheme, v_ws) < 0 || connection_keys(d, s, q) < 0 ||
+      put(d, k_subprotocols, subprotocols(q)) < 0 ||
+      put(d, k_state, state_copy(s)) < 0 ||
+      put(d, k_extensions, ws_extensions()) < 0)
     Py_CLEAR(d);
   return d;
 }

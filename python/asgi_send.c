@@ -5,7 +5,8 @@
  * done, so `await send(...)` costs no trip through the event loop. A write
  * that fills the queue returns the Python side's _drain() coroutine; the
  * rare messages (pathsend, trailers, unknown types) go to its
- * _send_other(). The checks and errors are those of the ASGI spec. */
+ * _send_other(); a websocket scope's messages go to asgi_ws.c. The checks
+ * and errors are those of the ASGI spec. */
 #include "asgi.h"
 
 static PyObject *k_type, *k_status, *k_headers, *k_trailers, *k_body,
@@ -129,6 +130,20 @@ int piston_asgi_wake(AsgiRequestObject *r) {
   return rc;
 }
 
+PyObject *piston_asgi_done(void) {
+  return Py_NewRef(done);
+}
+
+PyObject *piston_asgi_disconnected(void) {
+  PyObject *args =
+      Py_BuildValue("(is)", PISTON_ECLOSED, "the client went away");
+  if (args) {
+    PyErr_SetObject(piston_py_ClientDisconnected, args);
+    Py_DECREF(args);
+  }
+  return NULL;
+}
+
 PyObject *piston_asgi_resp_err(int rc) {
   if (rc == PISTON_EINVAL) {
     PyErr_SetString(PyExc_ValueError,
@@ -149,7 +164,7 @@ static PyObject *get(PyObject *message, PyObject *key, PyObject *dflt) {
   return v;
 }
 
-static PyObject *response_start(AsgiRequestObject *r, PyObject *message) {
+PyObject *piston_asgi_response_start(AsgiRequestObject *r, PyObject *message) {
   if (r->status) {
     PyErr_SetString(PyExc_RuntimeError, "http.response.start sent twice");
     return NULL;
@@ -188,7 +203,7 @@ static int step(int rc) {
   return rc;
 }
 
-static PyObject *response_body(AsgiRequestObject *r, PyObject *message) {
+PyObject *piston_asgi_response_body(AsgiRequestObject *r, PyObject *message) {
   if (!r->status) {
     PyErr_SetString(PyExc_RuntimeError,
                     "http.response.body before http.response.start");
@@ -207,13 +222,7 @@ static PyObject *response_body(AsgiRequestObject *r, PyObject *message) {
   if (r->closed) {
     if (!more)
       return Py_NewRef(done);
-    PyObject *args =
-        Py_BuildValue("(is)", PISTON_ECLOSED, "the client went away");
-    if (args) {
-      PyErr_SetObject(piston_py_ClientDisconnected, args);
-      Py_DECREF(args);
-    }
-    return NULL;
+    return piston_asgi_disconnected();
   }
   if (!r->req) {
     PyErr_SetString(PyExc_RuntimeError, "the request was released");
@@ -274,10 +283,12 @@ out:
 PyObject *piston_asgi_send(AsgiRequestObject *r, PyObject *message) {
   PyObject *type = PyDict_Check(message) ? get(message, k_type, NULL) : NULL;
   if (type && PyUnicode_Check(type)) {
+    if (r->ws)
+      return piston_asgi_ws_send(r, type, message);
     if (type == t_body || PyUnicode_Compare(type, t_body) == 0)
-      return response_body(r, message);
+      return piston_asgi_response_body(r, message);
     if (type == t_start || PyUnicode_Compare(type, t_start) == 0)
-      return response_start(r, message);
+      return piston_asgi_response_start(r, message);
   }
   if (PyErr_Occurred())
     return NULL;

@@ -1,5 +1,5 @@
-"""The ASGI host (ASGI 3.0, HTTP and lifespan): the engine's loop embedded in
-an asyncio loop (uvloop when installed).
+"""The ASGI host (ASGI 3.0: HTTP, WebSocket and lifespan): the engine's loop
+embedded in an asyncio loop (uvloop when installed).
 
 The asyncio loop watches the engine loop's fd (add_reader) and calls
 AsgiServer.poll(), one non-blocking engine pass on this thread. Inside it
@@ -15,6 +15,14 @@ coroutine is made and there is no trip through the event loop. A body sent
 as one message becomes one engine call (piston_resp_send, with
 Content-Length).
 Nothing here frames or validates HTTP: the engine does.
+
+A request that is a valid WebSocket opening handshake (piston_ws_handshake
+101) gets a websocket scope instead; a flawed one (400, 426) the engine's
+refusal without the app. The session's messages are C too
+(python/asgi_ws.c): websocket.send is one piston_ws_send, and receive()
+below takes each message with ws_recv(). The engine frames and checks the
+protocol; what is here is the ASGI life of the scope (what uvicorn does
+when the app returns or fails at each stage).
 """
 import asyncio
 import logging
@@ -37,6 +45,8 @@ COALESCE = 1 << 20  # request body bytes joined into one http.request at most
 
 _EAGER = sys.version_info >= (3, 12)
 _DISCONNECT = {"type": "http.disconnect"}
+_WS_CONNECT = {"type": "websocket.connect"}
+_WS_CONNECTING, _WS_OPEN, _WS_CLOSED, _WS_RESPONSE = range(4)
 
 
 class BootFailed(Exception):
@@ -151,6 +161,73 @@ class Exchange(_piston.AsgiRequest):
         if self.closed:
             raise ClientDisconnected(_piston.E_CLOSED, "the client went away")
 
+    def _finish(self):
+        # the app is done: wake whoever waits, drop the handle
+        self.complete = True
+        self.closed = True
+        self.wake()
+        self.release()
+        self.host.finished(self)
+
+    async def _ws_drain(self):
+        # a websocket.send reported pressure: until EV_DRAIN (other events,
+        # a message arriving, wake us too) or the end of the session
+        while self.ws_pressure and not self.closed:
+            await self._wait()
+        if self.closed:
+            raise ClientDisconnected(_piston.E_CLOSED, "the client went away")
+
+    async def ws_receive(self):
+        """receive() of a websocket scope."""
+        if not self.ws_connected:
+            self.ws_connected = True
+            return dict(_WS_CONNECT)
+        while True:
+            m = self.ws_recv()
+            if m is not None:
+                return m
+            await self._wait()
+
+    async def run_ws(self, app, scope):
+        try:
+            await app(scope, self.ws_receive, self.send)
+            state = self.ws_state
+            if state == _WS_CONNECTING:
+                if not self.closed:
+                    log.error("ASGI callable returned without sending handshake (%s)",
+                              scope["path"])
+                self.abort()  # 500, as uvicorn
+            elif state == _WS_OPEN:
+                # as uvicorn (websockets' handler returning): a normal close
+                self.send({"type": "websocket.close", "code": 1000})
+            elif state == _WS_RESPONSE and not self.complete:
+                log.error("ASGI app returned without completing its response (%s)",
+                          scope["path"])
+                self.abort()
+        except asyncio.CancelledError:
+            if self.timed_out:
+                log.debug("ASGI task cancelled: handler timeout (%s)", scope["path"])
+            self._ws_fail()
+            if not self.timed_out:
+                raise
+        except Exception:
+            if not self.closed:
+                log.exception("exception in ASGI app (websocket %s)", scope["path"])
+            self._ws_fail()
+        finally:
+            self._finish()
+
+    def _ws_fail(self):
+        # before the accept a 500 (uvicorn's answer); after it 1011, an
+        # internal error, rather than uvicorn's bare TCP close
+        if self.ws_state == _WS_OPEN and not self.closed:
+            try:
+                self.send({"type": "websocket.close", "code": 1011})
+            except Exception:
+                pass
+        elif self.ws_state != _WS_OPEN:
+            self.abort()
+
     async def _pathsend(self, path):
         if not self.status:
             raise RuntimeError("http.response.pathsend before http.response.start")
@@ -197,11 +274,7 @@ class Exchange(_piston.AsgiRequest):
                 log.exception("exception in ASGI app (%s %s)", scope["method"], scope["path"])
             self.abort()
         finally:
-            self.complete = True
-            self.closed = True
-            self.wake()
-            self.release()
-            self.host.finished(self)
+            self._finish()
 
 
 # ---- lifespan ----------------------------------------------------------------
@@ -352,6 +425,9 @@ class AsgiWorker:
             log.warning("--loops %d: an ASGI worker has one engine loop, on its asyncio "
                         "thread (use --workers for more cores)", cfg.loops)
         srv = _piston.AsgiServer(self._on_request, Exchange)
+        # --ws none: WebSocket requests reach the app as plain HTTP (as
+        # uvicorn's today; the engine keeps the connection HTTP/1.1)
+        srv.set_websocket(getattr(cfg, "ws", "auto") != "none")
         configure_server(srv, cfg, self.listen, self.multiprocess)
         try:
             srv.start()
@@ -389,7 +465,7 @@ class AsgiWorker:
         ex.timed_out = False
         ex.task = None
         self.exchanges.add(ex)
-        coro = ex.run(self.app, scope)
+        coro = ex.run_ws(self.app, scope) if ex.ws else ex.run(self.app, scope)
         if _EAGER:
             ex.task = asyncio.Task(coro, loop=self.loop, eager_start=True)
         else:

@@ -39,6 +39,8 @@ ENGINE_OPTIONS = [
      "buffered request body before reading pauses"),
     ("--write-high-water", _piston.OPT_WRITE_HIGH_WATER, "bytes",
      "queued response bytes before a writer waits"),
+    ("--ws-max-size", _piston.OPT_WS_MAX_MESSAGE, "bytes",
+     "ASGI: one received WebSocket message (default 16 MiB) -> close 1009"),
     ("--backlog", _piston.OPT_BACKLOG, "count", "listen(2) backlog"),
     ("--max-connections", _piston.OPT_MAX_CONNECTIONS, "count",
      "per event loop; accepting pauses beyond it"),
@@ -104,6 +106,9 @@ def build_parser():
     p.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto",
                    help="ASGI lifespan protocol: auto (used if the app speaks it), "
                         "on (startup must succeed), off")
+    p.add_argument("--ws", choices=["auto", "none"], default="auto",
+                   help="ASGI WebSocket: auto (websocket scopes, framing in C) or none "
+                        "(WebSocket requests reach the app as plain HTTP)")
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
                    help="ASGI event loop: auto is uvloop when installed")
     p.add_argument("--handler-timeout", type=_seconds("--handler-timeout"), default=None,
@@ -229,7 +234,7 @@ def config_from_args(a):
                   access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,
                   reuse_port=not a.no_reuse_port, lifespan=a.lifespan, loop=a.loop,
-                  handler_timeout=a.handler_timeout or 0.0)
+                  ws=a.ws, handler_timeout=a.handler_timeout or 0.0)
 
 
 def main(argv=None):

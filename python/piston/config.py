@@ -40,6 +40,7 @@ class Config:
     # ASGI only
     lifespan: str = "auto"        # auto | on | off
     loop: str = "auto"            # auto (uvloop if installed) | asyncio | uvloop
+    ws: str = "auto"              # auto (websocket scopes) | none (plain HTTP)
 
 
 # ---- addresses -------------------------------------------------------------
@@ -82,7 +83,14 @@ def configure_server(srv, cfg, listen, multiprocess):
     """Options, native routes and listeners of an engine server (WSGI's
     Server or ASGI's AsgiServer); UsageError on a bad one."""
     for opt, value in cfg.options.items():
-        srv.set_option(opt, value)
+        try:
+            srv.set_option(opt, value)
+        except _piston.Error:
+            # below the engine's minimum (or above its maximum)
+            names = [n for n in dir(_piston) if n.startswith("OPT_")
+                     and getattr(_piston, n) == opt]
+            raise UsageError("%s: %d is out of the engine's range" % (
+                names[0] if names else "option %d" % opt, value))
     if cfg.access_log:
         srv.set_option(_piston.OPT_ACCESS_LOG, 1)
     if cfg.handler_timeout > 0:

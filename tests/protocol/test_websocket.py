@@ -2,7 +2,6 @@
 against /ws-echo, the limit, a real client (Python's websockets), graceful
 stop, and that every handle is released."""
 
-import asyncio
 import time
 
 import pytest
@@ -55,26 +54,7 @@ def test_upgrade_not_taken_keeps_connection(ts):
 
 
 def test_real_client(ts):
-    import websockets  # Debian's python3-websockets; setup-deps installs it
-
-    async def run():
-        uri = "ws://%s:%d/ws-echo" % ts.addr
-        async with websockets.connect(uri, subprotocols=["chat", "v2"],
-                                      max_size=None) as ws:
-            assert ws.subprotocol == "chat"
-            await ws.send("héllo")
-            assert await ws.recv() == "héllo"
-            big = bytes(range(256)) * 8192
-            await ws.send(big)
-            assert await ws.recv() == big
-            pong = await ws.ping(b"are you there")
-            await asyncio.wait_for(pong, 5)
-            await ws.send("close")
-            with pytest.raises(websockets.ConnectionClosedOK) as e:
-                await ws.recv()
-            assert (e.value.rcvd.code, e.value.rcvd.reason) == (1000, "bye")
-
-    asyncio.run(run())
+    wsconf.real_client(ts.addr, "/ws-echo")
 
 
 def test_graceful_stop_sends_1001():

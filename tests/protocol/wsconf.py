@@ -427,6 +427,38 @@ def f9_too_big(addr, path, limit):
         ws.expect_close(1009)
 
 
+# ---- a real client -----------------------------------------------------------
+
+def real_client(addr, path):
+    """Python's websockets (Debian's python3-websockets 10.4, asyncio API)
+    against the echo endpoint: the first subprotocol offered is chosen,
+    text and a 2 MiB binary echo, a ping is answered, "close" closes with
+    1000 "bye"."""
+    import asyncio
+    import websockets
+
+    async def run():
+        uri = "ws://%s:%d%s" % (addr[0], addr[1], path)
+        async with websockets.connect(uri, subprotocols=["chat", "v2"],
+                                      max_size=None) as ws:
+            assert ws.subprotocol == "chat"
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            big = bytes(range(256)) * 8192
+            await ws.send(big)
+            assert await ws.recv() == big
+            pong = await ws.ping(b"are you there")
+            await asyncio.wait_for(pong, 5)
+            await ws.send("close")
+            try:
+                await ws.recv()
+                assert False, "no close after 'close'"
+            except websockets.ConnectionClosedOK as e:
+                assert (e.rcvd.code, e.rcvd.reason) == (1000, "bye")
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+
 CASES = [hs_accept, hs_frames_behind_head, hs_bad_version, hs_bad,
          f1_text_sizes, f1_binary_sizes, f1_16mib, f1_byte_by_byte,
          f1_many_in_one_write, f1_unmasked,

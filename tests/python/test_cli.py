@@ -67,6 +67,10 @@ def test_port_in_use():
     (["--static", "/s=/no/such/dir"], "not a directory"),
     (["--no-such-option"], "unrecognized"),
     (["--interface", "cgi"], "--interface"),
+    (["--ws", "wsproto"], "--ws"),
+    (["--ws-max-size", "-1"], "--ws-max-size"),
+    (["--ws-max-size", "10"], "OPT_WS_MAX_MESSAGE: 10 is out of the engine's range"),
+    (["--max-head-size", "1"], "OPT_MAX_HEAD_SIZE: 1 is out of the engine's range"),
 ])
 def test_bad_options(args, needle):
     code, err = run_cli("apps:app", *args)
