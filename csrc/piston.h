@@ -380,6 +380,10 @@ PISTON_EXPORT int piston_ws_recv(piston_req *req, int *opcode,
  * invalid UTF-8, 1009 too big), 1006 if the connection dropped without a
  * close frame; 0 while it is open. */
 PISTON_EXPORT int piston_ws_close_code(const piston_req *req);
+/* The reason the peer's close frame gave (UTF-8, at most 123 bytes; empty
+ * if none, or if the session ended otherwise). Valid for the handle's
+ * life. */
+PISTON_EXPORT piston_str piston_ws_close_reason(const piston_req *req);
 
 /* ---- taking the connection over (any other protocol) -----------------------
  * After a request that asks for an upgrade (or a CONNECT), the host may take

@@ -103,6 +103,8 @@ struct piston_req {
   bool raw_shut;      /* raw: the host ended its direction */
   bool ws_close_sent; /* a close frame is queued: nothing may follow it */
   int ws_code;        /* how the session ended (piston_ws_close_code) */
+  uint8_t ws_reason_len;
+  char ws_reason[123];              /* the peer's close reason */
   piston__wsmsg *ws_head, *ws_tail; /* received, not taken yet */
   piston__wsmsg *ws_taken;          /* the last one taken, freed next */
   size_t ws_queued;                 /* bytes in ws_head.. */

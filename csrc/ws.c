@@ -254,8 +254,13 @@ static int on_close_frame(piston__wsconn *ws) {
   ws->close_received = true;
   piston_req *r = ws->h->req;
   pthread_mutex_lock(&r->lock);
-  if (!r->ws_code)
+  if (!r->ws_code) {
     r->ws_code = code;
+    if (ws->ctl_len > 2) {
+      r->ws_reason_len = (uint8_t)(ws->ctl_len - 2);
+      memcpy(r->ws_reason, ws->ctl + 2, r->ws_reason_len);
+    }
+  }
   pthread_mutex_unlock(&r->lock);
   /* echo the code, as RFC 6455 5.5.1 suggests; then our side is done */
   send_close(ws, code == 1005 ? 0 : code);

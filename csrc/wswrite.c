@@ -165,6 +165,13 @@ int piston_ws_recv(piston_req *r, int *opcode, const void **data, size_t *len) {
   return rc;
 }
 
+piston_str piston_ws_close_reason(const piston_req *r) {
+  pthread_mutex_lock((pthread_mutex_t *)&r->lock);
+  piston_str s = {r->ws_reason, r->ws_reason_len};
+  pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
+  return s;
+}
+
 int piston_ws_close_code(const piston_req *r) {
   pthread_mutex_lock((pthread_mutex_t *)&r->lock);
   int code = r->ws_code;

@@ -626,6 +626,9 @@ static void h_sendfile(piston_req *req) {
  * An invalid attempt gets the engine's refusal. The handle is released on
  * PISTON_EV_CLOSED. */
 
+static char g_ws_last[160]; /* "code reason" of the last /ws-echo session */
+static pthread_mutex_t g_ws_last_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void ws_event(piston_req *req, int events, void *ud) {
   (void)ud;
   /* userdata: non-NULL while an echo waits for the queue to drain */
@@ -654,9 +657,23 @@ static void ws_event(piston_req *req, int events, void *ud) {
     }
   }
   if (events & PISTON_EV_CLOSED) {
+    /* how it ended, for /ws-last */
+    piston_str why = piston_ws_close_reason(req);
+    pthread_mutex_lock(&g_ws_last_lock);
+    snprintf(g_ws_last, sizeof g_ws_last, "%d %.*s", piston_ws_close_code(req),
+             (int)why.len, why.ptr);
+    pthread_mutex_unlock(&g_ws_last_lock);
     atomic_fetch_add(&g_closed_events, 1);
     release(req);
   }
+}
+
+static void h_ws_last(piston_req *req) {
+  char body[160];
+  pthread_mutex_lock(&g_ws_last_lock);
+  snprintf(body, sizeof body, "%s", g_ws_last);
+  pthread_mutex_unlock(&g_ws_last_lock);
+  send_text(req, 200, body);
 }
 
 static void h_ws_echo(piston_req *req) {
@@ -870,6 +887,8 @@ static void on_request(piston_req *req, void *ud) {
   } else if (str_eq(m, "CONNECT") || str_eq(p, "/raw-echo")) {
     h_raw_echo(req, str_eq(m, "CONNECT"));
     return; /* released on PISTON_EV_CLOSED */
+  } else if (str_eq(p, "/ws-last") && get) {
+    h_ws_last(req);
   } else if (str_eq(p, "/ws-thread")) {
     h_ws_thread(req);
     return; /* released by the session's thread */

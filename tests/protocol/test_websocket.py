@@ -92,3 +92,20 @@ def test_keepalive_ping():
         silent.close()
     finally:
         finish(s)
+
+
+def test_close_code_and_reason_reach_the_host(ts):
+    for payload, want in ((wsconf.close_payload(4001, b"going now"), b"4001 going now"),
+                          (b"", b"1005 "),
+                          (wsconf.close_payload(1000), b"1000 ")):
+        with wsconf.open_ws(ts.addr, "/ws-echo") as ws:
+            ws.send(wsconf.frame(wsconf.CLOSE, payload))
+            ws.read_frame()
+            ws.expect_eof()
+        util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+        assert util.get(ts.addr, "/ws-last").body == want
+    # gone without a close frame
+    ws = wsconf.open_ws(ts.addr, "/ws-echo")
+    ws.close()
+    util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+    assert util.get(ts.addr, "/ws-last").body == b"1006 "
