@@ -385,6 +385,28 @@ PISTON_EXPORT int piston_ws_close_code(const piston_req *req);
  * life. */
 PISTON_EXPORT piston_str piston_ws_close_reason(const piston_req *req);
 
+/* Publish/subscribe: a WebSocket session subscribes to topics (any bytes);
+ * a publish frames its message once and queues it to every subscriber on
+ * every loop of the server, without calling the host per subscriber (the
+ * model of uWebSockets and Bun). A subscriber whose queue already holds 16
+ * times PISTON_OPT_WRITE_HIGH_WATER is skipped for that message, as
+ * uWebSockets drops past its backpressure limit. A session's subscriptions
+ * end with it. Any thread may call these. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_ws_subscribe(piston_req *req, const void *topic, size_t len);
+/* 1 if req was subscribed to topic, 0 if not. */
+PISTON_EXPORT int piston_ws_unsubscribe(piston_req *req, const void *topic,
+                                        size_t len);
+/* Queues one message to topic's subscribers, except (if not NULL) the
+ * session except (uWebSockets' ws.publish skips the publisher). Returns
+ * the number of sessions it was queued to, or a negative PISTON_E* code. */
+PISTON_EXPORT int piston_ws_publish(piston_server *srv, const void *topic,
+                                    size_t len, int opcode, const void *data,
+                                    size_t dlen, const piston_req *except);
+/* How many sessions are subscribed to topic now. */
+PISTON_EXPORT size_t piston_ws_subscribers(piston_server *srv,
+                                           const void *topic, size_t len);
+
 /* ---- taking the connection over (any other protocol) -----------------------
  * After a request that asks for an upgrade (or a CONNECT), the host may take
  * its connection as a raw byte stream instead of answering in HTTP: it

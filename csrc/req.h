@@ -104,7 +104,14 @@ struct piston_req {
   bool ws_close_sent; /* a close frame is queued: nothing may follow it */
   int ws_code;        /* how the session ended (piston_ws_close_code) */
   uint8_t ws_reason_len;
-  char ws_reason[123];              /* the peer's close reason */
+  char ws_reason[123]; /* the peer's close reason */
+  /* topics subscribed to (pubsub.c, guarded by the server's pubsub lock);
+   * ws_unsub drops them when the session ends: a pointer, so that the
+   * WebSocket handler reaches the writer's pubsub without a call upward */
+  void **ws_topics;
+  size_t ws_ntopics, ws_ctopics;
+  bool ws_topics_closed; /* the session ended: no more subscriptions */
+  void (*ws_unsub)(piston_req *req);
   piston__wsmsg *ws_head, *ws_tail; /* received, not taken yet */
   piston__wsmsg *ws_taken;          /* the last one taken, freed next */
   size_t ws_queued;                 /* bytes in ws_head.. */

@@ -75,6 +75,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->raw_shut = false;
   r->ws_close_sent = false;
   r->ws_code = 0;
+  r->ws_topics_closed = false;
   r->ws_reason_len = 0;
   ws_msgs_free(r);
   r->status = 0;
@@ -96,6 +97,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
 
 void piston__req_free(piston_req *r) {
   ws_msgs_free(r);
+  free(r->ws_topics); /* emptied when its session ended */
   if (r->hdrs != r->hdr_inline)
     free(r->hdrs);
   free(r->body);

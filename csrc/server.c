@@ -49,6 +49,7 @@ piston_server *piston_server_new(void) {
   memcpy(s->opt, defaults, sizeof defaults);
   s->accept = piston__h1_accept; /* every connection starts as HTTP/1.1 */
   pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->pubsub_lock, NULL);
   return s;
 }
 
@@ -77,6 +78,8 @@ void piston_server_free(piston_server *s) {
     piston__mount_close(&s->dirs[i].mount);
   }
   free(s->dirs);
+  piston__pubsub_free(s);
+  pthread_mutex_destroy(&s->pubsub_lock);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }

@@ -69,9 +69,15 @@ struct piston_server {
   size_t nfixed;
   piston__dir_route *dirs;
   size_t ndirs;
-  pthread_mutex_t lock; /* guards the ports learnt by the first loop */
+  pthread_mutex_t lock;        /* guards the ports learnt by the first loop */
+  pthread_mutex_t pubsub_lock; /* guards pubsub and every session's topics */
+  struct piston__pubsub
+      *pubsub; /* WebSocket topics (pubsub.c); NULL: none yet */
   atomic_int nloops;
 };
+
+/* pubsub.c: frees the topics (the server's end; no session is left) */
+void piston__pubsub_free(piston_server *srv);
 
 /* listen.c: opens the i-th listening socket for a new loop. A TCP address
  * gets a socket of the loop's own (SO_REUSEPORT); Unix and inherited

@@ -20,4 +20,8 @@ void piston__wplace(piston_req *req, piston__wctx *w);
 int piston__wend(piston__wctx *w, unsigned flags, int rc);
 /* Lock released: the loop acts now (direct) or from its inbox. */
 void piston__wsubmit(piston__wctx *w, unsigned flags);
+/* wswrite.c: queues a frame already built (a publish) to a session; 1 if it
+ * was queued, 0 if the session is closing or over the publish limit. */
+int piston__ws_queue_frame(piston_req *req, const void *frame, size_t len);
+
 #endif

@@ -441,6 +441,8 @@ static bool ws_idle(const piston__conn *c) {
 
 static void ws_closing(piston__conn *c) {
   piston_req *r = ws_of(c)->h->req;
+  if (r->ws_unsub)
+    r->ws_unsub(r); /* its subscriptions end with it */
   pthread_mutex_lock(&r->lock);
   if (!r->ws_code)
     r->ws_code = 1006; /* gone without a closing handshake */

@@ -100,6 +100,22 @@ int piston_ws_send(piston_req *r, int opcode, const void *data, size_t len) {
   return piston__wend(&w, 0, rc);
 }
 
+int piston__ws_queue_frame(piston_req *r, const void *frame, size_t len) {
+  piston__wctx w;
+  int rc = begin_send(r, &w);
+  if (!w.req)
+    return 0;
+  uint64_t limit =
+      16 * (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER];
+  uint64_t queued = w.direct ? w.conn->out.pending
+                             : r->postq.pending + atomic_load(&r->out_queued);
+  int sent = rc == 0 && queued < limit;
+  if (sent)
+    rc = piston__outq_append(w.q, frame, len);
+  piston__wend(&w, 0, rc);
+  return sent && rc == 0;
+}
+
 int piston_ws_close(piston_req *r, int code, const char *reason, size_t len) {
   if ((code && !piston__ws_code_valid(code)) || len > 123 ||
       (len && (!reason || !code)))

@@ -22,7 +22,7 @@ LAYERS = [
     ("conn", "conn transport"),
     ("exchange", "request"),
     ("protocol", "http1 parse raw router ws"),
-    ("writer", "response wswrite"),
+    ("writer", "response wswrite pubsub"),
     ("server", "server"),
 ]
 

@@ -30,6 +30,7 @@
 
 static atomic_long g_live, g_closed_events, g_requests, g_batches;
 static piston_loop **g_loops;
+static piston_server *g_srv;
 static size_t g_nloops;
 static int g_shutdown_ms = 5000;
 static volatile sig_atomic_t g_stopping;
@@ -714,6 +715,72 @@ static void h_overflow(piston_req *req) {
   check(rc, "overflow");
 }
 
+/* ---- WebSocket publish/subscribe: /ws-pubsub ------------------------------
+ * Text commands: "sub T" and "unsub T" (answered "subscribed T" /
+ * "unsubscribed T N"), "pub T MSG" (publishes MSG to T's subscribers but
+ * the sender, answered "published N"), "count T" ("subscribers N"). */
+
+static int ws_word(const char *d, size_t n, const char *cmd, const char **arg,
+                   size_t *alen) {
+  size_t cl = strlen(cmd);
+  if (n <= cl || memcmp(d, cmd, cl) != 0 || d[cl] != ' ')
+    return 0;
+  *arg = d + cl + 1;
+  *alen = n - cl - 1;
+  return 1;
+}
+
+static void ws_reply(piston_req *req, const char *fmt, ...) {
+  char out[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out, sizeof out, fmt, ap);
+  va_end(ap);
+  (void)!piston_ws_send(req, PISTON_WS_TEXT, out, (size_t)n);
+}
+
+static void pubsub_event(piston_req *req, int events, void *ud) {
+  (void)ud;
+  int op;
+  const void *data;
+  size_t len;
+  while ((events & PISTON_EV_MESSAGE) &&
+         piston_ws_recv(req, &op, &data, &len) == 1) {
+    const char *d = data, *a;
+    size_t al;
+    if (ws_word(d, len, "sub", &a, &al)) {
+      check(piston_ws_subscribe(req, a, al), "subscribe");
+      ws_reply(req, "subscribed %.*s", (int)al, a);
+    } else if (ws_word(d, len, "unsub", &a, &al)) {
+      int was = piston_ws_unsubscribe(req, a, al);
+      ws_reply(req, "unsubscribed %.*s %d", (int)al, a, was);
+    } else if (ws_word(d, len, "count", &a, &al)) {
+      ws_reply(req, "subscribers %zu", piston_ws_subscribers(g_srv, a, al));
+    } else if (ws_word(d, len, "pub", &a, &al)) {
+      const char *sp = memchr(a, ' ', al);
+      size_t tl = sp ? (size_t)(sp - a) : al;
+      const char *msg = sp ? sp + 1 : "";
+      size_t ml = sp ? al - tl - 1 : 0;
+      int n = piston_ws_publish(g_srv, a, tl, PISTON_WS_TEXT, msg, ml, req);
+      ws_reply(req, "published %d", n);
+    }
+  }
+  if (events & PISTON_EV_CLOSED) {
+    atomic_fetch_add(&g_closed_events, 1);
+    release(req);
+  }
+}
+
+static void h_ws_pubsub(piston_req *req) {
+  if (piston_ws_handshake(req) != 101) {
+    check(piston_ws_refuse(req), "ws refuse");
+    release(req);
+    return;
+  }
+  piston_req_on_event(req, pubsub_event, NULL);
+  check(piston_ws_accept(req, NULL, 0), "ws accept");
+}
+
 /* ---- WebSocket from another thread: /ws-thread --------------------------
  * The same echo, but every piston_ws_* call is made from a thread of the
  * session's own, so that they all take the posted path (as an ASGI app's
@@ -887,6 +954,9 @@ static void on_request(piston_req *req, void *ud) {
   } else if (str_eq(m, "CONNECT") || str_eq(p, "/raw-echo")) {
     h_raw_echo(req, str_eq(m, "CONNECT"));
     return; /* released on PISTON_EV_CLOSED */
+  } else if (str_eq(p, "/ws-pubsub")) {
+    h_ws_pubsub(req);
+    return; /* released on PISTON_EV_CLOSED */
   } else if (str_eq(p, "/ws-last") && get) {
     h_ws_last(req);
   } else if (str_eq(p, "/ws-thread")) {
@@ -1020,7 +1090,7 @@ int main(int argc, char **argv) {
       {"--backlog", PISTON_OPT_BACKLOG, 0},
       {"--max-connections", PISTON_OPT_MAX_CONNECTIONS, 0},
   };
-  piston_server *srv = piston_server_new();
+  piston_server *srv = g_srv = piston_server_new();
   if (!srv) {
     fprintf(stderr, PROG ": out of memory\n");
     return 1;
