@@ -12,7 +12,7 @@ OPT     ?= -O2
 CFLAGS  ?=
 ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
 LLHTTP_A := $(firstword $(wildcard /usr/lib/*/libllhttp.a) /usr/lib/libllhttp.a)
-LIBS    := $(LLHTTP_A) -lcrypto -lpthread
+LIBS    := $(LLHTTP_A) -lcrypto -lz -lpthread
 
 ENGINE_SRC := $(filter-out csrc/bin/%,$(wildcard csrc/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -156,7 +156,7 @@ fuzz: deps
 	clang $(CFLAGS_BASE) -O1 -fsanitize=fuzzer $(FUZZ_SAN) \
 	    -o build-fuzz/fuzz_conn fuzz/fuzz_conn.c build-fuzz/libpiston.a $(LIBS)
 	@mkdir -p build-fuzz/corpus
-	cd build-fuzz && ./fuzz_conn -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
+	cd build-fuzz && ./fuzz_conn -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -timeout=10 \
 	    -dict=../fuzz/http.dict -max_len=4096 -print_final_stats=1 \
 	    corpus ../fuzz/corpus
 

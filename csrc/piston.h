@@ -129,6 +129,7 @@ typedef struct {
                         "headers), else the engine answers 503 and closes; "   \
                         "0 = no limit")                                        \
   X(WS_MAX_MESSAGE, "bytes of one received WebSocket message (close 1009)")    \
+  X(WS_DEFLATE, "1: accept permessage-deflate offers (RFC 7692); 0 = off")     \
   X(WS_PING_MS, "WebSocket keep-alive: a ping after this long without a "      \
                 "frame from the client, close 1011 if it stays silent as "     \
                 "long again; 0 = off")

@@ -8,6 +8,7 @@
 #define PISTON_REQ_H
 
 #include "conn.h"
+#include "wsdeflate.h"
 #include "outq.h"
 
 #include <pthread.h>
@@ -103,6 +104,7 @@ struct piston_req {
   bool raw_shut;      /* raw: the host ended its direction */
   bool ws_close_sent; /* a close frame is queued: nothing may follow it */
   int ws_code;        /* how the session ended (piston_ws_close_code) */
+  piston__pmd ws_pmd; /* permessage-deflate, as negotiated at the accept */
   uint8_t ws_reason_len;
   char ws_reason[123]; /* the peer's close reason */
   /* topics subscribed to (pubsub.c, guarded by the server's pubsub lock);

@@ -75,6 +75,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->raw_shut = false;
   r->ws_close_sent = false;
   r->ws_code = 0;
+  r->ws_pmd.on = false;
   r->ws_topics_closed = false;
   r->ws_reason_len = 0;
   ws_msgs_free(r);

@@ -16,6 +16,7 @@
  * the message size limit, pongs for pings, and the closing handshake. */
 #define _GNU_SOURCE
 #include "ws.h"
+#include "wsdeflate.h"
 #include "utf8.h"
 #include "util.h"
 #include "wskey.h"
@@ -46,6 +47,8 @@ typedef struct {
   uint64_t masked; /* payload bytes unmasked so far */
   /* the data message being received */
   bool in_msg;
+  bool compressed;            /* its first frame had RSV1 */
+  piston__inflater *inflater; /* permessage-deflate, made on first use */
   piston__wsmsg *msg;
   size_t cap;
   piston__utf8 utf8;
@@ -161,8 +164,15 @@ static int frame_begins(piston__wsconn *ws, const uint8_t *p, size_t avail,
       return 1002;
   }
   *hl = n;
-  if (!masked || rsv)
-    return 1002; /* clients mask; no extension gives the bits a meaning */
+  if (!masked)
+    return 1002; /* clients mask */
+  /* RSV1 marks a compressed message when permessage-deflate was agreed,
+   * on a message's first frame only (RFC 7692 6); no other bit has a
+   * meaning */
+  bool compressed =
+      rsv == 4 && ws->h->req->ws_pmd.on && (op == OP_TEXT || op == OP_BINARY);
+  if (rsv && !compressed)
+    return 1002;
   memcpy(ws->mask, q, 4);
   if (op >= OP_CLOSE) {
     if (op > OP_PONG || len > 125 || !fin)
@@ -175,6 +185,7 @@ static int frame_begins(piston__wsconn *ws, const uint8_t *p, size_t avail,
     if (ws->in_msg)
       return 1002; /* a new message inside a fragmented one */
     ws->in_msg = true;
+    ws->compressed = compressed;
     ws->utf8 = (piston__utf8){0, 0x80, 0xBF};
     if (!ws->msg && !(ws->msg = malloc(sizeof *ws->msg + (ws->cap = 4096))))
       return 1011;
@@ -219,10 +230,16 @@ static void unmask(piston__wsconn *ws, uint8_t *p, size_t n) {
   ws->masked += n;
 }
 
-static int msg_append(piston__wsconn *ws, const uint8_t *p, size_t n) {
+/* Message bytes as the host gets them (decompressed). */
+static int plain_append(void *ud, const uint8_t *p, size_t n) {
+  piston__wsconn *ws = ud;
   piston__wsmsg *m = ws->msg;
   if (m->opcode == OP_TEXT && !piston__utf8_feed(&ws->utf8, p, n))
     return 1007;
+  if (ws->compressed &&
+      m->len + n >
+          (uint64_t)ws->h->conn.io.loop->srv->opt[PISTON_OPT_WS_MAX_MESSAGE])
+    return 1009; /* what it inflates to counts, not what was sent */
   if (m->len + n > ws->cap) {
     size_t cap = ws->cap;
     while (cap < m->len + n)
@@ -236,6 +253,15 @@ static int msg_append(piston__wsconn *ws, const uint8_t *p, size_t n) {
   memcpy(m->data + m->len, p, n);
   m->len += n;
   return 0;
+}
+
+static int msg_append(piston__wsconn *ws, const uint8_t *p, size_t n) {
+  if (!ws->compressed)
+    return plain_append(ws, p, n);
+  if (!ws->inflater &&
+      !(ws->inflater = piston__inflater_new(ws->h->req->ws_pmd.client_bits)))
+    return 1011;
+  return piston__inflate(ws->inflater, p, n, plain_append, ws);
 }
 
 static int on_close_frame(piston__wsconn *ws) {
@@ -286,6 +312,20 @@ static int frame_ends(piston__wsconn *ws) {
   }
   if (!ws->fin)
     return 0;
+  if (ws->compressed) {
+    /* a compressed message with no payload at all made no inflater yet */
+    if (!ws->inflater &&
+        !(ws->inflater = piston__inflater_new(ws->h->req->ws_pmd.client_bits)))
+      return 1011;
+    int code = piston__inflate_end(ws->inflater, false, plain_append, ws);
+    if (code)
+      return code;
+    if (ws->h->req->ws_pmd.client_nct) {
+      /* no context to keep: no inflater held between messages */
+      piston__inflater_free(ws->inflater);
+      ws->inflater = NULL;
+    }
+  }
   if (ws->msg->opcode == OP_TEXT && !piston__utf8_complete(&ws->utf8))
     return 1007; /* the message ends inside a character */
   ws->in_msg = false;
@@ -455,6 +495,7 @@ void piston__ws_free(void *p) {
   piston__wsconn *ws = p;
   if (!ws)
     return;
+  piston__inflater_free(ws->inflater);
   free(ws->msg);
   free(ws);
 }

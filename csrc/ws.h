@@ -13,6 +13,8 @@ void piston__ws_start(piston__h1 *h);
 void piston__raw_start(piston__h1 *h);
 /* Frees what the handler allocated (from the connection's destroy). */
 void piston__ws_free(void *ws);
+/* With an opcode: the frame's payload is compressed (permessage-deflate). */
+#define PISTON__WS_RSV1 0x40
 /* Appends one unfragmented, unmasked frame: opcode, then pre[0, plen)
  * and data[0, len) as the payload. */
 int piston__ws_frame(piston__outq *q, int opcode, const void *pre, size_t plen,

@@ -15,9 +15,9 @@
 
 /* Headers the host may not add to a 101: the engine's own. */
 static bool engine_field(piston_str n) {
-  static const char *const own[] = {"connection", "upgrade",
-                                    "sec-websocket-accept", "content-length",
-                                    "transfer-encoding"};
+  static const char *const own[] = {
+      "connection",     "upgrade",           "sec-websocket-accept",
+      "content-length", "transfer-encoding", "sec-websocket-extensions"};
   for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
     if (n.len == strlen(own[i]) && strncasecmp(n.ptr, own[i], n.len) == 0)
       return true;
@@ -33,6 +33,25 @@ int piston_ws_accept(piston_req *r, const piston_header *h, size_t nh) {
   piston_str key = piston_req_header(r, "sec-websocket-key", 17);
   char accept[PISTON_WS_ACCEPT_LEN + 1];
   piston__ws_accept_value(key.ptr, key.len, accept);
+  /* extensions are the engine's: permessage-deflate when it is on */
+  piston__pmd pmd = {.on = false};
+  char ext[160] = "";
+  if (r->loop->srv->opt[PISTON_OPT_WS_DEFLATE]) {
+    const char *vals[8];
+    size_t lens[8], nv = 0;
+    for (size_t i = 0; i < piston_req_header_count(r) && nv < 8; i++) {
+      piston_header f = piston_req_header_at(r, i);
+      if (f.name.len == 24 &&
+          strncasecmp(f.name.ptr, "sec-websocket-extensions", 24) == 0) {
+        vals[nv] = f.value.ptr;
+        lens[nv++] = f.value.len;
+      }
+    }
+    if (!piston__pmd_negotiate(vals, lens, nv, &pmd, ext, sizeof ext))
+      pmd.on = false;
+  }
+  size_t ext_len = pmd.on ? strlen(ext) : 0;
+  need += ext_len ? (ptrdiff_t)ext_len + 28 : 0;
   piston__wctx w;
   int rc = piston__wbegin(r, &w);
   if (rc < 0)
@@ -57,12 +76,17 @@ int piston_ws_accept(piston_req *r, const piston_header *h, size_t nh) {
   for (size_t i = 0; i < nh; i++)
     if (!engine_field(h[i].name))
       p = piston__field_put(p, &h[i]);
+  if (ext_len) {
+    piston_header e = {{"Sec-WebSocket-Extensions", 24}, {ext, ext_len}};
+    p = piston__field_put(p, &e);
+  }
   *p++ = '\r';
   *p++ = '\n';
   piston__outq_commit(w.q, (size_t)(p - s));
   r->status = 101;
   r->resp = RESP_ENDED; /* the HTTP exchange is over; the session begins */
   r->upgrade = UPGRADE_WS;
+  r->ws_pmd = pmd;
   return piston__wend(&w, POST_END, 0);
 }
 
@@ -95,8 +119,18 @@ int piston_ws_send(piston_req *r, int opcode, const void *data, size_t len) {
   int rc = begin_send(r, &w);
   if (rc == PISTON_ECLOSED && !w.req)
     return rc;
-  if (rc == 0)
-    rc = piston__ws_frame(w.q, opcode, NULL, 0, data, len);
+  if (rc == 0) {
+    /* compressed when negotiated and worth it; uncompressed otherwise (a
+     * message at a time, RFC 7692 6) */
+    size_t zlen = 0;
+    const uint8_t *z = r->ws_pmd.on && len >= PISTON__PMD_MIN
+                           ? piston__pmd_deflate(&r->ws_pmd, data, len, &zlen)
+                           : NULL;
+    if (z && zlen < len)
+      rc = piston__ws_frame(w.q, opcode | PISTON__WS_RSV1, NULL, 0, z, zlen);
+    else
+      rc = piston__ws_frame(w.q, opcode, NULL, 0, data, len);
+  }
   return piston__wend(&w, 0, rc);
 }
 

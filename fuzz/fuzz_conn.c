@@ -117,7 +117,9 @@ static void setup(void) {
       piston_server_set(srv, PISTON_OPT_MAX_URL_SIZE, 512) ||
       piston_server_set(srv, PISTON_OPT_MAX_HEADERS, 16) ||
       piston_server_set(srv, PISTON_OPT_MAX_BODY_SIZE, 4096) ||
-      piston_server_set(srv, PISTON_OPT_BODY_HIGH_WATER, 1024))
+      piston_server_set(srv, PISTON_OPT_BODY_HIGH_WATER, 1024) ||
+      piston_server_set(srv, PISTON_OPT_WS_DEFLATE, 1) ||
+      piston_server_set(srv, PISTON_OPT_WS_MAX_MESSAGE, 65536))
     abort();
   static const piston_header h[] = {{{"Content-Type", 12}, {"text/plain", 10}}};
   if (piston_server_route_fixed(srv, NULL, "/fixed", 200, h, 1, "fixed", 5))
@@ -149,11 +151,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct sockaddr_storage peer = {.ss_family = AF_UNIX};
   piston__h1_accept(loop, sv[0], &peer, sizeof(sa_family_t));
   if (seed & 0x80) {
+    /* with 0x40 too, permessage-deflate is offered: RSV1 frames then reach
+     * the inflater */
     static const char hs[] =
         "GET /w HTTP/1.1\r\nHost: f\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    if (send(sv[1], hs, sizeof hs - 1, MSG_NOSIGNAL) < 0)
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    static const char pmd[] = "Sec-WebSocket-Extensions: permessage-deflate; "
+                              "client_max_window_bits\r\n";
+    if (send(sv[1], hs, sizeof hs - 1, MSG_NOSIGNAL) < 0 ||
+        ((seed & 0x40) && send(sv[1], pmd, sizeof pmd - 1, MSG_NOSIGNAL) < 0) ||
+        send(sv[1], "\r\n", 2, MSG_NOSIGNAL) < 0)
       abort();
     piston_loop_poll(loop);
     drain(sv[1]);

@@ -27,6 +27,7 @@ const char piston_cli_common_help[] =
     "MiB) -> close 1009\n"
     "  --ws-ping SECS         WebSocket keep-alive ping after SECS of silence, "
     "close 1011 if unanswered (default off)\n"
+    "  --ws-deflate 0|1       accept permessage-deflate offers (default 0)\n"
     "  --shutdown-timeout SECS  grace for in-flight requests on SIGTERM "
     "(default 30)\n"
     "  --access-log           one line per response on stderr\n";
@@ -46,6 +47,7 @@ static const struct {
     {"--write-timeout", PISTON_OPT_WRITE_TIMEOUT_MS, true},
     {"--ws-max-message", PISTON_OPT_WS_MAX_MESSAGE, false},
     {"--ws-ping", PISTON_OPT_WS_PING_MS, true},
+    {"--ws-deflate", PISTON_OPT_WS_DEFLATE, false},
 };
 
 static int parse_num(const char *s, bool seconds, int64_t *out) {

@@ -17,7 +17,7 @@ import sys
 # lowest first
 LAYERS = [
     ("util", "bufpool date errors field fileserve httpdate listen mime outq "
-             "pct status utf8 version wskey"),
+             "pct status utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
     ("conn", "conn transport"),
     ("exchange", "request"),

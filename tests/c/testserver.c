@@ -1084,6 +1084,7 @@ int main(int argc, char **argv) {
       {"--write-timeout", PISTON_OPT_WRITE_TIMEOUT_MS, 1},
       {"--ws-max-message", PISTON_OPT_WS_MAX_MESSAGE, 0},
       {"--ws-ping", PISTON_OPT_WS_PING_MS, 1},
+      {"--ws-deflate", PISTON_OPT_WS_DEFLATE, 0},
       {"--handler-timeout", PISTON_OPT_HANDLER_TIMEOUT_MS, 1},
       {"--body-high-water", PISTON_OPT_BODY_HIGH_WATER, 0},
       {"--write-high-water", PISTON_OPT_WRITE_HIGH_WATER, 0},
