@@ -8,6 +8,9 @@
 const http = require('node:http');
 const net = require('node:net');
 const { EventEmitter } = require('node:events');
+const { validateHeaderName, validateHeaderValue } = http;
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const B = require('./binding');
 
 const { native } = B;
@@ -107,13 +110,22 @@ class PistonSocket extends SocketBase {
   // connection. Without one the engine offers no way to close this one
   // connection: it closes at keepAliveTimeout, closeIdleConnections() or
   // close(), and 'close' is emitted then.
+  // destroy(err), as net.Socket's: 'error' (err), then 'close' (true), both
+  // after the call (Koa's app.on('error') hears of it through on-finished's
+  // 'error' listener on the socket).
   destroy(err) {
     if (this.destroyed) return this;
     this.destroyed = true;
     this.readable = false;
     this.writable = false;
+    if (err) this._destroyError = err;
     const ex = this._ex;
     if (ex !== null && !ex.closed && ex.slot >= 0) ex.destroy(err);
+    else if (err) {
+      // idle: the connection closes later (see above); the error is now
+      this._destroyError = undefined;
+      process.nextTick(emitSocketError, this, err);
+    }
     return this;
   }
   // The connection is gone (the engine closed it, or its request died).
@@ -124,7 +136,16 @@ class PistonSocket extends SocketBase {
     this.writable = false;
     if (this._closeEmitted) return;
     this._closeEmitted = true;
-    this.emit('close', false);
+    const err = this._destroyError;
+    if (err === undefined) {
+      this.emit('close', false);
+      return;
+    }
+    this._destroyError = undefined;
+    process.nextTick(() => {
+      emitSocketError(this, err);
+      this.emit('close', true);
+    });
   }
   destroySoon() {
     this.destroy();
@@ -149,6 +170,12 @@ class PistonSocket extends SocketBase {
   write() {
     return true;
   }
+}
+
+// Without a listener nothing happens: node's server listens on its sockets
+// ('clientError' or a quiet destroy), so a socket error never crashes it.
+function emitSocketError(socket, err) {
+  if (socket.listenerCount('error') > 0) socket.emit('error', err);
 }
 
 // The socket of a 'clientError': the engine has already answered (400, 408,
@@ -232,14 +259,35 @@ class PistonServerResponse extends http.ServerResponse {
   // first write or end does, so end(body) is one engine call).
   _storeHeader(firstLine, headers) {
     const flat = [];
+    let te = false;
+    let cl = false;
     if (headers && kOutHeaders && headers === this[kOutHeaders]) {
+      // setHeader() validated these already
       for (const k in headers) {
         const [name, value] = headers[k];
         B.flattenHeaders([[name, value]], flat);
+        if (k === 'transfer-encoding') te = true;
+        else if (k === 'content-length') cl = true;
       }
-    } else {
+    } else if (headers) {
+      // writeHead(status, headers) alone: node's _storeHeader validates
+      // them, with the same errors as setHeader (ERR_INVALID_CHAR, ...)
       B.flattenHeaders(headers, flat);
+      for (let i = 0; i < flat.length; i += 2) {
+        // node's rules (RFC 9110 token; field-vchar, SP, HTAB, obs-text);
+        // node's own validators throw its errors for what fails them
+        if (!TOKEN.test(flat[i])) validateHeaderName(flat[i]);
+        if (BAD_VALUE.test(flat[i + 1])) validateHeaderValue(flat[i], flat[i + 1]);
+        const n = flat[i].length;
+        if (n === 17 && flat[i].toLowerCase() === 'transfer-encoding') te = true;
+        else if (n === 14 && flat[i].toLowerCase() === 'content-length') cl = true;
+      }
     }
+    // A Transfer-Encoding set by the app (Koa's ctx.set) asks for a chunked
+    // body: end(body) must not turn it into a Content-Length response. The
+    // engine writes the Transfer-Encoding header itself.
+    this._pistonTE = te;
+    this._pistonCL = cl;
     this._pistonHeaders = flat;
     this._header = firstLine; // headersSent
     this._headerSent = false;
@@ -259,7 +307,11 @@ class PistonServerResponse extends http.ServerResponse {
   _pistonFail(rc) {
     const name = native.errName(rc);
     if (rc === native.ECLOSED) return;
-    const err = new Error(`piston: response rejected by the engine (${name}), status ${this.statusCode}`);
+    const st = this.statusCode;
+    // node:http sends a 1xx without an upgrade as a bodyless final response;
+    // the engine sends no 1xx of the host's (its own 100 Continue only)
+    const why = st >= 100 && st < 200 ? ': the engine cannot send a 1xx status as a response' : '';
+    const err = new Error(`piston: response rejected by the engine (${name}), status ${st}${why}`);
     err.code = name;
     this._ex.abort();
     throw err;
@@ -327,7 +379,13 @@ class PistonServerResponse extends http.ServerResponse {
     if (this.destroyed || ex.slot < 0) return this;
     let rc;
     if (!this._header) this._implicitHeader();
-    if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers) {
+    if (this._hasBody === false && this._pistonCL) {
+      // HEAD (or 204/304): node sends the head with the app's Content-Length,
+      // whatever the body given to end() (without one, the body's length is
+      // announced, as before)
+      chunk = undefined;
+    }
+    if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers && !this._pistonTE) {
       // the whole response in one engine call, with a Content-Length
       this._headerSent = true;
       rc = native.respSend(ex.slot, this.statusCode, this._pistonHeaders, chunk, reasonOf(this));
@@ -574,37 +632,78 @@ class Exchange {
 
 const DEFAULT_CLOSE_MS = 30000;
 
-class Server extends EventEmitter {
-  constructor(options, handler) {
-    super();
-    if (typeof options === 'function') {
-      handler = options;
-      options = {};
-    }
-    options = options || {};
-    this._options = options;
-    this._h = null;
-    this._id = 0;
-    this._address = null;
-    this._host = undefined;
-    this._closing = false;
-    this._refed = true;
-    this._active = new Set();
-    this._sockets = new Map(); // engine connection id -> PistonSocket
-    this.listening = false;
-    this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
-    this.headersTimeout = options.headersTimeout ?? 60000;
-    this.requestTimeout = options.requestTimeout ?? 300000;
-    this.maxHeadersCount = options.maxHeadersCount ?? null;
-    this.maxHeaderSize = options.maxHeaderSize;
-    // ms; 0: off, as node:http has no such limit. Past it without a started
-    // response the engine answers 503 and the req/res get 'close'.
-    this.handlerTimeout = options.handlerTimeout ?? 0;
-    this.timeout = 0;
-    this.maxRequestsPerSocket = 0;
-    if (handler) this.on('request', handler);
-  }
+// A port as net.Server.listen() takes it: a number or a numeric string
+// (process.env.PORT), 0..65535, else node's ERR_SOCKET_BAD_PORT.
+function toPort(v, name) {
+  if ((typeof v === 'number' || (typeof v === 'string' && v.trim() !== '')) && +v === +v >>> 0 && +v <= 0xffff) return +v;
+  const shown = typeof v === 'string' ? `type string ('${v}')` : typeof v === 'number' ? `type number (${v})` : `${typeof v}`;
+  const err = new RangeError(`${name} should be >= 0 and < 65536. Received ${shown}.`);
+  err.code = 'ERR_SOCKET_BAD_PORT';
+  throw err;
+}
 
+// What server._handle is while the server listens (null before listen()
+// and from close() on, as net.Server's): code such as supertest (before
+// 7.2) and net.Server's own `listening` getter only test that it is there.
+class PistonServerHandle {
+  constructor(server) {
+    this._server = server;
+    this.fd = -1; // the engine's sockets are not a libuv stream
+  }
+  ref() {
+    this._server.ref();
+  }
+  unref() {
+    this._server.unref();
+  }
+  hasRef() {
+    return this._server._refed;
+  }
+  getsockname(out) {
+    const a = this._server._address;
+    if (a && typeof a === 'object') Object.assign(out, a);
+    return 0;
+  }
+}
+
+// A function constructor, as node's: Server(handler) without `new` and
+// Server.call(this) subclassing work, and instances are http.Server and
+// net.Server instances (the prototype chain; none of their own state is
+// used: listen, close, address and the rest are the methods below).
+function Server(options, handler) {
+  if (!(this instanceof Server)) return new Server(options, handler);
+  EventEmitter.call(this);
+  if (typeof options === 'function') {
+    handler = options;
+    options = {};
+  }
+  options = options || {};
+  this._options = options;
+  this._h = null;
+  this._handle = null; // net.Server's `listening` getter reads it
+  this._id = 0;
+  this._address = null;
+  this._host = undefined;
+  this._closing = false;
+  this._refed = true;
+  this._active = new Set();
+  this._sockets = new Map(); // engine connection id -> PistonSocket
+  this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
+  this.headersTimeout = options.headersTimeout ?? 60000;
+  this.requestTimeout = options.requestTimeout ?? 300000;
+  this.maxHeadersCount = options.maxHeadersCount ?? null;
+  this.maxHeaderSize = options.maxHeaderSize;
+  // ms; 0: off, as node:http has no such limit. Past it without a started
+  // response the engine answers 503 and the req/res get 'close'.
+  this.handlerTimeout = options.handlerTimeout ?? 0;
+  this.timeout = 0;
+  this.maxRequestsPerSocket = 0;
+  if (handler) this.on('request', handler);
+}
+Object.setPrototypeOf(Server.prototype, http.Server.prototype);
+Object.setPrototypeOf(Server, http.Server);
+
+class ServerMethods {
   _engineOptions() {
     const ms = (v) => (v > 0 ? v : 24 * 3600 * 1000);
     const o = this._options;
@@ -629,15 +728,15 @@ class Server extends EventEmitter {
     let backlog;
     const a0 = args[0];
     if (a0 !== null && typeof a0 === 'object') {
-      port = a0.port ?? 0;
+      port = a0.port === undefined || a0.port === null ? 0 : toPort(a0.port, 'options.port');
       host = a0.host;
       path = a0.path;
       backlog = a0.backlog;
-    } else if (typeof a0 === 'string' && !/^\d+$/.test(a0)) {
-      path = a0;
+    } else if (typeof a0 === 'string' && !(Number(a0) >= 0)) {
+      path = a0; // node's rule: a string that is not a number >= 0 is a path
       backlog = args[1];
     } else {
-      port = a0 === undefined || a0 === null ? 0 : Number(a0);
+      port = a0 === undefined || a0 === null ? 0 : toPort(a0, 'port');
       if (typeof args[1] === 'string') {
         host = args[1];
         backlog = args[2];
@@ -645,7 +744,7 @@ class Server extends EventEmitter {
         backlog = args[1];
       }
     }
-    if (this.listening || this._h) {
+    if (this._h) {
       const err = new Error('Listen method has been called more than once without closing.');
       err.code = 'ERR_SERVER_ALREADY_LISTEN';
       throw err;
@@ -683,14 +782,14 @@ class Server extends EventEmitter {
       this._address = { address: addr, family: net.isIPv6(addr) ? 'IPv6' : 'IPv4', port: boundPort };
       this._host = addr;
     }
-    this.listening = true;
+    this._handle = new PistonServerHandle(this);
     if (!this._refed) native.ref(this._h, false);
     process.nextTick(() => this.emit('listening'));
     return this;
   }
 
   address() {
-    return this.listening ? this._address : null;
+    return this._handle ? this._address : null;
   }
 
   _onRequest(slot, method, url, minor, connId) {
@@ -722,8 +821,16 @@ class Server extends EventEmitter {
     }
   }
 
+  // A handler's throw (the client has had its 500 already): to the server's
+  // 'error' listener if it has one, else where node:http would let it go,
+  // process 'uncaughtException' (an app's error monitor), with node's
+  // (err, origin) arguments, when something listens there.
   _report(err, socket) {
     if (this.listenerCount('error') > 0) this.emit('error', err);
+    else if (process.listenerCount('uncaughtException') > 0) {
+      process.emit('uncaughtExceptionMonitor', err, 'uncaughtException');
+      process.emit('uncaughtException', err, 'uncaughtException');
+    }
     else if (this.listenerCount('clientError') > 0) this.emit('clientError', err, socket);
     else console.error('piston: request handler threw:', err);
   }
@@ -744,7 +851,7 @@ class Server extends EventEmitter {
 
   _onClosed() {
     this._h = null;
-    this.listening = false;
+    this._handle = null;
     // every connection is closed once the loop drained
     const sockets = [...this._sockets.values()];
     this._sockets.clear();
@@ -767,7 +874,10 @@ class Server extends EventEmitter {
     if (cb) (this._closeCbs ||= []).push(cb);
     if (!this._closing) {
       this._closing = true;
-      this.listening = false;
+      this._handle = null;
+      // the drain must run even for an unref()'d server: node closes its
+      // handle (and calls back) whatever the ref state
+      if (!this._refed) native.ref(this._h, true);
       native.stop(this._h, this._options.closeTimeoutMs ?? DEFAULT_CLOSE_MS);
     }
     return this;
@@ -812,6 +922,9 @@ class Server extends EventEmitter {
   [Symbol.asyncDispose]() {
     return new Promise((resolve) => this.close(() => resolve()));
   }
+}
+for (const k of Reflect.ownKeys(ServerMethods.prototype)) {
+  if (k !== 'constructor') Object.defineProperty(Server.prototype, k, Object.getOwnPropertyDescriptor(ServerMethods.prototype, k));
 }
 
 function createServer(options, handler) {
