@@ -30,6 +30,9 @@ const kOutHeaders = (() => {
   });
 })();
 
+// Where OutgoingMessage keeps what res.errored returns (set by destroy(err)).
+const kErrored = Object.getOwnPropertySymbols(new http.OutgoingMessage()).find((s) => s.description === 'errored');
+
 function connReset(msg) {
   const e = new Error(msg);
   e.code = 'ECONNRESET';
@@ -48,6 +51,10 @@ const NO_INFO = [1, 0, '', 0, 0];
 // What both socket stand-ins answer: TCP tuning is the engine's, and the
 // engine's fd, not these objects, keeps the event loop alive.
 class SocketBase extends EventEmitter {
+  // OutgoingMessage adds its own count to this (cork() is a no-op here)
+  get writableCorked() {
+    return 0;
+  }
   setNoDelay() {
     return this;
   }
@@ -84,6 +91,14 @@ class PistonSocket extends SocketBase {
   }
   _i() {
     return this._info;
+  }
+  // what IncomingMessage/ServerResponse size their buffers by: the server's
+  // highWaterMark option, else the streams' default
+  get readableHighWaterMark() {
+    return this.server._highWaterMark;
+  }
+  get writableHighWaterMark() {
+    return this.server._highWaterMark;
   }
   get remoteAddress() {
     const a = this._i()[2];
@@ -254,6 +269,26 @@ class PistonIncomingMessage extends http.IncomingMessage {
 
 // ---- response -----------------------------------------------------------------
 
+function streamError(code, message) {
+  const err = new Error(message);
+  err.code = code;
+  return err;
+}
+
+// write()/end(chunk) after end(), as node's: the callback gets the error,
+// then 'error' is emitted unless the response is destroyed (closed) by then.
+function writeAfterEnd(res, cb) {
+  const err = streamError('ERR_STREAM_WRITE_AFTER_END', 'write after end');
+  if (res.destroyed) {
+    if (cb) process.nextTick(cb, err);
+    return;
+  }
+  process.nextTick(() => {
+    if (cb) cb(err);
+    if (!res.destroyed) res.emit('error', err);
+  });
+}
+
 class PistonServerResponse extends http.ServerResponse {
   // writeHead() ends here: remember what to send, send nothing yet (the
   // first write or end does, so end(body) is one engine call).
@@ -322,22 +357,17 @@ class PistonServerResponse extends http.ServerResponse {
       cb = encoding;
       encoding = undefined;
     }
-    if (this.finished) {
-      const err = new Error('write after end');
-      err.code = 'ERR_STREAM_WRITE_AFTER_END';
-      process.nextTick(() => {
-        if (cb) cb(err);
-        this.emit('error', err);
-      });
-      return false;
-    }
     if (chunk === null) {
       const err = new TypeError('May not write null values to stream');
       err.code = 'ERR_STREAM_NULL_VALUES';
       throw err;
     }
+    if (this.finished) {
+      writeAfterEnd(this, cb);
+      return false;
+    }
     if (this.destroyed) {
-      if (cb) process.nextTick(cb, new Error('Cannot call write after a stream was destroyed'));
+      if (cb) process.nextTick(cb, streamError('ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
       return false;
     }
     const ex = this._ex;
@@ -367,7 +397,12 @@ class PistonServerResponse extends http.ServerResponse {
       encoding = undefined;
     }
     if (this.finished) {
-      if (cb) process.nextTick(cb);
+      // node's OutgoingMessage.end on an ended message
+      if (chunk !== undefined && chunk !== null && chunk !== '' && chunk.length !== 0) writeAfterEnd(this, cb);
+      else if (cb) {
+        if (!this.writableFinished) this.once('finish', cb);
+        else cb(streamError('ERR_STREAM_ALREADY_FINISHED', 'Cannot call end after a stream was finished'));
+      }
       return this;
     }
     const ex = this._ex;
@@ -423,6 +458,7 @@ class PistonServerResponse extends http.ServerResponse {
 
   destroy(err) {
     if (this.destroyed) return this;
+    if (err && kErrored) this[kErrored] = err;
     this._ex.destroy(err);
     return this;
   }
@@ -461,7 +497,7 @@ class Exchange {
       }
     }
     this.socket = socket;
-    const req = new PistonIncomingMessage(socket);
+    const req = new server._IncomingMessage(socket);
     req._ex = this;
     req._read = P_REQ._read; // own: Express swaps the prototype
     req.method = method;
@@ -472,7 +508,8 @@ class Exchange {
     req.httpVersionMinor = minor;
     req.httpVersion = minor ? '1.1' : '1.0';
     this.req = req;
-    const res = new PistonServerResponse(req);
+    if (server._joinDuplicateHeaders) req.joinDuplicateHeaders = true;
+    const res = server._highWaterMark === undefined ? new server._ServerResponse(req) : new server._ServerResponse(req, { highWaterMark: server._highWaterMark });
     res._ex = this;
     res.socket = socket;
     // Own properties, because Express re-parents res onto its own prototype
@@ -677,8 +714,21 @@ function Server(options, handler) {
     handler = options;
     options = {};
   }
-  options = options || {};
+  if (options === undefined || options === null) options = {};
+  else if (typeof options !== 'object' || Array.isArray(options)) {
+    const shown = typeof options === 'string' ? `type string ('${options}')` : Array.isArray(options) ? 'an instance of Array' : `type ${typeof options} (${String(options)})`;
+    const err = new TypeError(`The "options" argument must be of type object. Received ${shown}`);
+    err.code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
   this._options = options;
+  // node's options.IncomingMessage / options.ServerResponse: the classes
+  // req and res are made of (subclasses of node's; the engine's hot paths
+  // are grafted onto them as own properties, as for Express's prototypes)
+  this._IncomingMessage = options.IncomingMessage || PistonIncomingMessage;
+  this._ServerResponse = options.ServerResponse || PistonServerResponse;
+  this._highWaterMark = options.highWaterMark; // undefined: the default
+  this._joinDuplicateHeaders = options.joinDuplicateHeaders === true;
   this._h = null;
   this._handle = null; // net.Server's `listening` getter reads it
   this._id = 0;

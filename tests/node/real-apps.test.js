@@ -379,3 +379,99 @@ describe('close()', () => {
   });
 });
 
+
+describe("found by node's own tests (make test-node-compat)", () => {
+  test("write()/end(chunk) after end: the callback's ERR_STREAM_WRITE_AFTER_END, end(cb) after finish ERR_STREAM_ALREADY_FINISHED", async () => {
+    const seen = [];
+    let done;
+    const finished = new Promise((r) => (done = r));
+    await withServer(
+      (req, res) => {
+        res.on('error', (e) => seen.push(`error:${e.code}`));
+        res.end('first', () => seen.push('end cb'));
+        res.end(() => seen.push('second end: on finish'));
+        res.end('more', (e) => seen.push(`end(chunk) cb:${e.code}`));
+        res.on('finish', () => {
+          res.end((e) => seen.push(`end after finish:${e.code}`));
+          setImmediate(() => {
+            // closed by now: the callback only, no 'error'
+            res.write('late', (e) => {
+              seen.push(`late write cb:${e.code}`);
+              done();
+            });
+          });
+        });
+      },
+      async (port) => {
+        assert.equal((await request(port, 'GET', '/')).body, 'first');
+        await finished;
+      },
+    );
+    assert.deepEqual(seen.sort(), [
+      'end after finish:ERR_STREAM_ALREADY_FINISHED',
+      'end cb',
+      'end(chunk) cb:ERR_STREAM_WRITE_AFTER_END',
+      'error:ERR_STREAM_WRITE_AFTER_END',
+      'late write cb:ERR_STREAM_WRITE_AFTER_END',
+      'second end: on finish',
+    ]);
+  });
+
+  test('createServer options: IncomingMessage/ServerResponse classes; a non-object throws ERR_INVALID_ARG_TYPE', async () => {
+    class MyReq extends http.IncomingMessage {
+      hello() {
+        return 'req ' + this.url;
+      }
+    }
+    class MyRes extends http.ServerResponse {
+      shout(s) {
+        this.end(s.toUpperCase());
+      }
+    }
+    const server = piston.createServer({ IncomingMessage: MyReq, ServerResponse: MyRes }, (req, res) => {
+      assert.ok(req instanceof MyReq);
+      assert.ok(res instanceof MyRes);
+      res.shout(req.hello());
+    });
+    const { port } = await listen(server);
+    try {
+      assert.equal((await request(port, 'GET', '/x')).body, 'REQ /X');
+    } finally {
+      await close(server);
+    }
+    for (const bad of ['foo', 42, true, []]) {
+      assert.throws(() => new piston.Server(bad), { code: 'ERR_INVALID_ARG_TYPE', name: 'TypeError' });
+    }
+  });
+
+  test('createServer options: highWaterMark sizes req and res; joinDuplicateHeaders joins', async () => {
+    const seen = [];
+    const server = piston.createServer({ highWaterMark: 65536, joinDuplicateHeaders: true }, (req, res) => {
+      seen.push(req.readableHighWaterMark, res.writableHighWaterMark, req.headers['x-dup']);
+      res.end();
+    });
+    const { port } = await listen(server);
+    try {
+      await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nX-Dup: a\r\nX-Dup: b\r\nConnection: close\r\n\r\n');
+    } finally {
+      await close(server);
+    }
+    assert.deepEqual(seen, [65536, 65536, 'a, b']);
+  });
+
+  test("res.destroy(err) sets res.errored; res.writableCorked is a number", async () => {
+    const seen = [];
+    await withServer(
+      (req, res) => {
+        seen.push(res.writableCorked);
+        const err = new Error('Destroy test');
+        res.destroy(err);
+        seen.push(res.errored === err);
+      },
+      async (port) => {
+        await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', 1000);
+      },
+    );
+    assert.deepEqual(seen, [0, true]);
+  });
+});
