@@ -7,6 +7,7 @@
 
 const http = require('node:http');
 const net = require('node:net');
+const util = require('node:util');
 const { EventEmitter } = require('node:events');
 const { validateHeaderName, validateHeaderValue } = http;
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
@@ -669,12 +670,40 @@ class Exchange {
 
 const DEFAULT_CLOSE_MS = 30000;
 
+// "Received ..." of node's argument errors (its determineSpecificType).
+function received(v) {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === 'function') return `function ${v.name}`;
+  if (typeof v === 'object') return v.constructor && v.constructor.name ? `an instance of ${v.constructor.name}` : util.inspect(v, { depth: -1 });
+  let shown;
+  if (typeof v === 'string') shown = util.inspect(v.length > 28 ? `${v.slice(0, 25)}...` : v);
+  else {
+    shown = util.inspect(v, { colors: false });
+    if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
+  }
+  return `type ${typeof v} (${shown})`;
+}
+
+// A timeout option as node's validateInteger(v, name, 0) takes it.
+function msOption(v, name) {
+  if (typeof v !== 'number') {
+    const err = new TypeError(`The "${name}" argument must be of type number. Received ${received(v)}`);
+    err.code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
+  if (!Number.isInteger(v) || v < 0 || v > Number.MAX_SAFE_INTEGER) {
+    const err = new RangeError(`The value of "${name}" is out of range. It must be ${Number.isInteger(v) ? '>= 0 && <= 9007199254740991' : 'an integer'}. Received ${v}`);
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+  return v;
+}
+
 // A port as net.Server.listen() takes it: a number or a numeric string
 // (process.env.PORT), 0..65535, else node's ERR_SOCKET_BAD_PORT.
 function toPort(v, name) {
   if ((typeof v === 'number' || (typeof v === 'string' && v.trim() !== '')) && +v === +v >>> 0 && +v <= 0xffff) return +v;
-  const shown = typeof v === 'string' ? `type string ('${v}')` : typeof v === 'number' ? `type number (${v})` : `${typeof v}`;
-  const err = new RangeError(`${name} should be >= 0 and < 65536. Received ${shown}.`);
+  const err = new RangeError(`${name} should be >= 0 and < 65536. Received ${received(v)}.`);
   err.code = 'ERR_SOCKET_BAD_PORT';
   throw err;
 }
@@ -716,8 +745,7 @@ function Server(options, handler) {
   }
   if (options === undefined || options === null) options = {};
   else if (typeof options !== 'object' || Array.isArray(options)) {
-    const shown = typeof options === 'string' ? `type string ('${options}')` : Array.isArray(options) ? 'an instance of Array' : `type ${typeof options} (${String(options)})`;
-    const err = new TypeError(`The "options" argument must be of type object. Received ${shown}`);
+    const err = new TypeError(`The "options" argument must be of type object. Received ${received(options)}`);
     err.code = 'ERR_INVALID_ARG_TYPE';
     throw err;
   }
@@ -739,8 +767,15 @@ function Server(options, handler) {
   this._active = new Set();
   this._sockets = new Map(); // engine connection id -> PistonSocket
   this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
-  this.headersTimeout = options.headersTimeout ?? 60000;
-  this.requestTimeout = options.requestTimeout ?? 300000;
+  // node's rules: integers >= 0; headersTimeout defaults to at most
+  // requestTimeout and may not exceed it
+  this.requestTimeout = options.requestTimeout === undefined ? 300000 : msOption(options.requestTimeout, 'requestTimeout');
+  this.headersTimeout = options.headersTimeout === undefined ? Math.min(60000, this.requestTimeout) : msOption(options.headersTimeout, 'headersTimeout');
+  if (this.requestTimeout > 0 && this.headersTimeout > 0 && this.headersTimeout > this.requestTimeout) {
+    const err = new RangeError(`The value of "headersTimeout" is out of range. It must be <= requestTimeout. Received ${options.headersTimeout}`);
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
   this.maxHeadersCount = options.maxHeadersCount ?? null;
   this.maxHeaderSize = options.maxHeaderSize;
   // ms; 0: off, as node:http has no such limit. Past it without a started
@@ -778,7 +813,13 @@ class ServerMethods {
     let backlog;
     const a0 = args[0];
     if (a0 !== null && typeof a0 === 'object') {
-      port = a0.port === undefined || a0.port === null ? 0 : toPort(a0.port, 'options.port');
+      const p = a0.port;
+      if (p !== undefined && p !== null && typeof p !== 'number' && typeof p !== 'string') {
+        const err = new TypeError(`The argument 'options' is invalid. Received ${util.inspect(a0)}`);
+        err.code = 'ERR_INVALID_ARG_VALUE';
+        throw err;
+      }
+      port = p === undefined || p === null ? 0 : toPort(p, 'options.port');
       host = a0.host;
       path = a0.path;
       backlog = a0.backlog;

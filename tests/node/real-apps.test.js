@@ -459,6 +459,47 @@ describe("found by node's own tests (make test-node-compat)", () => {
     assert.deepEqual(seen, [65536, 65536, 'a, b']);
   });
 
+  test("headersTimeout/requestTimeout: node's defaults and errors", () => {
+    const cases = [
+      {},
+      { requestTimeout: 20000 },
+      { headersTimeout: 10000 },
+      { requestTimeout: 100000 },
+      { headersTimeout: 10000, requestTimeout: 1000 },
+      { requestTimeout: -1 },
+      { requestTimeout: 1.5 },
+      { headersTimeout: 'a very long string indeed, longer than 28' },
+      { requestTimeout: null },
+    ];
+    const outcome = (make) => {
+      try {
+        const s = make();
+        return [s.headersTimeout, s.requestTimeout];
+      } catch (e) {
+        return [e.name, e.code, e.message];
+      }
+    };
+    for (const o of cases) {
+      assert.deepEqual(
+        outcome(() => piston.createServer(o)),
+        outcome(() => http.createServer(o)),
+        JSON.stringify(o),
+      );
+    }
+    // and listen()'s, for a port that is neither a number nor a string
+    const err = (fn) => {
+      try {
+        fn();
+      } catch (e) {
+        return [e.name, e.code, e.message];
+      }
+    };
+    assert.deepEqual(
+      err(() => piston.createServer().listen({ port: true })),
+      err(() => http.createServer().listen({ port: true })),
+    );
+  });
+
   test("res.destroy(err) sets res.errored; res.writableCorked is a number", async () => {
     const seen = [];
     await withServer(
