@@ -500,6 +500,24 @@ describe("found by node's own tests (make test-node-compat)", () => {
     );
   });
 
+  test("an unread request ended by res.end() still gets 'end' and 'close' (after res 'close')", async () => {
+    const seen = [];
+    await withServer(
+      (req, res) => {
+        res.end('ok');
+        res.on('finish', () => seen.push('res finish'));
+        res.on('close', () => seen.push('res close'));
+        req.on('end', () => seen.push('req end'));
+        req.on('close', () => seen.push(`req close ${req.destroyed}`));
+      },
+      async (port) => {
+        assert.equal((await request(port, 'GET', '/')).body, 'ok');
+        for (let i = 0; i < 50 && seen.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      },
+    );
+    assert.deepEqual(seen, ['res finish', 'res close', 'req end', 'req close true']); // node:http's order
+  });
+
   test("res.destroy(err) sets res.errored; res.writableCorked is a number", async () => {
     const seen = [];
     await withServer(
