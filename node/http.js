@@ -59,6 +59,12 @@ class SocketBase extends EventEmitter {
   setNoDelay() {
     return this;
   }
+  // as node's server sockets: the bytes are HTTP's
+  setEncoding() {
+    const err = new Error('Changing the socket encoding is not allowed per RFC7230 Section 3.');
+    err.code = 'ERR_HTTP_SOCKET_ENCODING';
+    throw err;
+  }
   setKeepAlive() {
     return this;
   }
@@ -796,6 +802,11 @@ function Server(options, handler) {
   this.handlerTimeout = options.handlerTimeout ?? 0;
   this.timeout = 0;
   this.maxRequestsPerSocket = 0;
+  // net.Server's socket options as http.Server sets them (TCP tuning is
+  // the engine's: these are what the server reports)
+  this.noDelay = options.noDelay ?? true;
+  this.keepAlive = options.keepAlive ?? false;
+  this.keepAliveInitialDelay = options.keepAliveInitialDelay ?? 0;
   if (handler) this.on('request', handler);
 }
 Object.setPrototypeOf(Server.prototype, http.Server.prototype);
@@ -848,11 +859,13 @@ class ServerMethods {
         backlog = args[1];
       }
     }
-    if (this._h) {
+    if (this._h && !this._closing) {
       const err = new Error('Listen method has been called more than once without closing.');
       err.code = 'ERR_SERVER_ALREADY_LISTEN';
       throw err;
     }
+    // listen() again while a close() drains, as net.Server allows
+    if (this._h) this._detachClosing();
     if (cb) this.once('listening', cb);
     this._closing = false;
     this._id = B.registerServer(this);
@@ -951,6 +964,35 @@ class ServerMethods {
     if (socket === undefined) return;
     this._sockets.delete(connId);
     socket._closed();
+  }
+
+  // The closing native server goes on draining on its own: its connections
+  // (their ids are its own) and the close() callbacks go with it, and
+  // 'close' is emitted when it has drained; the server is free to listen.
+  _detachClosing() {
+    const sockets = this._sockets;
+    const cbs = this._closeCbs || [];
+    const server = this;
+    B.servers.set(this._id, {
+      _onRequest: (...a) => server._onRequest(...a),
+      _onClientError: (...a) => server._onClientError(...a),
+      _onConnClosed(connId) {
+        const sock = sockets.get(connId);
+        if (sock === undefined) return;
+        sockets.delete(connId);
+        sock._closed();
+      },
+      _onClosed() {
+        for (const sock of sockets.values()) sock._closed();
+        sockets.clear();
+        server.emit('close');
+        for (const cb of cbs) cb();
+      },
+    });
+    this._sockets = new Map();
+    this._closeCbs = null;
+    this._h = null;
+    this._closing = false;
   }
 
   _onClosed() {

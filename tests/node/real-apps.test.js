@@ -381,6 +381,53 @@ describe('close()', () => {
 
 
 describe("found by node's own tests (make test-node-compat)", () => {
+  test('listen() again while close() drains: both work, close(cb) and the close event come once the old drained', async () => {
+    let release;
+    const server = piston.createServer((req, res) => {
+      if (req.url === '/slow') release = () => res.end('slow');
+      else res.end('new');
+    });
+    const { port: p1 } = await listen(server);
+    const slow = request(p1, 'GET', '/slow');
+    for (let i = 0; i < 100 && !release; i++) await new Promise((r) => setTimeout(r, 10));
+    const events = [];
+    server.on('close', () => events.push('close event'));
+    const closed = new Promise((r) => server.close(() => r(events.push('close cb'))));
+    const { port: p2 } = await listen(server);
+    assert.equal(server.listening, true);
+    assert.equal((await request(p2, 'GET', '/')).body, 'new');
+    assert.deepEqual(events, []);
+    release();
+    assert.equal((await slow).body, 'slow');
+    await closed;
+    assert.deepEqual(events, ['close event', 'close cb']);
+    assert.equal(server.listening, true, 'the new listen is untouched');
+    assert.equal((await request(p2, 'GET', '/')).body, 'new');
+    await close(server);
+    assert.equal(server.listening, false);
+  });
+
+  test("server.noDelay as http.Server's; a server socket's setEncoding() throws ERR_HTTP_SOCKET_ENCODING", async () => {
+    const seen = [];
+    const server = piston.createServer((req, res) => {
+      try {
+        req.socket.setEncoding('utf8');
+      } catch (e) {
+        seen.push(e.code, e.message);
+      }
+      res.end();
+    });
+    assert.equal(server.noDelay, http.createServer().noDelay);
+    assert.equal(server.keepAlive, http.createServer().keepAlive);
+    const { port } = await listen(server);
+    try {
+      await request(port, 'GET', '/');
+    } finally {
+      await close(server);
+    }
+    assert.deepEqual(seen, ['ERR_HTTP_SOCKET_ENCODING', 'Changing the socket encoding is not allowed per RFC7230 Section 3.']);
+  });
+
   test("write()/end(chunk) after end: the callback's ERR_STREAM_WRITE_AFTER_END, end(cb) after finish ERR_STREAM_ALREADY_FINISHED", async () => {
     const seen = [];
     let done;
