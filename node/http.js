@@ -303,6 +303,7 @@ class PistonServerResponse extends http.ServerResponse {
     const flat = [];
     let te = false;
     let cl = false;
+    let trailer = false;
     if (headers && kOutHeaders && headers === this[kOutHeaders]) {
       // setHeader() validated these already
       for (const k in headers) {
@@ -310,6 +311,7 @@ class PistonServerResponse extends http.ServerResponse {
         B.flattenHeaders([[name, value]], flat);
         if (k === 'transfer-encoding') te = true;
         else if (k === 'content-length') cl = true;
+        else if (k === 'trailer') trailer = true;
       }
     } else if (headers) {
       // writeHead(status, headers) alone: node's _storeHeader validates
@@ -323,7 +325,14 @@ class PistonServerResponse extends http.ServerResponse {
         const n = flat[i].length;
         if (n === 17 && flat[i].toLowerCase() === 'transfer-encoding') te = true;
         else if (n === 14 && flat[i].toLowerCase() === 'content-length') cl = true;
+        else if (n === 7 && flat[i].toLowerCase() === 'trailer') trailer = true;
       }
+    }
+    // node's rule: a Trailer header needs a chunked body
+    if (trailer && (cl || this._hasBody === false || this.req?.httpVersionMinor === 0)) {
+      const err = new Error('Trailers are invalid with this transfer encoding');
+      err.code = 'ERR_HTTP_TRAILER_INVALID';
+      throw err;
     }
     // A Transfer-Encoding set by the app (Koa's ctx.set) asks for a chunked
     // body: end(body) must not turn it into a Content-Length response. The

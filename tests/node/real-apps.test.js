@@ -565,6 +565,26 @@ describe("found by node's own tests (make test-node-compat)", () => {
     assert.deepEqual(seen, ['res finish', 'res close', 'req end', 'req close true']); // node:http's order
   });
 
+  test('a Trailer header with a Content-Length throws ERR_HTTP_TRAILER_INVALID at writeHead', async () => {
+    const seen = [];
+    await withServer(
+      (req, res) => {
+        res.setHeader('Trailer', 'baz');
+        try {
+          res.writeHead(200, { 'Content-Length': '2' });
+        } catch (e) {
+          seen.push(e.code, e.message, res.headersSent);
+        }
+        res.removeHeader('Trailer');
+        res.end('ok');
+      },
+      async (port) => {
+        assert.equal((await request(port, 'GET', '/')).body, 'ok');
+      },
+    );
+    assert.deepEqual(seen, ['ERR_HTTP_TRAILER_INVALID', 'Trailers are invalid with this transfer encoding', false]);
+  });
+
   test("res.destroy(err) sets res.errored; res.writableCorked is a number", async () => {
     const seen = [];
     await withServer(
