@@ -112,7 +112,7 @@ test-node: node
 
 # Node's own test/parallel/test-http-*.js through createServer (issue #14):
 # fails if a file of tests/node-compat/expected-pass.txt fails. Not in
-# `make test`: it takes about 2.5 minutes. Node's files are fetched (from
+# `make test`: it takes about 3 minutes. Node's files are fetched (from
 # Debian's nodejs source package) into $(BUILD)/node-tests, never committed.
 test-node-compat: node
 	tests/node-compat/fetch-tests.sh $(BUILD)/node-tests

@@ -68,7 +68,10 @@ function flagsOf(src) {
   return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
 }
 
-function runOne(name, withPiston) {
+// worker: which job slot runs it; common/tmpdir.js makes one temporary
+// directory per TEST_THREAD_ID, as under Node's own runner, so parallel
+// files do not wipe each other's sockets and files
+function runOne(name, withPiston, worker) {
   const file = path.join(parallel, name);
   const src = fs.readFileSync(file, 'utf8');
   const argv = [...flagsOf(src), ...(withPiston ? ['--require', PRELOAD] : []), file];
@@ -78,7 +81,7 @@ function runOne(name, withPiston) {
       cwd: parallel,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // its own process group: children it spawns go with it
-      env: { ...process.env, NODE_TEST_DIR: path.join(testsDir, 'test'), NODE_OPTIONS: '' },
+      env: { ...process.env, NODE_TEST_DIR: path.join(testsDir, 'test'), NODE_OPTIONS: '', TEST_THREAD_ID: String(worker) },
     });
     let out = '';
     const keep = (d) => {
@@ -110,13 +113,13 @@ function runOne(name, withPiston) {
 async function runAll(names, withPiston) {
   const results = new Map();
   let next = 0;
-  async function worker() {
+  async function worker(id) {
     while (next < names.length) {
       const name = names[next++];
-      results.set(name, await runOne(name, withPiston));
+      results.set(name, await runOne(name, withPiston, id));
     }
   }
-  await Promise.all(Array.from({ length: jobs }, worker));
+  await Promise.all(Array.from({ length: jobs }, (_, id) => worker(id)));
   return results;
 }
 
