@@ -256,7 +256,7 @@ function clientError(status) {
 function reasonOf(res) {
   const m = res.statusMessage;
   if (m === undefined || m === null) return undefined;
-  const std = http.STATUS_CODES[res.statusCode];
+  const std = http.STATUS_CODES[res._pistonStatus ?? res.statusCode];
   if (m === std || (std === undefined && m === 'unknown')) return undefined;
   return String(m);
 }
@@ -286,7 +286,7 @@ function streamError(code, message) {
 // then 'error' is emitted unless the response is destroyed (closed) by then.
 function writeAfterEnd(res, cb) {
   const err = streamError('ERR_STREAM_WRITE_AFTER_END', 'write after end');
-  if (res.destroyed) {
+  if (res.destroyed || res._ex.closed) {
     if (cb) process.nextTick(cb, err);
     return;
   }
@@ -340,6 +340,9 @@ class PistonServerResponse extends http.ServerResponse {
     this._pistonTE = te;
     this._pistonCL = cl;
     this._pistonHeaders = flat;
+    // the status of the stored head: a later res.statusCode = n changes
+    // nothing, as in node (whose head is already a string)
+    this._pistonStatus = this.statusCode;
     this._header = firstLine; // headersSent
     this._headerSent = false;
   }
@@ -350,7 +353,7 @@ class PistonServerResponse extends http.ServerResponse {
     this._headerSent = true;
     const ex = this._ex;
     if (ex.slot < 0) return native.ECLOSED;
-    const rc = native.respStart(ex.slot, this.statusCode, this._pistonHeaders, reasonOf(this));
+    const rc = native.respStart(ex.slot, this._pistonStatus, this._pistonHeaders, reasonOf(this));
     if (rc < 0) this._pistonFail(rc);
     return rc;
   }
@@ -358,7 +361,7 @@ class PistonServerResponse extends http.ServerResponse {
   _pistonFail(rc) {
     const name = native.errName(rc);
     if (rc === native.ECLOSED) return;
-    const st = this.statusCode;
+    const st = this._pistonStatus ?? this.statusCode;
     // node:http sends a 1xx without an upgrade as a bodyless final response;
     // the engine sends no 1xx of the host's (its own 100 Continue only)
     const why = st >= 100 && st < 200 ? ': the engine cannot send a 1xx status as a response' : '';
@@ -439,7 +442,7 @@ class PistonServerResponse extends http.ServerResponse {
     if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers && !this._pistonTE) {
       // the whole response in one engine call, with a Content-Length
       this._headerSent = true;
-      rc = native.respSend(ex.slot, this.statusCode, this._pistonHeaders, chunk, reasonOf(this));
+      rc = native.respSend(ex.slot, this._pistonStatus, this._pistonHeaders, chunk, reasonOf(this));
     } else {
       rc = this._pistonStart();
       if (rc >= 0) rc = native.respEnd(ex.slot, chunk === null ? undefined : chunk, this._pistonTrailers);
@@ -474,7 +477,7 @@ class PistonServerResponse extends http.ServerResponse {
 
   destroy(err) {
     if (this.destroyed) return this;
-    if (err && kErrored) this[kErrored] = err;
+    if (kErrored) this[kErrored] = err; // undefined for destroy(), as node's
     this._ex.destroy(err);
     return this;
   }

@@ -585,6 +585,38 @@ describe("found by node's own tests (make test-node-compat)", () => {
     assert.deepEqual(seen, ['ERR_HTTP_TRAILER_INVALID', 'Trailers are invalid with this transfer encoding', false]);
   });
 
+  test('res.statusCode set after writeHead() changes nothing (the head is stored)', async () => {
+    await withServer(
+      (req, res) => {
+        res.writeHead(200, { 'x-foo': 'bar' });
+        res.statusCode = 201;
+        res.end('body');
+      },
+      async (port) => {
+        const text = await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+        assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+      },
+    );
+  });
+
+  test("res.end(chunk) after end() and destroy(): no 'error'; res.errored stays undefined", async () => {
+    const seen = [];
+    await withServer(
+      (req, res) => {
+        res.on('error', (e) => seen.push(`error ${e.code}`));
+        res.end();
+        res.destroy();
+        res.end('asd');
+        seen.push(`errored ${res.errored}`);
+      },
+      async (port) => {
+        await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', 1000);
+        await new Promise((r) => setTimeout(r, 50));
+      },
+    );
+    assert.deepEqual(seen, ['errored undefined']);
+  });
+
   test("res.destroy(err) sets res.errored; res.writableCorked is a number", async () => {
     const seen = [];
     await withServer(
