@@ -7,7 +7,11 @@
 
 const http = require('node:http');
 const net = require('node:net');
+const util = require('node:util');
 const { EventEmitter } = require('node:events');
+const { validateHeaderName, validateHeaderValue } = http;
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const B = require('./binding');
 
 const { native } = B;
@@ -27,6 +31,9 @@ const kOutHeaders = (() => {
   });
 })();
 
+// Where OutgoingMessage keeps what res.errored returns (set by destroy(err)).
+const kErrored = Object.getOwnPropertySymbols(new http.OutgoingMessage()).find((s) => s.description === 'errored');
+
 function connReset(msg) {
   const e = new Error(msg);
   e.code = 'ECONNRESET';
@@ -45,8 +52,18 @@ const NO_INFO = [1, 0, '', 0, 0];
 // What both socket stand-ins answer: TCP tuning is the engine's, and the
 // engine's fd, not these objects, keeps the event loop alive.
 class SocketBase extends EventEmitter {
+  // OutgoingMessage adds its own count to this (cork() is a no-op here)
+  get writableCorked() {
+    return 0;
+  }
   setNoDelay() {
     return this;
+  }
+  // as node's server sockets: the bytes are HTTP's
+  setEncoding() {
+    const err = new Error('Changing the socket encoding is not allowed per RFC7230 Section 3.');
+    err.code = 'ERR_HTTP_SOCKET_ENCODING';
+    throw err;
   }
   setKeepAlive() {
     return this;
@@ -82,6 +99,14 @@ class PistonSocket extends SocketBase {
   _i() {
     return this._info;
   }
+  // what IncomingMessage/ServerResponse size their buffers by: the server's
+  // highWaterMark option, else the streams' default
+  get readableHighWaterMark() {
+    return this.server._highWaterMark;
+  }
+  get writableHighWaterMark() {
+    return this.server._highWaterMark;
+  }
   get remoteAddress() {
     const a = this._i()[2];
     return a === '' ? undefined : a;
@@ -107,13 +132,22 @@ class PistonSocket extends SocketBase {
   // connection. Without one the engine offers no way to close this one
   // connection: it closes at keepAliveTimeout, closeIdleConnections() or
   // close(), and 'close' is emitted then.
+  // destroy(err), as net.Socket's: 'error' (err), then 'close' (true), both
+  // after the call (Koa's app.on('error') hears of it through on-finished's
+  // 'error' listener on the socket).
   destroy(err) {
     if (this.destroyed) return this;
     this.destroyed = true;
     this.readable = false;
     this.writable = false;
+    if (err) this._destroyError = err;
     const ex = this._ex;
     if (ex !== null && !ex.closed && ex.slot >= 0) ex.destroy(err);
+    else if (err) {
+      // idle: the connection closes later (see above); the error is now
+      this._destroyError = undefined;
+      process.nextTick(emitSocketError, this, err);
+    }
     return this;
   }
   // The connection is gone (the engine closed it, or its request died).
@@ -124,7 +158,16 @@ class PistonSocket extends SocketBase {
     this.writable = false;
     if (this._closeEmitted) return;
     this._closeEmitted = true;
-    this.emit('close', false);
+    const err = this._destroyError;
+    if (err === undefined) {
+      this.emit('close', false);
+      return;
+    }
+    this._destroyError = undefined;
+    process.nextTick(() => {
+      emitSocketError(this, err);
+      this.emit('close', true);
+    });
   }
   destroySoon() {
     this.destroy();
@@ -149,6 +192,12 @@ class PistonSocket extends SocketBase {
   write() {
     return true;
   }
+}
+
+// Without a listener nothing happens: node's server listens on its sockets
+// ('clientError' or a quiet destroy), so a socket error never crashes it.
+function emitSocketError(socket, err) {
+  if (socket.listenerCount('error') > 0) socket.emit('error', err);
 }
 
 // The socket of a 'clientError': the engine has already answered (400, 408,
@@ -207,7 +256,7 @@ function clientError(status) {
 function reasonOf(res) {
   const m = res.statusMessage;
   if (m === undefined || m === null) return undefined;
-  const std = http.STATUS_CODES[res.statusCode];
+  const std = http.STATUS_CODES[res._pistonStatus ?? res.statusCode];
   if (m === std || (std === undefined && m === 'unknown')) return undefined;
   return String(m);
 }
@@ -227,20 +276,73 @@ class PistonIncomingMessage extends http.IncomingMessage {
 
 // ---- response -----------------------------------------------------------------
 
+function streamError(code, message) {
+  const err = new Error(message);
+  err.code = code;
+  return err;
+}
+
+// write()/end(chunk) after end(), as node's: the callback gets the error,
+// then 'error' is emitted unless the response is destroyed (closed) by then.
+function writeAfterEnd(res, cb) {
+  const err = streamError('ERR_STREAM_WRITE_AFTER_END', 'write after end');
+  if (res.destroyed || res._ex.closed) {
+    if (cb) process.nextTick(cb, err);
+    return;
+  }
+  process.nextTick(() => {
+    if (cb) cb(err);
+    if (!res.destroyed) res.emit('error', err);
+  });
+}
+
 class PistonServerResponse extends http.ServerResponse {
   // writeHead() ends here: remember what to send, send nothing yet (the
   // first write or end does, so end(body) is one engine call).
   _storeHeader(firstLine, headers) {
     const flat = [];
+    let te = false;
+    let cl = false;
+    let trailer = false;
     if (headers && kOutHeaders && headers === this[kOutHeaders]) {
+      // setHeader() validated these already
       for (const k in headers) {
         const [name, value] = headers[k];
         B.flattenHeaders([[name, value]], flat);
+        if (k === 'transfer-encoding') te = true;
+        else if (k === 'content-length') cl = true;
+        else if (k === 'trailer') trailer = true;
       }
-    } else {
+    } else if (headers) {
+      // writeHead(status, headers) alone: node's _storeHeader validates
+      // them, with the same errors as setHeader (ERR_INVALID_CHAR, ...)
       B.flattenHeaders(headers, flat);
+      for (let i = 0; i < flat.length; i += 2) {
+        // node's rules (RFC 9110 token; field-vchar, SP, HTAB, obs-text);
+        // node's own validators throw its errors for what fails them
+        if (!TOKEN.test(flat[i])) validateHeaderName(flat[i]);
+        if (BAD_VALUE.test(flat[i + 1])) validateHeaderValue(flat[i], flat[i + 1]);
+        const n = flat[i].length;
+        if (n === 17 && flat[i].toLowerCase() === 'transfer-encoding') te = true;
+        else if (n === 14 && flat[i].toLowerCase() === 'content-length') cl = true;
+        else if (n === 7 && flat[i].toLowerCase() === 'trailer') trailer = true;
+      }
     }
+    // node's rule: a Trailer header needs a chunked body
+    if (trailer && (cl || this._hasBody === false || this.req?.httpVersionMinor === 0)) {
+      const err = new Error('Trailers are invalid with this transfer encoding');
+      err.code = 'ERR_HTTP_TRAILER_INVALID';
+      throw err;
+    }
+    // A Transfer-Encoding set by the app (Koa's ctx.set) asks for a chunked
+    // body: end(body) must not turn it into a Content-Length response. The
+    // engine writes the Transfer-Encoding header itself.
+    this._pistonTE = te;
+    this._pistonCL = cl;
     this._pistonHeaders = flat;
+    // the status of the stored head: a later res.statusCode = n changes
+    // nothing, as in node (whose head is already a string)
+    this._pistonStatus = this.statusCode;
     this._header = firstLine; // headersSent
     this._headerSent = false;
   }
@@ -251,7 +353,7 @@ class PistonServerResponse extends http.ServerResponse {
     this._headerSent = true;
     const ex = this._ex;
     if (ex.slot < 0) return native.ECLOSED;
-    const rc = native.respStart(ex.slot, this.statusCode, this._pistonHeaders, reasonOf(this));
+    const rc = native.respStart(ex.slot, this._pistonStatus, this._pistonHeaders, reasonOf(this));
     if (rc < 0) this._pistonFail(rc);
     return rc;
   }
@@ -259,7 +361,11 @@ class PistonServerResponse extends http.ServerResponse {
   _pistonFail(rc) {
     const name = native.errName(rc);
     if (rc === native.ECLOSED) return;
-    const err = new Error(`piston: response rejected by the engine (${name}), status ${this.statusCode}`);
+    const st = this._pistonStatus ?? this.statusCode;
+    // node:http sends a 1xx without an upgrade as a bodyless final response;
+    // the engine sends no 1xx of the host's (its own 100 Continue only)
+    const why = st >= 100 && st < 200 ? ': the engine cannot send a 1xx status as a response' : '';
+    const err = new Error(`piston: response rejected by the engine (${name}), status ${st}${why}`);
     err.code = name;
     this._ex.abort();
     throw err;
@@ -270,22 +376,17 @@ class PistonServerResponse extends http.ServerResponse {
       cb = encoding;
       encoding = undefined;
     }
-    if (this.finished) {
-      const err = new Error('write after end');
-      err.code = 'ERR_STREAM_WRITE_AFTER_END';
-      process.nextTick(() => {
-        if (cb) cb(err);
-        this.emit('error', err);
-      });
-      return false;
-    }
     if (chunk === null) {
       const err = new TypeError('May not write null values to stream');
       err.code = 'ERR_STREAM_NULL_VALUES';
       throw err;
     }
+    if (this.finished) {
+      writeAfterEnd(this, cb);
+      return false;
+    }
     if (this.destroyed) {
-      if (cb) process.nextTick(cb, new Error('Cannot call write after a stream was destroyed'));
+      if (cb) process.nextTick(cb, streamError('ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
       return false;
     }
     const ex = this._ex;
@@ -315,7 +416,12 @@ class PistonServerResponse extends http.ServerResponse {
       encoding = undefined;
     }
     if (this.finished) {
-      if (cb) process.nextTick(cb);
+      // node's OutgoingMessage.end on an ended message
+      if (chunk !== undefined && chunk !== null && chunk !== '' && chunk.length !== 0) writeAfterEnd(this, cb);
+      else if (cb) {
+        if (!this.writableFinished) this.once('finish', cb);
+        else cb(streamError('ERR_STREAM_ALREADY_FINISHED', 'Cannot call end after a stream was finished'));
+      }
       return this;
     }
     const ex = this._ex;
@@ -327,10 +433,16 @@ class PistonServerResponse extends http.ServerResponse {
     if (this.destroyed || ex.slot < 0) return this;
     let rc;
     if (!this._header) this._implicitHeader();
-    if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers) {
+    if (this._hasBody === false && this._pistonCL) {
+      // HEAD (or 204/304): node sends the head with the app's Content-Length,
+      // whatever the body given to end() (without one, the body's length is
+      // announced, as before)
+      chunk = undefined;
+    }
+    if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers && !this._pistonTE) {
       // the whole response in one engine call, with a Content-Length
       this._headerSent = true;
-      rc = native.respSend(ex.slot, this.statusCode, this._pistonHeaders, chunk, reasonOf(this));
+      rc = native.respSend(ex.slot, this._pistonStatus, this._pistonHeaders, chunk, reasonOf(this));
     } else {
       rc = this._pistonStart();
       if (rc >= 0) rc = native.respEnd(ex.slot, chunk === null ? undefined : chunk, this._pistonTrailers);
@@ -365,6 +477,7 @@ class PistonServerResponse extends http.ServerResponse {
 
   destroy(err) {
     if (this.destroyed) return this;
+    if (kErrored) this[kErrored] = err; // undefined for destroy(), as node's
     this._ex.destroy(err);
     return this;
   }
@@ -386,6 +499,7 @@ class Exchange {
     this.needDrain = false;
     this.waitingBody = false;
     this.bodyDone = false; // no more engine reads (end, error, or dumped)
+    this.unreadEnd = false; // dropped unread: the stream's end is still due
     this.resDone = false;
     this.closed = false;
     let socket = server._sockets.get(connId);
@@ -403,7 +517,7 @@ class Exchange {
       }
     }
     this.socket = socket;
-    const req = new PistonIncomingMessage(socket);
+    const req = new server._IncomingMessage(socket);
     req._ex = this;
     req._read = P_REQ._read; // own: Express swaps the prototype
     req.method = method;
@@ -414,7 +528,8 @@ class Exchange {
     req.httpVersionMinor = minor;
     req.httpVersion = minor ? '1.1' : '1.0';
     this.req = req;
-    const res = new PistonServerResponse(req);
+    if (server._joinDuplicateHeaders) req.joinDuplicateHeaders = true;
+    const res = server._highWaterMark === undefined ? new server._ServerResponse(req) : new server._ServerResponse(req, { highWaterMark: server._highWaterMark });
     res._ex = this;
     res.socket = socket;
     // Own properties, because Express re-parents res onto its own prototype
@@ -438,7 +553,18 @@ class Exchange {
   // Moves buffered body bytes into the request stream.
   pull() {
     const req = this.req;
-    if (this.bodyDone) return;
+    if (this.bodyDone) {
+      // Dropped unread (maybeRelease), then read (req._dump() after the
+      // response, or the app): the stream ends, as node's dump ends it, for
+      // whoever listens for it. Ending streams nobody listens to measured
+      // ~1 us per request (createServer hello), so those are left as they are.
+      if (this.unreadEnd && (req.listenerCount('end') > 0 || req.listenerCount('close') > 0)) {
+        this.unreadEnd = false;
+        req.complete = true;
+        req.push(null);
+      }
+      return;
+    }
     if (this.resDone || this.slot < 0) {
       // the response has ended: the engine discards the rest of the body
       this.bodyDone = true;
@@ -557,6 +683,7 @@ class Exchange {
     else if (this.resDone && !this.waitingBody && !this.req._consuming) {
       // nobody reads the body: the engine drops it
       this.bodyDone = true;
+      this.unreadEnd = true;
       this.release();
     }
   }
@@ -574,37 +701,130 @@ class Exchange {
 
 const DEFAULT_CLOSE_MS = 30000;
 
-class Server extends EventEmitter {
-  constructor(options, handler) {
-    super();
-    if (typeof options === 'function') {
-      handler = options;
-      options = {};
-    }
-    options = options || {};
-    this._options = options;
-    this._h = null;
-    this._id = 0;
-    this._address = null;
-    this._host = undefined;
-    this._closing = false;
-    this._refed = true;
-    this._active = new Set();
-    this._sockets = new Map(); // engine connection id -> PistonSocket
-    this.listening = false;
-    this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
-    this.headersTimeout = options.headersTimeout ?? 60000;
-    this.requestTimeout = options.requestTimeout ?? 300000;
-    this.maxHeadersCount = options.maxHeadersCount ?? null;
-    this.maxHeaderSize = options.maxHeaderSize;
-    // ms; 0: off, as node:http has no such limit. Past it without a started
-    // response the engine answers 503 and the req/res get 'close'.
-    this.handlerTimeout = options.handlerTimeout ?? 0;
-    this.timeout = 0;
-    this.maxRequestsPerSocket = 0;
-    if (handler) this.on('request', handler);
+// "Received ..." of node's argument errors (its determineSpecificType).
+function received(v) {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === 'function') return `function ${v.name}`;
+  if (typeof v === 'object') return v.constructor && v.constructor.name ? `an instance of ${v.constructor.name}` : util.inspect(v, { depth: -1 });
+  let shown;
+  if (typeof v === 'string') shown = util.inspect(v.length > 28 ? `${v.slice(0, 25)}...` : v);
+  else {
+    shown = util.inspect(v, { colors: false });
+    if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
   }
+  return `type ${typeof v} (${shown})`;
+}
 
+// A timeout option as node's validateInteger(v, name, 0) takes it.
+function msOption(v, name) {
+  if (typeof v !== 'number') {
+    const err = new TypeError(`The "${name}" argument must be of type number. Received ${received(v)}`);
+    err.code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
+  if (!Number.isInteger(v) || v < 0 || v > Number.MAX_SAFE_INTEGER) {
+    const err = new RangeError(`The value of "${name}" is out of range. It must be ${Number.isInteger(v) ? '>= 0 && <= 9007199254740991' : 'an integer'}. Received ${v}`);
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+  return v;
+}
+
+// A port as net.Server.listen() takes it: a number or a numeric string
+// (process.env.PORT), 0..65535, else node's ERR_SOCKET_BAD_PORT.
+function toPort(v, name) {
+  if ((typeof v === 'number' || (typeof v === 'string' && v.trim() !== '')) && +v === +v >>> 0 && +v <= 0xffff) return +v;
+  const err = new RangeError(`${name} should be >= 0 and < 65536. Received ${received(v)}.`);
+  err.code = 'ERR_SOCKET_BAD_PORT';
+  throw err;
+}
+
+// What server._handle is while the server listens (null before listen()
+// and from close() on, as net.Server's): code such as supertest (before
+// 7.2) and net.Server's own `listening` getter only test that it is there.
+class PistonServerHandle {
+  constructor(server) {
+    this._server = server;
+    this.fd = -1; // the engine's sockets are not a libuv stream
+  }
+  ref() {
+    this._server.ref();
+  }
+  unref() {
+    this._server.unref();
+  }
+  hasRef() {
+    return this._server._refed;
+  }
+  getsockname(out) {
+    const a = this._server._address;
+    if (a && typeof a === 'object') Object.assign(out, a);
+    return 0;
+  }
+}
+
+// A function constructor, as node's: Server(handler) without `new` and
+// Server.call(this) subclassing work, and instances are http.Server and
+// net.Server instances (the prototype chain; none of their own state is
+// used: listen, close, address and the rest are the methods below).
+function Server(options, handler) {
+  if (!(this instanceof Server)) return new Server(options, handler);
+  EventEmitter.call(this);
+  if (typeof options === 'function') {
+    handler = options;
+    options = {};
+  }
+  if (options === undefined || options === null) options = {};
+  else if (typeof options !== 'object' || Array.isArray(options)) {
+    const err = new TypeError(`The "options" argument must be of type object. Received ${received(options)}`);
+    err.code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
+  this._options = options;
+  // node's options.IncomingMessage / options.ServerResponse: the classes
+  // req and res are made of (subclasses of node's; the engine's hot paths
+  // are grafted onto them as own properties, as for Express's prototypes)
+  this._IncomingMessage = options.IncomingMessage || PistonIncomingMessage;
+  this._ServerResponse = options.ServerResponse || PistonServerResponse;
+  this._highWaterMark = options.highWaterMark; // undefined: the default
+  this._joinDuplicateHeaders = options.joinDuplicateHeaders === true;
+  this._h = null;
+  this._handle = null; // net.Server's `listening` getter reads it
+  this._id = 0;
+  this._address = null;
+  this._host = undefined;
+  this._closing = false;
+  this._refed = true;
+  this._active = new Set();
+  this._sockets = new Map(); // engine connection id -> PistonSocket
+  this.keepAliveTimeout = options.keepAliveTimeout ?? 5000;
+  // node's rules: integers >= 0; headersTimeout defaults to at most
+  // requestTimeout and may not exceed it
+  this.requestTimeout = options.requestTimeout === undefined ? 300000 : msOption(options.requestTimeout, 'requestTimeout');
+  this.headersTimeout = options.headersTimeout === undefined ? Math.min(60000, this.requestTimeout) : msOption(options.headersTimeout, 'headersTimeout');
+  if (this.requestTimeout > 0 && this.headersTimeout > 0 && this.headersTimeout > this.requestTimeout) {
+    const err = new RangeError(`The value of "headersTimeout" is out of range. It must be <= requestTimeout. Received ${options.headersTimeout}`);
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+  this.maxHeadersCount = options.maxHeadersCount ?? null;
+  this.maxHeaderSize = options.maxHeaderSize;
+  // ms; 0: off, as node:http has no such limit. Past it without a started
+  // response the engine answers 503 and the req/res get 'close'.
+  this.handlerTimeout = options.handlerTimeout ?? 0;
+  this.timeout = 0;
+  this.maxRequestsPerSocket = 0;
+  // net.Server's socket options as http.Server sets them (TCP tuning is
+  // the engine's: these are what the server reports)
+  this.noDelay = options.noDelay ?? true;
+  this.keepAlive = options.keepAlive ?? false;
+  this.keepAliveInitialDelay = options.keepAliveInitialDelay ?? 0;
+  if (handler) this.on('request', handler);
+}
+Object.setPrototypeOf(Server.prototype, http.Server.prototype);
+Object.setPrototypeOf(Server, http.Server);
+
+class ServerMethods {
   _engineOptions() {
     const ms = (v) => (v > 0 ? v : 24 * 3600 * 1000);
     const o = this._options;
@@ -629,15 +849,21 @@ class Server extends EventEmitter {
     let backlog;
     const a0 = args[0];
     if (a0 !== null && typeof a0 === 'object') {
-      port = a0.port ?? 0;
+      const p = a0.port;
+      if (p !== undefined && p !== null && typeof p !== 'number' && typeof p !== 'string') {
+        const err = new TypeError(`The argument 'options' is invalid. Received ${util.inspect(a0)}`);
+        err.code = 'ERR_INVALID_ARG_VALUE';
+        throw err;
+      }
+      port = p === undefined || p === null ? 0 : toPort(p, 'options.port');
       host = a0.host;
       path = a0.path;
       backlog = a0.backlog;
-    } else if (typeof a0 === 'string' && !/^\d+$/.test(a0)) {
-      path = a0;
+    } else if (typeof a0 === 'string' && !(Number(a0) >= 0)) {
+      path = a0; // node's rule: a string that is not a number >= 0 is a path
       backlog = args[1];
     } else {
-      port = a0 === undefined || a0 === null ? 0 : Number(a0);
+      port = a0 === undefined || a0 === null ? 0 : toPort(a0, 'port');
       if (typeof args[1] === 'string') {
         host = args[1];
         backlog = args[2];
@@ -645,11 +871,13 @@ class Server extends EventEmitter {
         backlog = args[1];
       }
     }
-    if (this.listening || this._h) {
+    if (this._h && !this._closing) {
       const err = new Error('Listen method has been called more than once without closing.');
       err.code = 'ERR_SERVER_ALREADY_LISTEN';
       throw err;
     }
+    // listen() again while a close() drains, as net.Server allows
+    if (this._h) this._detachClosing();
     if (cb) this.once('listening', cb);
     this._closing = false;
     this._id = B.registerServer(this);
@@ -683,14 +911,14 @@ class Server extends EventEmitter {
       this._address = { address: addr, family: net.isIPv6(addr) ? 'IPv6' : 'IPv4', port: boundPort };
       this._host = addr;
     }
-    this.listening = true;
+    this._handle = new PistonServerHandle(this);
     if (!this._refed) native.ref(this._h, false);
     process.nextTick(() => this.emit('listening'));
     return this;
   }
 
   address() {
-    return this.listening ? this._address : null;
+    return this._handle ? this._address : null;
   }
 
   _onRequest(slot, method, url, minor, connId) {
@@ -722,8 +950,16 @@ class Server extends EventEmitter {
     }
   }
 
+  // A handler's throw (the client has had its 500 already): to the server's
+  // 'error' listener if it has one, else where node:http would let it go,
+  // process 'uncaughtException' (an app's error monitor), with node's
+  // (err, origin) arguments, when something listens there.
   _report(err, socket) {
     if (this.listenerCount('error') > 0) this.emit('error', err);
+    else if (process.listenerCount('uncaughtException') > 0) {
+      process.emit('uncaughtExceptionMonitor', err, 'uncaughtException');
+      process.emit('uncaughtException', err, 'uncaughtException');
+    }
     else if (this.listenerCount('clientError') > 0) this.emit('clientError', err, socket);
     else console.error('piston: request handler threw:', err);
   }
@@ -742,9 +978,38 @@ class Server extends EventEmitter {
     socket._closed();
   }
 
+  // The closing native server goes on draining on its own: its connections
+  // (their ids are its own) and the close() callbacks go with it, and
+  // 'close' is emitted when it has drained; the server is free to listen.
+  _detachClosing() {
+    const sockets = this._sockets;
+    const cbs = this._closeCbs || [];
+    const server = this;
+    B.servers.set(this._id, {
+      _onRequest: (...a) => server._onRequest(...a),
+      _onClientError: (...a) => server._onClientError(...a),
+      _onConnClosed(connId) {
+        const sock = sockets.get(connId);
+        if (sock === undefined) return;
+        sockets.delete(connId);
+        sock._closed();
+      },
+      _onClosed() {
+        for (const sock of sockets.values()) sock._closed();
+        sockets.clear();
+        server.emit('close');
+        for (const cb of cbs) cb();
+      },
+    });
+    this._sockets = new Map();
+    this._closeCbs = null;
+    this._h = null;
+    this._closing = false;
+  }
+
   _onClosed() {
     this._h = null;
-    this.listening = false;
+    this._handle = null;
     // every connection is closed once the loop drained
     const sockets = [...this._sockets.values()];
     this._sockets.clear();
@@ -767,7 +1032,10 @@ class Server extends EventEmitter {
     if (cb) (this._closeCbs ||= []).push(cb);
     if (!this._closing) {
       this._closing = true;
-      this.listening = false;
+      this._handle = null;
+      // the drain must run even for an unref()'d server: node closes its
+      // handle (and calls back) whatever the ref state
+      if (!this._refed) native.ref(this._h, true);
       native.stop(this._h, this._options.closeTimeoutMs ?? DEFAULT_CLOSE_MS);
     }
     return this;
@@ -812,6 +1080,9 @@ class Server extends EventEmitter {
   [Symbol.asyncDispose]() {
     return new Promise((resolve) => this.close(() => resolve()));
   }
+}
+for (const k of Reflect.ownKeys(ServerMethods.prototype)) {
+  if (k !== 'constructor') Object.defineProperty(Server.prototype, k, Object.getOwnPropertyDescriptor(ServerMethods.prototype, k));
 }
 
 function createServer(options, handler) {

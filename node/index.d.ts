@@ -117,32 +117,33 @@ export interface ClientErrorSocket extends EventEmitter {
   end(): this;
 }
 
-/** A node:http-style server; req and res are real IncomingMessage / ServerResponse. */
-export declare class Server extends EventEmitter {
-  constructor(options?: ServerOptions, handler?: RequestListener);
-  constructor(handler?: RequestListener);
-  listening: boolean;
-  keepAliveTimeout: number;
-  headersTimeout: number;
-  requestTimeout: number;
+/** listen()'s options; the port may be a numeric string, as process.env.PORT is. */
+export interface ListenOptions {
+  port?: number | string;
+  host?: string;
+  path?: string;
+  backlog?: number;
+}
+
+/**
+ * A node:http-style server; req and res are real IncomingMessage /
+ * ServerResponse. It is an `http.Server` (and `net.Server`) instance, so it
+ * goes wherever one is expected (ws, socket.io, supertest).
+ */
+export interface Server extends http.Server {
   /** See EngineOptions.handlerTimeout; settable before listen(). Default 0 (off). */
   handlerTimeout: number;
-  maxHeadersCount: number | null;
-  listen(port?: number, host?: string, backlog?: number, cb?: () => void): this;
-  listen(port?: number, host?: string, cb?: () => void): this;
-  listen(port?: number, cb?: () => void): this;
+  listen(port?: number | string, host?: string, backlog?: number, cb?: () => void): this;
+  listen(port?: number | string, host?: string, cb?: () => void): this;
+  listen(port?: number | string, cb?: () => void): this;
   listen(path: string, cb?: () => void): this;
-  listen(options: { port?: number; host?: string; path?: string; backlog?: number }, cb?: () => void): this;
-  address(): { address: string; family: string; port: number } | string | null;
-  close(cb?: (err?: Error) => void): this;
+  listen(options: ListenOptions, cb?: () => void): this;
+  listen(handle: any, backlog?: number, listeningListener?: () => void): this;
+  listen(handle: any, listeningListener?: () => void): this;
   /** Closes the keep-alive connections waiting for their next request; requests in flight go on. */
   closeIdleConnections(): void;
   /** Ends every request in flight (500 if nothing was sent, else the connection is closed). */
   closeAllConnections(): void;
-  getConnections(cb: (err: Error | null, count: number) => void): this;
-  setTimeout(ms: number, cb?: () => void): this;
-  ref(): this;
-  unref(): this;
   on(event: 'request', listener: RequestListener): this;
   on(event: 'listening' | 'close', listener: () => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
@@ -156,6 +157,16 @@ export declare class Server extends EventEmitter {
   on(event: 'connection', listener: (socket: PistonSocket) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;
 }
+
+/** `new Server(...)`, `Server(...)` and `Server.call(this, ...)`, as node's. */
+export interface ServerConstructor {
+  new (options?: ServerOptions, handler?: RequestListener): Server;
+  new (handler?: RequestListener): Server;
+  (options?: ServerOptions, handler?: RequestListener): Server;
+  (handler?: RequestListener): Server;
+  readonly prototype: Server;
+}
+export declare const Server: ServerConstructor;
 
 export declare function createServer(handler?: RequestListener): Server;
 export declare function createServer(options: ServerOptions, handler?: RequestListener): Server;
@@ -205,7 +216,8 @@ export interface AppResponse {
   onAborted(cb: () => void): this;
 }
 
-export type AppHandler = (req: AppRequest, res: AppResponse) => void | Promise<void>;
+/** Its return value is ignored, but a returned promise's rejection goes to onError. */
+export type AppHandler = (req: AppRequest, res: AppResponse) => unknown;
 
 export declare class App {
   constructor(options?: EngineOptions);

@@ -56,19 +56,10 @@ if ! have_llhttp; then
   fi
 fi
 if ! have_llhttp; then
-  mirror=""
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    m=$(awk '/^URIs:/ {print $2; exit}' "$f")
-    case "$m" in *debian.org/debian|*/debian) mirror=$m; break ;; esac
-  done
-  if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-    mirror=$(awk '$1=="deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list)
-  fi
-  if [ -z "$mirror" ]; then
+  mirror=$("$(dirname "$0")/debian-mirror.sh") || {
     echo "setup: cannot find a Debian mirror in /etc/apt/sources.list{,.d}; install libllhttp-dev by hand" >&2
     exit 1
-  fi
+  }
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
