@@ -395,6 +395,39 @@ static int end_locked(piston__wctx *w, const piston_header *t, size_t nt) {
   return 0;
 }
 
+int piston_resp_inform(piston_req *r, int status, const piston_header *h,
+                       size_t nh) {
+  if (status < 100 || status > 199 || status == 101)
+    return PISTON_EINVAL;
+  ptrdiff_t need = piston__fields_size(h, nh);
+  if (need < 0)
+    return PISTON_EINVAL;
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  if (r->resp != RESP_NONE || r->upgrade != UPGRADE_NONE)
+    return piston__wend(&w, 0, PISTON_ESTATE);
+  if (r->minor == 0)
+    return piston__wend(&w, 0, 0); /* HTTP/1.0 knows no 1xx */
+  size_t sl_len;
+  const char *sl = piston__status_line(status, &sl_len);
+  char *p = piston__outq_reserve(w.q, sl_len + (size_t)need + 2);
+  if (!p)
+    return piston__wend(&w, 0, PISTON_ENOMEM);
+  char *s = p;
+  memcpy(p, sl, sl_len);
+  p += sl_len;
+  for (size_t i = 0; i < nh; i++)
+    p = piston__field_put(p, &h[i]);
+  *p++ = '\r';
+  *p++ = '\n';
+  piston__outq_commit(w.q, (size_t)(p - s));
+  if (status == 100)
+    r->expect_continue = false; /* the client has its go-ahead */
+  return piston__wend(&w, 0, 0);
+}
+
 int piston_resp_start(piston_req *r, int status, const piston_header *h,
                       size_t nh) {
   piston__wctx w;

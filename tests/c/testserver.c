@@ -894,6 +894,14 @@ static void h_raw_echo(piston_req *req, int connect) {
   raw_event(req, PISTON_EV_BODY, NULL); /* bytes that came with the head */
 }
 
+/* 103 Early Hints with a Link, then the answer. */
+static void h_early_hints(piston_req *req) {
+  static const piston_header link[] = {
+      {{"Link", 4}, {"</style.css>; rel=preload; as=style", 35}}};
+  check(piston_resp_inform(req, 103, link, 1), "inform");
+  send_text(req, 200, "after the hints");
+}
+
 static void on_request(piston_req *req, void *ud) {
   (void)ud;
   atomic_fetch_add(&g_requests, 1);
@@ -954,6 +962,8 @@ static void on_request(piston_req *req, void *ud) {
   } else if (str_eq(m, "CONNECT") || str_eq(p, "/raw-echo")) {
     h_raw_echo(req, str_eq(m, "CONNECT"));
     return; /* released on PISTON_EV_CLOSED */
+  } else if (str_eq(p, "/early-hints") && get) {
+    h_early_hints(req);
   } else if (str_eq(p, "/ws-pubsub")) {
     h_ws_pubsub(req);
     return; /* released on PISTON_EV_CLOSED */

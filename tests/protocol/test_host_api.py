@@ -447,3 +447,20 @@ def test_expect_100_continue_http10_gets_no_interim(ts):
         c.send(b"hello")
         r = c.read_response()
         assert (r.status, r.body) == (200, b"hello")
+
+
+def test_early_hints(ts):
+    """piston_resp_inform: a 103 with its Link goes out before the final
+    response; an HTTP/1.0 client gets no 1xx."""
+    with Conn(ts.addr) as c:
+        c.send(b"GET /early-hints HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = c.read_until(b"\r\n\r\n")
+        assert head == (b"HTTP/1.1 103 Early Hints\r\n"
+                        b"Link: </style.css>; rel=preload; as=style\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"after the hints")
+    with Conn(ts.addr) as c:
+        c.send(b"GET /early-hints HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"after the hints")
+        assert b" 103 " not in r.raw
