@@ -65,15 +65,28 @@ def _positive(name, minimum=1):
     return conv
 
 
-def _seconds(name):
+def _seconds(name, zero=False):
     def conv(v):
         try:
             s = float(v)
         except ValueError:
             raise argparse.ArgumentTypeError("%s wants seconds, not %r" % (name, v))
+        if zero and s == 0:
+            return s
         if not 0 < s <= 86400 * 365:
-            raise argparse.ArgumentTypeError("%s wants seconds > 0, not %r" % (name, v))
+            raise argparse.ArgumentTypeError(
+                "%s wants seconds > 0%s, not %r" % (name, " (or 0)" if zero else "", v))
         return s
+    return conv
+
+
+def _bool(name):
+    def conv(v):
+        b = {"true": True, "1": True, "yes": True, "false": False, "0": False,
+             "no": False}.get(v.lower())
+        if b is None:
+            raise argparse.ArgumentTypeError("%s wants true or false, not %r" % (name, v))
+        return b
     return conv
 
 
@@ -87,7 +100,7 @@ def _pair(name):
 
 
 def build_parser():
-    p = _Parser(prog=PROG, description="Serve a WSGI or ASGI app with the Piston HTTP/1.1 engine.",
+    p = _Parser(prog=PROG, description="Serve a WSGI or ASGI app with the Piston HTTP/1.1 and WebSocket engine.",
                 usage="%(prog)s [options] MODULE:APP")
     p.add_argument("app", metavar="MODULE:APP",
                    help="the app: a module and a variable in it (default name: application, app)")
@@ -109,6 +122,19 @@ def build_parser():
     p.add_argument("--ws", choices=["auto", "none"], default="auto",
                    help="ASGI WebSocket: auto (websocket scopes, framing in C) or none "
                         "(WebSocket requests reach the app as plain HTTP)")
+    p.add_argument("--ws-per-message-deflate", type=_bool("--ws-per-message-deflate"),
+                   default=True, metavar="BOOL",
+                   help="ASGI WebSocket: accept permessage-deflate offers (default "
+                        "true, as uvicorn)")
+    p.add_argument("--ws-ping-interval", type=_seconds("--ws-ping-interval", zero=True),
+                   default=20.0, metavar="SECONDS",
+                   help="ASGI WebSocket: ping a client silent this long, close it "
+                        "(1011) if it stays silent as long again; 0 = off "
+                        "(default 20, as uvicorn)")
+    p.add_argument("--ws-ping-timeout", type=_seconds("--ws-ping-timeout", zero=True),
+                   default=None, metavar="SECONDS",
+                   help="accepted for uvicorn's command lines: the engine waits one "
+                        "--ws-ping-interval for the answer")
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
                    help="ASGI event loop: auto is uvloop when installed")
     p.add_argument("--handler-timeout", type=_seconds("--handler-timeout"), default=None,
@@ -220,6 +246,8 @@ def config_from_args(a):
         if v is None:
             continue
         options[opt] = int(v * 1000 + 0.5) if unit == "seconds" else v
+    options[_piston.OPT_WS_DEFLATE] = 1 if a.ws_per_message_deflate else 0
+    options[_piston.OPT_WS_PING_MS] = int(a.ws_ping_interval * 1000 + 0.5)
     binds = a.bind or ["127.0.0.1:8000"]
     for b in binds:
         parse_bind(b)  # UsageError early

@@ -419,3 +419,56 @@ def test_fastapi_receive_text():
         run(go())
     finally:
         s.stop()
+
+
+def _extensions(port, offer):
+    s = connect(port)
+    try:
+        s.sendall(wsconf.handshake_request(
+            "/echo", extra=["Sec-WebSocket-Extensions: " + offer]))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+    finally:
+        s.close()
+    for line in head.decode().split("\r\n"):
+        if line.lower().startswith("sec-websocket-extensions:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def test_per_message_deflate_on_by_default_as_uvicorn(srv):
+    assert _extensions(srv.port, "permessage-deflate; client_max_window_bits") == (
+        "permessage-deflate; server_no_context_takeover; client_max_window_bits=15")
+    run(_compressed_echo(uri(srv, "/echo")))
+
+
+async def _compressed_echo(u):
+    async with websockets.connect(u, max_size=None) as ws:
+        assert [e.name for e in ws.extensions] == ["permessage-deflate"]
+        for n in (5, 500, 50000):
+            msg = "κόσμε " * n
+            await ws.send(msg)
+            assert await ws.recv() == msg
+
+
+def test_per_message_deflate_off():
+    s = piston("asgi_ws_apps:app", "--ws-per-message-deflate", "false")
+    try:
+        assert _extensions(s.port, "permessage-deflate") is None
+    finally:
+        s.stop()
+
+
+def test_ping_interval():
+    """--ws-ping-interval: a silent client is pinged, then closed with 1011
+    (uvicorn's keep-alive)."""
+    s = piston("asgi_ws_apps:app", "--ws-ping-interval", "0.2")
+    try:
+        ws = wsconf.open_ws(addr(s), "/echo")
+        fin, rsv, op, data = ws.read_frame()
+        assert op == wsconf.PING
+        ws.expect_close(1011)
+        ws.close()
+    finally:
+        s.stop()
