@@ -146,10 +146,13 @@ def test_node_many_keepalive_connections(server):
 
 
 def test_node_slowloris_and_slow_bodies_cut_normal_client_fast(server):
-    # node:http's names; node/http.js maps headersTimeout onto the engine's
-    # head timeout and requestTimeout onto its body timeout
+    # node:http's names for the head: headersTimeout is the engine's head
+    # timeout. node:http wants headersTimeout <= requestTimeout (which
+    # node/http.js maps onto the body timeout, the gap between body bytes),
+    # so the shorter body gap comes by the engine's own option name.
     s = node_host(server, headersTimeout=HEAD_TIMEOUT * 1000,
-                  requestTimeout=BODY_TIMEOUT * 1000, keepAliveTimeout=5000)
+                  requestTimeout=HEAD_TIMEOUT * 1000,
+                  bodyTimeoutMs=BODY_TIMEOUT * 1000, keepAliveTimeout=5000)
 
     def check_normal(r):
         assert r.head.startswith(b"HTTP/1.1 200 OK\r\n") and r.body == b"Hello, World!", r
