@@ -103,12 +103,14 @@ dev: deps
 test-python: dev
 	$(VPY) -m pytest -q tests/python
 
-# The Node addon (node-gyp, from the system's Node headers) and its tests.
+# The Node addon (node-gyp, from the system's Node headers) and its tests:
+# node --test, then the WebSocket conformance cases against the native App.
 node: deps
 	npm install --no-audit --no-fund
 
 test-node: node
 	npm test
+	$(PYTHON) -m pytest -q tests/node
 
 # What libpiston.so, the Python extension and the Node addon export
 # (nm -D), the soname and the version everywhere it is written.
