@@ -443,6 +443,7 @@ static int slot_alloc(addon_t *a, piston_req *req, srv_t *s, uint32_t *out) {
     for (uint32_t i = n; i-- > a->nslots;) {
       a->slots[i].req = NULL;
       a->slots[i].srv = NULL;
+      a->slots[i].ws_pending = 0;
       a->slots[i].next_free = a->free;
       a->free = i;
     }

@@ -146,8 +146,9 @@ describe('App.ws with the ws client', () => {
     await stop(app);
   });
 
-  test('an invalid close code from the host throws; send after the close returns 2', async () => {
+  test('an invalid close code or a long reason throws; send after the close returns 2', async () => {
     let err;
+    let long;
     let after;
     const { app } = echoApp({
       message(ws) {
@@ -155,6 +156,11 @@ describe('App.ws with the ws client', () => {
           ws.end(1005);
         } catch (e) {
           err = e;
+        }
+        try {
+          ws.end(1000, 'x'.repeat(124));
+        } catch (e) {
+          long = e;
         }
         ws.end(1000, 'ok');
         after = ws.send('late');
@@ -165,6 +171,7 @@ describe('App.ws with the ws client', () => {
     c.send('x');
     assert.deepEqual(await closed(c), [1000, 'ok']);
     assert.equal(err.code, 'PISTON_EINVAL');
+    assert.equal(long.code, 'PISTON_EINVAL');
     assert.equal(after, 2);
     await stop(app);
   });
