@@ -105,12 +105,14 @@ dev: deps
 test-python: dev
 	$(VPY) -m pytest -q tests/python
 
-# The Node addon (node-gyp, from the system's Node headers) and its tests.
+# The Node addon (node-gyp, from the system's Node headers) and its tests:
+# node --test, then the WebSocket conformance cases against the native App.
 node: deps
 	npm install --no-audit --no-fund
 
 test-node: node
 	npm test
+	$(PYTHON) -m pytest -q tests/node
 
 # Node's own test/parallel/test-http-*.js through createServer (issue #14):
 # fails if a file of tests/node-compat/expected-pass.txt fails. Not in

@@ -11,6 +11,8 @@
  * handlers) drain once per batch while the engine is still inside its pass
  * (their responses are then written directly, not posted). Request events
  * (body, drain, closed) are one JS call each, in their own callback scope;
+ * WebSocket sessions with messages waiting are queued during the pass and
+ * handed to JS after it in one call (JS takes their messages, wsRecv);
  * connection events (client errors, closed connections) are queued during
  * the pass and handed to JS after it.
  *
@@ -58,6 +60,8 @@ typedef struct srv {
   size_t nbatch, cbatch;
   struct srv_ev *evs; /* connection events of the current pass */
   size_t nevs, cevs;
+  uint32_t *wsq; /* WebSocket sessions with messages waiting, this pass */
+  size_t nwsq, cwsq;
 } srv_t;
 
 /* A connection event, queued during a pass and handed to JS after it (so JS
@@ -77,6 +81,7 @@ typedef struct {
   piston_req *req;
   srv_t *srv;
   uint32_t next_free;
+  int ws_pending; /* in srv->wsq */
 } slot_t;
 
 /* One Node environment's state: its JS callbacks (from init()), the slot
@@ -87,6 +92,7 @@ struct addon {
   int ready; /* init() has stored the callbacks below */
   int gone;  /* the environment is being torn down: no more JS */
   napi_ref on_request, on_event, on_closed, on_conn_event, resource;
+  napi_ref on_ws, ws_batch; /* wsInit(): onWsMessages(n), its Int32Array */
   napi_async_context async;
   slot_t *slots;
   uint32_t nslots, free, live;
@@ -437,6 +443,7 @@ static int slot_alloc(addon_t *a, piston_req *req, srv_t *s, uint32_t *out) {
     for (uint32_t i = n; i-- > a->nslots;) {
       a->slots[i].req = NULL;
       a->slots[i].srv = NULL;
+      a->slots[i].ws_pending = 0;
       a->slots[i].next_free = a->free;
       a->free = i;
     }
@@ -461,6 +468,7 @@ static void slot_release(addon_t *a, uint32_t i) {
   piston_req_release(sl->req);
   sl->req = NULL;
   sl->srv = NULL;
+  sl->ws_pending = 0;
   sl->next_free = a->free;
   a->free = i;
   a->live--;
@@ -470,15 +478,38 @@ static void slot_release(addon_t *a, uint32_t i) {
 
 /* ---- engine callbacks ---------------------------------------------------- */
 
-/* onEvent(slot, events); the slot is the request's userdata. */
+/* A WebSocket session with messages waiting joins its server's list for
+ * the pass end (flush_ws); 0, or -1 if it could not (JS then gets the
+ * event at once). */
+static int ws_queue(addon_t *a, uint32_t slot) {
+  slot_t *sl = &a->slots[slot];
+  srv_t *s = sl->srv;
+  if (sl->ws_pending || !a->on_ws)
+    return sl->ws_pending ? 0 : -1;
+  if (s->nwsq == s->cwsq) {
+    size_t n = s->cwsq ? s->cwsq * 2 : 64;
+    uint32_t *nq = realloc(s->wsq, n * sizeof *nq);
+    if (!nq)
+      return -1;
+    s->wsq = nq;
+    s->cwsq = n;
+  }
+  s->wsq[s->nwsq++] = slot;
+  sl->ws_pending = 1;
+  return 0;
+}
+
+/* onEvent(slot, events); the slot is the request's userdata. A
+ * WebSocket's message event waits for the pass end instead (flush_ws). */
 static void on_event(piston_req *req, int events, void *ud) {
   addon_t *a = ud;
+  uint32_t slot = (uint32_t)(uintptr_t)piston_req_userdata(req);
+  if (events & PISTON_EV_MESSAGE && ws_queue(a, slot) == 0)
+    events &= ~PISTON_EV_MESSAGE;
   js_scope j;
-  if (js_enter(a, &j) < 0)
+  if (!events || js_enter(a, &j) < 0)
     return;
-  napi_value argv[2] = {
-      make_int(a->env, (int64_t)(uintptr_t)piston_req_userdata(req)),
-      make_int(a->env, events)};
+  napi_value argv[2] = {make_int(a->env, slot), make_int(a->env, events)};
   js_call(a, &j, a->on_event, 2, argv);
   js_leave(a, &j);
 }
@@ -628,6 +659,55 @@ static void flush_events(srv_t *s) {
   free(evs);
 }
 
+/* onWsMessages(n) after the pass, with the slots of the sessions that have
+ * messages waiting in the first n entries of the wsInit() Int32Array (as
+ * many calls as it takes), all in one callback scope: JS takes each
+ * session's messages (wsRecv). A session released since it was queued is
+ * left out. */
+static void flush_ws(srv_t *s) {
+  addon_t *a = s->a;
+  uint32_t *q = s->wsq;
+  size_t n = s->nwsq;
+  if (n == 0)
+    return;
+  s->wsq = NULL;
+  s->nwsq = s->cwsq = 0;
+  js_scope j;
+  napi_value batch;
+  napi_typedarray_type t;
+  size_t cap = 0, off;
+  void *data = NULL;
+  napi_value ab;
+  if (js_enter(a, &j) == 0) {
+    napi_env env = a->env;
+    if (napi_get_reference_value(env, a->ws_batch, &batch) != napi_ok ||
+        napi_get_typedarray_info(env, batch, &t, &cap, &data, &ab, &off) !=
+            napi_ok ||
+        t != napi_int32_array)
+      cap = 0;
+    for (size_t i = 0; i < n && cap > 0;) {
+      size_t k = 0;
+      for (; i < n && k < cap; i++) {
+        slot_t *sl = &a->slots[q[i]];
+        if (!sl->ws_pending || sl->srv != s)
+          continue;
+        sl->ws_pending = 0;
+        ((int32_t *)data)[k++] = (int32_t)q[i];
+      }
+      napi_value argv[1] = {make_int(env, (int64_t)k)};
+      if (k)
+        js_call(a, &j, a->on_ws, 1, argv);
+    }
+    js_leave(a, &j);
+  }
+  /* JS never saw these (no JS, or no batch buffer): nothing waits for
+   * them but their sessions, which end with the environment */
+  for (size_t i = 0; i < n; i++)
+    if (a->slots[q[i]].srv == s)
+      a->slots[q[i]].ws_pending = 0;
+  free(q);
+}
+
 /* onClosed(serverId) once the server's loop drained. */
 static void call_closed(srv_t *s) {
   addon_t *a = s->a;
@@ -669,6 +749,7 @@ static void srv_maybe_free(srv_t *s) {
   piston_server_free(s->server);
   free(s->batch);
   free(s->evs);
+  free(s->wsq);
   free(s);
 }
 
@@ -686,6 +767,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   (void)events;
   srv_t *s = h->data;
   int rc = piston_loop_poll(s->loop);
+  flush_ws(s);
   flush_events(s);
   if (rc <= 0 && !s->stopped) {
     s->stopped = 1;
@@ -732,6 +814,9 @@ static void addon_teardown(napi_async_cleanup_hook_handle h, void *arg) {
     free(s->evs);
     s->evs = NULL;
     s->nevs = s->cevs = 0;
+    free(s->wsq);
+    s->wsq = NULL;
+    s->nwsq = s->cwsq = 0;
     if (s->handle_open)
       a->closing++; /* until on_handle_closed */
     srv_close_handle(s);
@@ -1173,6 +1258,121 @@ static napi_value js_release(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* ---- JS functions: WebSocket sessions ------------------------------------ */
+
+/* wsInit(onWsMessages, Int32Array): where flush_ws hands the sessions
+ * with messages waiting. Before it, message events go to onEvent. */
+static napi_value js_ws_init(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  addon_t *a = get_args(env, info, 2, argv);
+  bool is = false;
+  if (!a)
+    return NULL;
+  if (a->on_ws)
+    return napi_failed(env, "piston: wsInit() called twice");
+  NAPI_OK(napi_is_typedarray(env, argv[1], &is));
+  if (!is)
+    return napi_failed(env, "piston: wsInit needs an Int32Array");
+  NAPI_OK(napi_create_reference(env, argv[1], 1, &a->ws_batch));
+  NAPI_OK(napi_create_reference(env, argv[0], 1, &a->on_ws));
+  return undef(env);
+}
+
+/* wsHandshake(slot) -> 101, 426, 400 or 0 (no WebSocket attempt) */
+static napi_value js_ws_handshake(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, piston_ws_handshake(req));
+}
+
+/* wsRefuse(slot) -> rc: the engine's 400/426 for an attempt not taken */
+static napi_value js_ws_refuse(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, piston_ws_refuse(req));
+}
+
+/* wsAccept(slot, headers[]) -> rc: the 101; the slot now names the session */
+static napi_value js_ws_accept(napi_env env, napi_callback_info info) {
+  REQ_ARG(2);
+  hdrs_t h;
+  if (get_headers(env, argv[1], &h) < 0)
+    return make_int(env, PISTON_ENOMEM);
+  int rc = piston_ws_accept(req, h.h, h.n);
+  free(h.mem);
+  return make_int(env, rc);
+}
+
+/* wsSend(slot, data, binary) -> 0, 1 (wait for drain) or an error. data:
+ * an ArrayBuffer, a Buffer/TypedArray or a string (sent as UTF-8). */
+static napi_value js_ws_send(napi_env env, napi_callback_info info) {
+  REQ_ARG(3);
+  const char *data;
+  size_t len;
+  char *owned = NULL;
+  bool is = false;
+  void *p;
+  if (napi_is_arraybuffer(env, argv[1], &is) == napi_ok && is) {
+    if (napi_get_arraybuffer_info(env, argv[1], &p, &len) != napi_ok)
+      return make_int(env, PISTON_EINVAL);
+    data = p;
+  } else if (get_bytes(a, env, argv[1], &data, &len, &owned) < 0) {
+    return make_int(env, PISTON_EINVAL);
+  }
+  int op = get_bool(env, argv[2], false) ? PISTON_WS_BINARY : PISTON_WS_TEXT;
+  int rc = piston_ws_send(req, op, data, len);
+  free(owned);
+  return make_int(env, rc);
+}
+
+/* wsClose(slot, code, reason?) -> rc: starts the closing handshake (code 0:
+ * a close frame without one) */
+static napi_value js_ws_close(napi_env env, napi_callback_info info) {
+  REQ_ARG(3);
+  const char *reason = NULL;
+  size_t rlen = 0;
+  char *owned = NULL;
+  if (!is_nullish(env, argv[2]) &&
+      get_bytes(a, env, argv[2], &reason, &rlen, &owned) < 0)
+    return make_int(env, PISTON_EINVAL);
+  int rc = piston_ws_close(req, (int)get_i64(env, argv[1], 0), reason, rlen);
+  free(owned);
+  return make_int(env, rc);
+}
+
+/* wsRecv(slot, out) -> the next message as an ArrayBuffer (its opcode in
+ * the Int32Array out[0]: 1 text, 2 binary), or a number: 0 when none is
+ * waiting (EV_MESSAGE tells when one is), PISTON_ECLOSED once the session
+ * ended and every message was taken. */
+static napi_value js_ws_recv(napi_env env, napi_callback_info info) {
+  REQ_ARG(2);
+  napi_typedarray_type t;
+  size_t n, off;
+  void *outp = NULL;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, argv[1], &t, &n, &outp, &ab, &off) !=
+          napi_ok ||
+      t != napi_int32_array || n < 1)
+    return napi_failed(env, "piston: wsRecv needs an Int32Array");
+  int op;
+  const void *data;
+  size_t len;
+  int rc = piston_ws_recv(req, &op, &data, &len);
+  if (rc != 1)
+    return make_int(env, rc);
+  napi_value buf;
+  void *dst;
+  NAPI_OK(napi_create_arraybuffer(env, len, &dst, &buf));
+  if (len)
+    memcpy(dst, data, len);
+  ((int32_t *)outp)[0] = op;
+  return buf;
+}
+
+/* wsCloseCode(slot) -> how the session ended (0 while open) */
+static napi_value js_ws_close_code(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, piston_ws_close_code(req));
+}
+
 /* ---- JS functions: the engine's tables ----------------------------------- */
 
 static napi_value js_err_name(napi_env env, napi_callback_info info) {
@@ -1265,6 +1465,14 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"respSendfile", js_resp_sendfile},
       {"respAbort", js_resp_abort},
       {"release", js_release},
+      {"wsInit", js_ws_init},
+      {"wsHandshake", js_ws_handshake},
+      {"wsRefuse", js_ws_refuse},
+      {"wsAccept", js_ws_accept},
+      {"wsSend", js_ws_send},
+      {"wsClose", js_ws_close},
+      {"wsRecv", js_ws_recv},
+      {"wsCloseCode", js_ws_close_code},
       {"errName", js_err_name},
       {"mimeType", js_mime_type},
       {"percentDecode", js_percent_decode},

@@ -15,6 +15,8 @@ const EAGAIN = native.EAGAIN;
 const EV_BODY = native.EV_BODY;
 const EV_DRAIN = native.EV_DRAIN;
 const EV_CLOSED = native.EV_CLOSED;
+const EV_MESSAGE = native.EV_MESSAGE;
+const ECLOSED = native.ECLOSED;
 
 // ---- routing ------------------------------------------------------------------
 
@@ -313,12 +315,183 @@ class Response {
     const l = this._listeners && this._listeners[event];
     if (l) for (const fn of [...l]) fn();
   }
+  // On a WebSocket route: accepts the opening handshake (the engine sends
+  // the 101 with Sec-WebSocket-Accept) and opens the session, whose
+  // getUserData() is userData. protocol: the subprotocol chosen, or the
+  // client's list (its first entry is taken, as uWebSockets.js does); key,
+  // extensions and context are accepted for uWebSockets.js's signature and
+  // not used (the engine computes the accept value; no extension is
+  // negotiated). Headers set with setHeader() go with the 101. Returns the
+  // WebSocket, or null if the client went away first.
+  upgrade(userData, key, protocol, extensions, context) {
+    const ex = this._ex;
+    const route = ex.wsRoute;
+    if (route === undefined) throw new Error('piston: res.upgrade() outside a WebSocket route');
+    if (this.started) throw new Error('piston: res.upgrade() after the response started');
+    this.started = true;
+    this.ended = true;
+    const s = ex.slot;
+    if (s < 0) return null;
+    const h = this._h;
+    const proto = firstToken(protocol);
+    if (proto !== '') h.push('Sec-WebSocket-Protocol', proto);
+    const rc = native.wsAccept(s, h);
+    if (rc < 0) {
+      ex.release();
+      if (rc === ECLOSED) return null;
+      this._fail(rc);
+    }
+    // the slot now names the session: the exchange lets go of it
+    ex.slot = -1;
+    const ws = new WebSocket(route, s, userData === undefined ? {} : userData);
+    B.bindSlot(s, ws);
+    sessions[s] = ws;
+    if (route.open !== undefined) route.open(ws);
+    return ws;
+  }
   // cb runs once if the client goes away before the response ended.
   onAborted(cb) {
     return this.on('close', () => {
       if (this.aborted) cb();
     });
   }
+}
+
+// The first entry of a comma-separated header value ('' for none).
+function firstToken(v) {
+  if (v === undefined || v === null) return '';
+  const str = String(v);
+  const c = str.indexOf(',');
+  return (c < 0 ? str : str.slice(0, c)).trim();
+}
+
+// ---- WebSocket sessions ---------------------------------------------------------------
+
+const EMPTY_AB = new ArrayBuffer(0);
+const recvOp = new Int32Array(1); // wsRecv's opcode out-parameter
+const sessions = []; // slot -> WebSocket, while the session lives
+
+// After each engine pass, one call for every session with messages waiting:
+// their slots are the first n entries of batch. A handler's exception is
+// rethrown once the batch is delivered.
+const batch = new Int32Array(1024);
+native.wsInit((n) => {
+  let err;
+  let failed = false;
+  for (let i = 0; i < n; i++) {
+    const ws = sessions[batch[i]];
+    if (ws === undefined) continue;
+    try {
+      ws._messages();
+    } catch (e) {
+      if (!failed) err = e;
+      failed = true;
+    }
+  }
+  if (failed) throw err;
+}, batch);
+
+// One accepted WebSocket: a view of the engine's session (framing, UTF-8,
+// pings and the closing handshake are the engine's). Its methods after the
+// session ended do nothing (send returns 2).
+class WebSocket {
+  constructor(route, slot, userData) {
+    this._route = route;
+    this._slot = slot;
+    this._ud = userData;
+    this._needDrain = false;
+    this._sinceDrain = 0; // bytes sent since the open or the last drain
+  }
+  // 1: queued; 0: queued, but the client is slower than the sender (wait
+  // for the route's drain); 2: dropped (the session is closing or closed).
+  send(data, isBinary = false) {
+    const s = this._slot;
+    if (s < 0) return 2;
+    const rc = native.wsSend(s, data, !!isBinary);
+    if (rc === 0 || rc === 1) this._sinceDrain += byteLength(data);
+    if (rc === 0) return 1;
+    if (rc === 1) {
+      this._needDrain = true;
+      return 0;
+    }
+    if (rc === ECLOSED) return 2;
+    throw wsError(rc, 'send');
+  }
+  // The closing handshake: a close frame with code (none if omitted) and a
+  // short reason; the route's close runs once the connection is gone.
+  end(code, reason) {
+    const s = this._slot;
+    if (s < 0) return;
+    const rc = native.wsClose(s, code === undefined ? 0 : code, reason);
+    if (rc < 0 && rc !== ECLOSED) throw wsError(rc, 'end');
+  }
+  // uWebSockets.js's abrupt close (no close frame) needs an engine call that
+  // does not exist yet: this is end() without a code.
+  close() {
+    this.end();
+  }
+  // An estimate, not the engine's count (it has no accessor for it): 0
+  // unless a send reported pressure that no drain has lifted yet; then the
+  // bytes sent since the open or the last drain (the queue holds at most
+  // these plus its low-water mark).
+  getBufferedAmount() {
+    return this._needDrain ? this._sinceDrain : 0;
+  }
+  getUserData() {
+    return this._ud;
+  }
+  // The engine batches every send of a pass already; cb runs at once.
+  cork(cb) {
+    cb();
+    return this;
+  }
+  _onEvent(ev) {
+    if (ev & EV_MESSAGE) this._messages();
+    if (ev & EV_DRAIN && this._needDrain) {
+      this._needDrain = false;
+      this._sinceDrain = 0;
+      if (this._route.drain !== undefined) this._route.drain(this);
+    }
+    if (ev & EV_CLOSED && this._slot >= 0) {
+      this._messages();
+      const s = this._slot;
+      const code = native.wsCloseCode(s);
+      this._slot = -1;
+      sessions[s] = undefined;
+      B.releaseSlot(s);
+      if (this._route.close !== undefined) this._route.close(this, code, EMPTY_AB);
+    }
+  }
+  // Every message waiting, in order; a handler's exception is rethrown
+  // once the others are delivered (they would otherwise wait for the next
+  // message to be noticed).
+  _messages() {
+    const h = this._route.message;
+    let err;
+    let failed = false;
+    while (this._slot >= 0) {
+      const m = native.wsRecv(this._slot, recvOp);
+      if (typeof m === 'number') break;
+      if (h === undefined) continue;
+      try {
+        h(this, m, recvOp[0] === 2);
+      } catch (e) {
+        if (!failed) err = e;
+        failed = true;
+      }
+    }
+    if (failed) throw err;
+  }
+}
+
+function byteLength(data) {
+  return typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+}
+
+function wsError(rc, what) {
+  const err = new Error('piston: WebSocket ' + what + ' rejected by the engine (' + native.errName(rc) + ')');
+  err.code = native.errName(rc);
+  return err;
 }
 
 // ---- one exchange -------------------------------------------------------------------
@@ -332,6 +505,7 @@ class Exchange {
     this.bodyEnded = false;
     this._info = null;
     this.res = null;
+    this.wsRoute = undefined; // the app.ws route of an opening handshake
   }
   info() {
     if (this._info === null) {
@@ -410,6 +584,8 @@ class App {
   constructor(options = {}) {
     this.options = options;
     this.router = new Router();
+    this._wsRouter = null; // app.ws routes, any method
+    this._wsRoutes = [];
     this._routes = [];
     this._h = null;
     this._id = 0;
@@ -445,6 +621,31 @@ class App {
     this.router.add('*', p, h);
     return this;
   }
+  // A WebSocket route, in uWebSockets.js's style: behavior has open,
+  // message(ws, ArrayBuffer, isBinary), drain, close(ws, code, message),
+  // upgrade(res, req, context) and maxPayloadLength (see node/README.md).
+  // A request to it that is no opening handshake gets the engine's 400/426
+  // (unless an HTTP route of the app takes that method and path).
+  ws(pattern, behavior = {}) {
+    const route = {
+      open: fnOrUndefined(behavior.open, 'open'),
+      message: fnOrUndefined(behavior.message, 'message'),
+      drain: fnOrUndefined(behavior.drain, 'drain'),
+      close: fnOrUndefined(behavior.close, 'close'),
+      upgrade: fnOrUndefined(behavior.upgrade, 'upgrade'),
+      maxPayloadLength: behavior.maxPayloadLength,
+    };
+    const context = { pattern };
+    const up = route.upgrade;
+    const handler = (req, res) => {
+      res._ex.wsRoute = route;
+      if (up !== undefined) return up(res, req, context);
+      res.upgrade({}, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), undefined, context);
+    };
+    (this._wsRouter ||= new Router()).add('*', pattern, handler);
+    this._wsRoutes.push(route);
+    return this;
+  }
   // Files under dir for paths starting with prefix, served by the engine.
   static(prefix, dir) {
     this._routes.push({ kind: 'dir', prefix, dir: path.resolve(dir) });
@@ -464,9 +665,19 @@ class App {
     let spec;
     if (typeof port === 'string' && !/^\d+$/.test(port)) spec = { path: port };
     else spec = { host: host ?? '0.0.0.0', port: Number(port) || 0 };
+    let options;
+    try {
+      options = this._engineOptions();
+    } catch (e) {
+      if (cb) {
+        process.nextTick(cb, e);
+        return this;
+      }
+      throw e;
+    }
     this._id = B.registerServer(this);
     try {
-      this._h = B.makeNative(this._id, this.options, spec, this._routes);
+      this._h = B.makeNative(this._id, options, spec, this._routes);
       this.port = native.start(this._h);
     } catch (e) {
       if (this._h) native.stop(this._h, 0);
@@ -481,6 +692,16 @@ class App {
     this.address = spec.path ?? { address: spec.host, family: net.isIPv6(spec.host) ? 'IPv6' : 'IPv4', port: this.port };
     if (cb) process.nextTick(cb, null, this.port);
     return this;
+  }
+  // The app's options, with the WebSocket routes' maxPayloadLength as the
+  // engine's one limit (wsMaxMessage): routes that ask for different ones
+  // cannot be served, as the engine's limit is per server.
+  _engineOptions() {
+    const limits = new Set();
+    for (const r of this._wsRoutes) if (r.maxPayloadLength !== undefined) limits.add(Number(r.maxPayloadLength));
+    if (limits.size === 0) return this.options;
+    if (limits.size > 1) throw new Error('piston: WebSocket routes with different maxPayloadLength (' + [...limits].join(', ') + '): the engine has one limit per server');
+    return { ...this.options, wsMaxMessage: [...limits][0] };
   }
   // Graceful: in-flight requests get up to deadlineMs.
   close(cb, deadlineMs = 10000) {
@@ -503,7 +724,24 @@ class App {
     const res = new Response(ex);
     ex.res = res;
     B.bindSlot(slot, ex);
-    const m = this.router.find(method, p);
+    let m = null;
+    if (this._wsRouter !== null) {
+      m = this._wsRouter.find(method, p);
+      if (m !== null) {
+        const hs = native.wsHandshake(slot);
+        if (hs !== 101) {
+          const h = hs === 0 ? this.router.find(method, p) : null;
+          if (h === null) {
+            const rc = native.wsRefuse(slot);
+            ex.finish();
+            if (rc < 0) res._fail(rc);
+            return;
+          }
+          m = h;
+        }
+      }
+    }
+    if (m === null) m = this.router.find(method, p);
     const req = new Request(ex, method, url, p, qs, m === null ? EMPTY : m.params);
     const handler = m === null ? this.notFound : m.handler;
     try {
@@ -527,4 +765,10 @@ class App {
   }
 }
 
-module.exports = { App, Request, Response };
+function fnOrUndefined(f, name) {
+  if (f === undefined || f === null) return undefined;
+  if (typeof f !== 'function') throw new TypeError('piston: ws behavior.' + name + ' must be a function');
+  return f;
+}
+
+module.exports = { App, Request, Response, WebSocket };

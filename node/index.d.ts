@@ -39,6 +39,11 @@ export interface EngineOptions {
    * and later writes do nothing. 0 (the default) = no limit.
    */
   handlerTimeout?: number;
+  /**
+   * Bytes of one received WebSocket message (close 1009 beyond). Default
+   * 16 MiB. An app.ws route's maxPayloadLength sets it.
+   */
+  wsMaxMessage?: number;
 }
 
 export interface ServerOptions extends EngineOptions {
@@ -219,6 +224,76 @@ export interface AppResponse {
 /** Its return value is ignored, but a returned promise's rejection goes to onError. */
 export type AppHandler = (req: AppRequest, res: AppResponse) => unknown;
 
+/** The response of an opening handshake to an app.ws route. */
+export interface AppUpgradeResponse extends AppResponse {
+  /**
+   * Accepts the handshake: the engine sends the 101 (with
+   * Sec-WebSocket-Accept and the headers set with setHeader()) and the
+   * route's open() runs. protocol: the subprotocol chosen, or the client's
+   * list (its first entry is taken). key, extensions and context are taken
+   * for uWebSockets.js's signature and not used. Returns null if the client
+   * went away first.
+   */
+  upgrade<UserData>(
+    userData: UserData,
+    key?: string,
+    protocol?: string,
+    extensions?: string,
+    context?: WebSocketContext,
+  ): WebSocket<UserData> | null;
+}
+
+/** What upgrade() gets as its context: the route. */
+export interface WebSocketContext {
+  readonly pattern: string;
+}
+
+/** An accepted WebSocket session. */
+export interface WebSocket<UserData = unknown> {
+  /**
+   * Sends one message (text unless isBinary; a string is sent as UTF-8, the
+   * bytes of a text message must be UTF-8). 1: queued; 0: queued, but over
+   * the write high-water mark (wait for the route's drain); 2: dropped, the
+   * session is closing or closed.
+   */
+  send(message: string | ArrayBuffer | ArrayBufferView, isBinary?: boolean): 0 | 1 | 2;
+  /**
+   * Starts the closing handshake with code (none if omitted; 1000-1003,
+   * 1007-1014, 3000-4999, else it throws) and a reason of at most 123 bytes.
+   */
+  end(code?: number, reason?: string | ArrayBuffer | ArrayBufferView): void;
+  /** Not abrupt yet (the engine cannot drop a session): end() without a code. */
+  close(): void;
+  /** An estimate (see node/README.md): 0 unless a send returned 0 and no drain came since. */
+  getBufferedAmount(): number;
+  getUserData(): UserData;
+  /** Runs cb at once: the engine batches a pass's sends already. */
+  cork(cb: () => void): this;
+}
+
+export interface WebSocketBehavior<UserData = unknown> {
+  /** Default: accept, with the first subprotocol the client offers. */
+  upgrade?: (res: AppUpgradeResponse, req: AppRequest, context: WebSocketContext) => void | Promise<void>;
+  open?: (ws: WebSocket<UserData>) => void;
+  /** message: a copy the handler may keep (not detached on return, unlike uWebSockets.js). */
+  message?: (ws: WebSocket<UserData>, message: ArrayBuffer, isBinary: boolean) => void;
+  drain?: (ws: WebSocket<UserData>) => void;
+  /**
+   * Once the connection is gone. code: the peer's close code (1005 if its
+   * close frame had none), the engine's (1002, 1007, 1009, 1001 at a stop),
+   * 1006 if it vanished. message: empty (the engine does not keep the
+   * peer's reason).
+   */
+  close?: (ws: WebSocket<UserData>, code: number, message: ArrayBuffer) => void;
+  /** The engine's wsMaxMessage (one per server: routes must agree). Default 16 MiB. */
+  maxPayloadLength?: number;
+  /**
+   * Accepted for uWebSockets.js's signature and ignored: the engine has no
+   * idle timeout or ping for WebSockets yet.
+   */
+  idleTimeout?: number;
+}
+
 export declare class App {
   constructor(options?: EngineOptions);
   readonly port: number;
@@ -230,6 +305,12 @@ export declare class App {
   patch(path: string, handler: AppHandler): this;
   delete(path: string, handler: AppHandler): this;
   all(path: string, handler: AppHandler): this;
+  /**
+   * A WebSocket route (any method: a request that is no opening handshake
+   * gets the engine's 400, or 426 for another version, unless an HTTP route
+   * takes it).
+   */
+  ws<UserData = unknown>(pattern: string, behavior: WebSocketBehavior<UserData>): this;
   /** Files under dir for paths starting with prefix, served by the engine. */
   static(prefix: string, dir: string): this;
   /** A fixed response served by the engine (GET/HEAD unless opts.method). */
