@@ -108,7 +108,7 @@ struct piston_loop {
   atomic_int stop_requested;
   atomic_int close_idle_requested;
   atomic_int stop_deadline_ms;
-  bool stopping;
+  atomic_bool stopping; /* read by host threads (a response's keep-alive) */
   uint64_t stop_at_ms;
   bool stopped;
 
