@@ -318,6 +318,7 @@ static int on_headers_complete(llhttp_t *p) {
   }
   r->keepalive = llhttp_should_keep_alive(p) != 0;
   r->is_head = p->method == HTTP_HEAD;
+  r->has_upgrade = (p->flags & F_UPGRADE) != 0;
   split_target(r);
   /* http1.c dispatches the head once llhttp_execute returns. A body must
    * wait for that (the host or a native route decides what becomes of it),

@@ -73,7 +73,8 @@ struct piston_req {
   uint32_t nhost;
   int64_t content_length;
   bool is_head;
-  bool native; /* answered by a native route; the body is discarded */
+  bool has_upgrade; /* an Upgrade field came (llhttp's F_UPGRADE) */
+  bool native;      /* answered by a native route; the body is discarded */
   bool keepalive;
 
   /* body, guarded by lock */

@@ -61,7 +61,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->minor = 1;
   r->nhost = 0;
   r->content_length = 0;
-  r->is_head = r->native = r->keepalive = false;
+  r->is_head = r->native = r->keepalive = r->has_upgrade = false;
   r->body_len = r->body_pos = 0;
   r->body_total = 0;
   r->body_done = r->body_too_big = r->expect_continue = false;

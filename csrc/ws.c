@@ -562,7 +562,9 @@ static bool lists_token(const piston_req *r, const char *name, size_t nlen,
 }
 
 int piston_ws_handshake(const piston_req *r) {
-  if (!lists_token(r, "upgrade", 7, "websocket"))
+  /* hosts ask on every request: without an Upgrade field (llhttp noted
+   * one while parsing) there is nothing to scan */
+  if (!r->has_upgrade || !lists_token(r, "upgrade", 7, "websocket"))
     return 0;
   piston_str m = piston_req_method(r);
   if (m.len != 3 || memcmp(m.ptr, "GET", 3) != 0 || r->minor < 1 ||
