@@ -49,3 +49,27 @@ char *piston__field_put(char *p, const piston_header *h) {
   *p++ = '\n';
   return p;
 }
+
+int piston_list_next(piston_str *rest, piston_str *item) {
+  const char *p = rest->ptr, *end = p ? p + rest->len : p;
+  while (p < end) {
+    const char *s = p;
+    while (p < end && *p != ',')
+      p++;
+    const char *e = p;
+    if (p < end)
+      p++; /* the comma */
+    while (s < e && (*s == ' ' || *s == '\t'))
+      s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+      e--;
+    if (e > s) {
+      *item = (piston_str){s, (size_t)(e - s)};
+      rest->ptr = p;
+      rest->len = (size_t)(end - p);
+      return 1;
+    }
+  }
+  rest->len = 0;
+  return 0;
+}

@@ -161,22 +161,11 @@ static bool only_chunked(const piston_req *r) {
     piston_header h = piston_req_header_at(r, i);
     if (h.name.len != 17 || strncasecmp(h.name.ptr, "transfer-encoding", 17))
       continue;
-    size_t k = 0;
-    while (k < h.value.len) {
-      size_t start = k;
-      while (k < h.value.len && h.value.ptr[k] != ',')
-        k++;
-      size_t a = start, b = k;
-      while (a < b && (h.value.ptr[a] == ' ' || h.value.ptr[a] == '\t'))
-        a++;
-      while (b > a && (h.value.ptr[b - 1] == ' ' || h.value.ptr[b - 1] == '\t'))
-        b--;
-      /* RFC 9110 5.6.1: empty list elements do not count */
-      if (b > a &&
-          (b - a != 7 || strncasecmp(h.value.ptr + a, "chunked", 7) != 0))
+    /* RFC 9110 5.6.1: empty list elements do not count */
+    piston_str rest = h.value, t;
+    while (piston_list_next(&rest, &t))
+      if (t.len != 7 || strncasecmp(t.ptr, "chunked", 7) != 0)
         return false;
-      k++;
-    }
   }
   return true;
 }

@@ -96,6 +96,11 @@ typedef struct {
   piston_str value;
 } piston_header;
 
+/* The next element of a comma-separated field value (RFC 9110 5.6.1):
+ * takes it off *rest, without the spaces around it, and returns 1; empty
+ * elements are skipped; 0 when none is left. */
+PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
+
 /* ---- server: configuration, routes, handler ------------------------------ */
 
 /* Server options: X(NAME, meaning). The bindings build their option names

@@ -544,19 +544,10 @@ static bool lists_token(const piston_req *r, const char *name, size_t nlen,
     piston_header f = piston_req_header_at(r, i);
     if (f.name.len != nlen || strncasecmp(f.name.ptr, name, nlen) != 0)
       continue;
-    const char *v = f.value.ptr, *end = v + f.value.len;
-    while (v < end) {
-      while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-        v++;
-      const char *s = v;
-      while (v < end && *v != ',')
-        v++;
-      const char *e = v;
-      while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-      if ((size_t)(e - s) == tl && strncasecmp(s, tok, tl) == 0)
+    piston_str rest = f.value, t;
+    while (piston_list_next(&rest, &t))
+      if (t.len == tl && strncasecmp(t.ptr, tok, tl) == 0)
         return true;
-    }
   }
   return false;
 }

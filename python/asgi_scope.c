@@ -196,19 +196,8 @@ static PyObject *subprotocols(piston_req *q) {
     if (h.name.len != 22 ||
         strncasecmp(h.name.ptr, "sec-websocket-protocol", 22) != 0)
       continue;
-    size_t k = 0;
-    while (k < h.value.len) {
-      size_t b = k;
-      while (k < h.value.len && h.value.ptr[k] != ',')
-        k++;
-      size_t e = k++;
-      while (b < e && (h.value.ptr[b] == ' ' || h.value.ptr[b] == '\t'))
-        b++;
-      while (e > b && (h.value.ptr[e - 1] == ' ' || h.value.ptr[e - 1] == '\t'))
-        e--;
-      if (e == b)
-        continue;
-      piston_str tok = {h.value.ptr + b, e - b};
+    piston_str rest = h.value, tok;
+    while (piston_list_next(&rest, &tok)) {
       PyObject *t = piston_py_latin1(tok);
       if (!t || PyList_Append(out, t) < 0)
         Py_CLEAR(out);
