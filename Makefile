@@ -12,7 +12,7 @@ OPT     ?= -O2
 CFLAGS  ?=
 ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
 LLHTTP_A := $(firstword $(wildcard /usr/lib/*/libllhttp.a) /usr/lib/libllhttp.a)
-LIBS    := $(LLHTTP_A) -lcrypto -lz -lpthread
+LIBS    := $(LLHTTP_A) -lssl -lcrypto -lz -lpthread
 
 ENGINE_SRC := $(filter-out csrc/bin/%,$(wildcard csrc/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -30,7 +30,7 @@ SONAME     := libpiston.so.$(SO_MAJOR)
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: all test test-c test-protocol test-reliability test-python test-node \
+.PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-python test-node \
         test-node-compat test-asan test-tsan test-abi fuzz soak run run-static \
         bench \
         deps deps-bench dev node clean format format-check
@@ -78,6 +78,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) test-c
 	$(MAKE) test-protocol
+	$(MAKE) test-protocol-tls
 	$(MAKE) test-reliability
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
@@ -95,6 +96,10 @@ test-c: $(UNIT_BIN)
 
 test-protocol: all
 	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol
+
+# The same suite with every server on TLS and every client through ssl
+test-protocol-tls: all
+	PISTON_TEST_TLS=1 PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol
 
 # The Python package in .venv (system site-packages: Debian's Flask, Django,
 # gunicorn), installed editable with the extension built in place.

@@ -108,6 +108,8 @@ void piston__conn_close(piston__conn *c) {
   if (c->state == CONN_CLOSED)
     return;
   c->state = CONN_CLOSED;
+  if (c->tp->close)
+    c->tp->close(c);
   close(c->fd); /* also leaves the epoll set */
   c->fd = -1;
   piston_loop *loop = c->io.loop;
@@ -189,11 +191,19 @@ static void conn_events(piston__io *io, uint32_t events) {
     if (events & EPOLLRDHUP)
       c->rdhup = true;
     piston__conn_mark_pending(c);
+    if (c->flush_wants_read) {
+      c->writable = true; /* what the flush waited for has come */
+      piston__conn_mark_dirty(c);
+    }
   }
   if (events & EPOLLOUT) {
     c->writable = true;
     if (c->out.pending)
       piston__conn_mark_dirty(c);
+    if (c->read_wants_write) {
+      c->readable = true;
+      piston__conn_mark_pending(c);
+    }
   }
 }
 

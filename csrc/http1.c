@@ -37,7 +37,8 @@ static void set_state(piston__h1 *h, piston__h1_state to) {
 }
 
 void piston__h1_accept(piston_loop *loop, int fd,
-                       const struct sockaddr_storage *peer, socklen_t len) {
+                       const struct sockaddr_storage *peer, socklen_t len,
+                       bool tls) {
   piston__h1 *h = calloc(1, sizeof *h);
   if (!h) {
     close(fd);
@@ -48,6 +49,10 @@ void piston__h1_accept(piston_loop *loop, int fd,
   h->parser.data = h;
   if (piston__conn_init(&h->conn, loop, fd, peer, len, &h1_proto) < 0) {
     free(h);
+    return;
+  }
+  if (tls && piston__tls_attach(&h->conn, loop->srv->tls) < 0) {
+    piston__conn_close(&h->conn); /* freed at the end of the pass */
     return;
   }
   /* the head timeout runs from accept: a client that connects and says

@@ -40,7 +40,8 @@ static inline piston__h1 *piston__h1_of(piston__conn *c) {
 
 /* http1.c: the accept entry the server installs for its loops */
 void piston__h1_accept(piston_loop *loop, int fd,
-                       const struct sockaddr_storage *peer, socklen_t len);
+                       const struct sockaddr_storage *peer, socklen_t len,
+                       bool tls);
 /* An engine-made response on q: status, Date, a text/plain body that is
  * the reason phrase, extra header lines (may be NULL) and Connection:
  * close unless keep. */

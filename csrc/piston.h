@@ -54,7 +54,8 @@ PISTON_EXPORT const char *piston_version(void);
   X(AGAIN, -8, "no data available yet")                                        \
   X(SYS, -9, "system call failed")                                             \
   X(RESOLVE, -10, "cannot resolve host name")                                  \
-  X(TOOBIG, -11, "request body larger than the configured limit")
+  X(TOOBIG, -11, "request body larger than the configured limit")              \
+  X(TLS, -12, "TLS configuration rejected (piston_server_tls_error says why)")
 
 typedef enum {
 #define PISTON_ERR_ENUM_(name, value, msg) PISTON_E##name = value,
@@ -137,7 +138,11 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
   X(WS_DEFLATE, "1: accept permessage-deflate offers (RFC 7692); 0 = off")     \
   X(WS_PING_MS, "WebSocket keep-alive: a ping after this long without a "      \
                 "frame from the client, close 1011 if it stays silent as "     \
-                "long again; 0 = off")
+                "long again; 0 = off")                                         \
+  X(TLS_MAX_HANDSHAKES, "TLS handshakes in progress per loop; accepting "      \
+                        "waits beyond it")                                     \
+  X(DEBUG_LOG, "1: a line on stderr for each connection the engine drops "     \
+               "for a client's fault (a failed TLS handshake...)")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -213,6 +218,88 @@ piston_server_route_fixed(piston_server *srv, const char *method,
 PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_dir(piston_server *srv,
                                                             const char *prefix,
                                                             const char *dir);
+
+/* ---- TLS (OpenSSL 3) -------------------------------------------------------
+ * A listener marked with piston_server_listener_tls speaks TLS 1.2 and 1.3:
+ * the handshake runs on the loop (no thread per handshake), then the
+ * connection's protocol is the same as on a plain one. The head timeout
+ * runs from accept, so it bounds the handshake and the first head together.
+ * Configure before the first loop is created; only piston_server_tls_reload
+ * is allowed afterwards (from any thread). Failures return PISTON_ETLS (or
+ * PISTON_EINVAL/ENOMEM) and piston_server_tls_error() says what to fix. */
+
+/* Adds a certificate chain (PEM, leaf first) with its private key (PEM,
+ * without a passphrase) and, optionally, a DER OCSP response to staple
+ * (ocsp_file NULL: none). The first is the default; the others are chosen
+ * by the name the client asks for (SNI) against their subject alternative
+ * names. The files are read now, and again on each reload. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_tls_cert(piston_server *srv, const char *cert_file,
+                       const char *key_file, const char *ocsp_file);
+/* TLS settings: X(NAME, meaning); values are strings. */
+#define PISTON_TLS_OPTION_MAP(X)                                               \
+  X(CA_FILE, "PEM file of the CAs client certificates must chain to")          \
+  X(VERIFY_CLIENT, "client certificates: none (default), optional, "           \
+                   "optional_no_ca (any certificate, verified or not), "       \
+                   "required")                                                 \
+  X(MIN_VERSION, "1.2 (default) or 1.3")                                       \
+  X(CIPHERS, "TLS 1.2 cipher list, OpenSSL's syntax (default: ECDHE with "     \
+             "AES-GCM or ChaCha20-Poly1305)")                                  \
+  X(CIPHERSUITES, "TLS 1.3 suites, OpenSSL's syntax (default: OpenSSL's)")     \
+  X(ALPN, "protocols offered by ALPN, comma-separated (default: http/1.1)")    \
+  X(TICKET_ROTATE_S, "seconds a session-ticket key encrypts new tickets; "     \
+                     "tickets stay valid one more period; 0: no tickets "      \
+                     "(default: 3600)")
+
+typedef enum {
+#define PISTON_TLS_ENUM_(name, doc) PISTON_TLS_##name,
+  PISTON_TLS_OPTION_MAP(PISTON_TLS_ENUM_)
+#undef PISTON_TLS_ENUM_
+      PISTON_TLS__COUNT
+} piston_tls_option;
+
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_tls_set(piston_server *srv,
+                                                          piston_tls_option opt,
+                                                          const char *value);
+/* The i-th listener (in the order they were added) speaks TLS; needs at
+ * least one certificate. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_listener_tls(piston_server *srv, size_t i);
+/* Reads every certificate, key, OCSP and CA file again and uses them for new
+ * connections; open connections keep theirs. On failure the old ones stay
+ * in use. Any thread, any time after configuration. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_tls_reload(piston_server *srv);
+/* What the last failed TLS call found ("" if none). */
+PISTON_EXPORT const char *piston_server_tls_error(const piston_server *srv);
+
+/* What a request's connection negotiated: X(NAME, meaning). Empty slices on
+ * a plain connection (VERSION empty means: not TLS). */
+#define PISTON_TLS_INFO_MAP(X)                                                 \
+  X(VERSION, "TLSv1.2 or TLSv1.3")                                             \
+  X(CIPHER, "the cipher suite, OpenSSL's name")                                \
+  X(CIPHER_ID, "the suite's IANA number, 4 hex digits (1301)")                 \
+  X(ALPN, "the protocol ALPN chose, empty if none")                            \
+  X(SNI, "the server name the client asked for, empty if none")                \
+  X(VERIFY, "the client certificate: NONE, SUCCESS or FAILED:reason")          \
+  X(PEER_SUBJECT, "its subject, RFC 2253")                                     \
+  X(PEER_ISSUER, "its issuer, RFC 2253")                                       \
+  X(PEER_SERIAL, "its serial number, hex")                                     \
+  X(PEER_NOT_BEFORE, "valid from, as \"Jan  2 03:04:05 2026 GMT\"")            \
+  X(PEER_NOT_AFTER, "valid until, likewise")                                   \
+  X(PEER_CERT, "its DER encoding")                                             \
+  X(LOCAL_CERT, "the DER of the server certificate the handshake chose")
+
+typedef enum {
+#define PISTON_TLSI_ENUM_(name, doc) PISTON_TLSI_##name,
+  PISTON_TLS_INFO_MAP(PISTON_TLSI_ENUM_)
+#undef PISTON_TLSI_ENUM_
+      PISTON_TLSI__COUNT
+} piston_tls_info;
+
+/* Valid as long as the handle. */
+PISTON_EXPORT piston_str piston_req_tls(const piston_req *req,
+                                        piston_tls_info what);
 
 /* ---- loops ----------------------------------------------------------------
  */

@@ -130,6 +130,7 @@ struct piston_req {
   int peer_port;
   bool peer_done;
   uint64_t conn_id;
+  piston__tlsinfo *tls; /* the connection's, a reference; NULL: plain */
 
   /* events */
   piston_req_event_cb ev_cb;

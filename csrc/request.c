@@ -52,6 +52,14 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
     r->peer_done = false;
     r->conn_id = c->id;
   }
+  /* what the connection's TLS handshake negotiated, kept with the handle
+   * as the peer is (its handshake is over: bytes of a request came) */
+  if (r->tls != c->tlsinfo) {
+    piston__tlsinfo_unref(r->tls);
+    r->tls = c->tlsinfo;
+    if (r->tls)
+      atomic_fetch_add(&r->tls->refs, 1);
+  }
   r->conn = c;
   r->base = c->rbuf;
   r->method_off = r->method_len = r->target_off = r->target_len = 0;
@@ -104,8 +112,16 @@ void piston__req_free(piston_req *r) {
   free(r->body);
   free(r->owned_base);
   piston__outq_free(&r->postq);
+  piston__tlsinfo_unref(r->tls);
   pthread_mutex_destroy(&r->lock);
   free(r);
+}
+
+piston_str piston_req_tls(const piston_req *r, piston_tls_info what) {
+  const piston__tlsinfo *ti = r->tls;
+  if (!ti || (unsigned)what >= PISTON_TLSI__COUNT)
+    return (piston_str){"", 0};
+  return (piston_str){ti->data + ti->off[what], ti->len[what]};
 }
 
 void piston_req_retain(piston_req *r) {

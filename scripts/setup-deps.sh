@@ -15,11 +15,11 @@ missing=()
 need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || missing+=("$1"); }
 
 # clang-format: make format-check; binutils: nm and readelf for tests/abi;
-# libssl-dev (SHA-1 and base64 for the WebSocket handshake), zlib1g-dev
+# libssl-dev (TLS, and SHA-1 and base64 for the WebSocket handshake), zlib1g-dev
 # (permessage-deflate);
-# python3-websockets: a real WebSocket client for the tests
+# python3-websockets, python3-requests: real clients for the tests
 for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
-         libssl-dev zlib1g-dev python3-websockets \
+         libssl-dev zlib1g-dev python3-websockets python3-requests \
          python3 python3-pytest curl \
          python3-dev python3-venv python3-setuptools python3-pip \
          python3-flask python3-django gunicorn nodejs \

@@ -17,9 +17,9 @@ import sys
 # lowest first
 LAYERS = [
     ("util", "bufpool date errors field fileserve httpdate listen mime outq "
-             "pct status utf8 version wsdeflate wskey"),
+             "pct status tlsctx utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
-    ("conn", "conn transport"),
+    ("conn", "conn tls transport"),
     ("exchange", "request"),
     ("protocol", "http1 parse raw router ws"),
     ("writer", "response wswrite pubsub"),

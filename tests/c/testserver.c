@@ -534,6 +534,33 @@ static void h_info(piston_req *req) {
   free(b.ptr);
 }
 
+/* What the TLS handshake negotiated, one NAME=value line per field (DER
+ * fields as their length), and a reload on demand. */
+static void h_tls_info(piston_req *req) {
+  static const char *const names[] = {
+#define NAME_(name, doc) #name,
+      PISTON_TLS_INFO_MAP(NAME_)
+#undef NAME_
+  };
+  buf_t b = {0};
+  for (int i = 0; i < PISTON_TLSI__COUNT; i++) {
+    piston_str v = piston_req_tls(req, (piston_tls_info)i);
+    if (i == PISTON_TLSI_PEER_CERT || i == PISTON_TLSI_LOCAL_CERT)
+      buf_fmt(&b, "%s=%zu\n", names[i], v.len);
+    else
+      buf_fmt(&b, "%s=%.*s\n", names[i], (int)v.len, v.ptr);
+  }
+  check(piston_resp_send(req, 200, H_TEXT, 1, b.ptr, b.len), "tls-info");
+  free(b.ptr);
+}
+
+static void h_tls_reload(piston_req *req) {
+  int rc = piston_server_tls_reload(g_srv);
+  char body[600];
+  snprintf(body, sizeof body, "%d %s", rc, piston_server_tls_error(g_srv));
+  send_text(req, rc == 0 ? 200 : 500, body);
+}
+
 static void h_stats(piston_req *req) {
   char body[256];
   /* This request is itself held while it is answered: leave it out. */
@@ -945,6 +972,10 @@ static void on_request(piston_req *req, void *ud) {
     h_header(req);
   } else if (str_eq(p, "/info")) {
     h_info(req);
+  } else if (str_eq(p, "/tls-info")) {
+    h_tls_info(req);
+  } else if (str_eq(p, "/tls-reload") && str_eq(m, "POST")) {
+    h_tls_reload(req);
   } else if (str_eq(p, "/trailers") && get) {
     h_trailers(req);
   } else if (str_eq(p, "/own-length") && get) {
@@ -1076,6 +1107,9 @@ static void make_file(void) {
   free(tmp);
 }
 
+static struct { const char *cert, *key, *ocsp; } g_certs[8];
+static int g_ncerts;
+
 int main(int argc, char **argv) {
   const char *bind = NULL;
   long long threads = 1;
@@ -1119,6 +1153,10 @@ int main(int argc, char **argv) {
       set_opt(srv, PISTON_OPT_ACCESS_LOG, 1, a);
       continue;
     }
+    if (strcmp(a, "--debug-log") == 0) {
+      set_opt(srv, PISTON_OPT_DEBUG_LOG, 1, a);
+      continue;
+    }
     char *eq = strchr(a, '=');
     if (strncmp(a, "--", 2) == 0 && eq && (size_t)(eq - a) < sizeof name) {
       memcpy(name, a, (size_t)(eq - a));
@@ -1142,6 +1180,37 @@ int main(int argc, char **argv) {
       threads = parse_int(name, val);
       if (threads < 1 || threads > 256)
         die_usage("bad value for %s", name);
+    } else if (strcmp(name, "--cert") == 0 || strcmp(name, "--key") == 0 ||
+               strcmp(name, "--ocsp") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      if (name[2] == 'c') {
+        if (g_ncerts == 8)
+          die_usage("at most 8 %s", "--cert");
+        g_certs[g_ncerts++].cert = val;
+      } else if (g_ncerts == 0) {
+        die_usage("%s belongs after its --cert", name);
+      } else if (name[2] == 'k') {
+        g_certs[g_ncerts - 1].key = val;
+      } else {
+        g_certs[g_ncerts - 1].ocsp = val;
+      }
+    } else if (strcmp(name, "--ca-file") == 0 ||
+               strcmp(name, "--verify-client") == 0 ||
+               strcmp(name, "--tls-min-version") == 0 ||
+               strcmp(name, "--tls-ticket-rotate") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      piston_tls_option o = name[2] == 'c'   ? PISTON_TLS_CA_FILE
+                            : name[2] == 'v' ? PISTON_TLS_VERIFY_CLIENT
+                            : name[6] == 'm' ? PISTON_TLS_MIN_VERSION
+                                             : PISTON_TLS_TICKET_ROTATE_S;
+      if (piston_server_tls_set(srv, o, val) != 0) {
+        fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
+        return 1;
+      }
     } else if (strcmp(name, "--shutdown-timeout") == 0) {
       known = 1;
       if (!val)
@@ -1177,6 +1246,19 @@ int main(int argc, char **argv) {
   piston_server_on_request(srv, on_request, NULL);
   piston_server_on_batch_end(srv, on_batch_end, NULL);
   int rc = piston_server_listen_tcp(srv, host, (int)port);
+  for (int i = 0; rc == 0 && i < g_ncerts; i++) {
+    rc = piston_server_tls_cert(srv, g_certs[i].cert,
+                                g_certs[i].key ? g_certs[i].key : "",
+                                g_certs[i].ocsp);
+    if (rc == 0 && i == 0)
+      rc = piston_server_listener_tls(srv, 0);
+  }
+  if (rc == PISTON_ETLS) {
+    fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
+    piston_server_free(srv);
+    close(g_file_fd);
+    return 1;
+  }
   if (rc < 0) {
     fprintf(stderr, PROG ": cannot listen on %s: %s\n", bind,
             piston_strerror(rc));
@@ -1210,8 +1292,8 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
 
-  fprintf(stderr, PROG ": listening on http://%s:%d\n", host,
-          piston_server_port(srv, 0));
+  fprintf(stderr, PROG ": listening on %s://%s:%d\n",
+          g_ncerts ? "https" : "http", host, piston_server_port(srv, 0));
   fflush(stderr);
 
   pthread_t *th = calloc(g_nloops, sizeof *th);

@@ -13,6 +13,8 @@ import socket
 import struct
 import time
 
+import util
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TIMEOUT = 10.0
 
@@ -71,7 +73,7 @@ class Ws:
     """One client connection: the handshake, then frames."""
 
     def __init__(self, addr, path, **hs):
-        self.sock = socket.create_connection(addr, timeout=TIMEOUT)
+        self.sock = util.client_socket(addr, timeout=TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.sock.sendall(handshake_request(path, **hs))
@@ -184,7 +186,7 @@ def hs_accept(addr, path):
 
 def hs_frames_behind_head(addr, path):
     """A frame sent with the handshake (before the 101) is not lost."""
-    sock = socket.create_connection(addr, timeout=TIMEOUT)
+    sock = util.client_socket(addr, timeout=TIMEOUT)
     sock.sendall(handshake_request(path) + frame(TEXT, b"early"))
     ws = Ws.__new__(Ws)
     ws.sock, ws.buf = sock, b""
@@ -438,9 +440,10 @@ def real_client(addr, path):
     import websockets
 
     async def run():
-        uri = "ws://%s:%d%s" % (addr[0], addr[1], path)
+        uri = "%s://%s:%d%s" % ("wss" if util.TLS else "ws", addr[0], addr[1], path)
+        tls = {"ssl": util.tls_client_context()} if util.TLS else {}
         async with websockets.connect(uri, subprotocols=["chat", "v2"],
-                                      max_size=None) as ws:
+                                      max_size=None, **tls) as ws:
             assert ws.subprotocol == "chat"
             await ws.send("héllo")
             assert await ws.recv() == "héllo"
