@@ -32,7 +32,7 @@ VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-reliability test-python test-node \
         test-node-compat test-asan test-tsan test-abi fuzz soak run run-static \
-        bench \
+        bench bench-ws \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
@@ -182,6 +182,11 @@ run-static: all
 bench: deps-bench
 	$(MAKE) all dev node
 	benchmarks/run.sh
+
+# WebSocket only: benchmarks/ws_run.sh (`make bench` runs it at its end).
+bench-ws: deps-bench
+	$(MAKE) all dev node
+	benchmarks/ws_run.sh
 
 # All our C: the engine, its programs and tests, both bindings, the fuzzer.
 FORMAT_SRC = $(wildcard csrc/*.[ch] csrc/bin/*.[ch] tests/c/*.[ch] \

@@ -15,9 +15,14 @@
  * Prints one line:
  *
  *   WSLOAD_RESULT conns=.. size=.. depth=.. messages=.. seconds=.. rate=..
- *                 p50_us=.. p99_us=.. errors=..
+ *                 p50_us=.. p99_us=.. errors=.. server_cpu_ms=..
+ *                 client_cpu_ms=..
  *
- * (latency from a message's send to its echo).
+ * (latency from a message's send to its echo). In echo and fanout mode,
+ * -P PID[,PID...] names the server's processes: server_cpu_ms is their
+ * user+system time inside the measured window (from /proc/PID/stat, so the
+ * connections' set-up and the warm-up are left out), client_cpu_ms this
+ * process's own; both -1 without -P.
  *
  * fanout: SUBSCRIBERS WebSockets each send "sub TOPIC" and wait for one
  * answer (any text frame: "subscribed TOPIC" from the C test server); then
@@ -33,6 +38,7 @@
  *
  *   WSLOAD_FANOUT subs=.. size=.. depth=.. published=.. deliveries=..
  *                 seconds=.. rate=.. p50_us=.. p99_us=..
+ *                 server_cpu_ms=.. client_cpu_ms=..
  *
  * (rate: deliveries/s in the measured window; latency from a publish to
  * its delivery to the last subscriber).
@@ -214,6 +220,52 @@ static int take_echoes(struct conn *c, uint64_t t, int record) {
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
+}
+
+/* ---- CPU time of the server (-P) and of this process ---- */
+static long g_pids[64];
+static int g_npids;
+
+static void parse_pids(const char *arg) {
+  char *end;
+  while (*arg && g_npids < 64) {
+    g_pids[g_npids++] = strtol(arg, &end, 10);
+    arg = *end == ',' ? end + 1 : end;
+    if (end == arg && *arg)
+      break;
+  }
+}
+
+/* utime + stime of every -P process, in ms; -1 without -P */
+static double server_cpu_ms(void) {
+  if (!g_npids)
+    return -1;
+  double ticks = 0;
+  for (int i = 0; i < g_npids; i++) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", g_pids[i]);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue; /* gone: the caller notices the server died */
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* the fields after "(comm)", which may hold spaces: state is field 3,
+     * utime and stime are 14 and 15 */
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (p &&
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &ut, &st) == 2)
+      ticks += (double)(ut + st);
+  }
+  return ticks * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double client_cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* Blocks until one whole frame is in (the handshake's answers: nothing
@@ -430,10 +482,18 @@ static int run_fanout(uint16_t port, const char *path, int subs, double secs,
            end = start + (uint64_t)(secs * 1e9);
   uint64_t deliveries = 0, published = 0;
   struct epoll_event evs[256];
+  double srv0 = -1, cli0 = 0, srv1 = -1, cli1 = 0;
   for (;;) {
     uint64_t t = now_ns();
-    if (t >= end)
+    if (srv0 < 0 && cli0 == 0 && t >= start) { /* the window opens */
+      srv0 = server_cpu_ms();
+      cli0 = client_cpu_ms();
+    }
+    if (t >= end) {
+      srv1 = server_cpu_ms();
+      cli1 = client_cpu_ms();
       break;
+    }
     int ne = epoll_wait(ep, evs, 256, 100);
     if (ne < 0 && errno != EINTR)
       die("epoll_wait");
@@ -465,10 +525,12 @@ static int run_fanout(uint16_t port, const char *path, int subs, double secs,
   uint64_t p50 = g_nlat ? g_lat[g_nlat / 2] : 0;
   uint64_t p99 = g_nlat ? g_lat[(size_t)((double)g_nlat * 0.99)] : 0;
   printf("WSLOAD_FANOUT subs=%d size=%zu depth=%d published=%llu "
-         "deliveries=%llu seconds=%.3f rate=%.0f p50_us=%.1f p99_us=%.1f\n",
+         "deliveries=%llu seconds=%.3f rate=%.0f p50_us=%.1f p99_us=%.1f "
+         "server_cpu_ms=%.0f client_cpu_ms=%.0f\n",
          subs, g_size, g_depth, (unsigned long long)published,
          (unsigned long long)deliveries, secs, (double)deliveries / secs,
-         (double)p50 / 1e3, (double)p99 / 1e3);
+         (double)p50 / 1e3, (double)p99 / 1e3, g_npids ? srv1 - srv0 : -1,
+         cli1 - cli0);
   return 0;
 }
 
@@ -478,13 +540,12 @@ int main(int argc, char **argv) {
   int conns = 64;
   double secs = 5, warm = 1;
   const char *mode = "echo";
-  long pid = 0;
   int opt;
   while ((opt = getopt(argc, argv, "m:p:u:c:d:w:s:k:t:P:")) != -1) {
     switch (opt) {
     case 'm': mode = optarg; break;
     case 't': g_topic = optarg; break;
-    case 'P': pid = atol(optarg); break;
+    case 'P': parse_pids(optarg); break;
     case 'p': port = (uint16_t)atoi(optarg); break;
     case 'u': path = optarg; break;
     case 'c': conns = atoi(optarg); break;
@@ -502,9 +563,9 @@ int main(int argc, char **argv) {
   if (!port || conns < 1 || g_depth < 1 || g_depth > 64 || g_size > RBUF / 2)
     return fprintf(stderr, "wsload: bad arguments\n"), 2;
   if (strcmp(mode, "idle") == 0) {
-    if (pid <= 0)
+    if (!g_npids)
       return fprintf(stderr, "wsload: -m idle wants -P SERVER_PID\n"), 2;
-    return run_idle(port, path, conns, pid);
+    return run_idle(port, path, conns, g_pids[0]);
   }
   g_lat = malloc(sizeof *g_lat * MAX_SAMPLES);
   if (!g_lat)
@@ -535,10 +596,18 @@ int main(int argc, char **argv) {
   uint64_t measured = 0;
   long errors = 0;
   struct epoll_event evs[256];
+  double srv0 = -1, cli0 = 0, srv1 = -1, cli1 = 0;
   for (;;) {
     uint64_t t = now_ns();
-    if (t >= end)
+    if (srv0 < 0 && cli0 == 0 && t >= start) { /* the window opens */
+      srv0 = server_cpu_ms();
+      cli0 = client_cpu_ms();
+    }
+    if (t >= end) {
+      srv1 = server_cpu_ms();
+      cli1 = client_cpu_ms();
       break;
+    }
     int n = epoll_wait(ep, evs, 256, 100);
     if (n < 0 && errno != EINTR)
       die("epoll_wait");
@@ -568,8 +637,10 @@ int main(int argc, char **argv) {
   uint64_t p50 = g_nlat ? g_lat[g_nlat / 2] : 0;
   uint64_t p99 = g_nlat ? g_lat[(size_t)((double)g_nlat * 0.99)] : 0;
   printf("WSLOAD_RESULT conns=%d size=%zu depth=%d messages=%llu seconds=%.3f "
-         "rate=%.0f p50_us=%.1f p99_us=%.1f errors=%ld\n",
+         "rate=%.0f p50_us=%.1f p99_us=%.1f errors=%ld server_cpu_ms=%.0f "
+         "client_cpu_ms=%.0f\n",
          conns, g_size, g_depth, (unsigned long long)measured, secs,
-         (double)measured / secs, (double)p50 / 1e3, (double)p99 / 1e3, errors);
+         (double)measured / secs, (double)p50 / 1e3, (double)p99 / 1e3, errors,
+         g_npids ? srv1 - srv0 : -1, cli1 - cli0);
   return 0;
 }
