@@ -31,7 +31,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-reliability test-python test-node \
-        test-node-compat test-asan test-tsan test-abi fuzz soak run run-static \
+        test-node-compat test-browser test-asan test-tsan test-abi fuzz soak run run-static \
         bench bench-ws \
         deps deps-bench dev node clean format format-check
 
@@ -83,6 +83,7 @@ test: deps
 	$(MAKE) test-tsan
 	$(MAKE) test-python
 	$(MAKE) test-node
+	$(MAKE) test-browser
 	$(MAKE) test-abi
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
 	$(MAKE) format-check
@@ -113,6 +114,11 @@ node: deps
 test-node: node
 	npm test
 	$(PYTHON) -m pytest -q tests/node
+
+# Headless Chromium's WebSocket (text, binary, 1 MiB, permessage-deflate)
+# through the C test server, the ASGI host and the native App: about 5 s.
+test-browser: all dev node
+	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/browser
 
 # Node's own test/parallel/test-http-*.js through createServer (issue #14):
 # fails if a file of tests/node-compat/expected-pass.txt fails. Not in
