@@ -268,6 +268,43 @@ static double client_cpu_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* The measured window: [start, end) after the warm-up, the CPU times
+ * taken as it opens and as it closes. */
+struct window {
+  uint64_t start, end;
+  double srv0, cli0, srv1, cli1;
+  int open;
+};
+
+static struct window window_after(double warm, double secs) {
+  struct window w = {0};
+  w.start = now_ns() + (uint64_t)(warm * 1e9);
+  w.end = w.start + (uint64_t)(secs * 1e9);
+  return w;
+}
+
+/* Called before each wait: returns 1 once the window is over. */
+static int window_tick(struct window *w) {
+  uint64_t t = now_ns();
+  if (!w->open && t >= w->start) {
+    w->open = 1;
+    w->srv0 = server_cpu_ms();
+    w->cli0 = client_cpu_ms();
+  }
+  if (t < w->end)
+    return 0;
+  w->srv1 = server_cpu_ms();
+  w->cli1 = client_cpu_ms();
+  return 1;
+}
+
+/* The latency samples' median and 99th percentile, in us. */
+static void percentiles(double *p50, double *p99) {
+  qsort(g_lat, g_nlat, sizeof *g_lat, cmp_u64);
+  *p50 = g_nlat ? (double)g_lat[g_nlat / 2] / 1e3 : 0;
+  *p99 = g_nlat ? (double)g_lat[(size_t)((double)g_nlat * 0.99)] / 1e3 : 0;
+}
+
 /* Blocks until one whole frame is in (the handshake's answers: nothing
  * else is due yet); returns its opcode byte, the payload in buf. */
 static int read_frame(int fd, unsigned char *buf, size_t cap, size_t *len) {
@@ -478,22 +515,12 @@ static int run_fanout(uint16_t port, const char *path, int subs, double secs,
   struct conn *pub = &cs[subs];
   for (int k = 0; k < g_depth; k++)
     publish_one(pub);
-  uint64_t t0 = now_ns(), start = t0 + (uint64_t)(warm * 1e9),
-           end = start + (uint64_t)(secs * 1e9);
+  struct window w = window_after(warm, secs);
+  const uint64_t start = w.start, end = w.end;
   uint64_t deliveries = 0, published = 0;
   struct epoll_event evs[256];
-  double srv0 = -1, cli0 = 0, srv1 = -1, cli1 = 0;
-  for (;;) {
-    uint64_t t = now_ns();
-    if (srv0 < 0 && cli0 == 0 && t >= start) { /* the window opens */
-      srv0 = server_cpu_ms();
-      cli0 = client_cpu_ms();
-    }
-    if (t >= end) {
-      srv1 = server_cpu_ms();
-      cli1 = client_cpu_ms();
-      break;
-    }
+  while (!window_tick(&w)) {
+    uint64_t t;
     int ne = epoll_wait(ep, evs, 256, 100);
     if (ne < 0 && errno != EINTR)
       die("epoll_wait");
@@ -521,16 +548,14 @@ static int run_fanout(uint16_t port, const char *path, int subs, double secs,
         publish_one(pub);
     }
   }
-  qsort(g_lat, g_nlat, sizeof *g_lat, cmp_u64);
-  uint64_t p50 = g_nlat ? g_lat[g_nlat / 2] : 0;
-  uint64_t p99 = g_nlat ? g_lat[(size_t)((double)g_nlat * 0.99)] : 0;
+  double p50, p99;
+  percentiles(&p50, &p99);
   printf("WSLOAD_FANOUT subs=%d size=%zu depth=%d published=%llu "
          "deliveries=%llu seconds=%.3f rate=%.0f p50_us=%.1f p99_us=%.1f "
          "server_cpu_ms=%.0f client_cpu_ms=%.0f\n",
          subs, g_size, g_depth, (unsigned long long)published,
-         (unsigned long long)deliveries, secs, (double)deliveries / secs,
-         (double)p50 / 1e3, (double)p99 / 1e3, g_npids ? srv1 - srv0 : -1,
-         cli1 - cli0);
+         (unsigned long long)deliveries, secs, (double)deliveries / secs, p50,
+         p99, g_npids ? w.srv1 - w.srv0 : -1, w.cli1 - w.cli0);
   return 0;
 }
 
@@ -591,23 +616,13 @@ int main(int argc, char **argv) {
   for (int i = 0; i < conns; i++)
     for (int k = 0; k < g_depth; k++)
       send_one(&cs[i]);
-  uint64_t t0 = now_ns(), start = t0 + (uint64_t)(warm * 1e9),
-           end = start + (uint64_t)(secs * 1e9);
+  struct window w = window_after(warm, secs);
+  const uint64_t start = w.start, end = w.end;
   uint64_t measured = 0;
   long errors = 0;
   struct epoll_event evs[256];
-  double srv0 = -1, cli0 = 0, srv1 = -1, cli1 = 0;
-  for (;;) {
-    uint64_t t = now_ns();
-    if (srv0 < 0 && cli0 == 0 && t >= start) { /* the window opens */
-      srv0 = server_cpu_ms();
-      cli0 = client_cpu_ms();
-    }
-    if (t >= end) {
-      srv1 = server_cpu_ms();
-      cli1 = client_cpu_ms();
-      break;
-    }
+  while (!window_tick(&w)) {
+    uint64_t t;
     int n = epoll_wait(ep, evs, 256, 100);
     if (n < 0 && errno != EINTR)
       die("epoll_wait");
@@ -633,14 +648,13 @@ int main(int argc, char **argv) {
         send_one(c);
     }
   }
-  qsort(g_lat, g_nlat, sizeof *g_lat, cmp_u64);
-  uint64_t p50 = g_nlat ? g_lat[g_nlat / 2] : 0;
-  uint64_t p99 = g_nlat ? g_lat[(size_t)((double)g_nlat * 0.99)] : 0;
+  double p50, p99;
+  percentiles(&p50, &p99);
   printf("WSLOAD_RESULT conns=%d size=%zu depth=%d messages=%llu seconds=%.3f "
          "rate=%.0f p50_us=%.1f p99_us=%.1f errors=%ld server_cpu_ms=%.0f "
          "client_cpu_ms=%.0f\n",
          conns, g_size, g_depth, (unsigned long long)measured, secs,
-         (double)measured / secs, (double)p50 / 1e3, (double)p99 / 1e3, errors,
-         g_npids ? srv1 - srv0 : -1, cli1 - cli0);
+         (double)measured / secs, p50, p99, errors,
+         g_npids ? w.srv1 - w.srv0 : -1, w.cli1 - w.cli0);
   return 0;
 }
