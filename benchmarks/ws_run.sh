@@ -91,18 +91,7 @@ ulimit -n "$hard" 2>/dev/null || true
 [ "$(ulimit -n)" -ge $((IDLE + 512)) ] || die "ulimit -n is $(ulimit -n): too low for $IDLE idle sessions"
 
 # ---------------------------------------------------------------- processes
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/piston-ws.XXXXXX") || die "mktemp failed"
-PIDS=()
-cleanup() {
-  local p
-  trap - EXIT INT TERM
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do stop_pid "$p" 3 2>/dev/null; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+make_tmp piston-ws
 
 FAILURES=()
 NOTES=()
@@ -205,7 +194,7 @@ wsload_run() {
 # (2 connections, 0.2 s) checks the WebSocket path. A server that fails it
 # dies the script, except an OPTIONAL one, which is 'not available'.
 start_server() {
-  local tag=$1 port log pid i
+  local tag=$1 port log pid
   port=$(free_port)
   log="$TMP/$tag.log"
   server_cmd "$tag" "$port"
@@ -214,12 +203,7 @@ start_server() {
   PIDS+=("$pid")
   SRV_PID[$tag]=$pid SRV_PORT[$tag]=$port SRV_LOG[$tag]=$log SRV_DESC[$tag]=$DESC
   SRV_PATH[$tag]=$WSPATH SRV_MODE[$tag]=$MODE
-  for ((i = 0; i < START_TIMEOUT * 100; i++)); do
-    alive "$pid" || { tail -n 30 "$log" >&3; die "$tag ($DESC) exited during startup"; }
-    listening "$port" && break
-    sleep 0.01
-  done
-  listening "$port" || { tail -n 30 "$log" >&3; die "$tag ($DESC) is not listening on $port after $START_TIMEOUT s"; }
+  wait_listening "$tag" "$pid" "$port" "$log" "$DESC"
   [ "$MODE" = idle ] && return 0
   wsload_run "$tag" 0.2 0 2
   if [ -z "$WS_LINE" ]; then
@@ -236,15 +220,6 @@ start_server() {
     die "$tag ($DESC) failed the WebSocket check at ${SRV_PATH[$tag]}"
   fi
   log "$tag up on port $port: $DESC (pid $pid)"
-}
-
-check_alive() {
-  local tag=$1 rc
-  alive "${SRV_PID[$tag]}" && return 0
-  wait "${SRV_PID[$tag]}" 2>/dev/null; rc=$?
-  forget_pid "${SRV_PID[$tag]}"
-  tail -n 30 "${SRV_LOG[$tag]}" >&3 2>/dev/null
-  die "$tag died during the benchmark (status $rc)"
 }
 
 # measure TAG -> M_RATE (messages or deliveries /s), M_US (server CPU us per
@@ -293,7 +268,6 @@ bench_group() {
 
 med() { local m; read -r m _ _ <<<"$(stats "$1")"; echo "$m"; }
 spread() { local m lo hi; read -r m lo hi <<<"$(stats "${SAMPLES[$1]}")"; echo "$(fmt_int "$lo")–$(fmt_int "$hi")"; }
-fmt2() { printf '%.2f' "$1"; }
 why_not() { echo "${UNAVAIL[$1]:-not measured}"; }
 
 # A server that left its CPU idle (under 90% of a CPU) while wsload used 90%
