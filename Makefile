@@ -31,8 +31,8 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-python test-node \
-        test-node-compat test-asan test-tsan test-abi fuzz soak run run-static \
-        bench \
+        test-node-compat test-browser test-asan test-tsan test-abi fuzz soak run run-static \
+        bench bench-ws \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
@@ -84,6 +84,7 @@ test: deps
 	$(MAKE) test-tsan
 	$(MAKE) test-python
 	$(MAKE) test-node
+	$(MAKE) test-browser
 	$(MAKE) test-abi
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
 	$(MAKE) format-check
@@ -118,6 +119,11 @@ node: deps
 test-node: node
 	npm test
 	$(PYTHON) -m pytest -q tests/node
+
+# Headless Chromium's WebSocket (text, binary, 1 MiB, permessage-deflate)
+# through the C test server, the ASGI host and the native App: about 5 s.
+test-browser: all dev node
+	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/browser
 
 # Node's own test/parallel/test-http-*.js through createServer (issue #14):
 # fails if a file of tests/node-compat/expected-pass.txt fails. Not in
@@ -187,6 +193,11 @@ run-static: all
 bench: deps-bench
 	$(MAKE) all dev node
 	benchmarks/run.sh
+
+# WebSocket only: benchmarks/ws_run.sh (`make bench` runs it at its end).
+bench-ws: deps-bench
+	$(MAKE) all dev node
+	benchmarks/ws_run.sh
 
 # All our C: the engine, its programs and tests, both bindings, the fuzzer.
 FORMAT_SRC = $(wildcard csrc/*.[ch] csrc/bin/*.[ch] tests/c/*.[ch] \

@@ -1,5 +1,5 @@
-# Shell helpers shared by run.sh and run_hosts.sh (sourced after they
-# define log, die and the PIDS/FAILURES arrays).
+# Shell helpers shared by run.sh, run_hosts.sh and ws_run.sh (sourced after
+# they define log, die and the PIDS/FAILURES arrays).
 
 forget_pid() {
   local p=$1 i
@@ -79,4 +79,49 @@ publish_report() {
   cp "$TMP/report.md" "$OUT"
   cat "$TMP/report.md"
   log "written to $OUT (${ELAPSED} s)"
+}
+
+fmt2() { printf '%.2f' "$1"; }
+
+# ---------------------------------------------------------------- servers
+# make_tmp PREFIX: TMP, a fresh temp dir, and the traps that stop every
+# process in PIDS and remove TMP on exit, Ctrl-C or SIGTERM.
+make_tmp() {
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || die "mktemp failed"
+  PIDS=()
+  trap cleanup_tmp EXIT
+  trap 'log "interrupted"; exit 130' INT
+  trap 'log "terminated"; exit 143' TERM
+}
+cleanup_tmp() {
+  local p
+  trap - EXIT INT TERM
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do stop_pid "$p" 3 2>/dev/null; done
+  rm -rf "$TMP"
+}
+
+# wait_listening TAG PID PORT LOG DESC: dies if PID exits or does not
+# listen on PORT within START_TIMEOUT seconds (LOG's tail shown).
+wait_listening() {
+  local tag=$1 pid=$2 port=$3 log=$4 desc=$5 i
+  for ((i = 0; i < START_TIMEOUT * 100; i++)); do
+    alive "$pid" || { tail -n 30 "$log" >&3; die "$tag ($desc) exited during startup"; }
+    listening "$port" && return 0
+    sleep 0.01
+  done
+  tail -n 30 "$log" >&3
+  die "$tag ($desc) is not listening on $port after $START_TIMEOUT s"
+}
+
+# check_alive TAG: dies if the server SRV_PID[TAG] is gone (SRV_LOG[TAG]'s
+# tail shown).
+check_alive() {
+  local tag=$1 rc
+  alive "${SRV_PID[$tag]}" && return 0
+  wait "${SRV_PID[$tag]}" 2>/dev/null; rc=$?
+  forget_pid "${SRV_PID[$tag]}"
+  tail -n 30 "${SRV_LOG[$tag]}" >&3 2>/dev/null
+  [ $rc -gt 128 ] && die "$tag died during the benchmark (signal $((rc - 128)))"
+  die "$tag died during the benchmark (exit status $rc)"
 }

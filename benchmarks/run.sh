@@ -5,7 +5,8 @@
 #   BENCH_QUICK=1 benchmarks/run.sh   smoke run: 1 run of 1 s per case; exits
 #                                     non-zero if a server fails to start or serve
 # At the end it runs benchmarks/run_hosts.sh (the Python and Node bindings
-# against their peers, about 5 more minutes; BENCH_HOSTS=0 skips it).
+# against their peers, about 5 more minutes; BENCH_HOSTS=0 skips it), then
+# benchmarks/ws_run.sh (WebSocket, about 8 minutes; BENCH_WS=0 skips it).
 #
 # Knobs (environment):
 #   BENCH_RUNS=5          repetitions of each throughput case
@@ -17,6 +18,7 @@
 #   PISTON_BIN=build/piston-static   server under test
 #   PISTON_THREADS=1      --threads for piston-static (nginx runs 1 worker)
 #   BENCH_HOSTS=1         0: do not run benchmarks/run_hosts.sh at the end
+#   BENCH_WS=1            0: do not run benchmarks/ws_run.sh at the end
 #
 # Method: the server is pinned to CPU 0 and the load generator to CPU 1
 # (taskset); wrk -t1 -c64 with keep-alive. Every repetition runs piston and
@@ -470,6 +472,11 @@ publish_report
 if [ "${BENCH_HOSTS:-1}" != 0 ]; then
   log "running benchmarks/run_hosts.sh (BENCH_HOSTS=0 skips it)"
   run_client "$HERE/run_hosts.sh" || fail "benchmarks/run_hosts.sh failed (its messages are above)"
+fi
+# WebSocket against the peers: benchmarks/ws_run.sh (results/ws.md).
+if [ "${BENCH_WS:-1}" != 0 ]; then
+  log "running benchmarks/ws_run.sh (BENCH_WS=0 skips it)"
+  run_client "$HERE/ws_run.sh" || fail "benchmarks/ws_run.sh failed (its messages are above)"
 fi
 
 if [ ${#FAILURES[@]} -gt 0 ]; then

@@ -90,21 +90,8 @@ hard=$(ulimit -Hn)
 ulimit -n "$hard" 2>/dev/null || true
 
 # ---------------------------------------------------------------- processes
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/piston-hosts.XXXXXX") || die "mktemp failed"
-PIDS=()
+make_tmp piston-hosts
 
-cleanup() {
-  local p
-  trap - EXIT INT TERM
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do stop_pid "$p" 3 2>/dev/null; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
-
-fmt2() { printf '%.2f' "$1"; }
 gt() { awk "BEGIN {exit !(($1) > ($2))}"; }
 
 FAILURES=()
@@ -176,7 +163,7 @@ declare -A SRV_PID SRV_PORT SRV_LOG SRV_DESC SRV_SIZE SRV_CTYPE SAMPLES CPU0 CPU
 # start_server TAG: starts, waits for the port, checks the response; dies if
 # the server exits, does not listen within START_TIMEOUT, or answers wrongly.
 start_server() {
-  local tag=$1 port log pid i code ctype conns
+  local tag=$1 port log pid code ctype conns
   port=$(free_port)
   log="$TMP/$tag.log"
   server_cmd "$tag" "$port"
@@ -184,12 +171,7 @@ start_server() {
   pid=$!
   PIDS+=("$pid")
   SRV_PID[$tag]=$pid SRV_PORT[$tag]=$port SRV_LOG[$tag]=$log SRV_DESC[$tag]=$DESC
-  for ((i = 0; i < START_TIMEOUT * 100; i++)); do
-    alive "$pid" || { tail -n 30 "$log" >&3; die "$tag ($DESC) exited during startup"; }
-    listening "$port" && break
-    sleep 0.01
-  done
-  listening "$port" || { tail -n 30 "$log" >&3; die "$tag ($DESC) is not listening on $port after $START_TIMEOUT s"; }
+  wait_listening "$tag" "$pid" "$port" "$log" "$DESC"
   # Same answer from everyone: 200, the exact body, text/plain; and the
   # connection is reused for a second request (keep-alive).
   local url="http://127.0.0.1:$port/hello"
@@ -208,16 +190,6 @@ start_server() {
 stop_server() {
   local tag=$1
   stop_pid "${SRV_PID[$tag]}" 5 || NOTES+=("$tag did not exit within 5 s of SIGTERM (killed)")
-}
-
-check_alive() {
-  local tag=$1 rc
-  alive "${SRV_PID[$tag]}" && return 0
-  wait "${SRV_PID[$tag]}" 2>/dev/null; rc=$?
-  forget_pid "${SRV_PID[$tag]}"
-  tail -n 30 "${SRV_LOG[$tag]}" >&3 2>/dev/null
-  [ $rc -gt 128 ] && die "$tag died during the benchmark (signal $((rc - 128)))"
-  die "$tag died during the benchmark (exit status $rc)"
 }
 
 # CPU time of the server's and wrk's CPUs from /proc/stat: "busy total" for

@@ -17,9 +17,10 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 # clang-format: make format-check; binutils: nm and readelf for tests/abi;
 # libssl-dev (TLS, and SHA-1 and base64 for the WebSocket handshake), zlib1g-dev
 # (permessage-deflate);
-# python3-websockets, python3-requests: real clients for the tests
+# python3-websockets, python3-requests: real clients for the tests;
+# chromium: the browser test (tests/browser/) runs it headless
 for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
-         libssl-dev zlib1g-dev python3-websockets python3-requests \
+         libssl-dev zlib1g-dev python3-websockets python3-requests chromium \
          python3 python3-pytest curl \
          python3-dev python3-venv python3-setuptools python3-pip \
          python3-flask python3-django gunicorn nodejs \
@@ -72,3 +73,27 @@ if ! have_llhttp; then
   $SUDO dpkg -i "$tmp"/libllhttp9.2_*.deb "$tmp"/libllhttp-dev_*.deb
 fi
 have_llhttp || { echo "setup: libllhttp-dev did not install" >&2; exit 1; }
+
+# The WebSocket benchmark's peers (benchmarks/ws_run.sh), each in its own
+# folder under benchmarks/.peers (git-ignored), never in the product's own
+# dependencies: uvicorn with its websockets and wsproto implementations from
+# the Python package index in a venv (Debian's uvicorn 0.17 predates the
+# implementations people run now; the venv sees Debian's FastAPI, uvloop and
+# httptools), and Bun from the npm registry (the bun package pulls its
+# platform binary). A peer that cannot be installed is reported by ws_run.sh
+# as not available, with the reason; it does not stop the setup.
+if [ $want_bench = 1 ]; then
+  peers="$(cd "$(dirname "$0")/.." && pwd)/benchmarks/.peers"
+  mkdir -p "$peers"
+  if ! "$peers/venv/bin/python" -c 'import uvicorn, websockets, wsproto' 2>/dev/null; then
+    echo "setup: installing uvicorn, websockets, wsproto into $peers/venv"
+    { [ -x "$peers/venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$peers/venv"; } &&
+      "$peers/venv/bin/pip" install -q -U 'uvicorn[standard]' websockets wsproto ||
+      echo "setup: warning: could not install uvicorn into $peers/venv" >&2
+  fi
+  if ! "$peers/node/node_modules/.bin/bun" --version >/dev/null 2>&1; then
+    echo "setup: installing bun (npm) into $peers/node"
+    npm install --no-audit --no-fund --no-save --prefix "$peers/node" bun ||
+      echo "setup: warning: could not install bun into $peers/node" >&2
+  fi
+fi
