@@ -51,6 +51,8 @@ PyObject *piston_wsgi_environ(piston_req *req, PyObject *base, const char *root,
                PyUnicode_FromString(
                    piston_req_http_minor(req) ? "HTTP/1.1" : "HTTP/1.0")) < 0)
     goto fail;
+  if (piston_py_tls_environ(env, req) < 0)
+    goto fail;
   int port = 0;
   const char *addr = piston_req_remote_addr(req, &port);
   if (set_item(env, "REMOTE_ADDR", PyUnicode_FromString(addr ? addr : "")) < 0)

@@ -432,6 +432,8 @@ class AsgiWorker:
         try:
             srv.start()
         except _piston.Error as e:
+            if e.args[0] == _piston.E_TLS:
+                raise UsageError(e.args[1])
             raise UsageError("cannot listen on %s: %s" % (
                 ", ".join(show_bind(s) for s, _ in self.listen), e.args[1]))
         self.srv = srv
