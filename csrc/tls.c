@@ -48,7 +48,8 @@ typedef struct {
 static void put(info_builder *b, int what, const void *p, size_t n) {
   if (n > sizeof b->buf - b->n)
     n = 0; /* a field that does not fit is left empty, not cut */
-  memcpy(b->buf + b->n, p, n);
+  if (n)
+    memcpy(b->buf + b->n, p, n);
   b->off[what] = (uint32_t)b->n;
   b->len[what] = (uint32_t)n;
   b->n += n;
