@@ -236,9 +236,24 @@ PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_dir(piston_server *srv,
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_server_tls_cert(piston_server *srv, const char *cert_file,
                        const char *key_file, const char *ocsp_file);
+/* The same from PEM text in memory (Node's key and cert options); the
+ * text is copied. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_tls_cert_pem(piston_server *srv, const char *cert_pem,
+                           size_t cert_len, const char *key_pem,
+                           size_t key_len);
+/* Replaces the i-th certificate (in the order added) with PEM text and
+ * makes the new one serve new connections, as piston_server_tls_reload
+ * does (Node's setSecureContext). Any thread, any time after configuration;
+ * on failure nothing changes. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_tls_replace_pem(piston_server *srv, size_t i,
+                              const char *cert_pem, size_t cert_len,
+                              const char *key_pem, size_t key_len);
 /* TLS settings: X(NAME, meaning); values are strings. */
 #define PISTON_TLS_OPTION_MAP(X)                                               \
   X(CA_FILE, "PEM file of the CAs client certificates must chain to")          \
+  X(CA_PEM, "PEM text of such CAs (beside or instead of CA_FILE)")             \
   X(VERIFY_CLIENT, "client certificates: none (default), optional, "           \
                    "optional_no_ca (any certificate, verified or not), "       \
                    "required")                                                 \

@@ -198,6 +198,24 @@ int piston_server_tls_cert(piston_server *s, const char *cert, const char *key,
   return t ? piston__tlsconf_add_cert(t, cert, key, ocsp) : PISTON_ENOMEM;
 }
 
+int piston_server_tls_cert_pem(piston_server *s, const char *cert, size_t clen,
+                               const char *key, size_t klen) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  piston__tlsconf *t = tls_conf(s);
+  return t ? piston__tlsconf_add_pem(t, piston__tlsconf_count(t), cert, clen,
+                                     key, klen)
+           : PISTON_ENOMEM;
+}
+
+int piston_server_tls_replace_pem(piston_server *s, size_t i, const char *cert,
+                                  size_t clen, const char *key, size_t klen) {
+  if (!s->tls || i >= piston__tlsconf_count(s->tls))
+    return PISTON_ESTATE;
+  int rc = piston__tlsconf_add_pem(s->tls, i, cert, clen, key, klen);
+  return rc < 0 ? rc : piston__tlsconf_build(s->tls);
+}
+
 int piston_server_tls_set(piston_server *s, piston_tls_option opt,
                           const char *value) {
   if (atomic_load(&s->nloops) > 0)

@@ -53,25 +53,37 @@ struct piston__tlsgen {
 /* A session-ticket key: AES-256-CBC + HMAC-SHA256, as OpenSSL's own. */
 typedef struct {
   unsigned char name[16], aes[32], hmac[32];
-  time_t made;
+  int64_t made_ms; /* CLOCK_MONOTONIC: whole seconds would cut periods */
   bool live;
 } piston__ticket_key;
 
+/* Where a certificate chain or key comes from: a file (read again on each
+ * build) or PEM text the host gave (Node's key and cert options). */
+typedef struct {
+  char *path;
+  char *pem;
+  size_t len;
+} piston__tlssrc;
+
 struct piston__tlsconf {
   struct {
-    char *cert, *key, *ocsp;
+    piston__tlssrc cert, key;
+    char *ocsp;
   } files[MAX_CERTS];
   size_t nfiles;
   char *opt[PISTON_TLS__COUNT];
   unsigned char alpn[256]; /* wire format: length-prefixed names */
   size_t alpn_len;
-  pthread_mutex_t lock; /* cur, err */
+  pthread_mutex_t build_lock; /* files, while a build reads them */
+  pthread_mutex_t lock;       /* cur, err */
   piston__tlsgen *cur;
   char err[512];
   pthread_mutex_t ticket_lock;
   piston__ticket_key keys[2]; /* [0] encrypts; [1] still decrypts */
   long rotate_s;
 };
+
+static void src_free(piston__tlssrc *src);
 
 static int ssl_gen_index = -1;
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
@@ -109,6 +121,7 @@ piston__tlsconf *piston__tlsconf_new(void) {
   if (!t)
     return NULL;
   pthread_mutex_init(&t->lock, NULL);
+  pthread_mutex_init(&t->build_lock, NULL);
   pthread_mutex_init(&t->ticket_lock, NULL);
   static const char h11[] = "\x08http/1.1";
   memcpy(t->alpn, h11, sizeof h11 - 1);
@@ -132,14 +145,15 @@ void piston__tlsconf_free(piston__tlsconf *t) {
     return;
   gen_unref(t->cur);
   for (size_t i = 0; i < t->nfiles; i++) {
-    free(t->files[i].cert);
-    free(t->files[i].key);
+    src_free(&t->files[i].cert);
+    src_free(&t->files[i].key);
     free(t->files[i].ocsp);
   }
   for (int i = 0; i < PISTON_TLS__COUNT; i++)
     free(t->opt[i]);
   OPENSSL_cleanse(t->keys, sizeof t->keys);
   pthread_mutex_destroy(&t->lock);
+  pthread_mutex_destroy(&t->build_lock);
   pthread_mutex_destroy(&t->ticket_lock);
   free(t);
 }
@@ -150,6 +164,10 @@ const char *piston__tlsconf_error(const piston__tlsconf *t) {
 
 bool piston__tlsconf_built(const piston__tlsconf *t) {
   return t && t->cur;
+}
+
+size_t piston__tlsconf_count(const piston__tlsconf *t) {
+  return t->nfiles;
 }
 
 /* ---- loading files ---- */
@@ -164,43 +182,112 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u) {
   return 0;
 }
 
-static int load_pair(piston__tlsconf *t, SSL_CTX *ctx, const char *cert,
-                     const char *key) {
-  FILE *f = fopen(cert, "r");
-  if (!f)
-    return fail(t, "cannot open the certificate file %s: %s", cert,
-                strerror(errno));
-  fclose(f);
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
-    return fail(t, "%s holds no PEM certificate chain", cert);
-  if (!(f = fopen(key, "r")))
-    return fail(t, "cannot open the key file %s: %s", key, strerror(errno));
+static void src_free(piston__tlssrc *src) {
+  free(src->path);
+  if (src->pem)
+    OPENSSL_clear_free(src->pem, src->len); /* a key's text */
+  src->path = src->pem = NULL;
+}
+
+static int src_copy(piston__tlssrc *dst, const piston__tlssrc *src) {
+  memset(dst, 0, sizeof *dst);
+  if (src->path && !(dst->path = strdup(src->path)))
+    return PISTON_ENOMEM;
+  if (src->pem) {
+    if (!(dst->pem = OPENSSL_memdup(src->pem, src->len))) {
+      src_free(dst);
+      return PISTON_ENOMEM;
+    }
+    dst->len = src->len;
+  }
+  return 0;
+}
+
+/* "the certificate file X" or "the PEM certificate given", for messages */
+static const char *src_name(const piston__tlssrc *src, const char *what,
+                            char *buf, size_t cap) {
+  if (src->path)
+    snprintf(buf, cap, "%s", src->path);
+  else
+    snprintf(buf, cap, "the PEM %s given", what);
+  return buf;
+}
+
+static BIO *src_open(piston__tlsconf *t, const piston__tlssrc *src,
+                     const char *what, int *rc) {
+  BIO *b = src->path ? BIO_new_file(src->path, "r")
+                     : BIO_new_mem_buf(src->pem, (int)src->len);
+  if (!b)
+    *rc = src->path ? fail(t, "cannot open the %s file %s: %s", what, src->path,
+                           strerror(errno))
+                    : PISTON_ENOMEM;
+  return b;
+}
+
+/* The leaf, then any intermediates, from one PEM source. */
+static int load_chain(piston__tlsconf *t, SSL_CTX *ctx,
+                      const piston__tlssrc *src) {
+  int rc = 0;
+  char name[300];
+  BIO *b = src_open(t, src, "certificate", &rc);
+  if (!b)
+    return rc;
+  X509 *leaf = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL);
+  if (!leaf || SSL_CTX_use_certificate(ctx, leaf) != 1) {
+    X509_free(leaf);
+    BIO_free(b);
+    return fail(t, "%s holds no PEM certificate chain",
+                src_name(src, "certificate", name, sizeof name));
+  }
+  X509_free(leaf);
+  SSL_CTX_clear_chain_certs(ctx);
+  X509 *ca;
+  while ((ca = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+    if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) { /* takes ca */
+      X509_free(ca);
+      BIO_free(b);
+      return fail(t, "a certificate of the chain in %s cannot be used",
+                  src_name(src, "certificate", name, sizeof name));
+    }
+  ERR_clear_error(); /* the end of the PEM data */
+  BIO_free(b);
+  return 0;
+}
+
+static int load_pair(piston__tlsconf *t, SSL_CTX *ctx,
+                     const piston__tlssrc *cert, const piston__tlssrc *key) {
+  int rc = load_chain(t, ctx, cert);
+  if (rc < 0)
+    return rc;
+  char kname[300], cname[300];
+  src_name(key, "key", kname, sizeof kname);
+  src_name(cert, "certificate", cname, sizeof cname);
+  BIO *b = src_open(t, key, "key", &rc);
+  if (!b)
+    return rc;
   bool asked = false;
-  EVP_PKEY *pk = PEM_read_PrivateKey(f, NULL, no_passphrase, &asked);
-  fclose(f);
+  EVP_PKEY *pk = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, &asked);
+  BIO_free(b);
   if (!pk && asked) {
     ERR_clear_error();
     return fail(t,
                 "the key in %s is protected by a passphrase; give a key "
-                "without one (openssl pkey -in %s -out plain.key)",
-                key, key);
+                "without one (openssl pkey -in KEY -out plain.key)",
+                kname);
   }
   if (!pk)
-    return fail(t, "%s holds no PEM private key", key);
+    return fail(t, "%s holds no PEM private key", kname);
   X509 *leaf = SSL_CTX_get0_certificate(ctx);
   if (leaf && X509_check_private_key(leaf, pk) != 1) {
     EVP_PKEY_free(pk);
     ERR_clear_error();
-    return fail(t, "the key in %s does not match the certificate in %s", key,
-                cert);
+    return fail(t, "the key in %s does not match the certificate in %s", kname,
+                cname);
   }
   int ok = SSL_CTX_use_PrivateKey(ctx, pk);
   EVP_PKEY_free(pk);
   if (ok != 1)
-    return fail(t, "the key in %s cannot be used", key);
-  if (SSL_CTX_check_private_key(ctx) != 1)
-    return fail(t, "the key in %s does not match the certificate in %s", key,
-                cert);
+    return fail(t, "the key in %s cannot be used", kname);
   return 0;
 }
 
@@ -285,12 +372,18 @@ static int on_status(SSL *ssl, void *arg) {
   return SSL_TLSEXT_ERR_OK;
 }
 
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int new_key(piston__ticket_key *k) {
   if (RAND_bytes(k->name, sizeof k->name) != 1 ||
       RAND_bytes(k->aes, sizeof k->aes) != 1 ||
       RAND_bytes(k->hmac, sizeof k->hmac) != 1)
     return -1;
-  k->made = time(NULL);
+  k->made_ms = now_ms();
   k->live = true;
   return 0;
 }
@@ -312,13 +405,13 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv,
   piston__tlsconf *t = cert_of(ssl)->gen->conf;
   int rc = -1;
   pthread_mutex_lock(&t->ticket_lock);
-  time_t now = time(NULL);
-  if (!t->keys[0].live || now - t->keys[0].made >= t->rotate_s) {
+  int64_t now = now_ms(), period = (int64_t)t->rotate_s * 1000;
+  if (!t->keys[0].live || now - t->keys[0].made_ms >= period) {
     piston__ticket_key fresh;
     if (new_key(&fresh) == 0) {
       /* a key older than two periods decrypts nothing any more */
       t->keys[1] = t->keys[0];
-      if (t->keys[1].live && now - t->keys[1].made >= 2 * t->rotate_s)
+      if (t->keys[1].live && now - t->keys[1].made_ms >= 2 * period)
         t->keys[1].live = false;
       t->keys[0] = fresh;
     }
@@ -337,7 +430,7 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv,
       piston__ticket_key *k = &t->keys[i];
       if (!k->live || memcmp(name, k->name, 16) != 0)
         continue;
-      if (i == 1 && now - k->made >= 2 * t->rotate_s)
+      if (i == 1 && now - k->made_ms >= 2 * period)
         break; /* expired with its second period */
       if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
           set_mac(hctx, k->hmac) == 1)
@@ -481,9 +574,10 @@ static int configure(piston__tlsconf *t, piston__tlsgen *g, SSL_CTX *ctx) {
   int mode;
   verify_mode(t->opt[PISTON_TLS_VERIFY_CLIENT], &mode);
   const char *ca = t->opt[PISTON_TLS_CA_FILE];
+  const char *ca_pem = t->opt[PISTON_TLS_CA_PEM];
   if (mode != SSL_VERIFY_NONE) {
     bool any = !strcmp(t->opt[PISTON_TLS_VERIFY_CLIENT], "optional_no_ca");
-    if (!ca && !any)
+    if (!ca && !ca_pem && !any)
       return fail(t, "client verification \"%s\" needs a CA file",
                   t->opt[PISTON_TLS_VERIFY_CLIENT]);
     SSL_CTX_set_verify(ctx, mode, any ? accept_any : NULL);
@@ -495,6 +589,21 @@ static int configure(piston__tlsconf *t, piston__tlsgen *g, SSL_CTX *ctx) {
     if (names)
       SSL_CTX_set_client_CA_list(ctx, names); /* takes names */
   }
+  if (ca_pem) {
+    BIO *b = BIO_new_mem_buf(ca_pem, -1);
+    X509 *x;
+    int n = 0;
+    while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+      X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), x);
+      SSL_CTX_add_client_CA(ctx, x);
+      X509_free(x);
+      n++;
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    if (n == 0)
+      return fail(t, "the CA PEM given holds no certificate");
+  }
   return 0;
 }
 
@@ -504,11 +613,7 @@ static int build_cert(piston__tlsconf *t, piston__tlsgen *g, size_t i) {
   if (!(c->ctx = SSL_CTX_new(TLS_server_method())))
     return fail(t, "OpenSSL could not make a TLS context");
   SSL_CTX_set_app_data(c->ctx, c);
-  SSL_CTX_set_default_passwd_cb(c->ctx, no_passphrase);
-  bool asked = false;
-  SSL_CTX_set_default_passwd_cb_userdata(c->ctx, &asked);
-  int rc = load_pair(t, c->ctx, t->files[i].cert, t->files[i].key);
-  SSL_CTX_set_default_passwd_cb_userdata(c->ctx, NULL);
+  int rc = load_pair(t, c->ctx, &t->files[i].cert, &t->files[i].key);
   if (rc < 0)
     return rc;
   if ((rc = configure(t, g, c->ctx)) < 0)
@@ -520,19 +625,13 @@ static int build_cert(piston__tlsconf *t, piston__tlsgen *g, size_t i) {
   return 0;
 }
 
-int piston__tlsconf_add_cert(piston__tlsconf *t, const char *cert,
-                             const char *key, const char *ocsp) {
-  if (!cert || !key)
-    return PISTON_EINVAL;
-  if (t->nfiles == MAX_CERTS)
-    return fail(t, "more than %d certificates", MAX_CERTS);
-  /* check the pair now, in a context of its own */
+/* Checks the pair now, in a context of its own, then keeps a copy of where
+ * it comes from as certificate i. */
+static int set_cert(piston__tlsconf *t, size_t i, const piston__tlssrc *cert,
+                    const piston__tlssrc *key, const char *ocsp) {
   SSL_CTX *probe = SSL_CTX_new(TLS_server_method());
   if (!probe)
     return PISTON_ENOMEM;
-  bool asked = false;
-  SSL_CTX_set_default_passwd_cb(probe, no_passphrase);
-  SSL_CTX_set_default_passwd_cb_userdata(probe, &asked);
   int rc = load_pair(t, probe, cert, key);
   SSL_CTX_free(probe);
   if (rc < 0)
@@ -544,21 +643,62 @@ int piston__tlsconf_add_cert(piston__tlsconf *t, const char *cert,
       return rc;
     OPENSSL_free(buf);
   }
-  size_t i = t->nfiles;
-  t->files[i].cert = strdup(cert);
-  t->files[i].key = strdup(key);
-  t->files[i].ocsp = ocsp ? strdup(ocsp) : NULL;
-  if (!t->files[i].cert || !t->files[i].key || (ocsp && !t->files[i].ocsp)) {
-    free(t->files[i].cert);
-    free(t->files[i].key);
-    free(t->files[i].ocsp);
+  piston__tlssrc c, k;
+  char *o = ocsp ? strdup(ocsp) : NULL;
+  if (src_copy(&c, cert) < 0 || (ocsp && !o)) {
+    free(o);
     return PISTON_ENOMEM;
   }
-  t->nfiles++;
+  if (src_copy(&k, key) < 0) {
+    src_free(&c);
+    free(o);
+    return PISTON_ENOMEM;
+  }
+  pthread_mutex_lock(&t->build_lock); /* a replace may race a build */
+  if (i < t->nfiles) {
+    src_free(&t->files[i].cert);
+    src_free(&t->files[i].key);
+    free(t->files[i].ocsp);
+  }
+  t->files[i].cert = c;
+  t->files[i].key = k;
+  t->files[i].ocsp = o;
+  if (i == t->nfiles)
+    t->nfiles++;
+  pthread_mutex_unlock(&t->build_lock);
   return 0;
 }
 
+int piston__tlsconf_add_cert(piston__tlsconf *t, const char *cert,
+                             const char *key, const char *ocsp) {
+  if (!cert || !key)
+    return PISTON_EINVAL;
+  if (t->nfiles == MAX_CERTS)
+    return fail(t, "more than %d certificates", MAX_CERTS);
+  piston__tlssrc c = {.path = (char *)cert}, k = {.path = (char *)key};
+  return set_cert(t, t->nfiles, &c, &k, ocsp);
+}
+
+int piston__tlsconf_add_pem(piston__tlsconf *t, size_t i, const char *cert,
+                            size_t clen, const char *key, size_t klen) {
+  if (!cert || !key || clen == 0 || klen == 0 || clen > INT32_MAX ||
+      klen > INT32_MAX || i > t->nfiles || i == MAX_CERTS)
+    return PISTON_EINVAL;
+  piston__tlssrc c = {.pem = (char *)cert, .len = clen};
+  piston__tlssrc k = {.pem = (char *)key, .len = klen};
+  return set_cert(t, i, &c, &k, NULL);
+}
+
+static int build_locked(piston__tlsconf *t);
+
 int piston__tlsconf_build(piston__tlsconf *t) {
+  pthread_mutex_lock(&t->build_lock);
+  int rc = build_locked(t);
+  pthread_mutex_unlock(&t->build_lock);
+  return rc;
+}
+
+static int build_locked(piston__tlsconf *t) {
   if (t->nfiles == 0)
     return fail(t, "TLS needs a certificate and its key");
   piston__tlsgen *g = calloc(1, sizeof *g);

@@ -22,11 +22,16 @@ void piston__tlsconf_free(piston__tlsconf *t);
  * made) and keeps their names for the build and every reload. */
 int piston__tlsconf_add_cert(piston__tlsconf *t, const char *cert,
                              const char *key, const char *ocsp);
+/* The same from PEM text, as certificate i (i == the count: a new one; a
+ * smaller i replaces that one, for the next build). */
+int piston__tlsconf_add_pem(piston__tlsconf *t, size_t i, const char *cert,
+                            size_t clen, const char *key, size_t klen);
 int piston__tlsconf_set(piston__tlsconf *t, int opt, const char *value);
 /* Builds a generation from the files as they are now and makes it the
  * current one. PISTON_ETLS with the reason in piston__tlsconf_error. */
 int piston__tlsconf_build(piston__tlsconf *t);
 bool piston__tlsconf_built(const piston__tlsconf *t);
+size_t piston__tlsconf_count(const piston__tlsconf *t); /* certificates */
 const char *piston__tlsconf_error(const piston__tlsconf *t);
 /* A new server-side SSL on the current generation (NULL: no memory); its
  * generation stays alive until piston__tls_ssl_free. */
