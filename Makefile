@@ -12,7 +12,7 @@ OPT     ?= -O2
 CFLAGS  ?=
 ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
 LLHTTP_A := $(firstword $(wildcard /usr/lib/*/libllhttp.a) /usr/lib/libllhttp.a)
-LIBS    := $(LLHTTP_A) -lssl -lcrypto -lz -lpthread
+LIBS    := $(LLHTTP_A) -lnghttp2 -lssl -lcrypto -lz -lpthread
 
 ENGINE_SRC := $(filter-out csrc/bin/%,$(wildcard csrc/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)

@@ -223,6 +223,11 @@ static void conn_run(piston__io *io) {
 static void conn_flush(piston__io *io) {
   piston__conn *c = conn_of(io);
   bool sent = false;
+  if (c->state == CONN_OPEN && c->proto->prepare) {
+    c->proto->prepare(c);
+    if (c->state == CONN_CLOSED)
+      return;
+  }
   if (c->out.pending && c->writable) {
     int rc = c->tp->flush(c, &c->out);
     if (rc < 0) {

@@ -49,7 +49,9 @@ int piston__tls_attach(piston__conn *c, struct piston__tlsconf *conf);
 
 /* What a protocol handler does with its connection. */
 typedef struct {
-  void (*run)(piston__conn *c);                /* input or work to do */
+  void (*run)(piston__conn *c); /* input or work to do */
+  /* before each flush, output the handler makes (may be NULL) */
+  void (*prepare)(piston__conn *c);
   void (*flushed)(piston__conn *c, bool sent); /* sent: the queue drained */
   void (*timeout)(piston__conn *c, int kind);
   void (*stop)(piston__conn *c);       /* graceful stop begins */

@@ -28,6 +28,7 @@ typedef struct {
   piston_req *req;   /* the request being read or answered */
   piston_req *spare; /* a finished request kept for reuse */
   void *ws;          /* the WebSocket handler's state, once it took over */
+  void *h2;          /* the HTTP/2 handler's, likewise (h2.c) */
   bool fin_sent;     /* raw: the host's direction is shut (our FIN is out) */
   int reject_status; /* set by parse callbacks to reject with this status */
   uint32_t served;
@@ -65,5 +66,8 @@ extern const llhttp_settings_t piston__parser_settings;
 /* router.c: answers req from a native route if one matches (or with a
  * 404/405 when no host is there to ask). Returns true if it did. */
 bool piston__route(piston__h1 *h, piston_req *req);
+/* The same for any exchange on c: an HTTP/2 stream's answer is left as its
+ * fields and body (req->h2_head, h2_out) for the HTTP/2 handler. */
+bool piston__route_exchange(piston__conn *c, piston_req *req);
 
 #endif

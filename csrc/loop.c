@@ -80,8 +80,11 @@ static int tls_ready(piston_server *s) {
   int rc = 0;
   if (!s->tls)
     rc = PISTON_ETLS; /* no certificate: tls_error says "" */
-  else if (!piston__tlsconf_built(s->tls))
+  else if (!piston__tlsconf_built(s->tls)) {
+    if (s->opt[PISTON_OPT_HTTP2])
+      piston__tlsconf_default_alpn(s->tls, "h2,http/1.1");
     rc = piston__tlsconf_build(s->tls);
+  }
   pthread_mutex_unlock(&s->lock);
   return rc;
 }

@@ -142,7 +142,9 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
   X(TLS_MAX_HANDSHAKES, "TLS handshakes in progress per loop; accepting "      \
                         "waits beyond it")                                     \
   X(DEBUG_LOG, "1: a line on stderr for each connection the engine drops "     \
-               "for a client's fault (a failed TLS handshake...)")
+               "for a client's fault (a failed TLS handshake...)")             \
+  X(HTTP2, "1: speak HTTP/2 (ALPN h2 on TLS, the preface in clear text); "     \
+           "0 = HTTP/1.1 only")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -261,7 +263,8 @@ piston_server_tls_replace_pem(piston_server *srv, size_t i,
   X(CIPHERS, "TLS 1.2 cipher list, OpenSSL's syntax (default: ECDHE with "     \
              "AES-GCM or ChaCha20-Poly1305)")                                  \
   X(CIPHERSUITES, "TLS 1.3 suites, OpenSSL's syntax (default: OpenSSL's)")     \
-  X(ALPN, "protocols offered by ALPN, comma-separated (default: http/1.1)")    \
+  X(ALPN, "protocols offered by ALPN, comma-separated (default: h2,http/1.1 "  \
+          "with PISTON_OPT_HTTP2, else http/1.1)")                             \
   X(TICKET_ROTATE_S, "seconds a session-ticket key encrypts new tickets; "     \
                      "tickets stay valid one more period; 0: no tickets "      \
                      "(default: 3600)")
@@ -356,8 +359,10 @@ PISTON_EXPORT piston_str piston_req_target(const piston_req *req);
  * percent-encoded; the query excludes the '?'. */
 PISTON_EXPORT piston_str piston_req_path(const piston_req *req);
 PISTON_EXPORT piston_str piston_req_query(const piston_req *req);
-/* 0 for HTTP/1.0, 1 for HTTP/1.1. */
+/* 0 for HTTP/1.0, 1 for HTTP/1.1, 0 for HTTP/2. */
 PISTON_EXPORT int piston_req_http_minor(const piston_req *req);
+/* 10, 11 or 20 (HTTP/2). */
+PISTON_EXPORT int piston_req_http_version(const piston_req *req);
 PISTON_EXPORT size_t piston_req_header_count(const piston_req *req);
 PISTON_EXPORT piston_header piston_req_header_at(const piston_req *req,
                                                  size_t i);

@@ -33,6 +33,7 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
         16 * 1024 * 1024, /* as uvicorn's ws-max-size */
     [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1024,
     [PISTON_OPT_DEBUG_LOG] = 0,
+    [PISTON_OPT_HTTP2] = 1,
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */

@@ -464,6 +464,11 @@ static int accept_any(int ok, X509_STORE_CTX *store) {
   return 1;
 }
 
+void piston__tlsconf_default_alpn(piston__tlsconf *t, const char *list) {
+  if (!t->opt[PISTON_TLS_ALPN])
+    (void)piston__tlsconf_set(t, PISTON_TLS_ALPN, list);
+}
+
 int piston__tlsconf_set(piston__tlsconf *t, int opt, const char *value) {
   if (opt < 0 || opt >= PISTON_TLS__COUNT || !value)
     return PISTON_EINVAL;

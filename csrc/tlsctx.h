@@ -27,6 +27,8 @@ int piston__tlsconf_add_cert(piston__tlsconf *t, const char *cert,
 int piston__tlsconf_add_pem(piston__tlsconf *t, size_t i, const char *cert,
                             size_t clen, const char *key, size_t klen);
 int piston__tlsconf_set(piston__tlsconf *t, int opt, const char *value);
+/* The ALPN list, unless the host chose one. */
+void piston__tlsconf_default_alpn(piston__tlsconf *t, const char *list);
 /* Builds a generation from the files as they are now and makes it the
  * current one. PISTON_ETLS with the reason in piston__tlsconf_error. */
 int piston__tlsconf_build(piston__tlsconf *t);

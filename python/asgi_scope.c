@@ -11,7 +11,7 @@ static PyObject *k_type, *k_asgi, *k_version, *k_spec_version, *k_http_version,
     *k_method, *k_scheme, *k_path, *k_raw_path, *k_query_string, *k_root_path,
     *k_headers, *k_client, *k_server, *k_state, *k_extensions, *k_pathsend,
     *k_trailers, *k_subprotocols, *k_ws_response, *v_http, *v_websocket, *v_ws,
-    *v_asgi3, *v_spec, *v_11, *v_10;
+    *v_asgi3, *v_spec, *v_11, *v_10, *v_2;
 
 /* the methods most requests use, as shared str objects */
 static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch,
@@ -51,6 +51,7 @@ int piston_asgi_scope_init(void) {
       {&v_spec, "2.3"},
       {&v_11, "1.1"},
       {&v_10, "1.0"},
+      {&v_2, "2"},
   };
   if (piston_py_intern(names, sizeof names / sizeof names[0]) < 0 ||
       piston_py_intern(methods, sizeof methods / sizeof methods[0]) < 0)
@@ -177,7 +178,9 @@ PyObject *piston_asgi_scope(AsgiServerObject *s, piston_req *q) {
   if (PyDict_SetItem(d, k_type, v_http) < 0 ||
       put(d, k_asgi, asgi_info()) < 0 ||
       PyDict_SetItem(d, k_http_version,
-                     piston_req_http_minor(q) ? v_11 : v_10) < 0 ||
+                     piston_req_http_version(q) == 20   ? v_2
+                     : piston_req_http_version(q) == 11 ? v_11
+                                                        : v_10) < 0 ||
       put(d, k_method, method_str(piston_req_method(q))) < 0 ||
       PyDict_SetItem(d, k_scheme, v_http) < 0 || connection_keys(d, s, q) < 0 ||
       put(d, k_state, state_copy(s)) < 0 ||

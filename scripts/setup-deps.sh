@@ -16,11 +16,13 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 
 # clang-format: make format-check; binutils: nm and readelf for tests/abi;
 # libssl-dev (TLS, and SHA-1 and base64 for the WebSocket handshake), zlib1g-dev
-# (permessage-deflate);
+# (permessage-deflate), libnghttp2-dev (HTTP/2); nghttp2-client (nghttp,
+# h2load) and python3-h2: HTTP/2 clients for the tests;
 # python3-websockets, python3-requests: real clients for the tests;
 # chromium: the browser test (tests/browser/) runs it headless
 for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
-         libssl-dev zlib1g-dev python3-websockets python3-requests chromium \
+         libssl-dev zlib1g-dev libnghttp2-dev nghttp2-client python3-h2 \
+         python3-websockets python3-requests chromium \
          python3 python3-pytest curl \
          python3-dev python3-venv python3-setuptools python3-pip \
          python3-flask python3-django gunicorn nodejs \

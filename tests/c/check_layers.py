@@ -21,7 +21,7 @@ LAYERS = [
     ("loop", "loop timer"),
     ("conn", "conn tls transport"),
     ("exchange", "request"),
-    ("protocol", "http1 parse raw router ws"),
+    ("protocol", "h2 http1 parse raw router ws"),
     ("writer", "response wswrite pubsub"),
     ("server", "server"),
 ]

@@ -526,9 +526,9 @@ static void h_info(piston_req *req) {
   buf_str(&b, piston_req_path(req));
   buf_cstr(&b, " query=");
   buf_str(&b, piston_req_query(req));
-  buf_fmt(&b, " minor=%d remote=%s:%d local=%d cl=%lld",
-          piston_req_http_minor(req), addr ? addr : "(null)", port,
-          piston_req_local_port(req),
+  buf_fmt(&b, " minor=%d version=%d remote=%s:%d local=%d cl=%lld",
+          piston_req_http_minor(req), piston_req_http_version(req),
+          addr ? addr : "(null)", port, piston_req_local_port(req),
           (long long)piston_req_content_length(req));
   check(piston_resp_send(req, 200, H_TEXT, 1, b.ptr, b.len), "info");
   free(b.ptr);
@@ -559,6 +559,19 @@ static void h_tls_reload(piston_req *req) {
   char body[600];
   snprintf(body, sizeof body, "%d %s", rc, piston_server_tls_error(g_srv));
   send_text(req, rc == 0 ? 200 : 500, body);
+}
+
+/* Hop-by-hop fields a host might set: HTTP/2 forbids them (RFC 9113
+ * 8.2.2), so the engine drops them there. */
+static void h_hop_headers(piston_req *req) {
+  static const piston_header h[] = {
+      {{"Connection", 10}, {"keep-alive", 10}},
+      {{"Keep-Alive", 10}, {"timeout=5", 9}},
+      {{"Upgrade", 7}, {"foo", 3}},
+      {{"Proxy-Connection", 16}, {"close", 5}},
+      {{"X-Kept", 6}, {"yes", 3}},
+  };
+  check(piston_resp_send(req, 200, h, 5, "hop\n", 4), "hop-headers");
 }
 
 static void h_stats(piston_req *req) {
@@ -972,6 +985,8 @@ static void on_request(piston_req *req, void *ud) {
     h_header(req);
   } else if (str_eq(p, "/info")) {
     h_info(req);
+  } else if (str_eq(p, "/hop-headers")) {
+    h_hop_headers(req);
   } else if (str_eq(p, "/tls-info")) {
     h_tls_info(req);
   } else if (str_eq(p, "/tls-reload") && str_eq(m, "POST")) {

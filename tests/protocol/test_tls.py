@@ -73,17 +73,18 @@ def info(body):
 
 def test_curl_and_alpn(server, pki):
     s = tls_server(server, pki)
-    out = subprocess.run(
-        ["curl", "-sS", "--cacert", pki.ca, "-w", "\n%{http_version} %{http_code}",
-         "https://localhost:%d/tls-info" % s.port],
-        capture_output=True, text=True, check=True).stdout
-    body, _, tail = out.rpartition("\n")
-    assert tail == "1.1 200"
-    i = info(body.encode())
-    # curl offers h2 and http/1.1: ALPN picks http/1.1, the only one served
-    assert i["VERSION"] == "TLSv1.3" and i["ALPN"] == "http/1.1"
-    assert i["SNI"] == "localhost" and i["VERIFY"] == "NONE"
-    assert int(i["LOCAL_CERT"]) > 100  # the DER of the certificate served
+    for flag, version, alpn in (("--http1.1", "1.1", "http/1.1"), ("--http2", "2", "h2")):
+        out = subprocess.run(
+            ["curl", "-sS", flag, "--cacert", pki.ca, "-w", "\n%{http_version} %{http_code}",
+             "https://localhost:%d/tls-info" % s.port],
+            capture_output=True, text=True, check=True).stdout
+        body, _, tail = out.rpartition("\n")
+        assert tail == version + " 200"
+        i = info(body.encode())
+        # ALPN: curl offers h2 and http/1.1 (or only http/1.1)
+        assert i["VERSION"] == "TLSv1.3" and i["ALPN"] == alpn
+        assert i["SNI"] == "localhost" and i["VERIFY"] == "NONE"
+        assert int(i["LOCAL_CERT"]) > 100  # the DER of the certificate served
 
 
 def test_http_client_keep_alive_and_requests(server, pki):
@@ -120,8 +121,8 @@ def test_tls12_and_minimum_version(server, pki):
 def test_alpn_without_a_common_protocol_is_refused(server, pki):
     s = tls_server(server, pki)
     with pytest.raises(ssl.SSLError, match="NO_APPLICATION_PROTOCOL|no application protocol"):
-        https_get(s.addr, client_ctx(pki, alpn=["h2"]))
-    st, body, sock = https_get(s.addr, client_ctx(pki, alpn=["h2", "http/1.1"]))
+        https_get(s.addr, client_ctx(pki, alpn=["spdy/3"]))
+    st, body, sock = https_get(s.addr, client_ctx(pki, alpn=["spdy/3", "http/1.1"]))
     assert sock.selected_alpn_protocol() == "http/1.1" and info(body)["ALPN"] == "http/1.1"
 
 

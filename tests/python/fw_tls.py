@@ -39,7 +39,8 @@ async def asgi_app(scope, receive, send):
         return
     await receive()
     tls = scope["extensions"].get("tls")
-    body = json.dumps({"scheme": scope["scheme"], "tls": tls}).encode()
+    body = json.dumps({"scheme": scope["scheme"], "tls": tls,
+                       "http_version": scope["http_version"]}).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
