@@ -188,6 +188,19 @@ int piston_ws_unsubscribe(piston_req *r, const void *name, size_t len) {
   return was;
 }
 
+int piston_ws_is_subscribed(const piston_req *r, const void *name, size_t len) {
+  piston_server *srv = r->loop->srv;
+  pthread_mutex_lock(&srv->pubsub_lock);
+  /* the session's own list: usually far shorter than the topic's */
+  bool is = false;
+  for (size_t i = 0; i < r->ws_ntopics && !is; i++) {
+    const topic *t = r->ws_topics[i];
+    is = t->len == len && (len == 0 || memcmp(t->name, name, len) == 0);
+  }
+  pthread_mutex_unlock(&srv->pubsub_lock);
+  return is;
+}
+
 size_t piston_ws_subscribers(piston_server *srv, const void *name, size_t len) {
   pthread_mutex_lock(&srv->pubsub_lock);
   topic *t =
