@@ -191,6 +191,9 @@ int piston_ws_abort(piston_req *r) {
   /* the handler (or, before the hand-over, the HTTP/1.1 one) closes the
    * connection when it runs next */
   piston__wend(&w, POST_ABORT, 0);
+  /* publishes skip it from now on, and numbers of subscribers leave it out
+   * before the connection has closed */
+  piston__ws_unsubscribe_all(r);
   return 0;
 }
 
