@@ -468,7 +468,14 @@ PISTON_EXPORT int piston_resp_started(const piston_req *req);
  * side closes. The engine does the framing, masking rules, fragmentation,
  * UTF-8 validation of text, pings and the closing handshake. Any thread may
  * call these, as the response calls. */
-typedef enum { PISTON_WS_TEXT = 1, PISTON_WS_BINARY = 2 } piston_ws_opcode;
+/* PING and PONG: control frames (at most 125 bytes), which the host sends
+ * and, after piston_ws_control_events, receives. */
+typedef enum {
+  PISTON_WS_TEXT = 1,
+  PISTON_WS_BINARY = 2,
+  PISTON_WS_PING = 9,
+  PISTON_WS_PONG = 10
+} piston_ws_opcode;
 /* What req asks for: 0 no WebSocket; 101 a valid opening handshake (GET,
  * HTTP/1.1, Upgrade: websocket, Connection: upgrade, a Sec-WebSocket-Key of
  * 16 bytes, Sec-WebSocket-Version: 13); 426 a version other than 13; 400
@@ -483,9 +490,11 @@ PISTON_EXPORT PISTON_MUST_CHECK int piston_ws_refuse(piston_req *req);
  * valid handshake. */
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_ws_accept(piston_req *req, const piston_header *h, size_t nheaders);
-/* Sends one message (PISTON_WS_TEXT must be UTF-8: the caller's promise).
- * Returns as piston_resp_write: 1 over the high-water mark (wait for
- * PISTON_EV_DRAIN), 0, or PISTON_ECLOSED once the session is closing. */
+/* Sends one message (PISTON_WS_TEXT must be UTF-8: the caller's promise),
+ * or a ping or pong of at most 125 bytes (PISTON_EINVAL beyond; never
+ * compressed). Returns as piston_resp_write: 1 over the high-water mark
+ * (wait for PISTON_EV_DRAIN), 0, or PISTON_ECLOSED once the session is
+ * closing. */
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_ws_send(piston_req *req, int opcode, const void *data, size_t len);
 /* Starts the closing handshake with code (1000-1003, 1007-1014, 3000-4999;
@@ -498,6 +507,23 @@ piston_ws_close(piston_req *req, int code, const char *reason, size_t len);
  * message was taken. */
 PISTON_EXPORT int piston_ws_recv(piston_req *req, int *opcode,
                                  const void **data, size_t *len);
+/* on != 0: piston_ws_recv also yields the peer's pings (PISTON_WS_PING;
+ * the engine still answers each with its pong) and pongs (PISTON_WS_PONG),
+ * in order with the messages, as uWebSockets.js's ping/pong handlers need.
+ * Off by default: control frames then cost no allocation. May be called
+ * before the accept. */
+PISTON_EXPORT void piston_ws_control_events(piston_req *req, int on);
+/* Ends the session at once, without a close frame (uWebSockets.js's
+ * ws.close()): the connection closes, what is still queued is dropped, and
+ * the close code is 1006; PISTON_EV_CLOSED follows as for any end. Also
+ * during a closing handshake. PISTON_ESTATE if req is no WebSocket
+ * session; PISTON_ECLOSED once the connection is gone. */
+PISTON_EXPORT int piston_ws_abort(piston_req *req);
+/* Bytes queued for the session's connection that the socket has not taken
+ * yet (messages, publishes, control frames): exact on the loop's thread;
+ * from another thread it counts the connection's queue as of its last
+ * flush. 0 once the connection is gone. */
+PISTON_EXPORT uint64_t piston_ws_buffered(const piston_req *req);
 /* How the session ended: the peer's close code (1005 if its close frame had
  * none), the code the engine failed it with (1002 protocol error, 1007
  * invalid UTF-8, 1009 too big), 1006 if the connection dropped without a
@@ -520,6 +546,9 @@ piston_ws_subscribe(piston_req *req, const void *topic, size_t len);
 /* 1 if req was subscribed to topic, 0 if not. */
 PISTON_EXPORT int piston_ws_unsubscribe(piston_req *req, const void *topic,
                                         size_t len);
+/* 1 if req is subscribed to topic now, 0 if not. */
+PISTON_EXPORT int piston_ws_is_subscribed(const piston_req *req,
+                                          const void *topic, size_t len);
 /* Queues one message to topic's subscribers, except (if not NULL) the
  * session except (uWebSockets' ws.publish skips the publisher). Returns
  * the number of sessions it was queued to, or a negative PISTON_E* code. */

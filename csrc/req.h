@@ -108,6 +108,9 @@ struct piston_req {
   piston__pmd ws_pmd; /* permessage-deflate, as negotiated at the accept */
   uint8_t ws_reason_len;
   char ws_reason[123]; /* the peer's close reason */
+  /* the host takes pings and pongs too (piston_ws_control_events): set
+   * from any thread, read by the handler for each control frame */
+  atomic_bool ws_control;
   /* topics subscribed to (pubsub.c, guarded by the server's pubsub lock);
    * ws_unsub drops them when the session ends: a pointer, so that the
    * WebSocket handler reaches the writer's pubsub without a call upward */

@@ -87,6 +87,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->ws_pmd.on = false;
   r->ws_topics_closed = false;
   r->ws_reason_len = 0;
+  atomic_store(&r->ws_control, false);
   ws_msgs_free(r);
   r->status = 0;
   r->chunked = r->no_body = r->close_after = r->overflowed = false;

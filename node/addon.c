@@ -1301,6 +1301,21 @@ static napi_value js_ws_accept(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
+/* Bytes of an ArrayBuffer, a Buffer/TypedArray or a string (UTF-8). */
+static int get_payload(addon_t *a, napi_env env, napi_value v,
+                       const char **data, size_t *len, char **owned) {
+  bool is = false;
+  void *p;
+  *owned = NULL;
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+    if (napi_get_arraybuffer_info(env, v, &p, len) != napi_ok)
+      return -1;
+    *data = p;
+    return 0;
+  }
+  return get_bytes(a, env, v, data, len, owned);
+}
+
 /* wsSend(slot, data, binary) -> 0, 1 (wait for drain) or an error. data:
  * an ArrayBuffer, a Buffer/TypedArray or a string (sent as UTF-8). */
 static napi_value js_ws_send(napi_env env, napi_callback_info info) {
@@ -1308,15 +1323,8 @@ static napi_value js_ws_send(napi_env env, napi_callback_info info) {
   const char *data;
   size_t len;
   char *owned = NULL;
-  bool is = false;
-  void *p;
-  if (napi_is_arraybuffer(env, argv[1], &is) == napi_ok && is) {
-    if (napi_get_arraybuffer_info(env, argv[1], &p, &len) != napi_ok)
-      return make_int(env, PISTON_EINVAL);
-    data = p;
-  } else if (get_bytes(a, env, argv[1], &data, &len, &owned) < 0) {
+  if (get_payload(a, env, argv[1], &data, &len, &owned) < 0)
     return make_int(env, PISTON_EINVAL);
-  }
   int op = get_bool(env, argv[2], false) ? PISTON_WS_BINARY : PISTON_WS_TEXT;
   int rc = piston_ws_send(req, op, data, len);
   free(owned);
@@ -1371,6 +1379,136 @@ static napi_value js_ws_recv(napi_env env, napi_callback_info info) {
 static napi_value js_ws_close_code(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
   return make_int(env, piston_ws_close_code(req));
+}
+
+/* ---- JS functions: WebSocket publish/subscribe, control frames, state ---- */
+
+/* A session's call with one argument of bytes (a topic, a ping's payload),
+ * its result as a number. */
+typedef int (*bytes_fn)(piston_req *req, const void *p, size_t len);
+static napi_value bytes_call(napi_env env, napi_callback_info info,
+                             bytes_fn fn) {
+  REQ_ARG(2);
+  const char *t;
+  size_t tl;
+  char *owned;
+  if (get_payload(a, env, argv[1], &t, &tl, &owned) < 0)
+    return make_int(env, PISTON_EINVAL);
+  int rc = fn(req, t, tl);
+  free(owned);
+  return make_int(env, rc);
+}
+
+static int is_subscribed(piston_req *req, const void *topic, size_t len) {
+  return piston_ws_is_subscribed(req, topic, len);
+}
+
+/* wsSubscribe(slot, topic) -> rc */
+static napi_value js_ws_subscribe(napi_env env, napi_callback_info info) {
+  return bytes_call(env, info, piston_ws_subscribe);
+}
+
+/* wsUnsubscribe(slot, topic) -> 1 if it was subscribed, else 0 */
+static napi_value js_ws_unsubscribe(napi_env env, napi_callback_info info) {
+  return bytes_call(env, info, piston_ws_unsubscribe);
+}
+
+/* wsIsSubscribed(slot, topic) -> 1 or 0 */
+static napi_value js_ws_is_subscribed(napi_env env, napi_callback_info info) {
+  return bytes_call(env, info, is_subscribed);
+}
+
+/* wsPublish(server, topic, data, binary, exceptSlot) -> the number of
+ * sessions it was queued to, or an error. exceptSlot < 0: none skipped. */
+static napi_value js_ws_publish(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  addon_t *a = get_args(env, info, 5, argv);
+  srv_t *s = a ? get_srv(env, argv[0]) : NULL;
+  if (!s)
+    return NULL;
+  int64_t ex = get_i64(env, argv[4], -1);
+  const piston_req *except =
+      ex >= 0 && (uint64_t)ex < a->nslots ? a->slots[ex].req : NULL;
+  const char *t, *d;
+  size_t tl, dl;
+  char *towned, *downned = NULL;
+  if (get_payload(a, env, argv[1], &t, &tl, &towned) < 0)
+    return make_int(env, PISTON_EINVAL);
+  /* the topic may sit in the scratch buffer: a string message needs its own
+   * memory then */
+  if (!towned && t == a->scratch) {
+    if (!(towned = malloc(tl + 1)))
+      return make_int(env, PISTON_ENOMEM);
+    memcpy(towned, t, tl);
+    t = towned;
+  }
+  int rc =
+      get_payload(a, env, argv[2], &d, &dl, &downned) < 0
+          ? PISTON_EINVAL
+          : piston_ws_publish(s->server, t, tl,
+                              get_bool(env, argv[3], false) ? PISTON_WS_BINARY
+                                                            : PISTON_WS_TEXT,
+                              d, dl, except);
+  free(towned);
+  free(downned);
+  return make_int(env, rc);
+}
+
+/* wsSubscribers(server, topic) -> how many sessions follow topic */
+static napi_value js_ws_subscribers(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  addon_t *a = get_args(env, info, 2, argv);
+  srv_t *s = a ? get_srv(env, argv[0]) : NULL;
+  if (!s)
+    return NULL;
+  const char *t;
+  size_t tl;
+  char *owned;
+  if (get_payload(a, env, argv[1], &t, &tl, &owned) < 0)
+    return make_int(env, PISTON_EINVAL);
+  size_t n = piston_ws_subscribers(s->server, t, tl);
+  free(owned);
+  return make_int(env, (int64_t)n);
+}
+
+/* wsCloseReason(slot) -> the peer's close reason, an ArrayBuffer */
+static napi_value js_ws_close_reason(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  piston_str r = piston_ws_close_reason(req);
+  napi_value buf;
+  void *dst;
+  NAPI_OK(napi_create_arraybuffer(env, r.len, &dst, &buf));
+  if (r.len)
+    memcpy(dst, r.ptr, r.len);
+  return buf;
+}
+
+/* wsAbort(slot) -> rc: the session ends without a close frame */
+static napi_value js_ws_abort(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, piston_ws_abort(req));
+}
+
+/* wsControl(slot, on): wsRecv also gives pings (9) and pongs (10) */
+static napi_value js_ws_control(napi_env env, napi_callback_info info) {
+  REQ_ARG(2);
+  piston_ws_control_events(req, get_bool(env, argv[1], false));
+  return undef(env);
+}
+
+static int send_ping(piston_req *req, const void *data, size_t len) {
+  return piston_ws_send(req, PISTON_WS_PING, data, len);
+}
+
+/* wsPing(slot, data) -> as wsSend (data as wsSend's, at most 125 bytes) */
+static napi_value js_ws_ping(napi_env env, napi_callback_info info) {
+  return bytes_call(env, info, send_ping);
+}
+
+/* wsBuffered(slot) -> bytes queued for the session's connection */
+static napi_value js_ws_buffered(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, (int64_t)piston_ws_buffered(req));
 }
 
 /* ---- JS functions: the engine's tables ----------------------------------- */
@@ -1473,6 +1611,16 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"wsClose", js_ws_close},
       {"wsRecv", js_ws_recv},
       {"wsCloseCode", js_ws_close_code},
+      {"wsSubscribe", js_ws_subscribe},
+      {"wsUnsubscribe", js_ws_unsubscribe},
+      {"wsIsSubscribed", js_ws_is_subscribed},
+      {"wsPublish", js_ws_publish},
+      {"wsSubscribers", js_ws_subscribers},
+      {"wsCloseReason", js_ws_close_reason},
+      {"wsAbort", js_ws_abort},
+      {"wsControl", js_ws_control},
+      {"wsPing", js_ws_ping},
+      {"wsBuffered", js_ws_buffered},
       {"errName", js_err_name},
       {"mimeType", js_mime_type},
       {"percentDecode", js_percent_decode},

@@ -248,6 +248,9 @@ export interface WebSocketContext {
   readonly pattern: string;
 }
 
+/** A topic or a message: a string is taken as UTF-8. */
+export type RecognizedString = string | ArrayBuffer | ArrayBufferView;
+
 /** An accepted WebSocket session. */
 export interface WebSocket<UserData = unknown> {
   /**
@@ -262,9 +265,27 @@ export interface WebSocket<UserData = unknown> {
    * 1007-1014, 3000-4999, else it throws) and a reason of at most 123 bytes.
    */
   end(code?: number, reason?: string | ArrayBuffer | ArrayBufferView): void;
-  /** Not abrupt yet (the engine cannot drop a session): end() without a code. */
-  close(): void;
-  /** An estimate (see node/README.md): 0 unless a send returned 0 and no drain came since. */
+  /**
+   * Abrupt: no close frame, the connection is dropped (the client sees
+   * 1006); the route's close runs at once with 1006.
+   */
+  close(): this;
+  /** A ping with at most 125 bytes of payload (more throws); returns as send. */
+  ping(message?: RecognizedString): 0 | 1 | 2;
+  /** Subscribes to topic; false once the session has ended. */
+  subscribe(topic: RecognizedString): boolean;
+  /** Whether the session was subscribed to topic. */
+  unsubscribe(topic: RecognizedString): boolean;
+  isSubscribed(topic: RecognizedString): boolean;
+  /** The session's topics, as strings. */
+  getTopics(): string[];
+  /**
+   * Publishes to topic's subscribers but this session. true if the topic
+   * has subscribers (this session included), as uWebSockets.js. compress is
+   * ignored: the engine compresses as it negotiated.
+   */
+  publish(topic: RecognizedString, message: RecognizedString, isBinary?: boolean, compress?: boolean): boolean;
+  /** The bytes queued for the connection that the socket has not taken yet. */
   getBufferedAmount(): number;
   getUserData(): UserData;
   /** Runs cb at once: the engine batches a pass's sends already. */
@@ -281,12 +302,22 @@ export interface WebSocketBehavior<UserData = unknown> {
   /**
    * Once the connection is gone. code: the peer's close code (1005 if its
    * close frame had none), the engine's (1002, 1007, 1009, 1001 at a stop),
-   * 1006 if it vanished. message: empty (the engine does not keep the
-   * peer's reason).
+   * 1006 if it vanished or ws.close() dropped it. message: the reason the
+   * peer's close frame gave (empty if none).
    */
   close?: (ws: WebSocket<UserData>, code: number, message: ArrayBuffer) => void;
+  /** A ping from the peer (the engine has answered it already). */
+  ping?: (ws: WebSocket<UserData>, message: ArrayBuffer) => void;
+  /** A pong from the peer. */
+  pong?: (ws: WebSocket<UserData>, message: ArrayBuffer) => void;
   /** The engine's wsMaxMessage (one per server: routes must agree). Default 16 MiB. */
   maxPayloadLength?: number;
+  /**
+   * DISABLED (the default) or SHARED_COMPRESSOR: the engine's wsDeflate,
+   * one per server (routes must agree); any other compressor is taken as
+   * SHARED_COMPRESSOR.
+   */
+  compression?: number;
   /**
    * Accepted for uWebSockets.js's signature and ignored: the engine has no
    * idle timeout or ping for WebSockets yet.
@@ -323,7 +354,16 @@ export declare class App {
   listen(port: number | string, host?: string, cb?: (err: Error | null, port?: number) => void): this;
   listen(port: number | string, cb?: (err: Error | null, port?: number) => void): this;
   close(cb?: () => void, deadlineMs?: number): this;
+  /** Publishes to every subscriber of topic; true if it has any. */
+  publish(topic: RecognizedString, message: RecognizedString, isBinary?: boolean, compress?: boolean): boolean;
+  /** How many sessions are subscribed to topic. */
+  numSubscribers(topic: RecognizedString): number;
 }
+
+/** A route's compression: off. */
+export declare const DISABLED: 0;
+/** A route's compression: permessage-deflate (the engine's one kind). */
+export declare const SHARED_COMPRESSOR: 1;
 
 export declare const STATUS_CODES: typeof http.STATUS_CODES;
 export declare const METHODS: typeof http.METHODS;

@@ -4,7 +4,7 @@
 
 const http = require('node:http');
 const { createServer, Server, IncomingMessage, ServerResponse } = require('./http');
-const { App } = require('./app');
+const { App, DISABLED, SHARED_COMPRESSOR } = require('./app');
 
 module.exports = {
   createServer,
@@ -12,6 +12,8 @@ module.exports = {
   IncomingMessage,
   ServerResponse,
   App,
+  DISABLED,
+  SHARED_COMPRESSOR,
   STATUS_CODES: http.STATUS_CODES,
   METHODS: http.METHODS,
 };

@@ -10,8 +10,8 @@
 static PyObject *k_type, *k_asgi, *k_version, *k_spec_version, *k_http_version,
     *k_method, *k_scheme, *k_path, *k_raw_path, *k_query_string, *k_root_path,
     *k_headers, *k_client, *k_server, *k_state, *k_extensions, *k_pathsend,
-    *k_trailers, *k_subprotocols, *k_ws_response, *v_http, *v_websocket, *v_ws,
-    *v_asgi3, *v_spec, *v_11, *v_10, *v_2;
+    *k_trailers, *k_subprotocols, *k_ws_response, *k_pubsub, *v_http,
+    *v_websocket, *v_ws, *v_asgi3, *v_spec, *v_11, *v_10, *v_2;
 
 /* the methods most requests use, as shared str objects */
 static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch,
@@ -44,11 +44,12 @@ int piston_asgi_scope_init(void) {
       {&k_trailers, "http.response.trailers"},
       {&k_subprotocols, "subprotocols"},
       {&k_ws_response, "websocket.http.response"},
+      {&k_pubsub, "piston.pubsub"},
       {&v_http, "http"},
       {&v_websocket, "websocket"},
       {&v_ws, "ws"},
       {&v_asgi3, "3.0"},
-      {&v_spec, "2.3"},
+      {&v_spec, "2.5"},
       {&v_11, "1.1"},
       {&v_10, "1.0"},
       {&v_2, "2"},
@@ -215,7 +216,8 @@ static PyObject *subprotocols(piston_req *q) {
 
 static PyObject *ws_extensions(void) {
   PyObject *d = PyDict_New();
-  if (d && put(d, k_ws_response, PyDict_New()) < 0)
+  if (d && (put(d, k_ws_response, PyDict_New()) < 0 ||
+            put(d, k_pubsub, PyDict_New()) < 0))
     Py_CLEAR(d);
   return d;
 }

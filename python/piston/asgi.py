@@ -39,7 +39,7 @@ ClientDisconnected = _piston.ClientDisconnected
 BodyTooLarge = _piston.BodyTooLarge
 
 ASGI_VERSION = "3.0"
-SPEC_VERSION = "2.3"
+SPEC_VERSION = "2.5"
 READ_SIZE = 65536
 COALESCE = 1 << 20  # request body bytes joined into one http.request at most
 

@@ -758,7 +758,13 @@ static void h_overflow(piston_req *req) {
 /* ---- WebSocket publish/subscribe: /ws-pubsub ------------------------------
  * Text commands: "sub T" and "unsub T" (answered "subscribed T" /
  * "unsubscribed T N"), "pub T MSG" (publishes MSG to T's subscribers but
- * the sender, answered "published N"), "count T" ("subscribers N"). */
+ * the sender, answered "published N"), "count T" ("subscribers N"),
+ * "issub T" ("issub T N"). The session's other calls: "abort"
+ * (piston_ws_abort, no answer), "control" (piston_ws_control_events: each
+ * ping or pong received is then answered "got ping P" / "got pong P"),
+ * "ping P" (a ping with payload P), "flood N" (N binary messages of 64 KiB,
+ * then "buffered B" with piston_ws_buffered as it was after them),
+ * "buffered" ("buffered B"). */
 
 static int ws_word(const char *d, size_t n, const char *cmd, const char **arg,
                    size_t *alen) {
@@ -788,7 +794,32 @@ static void pubsub_event(piston_req *req, int events, void *ud) {
          piston_ws_recv(req, &op, &data, &len) == 1) {
     const char *d = data, *a;
     size_t al;
-    if (ws_word(d, len, "sub", &a, &al)) {
+    if (op == PISTON_WS_PING || op == PISTON_WS_PONG) {
+      ws_reply(req, "got %s %.*s", op == PISTON_WS_PING ? "ping" : "pong",
+               (int)len, d);
+    } else if (len == 5 && memcmp(d, "abort", 5) == 0) {
+      check(piston_ws_abort(req), "ws abort");
+    } else if (len == 7 && memcmp(d, "control", 7) == 0) {
+      piston_ws_control_events(req, 1);
+      ws_reply(req, "control on");
+    } else if (len == 8 && memcmp(d, "buffered", 8) == 0) {
+      ws_reply(req, "buffered %llu",
+               (unsigned long long)piston_ws_buffered(req));
+    } else if (ws_word(d, len, "ping", &a, &al)) {
+      check(piston_ws_send(req, PISTON_WS_PING, a, al), "ws ping");
+    } else if (ws_word(d, len, "flood", &a, &al)) {
+      static char chunk[64 * 1024];
+      char num[16] = "";
+      memcpy(num, a, al < sizeof num - 1 ? al : sizeof num - 1);
+      int n = atoi(num);
+      for (int i = 0; i < n; i++)
+        (void)!piston_ws_send(req, PISTON_WS_BINARY, chunk, sizeof chunk);
+      ws_reply(req, "buffered %llu",
+               (unsigned long long)piston_ws_buffered(req));
+    } else if (ws_word(d, len, "issub", &a, &al)) {
+      ws_reply(req, "issub %.*s %d", (int)al, a,
+               piston_ws_is_subscribed(req, a, al));
+    } else if (ws_word(d, len, "sub", &a, &al)) {
       check(piston_ws_subscribe(req, a, al), "subscribe");
       ws_reply(req, "subscribed %.*s", (int)al, a);
     } else if (ws_word(d, len, "unsub", &a, &al)) {

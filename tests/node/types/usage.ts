@@ -4,7 +4,7 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as piston from 'piston';
-import { App, createServer, Server } from 'piston';
+import { App, createServer, Server, SHARED_COMPRESSOR } from 'piston';
 
 // what ws's `new WebSocketServer({ server })` and socket.io's `new Server(httpServer)` take
 function attachHttp(server: http.Server): http.Server {
@@ -49,6 +49,36 @@ app.get('/users/:id', (req, res) => res.json({ id: req.params.id, q: req.query }
 app.post('/echo', async (req, res) => res.end(await req.body()));
 app.fixed('/health', 'ok', { 'Content-Type': 'text/plain' }); // answered in C
 app.static('/static', './public'); // answered in C
+// node/README.md, "WebSocket routes": pub/sub, pings, close reasons
+app.ws<{ room: string }>('/chat', {
+  compression: SHARED_COMPRESSOR,
+  open(ws) {
+    const joined: boolean = ws.subscribe(ws.getUserData().room);
+    const topics: string[] = ws.getTopics();
+    void joined;
+    void topics;
+  },
+  message(ws, data, isBinary) {
+    const reached: boolean = ws.publish(ws.getUserData().room, data, isBinary);
+    const left: boolean = ws.unsubscribe('lobby');
+    const queued: number = ws.getBufferedAmount();
+    const rc: 0 | 1 | 2 = ws.ping(new Uint8Array([1]));
+    void [reached, left, queued, rc, ws.isSubscribed('lobby')];
+  },
+  ping(ws, message: ArrayBuffer) {
+    void message;
+  },
+  pong(ws, message: ArrayBuffer) {
+    ws.close();
+    void message;
+  },
+  close(ws, code, message: ArrayBuffer) {
+    void [code, message];
+  },
+});
+const everyone: boolean = app.publish('chat', 'hi');
+const count: number = app.numSubscribers('chat');
+void [everyone, count];
 app.listen(3000, '127.0.0.1', (err, port) => {
   void err;
   void port;
