@@ -6,7 +6,8 @@
 #                                     non-zero if a server fails to start or serve
 # At the end it runs benchmarks/run_hosts.sh (the Python and Node bindings
 # against their peers, about 5 more minutes; BENCH_HOSTS=0 skips it), then
-# benchmarks/ws_run.sh (WebSocket, about 8 minutes; BENCH_WS=0 skips it).
+# benchmarks/ws_run.sh (WebSocket, about 8 minutes; BENCH_WS=0 skips it),
+# then benchmarks/tls_run.sh (TLS, about 6 minutes; BENCH_TLS=0 skips it).
 #
 # Knobs (environment):
 #   BENCH_RUNS=5          repetitions of each throughput case
@@ -19,6 +20,7 @@
 #   PISTON_THREADS=1      --threads for piston-static (nginx runs 1 worker)
 #   BENCH_HOSTS=1         0: do not run benchmarks/run_hosts.sh at the end
 #   BENCH_WS=1            0: do not run benchmarks/ws_run.sh at the end
+#   BENCH_TLS=1           0: do not run benchmarks/tls_run.sh at the end
 #
 # Method: the server is pinned to CPU 0 and the load generator to CPU 1
 # (taskset); wrk -t1 -c64 with keep-alive. Every repetition runs piston and
@@ -435,6 +437,11 @@ fi
 if [ "${BENCH_WS:-1}" != 0 ]; then
   log "running benchmarks/ws_run.sh (BENCH_WS=0 skips it)"
   run_client "$HERE/ws_run.sh" || fail "benchmarks/ws_run.sh failed (its messages are above)"
+fi
+# TLS against the peers: benchmarks/tls_run.sh (results/tls.md).
+if [ "${BENCH_TLS:-1}" != 0 ]; then
+  log "running benchmarks/tls_run.sh (BENCH_TLS=0 skips it)"
+  run_client "$HERE/tls_run.sh" || fail "benchmarks/tls_run.sh failed (its messages are above)"
 fi
 
 if [ ${#FAILURES[@]} -gt 0 ]; then
