@@ -239,6 +239,12 @@ cpu_snap() {
     } END {print sb, st, cb, ct}' /proc/stat
 }
 
+# cpu_steal: "steal total" of the server's CPU from /proc/stat (time the
+# hypervisor gave to other guests, and all time).
+cpu_steal() {
+  awk -v s="cpu$SERVER_CPU" '$1 == s {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
+
 # nginx_conf DIR PORT ROOT CONNS BODY [CERT KEY]: writes DIR/nginx.conf (and
 # DIR/tmp) for nginx -p DIR/ -c DIR/nginx.conf: one process in the
 # foreground, no access log, keep-alive forever, sendfile, ROOT at /, and

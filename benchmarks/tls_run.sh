@@ -154,7 +154,7 @@ server_cmd() {
 }
 
 declare -A SRV_PID SRV_PORT SRV_LOG SRV_DESC SRV_SCHEME SRV_SIZE SRV_TLS UNAVAIL
-declare -A SAMPLES CPUUS SBUSY CBUSY MBPS
+declare -A SAMPLES CPUUS SBUSY CBUSY MBPS STEAL
 
 # tls_check TAG: the server's certificate is ours, the protocol TLS 1.3;
 # sets SRV_TLS[TAG] (protocol, cipher suite, key exchange). Returns 1 if
@@ -260,13 +260,20 @@ m_hs() {
 }
 
 # measure KIND TAG SECONDS: KIND is hello (keep-alive GET /hello), big
-# (keep-alive GET of the 1 MiB file) or hs (new handshakes)
+# (keep-alive GET of the 1 MiB file) or hs (new handshakes); M_ST: the
+# share of CPU SERVER_CPU's time stolen by the hypervisor meanwhile
 measure() {
+  local s0 t0 s1 t1 rc
+  read -r s0 t0 <<<"$(cpu_steal)"
   case $1 in
     hello) m_wrk "$2" /hello "$3" ;;
     big) m_wrk "$2" "/$BIGFILE" "$3" ;;
     hs) m_hs "$2" "$3" ;;
   esac
+  rc=$?
+  read -r s1 t1 <<<"$(cpu_steal)"
+  M_ST=$(calc "($t1 > $t0) ? 100 * ($s1 - $s0) / ($t1 - $t0) : 0")
+  return $rc
 }
 
 # bench_group NAME KINDS TAG...: starts the group's servers (the available
@@ -291,8 +298,8 @@ bench_group() {
         tag=${tags[$(((r + i) % n))]}
         measure "$kind" "$tag" "$SECS" || continue
         k=$kind.$tag
-        SAMPLES[$k]+=" $M_RATE" CPUUS[$k]+=" $M_US" SBUSY[$k]+=" $M_SB" CBUSY[$k]+=" $M_CB" MBPS[$k]+=" $M_MBPS"
-        log "$name $kind run $((r + 1))/$RUNS $tag: $(fmt_int "$M_RATE")/s, server $(fmt2 "$M_US") us CPU each, server $(fmt_int "$M_SB")% of a CPU, load CPU $(fmt_int "$M_CB")%"
+        SAMPLES[$k]+=" $M_RATE" CPUUS[$k]+=" $M_US" SBUSY[$k]+=" $M_SB" CBUSY[$k]+=" $M_CB" MBPS[$k]+=" $M_MBPS" STEAL[$k]+=" $M_ST"
+        log "$name $kind run $((r + 1))/$RUNS $tag: $(fmt_int "$M_RATE")/s, server $(fmt2 "$M_US") us CPU each, server $(fmt_int "$M_SB")% of a CPU, load CPU $(fmt_int "$M_CB")%, CPU $SERVER_CPU stolen $(fmt_int "$M_ST")%"
       done
     done
   done
@@ -373,17 +380,25 @@ for tag in "${ALL[@]}"; do
     [ "$kind" = hs ] && what="new handshake + GET /hello"
     [ "$kind" = big ] && what="keep-alive GET /$BIGFILE"
     if [ -z "${SAMPLES[$k]:-}" ]; then
-      S_ROWS+=("| $tag | $what | \`${SRV_DESC[$tag]:-}\` | $(why_not "$k") | | | | | | |"); continue
+      S_ROWS+=("| $tag | $what | \`${SRV_DESC[$tag]:-}\` | $(why_not "$k") | | | | | | | |"); continue
     fi
     size=${SRV_SIZE[$tag]:-?}
     [ "$kind" = big ] && size=${SRV_SIZE[$tag.big]:-?}
     mb=""
     [ "$kind" = big ] && mb=" ($(fmt_int "$(med "${MBPS[$k]}")") MB/s)"
-    S_ROWS+=("| $tag | $what | \`${SRV_DESC[$tag]}\` | $(fmt_int "$(med "${SAMPLES[$k]}")")$mb | $(spread "$k") | $(fmt2 "$(med "${CPUUS[$k]}")") µs | $(fmt_int "$(med "${SBUSY[$k]}")")% | $(fmt_int "$(med "${CBUSY[$k]}")")% | ${SRV_TLS[$tag]:-plain HTTP} | $size B |")
+    S_ROWS+=("| $tag | $what | \`${SRV_DESC[$tag]}\` | $(fmt_int "$(med "${SAMPLES[$k]}")")$mb | $(spread "$k") | $(fmt2 "$(med "${CPUUS[$k]}")") µs | $(fmt_int "$(med "${SBUSY[$k]}")")% | $(fmt_int "$(med "${CBUSY[$k]}")")% | $(fmt_int "$(med "${STEAL[$k]}")")% | ${SRV_TLS[$tag]:-plain HTTP} | $size B |")
   done
 done
 if [ -n "${SAMPLES[hello.wsgi-gunicorn]:-}" ]; then
   NOTES+=("gunicorn's sync worker closes the connection after every response (plain and TLS alike), so each of its requests is a new connection, and over TLS a new TLS handshake; wrk reconnects at once and offers the session it had (wrk resumes TLS sessions: it did against nginx in a check by hand; whether gunicorn's Python ssl resumed them was not measured here). Its TLS rate mostly measures handshakes and wrk's own reconnect path, which is why its TLS ratio is so much larger than the plain one.")
+fi
+STOLEN=()
+for k in "${!STEAL[@]}"; do
+  st=$(med "${STEAL[$k]}")
+  ge "$st" 5 && STOLEN+=("$k $(fmt_int "$st")%")
+done
+if [ ${#STOLEN[@]} -gt 0 ]; then
+  NOTES+=("The hypervisor took 5% or more of CPU $SERVER_CPU's time during these runs (median; the machine is shared): $(printf '%s\n' "${STOLEN[@]}" | sort | tr '\n' ';' | sed 's/;$//; s/;/; /g'). Their rates are low and spread; the server CPU per request is the steadier figure.")
 fi
 if [ ${#LOADGEN_BOUND[@]} -gt 0 ]; then
   NOTES+=("Held back by the load generator (the server used under 90% of its CPU while the load generator's CPU was 90% or more busy): these rates are floors and a ratio with them says little; compare the server CPU per request instead. New handshakes: the client's half of a handshake (an ECDSA verify, key generation) costs more CPU than the server's (an ECDSA sign), so one client core cannot keep one server core busy; the server CPU per handshake is the comparison that holds. $(printf '%s; ' "${LOADGEN_BOUND[@]}" | sed 's/; $//')")
@@ -423,11 +438,11 @@ pyver() { "$PYTHON" -c "import $1; print(getattr($1, '__version__', '?'))" 2>/de
   echo
   echo "## Every server"
   echo
-  echo "| Server | Load | Command (pinned with \`taskset -c $SERVER_CPU\`) | /s (median) | min–max | server CPU per request | server's CPU use | load generator's CPU busy | TLS (\`openssl s_client\`) | Response (\`curl -si \| wc -c\`) |"
-  echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+  echo "| Server | Load | Command (pinned with \`taskset -c $SERVER_CPU\`) | /s (median) | min–max | server CPU per request | server's CPU use | load generator's CPU busy | CPU $SERVER_CPU stolen | TLS (\`openssl s_client\`) | Response (\`curl -si \| wc -c\`) |"
+  echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
   printf '%s\n' "${S_ROWS[@]}"
   echo
-  echo "Server CPU per request: user+system time of the server's processes (\`/proc/PID/stat\`: the process and its children) over the measured run (wrk: read before and after wrk, so its 64 connections' handshakes are in it; tlsload: inside its measured window, after ${WARM} s of warm-up), over the requests (handshakes) in it; median of the runs. Server's CPU use: that time over the run's length. Load generator's CPU busy: CPU $CLIENT_CPU's busy share from \`/proc/stat\` for wrk, tlsload's own CPU time for handshakes."
+  echo "Server CPU per request: user+system time of the server's processes (\`/proc/PID/stat\`: the process and its children) over the measured run (wrk: read before and after wrk, so its 64 connections' handshakes are in it; tlsload: inside its measured window, after ${WARM} s of warm-up), over the requests (handshakes) in it; median of the runs. Server's CPU use: that time over the run's length. Load generator's CPU busy: CPU $CLIENT_CPU's busy share from \`/proc/stat\` for wrk, tlsload's own CPU time for handshakes. CPU $SERVER_CPU stolen: the share of the server's CPU's time that the hypervisor gave to other guests during the run (\`/proc/stat\` steal): when it is high, the server had less than a whole CPU and its rate says little; its CPU per request holds better."
   echo
   echo "Every server was checked before measuring: its certificate is the benchmark's (SHA-256 fingerprint), TLS 1.3, \`GET /hello\` answers 200 with \`$HELLO_BODY\` and text/plain, a second request reuses the connection (or the notes say it does not); piston-static and nginx serve the 1 MiB file byte for byte over TLS. Apps: \`benchmarks/apps/python/wsgi_hello.py\`, \`asgi_hello.py\`, \`benchmarks/apps/js/https_hello.js\`."
   report_notes
