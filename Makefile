@@ -32,7 +32,7 @@ VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-python test-node \
         test-node-compat test-browser test-asan test-tsan test-abi fuzz soak run run-static \
-        bench bench-ws \
+        bench bench-ws bench-tls \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
@@ -198,6 +198,11 @@ bench: deps-bench
 bench-ws: deps-bench
 	$(MAKE) all dev node
 	benchmarks/ws_run.sh
+
+# TLS only: benchmarks/tls_run.sh (`make bench` runs it at its end).
+bench-tls: deps-bench
+	$(MAKE) all dev node
+	benchmarks/tls_run.sh
 
 # All our C: the engine, its programs and tests, both bindings, the fuzzer.
 FORMAT_SRC = $(wildcard csrc/*.[ch] csrc/bin/*.[ch] tests/c/*.[ch] \

@@ -60,19 +60,12 @@ PISTON_TESTSERVER=${PISTON_TESTSERVER:-$ROOT/build/piston-testserver}
 NODE_BIN=${NODE_BIN:-node}
 START_TIMEOUT=30
 
-SERVER_CPU=0
-CLIENT_CPU=1
-NCPU=$(nproc)
-
+LOG_TAG=ws
 exec 3>&2
-log() { printf '[ws] %s\n' "$*" >&3; }
-die() { printf '[ws] FATAL: %s\n' "$*" >&3; exit 1; }
 . "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- preflight
-for tool in taskset cc "$NODE_BIN"; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/setup-deps.sh bench installs the bench tools)"
-done
+bench_preflight taskset cc "$NODE_BIN"
 [ -x "$PISTON_CLI" ] || die "$PISTON_CLI not found: run 'make dev'"
 [ -x "$PISTON_TESTSERVER" ] || die "$PISTON_TESTSERVER not found: run 'make'"
 [ -f "$ROOT/build/Release/piston.node" ] || die "the Node addon build/Release/piston.node is missing: run 'make node'"
@@ -81,13 +74,6 @@ for v in RUNS SECS CONNS SIZE DEPTH SUBS FDEPTH IDLE; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ "$SIZE" -ge 16 ] || die "BENCH_WS_SIZE must be 16 or more (the fan-out payload starts with a 16-digit number)"
-if [ "$NCPU" -lt 2 ]; then
-  log "warning: only $NCPU CPU; servers and load generator share CPU 0"
-  CLIENT_CPU=0
-fi
-hard=$(ulimit -Hn)
-[ "$hard" = unlimited ] && hard=1048576
-ulimit -n "$hard" 2>/dev/null || true
 [ "$(ulimit -n)" -ge $((IDLE + 512)) ] || die "ulimit -n is $(ulimit -n): too low for $IDLE idle sessions"
 
 # ---------------------------------------------------------------- processes
@@ -172,13 +158,6 @@ server_cmd() {
 
 declare -A SRV_PID SRV_PORT SRV_LOG SRV_DESC SRV_PATH SRV_MODE SAMPLES CPUUS SBUSY CBUSY P50 P99
 
-# The server's processes: PID and its descendants (a host may fork workers).
-tree_pids() {
-  local all=$1 p
-  for p in $(ps -o pid= --ppid "$1" 2>/dev/null); do all+=",$(tree_pids "$p")"; done
-  echo "$all"
-}
-
 # wsload_run TAG SECONDS WARMUP [CONNS]: runs wsload against TAG pinned to
 # CLIENT_CPU; its result line goes to WS_LINE ("" if it failed).
 wsload_run() {
@@ -195,15 +174,8 @@ wsload_run() {
 # dies the script, except an OPTIONAL one, which is 'not available'.
 start_server() {
   local tag=$1 port log pid
-  port=$(free_port)
-  log="$TMP/$tag.log"
-  server_cmd "$tag" "$port"
-  taskset -c "$SERVER_CPU" "${CMD[@]}" </dev/null >"$log" 2>&1 3>&- &
-  pid=$!
-  PIDS+=("$pid")
-  SRV_PID[$tag]=$pid SRV_PORT[$tag]=$port SRV_LOG[$tag]=$log SRV_DESC[$tag]=$DESC
+  spawn_server "$tag"
   SRV_PATH[$tag]=$WSPATH SRV_MODE[$tag]=$MODE
-  wait_listening "$tag" "$pid" "$port" "$log" "$DESC"
   [ "$MODE" = idle ] && return 0
   wsload_run "$tag" 0.2 0 2
   if [ -z "$WS_LINE" ]; then
@@ -266,23 +238,11 @@ bench_group() {
   for tag in "${tags[@]}"; do stop_pid "${SRV_PID[$tag]}" 5 || NOTES+=("$tag did not exit within 5 s of SIGTERM (killed)"); done
 }
 
-med() { local m; read -r m _ _ <<<"$(stats "$1")"; echo "$m"; }
-spread() { local m lo hi; read -r m lo hi <<<"$(stats "${SAMPLES[$1]}")"; echo "$(fmt_int "$lo")–$(fmt_int "$hi")"; }
 why_not() { echo "${UNAVAIL[$1]:-not measured}"; }
 
-# A server that left its CPU idle (under 90% of a CPU) while wsload used 90%
-# or more of its own was held back by the load generator: its rate is a
-# floor. Its CPU per message still holds.
+# Held back by the load generator (lib.sh's check_bound): BOUND, LOADGEN_BOUND.
 declare -A BOUND
 LOADGEN_BOUND=()
-check_bound() {
-  local tag=$1 sb cb
-  sb=$(med "${SBUSY[$tag]}") cb=$(med "${CBUSY[$tag]}")
-  if ! ge "$sb" 90 && ge "$cb" 90; then
-    BOUND[$tag]=1
-    LOADGEN_BOUND+=("$tag (server $(fmt_int "$sb")% of CPU $SERVER_CPU, wsload $(fmt_int "$cb")% of CPU $CLIENT_CPU)")
-  fi
-}
 
 ROWS=()
 # row CASE PISTON_TAG PEER_TAG TARGET_TEXT MIN_RATIO: judged on the rate
@@ -329,7 +289,7 @@ stop_pid "${SRV_PID[idle-c]}" 5
 # ================================================================ report
 ALL=(asgi-piston asgi-uvicorn-websockets asgi-uvicorn-sansio asgi-uvicorn-wsproto fastapi-piston fastapi-uvicorn
      echo-c echo-native echo-bun ws-piston ws-node fanout-c fanout-native fanout-bun)
-for tag in "${ALL[@]}"; do [ -n "${SAMPLES[$tag]:-}" ] && check_bound "$tag"; done
+for tag in "${ALL[@]}"; do [ -n "${SAMPLES[$tag]:-}" ] && check_bound "$tag" wsload; done
 
 row "Raw ASGI echo on Piston vs uvicorn \`--ws websockets\`" asgi-piston asgi-uvicorn-websockets "≥ 3×" 3
 row "Raw ASGI echo on Piston vs uvicorn \`--ws websockets-sansio\`" asgi-piston asgi-uvicorn-sansio "— (no target)" ""
@@ -404,10 +364,4 @@ read -r UV_V WS_V WP_V <<<"${UVICORN_VER:-? ? ?}"
   echo "Apps: \`benchmarks/apps/python/asgi_ws_echo.py\`, \`fastapi_ws_echo.py\`, \`benchmarks/apps/js/ws_native.js\`, \`ws_bun.js\`, \`ws_http.js\`; the C test server's \`/ws-echo\` and \`/ws-pubsub\`. Each server first passed a short wsload run on its path (2 connections); a path that is not in this build is reported as such."
   report_notes
 } >"$TMP/report.md"
-publish_report
-
-if [ ${#FAILURES[@]} -gt 0 ]; then
-  log "${#FAILURES[@]} failure(s)"
-  exit 1
-fi
-exit 0
+publish_and_exit

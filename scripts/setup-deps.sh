@@ -32,8 +32,10 @@ for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binuti
 done
 # make node: Node.js with npm (the machine's own if it has one)
 command -v npm >/dev/null 2>&1 || need_pkg npm
+# bench: wrk (over https too: Debian's is built with OpenSSL), taskset
+# (util-linux), openssl (the TLS benchmark's certificate)
 if [ $want_bench = 1 ]; then
-  for p in wrk util-linux; do need_pkg "$p"; done
+  for p in wrk util-linux openssl; do need_pkg "$p"; done
 fi
 
 apt_updated=0
