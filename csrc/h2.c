@@ -592,6 +592,17 @@ static void dispatch_ready(piston__h2 *s) {
   piston__conn_mark_dirty(c);
 }
 
+static void drop_ready(piston__h2 *s) {
+  piston__h2s *st = s->ready;
+  s->ready = NULL;
+  s->ready_tail = &s->ready;
+  while (st) {
+    piston__h2s *next = st->ready_next;
+    stream_free(st);
+    st = next;
+  }
+}
+
 static void h2_run(piston__conn *c) {
   piston__h2 *s = h2_of(c);
   for (int budget = 16; c->state == CONN_OPEN; budget--) {
@@ -612,6 +623,14 @@ static void h2_run(piston__conn *c) {
         break;
       }
       c->rpos = c->rlen = 0;
+      if (!nghttp2_session_want_read(s->ss)) {
+        /* a connection error in this input: nghttp2 queued its GOAWAY;
+         * nothing received with it is answered before it */
+        s->goaway = true;
+        drop_ready(s);
+        piston__conn_mark_dirty(c);
+        break;
+      }
       dispatch_ready(s);
       continue;
     }

@@ -101,3 +101,18 @@ if [ $want_bench = 1 ]; then
       echo "setup: warning: could not install bun into $peers/node" >&2
   fi
 fi
+
+# h2spec, the HTTP/2 conformance suite the tests run (tests/protocol/
+# test_h2spec.py), from the Go module proxy with the machine's Go into
+# .tools/bin (git-ignored), never into the product.
+tools="$(cd "$(dirname "$0")/.." && pwd)/.tools"
+if [ ! -x "$tools/bin/h2spec" ]; then
+  if ! command -v go >/dev/null 2>&1; then
+    echo "setup: Go is missing: install Debian's golang-go (h2spec is built with it)" >&2
+    exit 1
+  fi
+  echo "setup: installing h2spec into $tools/bin"
+  GOPATH="$tools/go" GOBIN="$tools/bin" GOFLAGS=-mod=mod \
+    go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
+  chmod -R u+w "$tools/go" 2>/dev/null || true
+fi
