@@ -78,9 +78,12 @@ static int tls_ready(piston_server *s) {
     return 0;
   pthread_mutex_lock(&s->lock);
   int rc = 0;
-  if (!s->tls)
-    rc = PISTON_ETLS; /* no certificate: tls_error says "" */
-  else if (!piston__tlsconf_built(s->tls)) {
+  if (!s->tls || piston__tlsconf_count(s->tls) == 0) {
+    /* a TLS listener without a certificate: build says what is missing */
+    if (!s->tls)
+      s->tls = piston__tlsconf_new();
+    rc = s->tls ? piston__tlsconf_build(s->tls) : PISTON_ENOMEM;
+  } else if (!piston__tlsconf_built(s->tls)) {
     if (s->opt[PISTON_OPT_HTTP2])
       piston__tlsconf_default_alpn(s->tls, "h2,http/1.1");
     rc = piston__tlsconf_build(s->tls);

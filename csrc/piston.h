@@ -359,7 +359,8 @@ PISTON_EXPORT piston_str piston_req_target(const piston_req *req);
  * percent-encoded; the query excludes the '?'. */
 PISTON_EXPORT piston_str piston_req_path(const piston_req *req);
 PISTON_EXPORT piston_str piston_req_query(const piston_req *req);
-/* 0 for HTTP/1.0, 1 for HTTP/1.1, 0 for HTTP/2. */
+/* 0 for HTTP/1.0, 1 for HTTP/1.1 and HTTP/2 (whose semantics are
+ * HTTP/1.1's; piston_req_http_version tells them apart). */
 PISTON_EXPORT int piston_req_http_minor(const piston_req *req);
 /* 10, 11 or 20 (HTTP/2). */
 PISTON_EXPORT int piston_req_http_version(const piston_req *req);
