@@ -99,11 +99,13 @@ function fromOptions(o, files) {
   if (o.maxVersion !== undefined && o.maxVersion !== 'TLSv1.3') throw optionError(`maxVersion "${o.maxVersion}": the engine has no maximum below TLS 1.3; leave maxVersion out`);
   if (o.ciphers !== undefined) {
     // node's split: TLS_* names are TLS 1.3 suites, the rest the TLS 1.2
-    // list; an empty part turns that version off
+    // list. No TLS 1.2 cipher turns TLS 1.2 off, as in node; no TLS 1.3
+    // suite keeps OpenSSL's default suites (node turns TLS 1.3 off, which
+    // the engine cannot: it has no maximum version)
     const parts = String(o.ciphers).split(':').filter((s) => s !== '');
     const v13 = parts.filter((s) => s.startsWith('TLS_'));
     const v12 = parts.filter((s) => !s.startsWith('TLS_'));
-    set(native.TLS_CIPHERSUITES, v13.join(':'));
+    if (v13.length) set(native.TLS_CIPHERSUITES, v13.join(':'));
     if (v12.length) set(native.TLS_CIPHERS, v12.join(':'));
     else minVersion = '1.3';
   }
@@ -151,6 +153,8 @@ function applyConfig(h, cfg) {
 // Before listen(): the configuration on the engine server h (made by
 // makeNative, its one listener added), which then speaks TLS.
 function apply(h, cfg) {
+  // the engine would fail without saying why (it has no TLS state yet)
+  if (cfg.certs.length === 0 && cfg.files.length === 0) throw Object.assign(optionError('TLS needs a certificate and its key: give key and cert to createServer, or call setSecureContext({ key, cert }) before listen()'), { code: 'ETLS' });
   engineCall(h, () => {
     applyConfig(h, cfg);
     native.listenerTls(h, 0);
