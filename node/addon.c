@@ -1058,6 +1058,174 @@ static napi_value js_connections(napi_env env, napi_callback_info info) {
   return make_int(env, s->loop ? (int64_t)piston_loop_connections(s->loop) : 0);
 }
 
+/* ---- JS functions: TLS ----------------------------------------------------
+ * Translations of piston.h's TLS calls; node/tls.js maps node:https's
+ * options onto them. A PISTON_ETLS failure throws with code ETLS, and
+ * tlsError(srv) then says what to fix (JS puts it in the message). */
+
+/* PEM text from a Buffer/TypedArray or a string. Strings are always copied
+ * to malloc'd memory (*owned), so that two of them can be held at once
+ * (get_bytes would put both in the scratch buffer). */
+static int get_pem(addon_t *a, napi_env env, napi_value v, const char **data,
+                   size_t *len, char **owned) {
+  bool buf = false, typed = false;
+  if ((napi_is_buffer(env, v, &buf) == napi_ok && buf) ||
+      (napi_is_typedarray(env, v, &typed) == napi_ok && typed))
+    return get_bytes(a, env, v, data, len, owned);
+  return get_string(env, v, false, NULL, 0, data, len, owned);
+}
+
+static napi_value tls_result(napi_env env, int rc, const char *call) {
+  if (rc < 0)
+    throw_piston(env, rc, call);
+  return undef(env);
+}
+
+/* tlsCertPem(srv, cert, key): a certificate chain and its key, PEM text */
+static napi_value js_tls_cert_pem(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  const char *cert, *key;
+  size_t clen, klen;
+  char *cown = NULL, *kown = NULL;
+  int rc = PISTON_EINVAL;
+  if (get_pem(s->a, env, argv[1], &cert, &clen, &cown) == 0 &&
+      get_pem(s->a, env, argv[2], &key, &klen, &kown) == 0)
+    rc = piston_server_tls_cert_pem(s->server, cert, clen, key, klen);
+  free(cown);
+  free(kown);
+  return tls_result(env, rc, "piston_server_tls_cert_pem");
+}
+
+/* tlsCert(srv, certFile, keyFile, ocspFile|null): the same from files */
+static napi_value js_tls_cert(napi_env env, napi_callback_info info) {
+  SRV_ARG(4);
+  char *cert = dup_str(env, argv[1]), *key = dup_str(env, argv[2]);
+  char *ocsp = is_nullish(env, argv[3]) ? NULL : dup_str(env, argv[3]);
+  int rc = cert && key && (ocsp || is_nullish(env, argv[3]))
+               ? piston_server_tls_cert(s->server, cert, key, ocsp)
+               : PISTON_EINVAL;
+  free(cert);
+  free(key);
+  free(ocsp);
+  return tls_result(env, rc, "piston_server_tls_cert");
+}
+
+/* tlsReplacePem(srv, i, cert, key): the i-th certificate, for new
+ * connections (setSecureContext) */
+static napi_value js_tls_replace_pem(napi_env env, napi_callback_info info) {
+  SRV_ARG(4);
+  const char *cert, *key;
+  size_t clen, klen;
+  char *cown = NULL, *kown = NULL;
+  int64_t i = get_i64(env, argv[1], -1);
+  int rc = PISTON_EINVAL;
+  if (i >= 0 && get_pem(s->a, env, argv[2], &cert, &clen, &cown) == 0 &&
+      get_pem(s->a, env, argv[3], &key, &klen, &kown) == 0)
+    rc = piston_server_tls_replace_pem(s->server, (size_t)i, cert, clen, key,
+                                       klen);
+  free(cown);
+  free(kown);
+  return tls_result(env, rc, "piston_server_tls_replace_pem");
+}
+
+/* tlsSet(srv, TLS_<option>, value) */
+static napi_value js_tls_set(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  int64_t opt = get_i64(env, argv[1], -1);
+  char *value = dup_str(env, argv[2]);
+  int rc = value && opt >= 0 && opt < PISTON_TLS__COUNT
+               ? piston_server_tls_set(s->server, (piston_tls_option)opt, value)
+               : PISTON_EINVAL;
+  free(value);
+  return tls_result(env, rc, "piston_server_tls_set");
+}
+
+/* listenerTls(srv, i): the i-th listener speaks TLS */
+static napi_value js_listener_tls(napi_env env, napi_callback_info info) {
+  SRV_ARG(2);
+  int64_t i = get_i64(env, argv[1], -1);
+  return tls_result(env,
+                    i < 0 ? PISTON_EINVAL
+                          : piston_server_listener_tls(s->server, (size_t)i),
+                    "piston_server_listener_tls");
+}
+
+/* tlsReload(srv): builds the certificates again (files are read again) */
+static napi_value js_tls_reload(napi_env env, napi_callback_info info) {
+  SRV_ARG(1);
+  return tls_result(env, piston_server_tls_reload(s->server),
+                    "piston_server_tls_reload");
+}
+
+/* tlsError(srv) -> what the last failed TLS call found ("" if none) */
+static napi_value js_tls_error(napi_env env, napi_callback_info info) {
+  SRV_ARG(1);
+  return make_cstr(env, piston_server_tls_error(s->server));
+}
+
+/* tlsInfo(slot) -> [one entry per PISTON_TLSI_*, indexed by TLSI_<name>]:
+ * UTF-8 strings (the names may hold UTF-8), the two DERs as Buffers; all
+ * empty on a plain connection. A number (PISTON_ECLOSED) for a dead slot. */
+static napi_value js_tls_info(napi_env env, napi_callback_info info) {
+  napi_value argv[1], arr;
+  uint32_t slot;
+  addon_t *a = get_args(env, info, 1, argv);
+  if (!a)
+    return NULL;
+  piston_req *req = get_req(a, env, argv[0], &slot);
+  if (!req)
+    return make_int(env, PISTON_ECLOSED);
+  NAPI_OK(napi_create_array_with_length(env, PISTON_TLSI__COUNT, &arr));
+  for (int i = 0; i < PISTON_TLSI__COUNT; i++) {
+    piston_str v = piston_req_tls(req, (piston_tls_info)i);
+    napi_value x;
+    void *data;
+    if (i == PISTON_TLSI_PEER_CERT || i == PISTON_TLSI_LOCAL_CERT)
+      NAPI_OK(
+          napi_create_buffer_copy(env, v.len, v.len ? v.ptr : "", &data, &x));
+    else
+      NAPI_OK(napi_create_string_utf8(env, v.len ? v.ptr : "", v.len, &x));
+    NAPI_OK(napi_set_element(env, arr, (uint32_t)i, x));
+  }
+  return arr;
+}
+
+/* httpVersion(slot) -> 10, 11 or 20; PISTON_ECLOSED for a dead slot */
+static napi_value js_http_version(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint32_t slot;
+  addon_t *a = get_args(env, info, 1, argv);
+  if (!a)
+    return NULL;
+  piston_req *req = get_req(a, env, argv[0], &slot);
+  return make_int(env, req ? piston_req_http_version(req) : PISTON_ECLOSED);
+}
+
+/* TLS_<name>: tlsSet's settings; TLSI_<name>: tlsInfo's indexes (from
+ * piston.h's maps, so JS has no copies). 0 with an exception pending on
+ * failure. */
+static int tls_consts(napi_env env, napi_value exports) {
+  static const struct {
+    const char *name;
+    int v;
+  } consts[] = {
+#define TLS_CONST_(name, doc) {"TLS_" #name, PISTON_TLS_##name},
+      PISTON_TLS_OPTION_MAP(TLS_CONST_)
+#undef TLS_CONST_
+#define TLSI_CONST_(name, doc) {"TLSI_" #name, PISTON_TLSI_##name},
+          PISTON_TLS_INFO_MAP(TLSI_CONST_)
+#undef TLSI_CONST_
+  };
+  for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
+    if (napi_set_named_property(env, exports, consts[i].name,
+                                make_int(env, consts[i].v)) != napi_ok) {
+      napi_failed(env, "piston: exporting the TLS constants failed");
+      return 0;
+    }
+  }
+  return 1;
+}
+
 /* ---- JS functions: requests ---------------------------------------------- */
 
 /* The request argument: a dead or released slot answers PISTON_ECLOSED. */
@@ -1588,6 +1756,15 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"routeDir", js_route_dir},
       {"listenTcp", js_listen_tcp},
       {"listenUnix", js_listen_unix},
+      {"tlsCertPem", js_tls_cert_pem},
+      {"tlsCert", js_tls_cert},
+      {"tlsReplacePem", js_tls_replace_pem},
+      {"tlsSet", js_tls_set},
+      {"listenerTls", js_listener_tls},
+      {"tlsReload", js_tls_reload},
+      {"tlsError", js_tls_error},
+      {"tlsInfo", js_tls_info},
+      {"httpVersion", js_http_version},
       {"start", js_start},
       {"stop", js_stop},
       {"ref", js_ref},
@@ -1666,6 +1843,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
     NAPI_OK(napi_set_named_property(env, exports, consts[i].name,
                                     make_int(env, consts[i].v)));
+  if (!tls_consts(env, exports))
+    return NULL;
   return exports;
 }
 

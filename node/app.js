@@ -9,6 +9,7 @@ const path = require('node:path');
 const net = require('node:net');
 const { Readable } = require('node:stream');
 const B = require('./binding');
+const TLS = require('./tls');
 
 const { native } = B;
 const EAGAIN = native.EAGAIN;
@@ -139,7 +140,19 @@ class Request {
     return this._ex.info()[3] || undefined;
   }
   get httpVersion() {
+    const s = this._ex.slot;
+    if (s >= 0 && native.httpVersion(s) === 20) return '2.0';
     return this._ex.info()[0] ? '1.1' : '1.0';
+  }
+  // On a TLS app: what the connection negotiated, with node's TLSSocket
+  // names (encrypted, authorized, authorizationError, alpnProtocol,
+  // servername, getProtocol(), getCipher(), getPeerCertificate(), ...);
+  // undefined on a plain app or once the request is over.
+  get tls() {
+    const app = this._ex.app;
+    const s = this._ex.slot;
+    if (!app._tls || s < 0) return undefined;
+    return new TLS.TlsState(native.tlsInfo(s), app._tls.requestCert);
   }
   // The whole body as one Buffer.
   async body() {
@@ -643,6 +656,10 @@ function closedError() {
 class App {
   constructor(options = {}) {
     this.options = options;
+    // { key, cert, ca, requestCert, ... } as node:https's, or uWebSockets.js's
+    // key_file_name/cert_file_name: checked now
+    this._tls = TLS.fromAppOptions(options.tls);
+    if (this._tls) TLS.validate(this._tls);
     this.router = new Router();
     this._wsRouter = null; // app.ws routes, any method
     this._wsRoutes = [];
@@ -758,7 +775,8 @@ class App {
     this._id = B.registerServer(this);
     try {
       this._h = B.makeNative(this._id, options, spec, this._routes);
-      this.port = native.start(this._h);
+      if (this._tls) TLS.apply(this._h, this._tls);
+      this.port = TLS.start(this._h);
     } catch (e) {
       if (this._h) native.stop(this._h, 0);
       this._h = null;
@@ -789,6 +807,12 @@ class App {
     // uWebSockets.js's DISABLED is 0; any compressor turns deflate on
     one('compression', 'wsDeflate', (c) => (Number(c) === DISABLED ? 0 : 1));
     return opts;
+  }
+  // New key/cert for new connections (node:https's name); open ones keep
+  // theirs.
+  setSecureContext(options) {
+    TLS.setSecureContext(this, options);
+    return this;
   }
   // Graceful: in-flight requests get up to deadlineMs.
   close(cb, deadlineMs = 10000) {

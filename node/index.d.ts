@@ -2,6 +2,9 @@
 // the Piston HTTP/1.1 engine.
 
 import * as http from 'node:http';
+import * as nodeHttps from 'node:https';
+import { PeerCertificate, DetailedPeerCertificate, CipherNameAndProtocol } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { EventEmitter } from 'node:events';
 
@@ -46,7 +49,43 @@ export interface EngineOptions {
   wsMaxMessage?: number;
 }
 
-export interface ServerOptions extends EngineOptions {
+/** PEM text: a string or a Buffer. */
+export type Pem = string | Buffer;
+
+/**
+ * node:https's options as the engine takes them. Given key and cert, the
+ * server speaks TLS (HTTP/1.1, and HTTP/2 by ALPN h2). pfx, passphrase,
+ * SNICallback, ALPNCallback, secureContext, secureProtocol and crl throw
+ * with what to do instead; other tls options are ignored.
+ */
+export interface TlsOptions {
+  /**
+   * The private key(s), PEM without a passphrase; the i-th goes with the
+   * i-th cert. Several: the first is the default, the others are chosen by
+   * the name the client asks for (SNI) against their subject alternative names.
+   */
+  key?: Pem | Pem[] | { pem: Pem }[];
+  /** Certificate chain(s), PEM, leaf first. */
+  cert?: Pem | Pem[];
+  /** CAs that client certificates must chain to (node's root store without it). */
+  ca?: Pem | Pem[];
+  /** Ask clients for a certificate. Default false. */
+  requestCert?: boolean;
+  /** With requestCert: refuse clients without a valid one (default true); false takes any and reports it. */
+  rejectUnauthorized?: boolean;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** 'TLSv1.3' only: the engine has no lower maximum. */
+  maxVersion?: 'TLSv1.3';
+  /**
+   * OpenSSL's syntax; TLS_* names are TLS 1.3 suites, the rest TLS 1.2
+   * ciphers (no TLS 1.2 cipher: TLS 1.2 off; no TLS 1.3 suite: OpenSSL's).
+   */
+  ciphers?: string;
+  /** Default ['h2', 'http/1.1'] (node's https offers none). */
+  ALPNProtocols?: string[] | Uint8Array;
+}
+
+export interface ServerOptions extends EngineOptions, TlsOptions {
   keepAliveTimeout?: number;
   headersTimeout?: number;
   requestTimeout?: number;
@@ -69,7 +108,8 @@ export interface PistonSocket extends EventEmitter {
   readonly remoteFamily: 'IPv4' | 'IPv6' | undefined;
   readonly localAddress: string | undefined;
   readonly localPort: number | undefined;
-  readonly encrypted: false;
+  /** true on a TLS server's connections (see PistonTLSSocket). */
+  readonly encrypted: boolean;
   readonly destroyed: boolean;
   readonly readable: boolean;
   readonly writable: boolean;
@@ -88,6 +128,32 @@ export interface PistonSocket extends EventEmitter {
   unref(): this;
   on(event: 'close', listener: (hadError: boolean) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;
+}
+
+/** What a TLS connection negotiated, with tls.TLSSocket's names. */
+export interface TlsInfo {
+  readonly encrypted: boolean;
+  /** With requestCert: the client's certificate verified. */
+  readonly authorized: boolean;
+  /** With requestCert: node's code of why not ('UNABLE_TO_GET_ISSUER_CERT' for none), else null. */
+  readonly authorizationError: string | null;
+  readonly alpnProtocol: string | false;
+  readonly servername: string | false;
+  getProtocol(): string | null;
+  getCipher(): CipherNameAndProtocol;
+  /** {} without a client certificate; null once the connection closed; no issuer chain. */
+  getPeerCertificate(detailed: true): DetailedPeerCertificate;
+  getPeerCertificate(detailed?: boolean): PeerCertificate;
+  getCertificate(): PeerCertificate | null;
+  getPeerX509Certificate(): X509Certificate | undefined;
+  getX509Certificate(): X509Certificate | undefined;
+  getEphemeralKeyInfo(): null;
+  isSessionReused(): boolean;
+}
+
+/** req.socket on a TLS server. */
+export interface PistonTLSSocket extends PistonSocket, TlsInfo {
+  readonly encrypted: boolean;
 }
 
 /**
@@ -138,6 +204,11 @@ export interface ListenOptions {
 export interface Server extends http.Server {
   /** See EngineOptions.handlerTimeout; settable before listen(). Default 0 (off). */
   handlerTimeout: number;
+  /**
+   * New key/cert for new connections (open ones keep theirs). While
+   * listening only key and cert may change, as many pairs as given before.
+   */
+  setSecureContext(options: TlsOptions): void;
   listen(port?: number | string, host?: string, backlog?: number, cb?: () => void): this;
   listen(port?: number | string, host?: string, cb?: () => void): this;
   listen(port?: number | string, cb?: () => void): this;
@@ -176,6 +247,17 @@ export declare const Server: ServerConstructor;
 export declare function createServer(handler?: RequestListener): Server;
 export declare function createServer(options: ServerOptions, handler?: RequestListener): Server;
 
+/**
+ * For `const https = require('piston').https`: node:https with Piston's
+ * createServer (TLS always; its certificate may come by setSecureContext
+ * before listen()); request, get and Agent are node's.
+ */
+export declare const https: Omit<typeof nodeHttps, 'createServer' | 'Server'> & {
+  createServer(handler?: RequestListener): Server;
+  createServer(options: ServerOptions, handler?: RequestListener): Server;
+  Server: ServerConstructor;
+};
+
 // ---- native API ----
 
 export interface AppRequest extends AsyncIterable<Buffer> {
@@ -193,7 +275,9 @@ export interface AppRequest extends AsyncIterable<Buffer> {
   readonly headers: Record<string, string | string[]>;
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
-  readonly httpVersion: '1.0' | '1.1';
+  readonly httpVersion: '1.0' | '1.1' | '2.0';
+  /** On a TLS app: what the connection negotiated; undefined otherwise or once the response ended. */
+  readonly tls: TlsInfo | undefined;
   /** Case-insensitive; undefined once the response has ended. */
   getHeader(name: string): string | undefined;
   body(): Promise<Buffer>;
@@ -325,8 +409,21 @@ export interface WebSocketBehavior<UserData = unknown> {
   idleTimeout?: number;
 }
 
+/** App's tls: node:https's options, or uWebSockets.js's SSLApp file names. */
+export interface AppTlsOptions extends TlsOptions {
+  key_file_name?: string;
+  cert_file_name?: string;
+  ca_file_name?: string;
+}
+
+export interface AppOptions extends EngineOptions {
+  tls?: AppTlsOptions;
+}
+
 export declare class App {
-  constructor(options?: EngineOptions);
+  constructor(options?: AppOptions);
+  /** New key/cert for new connections (open ones keep theirs). */
+  setSecureContext(options: TlsOptions): this;
   readonly port: number;
   onError: (err: unknown, req: AppRequest, res: AppResponse) => void;
   notFound: AppHandler;

@@ -19,9 +19,10 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 # (permessage-deflate), libnghttp2-dev (HTTP/2); nghttp2-client (nghttp,
 # h2load) and python3-h2: HTTP/2 clients for the tests;
 # python3-websockets, python3-requests: real clients for the tests;
+# openssl, curl: the TLS tests' certificates and a client;
 # chromium: the browser test (tests/browser/) runs it headless
 for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
-         libssl-dev zlib1g-dev libnghttp2-dev nghttp2-client python3-h2 \
+         libssl-dev openssl zlib1g-dev libnghttp2-dev nghttp2-client python3-h2 \
          python3-websockets python3-requests chromium \
          python3 python3-pytest curl \
          python3-dev python3-venv python3-setuptools python3-pip \

@@ -1,6 +1,7 @@
 """Throwaway certificates for the TLS tests, made with the openssl command:
 a CA, server and client certificates it signs, and a self-signed one no CA
-knows. Shared by tests/protocol, tests/python and tests/node."""
+knows. Shared by tests/protocol and tests/python (tests/node/pki.js makes
+the same with the same commands)."""
 
 import os
 import subprocess

@@ -3,6 +3,7 @@
 // examples of node/README.md.
 import * as http from 'node:http';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as piston from 'piston';
 import { App, createServer, Server, SHARED_COMPRESSOR } from 'piston';
 
@@ -83,3 +84,20 @@ app.listen(3000, '127.0.0.1', (err, port) => {
   void err;
   void port;
 });
+
+// TLS: node:https's options, the TLSSocket face, the https stand-in, App({ tls })
+const secure = piston.createServer({ key: 'PEM', cert: Buffer.from('PEM'), ca: ['PEM'], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, (req, res) => {
+  const sock = req.socket as tls.TLSSocket; // as with node:https
+  const cn = sock.getPeerCertificate().subject.CN;
+  const own: piston.TlsInfo = req.socket as unknown as piston.PistonTLSSocket;
+  void own;
+  const why = sock.authorizationError;
+  res.end(`${cn} ${why} ${sock.getProtocol()} ${sock.alpnProtocol} ${req.httpVersion}`);
+});
+secure.setSecureContext({ key: 'PEM', cert: 'PEM' });
+const viaHttps: http.Server = piston.https.createServer({ key: 'k', cert: 'c' }, () => {});
+void viaHttps;
+piston.https.get('https://example.com/', () => {});
+const tlsApp = new App({ tls: { key_file_name: 'key.pem', cert_file_name: 'cert.pem' } });
+tlsApp.get('/', (req, res) => res.json({ v: req.httpVersion, authorized: req.tls?.authorized }));
+tlsApp.setSecureContext({ key: 'PEM', cert: 'PEM' });
