@@ -551,9 +551,22 @@ static void h2_prepare(piston__conn *c) {
       return;
     }
   }
-  for (piston__h2s *st = s->streams; st; st = st->next)
-    if (st->req && st->dispatched)
-      piston__req_update_pressure(st->req);
+  bool blocked = false; /* a response waits for the client's window */
+  for (piston__h2s *st = s->streams; st; st = st->next) {
+    if (!st->req || !st->dispatched)
+      continue;
+    piston__req_update_pressure(st->req);
+    if (st->submitted && !st->eof && !st->deferred &&
+        (nghttp2_session_get_stream_remote_window_size(s->ss, st->id) <= 0 ||
+         nghttp2_session_get_remote_window_size(s->ss) <= 0))
+      blocked = true;
+  }
+  /* a client that holds its window shut is a client that does not read:
+   * the write timeout, as for a full socket on HTTP/1.1 */
+  if (blocked && c->io.timer != TIMER_WRITE)
+    piston__conn_timer(c, TIMER_WRITE);
+  else if (!blocked && c->io.timer == TIMER_WRITE && c->out.pending == 0)
+    piston__conn_timer(c, s->nstreams ? TIMER_NONE : TIMER_IDLE);
   if (session_done(s))
     piston__conn_finish(c); /* GOAWAY sent and every stream done */
 }

@@ -243,6 +243,20 @@ def test_window_follows_what_the_host_reads(ts):
     c.close()
 
 
+def test_zero_window_held_times_out(ts):
+    """A client that never opens its window for a response it asked for is
+    cut after the write timeout (2 s here), as a client that does not read
+    is on HTTP/1.1; the server goes on serving."""
+    c = H2(ts.addr, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    c.request("/sendfile")
+    t0 = time.monotonic()
+    c.pump(lambda ev: "EOF" in ev, timeout=8)
+    assert 1.5 < time.monotonic() - t0 < 6
+    d = H2(ts.addr)
+    assert d.response(d.request("/hello"))[0] == 200
+    d.close()
+
+
 # ---- limits ---------------------------------------------------------------------------
 
 
