@@ -400,7 +400,8 @@ static void on_eof(piston__h1 *h) {
  * connection's start can tell. */
 static int speaks_h2(piston__h1 *h) {
   piston__conn *c = &h->conn;
-  if (h->served || h->req || !srv_of(h)->opt[PISTON_OPT_HTTP2])
+  int64_t mode = srv_of(h)->opt[PISTON_OPT_HTTP2];
+  if (h->served || h->req || mode == 0)
     return 0;
   if (c->tlsinfo) {
     piston__tlsinfo *ti = c->tlsinfo;
@@ -408,7 +409,7 @@ static int speaks_h2(piston__h1 *h) {
         memcmp(ti->data + ti->off[PISTON_TLSI_ALPN], "h2", 2) == 0)
       return 1;
   }
-  if (c->rlen == 0)
+  if (c->rlen == 0 || mode < 2)
     return 0;
   size_t n = c->rlen < PISTON_H2_PREFACE_LEN ? c->rlen : PISTON_H2_PREFACE_LEN;
   if (memcmp(c->rbuf, PISTON_H2_PREFACE, n) != 0)

@@ -143,8 +143,9 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
                         "waits beyond it")                                     \
   X(DEBUG_LOG, "1: a line on stderr for each connection the engine drops "     \
                "for a client's fault (a failed TLS handshake...)")             \
-  X(HTTP2, "1: speak HTTP/2 (ALPN h2 on TLS, the preface in clear text); "     \
-           "0 = HTTP/1.1 only")
+  X(HTTP2, "1: HTTP/2 on TLS by ALPN (h2 offered first; the default); 2: "     \
+           "also in clear text for clients that open with its preface "        \
+           "(h2c with prior knowledge); 0: HTTP/1.1 only")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,

@@ -33,7 +33,7 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
         16 * 1024 * 1024, /* as uvicorn's ws-max-size */
     [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1024,
     [PISTON_OPT_DEBUG_LOG] = 0,
-    [PISTON_OPT_HTTP2] = 1,
+    [PISTON_OPT_HTTP2] = 1, /* h2 by ALPN; h2c only when asked for */
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
@@ -97,7 +97,8 @@ void piston_server_free(piston_server *s) {
 }
 
 int piston_server_set(piston_server *s, piston_option opt, int64_t value) {
-  if ((unsigned)opt >= PISTON_OPT__COUNT || value < minimums[opt])
+  if ((unsigned)opt >= PISTON_OPT__COUNT || value < minimums[opt] ||
+      (opt == PISTON_OPT_HTTP2 && value > 2))
     return PISTON_EINVAL;
   if (atomic_load(&s->nloops) > 0)
     return PISTON_ESTATE;

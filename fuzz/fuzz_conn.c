@@ -12,7 +12,9 @@
  * input is the TLS feed itself (records as a client would send them),
  * otherwise an in-process OpenSSL client completes a handshake first and
  * the input goes through it as application data, so that the transport's
- * reads and writes carry the HTTP/1.1 and WebSocket paths. */
+ * reads and writes carry the HTTP/1.1 and WebSocket paths. With 0x08 the
+ * client opens with the HTTP/2 preface, so that the rest is frames for the
+ * HTTP/2 handler (h2.c) and nghttp2. */
 #define _GNU_SOURCE
 #include "http1.h"
 
@@ -171,7 +173,8 @@ static void setup(void) {
       piston_server_set(srv, PISTON_OPT_MAX_BODY_SIZE, 4096) ||
       piston_server_set(srv, PISTON_OPT_BODY_HIGH_WATER, 1024) ||
       piston_server_set(srv, PISTON_OPT_WS_DEFLATE, 1) ||
-      piston_server_set(srv, PISTON_OPT_WS_MAX_MESSAGE, 65536))
+      piston_server_set(srv, PISTON_OPT_WS_MAX_MESSAGE, 65536) ||
+      piston_server_set(srv, PISTON_OPT_HTTP2, 2))
     abort();
   static const piston_header h[] = {{{"Content-Type", 12}, {"text/plain", 10}}};
   if (piston_server_route_fixed(srv, NULL, "/fixed", 200, h, 1, "fixed", 5))
@@ -237,6 +240,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   piston__h1_accept(loop, sv[0], &peer, sizeof(sa_family_t), tls);
   if (tls && !(seed & 0x10) && !client_handshake(sv[1]))
     abort(); /* the engine's side of a valid handshake must complete */
+  if (seed & 0x08) {
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    if (client_send(sv[1], preface, sizeof preface - 1) < 0)
+      abort();
+  }
   if (seed & 0x80) {
     /* with 0x40 too, permessage-deflate is offered: RSV1 frames then reach
      * the inflater */

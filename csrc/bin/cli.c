@@ -43,7 +43,11 @@ const char piston_cli_common_help[] =
     "  --ca-file FILE         CAs for client certificates\n"
     "  --verify-client MODE   none, optional, optional_no_ca or required\n"
     "  --tls-min-version V    1.2 (default) or 1.3\n"
-    "  --ciphers LIST         TLS 1.2 ciphers (OpenSSL syntax)\n";
+    "  --ciphers LIST         TLS 1.2 ciphers (OpenSSL syntax)\n"
+    "  --h2c                  HTTP/2 in clear text too, for clients that open "
+    "with its\n"
+    "                         preface (HTTP/2 over TLS is on by ALPN)\n"
+    "  --no-http2             HTTP/1.1 only, also over TLS\n";
 
 /* The TLS options that map one to one on piston_server_tls_set. */
 static const struct {
@@ -116,6 +120,10 @@ int piston_cli_common(piston_cli *cli, piston_server *srv, int argc,
   if (strcmp(name, "--access-log") == 0 && !val) {
     return piston_server_set(srv, PISTON_OPT_ACCESS_LOG, 1) == 0 ? 1 : -1;
   }
+  if ((strcmp(name, "--h2c") == 0 || strcmp(name, "--no-http2") == 0) && !val)
+    return piston_server_set(srv, PISTON_OPT_HTTP2, name[2] == 'h' ? 2 : 0) == 0
+               ? 1
+               : -1;
   if (strcmp(name, "--debug-log") == 0 && !val) {
     return piston_server_set(srv, PISTON_OPT_DEBUG_LOG, 1) == 0 ? 1 : -1;
   }

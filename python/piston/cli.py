@@ -178,6 +178,12 @@ def build_parser():
                      help="client certificates: 0 none, 1 optional, 2 required")
     tls.add_argument("--ciphers", "--ssl-ciphers", default="", metavar="LIST",
                      help="TLS 1.2 ciphers (OpenSSL syntax)")
+    h2 = p.add_mutually_exclusive_group()
+    h2.add_argument("--h2c", action="store_true",
+                    help="HTTP/2 in clear text too, for clients that open with its "
+                         "preface (HTTP/2 over TLS is on by ALPN)")
+    h2.add_argument("--no-http2", action="store_true",
+                    help="HTTP/1.1 only, also over TLS")
     p.add_argument("--access-log", action="store_true",
                    help="one line per response on stderr")
     p.add_argument("--log-level", default="info",
@@ -261,6 +267,7 @@ def config_from_args(a):
         options[opt] = int(v * 1000 + 0.5) if unit == "seconds" else v
     options[_piston.OPT_WS_DEFLATE] = 1 if a.ws_per_message_deflate else 0
     options[_piston.OPT_WS_PING_MS] = int(a.ws_ping_interval * 1000 + 0.5)
+    options[_piston.OPT_HTTP2] = 2 if a.h2c else 0 if a.no_http2 else 1
     binds = a.bind or ["127.0.0.1:8000"]
     for b in binds:
         parse_bind(b)  # UsageError early

@@ -1180,6 +1180,7 @@ int main(int argc, char **argv) {
       {"--write-high-water", PISTON_OPT_WRITE_HIGH_WATER, 0},
       {"--backlog", PISTON_OPT_BACKLOG, 0},
       {"--max-connections", PISTON_OPT_MAX_CONNECTIONS, 0},
+      {"--http2", PISTON_OPT_HTTP2, 0},
   };
   piston_server *srv = g_srv = piston_server_new();
   if (!srv) {

@@ -340,8 +340,9 @@ describe('HTTP/2', () => {
     assert.ok(bodies.includes('hello h2'));
   });
 
-  test('h2c with prior knowledge on a plain server', async (t) => {
-    const server = piston.createServer((req, res) => res.end(`${req.httpVersion} ${req.socket.encrypted}`));
+  test('h2c with prior knowledge on a plain server, when asked for', async (t) => {
+    // h2c is opt-in (the engine's http2 option: 2), as --h2c is elsewhere
+    const server = piston.createServer({ http2: 2 }, (req, res) => res.end(`${req.httpVersion} ${req.socket.encrypted}`));
     const { port } = await listen(server);
     t.after(() => close(server));
     const session = http2.connect(`http://127.0.0.1:${port}`);

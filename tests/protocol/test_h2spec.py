@@ -50,7 +50,7 @@ def run_h2spec(port, tls):
 def test_h2spec(tls, tmp_path):
     tls = tls or util.TLS  # the TLS run gives every server a certificate
     cert, key = util.tls_files()
-    args = ["--text", "/hello=Hello, World!"]
+    args = ["--text", "/hello=Hello, World!", "--h2c"]
     if tls:
         args += ["--cert", cert, "--key", key]
     s = util.Server(util.STATIC, args)

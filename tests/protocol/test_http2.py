@@ -27,7 +27,8 @@ from conftest import LIMITS
 
 @pytest.fixture(scope="module")
 def ts():
-    s = util.Server(util.TESTSERVER, ["--max-body-size", "2000000", "--write-timeout", "2"])
+    s = util.Server(util.TESTSERVER, ["--max-body-size", "2000000", "--write-timeout", "2",
+                                      "--http2", "2"])
     yield s
     s.stop_ok()
 
@@ -36,7 +37,7 @@ def ts():
 def static(tmp_path_factory):
     d = tmp_path_factory.mktemp("h2static")
     (d / "f.bin").write_bytes(os.urandom(300000))
-    s = util.Server(util.STATIC, ["--text", "/hello=Hello, World!", "--dir", str(d)])
+    s = util.Server(util.STATIC, ["--text", "/hello=Hello, World!", "--dir", str(d), "--h2c"])
     s.dir = str(d)
     yield s
     s.stop_ok()
@@ -262,7 +263,8 @@ def test_zero_window_held_times_out(ts):
 
 def test_limits_answered_per_stream(server):
     s = server(util.TESTSERVER, ["--max-url-size", "100", "--max-head-size", "2000",
-                                 "--max-body-size", "1000", "--max-headers", "10"])
+                                 "--max-body-size", "1000", "--max-headers", "10",
+                                 "--http2", "2"])
     c = H2(s.addr)
     assert c.response(c.request("/info?" + "a" * 200))[0] == 414
     assert c.response(c.request("/info", headers=[("x-big", "v" * 3000)]))[0] in (431, "reset")
@@ -402,7 +404,7 @@ def test_bad_preface_closes(ts):
 
 
 def test_idle_timeout_goaway(server):
-    s = server(util.TESTSERVER, ["--idle-timeout", "0.5"])
+    s = server(util.TESTSERVER, ["--idle-timeout", "0.5", "--http2", "2"])
     c = H2(s.addr)
     assert c.response(c.request("/hello"))[0] == 200
     t0 = time.monotonic()
@@ -413,7 +415,7 @@ def test_idle_timeout_goaway(server):
 def test_graceful_stop_finishes_streams(server):
     """SIGTERM with a stream in flight: GOAWAY, the stream still answered
     (curl: python3-h2 drops streams after any GOAWAY), then exit 0."""
-    s = server(util.TESTSERVER, [])
+    s = server(util.TESTSERVER, ["--http2", "2"])
     scheme = "https" if util.TLS else "http"
     p = subprocess.Popen(["curl", "-sS", "-k", "--http2" if util.TLS else "--http2-prior-knowledge",
                           "-w", "\n%{http_code}", "%s://127.0.0.1:%d/slow" % (scheme, s.port)],
@@ -428,3 +430,14 @@ def test_graceful_stop_finishes_streams(server):
 def test_http1_still_served_beside(ts):
     r = util.get(ts.addr, "/hello")
     assert r.status == 200
+
+
+def test_h2c_only_when_asked_for(server):
+    """Without --h2c (PISTON_OPT_HTTP2 2) the preface is an HTTP/1.1
+    request like any other, answered 505 and closed; HTTP/2 over
+    TLS (ALPN) stays on by default."""
+    s = server(util.TESTSERVER, [])
+    with util.Conn(s.addr) as c:
+        c.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        data = c.read_to_eof()
+    assert data.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), data[:80]

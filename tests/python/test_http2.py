@@ -21,12 +21,20 @@ def curl_json(url, *flags):
 
 
 def test_wsgi_over_h2c(start_piston):
-    s = start_piston("fw_tls:wsgi_app")
+    s = start_piston("fw_tls:wsgi_app", "--h2c")
     env, version = curl_json("http://127.0.0.1:%d/" % s.port, "--http2-prior-knowledge")
     assert version == "2" and env["SERVER_PROTOCOL"] == "HTTP/2"
     assert env["wsgi.url_scheme"] == "http"
     env, version = curl_json("http://127.0.0.1:%d/" % s.port)
     assert version == "1.1" and env["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+def test_no_http2(start_piston):
+    pki = PKI()
+    s = start_piston("fw_tls:asgi_app", "--certfile", pki.server[0], "--keyfile", pki.server[1],
+                     "--no-http2")
+    d, version = curl_json("https://localhost:%d/" % s.port, "--cacert", pki.ca)
+    assert version == "1.1" and d["http_version"] == "1.1"
 
 
 def test_asgi_over_h2_tls(start_piston):
@@ -39,7 +47,7 @@ def test_asgi_over_h2_tls(start_piston):
 
 def test_h2load_through_both_hosts(start_piston):
     for app in ("fw_tls:wsgi_app", "fw_tls:asgi_app"):
-        s = start_piston(app)
+        s = start_piston(app, "--h2c")
         out = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "16",
                               "http://127.0.0.1:%d/" % s.port],
                              capture_output=True, text=True, timeout=60).stdout
