@@ -13,6 +13,7 @@ const { validateHeaderName, validateHeaderValue } = http;
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const B = require('./binding');
+const U = require('./upgrade');
 
 const { native } = B;
 const EAGAIN = native.EAGAIN;
@@ -86,6 +87,7 @@ class PistonSocket extends SocketBase {
     const info = native.info(ex.slot);
     this._info = typeof info === 'number' ? NO_INFO : info;
     this._closeEmitted = false;
+    this._upgraded = undefined; // the stream of an upgrade on this connection
     this.destroyed = false;
     this.connecting = false;
     this.pending = false;
@@ -136,6 +138,11 @@ class PistonSocket extends SocketBase {
   // after the call (Koa's app.on('error') hears of it through on-finished's
   // 'error' listener on the socket).
   destroy(err) {
+    // the connection was upgraded: its stream is what destroy() ends
+    if (this._upgraded !== undefined) {
+      this._upgraded.destroy(err);
+      return this;
+    }
     if (this.destroyed) return this;
     this.destroyed = true;
     this.readable = false;
@@ -527,6 +534,7 @@ class Exchange {
     req.httpVersionMajor = 1;
     req.httpVersionMinor = minor;
     req.httpVersion = minor ? '1.1' : '1.0';
+    req.upgrade = false; // node's: an upgrade nobody listens for is plain HTTP
     this.req = req;
     if (server._joinDuplicateHeaders) req.joinDuplicateHeaders = true;
     const res = server._highWaterMark === undefined ? new server._ServerResponse(req) : new server._ServerResponse(req, { highWaterMark: server._highWaterMark });
@@ -922,6 +930,19 @@ class ServerMethods {
   }
 
   _onRequest(slot, method, url, minor, connId) {
+    // node:http's 'upgrade' (only while something listens) and 'connect'
+    // (always taken; closed without a listener): node/upgrade.js
+    if (method === 'CONNECT') {
+      U.takeOver(this, slot, this.listenerCount('connect') > 0 ? 'connect' : null, method, url, minor, connId, native.headers(slot));
+      return;
+    }
+    if (this.listenerCount('upgrade') > 0 && native.header(slot, 'upgrade') !== undefined) {
+      const raw = native.headers(slot);
+      if (U.asksUpgrade(raw)) {
+        U.takeOver(this, slot, 'upgrade', method, url, minor, connId, raw);
+        return;
+      }
+    }
     let ex;
     try {
       ex = new Exchange(this, slot, method, url, minor, connId);
