@@ -194,6 +194,10 @@ class UpgradedSocket extends Duplex {
         this.bytesRead += head.length;
       }
     }
+    if (this.server.listenerCount(p.name) === 0) {
+      this.destroy(); // the listener went away meanwhile
+      return;
+    }
     try {
       this.server.emit(p.name, p.req, this, head);
     } catch (e) {
@@ -249,7 +253,10 @@ class UpgradedSocket extends Duplex {
     }
     if (this.destroyed) return;
     if (reset) {
-      this.destroy(sysError('ECONNRESET', 'read ECONNRESET'));
+      // the connection broke; but at a close()'s deadline it is the engine
+      // that closed it, which node never does: no error then
+      const srv = this.server;
+      this.destroy(srv._closing || srv._h === null ? undefined : sysError('ECONNRESET', 'read ECONNRESET'));
       return;
     }
     if (this._eof) this._end();

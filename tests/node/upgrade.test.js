@@ -239,6 +239,29 @@ describe("ws's WebSocketServer({ server }) on createServer", () => {
     await closeServer(server);
   });
 
+  test('an upgrade after plain requests on the same keep-alive connection', async () => {
+    const server = piston.createServer((req, res) => res.end('plain ' + req.url));
+    const { wss } = wsEcho(server);
+    let connections = 0;
+    server.on('connection', () => connections++);
+    const { port } = await listen(server);
+    const c = rawClient(port);
+    c.sock.write('GET /one HTTP/1.1\r\nHost: x\r\n\r\n');
+    await c.wait((t) => t.includes('plain /one'));
+    // the second request and the upgrade behind it in one write
+    c.sock.write('GET /two HTTP/1.1\r\nHost: x\r\n\r\n' + handshake());
+    await c.wait((t) => t.includes('Sec-WebSocket-Accept'));
+    const at = c.text.length;
+    c.sock.write(frame(1, 'over the same connection'));
+    await c.wait((t) => t.slice(at).includes('over the same connection'));
+    assert.match(c.text, /plain \/one[\s\S]*plain \/two[\s\S]*HTTP\/1\.1 101 Switching Protocols/);
+    assert.equal(connections, 1);
+    c.sock.destroy();
+    await until(() => wss.clients.size === 0);
+    wss.close();
+    await closeServer(server);
+  });
+
   test("the server's terminate(): the client sees 1006 at once", async () => {
     const server = piston.createServer();
     const { wss, seen } = wsEcho(server);
