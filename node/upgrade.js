@@ -80,6 +80,10 @@ class UpgradedSocket extends Duplex {
     this._bytesWritten = 0;
     this.connecting = false;
     this.pending = false;
+    this.parser = null; // node frees the socket's HTTP parser before the event
+    // net.Socket's own 'end' listener (its half-open handling), which code
+    // written against node's counts (listenerCount('end') is 1)
+    this.on('end', noop);
   }
 
   // ---- what net.Socket offers ----
@@ -203,7 +207,11 @@ class UpgradedSocket extends Duplex {
     } catch (e) {
       this.destroy();
       this.server._report(e, this);
+      return;
     }
+    // node's socket goes on reading into its buffer (up to its high-water
+    // mark) whoever listens, so that the client's end is seen ('end')
+    if (!this.destroyed) this.read(0);
   }
 
   // ---- engine events ----
