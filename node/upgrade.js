@@ -250,10 +250,14 @@ class UpgradedSocket extends Duplex {
       }
     }
     this._release();
+    // the connection broke; but at a close()'s deadline it is the engine
+    // that closed it, which node never does: no error then
+    const srv = this.server;
+    const err = reset && !srv._closing && srv._h !== null ? sysError('ECONNRESET', 'read ECONNRESET') : undefined;
     if (this._drainCb !== null) {
       const cb = this._drainCb;
       this._drainCb = null;
-      cb(sysError('EPIPE', 'write EPIPE'));
+      cb(err);
     }
     if (this._destroyCb !== null) {
       this._finishDestroy();
@@ -261,10 +265,7 @@ class UpgradedSocket extends Duplex {
     }
     if (this.destroyed) return;
     if (reset) {
-      // the connection broke; but at a close()'s deadline it is the engine
-      // that closed it, which node never does: no error then
-      const srv = this.server;
-      this.destroy(srv._closing || srv._h === null ? undefined : sysError('ECONNRESET', 'read ECONNRESET'));
+      this.destroy(err);
       return;
     }
     if (this._eof) this._end();

@@ -508,6 +508,27 @@ describe("'connect'", () => {
       await closeServer(server);
     });
 
+    test(`${name}: a client's reset is the socket's ECONNRESET 'error', then 'close' (hadError)`, async () => {
+      const server = make();
+      const log = [];
+      server.on('connect', (req, socket) => {
+        socket.write('HTTP/1.1 200 OK\r\n\r\n');
+        socket.on('data', (d) => log.push('data ' + d));
+        socket.on('error', (e) => log.push('error ' + e.code));
+        socket.on('close', (hadError) => log.push('close ' + hadError));
+      });
+      const { port } = await listen(server);
+      const c = rawClient(port);
+      c.sock.write('CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n');
+      await c.wait((t) => t.includes('\r\n\r\n'));
+      c.sock.write('some');
+      await until(() => log.length === 1);
+      c.sock.resetAndDestroy();
+      await until(() => log.length === 3);
+      assert.deepEqual(log, ['data some', 'error ECONNRESET', 'close true']);
+      await closeServer(server);
+    });
+
     test(`${name}: CONNECT without a 'connect' listener closes the connection unanswered`, async () => {
       let requests = 0;
       const server = make(() => requests++);
