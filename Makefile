@@ -12,7 +12,7 @@ OPT     ?= -O2
 CFLAGS  ?=
 ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(SAN) $(CFLAGS)
 LLHTTP_A := $(firstword $(wildcard /usr/lib/*/libllhttp.a) /usr/lib/libllhttp.a)
-LIBS    := $(LLHTTP_A) -lcrypto -lz -lpthread
+LIBS    := $(LLHTTP_A) -lnghttp2 -lssl -lcrypto -lz -lpthread
 
 ENGINE_SRC := $(filter-out csrc/bin/%,$(wildcard csrc/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -30,9 +30,9 @@ SONAME     := libpiston.so.$(SO_MAJOR)
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: all test test-c test-protocol test-reliability test-python test-node \
-        test-node-compat test-asan test-tsan test-abi fuzz soak run run-static \
-        bench \
+.PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-python test-node \
+        test-node-compat test-browser test-asan test-tsan test-abi fuzz soak run run-static \
+        bench bench-ws bench-tls \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
@@ -78,11 +78,13 @@ test: deps
 	$(MAKE) all
 	$(MAKE) test-c
 	$(MAKE) test-protocol
+	$(MAKE) test-protocol-tls
 	$(MAKE) test-reliability
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-python
 	$(MAKE) test-node
+	$(MAKE) test-browser
 	$(MAKE) test-abi
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
 	$(MAKE) format-check
@@ -95,6 +97,10 @@ test-c: $(UNIT_BIN)
 
 test-protocol: all
 	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol
+
+# The same suite with every server on TLS and every client through ssl
+test-protocol-tls: all
+	PISTON_TEST_TLS=1 PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol
 
 # The Python package in .venv (system site-packages: Debian's Flask, Django,
 # gunicorn), installed editable with the extension built in place.
@@ -113,6 +119,11 @@ node: deps
 test-node: node
 	npm test
 	$(PYTHON) -m pytest -q tests/node
+
+# Headless Chromium's WebSocket (text, binary, 1 MiB, permessage-deflate)
+# through the C test server, the ASGI host and the native App: about 5 s.
+test-browser: all dev node
+	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/browser
 
 # Node's own test/parallel/test-http-*.js through createServer (issue #14):
 # fails if a file of tests/node-compat/expected-pass.txt fails. Not in
@@ -182,6 +193,16 @@ run-static: all
 bench: deps-bench
 	$(MAKE) all dev node
 	benchmarks/run.sh
+
+# WebSocket only: benchmarks/ws_run.sh (`make bench` runs it at its end).
+bench-ws: deps-bench
+	$(MAKE) all dev node
+	benchmarks/ws_run.sh
+
+# TLS only: benchmarks/tls_run.sh (`make bench` runs it at its end).
+bench-tls: deps-bench
+	$(MAKE) all dev node
+	benchmarks/tls_run.sh
 
 # All our C: the engine, its programs and tests, both bindings, the fuzzer.
 FORMAT_SRC = $(wildcard csrc/*.[ch] csrc/bin/*.[ch] tests/c/*.[ch] \

@@ -21,7 +21,7 @@
       # not clash with a libpiston.so or another copy in the process.
       "ldflags": ["-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic",
                   "-Wl,--version-script=<(module_root_dir)/node/addon.map"],
-      "libraries": ["<!(ls /usr/lib/*/libllhttp.a /usr/lib/libllhttp.a 2>/dev/null | head -n1)", "-lcrypto", "-lz", "-lpthread"]
+      "libraries": ["<!(ls /usr/lib/*/libllhttp.a /usr/lib/libllhttp.a 2>/dev/null | head -n1)", "-lnghttp2", "-lssl", "-lcrypto", "-lz", "-lpthread"]
     }
   ]
 }

@@ -44,7 +44,7 @@ ext = Extension(
     # Python's own CFLAGS carry -DNDEBUG; keep the engine's assertions, as
     # the Makefile's build does
     undef_macros=["NDEBUG"],
-    extra_link_args=[llhttp_static(), "-lcrypto", "-lz", "-lpthread",
+    extra_link_args=[llhttp_static(), "-lnghttp2", "-lssl", "-lcrypto", "-lz", "-lpthread",
                      "-Wl,--version-script=python/_piston.map"],
     depends=glob.glob("csrc/*.h") + glob.glob("python/*.h")
     + ["python/_piston.map", "csrc/cflags.txt"],

@@ -54,19 +54,12 @@ BENCH_BUN=${BENCH_BUN:-1}
 HELLO_BODY='Hello, World!'
 START_TIMEOUT=30   # seconds for a server to listen (Python imports are slow)
 
-SERVER_CPU=0
-CLIENT_CPU=1
-NCPU=$(nproc)
-
+LOG_TAG=hosts
 exec 3>&2
-log() { printf '[hosts] %s\n' "$*" >&3; }
-die() { printf '[hosts] FATAL: %s\n' "$*" >&3; exit 1; }
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- preflight
-for tool in wrk taskset curl "$NODE_BIN"; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/setup-deps.sh bench installs the bench tools)"
-done
+bench_preflight wrk taskset curl "$NODE_BIN"
 [ -x "$PYTHON" ] || die "$PYTHON not found"
 [ -x "$PISTON_CLI" ] || die "$PISTON_CLI not found: run 'make dev' (builds .venv with the piston CLI)"
 [ -x "$PISTON_BIN" ] || die "$PISTON_BIN not found or not executable: run 'make'"
@@ -77,34 +70,14 @@ done
 for mod in express fastify; do
   (cd "$APPS/js" && "$NODE_BIN" -e "require.resolve('$mod')" 2>/dev/null) || die "node cannot find $mod: run 'make node' (npm install)"
 done
-if [ "$NCPU" -lt 2 ]; then
-  log "warning: only $NCPU CPU; servers and load generator share CPU 0"
-  CLIENT_CPU=0
-fi
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ "$SECS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
 for t in $PISTON_PY_THREADS; do [[ "$t" =~ ^[1-9][0-9]*$ ]] || die "PISTON_PY_THREADS: bad value '$t'"; done
 [ -n "${PISTON_PY_THREADS// /}" ] || die "PISTON_PY_THREADS is empty"
-hard=$(ulimit -Hn)
-[ "$hard" = unlimited ] && hard=1048576
-ulimit -n "$hard" 2>/dev/null || true
 
 # ---------------------------------------------------------------- processes
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/piston-hosts.XXXXXX") || die "mktemp failed"
-PIDS=()
+make_tmp piston-hosts
 
-cleanup() {
-  local p
-  trap - EXIT INT TERM
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do stop_pid "$p" 3 2>/dev/null; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
-
-fmt2() { printf '%.2f' "$1"; }
 gt() { awk "BEGIN {exit !(($1) > ($2))}"; }
 
 FAILURES=()
@@ -176,28 +149,12 @@ declare -A SRV_PID SRV_PORT SRV_LOG SRV_DESC SRV_SIZE SRV_CTYPE SAMPLES CPU0 CPU
 # start_server TAG: starts, waits for the port, checks the response; dies if
 # the server exits, does not listen within START_TIMEOUT, or answers wrongly.
 start_server() {
-  local tag=$1 port log pid i code ctype conns
-  port=$(free_port)
-  log="$TMP/$tag.log"
-  server_cmd "$tag" "$port"
-  taskset -c "$SERVER_CPU" "${CMD[@]}" </dev/null >"$log" 2>&1 3>&- &
-  pid=$!
-  PIDS+=("$pid")
-  SRV_PID[$tag]=$pid SRV_PORT[$tag]=$port SRV_LOG[$tag]=$log SRV_DESC[$tag]=$DESC
-  for ((i = 0; i < START_TIMEOUT * 100; i++)); do
-    alive "$pid" || { tail -n 30 "$log" >&3; die "$tag ($DESC) exited during startup"; }
-    listening "$port" && break
-    sleep 0.01
-  done
-  listening "$port" || { tail -n 30 "$log" >&3; die "$tag ($DESC) is not listening on $port after $START_TIMEOUT s"; }
+  local tag=$1 port log pid code ctype conns
+  spawn_server "$tag"
   # Same answer from everyone: 200, the exact body, text/plain; and the
   # connection is reused for a second request (keep-alive).
   local url="http://127.0.0.1:$port/hello"
-  code=$(curl -s -m 10 -o "$TMP/body" -D "$TMP/head" -w '%{http_code}' "$url") || code=000
-  [ "$code" = 200 ] || { tail -n 30 "$log" >&3; die "$tag ($DESC): GET /hello answered $code"; }
-  [ "$(cat "$TMP/body")" = "$HELLO_BODY" ] || die "$tag ($DESC): GET /hello body is '$(head -c 200 "$TMP/body")', not '$HELLO_BODY'"
-  ctype=$(awk -F': *' 'tolower($1) == "content-type" {sub(/\r$/, "", $2); print $2}' "$TMP/head")
-  case $ctype in text/plain*) ;; *) die "$tag ($DESC): Content-Type is '$ctype', not text/plain" ;; esac
+  check_hello "$tag" "$url"
   conns=$(curl -s -m 10 -o /dev/null -o /dev/null -w '%{num_connects} ' "$url" "$url") || conns=fail
   [ "$conns" = "1 0 " ] || die "$tag ($DESC): curl could not reuse the connection for a second request (num_connects: $conns)"
   SRV_SIZE[$tag]=$(curl -si -m 10 "$url" | wc -c)
@@ -208,26 +165,6 @@ start_server() {
 stop_server() {
   local tag=$1
   stop_pid "${SRV_PID[$tag]}" 5 || NOTES+=("$tag did not exit within 5 s of SIGTERM (killed)")
-}
-
-check_alive() {
-  local tag=$1 rc
-  alive "${SRV_PID[$tag]}" && return 0
-  wait "${SRV_PID[$tag]}" 2>/dev/null; rc=$?
-  forget_pid "${SRV_PID[$tag]}"
-  tail -n 30 "${SRV_LOG[$tag]}" >&3 2>/dev/null
-  [ $rc -gt 128 ] && die "$tag died during the benchmark (signal $((rc - 128)))"
-  die "$tag died during the benchmark (exit status $rc)"
-}
-
-# CPU time of the server's and wrk's CPUs from /proc/stat: "busy total" for
-# each; busy is user+nice+system+irq+softirq, total adds idle, iowait, steal.
-cpu_snap() {
-  awk -v s="cpu$SERVER_CPU" -v c="cpu$CLIENT_CPU" '$1 == s || $1 == c {
-      b = $2 + $3 + $4 + $7 + $8; t = b + $5 + $6 + $9
-      if ($1 == s) {sb = b; st = t}
-      if ($1 == c) {cb = b; ct = t}
-    } END {print sb, st, cb, ct}' /proc/stat
 }
 
 # run_wrk TAG -> W_RPS, W_CPU0 and W_CPU1 (% busy of CPU 0 and 1 during the run)
@@ -288,7 +225,7 @@ cpu1_of() { local m; read -r m _ _ <<<"$(stats "${CPU1[$1]}")"; echo "$m"; }
 # floor, and a ratio between two such servers says little. Noted in the report.
 LOADGEN_BOUND=()
 declare -A BOUND
-check_bound() {
+check_wrk_bound() {
   local tag=$1 c0 c1
   c0=$(cpu0_of "$tag") c1=$(cpu1_of "$tag")
   if ! ge "$c0" 95 && ge "$c1" 90; then
@@ -308,7 +245,6 @@ best_of() {
   echo "$best"
 }
 
-spread() { local m lo hi; read -r m lo hi <<<"$(stats "${SAMPLES[$1]}")"; echo "$(fmt_int "$lo")–$(fmt_int "$hi")"; }
 
 ROWS=()
 # row CASE PISTON_TAG PEER_TAG TARGET_TEXT MIN_RATIO [PISTON_NOTE]
@@ -391,7 +327,7 @@ ALL_TAGS=("${PY_PISTON_WSGI[@]}" wsgi-gunicorn asgi-uvicorn "${PY_PISTON_FLASK[@
           asgi-piston fastapi-piston fastapi-uvicorn fastapi-sync-piston fastapi-sync-uvicorn
           route-piston-cli route-piston-static http-piston http-node express-piston express-node
           fastify-piston fastify-node native-piston native-bun)
-for tag in "${ALL_TAGS[@]}"; do [ -n "${SAMPLES[$tag]:-}" ] && check_bound "$tag"; done
+for tag in "${ALL_TAGS[@]}"; do [ -n "${SAMPLES[$tag]:-}" ] && check_wrk_bound "$tag"; done
 
 W_BEST=$(best_of "${PY_PISTON_WSGI[@]}")
 F_BEST=$(best_of "${PY_PISTON_FLASK[@]}")
@@ -465,10 +401,4 @@ MODE="full"; [ "$QUICK" = 1 ] && MODE="quick (smoke test: numbers are not meanin
   echo "Apps: \`benchmarks/apps/python/\` (raw WSGI, raw ASGI, Flask) and \`benchmarks/apps/js/\`. Every server was checked before measuring: \`GET /hello\` answers 200 with the body \`$HELLO_BODY\` and a text/plain Content-Type, and a second request reuses the connection."
   report_notes
 } >"$TMP/report.md"
-publish_report
-
-if [ ${#FAILURES[@]} -gt 0 ]; then
-  log "${#FAILURES[@]} failure(s)"
-  exit 1
-fi
-exit 0
+publish_and_exit

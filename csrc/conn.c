@@ -108,6 +108,8 @@ void piston__conn_close(piston__conn *c) {
   if (c->state == CONN_CLOSED)
     return;
   c->state = CONN_CLOSED;
+  if (c->tp->close)
+    c->tp->close(c);
   close(c->fd); /* also leaves the epoll set */
   c->fd = -1;
   piston_loop *loop = c->io.loop;
@@ -194,11 +196,19 @@ static void conn_events(piston__io *io, uint32_t events) {
     if (events & EPOLLRDHUP)
       c->rdhup = true;
     piston__conn_mark_pending(c);
+    if (c->flush_wants_read) {
+      c->writable = true; /* what the flush waited for has come */
+      piston__conn_mark_dirty(c);
+    }
   }
   if (events & EPOLLOUT) {
     c->writable = true;
     if (c->out.pending)
       piston__conn_mark_dirty(c);
+    if (c->read_wants_write) {
+      c->readable = true;
+      piston__conn_mark_pending(c);
+    }
   }
 }
 
@@ -218,6 +228,11 @@ static void conn_run(piston__io *io) {
 static void conn_flush(piston__io *io) {
   piston__conn *c = conn_of(io);
   bool sent = false;
+  if (c->state == CONN_OPEN && c->proto->prepare) {
+    c->proto->prepare(c);
+    if (c->state == CONN_CLOSED)
+      return;
+  }
   if (c->out.pending && c->writable) {
     int rc = c->tp->flush(c, &c->out);
     if (rc < 0) {

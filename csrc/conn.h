@@ -17,7 +17,18 @@
 
 typedef struct piston__conn piston__conn;
 
-/* How bytes cross the socket: plain TCP (or a Unix socket) today. */
+/* What a TLS connection negotiated, for the hosts (piston_req_tls): made
+ * once when its handshake completes, shared by its requests (a reference
+ * each), so that it outlives the connection as the peer's address does. */
+typedef struct piston__tlsinfo {
+  atomic_int refs;
+  uint32_t off[PISTON_TLSI__COUNT], len[PISTON_TLSI__COUNT]; /* into data */
+  char data[];
+} piston__tlsinfo;
+
+void piston__tlsinfo_unref(piston__tlsinfo *ti);
+
+/* How bytes cross the socket: plain (TCP or a Unix socket) or TLS. */
 typedef struct {
   /* >0 bytes read, 0 at EOF, -1 with errno set */
   ssize_t (*read)(piston__conn *c, void *buf, size_t len);
@@ -25,13 +36,22 @@ typedef struct {
    * full (wait for EPOLLOUT), or -errno */
   int (*flush)(piston__conn *c, piston__outq *q);
   void (*shutdown_write)(piston__conn *c);
+  void (*close)(piston__conn *c); /* before the socket closes; may be NULL */
 } piston__transport;
 
 extern const piston__transport piston__transport_plain;
+extern const piston__transport piston__transport_tls;
+
+struct piston__tlsconf;
+/* Makes c a TLS server connection on conf's current certificates (tls.c);
+ * PISTON_ENOMEM or PISTON_EAGAIN (too many handshakes: c must close). */
+int piston__tls_attach(piston__conn *c, struct piston__tlsconf *conf);
 
 /* What a protocol handler does with its connection. */
 typedef struct {
-  void (*run)(piston__conn *c);                /* input or work to do */
+  void (*run)(piston__conn *c); /* input or work to do */
+  /* before each flush, output the handler makes (may be NULL) */
+  void (*prepare)(piston__conn *c);
   void (*flushed)(piston__conn *c, bool sent); /* sent: the queue drained */
   void (*timeout)(piston__conn *c, int kind);
   void (*stop)(piston__conn *c);       /* graceful stop begins */
@@ -57,6 +77,12 @@ struct piston__conn {
   bool readable, writable; /* what epoll last said (edge-triggered) */
   bool peer_eof;           /* read returned 0 */
   bool rdhup; /* epoll saw the peer's FIN: read to EOF, no shortcuts */
+  /* the transport's read waits for the socket to be writable (a TLS
+   * handshake message), or its flush for input (never with
+   * renegotiation off, but a full socket of ours is possible) */
+  bool read_wants_write, flush_wants_read;
+  bool tls_handshaking; /* counted in the loop's tls_handshakes */
+  bool tls_checked;     /* its first byte was looked at (tls.c) */
   int fd;
   atomic_int local_port; /* learnt on the first ask; 0: not yet, -1: none */
   const piston__transport *tp;
@@ -64,7 +90,9 @@ struct piston__conn {
   char *rbuf;          /* from the loop's pool while bytes are in it */
   uint32_t rlen, rpos; /* bytes in rbuf; bytes the handler has consumed */
   piston__outq out;
-  uint64_t id; /* unique in the process */
+  void *tls;                /* SSL, for the TLS transport */
+  piston__tlsinfo *tlsinfo; /* once its handshake completed */
+  uint64_t id;              /* unique in the process */
   struct sockaddr_storage peer;
   socklen_t peer_len;
 };

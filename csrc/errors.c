@@ -26,6 +26,8 @@ const char *piston_err_name(int err) {
   return err == 0 ? "OK" : "PISTON_EUNKNOWN";
 }
 
+atomic_bool piston__debug_on;
+
 void piston__log(const char *fmt, ...) {
   char line[512];
   va_list ap;

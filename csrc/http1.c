@@ -7,6 +7,7 @@
  * the next pipelined request is parsed only once this one's response has
  * ended. Responses that end within one poll pass are flushed together. */
 #define _GNU_SOURCE
+#include "h2.h"
 #include "http1.h"
 #include "util.h"
 #include "ws.h"
@@ -37,7 +38,8 @@ static void set_state(piston__h1 *h, piston__h1_state to) {
 }
 
 void piston__h1_accept(piston_loop *loop, int fd,
-                       const struct sockaddr_storage *peer, socklen_t len) {
+                       const struct sockaddr_storage *peer, socklen_t len,
+                       bool tls) {
   piston__h1 *h = calloc(1, sizeof *h);
   if (!h) {
     close(fd);
@@ -48,6 +50,10 @@ void piston__h1_accept(piston_loop *loop, int fd,
   h->parser.data = h;
   if (piston__conn_init(&h->conn, loop, fd, peer, len, &h1_proto) < 0) {
     free(h);
+    return;
+  }
+  if (tls && piston__tls_attach(&h->conn, loop->srv->tls) < 0) {
+    piston__conn_close(&h->conn); /* freed at the end of the pass */
     return;
   }
   /* the head timeout runs from accept: a client that connects and says
@@ -388,6 +394,30 @@ static void on_eof(piston__h1 *h) {
 
 /* ---- the connection layer's ops ---- */
 
+/* Whether the connection is HTTP/2's: 1 if ALPN chose h2 or the client
+ * began with the HTTP/2 preface (h2c with prior knowledge), 0 if it speaks
+ * HTTP/1.1, -1 while its first bytes are a part of the preface. Only a
+ * connection's start can tell. */
+static int speaks_h2(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  if (h->served || h->req || !srv_of(h)->opt[PISTON_OPT_HTTP2])
+    return 0;
+  if (c->tlsinfo) {
+    piston__tlsinfo *ti = c->tlsinfo;
+    if (ti->len[PISTON_TLSI_ALPN] == 2 &&
+        memcmp(ti->data + ti->off[PISTON_TLSI_ALPN], "h2", 2) == 0)
+      return 1;
+  }
+  if (c->rlen == 0)
+    return 0;
+  size_t n = c->rlen < PISTON_H2_PREFACE_LEN ? c->rlen : PISTON_H2_PREFACE_LEN;
+  if (memcmp(c->rbuf, PISTON_H2_PREFACE, n) != 0)
+    return 0;
+  if (n == PISTON_H2_PREFACE_LEN)
+    return 1;
+  return c->peer_eof ? 0 : -1; /* wait for the rest of it */
+}
+
 static void h1_run(piston__conn *c) {
   piston__h1 *h = piston__h1_of(c);
   int budget = READ_BUDGET;
@@ -436,7 +466,12 @@ static void h1_run(piston__conn *c) {
           restore_timer(h);
       }
     }
-    if (h->paused == H1_RUNNING && c->rpos < c->rlen) {
+    int v2 = h->state != H1_ACTIVE ? speaks_h2(h) : 0;
+    if (v2 > 0) {
+      piston__h2_start(h);
+      return;
+    }
+    if (v2 == 0 && h->paused == H1_RUNNING && c->rpos < c->rlen) {
       parse(h);
       continue;
     }
@@ -560,6 +595,7 @@ void piston__h1_hand_over(piston__h1 *h, const piston__proto *proto,
 void piston__h1_destroy(piston__conn *c) {
   piston__h1 *h = piston__h1_of(c);
   piston__ws_free(h->ws);
+  piston__h2_free(h->h2);
   free(h);
 }
 

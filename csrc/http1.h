@@ -28,6 +28,7 @@ typedef struct {
   piston_req *req;   /* the request being read or answered */
   piston_req *spare; /* a finished request kept for reuse */
   void *ws;          /* the WebSocket handler's state, once it took over */
+  void *h2;          /* the HTTP/2 handler's, likewise (h2.c) */
   bool fin_sent;     /* raw: the host's direction is shut (our FIN is out) */
   int reject_status; /* set by parse callbacks to reject with this status */
   uint32_t served;
@@ -40,7 +41,8 @@ static inline piston__h1 *piston__h1_of(piston__conn *c) {
 
 /* http1.c: the accept entry the server installs for its loops */
 void piston__h1_accept(piston_loop *loop, int fd,
-                       const struct sockaddr_storage *peer, socklen_t len);
+                       const struct sockaddr_storage *peer, socklen_t len,
+                       bool tls);
 /* An engine-made response on q: status, Date, a text/plain body that is
  * the reason phrase, extra header lines (may be NULL) and Connection:
  * close unless keep. */
@@ -64,5 +66,8 @@ extern const llhttp_settings_t piston__parser_settings;
 /* router.c: answers req from a native route if one matches (or with a
  * 404/405 when no host is there to ask). Returns true if it did. */
 bool piston__route(piston__h1 *h, piston_req *req);
+/* The same for any exchange on c: an HTTP/2 stream's answer is left as its
+ * fields and body (req->h2_head, h2_out) for the HTTP/2 handler. */
+bool piston__route_exchange(piston__conn *c, piston_req *req);
 
 #endif

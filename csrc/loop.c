@@ -5,6 +5,7 @@
  * the host the batch ended, and flushes every dirty object's output once. */
 #define _GNU_SOURCE
 #include "loop.h"
+#include "tlsctx.h"
 #include "util.h"
 
 #include <assert.h>
@@ -67,12 +68,42 @@ static uint64_t timer_duration(const piston_server *s, int kind) {
   }
 }
 
+/* Builds the TLS contexts if a listener needs them and they are not yet
+ * (the first loop does it); PISTON_ETLS if they cannot be. */
+static int tls_ready(piston_server *s) {
+  bool any = false;
+  for (size_t i = 0; i < s->nlisten; i++)
+    any = any || s->listen[i].tls;
+  if (!any)
+    return 0;
+  pthread_mutex_lock(&s->lock);
+  int rc = 0;
+  if (!s->tls || piston__tlsconf_count(s->tls) == 0) {
+    /* a TLS listener without a certificate: build says what is missing */
+    if (!s->tls)
+      s->tls = piston__tlsconf_new();
+    rc = s->tls ? piston__tlsconf_build(s->tls) : PISTON_ENOMEM;
+  } else if (!piston__tlsconf_built(s->tls)) {
+    if (s->opt[PISTON_OPT_HTTP2])
+      piston__tlsconf_default_alpn(s->tls, "h2,http/1.1");
+    rc = piston__tlsconf_build(s->tls);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
 piston_loop *piston_loop_new(piston_server *srv, int *err) {
   int e = 0;
   piston_loop *l = calloc(1, sizeof *l);
   if (!l) {
     if (err)
       *err = PISTON_ENOMEM;
+    return NULL;
+  }
+  if ((e = tls_ready(srv)) < 0) {
+    free(l);
+    if (err)
+      *err = e;
     return NULL;
   }
   l->srv = srv;
@@ -107,6 +138,7 @@ piston_loop *piston_loop_new(piston_server *srv, int *err) {
       goto fail;
     }
     li->fd = e;
+    li->tls = srv->listen[i].tls;
     e = 0;
   }
   l->nlisteners = srv->nlisten;
@@ -161,6 +193,19 @@ int piston__loop_add(piston_loop *l, piston__io *io, int fd,
   return 0;
 }
 
+/* Accepting pauses while the loop is full (MAX_CONNECTIONS) or has as many
+ * TLS handshakes in progress as it may (their CPU is the bottleneck: new
+ * clients wait in the kernel's queue rather than slow everyone down). */
+static bool may_accept(const piston_loop *l) {
+  return l->nconns < (size_t)l->srv->opt[PISTON_OPT_MAX_CONNECTIONS] &&
+         l->tls_handshakes < (size_t)l->srv->opt[PISTON_OPT_TLS_MAX_HANDSHAKES];
+}
+
+static void maybe_resume_accepting(piston_loop *l) {
+  if (!l->accepting && !l->stopping && !l->accept_resume_ms && may_accept(l))
+    listeners_watch(l, true);
+}
+
 void piston__loop_remove(piston__io *io) {
   piston_loop *l = io->loop;
   assert(!io->dead);
@@ -175,9 +220,20 @@ void piston__loop_remove(piston__io *io) {
   io->tnext = l->dead; /* destroyed at the end of the pass */
   l->dead = io;
   l->nconns--;
-  if (!l->accepting && !l->stopping && !l->accept_resume_ms &&
-      l->nconns < (size_t)l->srv->opt[PISTON_OPT_MAX_CONNECTIONS])
-    listeners_watch(l, true);
+  maybe_resume_accepting(l);
+}
+
+bool piston__loop_handshake_begin(piston_loop *l) {
+  if (l->tls_handshakes >= (size_t)l->srv->opt[PISTON_OPT_TLS_MAX_HANDSHAKES])
+    return false; /* accept_some stops first; this is for a full batch */
+  l->tls_handshakes++;
+  return true;
+}
+
+void piston__loop_handshake_done(piston_loop *l) {
+  assert(l->tls_handshakes > 0);
+  l->tls_handshakes--;
+  maybe_resume_accepting(l);
 }
 
 void piston__io_mark_pending(piston__io *io) {
@@ -200,7 +256,7 @@ void piston__io_mark_dirty(piston__io *io) {
 
 static void accept_some(piston_loop *l, piston__listener *li) {
   for (int i = 0; i < ACCEPT_BUDGET; i++) {
-    if (l->nconns >= (size_t)l->srv->opt[PISTON_OPT_MAX_CONNECTIONS]) {
+    if (!may_accept(l)) {
       listeners_watch(l, false);
       return;
     }
@@ -223,7 +279,7 @@ static void accept_some(piston_loop *l, piston__listener *li) {
       }
       return;
     }
-    l->srv->accept(l, fd, &ss, len);
+    l->srv->accept(l, fd, &ss, len, li->tls);
   }
 }
 

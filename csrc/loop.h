@@ -80,6 +80,7 @@ typedef struct {
   int fd;
   bool shared; /* not ours to close when shared with other loops */
   bool in_epoll;
+  bool tls; /* its connections speak TLS */
 } piston__listener;
 
 struct piston_loop {
@@ -92,6 +93,7 @@ struct piston_loop {
   bool accepting;
 
   size_t nconns;
+  size_t tls_handshakes; /* TLS connections not past their handshake */
   uint64_t now_ms;
   struct {
     piston__io *head, *tail;
@@ -130,6 +132,10 @@ int piston__loop_add(piston_loop *loop, piston__io *io, int fd,
 /* io leaves the loop (its fd already closed): its timer stops, it is
  * skipped from now on and destroyed at the end of the pass. */
 void piston__loop_remove(piston__io *io);
+/* A TLS handshake starts (false: the loop has as many as it may) or ends;
+ * accepting pauses and resumes with the count. */
+bool piston__loop_handshake_begin(piston_loop *l);
+void piston__loop_handshake_done(piston_loop *l);
 void piston__io_mark_pending(piston__io *io);
 void piston__io_mark_dirty(piston__io *io);
 void piston__loop_post(piston_loop *loop, piston__post *p,

@@ -3,7 +3,9 @@
 
 #include "piston.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -204,6 +206,58 @@ static ssize_t sendfile_nosignal(int sockfd, int fd, off_t *off, size_t n) {
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   errno = saved;
   return r;
+}
+
+int piston__outq_front(const piston__outq *q, int *fd, uint64_t *off,
+                       size_t *len) {
+  assert(q->first < q->nsegs);
+  const piston__seg *s = &q->segs[q->first];
+  *fd = s->fd;
+  *off = s->off;
+  *len = s->len > SIZE_MAX ? SIZE_MAX : (size_t)s->len;
+  return s->fd >= 0;
+}
+
+const char *piston__outq_gather(const piston__outq *q, char *stage, size_t cap,
+                                size_t *len) {
+  assert(q->first < q->nsegs && q->segs[q->first].fd < 0);
+  const piston__seg *s = &q->segs[q->first];
+  bool alone = q->first + 1 == q->nsegs || q->segs[q->first + 1].fd >= 0;
+  if (s->len >= cap || alone) {
+    *len = s->len < cap ? (size_t)s->len : cap;
+    return q->buf + s->off;
+  }
+  size_t n = 0;
+  for (size_t i = q->first; i < q->nsegs && n < cap; i++) {
+    const piston__seg *t = &q->segs[i];
+    if (t->fd >= 0)
+      break;
+    size_t take = t->len < cap - n ? (size_t)t->len : cap - n;
+    memcpy(stage + n, q->buf + t->off, take);
+    n += take;
+  }
+  *len = n;
+  return stage;
+}
+
+void piston__outq_consume(piston__outq *q, size_t n) {
+  assert(n <= q->pending);
+  while (n > 0) {
+    piston__seg *s = &q->segs[q->first];
+    size_t take = n < s->len ? n : (size_t)s->len;
+    s->off += take;
+    s->len -= take;
+    q->pending -= take;
+    n -= take;
+    if (s->len == 0) {
+      if (s->fd >= 0)
+        close(s->fd);
+      s->fd = -1;
+      q->first++;
+    }
+  }
+  if (q->first == q->nsegs)
+    reset(q);
 }
 
 int piston__outq_flush(piston__outq *q, int sockfd) {

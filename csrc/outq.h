@@ -38,6 +38,17 @@ int piston__outq_move(piston__outq *dst, piston__outq *src);
 /* Writes as much as the socket takes. Returns 0 when empty, 1 when the
  * socket is full (wait for EPOLLOUT), or -errno. */
 int piston__outq_flush(piston__outq *q, int sockfd);
+/* For a transport that writes by other means (TLS): the first segment is a
+ * file range (returns 1 with *fd, *off, *len) or bytes (returns 0). */
+int piston__outq_front(const piston__outq *q, int *fd, uint64_t *off,
+                       size_t *len);
+/* The leading bytes, up to cap of them and up to the first file range:
+ * in place when the first segment alone fills cap or is all there is,
+ * else copied into stage. */
+const char *piston__outq_gather(const piston__outq *q, char *stage, size_t cap,
+                                size_t *len);
+/* n bytes (of bytes or of a file) went out. */
+void piston__outq_consume(piston__outq *q, size_t n);
 /* Drops everything queued (closing files) but keeps small buffers. */
 void piston__outq_clear(piston__outq *q);
 

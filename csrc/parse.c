@@ -237,31 +237,6 @@ static bool valid_host(piston_str v) {
   return true;
 }
 
-/* Splits the target into path and query. An absolute-form target
- * (http://host/p?q) keeps only its path and query; authority-form and
- * asterisk-form have neither. */
-static void split_target(piston_req *r) {
-  const char *t = r->base + r->target_off;
-  uint32_t n = r->target_len, i = 0;
-  if (n > 0 && t[0] != '/') {
-    const char *scheme_end = memmem(t, n, "://", 3);
-    if (scheme_end) {
-      i = (uint32_t)(scheme_end - t) + 3;
-      while (i < n && t[i] != '/' && t[i] != '?')
-        i++;
-    } else {
-      i = n;
-    }
-  }
-  uint32_t q = i;
-  while (q < n && t[q] != '?')
-    q++;
-  r->path_off = r->target_off + i;
-  r->path_len = q - i;
-  r->query_off = r->target_off + (q < n ? q + 1 : n);
-  r->query_len = q < n ? n - q - 1 : 0;
-}
-
 static int on_headers_complete(llhttp_t *p) {
   piston__h1 *h = h1_of(p);
   piston_req *r = h->req;
@@ -308,7 +283,7 @@ static int on_headers_complete(llhttp_t *p) {
   r->keepalive = llhttp_should_keep_alive(p) != 0;
   r->is_head = p->method == HTTP_HEAD;
   r->has_upgrade = (p->flags & F_UPGRADE) != 0;
-  split_target(r);
+  piston__req_split_target(r);
   /* http1.c dispatches the head once llhttp_execute returns. A body must
    * wait for that (the host or a native route decides what becomes of it),
    * so llhttp pauses here; without one it runs on to the message's end,

@@ -54,7 +54,8 @@ PISTON_EXPORT const char *piston_version(void);
   X(AGAIN, -8, "no data available yet")                                        \
   X(SYS, -9, "system call failed")                                             \
   X(RESOLVE, -10, "cannot resolve host name")                                  \
-  X(TOOBIG, -11, "request body larger than the configured limit")
+  X(TOOBIG, -11, "request body larger than the configured limit")              \
+  X(TLS, -12, "TLS configuration rejected (piston_server_tls_error says why)")
 
 typedef enum {
 #define PISTON_ERR_ENUM_(name, value, msg) PISTON_E##name = value,
@@ -137,7 +138,13 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
   X(WS_DEFLATE, "1: accept permessage-deflate offers (RFC 7692); 0 = off")     \
   X(WS_PING_MS, "WebSocket keep-alive: a ping after this long without a "      \
                 "frame from the client, close 1011 if it stays silent as "     \
-                "long again; 0 = off")
+                "long again; 0 = off")                                         \
+  X(TLS_MAX_HANDSHAKES, "TLS handshakes in progress per loop; accepting "      \
+                        "waits beyond it")                                     \
+  X(DEBUG_LOG, "1: a line on stderr for each connection the engine drops "     \
+               "for a client's fault (a failed TLS handshake...)")             \
+  X(HTTP2, "1: speak HTTP/2 (ALPN h2 on TLS, the preface in clear text); "     \
+           "0 = HTTP/1.1 only")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -214,6 +221,104 @@ PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_dir(piston_server *srv,
                                                             const char *prefix,
                                                             const char *dir);
 
+/* ---- TLS (OpenSSL 3) -------------------------------------------------------
+ * A listener marked with piston_server_listener_tls speaks TLS 1.2 and 1.3:
+ * the handshake runs on the loop (no thread per handshake), then the
+ * connection's protocol is the same as on a plain one. The head timeout
+ * runs from accept, so it bounds the handshake and the first head together.
+ * Configure before the first loop is created; only piston_server_tls_reload
+ * is allowed afterwards (from any thread). Failures return PISTON_ETLS (or
+ * PISTON_EINVAL/ENOMEM) and piston_server_tls_error() says what to fix. */
+
+/* Adds a certificate chain (PEM, leaf first) with its private key (PEM,
+ * without a passphrase) and, optionally, a DER OCSP response to staple
+ * (ocsp_file NULL: none). The first is the default; the others are chosen
+ * by the name the client asks for (SNI) against their subject alternative
+ * names. The files are read now, and again on each reload. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_tls_cert(piston_server *srv, const char *cert_file,
+                       const char *key_file, const char *ocsp_file);
+/* The same from PEM text in memory (Node's key and cert options); the
+ * text is copied. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_tls_cert_pem(piston_server *srv, const char *cert_pem,
+                           size_t cert_len, const char *key_pem,
+                           size_t key_len);
+/* Replaces the i-th certificate (in the order added) with PEM text and
+ * makes the new one serve new connections, as piston_server_tls_reload
+ * does (Node's setSecureContext). Any thread, any time after configuration;
+ * on failure nothing changes. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_tls_replace_pem(piston_server *srv, size_t i,
+                              const char *cert_pem, size_t cert_len,
+                              const char *key_pem, size_t key_len);
+/* TLS settings: X(NAME, meaning); values are strings. */
+#define PISTON_TLS_OPTION_MAP(X)                                               \
+  X(CA_FILE, "PEM file of the CAs client certificates must chain to")          \
+  X(CA_PEM, "PEM text of such CAs (beside or instead of CA_FILE)")             \
+  X(VERIFY_CLIENT, "client certificates: none (default), optional, "           \
+                   "optional_no_ca (any certificate, verified or not), "       \
+                   "required")                                                 \
+  X(MIN_VERSION, "1.2 (default) or 1.3")                                       \
+  X(CIPHERS, "TLS 1.2 cipher list, OpenSSL's syntax (default: ECDHE with "     \
+             "AES-GCM or ChaCha20-Poly1305)")                                  \
+  X(CIPHERSUITES, "TLS 1.3 suites, OpenSSL's syntax (default: OpenSSL's)")     \
+  X(ALPN, "protocols offered by ALPN, comma-separated (default: h2,http/1.1 "  \
+          "with PISTON_OPT_HTTP2, else http/1.1)")                             \
+  X(TICKET_ROTATE_S, "seconds a session-ticket key encrypts new tickets; "     \
+                     "tickets stay valid one more period; 0: no tickets "      \
+                     "(default: 3600)")
+
+typedef enum {
+#define PISTON_TLS_ENUM_(name, doc) PISTON_TLS_##name,
+  PISTON_TLS_OPTION_MAP(PISTON_TLS_ENUM_)
+#undef PISTON_TLS_ENUM_
+      PISTON_TLS__COUNT
+} piston_tls_option;
+
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_tls_set(piston_server *srv,
+                                                          piston_tls_option opt,
+                                                          const char *value);
+/* The i-th listener (in the order they were added) speaks TLS; needs at
+ * least one certificate. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_listener_tls(piston_server *srv, size_t i);
+/* Reads every certificate, key, OCSP and CA file again and uses them for new
+ * connections; open connections keep theirs. On failure the old ones stay
+ * in use. Any thread, any time after configuration. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_tls_reload(piston_server *srv);
+/* What the last failed TLS call found ("" if none). */
+PISTON_EXPORT const char *piston_server_tls_error(const piston_server *srv);
+
+/* What a request's connection negotiated: X(NAME, meaning). Empty slices on
+ * a plain connection (VERSION empty means: not TLS). */
+#define PISTON_TLS_INFO_MAP(X)                                                 \
+  X(VERSION, "TLSv1.2 or TLSv1.3")                                             \
+  X(CIPHER, "the cipher suite, OpenSSL's name")                                \
+  X(CIPHER_ID, "the suite's IANA number, 4 hex digits (1301)")                 \
+  X(ALPN, "the protocol ALPN chose, empty if none")                            \
+  X(SNI, "the server name the client asked for, empty if none")                \
+  X(VERIFY, "the client certificate: NONE, SUCCESS or FAILED:reason")          \
+  X(PEER_SUBJECT, "its subject, RFC 2253")                                     \
+  X(PEER_ISSUER, "its issuer, RFC 2253")                                       \
+  X(PEER_SERIAL, "its serial number, hex")                                     \
+  X(PEER_NOT_BEFORE, "valid from, as \"Jan  2 03:04:05 2026 GMT\"")            \
+  X(PEER_NOT_AFTER, "valid until, likewise")                                   \
+  X(PEER_CERT, "its DER encoding")                                             \
+  X(LOCAL_CERT, "the DER of the server certificate the handshake chose")
+
+typedef enum {
+#define PISTON_TLSI_ENUM_(name, doc) PISTON_TLSI_##name,
+  PISTON_TLS_INFO_MAP(PISTON_TLSI_ENUM_)
+#undef PISTON_TLSI_ENUM_
+      PISTON_TLSI__COUNT
+} piston_tls_info;
+
+/* Valid as long as the handle. */
+PISTON_EXPORT piston_str piston_req_tls(const piston_req *req,
+                                        piston_tls_info what);
+
 /* ---- loops ----------------------------------------------------------------
  */
 
@@ -254,8 +359,11 @@ PISTON_EXPORT piston_str piston_req_target(const piston_req *req);
  * percent-encoded; the query excludes the '?'. */
 PISTON_EXPORT piston_str piston_req_path(const piston_req *req);
 PISTON_EXPORT piston_str piston_req_query(const piston_req *req);
-/* 0 for HTTP/1.0, 1 for HTTP/1.1. */
+/* 0 for HTTP/1.0, 1 for HTTP/1.1 and HTTP/2 (whose semantics are
+ * HTTP/1.1's; piston_req_http_version tells them apart). */
 PISTON_EXPORT int piston_req_http_minor(const piston_req *req);
+/* 10, 11 or 20 (HTTP/2). */
+PISTON_EXPORT int piston_req_http_version(const piston_req *req);
 PISTON_EXPORT size_t piston_req_header_count(const piston_req *req);
 PISTON_EXPORT piston_header piston_req_header_at(const piston_req *req,
                                                  size_t i);
@@ -361,7 +469,14 @@ PISTON_EXPORT int piston_resp_started(const piston_req *req);
  * side closes. The engine does the framing, masking rules, fragmentation,
  * UTF-8 validation of text, pings and the closing handshake. Any thread may
  * call these, as the response calls. */
-typedef enum { PISTON_WS_TEXT = 1, PISTON_WS_BINARY = 2 } piston_ws_opcode;
+/* PING and PONG: control frames (at most 125 bytes), which the host sends
+ * and, after piston_ws_control_events, receives. */
+typedef enum {
+  PISTON_WS_TEXT = 1,
+  PISTON_WS_BINARY = 2,
+  PISTON_WS_PING = 9,
+  PISTON_WS_PONG = 10
+} piston_ws_opcode;
 /* What req asks for: 0 no WebSocket; 101 a valid opening handshake (GET,
  * HTTP/1.1, Upgrade: websocket, Connection: upgrade, a Sec-WebSocket-Key of
  * 16 bytes, Sec-WebSocket-Version: 13); 426 a version other than 13; 400
@@ -376,9 +491,11 @@ PISTON_EXPORT PISTON_MUST_CHECK int piston_ws_refuse(piston_req *req);
  * valid handshake. */
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_ws_accept(piston_req *req, const piston_header *h, size_t nheaders);
-/* Sends one message (PISTON_WS_TEXT must be UTF-8: the caller's promise).
- * Returns as piston_resp_write: 1 over the high-water mark (wait for
- * PISTON_EV_DRAIN), 0, or PISTON_ECLOSED once the session is closing. */
+/* Sends one message (PISTON_WS_TEXT must be UTF-8: the caller's promise),
+ * or a ping or pong of at most 125 bytes (PISTON_EINVAL beyond; never
+ * compressed). Returns as piston_resp_write: 1 over the high-water mark
+ * (wait for PISTON_EV_DRAIN), 0, or PISTON_ECLOSED once the session is
+ * closing. */
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_ws_send(piston_req *req, int opcode, const void *data, size_t len);
 /* Starts the closing handshake with code (1000-1003, 1007-1014, 3000-4999;
@@ -391,6 +508,23 @@ piston_ws_close(piston_req *req, int code, const char *reason, size_t len);
  * message was taken. */
 PISTON_EXPORT int piston_ws_recv(piston_req *req, int *opcode,
                                  const void **data, size_t *len);
+/* on != 0: piston_ws_recv also yields the peer's pings (PISTON_WS_PING;
+ * the engine still answers each with its pong) and pongs (PISTON_WS_PONG),
+ * in order with the messages, as uWebSockets.js's ping/pong handlers need.
+ * Off by default: control frames then cost no allocation. May be called
+ * before the accept. */
+PISTON_EXPORT void piston_ws_control_events(piston_req *req, int on);
+/* Ends the session at once, without a close frame (uWebSockets.js's
+ * ws.close()): the connection closes, what is still queued is dropped, and
+ * the close code is 1006; PISTON_EV_CLOSED follows as for any end. Also
+ * during a closing handshake. PISTON_ESTATE if req is no WebSocket
+ * session; PISTON_ECLOSED once the connection is gone. */
+PISTON_EXPORT int piston_ws_abort(piston_req *req);
+/* Bytes queued for the session's connection that the socket has not taken
+ * yet (messages, publishes, control frames): exact on the loop's thread;
+ * from another thread it counts the connection's queue as of its last
+ * flush. 0 once the connection is gone. */
+PISTON_EXPORT uint64_t piston_ws_buffered(const piston_req *req);
 /* How the session ended: the peer's close code (1005 if its close frame had
  * none), the code the engine failed it with (1002 protocol error, 1007
  * invalid UTF-8, 1009 too big), 1006 if the connection dropped without a
@@ -413,6 +547,9 @@ piston_ws_subscribe(piston_req *req, const void *topic, size_t len);
 /* 1 if req was subscribed to topic, 0 if not. */
 PISTON_EXPORT int piston_ws_unsubscribe(piston_req *req, const void *topic,
                                         size_t len);
+/* 1 if req is subscribed to topic now, 0 if not. */
+PISTON_EXPORT int piston_ws_is_subscribed(const piston_req *req,
+                                          const void *topic, size_t len);
 /* Queues one message to topic's subscribers, except (if not NULL) the
  * session except (uWebSockets' ws.publish skips the publisher). Returns
  * the number of sessions it was queued to, or a negative PISTON_E* code. */

@@ -102,9 +102,10 @@ static void maybe_remove(struct piston__pubsub *ps, topic *t) {
   free(t);
 }
 
-/* The end of a session (ws.c, through req->ws_unsub): every subscription
- * goes, with the table's references. */
-static void unsubscribe_all(piston_req *r) {
+/* The end of a session (ws.c, through req->ws_unsub; piston_ws_abort at
+ * once): every subscription goes, with the table's references. Once is
+ * enough: a second call finds none. */
+void piston__ws_unsubscribe_all(piston_req *r) {
   piston_server *srv = r->loop->srv;
   pthread_mutex_lock(&srv->pubsub_lock);
   size_t n = r->ws_ntopics;
@@ -165,7 +166,7 @@ int piston_ws_subscribe(piston_req *r, const void *name, size_t len) {
     maybe_remove(ps, t);
     goto out;
   }
-  r->ws_unsub = unsubscribe_all;
+  r->ws_unsub = piston__ws_unsubscribe_all;
   piston_req_retain(r); /* the table's */
 out:
   pthread_mutex_unlock(&srv->pubsub_lock);
@@ -186,6 +187,19 @@ int piston_ws_unsubscribe(piston_req *r, const void *name, size_t len) {
   if (was)
     piston_req_release(r);
   return was;
+}
+
+int piston_ws_is_subscribed(const piston_req *r, const void *name, size_t len) {
+  piston_server *srv = r->loop->srv;
+  pthread_mutex_lock(&srv->pubsub_lock);
+  /* the session's own list: usually far shorter than the topic's */
+  bool is = false;
+  for (size_t i = 0; i < r->ws_ntopics && !is; i++) {
+    const topic *t = r->ws_topics[i];
+    is = t->len == len && (len == 0 || memcmp(t->name, name, len) == 0);
+  }
+  pthread_mutex_unlock(&srv->pubsub_lock);
+  return is;
 }
 
 size_t piston_ws_subscribers(piston_server *srv, const void *name, size_t len) {

@@ -108,6 +108,9 @@ struct piston_req {
   piston__pmd ws_pmd; /* permessage-deflate, as negotiated at the accept */
   uint8_t ws_reason_len;
   char ws_reason[123]; /* the peer's close reason */
+  /* the host takes pings and pongs too (piston_ws_control_events): set
+   * from any thread, read by the handler for each control frame */
+  atomic_bool ws_control;
   /* topics subscribed to (pubsub.c, guarded by the server's pubsub lock);
    * ws_unsub drops them when the session ends: a pointer, so that the
    * WebSocket handler reaches the writer's pubsub without a call upward */
@@ -130,6 +133,17 @@ struct piston_req {
   int peer_port;
   bool peer_done;
   uint64_t conn_id;
+  piston__tlsinfo *tls; /* the connection's, a reference; NULL: plain */
+
+  /* HTTP/2 (h2.c): the exchange is a stream. Its response head and
+   * trailers wait here as fields (piston__h2_field_add's format) until the
+   * handler submits them, and its body in h2_out, the exchange's sink in
+   * place of the connection's queue (all guarded by lock). */
+  bool h2;
+  char *h2_head, *h2_trailers;
+  size_t h2_head_len, h2_head_cap, h2_trailers_len, h2_trailers_cap;
+  piston__outq h2_out;
+  uint64_t body_taken; /* body bytes the host has read: the window's */
 
   /* events */
   piston_req_event_cb ev_cb;
@@ -168,6 +182,19 @@ int piston__req_engine_answers(piston_req *req, int status);
 /* The loop has queued the response's end (a direct end, or a posted one
  * taken from the inbox). */
 void piston__req_loop_end(piston_req *req);
+/* Where the exchange's response bytes go on the loop: the connection's
+ * queue (HTTP/1.1), or the stream's own (HTTP/2). */
+static inline piston__outq *piston__req_sink(piston_req *r) {
+  return r->h2 ? &r->h2_out : &r->conn->out;
+}
+/* Splits the target into the path and query views (parse.c, h2.c). */
+void piston__req_split_target(piston_req *r);
+/* HTTP/2 fields, appended to *buf: a u32 name length, a u32 value length,
+ * the name in lower case, the value. Fields HTTP/2 forbids (Connection,
+ * Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade: RFC 9113
+ * 8.2.2) are dropped here, for every host. */
+int piston__h2_field_add(char **buf, size_t *len, size_t *cap, const char *name,
+                         size_t nlen, const char *value, size_t vlen);
 /* Loop thread: a WebSocket message for the host (takes msg). */
 void piston__req_ws_deliver(piston_req *req, piston__wsmsg *msg);
 

@@ -26,6 +26,7 @@ piston_req *piston__req_new(piston__conn *c) {
   r->hdrs = r->hdr_inline;
   r->hdrcap = sizeof r->hdr_inline / sizeof r->hdr_inline[0];
   piston__outq_init(&r->postq);
+  piston__outq_init(&r->h2_out);
   return r;
 }
 
@@ -51,6 +52,14 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
     memcpy(&r->peer, &c->peer, plen);
     r->peer_done = false;
     r->conn_id = c->id;
+  }
+  /* what the connection's TLS handshake negotiated, kept with the handle
+   * as the peer is (its handshake is over: bytes of a request came) */
+  if (r->tls != c->tlsinfo) {
+    piston__tlsinfo_unref(r->tls);
+    r->tls = c->tlsinfo;
+    if (r->tls)
+      atomic_fetch_add(&r->tls->refs, 1);
   }
   r->conn = c;
   r->base = c->rbuf;
@@ -78,6 +87,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->ws_pmd.on = false;
   r->ws_topics_closed = false;
   r->ws_reason_len = 0;
+  atomic_store(&r->ws_control, false);
   ws_msgs_free(r);
   r->status = 0;
   r->chunked = r->no_body = r->close_after = r->overflowed = false;
@@ -104,8 +114,81 @@ void piston__req_free(piston_req *r) {
   free(r->body);
   free(r->owned_base);
   piston__outq_free(&r->postq);
+  piston__outq_free(&r->h2_out);
+  free(r->h2_head);
+  free(r->h2_trailers);
+  piston__tlsinfo_unref(r->tls);
   pthread_mutex_destroy(&r->lock);
   free(r);
+}
+
+/* Splits the target into path and query. An absolute-form target
+ * (http://host/p?q) keeps only its path and query; authority-form and
+ * asterisk-form have neither. */
+void piston__req_split_target(piston_req *r) {
+  const char *t = r->base + r->target_off;
+  uint32_t n = r->target_len, i = 0;
+  if (n > 0 && t[0] != '/') {
+    const char *scheme_end = memmem(t, n, "://", 3);
+    if (scheme_end) {
+      i = (uint32_t)(scheme_end - t) + 3;
+      while (i < n && t[i] != '/' && t[i] != '?')
+        i++;
+    } else {
+      i = n;
+    }
+  }
+  uint32_t q = i;
+  while (q < n && t[q] != '?')
+    q++;
+  r->path_off = r->target_off + i;
+  r->path_len = q - i;
+  r->query_off = r->target_off + (q < n ? q + 1 : n);
+  r->query_len = q < n ? n - q - 1 : 0;
+}
+
+static bool forbidden_in_h2(const char *n, size_t len) {
+  static const char *const names[] = {"connection", "keep-alive",
+                                      "proxy-connection", "transfer-encoding",
+                                      "upgrade"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strlen(names[i]) == len && strncasecmp(names[i], n, len) == 0)
+      return true;
+  return false;
+}
+
+int piston__h2_field_add(char **buf, size_t *len, size_t *cap, const char *name,
+                         size_t nlen, const char *value, size_t vlen) {
+  if (forbidden_in_h2(name, nlen))
+    return 0;
+  size_t need = 8 + nlen + vlen;
+  if (*cap - *len < need) {
+    size_t ncap = *cap ? *cap : 256;
+    while (ncap - *len < need)
+      ncap *= 2;
+    char *grown = realloc(*buf, ncap);
+    if (!grown)
+      return PISTON_ENOMEM;
+    *buf = grown;
+    *cap = ncap;
+  }
+  char *p = *buf + *len;
+  uint32_t nl = (uint32_t)nlen, vl = (uint32_t)vlen;
+  memcpy(p, &nl, 4);
+  memcpy(p + 4, &vl, 4);
+  for (size_t i = 0; i < nlen; i++) /* RFC 9113 8.2.1: lower case */
+    p[8 + i] =
+        (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] | 0x20 : name[i]);
+  memcpy(p + 8 + nlen, value, vlen);
+  *len += need;
+  return 0;
+}
+
+piston_str piston_req_tls(const piston_req *r, piston_tls_info what) {
+  const piston__tlsinfo *ti = r->tls;
+  if (!ti || (unsigned)what >= PISTON_TLSI__COUNT)
+    return (piston_str){"", 0};
+  return (piston_str){ti->data + ti->off[what], ti->len[what]};
 }
 
 void piston_req_retain(piston_req *r) {
@@ -149,6 +232,9 @@ piston_str piston_req_query(const piston_req *r) {
 
 int piston_req_http_minor(const piston_req *r) {
   return r->minor;
+}
+int piston_req_http_version(const piston_req *r) {
+  return r->h2 ? 20 : 10 + r->minor;
 }
 
 size_t piston_req_header_count(const piston_req *r) {
@@ -286,7 +372,7 @@ int piston__req_body_append(piston_req *r, const char *p, size_t n) {
 
 void piston__req_update_pressure(piston_req *r) {
   piston__conn *c = r->conn;
-  uint64_t out = c ? c->out.pending : 0;
+  uint64_t out = c ? piston__req_sink(r)->pending : 0;
   atomic_store(&r->out_queued, out);
   pthread_mutex_lock(&r->lock);
   uint64_t low = (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER] / 2;
@@ -304,9 +390,12 @@ void piston__req_access_log(piston_req *r) {
   int port;
   const char *addr = piston_req_remote_addr(r, &port);
   piston_str m = piston_req_method(r), t = piston_req_target(r);
-  piston__log("%s:%d \"%.*s %.*s HTTP/1.%d\" %d %" PRIu64, addr, port,
-              (int)m.len, m.ptr, (int)t.len, t.ptr, r->minor, r->status,
-              r->resp_bytes);
+  piston__log("%s:%d \"%.*s %.*s HTTP/%s\" %d %" PRIu64, addr, port, (int)m.len,
+              m.ptr, (int)t.len, t.ptr,
+              r->h2      ? "2"
+              : r->minor ? "1.1"
+                         : "1.0",
+              r->status, r->resp_bytes);
 }
 
 /* ---- the engine's transitions of the exchange ---- */

@@ -33,7 +33,7 @@ void piston__wplace(piston_req *r, piston__wctx *w) {
   w->conn = r->conn;
   w->direct = piston__current_loop == r->loop && r->postq.pending == 0 &&
               r->post_flags == 0;
-  w->q = w->direct ? &w->conn->out : &r->postq;
+  w->q = w->direct ? piston__req_sink(r) : &r->postq;
 }
 
 int piston__wbegin(piston_req *r, piston__wctx *w) {
@@ -69,7 +69,7 @@ void piston__wsubmit(piston__wctx *w, unsigned flags) {
 int piston__wend(piston__wctx *w, unsigned flags, int rc) {
   piston_req *r = w->req;
   uint64_t high = (uint64_t)r->loop->srv->opt[PISTON_OPT_WRITE_HIGH_WATER];
-  uint64_t queued = w->direct ? w->conn->out.pending
+  uint64_t queued = w->direct ? w->q->pending
                               : r->postq.pending + atomic_load(&r->out_queued);
   /* an ended response has nothing more to wait for; a WebSocket has */
   int pressure = rc == 0 && queued > high &&
@@ -105,7 +105,7 @@ int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
     } else {
       rc = PISTON_EAGAIN;
       /* the client waits for our go-ahead before it sends the body */
-      owe_continue = r->expect_continue && r->resp == RESP_NONE;
+      owe_continue = r->expect_continue && r->resp == RESP_NONE && !r->h2;
       if (owe_continue)
         r->expect_continue = false;
     }
@@ -113,7 +113,10 @@ int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
     size_t n = avail < len ? avail : len;
     memcpy(buf, r->body + r->body_pos, n);
     r->body_pos += n;
+    r->body_taken += n;
     rc = (int64_t)n;
+    if (r->h2)
+      flags |= POST_RESUME; /* the stream's window grows by what was read */
     if (r->reading_paused &&
         r->body_len - r->body_pos <=
             (uint64_t)r->loop->srv->opt[PISTON_OPT_BODY_HIGH_WATER] / 2) {
@@ -157,7 +160,7 @@ static void post_apply(piston__post *p) {
   bool live = c && !r->closed;
   int rc = 0;
   if (live && r->postq.pending)
-    rc = piston__outq_move(&c->out, &r->postq);
+    rc = piston__outq_move(piston__req_sink(r), &r->postq);
   else
     piston__outq_clear(&r->postq);
   pthread_mutex_unlock(&r->lock);
@@ -199,6 +202,44 @@ static int parse_length(piston_str v, int64_t *out) {
     n = n * 10 + (v.ptr[i] - '0');
   }
   *out = n;
+  return 0;
+}
+
+/* An HTTP/2 stream's head: kept as fields for the handler to submit
+ * (h2.c); no reason phrase, no framing headers but Content-Length. */
+static int start_h2(piston_req *r, int status, const piston_header *h,
+                    size_t nh, int64_t cl, bool host_date) {
+  char code[4];
+  snprintf(code, sizeof code, "%03d", status);
+  r->h2_head_len = 0;
+  int rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
+                                ":status", 7, code, 3);
+  if (rc == 0 && !host_date) {
+    const char *d = piston__date_line(); /* "Date: ...\r\n" */
+    rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
+                              "date", 4, d + 6, PISTON_DATE_LINE_LEN - 8);
+  }
+  for (size_t i = 0; rc == 0 && i < nh; i++) {
+    if (name_is(h[i].name, "content-length", 14))
+      continue;
+    rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
+                              h[i].name.ptr, h[i].name.len, h[i].value.ptr,
+                              h[i].value.len);
+  }
+  if (rc == 0 && cl >= 0 && status != 204 && status != 304) {
+    char len[24];
+    int n = snprintf(len, sizeof len, "%" PRId64, cl);
+    rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
+                              "content-length", 14, len, (size_t)n);
+  }
+  if (rc != 0)
+    return rc;
+  r->chunked = false;
+  r->close_after = false; /* the stream ends, not the connection */
+  r->resp = RESP_STARTED;
+  r->status = status;
+  if (r->no_body)
+    r->resp_left = -1;
   return 0;
 }
 
@@ -257,6 +298,9 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
   bool keep = r->keepalive && !r->close_after && !r->loop->stopping;
   if (!keep)
     r->close_after = true;
+
+  if (r->h2)
+    return start_h2(r, status, h, nh, cl, host_date);
 
   size_t sl_len;
   const char *sl = piston__status_line(status, &sl_len);
@@ -368,7 +412,18 @@ static int end_locked(piston__wctx *w, const piston_header *t, size_t nt) {
   piston_req *r = w->req;
   if (r->resp != RESP_STARTED)
     return PISTON_ESTATE;
-  if (r->chunked) {
+  if (r->h2) {
+    r->h2_trailers_len = 0;
+    for (size_t i = 0; i < nt; i++) {
+      if (!piston__valid_header(&t[i]))
+        return PISTON_EINVAL;
+      int rc = piston__h2_field_add(
+          &r->h2_trailers, &r->h2_trailers_len, &r->h2_trailers_cap,
+          t[i].name.ptr, t[i].name.len, t[i].value.ptr, t[i].value.len);
+      if (rc != 0)
+        return rc;
+    }
+  } else if (r->chunked) {
     size_t need = 5;
     for (size_t i = 0; i < nt; i++) {
       if (!piston__valid_header(&t[i]))
@@ -408,8 +463,9 @@ int piston_resp_inform(piston_req *r, int status, const piston_header *h,
     return rc;
   if (r->resp != RESP_NONE || r->upgrade != UPGRADE_NONE)
     return piston__wend(&w, 0, PISTON_ESTATE);
-  if (r->minor == 0)
-    return piston__wend(&w, 0, 0); /* HTTP/1.0 knows no 1xx */
+  /* HTTP/1.0 knows no 1xx; on HTTP/2 they are not sent yet */
+  if (r->minor == 0 || r->h2)
+    return piston__wend(&w, 0, 0);
   size_t sl_len;
   const char *sl = piston__status_line(status, &sl_len);
   char *p = piston__outq_reserve(w.q, sl_len + (size_t)need + 2);
@@ -528,9 +584,19 @@ void piston_resp_abort(piston_req *r) {
   int rc = 0;
   bool ends_now = r->resp == RESP_NONE;
   if (r->resp == RESP_NONE) {
-    r->keepalive = false;
-    r->close_after = true;
-    rc = piston__h1_simple(w.q, 500, NULL, false, r->is_head);
+    if (r->h2) {
+      /* a stream's 500; the connection goes on */
+      static const piston_header text = {{"Content-Type", 12},
+                                         {"text/plain; charset=utf-8", 25}};
+      static const char body[] = "Internal Server Error\n";
+      rc = start_h2(r, 500, &text, 1, sizeof body - 1, false);
+      if (rc == 0 && !r->is_head)
+        rc = piston__outq_append(w.q, body, sizeof body - 1);
+    } else {
+      r->keepalive = false;
+      r->close_after = true;
+      rc = piston__h1_simple(w.q, 500, NULL, false, r->is_head);
+    }
     r->status = 500;
     r->resp = RESP_ENDED;
   } else if (r->resp == RESP_STARTED || r->upgrade == UPGRADE_RAW ||

@@ -1,7 +1,7 @@
 /* Native routes: fixed responses and file mounts, answered on the loop
- * thread as soon as the HTTP/1.1 handler has a complete head, so a request
- * for them never reaches the host. The route list is short and scanned in
- * order; fixed routes first. */
+ * thread as soon as the HTTP/1.1 handler (or the HTTP/2 one, for a stream)
+ * has a complete head, so a request for them never reaches the host. The route
+ * list is short and scanned in order; fixed routes first. */
 #define _GNU_SOURCE
 #include "http1.h"
 #include "util.h"
@@ -29,8 +29,71 @@ static bool method_is(piston_str m, const char *name) {
   return m.len == n && memcmp(m.ptr, name, n) == 0;
 }
 
+/* ---- HTTP/2: the same answers as a stream's fields and body ---- */
+
+/* Fields given as HTTP/1.1 lines ("Name: value\r\n"...) */
+static int h2_lines(piston_req *r, const char *p, size_t n) {
+  const char *end = p + n;
+  while (p < end) {
+    const char *eol = memchr(p, '\r', (size_t)(end - p));
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    if (!eol || !colon || colon > eol)
+      break;
+    const char *v = colon + 1;
+    while (v < eol && *v == ' ')
+      v++;
+    int rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
+                                  p, (size_t)(colon - p), v, (size_t)(eol - v));
+    if (rc != 0)
+      return rc;
+    p = eol + 2;
+  }
+  return 0;
+}
+
+/* The head of an engine-made answer on a stream: :status, date, then the
+ * route's own lines (which carry its Content-Length). */
+static int h2_head(piston_req *r, int status, const char *lines, size_t n) {
+  char code[4];
+  snprintf(code, sizeof code, "%03d", status);
+  r->h2_head_len = 0;
+  const char *d = piston__date_line();
+  int rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
+                                ":status", 7, code, 3);
+  if (rc == 0)
+    rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
+                              "date", 4, d + 6, PISTON_DATE_LINE_LEN - 8);
+  if (rc == 0)
+    rc = h2_lines(r, lines, n);
+  r->status = status;
+  r->resp = RESP_STARTED; /* the handler submits it (h2.c) */
+  return rc;
+}
+
+/* piston__h1_simple's answer: the reason phrase as text/plain */
+static int h2_simple(piston_req *r, int status, const char *extra) {
+  const char *reason = piston__reason(status);
+  char lines[256];
+  size_t rl = strlen(reason);
+  int n = snprintf(lines, sizeof lines,
+                   "Content-Type: text/plain; charset=utf-8\r\n%s"
+                   "Content-Length: %zu\r\n",
+                   extra ? extra : "", r->is_head ? 0 : rl + 1);
+  int rc = h2_head(r, status, lines, (size_t)n);
+  if (rc == 0 && !r->is_head)
+    rc = piston__outq_append(&r->h2_out, reason, rl) ||
+         piston__outq_append(&r->h2_out, "\n", 1);
+  return rc ? PISTON_ENOMEM : 0;
+}
+
 static int send_fixed(piston__conn *c, piston_req *r,
                       const piston__fixed_route *f, bool keep) {
+  if (r->h2) {
+    int rc = h2_head(r, f->status, f->fields, f->fields_len);
+    if (rc == 0 && !r->is_head && f->status != 204 && f->status != 304)
+      rc = piston__outq_append(&r->h2_out, f->body, f->body_len);
+    return rc;
+  }
   const char *cl = conn_line(keep, r->minor);
   size_t cl_len = strlen(cl);
   bool body = !r->is_head && f->status != 204 && f->status != 304;
@@ -55,6 +118,12 @@ static int send_fixed(piston__conn *c, piston_req *r,
   return 0;
 }
 
+static int simple(piston__conn *c, piston_req *r, int status, const char *extra,
+                  bool keep) {
+  return r->h2 ? h2_simple(r, status, extra)
+               : piston__h1_simple(&c->out, status, extra, keep, r->is_head);
+}
+
 static int send_file(piston__conn *c, piston_req *r, const piston__dir_route *d,
                      bool keep, int *status) {
   piston_str path = piston_req_path(r);
@@ -69,10 +138,24 @@ static int send_file(piston__conn *c, piston_req *r, const piston__dir_route *d,
   int rc = piston__file_serve(&d->mount, sub, &cond, &fr);
   *status = rc < 0 ? 500 : fr.status;
   if (rc < 0)
-    return piston__h1_simple(&c->out, rc == PISTON_ENOMEM ? 503 : 500, NULL,
-                             false, r->is_head);
+    return simple(c, r, rc == PISTON_ENOMEM ? 503 : 500, NULL, false);
   if (fr.status == 404)
-    return piston__h1_simple(&c->out, 404, NULL, keep, r->is_head);
+    return simple(c, r, 404, NULL, keep);
+  if (r->h2) {
+    char cl[48];
+    int n = snprintf(cl, sizeof cl, "Content-Length: %" PRIu64 "\r\n",
+                     fr.status == 416 ? (uint64_t)0 : fr.length);
+    rc = h2_head(r, fr.status, fr.headers, fr.headers_len);
+    if (rc == 0 && fr.status != 304)
+      rc = h2_lines(r, cl, (size_t)n);
+    if (fr.fd >= 0) {
+      if (rc != 0 || r->is_head || fr.status == 416)
+        close(fr.fd);
+      else
+        rc = piston__outq_append_file(&r->h2_out, fr.fd, fr.offset, fr.length);
+    }
+    return rc;
+  }
   size_t sl_len;
   const char *sl = piston__status_line(fr.status, &sl_len);
   const char *cl = conn_line(keep, r->minor);
@@ -110,7 +193,10 @@ static bool under_prefix(piston_str path, const piston__dir_route *d) {
 }
 
 bool piston__route(piston__h1 *h, piston_req *r) {
-  piston__conn *c = &h->conn;
+  return piston__route_exchange(&h->conn, r);
+}
+
+bool piston__route_exchange(piston__conn *c, piston_req *r) {
   const piston_server *srv = c->io.loop->srv;
   piston_str path = piston_req_path(r), method = piston_req_method(r);
   bool get = method_is(method, "GET") || r->is_head;
@@ -149,11 +235,16 @@ bool piston__route(piston__h1 *h, piston_req *r) {
   if (rc == 1 && (path_known || !srv->on_request)) {
     /* a native path asked with another method, or no host to ask */
     status = path_known ? 405 : 404;
-    rc = piston__h1_simple(&c->out, status, path_known ? allow : NULL, keep,
-                           r->is_head);
+    rc = simple(c, r, status, path_known ? allow : NULL, keep);
   }
   if (rc == 1)
     return false;
+  if (r->h2) {
+    /* h2_head marked the head as made; the answer is whole (the handler
+     * submits it), and a failed one resets the stream */
+    r->resp = RESP_NONE;
+    r->abort_requested = rc < 0;
+  }
   piston__req_native_answered(r, rc < 0 ? 500 : status, rc < 0 || !keep);
   piston__conn_mark_dirty(c);
   return true;

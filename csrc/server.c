@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "http1.h"
 #include "server.h"
+#include "tlsctx.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -30,16 +31,26 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
     [PISTON_OPT_HANDLER_TIMEOUT_MS] = 0, /* off: node:http has none either */
     [PISTON_OPT_WS_MAX_MESSAGE] =
         16 * 1024 * 1024, /* as uvicorn's ws-max-size */
+    [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1024,
+    [PISTON_OPT_DEBUG_LOG] = 0,
+    [PISTON_OPT_HTTP2] = 1,
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
 static const int64_t minimums[PISTON_OPT__COUNT] = {
-    [PISTON_OPT_MAX_HEAD_SIZE] = 256,     [PISTON_OPT_MAX_URL_SIZE] = 16,
-    [PISTON_OPT_MAX_HEADERS] = 1,         [PISTON_OPT_HEAD_TIMEOUT_MS] = 1,
-    [PISTON_OPT_BODY_TIMEOUT_MS] = 1,     [PISTON_OPT_IDLE_TIMEOUT_MS] = 1,
-    [PISTON_OPT_WRITE_TIMEOUT_MS] = 1,    [PISTON_OPT_BODY_HIGH_WATER] = 1024,
-    [PISTON_OPT_WRITE_HIGH_WATER] = 1024, [PISTON_OPT_BACKLOG] = 1,
-    [PISTON_OPT_MAX_CONNECTIONS] = 1,     [PISTON_OPT_WS_MAX_MESSAGE] = 125,
+    [PISTON_OPT_MAX_HEAD_SIZE] = 256,
+    [PISTON_OPT_MAX_URL_SIZE] = 16,
+    [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1,
+    [PISTON_OPT_MAX_HEADERS] = 1,
+    [PISTON_OPT_HEAD_TIMEOUT_MS] = 1,
+    [PISTON_OPT_BODY_TIMEOUT_MS] = 1,
+    [PISTON_OPT_IDLE_TIMEOUT_MS] = 1,
+    [PISTON_OPT_WRITE_TIMEOUT_MS] = 1,
+    [PISTON_OPT_BODY_HIGH_WATER] = 1024,
+    [PISTON_OPT_WRITE_HIGH_WATER] = 1024,
+    [PISTON_OPT_BACKLOG] = 1,
+    [PISTON_OPT_MAX_CONNECTIONS] = 1,
+    [PISTON_OPT_WS_MAX_MESSAGE] = 125,
 };
 
 piston_server *piston_server_new(void) {
@@ -79,6 +90,7 @@ void piston_server_free(piston_server *s) {
   }
   free(s->dirs);
   piston__pubsub_free(s);
+  piston__tlsconf_free(s->tls);
   pthread_mutex_destroy(&s->pubsub_lock);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -90,6 +102,8 @@ int piston_server_set(piston_server *s, piston_option opt, int64_t value) {
   if (atomic_load(&s->nloops) > 0)
     return PISTON_ESTATE;
   s->opt[opt] = value;
+  if (opt == PISTON_OPT_DEBUG_LOG) /* the log is the process's */
+    atomic_store(&piston__debug_on, value != 0);
   return 0;
 }
 
@@ -167,6 +181,67 @@ int piston_server_listen_fd(piston_server *s, int fd) {
   l->shared_fd = fd;
   s->nlisten++;
   return 0;
+}
+
+/* ---- TLS: the configuration is tlsctx.c's ---- */
+
+static piston__tlsconf *tls_conf(piston_server *s) {
+  if (!s->tls)
+    s->tls = piston__tlsconf_new();
+  return s->tls;
+}
+
+int piston_server_tls_cert(piston_server *s, const char *cert, const char *key,
+                           const char *ocsp) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  piston__tlsconf *t = tls_conf(s);
+  return t ? piston__tlsconf_add_cert(t, cert, key, ocsp) : PISTON_ENOMEM;
+}
+
+int piston_server_tls_cert_pem(piston_server *s, const char *cert, size_t clen,
+                               const char *key, size_t klen) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  piston__tlsconf *t = tls_conf(s);
+  return t ? piston__tlsconf_add_pem(t, piston__tlsconf_count(t), cert, clen,
+                                     key, klen)
+           : PISTON_ENOMEM;
+}
+
+int piston_server_tls_replace_pem(piston_server *s, size_t i, const char *cert,
+                                  size_t clen, const char *key, size_t klen) {
+  if (!s->tls || i >= piston__tlsconf_count(s->tls))
+    return PISTON_ESTATE;
+  int rc = piston__tlsconf_add_pem(s->tls, i, cert, clen, key, klen);
+  return rc < 0 ? rc : piston__tlsconf_build(s->tls);
+}
+
+int piston_server_tls_set(piston_server *s, piston_tls_option opt,
+                          const char *value) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  piston__tlsconf *t = tls_conf(s);
+  return t ? piston__tlsconf_set(t, (int)opt, value) : PISTON_ENOMEM;
+}
+
+int piston_server_listener_tls(piston_server *s, size_t i) {
+  if (i >= s->nlisten)
+    return PISTON_EINVAL;
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  s->listen[i].tls = true;
+  return 0;
+}
+
+int piston_server_tls_reload(piston_server *s) {
+  if (!s->tls)
+    return PISTON_ESTATE;
+  return piston__tlsconf_build(s->tls);
+}
+
+const char *piston_server_tls_error(const piston_server *s) {
+  return piston__tlsconf_error(s->tls);
 }
 
 int piston_server_port(const piston_server *s, size_t i) {

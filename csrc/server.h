@@ -25,6 +25,7 @@ typedef struct {
   int shared_fd; /* UNIX and FD: one socket for every loop, else -1 */
   bool bound;    /* TCP: a loop has bound it; later loops join it */
   bool own_fd;   /* close shared_fd with the server */
+  bool tls;      /* piston_server_listener_tls */
 } piston__listen_spec;
 
 typedef struct {
@@ -50,7 +51,7 @@ typedef struct {
  * entry (HTTP/1.1). A pointer, so that the loop calls no layer above it. */
 typedef void (*piston__accept_fn)(piston_loop *loop, int fd,
                                   const struct sockaddr_storage *peer,
-                                  socklen_t len);
+                                  socklen_t len, bool tls);
 
 struct piston_server {
   int64_t opt[PISTON_OPT__COUNT];
@@ -74,6 +75,7 @@ struct piston_server {
   struct piston__pubsub
       *pubsub; /* WebSocket topics (pubsub.c); NULL: none yet */
   atomic_int nloops;
+  struct piston__tlsconf *tls; /* tlsctx.c; NULL: no TLS configured */
 };
 
 /* pubsub.c: frees the topics (the server's end; no session is left) */

@@ -1,5 +1,5 @@
-/* The plain transport: the socket itself. TLS will be a second table of
- * the same three operations. */
+/* The plain transport: the socket itself. TLS (tls.c) is a second table
+ * of the same operations. */
 #define _GNU_SOURCE
 #include "conn.h"
 

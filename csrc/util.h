@@ -5,6 +5,7 @@
 
 #include "piston.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,14 @@
 
 /* one line on stderr, "piston: ..." */
 void piston__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* piston__log, only with PISTON_OPT_DEBUG_LOG on (for events that are the
+ * client's fault and cost it its connection, nothing else). */
+extern atomic_bool piston__debug_on;
+#define piston__debug(...)                                                     \
+  do {                                                                         \
+    if (atomic_load_explicit(&piston__debug_on, memory_order_relaxed))         \
+      piston__log(__VA_ARGS__);                                                \
+  } while (0)
 
 static inline piston_str piston__slice(const char *base, uint32_t off,
                                        uint32_t len) {

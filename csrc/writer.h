@@ -23,5 +23,7 @@ void piston__wsubmit(piston__wctx *w, unsigned flags);
 /* wswrite.c: queues a frame already built (a publish) to a session; 1 if it
  * was queued, 0 if the session is closing or over the publish limit. */
 int piston__ws_queue_frame(piston_req *req, const void *frame, size_t len);
+/* pubsub.c: drops every subscription of req (its session has ended). */
+void piston__ws_unsubscribe_all(piston_req *req);
 
 #endif

@@ -294,6 +294,23 @@ static int on_close_frame(piston__wsconn *ws) {
   return 0;
 }
 
+/* A ping or pong for a host that asked for them (piston_ws_control_events):
+ * a message like the others, so that it keeps its place among them. 0 or a
+ * close code. */
+static int control_event(piston__wsconn *ws) {
+  piston_req *r = ws->h->req;
+  if (!atomic_load(&r->ws_control))
+    return 0;
+  piston__wsmsg *m = malloc(sizeof *m + ws->ctl_len);
+  if (!m)
+    return 1011;
+  m->opcode = ws->op;
+  m->len = ws->ctl_len;
+  memcpy(m->data, ws->ctl, ws->ctl_len);
+  piston__req_ws_deliver(r, m);
+  return 0;
+}
+
 /* A frame's last byte has arrived. 0 or a close code. */
 static int frame_ends(piston__wsconn *ws) {
   piston__conn *c = &ws->h->conn;
@@ -305,8 +322,8 @@ static int frame_ends(piston__wsconn *ws) {
     if (piston__ws_frame(&c->out, OP_PONG, ws->ctl, ws->ctl_len, NULL, 0) != 0)
       return 1011;
     piston__conn_mark_dirty(c);
-    return 0;
-  case OP_PONG: return 0;
+    return control_event(ws);
+  case OP_PONG: return control_event(ws);
   case OP_CLOSE: return on_close_frame(ws);
   default: break;
   }
@@ -395,6 +412,12 @@ static void ws_run(piston__conn *c) {
   piston__wsconn *ws = ws_of(c);
   piston_req *r = ws->h->req;
   int budget = READ_BUDGET;
+  if (r->abort_requested) {
+    /* the host ended the session abruptly (piston_ws_abort): no close
+     * frame, nothing more out */
+    piston__conn_close(c);
+    return;
+  }
   if (r->ws_close_sent && !ws->closing_timer && c->state == CONN_OPEN) {
     /* our close is out (the host's): the peer has a while to answer */
     ws->closing_timer = true;

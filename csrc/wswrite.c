@@ -112,14 +112,18 @@ static int begin_send(piston_req *r, piston__wctx *w) {
 }
 
 int piston_ws_send(piston_req *r, int opcode, const void *data, size_t len) {
-  if ((opcode != PISTON_WS_TEXT && opcode != PISTON_WS_BINARY) ||
-      (len && !data))
+  bool control = opcode == PISTON_WS_PING || opcode == PISTON_WS_PONG;
+  if ((opcode != PISTON_WS_TEXT && opcode != PISTON_WS_BINARY && !control) ||
+      (len && !data) || (control && len > 125))
     return PISTON_EINVAL;
   piston__wctx w;
   int rc = begin_send(r, &w);
   if (rc == PISTON_ECLOSED && !w.req)
     return rc;
-  if (rc == 0) {
+  if (rc == 0 && control) {
+    /* control frames are never compressed (RFC 7692 6.1) */
+    rc = piston__ws_frame(w.q, opcode, NULL, 0, data, len);
+  } else if (rc == 0) {
     /* compressed when negotiated and worth it; uncompressed otherwise (a
      * message at a time, RFC 7692 6) */
     size_t zlen = 0;
@@ -171,6 +175,44 @@ int piston_ws_close(piston_req *r, int code, const char *reason, size_t len) {
   /* POST_OUTPUT as a flag: the handler runs and starts waiting for the
    * peer's answer */
   return piston__wend(&w, rc == 0 ? POST_OUTPUT : 0, rc);
+}
+
+int piston_ws_abort(piston_req *r) {
+  piston__wctx w;
+  int rc = piston__wbegin(r, &w);
+  if (rc < 0)
+    return rc;
+  if (r->upgrade != UPGRADE_WS && r->upgrade != UPGRADE_WS_OPEN)
+    return piston__wend(&w, 0, PISTON_ESTATE);
+  /* nothing may be sent after it, a close frame least of all */
+  r->ws_close_sent = true;
+  if (!r->ws_code)
+    r->ws_code = 1006;
+  /* the handler (or, before the hand-over, the HTTP/1.1 one) closes the
+   * connection when it runs next */
+  piston__wend(&w, POST_ABORT, 0);
+  /* publishes skip it from now on, and numbers of subscribers leave it out
+   * before the connection has closed */
+  piston__ws_unsubscribe_all(r);
+  return 0;
+}
+
+void piston_ws_control_events(piston_req *r, int on) {
+  atomic_store(&r->ws_control, on != 0);
+}
+
+uint64_t piston_ws_buffered(const piston_req *cr) {
+  piston_req *r = (piston_req *)cr; /* the lock only */
+  pthread_mutex_lock(&r->lock);
+  uint64_t n = 0;
+  if (r->conn && !r->closed) {
+    /* the connection's queue is the loop's: read directly only there */
+    n = r->postq.pending + (piston__current_loop == r->loop
+                                ? r->conn->out.pending
+                                : atomic_load(&r->out_queued));
+  }
+  pthread_mutex_unlock(&r->lock);
+  return n;
 }
 
 int piston_ws_recv(piston_req *r, int *opcode, const void **data, size_t *len) {

@@ -8,10 +8,19 @@
  * runs: sync send, chunked writes, reading the body first, abort, and a
  * WebSocket echo. With the seed's high bit set, a valid WebSocket opening
  * handshake goes first, so that the rest reaches the frame parser (ws.c)
- * directly. */
+ * directly. With 0x20 the connection is TLS (tls.c): with 0x10 as well the
+ * input is the TLS feed itself (records as a client would send them),
+ * otherwise an in-process OpenSSL client completes a handshake first and
+ * the input goes through it as application data, so that the transport's
+ * reads and writes carry the HTTP/1.1 and WebSocket paths. */
 #define _GNU_SOURCE
 #include "http1.h"
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +29,49 @@
 
 static piston_server *srv;
 static piston_loop *loop;
+static SSL_CTX *client_ctx;
+
+/* A throwaway P-256 certificate for the server, in files (the engine's TLS
+ * configuration reads files). */
+static void make_cert(void) {
+  EVP_PKEY *pk = EVP_EC_gen("P-256");
+  X509 *x = X509_new();
+  if (!pk || !x)
+    abort();
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), 0);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_set_pubkey(x, pk);
+  X509_NAME *n = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+                             (const unsigned char *)"fuzz", -1, -1, 0);
+  X509_set_issuer_name(x, n);
+  if (!X509_sign(x, pk, EVP_sha256()))
+    abort();
+  char dir[] = "/tmp/piston-fuzz-XXXXXX";
+  if (!mkdtemp(dir))
+    abort();
+  char cert[64], key[64];
+  snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+  snprintf(key, sizeof key, "%s/key.pem", dir);
+  FILE *f = fopen(cert, "w"), *g = fopen(key, "w");
+  if (!f || !g || !PEM_write_X509(f, x) ||
+      !PEM_write_PrivateKey(g, pk, NULL, NULL, 0, NULL, NULL))
+    abort();
+  fclose(f);
+  fclose(g);
+  if (piston_server_tls_cert(srv, cert, key, NULL) ||
+      piston_server_tls_reload(srv))
+    abort();
+  unlink(cert);
+  unlink(key);
+  rmdir(dir);
+  X509_free(x);
+  EVP_PKEY_free(pk);
+  if (!(client_ctx = SSL_CTX_new(TLS_client_method())))
+    abort();
+  signal(SIGPIPE, SIG_IGN); /* the client's SSL_write to a closed server */
+}
 
 static const piston_header text[] = {
     {{"Content-Type", 12}, {"text/plain", 10}}};
@@ -125,16 +177,48 @@ static void setup(void) {
   if (piston_server_route_fixed(srv, NULL, "/fixed", 200, h, 1, "fixed", 5))
     abort();
   piston_server_on_request(srv, on_request, NULL);
+  make_cert();
   int err;
   loop = piston_loop_new(srv, &err);
   if (!loop)
     abort();
 }
 
+static SSL *client; /* the TLS client of the current input, or NULL */
+
 static void drain(int fd) {
   char buf[65536];
+  if (client) {
+    while (SSL_read(client, buf, sizeof buf) > 0) {
+    }
+    ERR_clear_error();
+    return;
+  }
   while (read(fd, buf, sizeof buf) > 0) {
   }
+}
+
+/* What the client sends: through its TLS session if it has one. */
+static ssize_t client_send(int fd, const void *p, size_t n) {
+  if (!client)
+    return send(fd, p, n, MSG_NOSIGNAL);
+  int w = SSL_write(client, p, (int)n);
+  ERR_clear_error();
+  return w > 0 ? w : -1;
+}
+
+/* The in-process client's handshake, the server's loop run in between. */
+static bool client_handshake(int fd) {
+  client = SSL_new(client_ctx);
+  if (!client || SSL_set_fd(client, fd) != 1)
+    abort();
+  SSL_set_connect_state(client);
+  for (int i = 0; i < 64; i++) {
+    if (SSL_do_handshake(client) == 1)
+      return true;
+    piston_loop_poll(loop);
+  }
+  return false;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -149,7 +233,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
     abort();
   struct sockaddr_storage peer = {.ss_family = AF_UNIX};
-  piston__h1_accept(loop, sv[0], &peer, sizeof(sa_family_t));
+  bool tls = seed & 0x20;
+  piston__h1_accept(loop, sv[0], &peer, sizeof(sa_family_t), tls);
+  if (tls && !(seed & 0x10) && !client_handshake(sv[1]))
+    abort(); /* the engine's side of a valid handshake must complete */
   if (seed & 0x80) {
     /* with 0x40 too, permessage-deflate is offered: RSV1 frames then reach
      * the inflater */
@@ -159,9 +246,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     static const char pmd[] = "Sec-WebSocket-Extensions: permessage-deflate; "
                               "client_max_window_bits\r\n";
-    if (send(sv[1], hs, sizeof hs - 1, MSG_NOSIGNAL) < 0 ||
-        ((seed & 0x40) && send(sv[1], pmd, sizeof pmd - 1, MSG_NOSIGNAL) < 0) ||
-        send(sv[1], "\r\n", 2, MSG_NOSIGNAL) < 0)
+    if (client_send(sv[1], hs, sizeof hs - 1) < 0 ||
+        ((seed & 0x40) && client_send(sv[1], pmd, sizeof pmd - 1) < 0) ||
+        client_send(sv[1], "\r\n", 2) < 0)
       abort();
     piston_loop_poll(loop);
     drain(sv[1]);
@@ -173,7 +260,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t n = 1 + (seed >> 16) % 64;
     if (n > size - off)
       n = size - off;
-    ssize_t w = send(sv[1], data + off, n, MSG_NOSIGNAL);
+    ssize_t w = client_send(sv[1], data + off, n);
     if (w <= 0)
       break; /* the server closed, or our buffer is full of unread data */
     off += (size_t)w;
@@ -184,6 +271,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int i = 0; i < 64 && piston_loop_connections(loop) > 0; i++) {
     piston_loop_poll(loop);
     drain(sv[1]);
+  }
+  if (client) {
+    SSL_free(client);
+    client = NULL;
   }
   close(sv[1]); /* a connection still open sees the peer gone */
   for (int i = 0; i < 16 && piston_loop_connections(loop) > 0; i++)

@@ -1058,6 +1058,174 @@ static napi_value js_connections(napi_env env, napi_callback_info info) {
   return make_int(env, s->loop ? (int64_t)piston_loop_connections(s->loop) : 0);
 }
 
+/* ---- JS functions: TLS ----------------------------------------------------
+ * Translations of piston.h's TLS calls; node/tls.js maps node:https's
+ * options onto them. A PISTON_ETLS failure throws with code ETLS, and
+ * tlsError(srv) then says what to fix (JS puts it in the message). */
+
+/* PEM text from a Buffer/TypedArray or a string. Strings are always copied
+ * to malloc'd memory (*owned), so that two of them can be held at once
+ * (get_bytes would put both in the scratch buffer). */
+static int get_pem(addon_t *a, napi_env env, napi_value v, const char **data,
+                   size_t *len, char **owned) {
+  bool buf = false, typed = false;
+  if ((napi_is_buffer(env, v, &buf) == napi_ok && buf) ||
+      (napi_is_typedarray(env, v, &typed) == napi_ok && typed))
+    return get_bytes(a, env, v, data, len, owned);
+  return get_string(env, v, false, NULL, 0, data, len, owned);
+}
+
+static napi_value tls_result(napi_env env, int rc, const char *call) {
+  if (rc < 0)
+    throw_piston(env, rc, call);
+  return undef(env);
+}
+
+/* tlsCertPem(srv, cert, key): a certificate chain and its key, PEM text */
+static napi_value js_tls_cert_pem(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  const char *cert, *key;
+  size_t clen, klen;
+  char *cown = NULL, *kown = NULL;
+  int rc = PISTON_EINVAL;
+  if (get_pem(s->a, env, argv[1], &cert, &clen, &cown) == 0 &&
+      get_pem(s->a, env, argv[2], &key, &klen, &kown) == 0)
+    rc = piston_server_tls_cert_pem(s->server, cert, clen, key, klen);
+  free(cown);
+  free(kown);
+  return tls_result(env, rc, "piston_server_tls_cert_pem");
+}
+
+/* tlsCert(srv, certFile, keyFile, ocspFile|null): the same from files */
+static napi_value js_tls_cert(napi_env env, napi_callback_info info) {
+  SRV_ARG(4);
+  char *cert = dup_str(env, argv[1]), *key = dup_str(env, argv[2]);
+  char *ocsp = is_nullish(env, argv[3]) ? NULL : dup_str(env, argv[3]);
+  int rc = cert && key && (ocsp || is_nullish(env, argv[3]))
+               ? piston_server_tls_cert(s->server, cert, key, ocsp)
+               : PISTON_EINVAL;
+  free(cert);
+  free(key);
+  free(ocsp);
+  return tls_result(env, rc, "piston_server_tls_cert");
+}
+
+/* tlsReplacePem(srv, i, cert, key): the i-th certificate, for new
+ * connections (setSecureContext) */
+static napi_value js_tls_replace_pem(napi_env env, napi_callback_info info) {
+  SRV_ARG(4);
+  const char *cert, *key;
+  size_t clen, klen;
+  char *cown = NULL, *kown = NULL;
+  int64_t i = get_i64(env, argv[1], -1);
+  int rc = PISTON_EINVAL;
+  if (i >= 0 && get_pem(s->a, env, argv[2], &cert, &clen, &cown) == 0 &&
+      get_pem(s->a, env, argv[3], &key, &klen, &kown) == 0)
+    rc = piston_server_tls_replace_pem(s->server, (size_t)i, cert, clen, key,
+                                       klen);
+  free(cown);
+  free(kown);
+  return tls_result(env, rc, "piston_server_tls_replace_pem");
+}
+
+/* tlsSet(srv, TLS_<option>, value) */
+static napi_value js_tls_set(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  int64_t opt = get_i64(env, argv[1], -1);
+  char *value = dup_str(env, argv[2]);
+  int rc = value && opt >= 0 && opt < PISTON_TLS__COUNT
+               ? piston_server_tls_set(s->server, (piston_tls_option)opt, value)
+               : PISTON_EINVAL;
+  free(value);
+  return tls_result(env, rc, "piston_server_tls_set");
+}
+
+/* listenerTls(srv, i): the i-th listener speaks TLS */
+static napi_value js_listener_tls(napi_env env, napi_callback_info info) {
+  SRV_ARG(2);
+  int64_t i = get_i64(env, argv[1], -1);
+  return tls_result(env,
+                    i < 0 ? PISTON_EINVAL
+                          : piston_server_listener_tls(s->server, (size_t)i),
+                    "piston_server_listener_tls");
+}
+
+/* tlsReload(srv): builds the certificates again (files are read again) */
+static napi_value js_tls_reload(napi_env env, napi_callback_info info) {
+  SRV_ARG(1);
+  return tls_result(env, piston_server_tls_reload(s->server),
+                    "piston_server_tls_reload");
+}
+
+/* tlsError(srv) -> what the last failed TLS call found ("" if none) */
+static napi_value js_tls_error(napi_env env, napi_callback_info info) {
+  SRV_ARG(1);
+  return make_cstr(env, piston_server_tls_error(s->server));
+}
+
+/* tlsInfo(slot) -> [one entry per PISTON_TLSI_*, indexed by TLSI_<name>]:
+ * UTF-8 strings (the names may hold UTF-8), the two DERs as Buffers; all
+ * empty on a plain connection. A number (PISTON_ECLOSED) for a dead slot. */
+static napi_value js_tls_info(napi_env env, napi_callback_info info) {
+  napi_value argv[1], arr;
+  uint32_t slot;
+  addon_t *a = get_args(env, info, 1, argv);
+  if (!a)
+    return NULL;
+  piston_req *req = get_req(a, env, argv[0], &slot);
+  if (!req)
+    return make_int(env, PISTON_ECLOSED);
+  NAPI_OK(napi_create_array_with_length(env, PISTON_TLSI__COUNT, &arr));
+  for (int i = 0; i < PISTON_TLSI__COUNT; i++) {
+    piston_str v = piston_req_tls(req, (piston_tls_info)i);
+    napi_value x;
+    void *data;
+    if (i == PISTON_TLSI_PEER_CERT || i == PISTON_TLSI_LOCAL_CERT)
+      NAPI_OK(
+          napi_create_buffer_copy(env, v.len, v.len ? v.ptr : "", &data, &x));
+    else
+      NAPI_OK(napi_create_string_utf8(env, v.len ? v.ptr : "", v.len, &x));
+    NAPI_OK(napi_set_element(env, arr, (uint32_t)i, x));
+  }
+  return arr;
+}
+
+/* httpVersion(slot) -> 10, 11 or 20; PISTON_ECLOSED for a dead slot */
+static napi_value js_http_version(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint32_t slot;
+  addon_t *a = get_args(env, info, 1, argv);
+  if (!a)
+    return NULL;
+  piston_req *req = get_req(a, env, argv[0], &slot);
+  return make_int(env, req ? piston_req_http_version(req) : PISTON_ECLOSED);
+}
+
+/* TLS_<name>: tlsSet's settings; TLSI_<name>: tlsInfo's indexes (from
+ * piston.h's maps, so JS has no copies). 0 with an exception pending on
+ * failure. */
+static int tls_consts(napi_env env, napi_value exports) {
+  static const struct {
+    const char *name;
+    int v;
+  } consts[] = {
+#define TLS_CONST_(name, doc) {"TLS_" #name, PISTON_TLS_##name},
+      PISTON_TLS_OPTION_MAP(TLS_CONST_)
+#undef TLS_CONST_
+#define TLSI_CONST_(name, doc) {"TLSI_" #name, PISTON_TLSI_##name},
+          PISTON_TLS_INFO_MAP(TLSI_CONST_)
+#undef TLSI_CONST_
+  };
+  for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
+    if (napi_set_named_property(env, exports, consts[i].name,
+                                make_int(env, consts[i].v)) != napi_ok) {
+      napi_failed(env, "piston: exporting the TLS constants failed");
+      return 0;
+    }
+  }
+  return 1;
+}
+
 /* ---- JS functions: requests ---------------------------------------------- */
 
 /* The request argument: a dead or released slot answers PISTON_ECLOSED. */
@@ -1301,6 +1469,21 @@ static napi_value js_ws_accept(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
+/* Bytes of an ArrayBuffer, a Buffer/TypedArray or a string (UTF-8). */
+static int get_payload(addon_t *a, napi_env env, napi_value v,
+                       const char **data, size_t *len, char **owned) {
+  bool is = false;
+  void *p;
+  *owned = NULL;
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+    if (napi_get_arraybuffer_info(env, v, &p, len) != napi_ok)
+      return -1;
+    *data = p;
+    return 0;
+  }
+  return get_bytes(a, env, v, data, len, owned);
+}
+
 /* wsSend(slot, data, binary) -> 0, 1 (wait for drain) or an error. data:
  * an ArrayBuffer, a Buffer/TypedArray or a string (sent as UTF-8). */
 static napi_value js_ws_send(napi_env env, napi_callback_info info) {
@@ -1308,15 +1491,8 @@ static napi_value js_ws_send(napi_env env, napi_callback_info info) {
   const char *data;
   size_t len;
   char *owned = NULL;
-  bool is = false;
-  void *p;
-  if (napi_is_arraybuffer(env, argv[1], &is) == napi_ok && is) {
-    if (napi_get_arraybuffer_info(env, argv[1], &p, &len) != napi_ok)
-      return make_int(env, PISTON_EINVAL);
-    data = p;
-  } else if (get_bytes(a, env, argv[1], &data, &len, &owned) < 0) {
+  if (get_payload(a, env, argv[1], &data, &len, &owned) < 0)
     return make_int(env, PISTON_EINVAL);
-  }
   int op = get_bool(env, argv[2], false) ? PISTON_WS_BINARY : PISTON_WS_TEXT;
   int rc = piston_ws_send(req, op, data, len);
   free(owned);
@@ -1371,6 +1547,136 @@ static napi_value js_ws_recv(napi_env env, napi_callback_info info) {
 static napi_value js_ws_close_code(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
   return make_int(env, piston_ws_close_code(req));
+}
+
+/* ---- JS functions: WebSocket publish/subscribe, control frames, state ---- */
+
+/* A session's call with one argument of bytes (a topic, a ping's payload),
+ * its result as a number. */
+typedef int (*bytes_fn)(piston_req *req, const void *p, size_t len);
+static napi_value bytes_call(napi_env env, napi_callback_info info,
+                             bytes_fn fn) {
+  REQ_ARG(2);
+  const char *t;
+  size_t tl;
+  char *owned;
+  if (get_payload(a, env, argv[1], &t, &tl, &owned) < 0)
+    return make_int(env, PISTON_EINVAL);
+  int rc = fn(req, t, tl);
+  free(owned);
+  return make_int(env, rc);
+}
+
+static int is_subscribed(piston_req *req, const void *topic, size_t len) {
+  return piston_ws_is_subscribed(req, topic, len);
+}
+
+/* wsSubscribe(slot, topic) -> rc */
+static napi_value js_ws_subscribe(napi_env env, napi_callback_info info) {
+  return bytes_call(env, info, piston_ws_subscribe);
+}
+
+/* wsUnsubscribe(slot, topic) -> 1 if it was subscribed, else 0 */
+static napi_value js_ws_unsubscribe(napi_env env, napi_callback_info info) {
+  return bytes_call(env, info, piston_ws_unsubscribe);
+}
+
+/* wsIsSubscribed(slot, topic) -> 1 or 0 */
+static napi_value js_ws_is_subscribed(napi_env env, napi_callback_info info) {
+  return bytes_call(env, info, is_subscribed);
+}
+
+/* wsPublish(server, topic, data, binary, exceptSlot) -> the number of
+ * sessions it was queued to, or an error. exceptSlot < 0: none skipped. */
+static napi_value js_ws_publish(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  addon_t *a = get_args(env, info, 5, argv);
+  srv_t *s = a ? get_srv(env, argv[0]) : NULL;
+  if (!s)
+    return NULL;
+  int64_t ex = get_i64(env, argv[4], -1);
+  const piston_req *except =
+      ex >= 0 && (uint64_t)ex < a->nslots ? a->slots[ex].req : NULL;
+  const char *t, *d;
+  size_t tl, dl;
+  char *towned, *downned = NULL;
+  if (get_payload(a, env, argv[1], &t, &tl, &towned) < 0)
+    return make_int(env, PISTON_EINVAL);
+  /* the topic may sit in the scratch buffer: a string message needs its own
+   * memory then */
+  if (!towned && t == a->scratch) {
+    if (!(towned = malloc(tl + 1)))
+      return make_int(env, PISTON_ENOMEM);
+    memcpy(towned, t, tl);
+    t = towned;
+  }
+  int rc =
+      get_payload(a, env, argv[2], &d, &dl, &downned) < 0
+          ? PISTON_EINVAL
+          : piston_ws_publish(s->server, t, tl,
+                              get_bool(env, argv[3], false) ? PISTON_WS_BINARY
+                                                            : PISTON_WS_TEXT,
+                              d, dl, except);
+  free(towned);
+  free(downned);
+  return make_int(env, rc);
+}
+
+/* wsSubscribers(server, topic) -> how many sessions follow topic */
+static napi_value js_ws_subscribers(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  addon_t *a = get_args(env, info, 2, argv);
+  srv_t *s = a ? get_srv(env, argv[0]) : NULL;
+  if (!s)
+    return NULL;
+  const char *t;
+  size_t tl;
+  char *owned;
+  if (get_payload(a, env, argv[1], &t, &tl, &owned) < 0)
+    return make_int(env, PISTON_EINVAL);
+  size_t n = piston_ws_subscribers(s->server, t, tl);
+  free(owned);
+  return make_int(env, (int64_t)n);
+}
+
+/* wsCloseReason(slot) -> the peer's close reason, an ArrayBuffer */
+static napi_value js_ws_close_reason(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  piston_str r = piston_ws_close_reason(req);
+  napi_value buf;
+  void *dst;
+  NAPI_OK(napi_create_arraybuffer(env, r.len, &dst, &buf));
+  if (r.len)
+    memcpy(dst, r.ptr, r.len);
+  return buf;
+}
+
+/* wsAbort(slot) -> rc: the session ends without a close frame */
+static napi_value js_ws_abort(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, piston_ws_abort(req));
+}
+
+/* wsControl(slot, on): wsRecv also gives pings (9) and pongs (10) */
+static napi_value js_ws_control(napi_env env, napi_callback_info info) {
+  REQ_ARG(2);
+  piston_ws_control_events(req, get_bool(env, argv[1], false));
+  return undef(env);
+}
+
+static int send_ping(piston_req *req, const void *data, size_t len) {
+  return piston_ws_send(req, PISTON_WS_PING, data, len);
+}
+
+/* wsPing(slot, data) -> as wsSend (data as wsSend's, at most 125 bytes) */
+static napi_value js_ws_ping(napi_env env, napi_callback_info info) {
+  return bytes_call(env, info, send_ping);
+}
+
+/* wsBuffered(slot) -> bytes queued for the session's connection */
+static napi_value js_ws_buffered(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, (int64_t)piston_ws_buffered(req));
 }
 
 /* ---- JS functions: a connection taken over (node:http's 'upgrade' and
@@ -1482,6 +1788,15 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"routeDir", js_route_dir},
       {"listenTcp", js_listen_tcp},
       {"listenUnix", js_listen_unix},
+      {"tlsCertPem", js_tls_cert_pem},
+      {"tlsCert", js_tls_cert},
+      {"tlsReplacePem", js_tls_replace_pem},
+      {"tlsSet", js_tls_set},
+      {"listenerTls", js_listener_tls},
+      {"tlsReload", js_tls_reload},
+      {"tlsError", js_tls_error},
+      {"tlsInfo", js_tls_info},
+      {"httpVersion", js_http_version},
       {"start", js_start},
       {"stop", js_stop},
       {"ref", js_ref},
@@ -1505,6 +1820,16 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"wsClose", js_ws_close},
       {"wsRecv", js_ws_recv},
       {"wsCloseCode", js_ws_close_code},
+      {"wsSubscribe", js_ws_subscribe},
+      {"wsUnsubscribe", js_ws_unsubscribe},
+      {"wsIsSubscribed", js_ws_is_subscribed},
+      {"wsPublish", js_ws_publish},
+      {"wsSubscribers", js_ws_subscribers},
+      {"wsCloseReason", js_ws_close_reason},
+      {"wsAbort", js_ws_abort},
+      {"wsControl", js_ws_control},
+      {"wsPing", js_ws_ping},
+      {"wsBuffered", js_ws_buffered},
       {"rawTakeover", js_raw_takeover},
       {"rawWrite", js_raw_write},
       {"rawShutdown", js_raw_shutdown},
@@ -1553,6 +1878,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
     NAPI_OK(napi_set_named_property(env, exports, consts[i].name,
                                     make_int(env, consts[i].v)));
+  if (!tls_consts(env, exports))
+    return NULL;
   return exports;
 }
 

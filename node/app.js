@@ -9,6 +9,7 @@ const path = require('node:path');
 const net = require('node:net');
 const { Readable } = require('node:stream');
 const B = require('./binding');
+const TLS = require('./tls');
 
 const { native } = B;
 const EAGAIN = native.EAGAIN;
@@ -139,7 +140,19 @@ class Request {
     return this._ex.info()[3] || undefined;
   }
   get httpVersion() {
+    const s = this._ex.slot;
+    if (s >= 0 && native.httpVersion(s) === 20) return '2.0';
     return this._ex.info()[0] ? '1.1' : '1.0';
+  }
+  // On a TLS app: what the connection negotiated, with node's TLSSocket
+  // names (encrypted, authorized, authorizationError, alpnProtocol,
+  // servername, getProtocol(), getCipher(), getPeerCertificate(), ...);
+  // undefined on a plain app or once the request is over.
+  get tls() {
+    const app = this._ex.app;
+    const s = this._ex.slot;
+    if (!app._tls || s < 0) return undefined;
+    return new TLS.TlsState(native.tlsInfo(s), app._tls.requestCert);
   }
   // The whole body as one Buffer.
   async body() {
@@ -335,6 +348,8 @@ class Response {
     const h = this._h;
     const proto = firstToken(protocol);
     if (proto !== '') h.push('Sec-WebSocket-Protocol', proto);
+    // pings and pongs reach JS only for a route that handles them
+    if (route.ping !== undefined || route.pong !== undefined) native.wsControl(s, true);
     const rc = native.wsAccept(s, h);
     if (rc < 0) {
       ex.release();
@@ -343,7 +358,7 @@ class Response {
     }
     // the slot now names the session: the exchange lets go of it
     ex.slot = -1;
-    const ws = new WebSocket(route, s, userData === undefined ? {} : userData);
+    const ws = new WebSocket(route, s, userData === undefined ? {} : userData, ex.app);
     B.bindSlot(s, ws);
     sessions[s] = ws;
     if (route.open !== undefined) route.open(ws);
@@ -392,30 +407,39 @@ native.wsInit((n) => {
 }, batch);
 
 // One accepted WebSocket: a view of the engine's session (framing, UTF-8,
-// pings and the closing handshake are the engine's). Its methods after the
-// session ended do nothing (send returns 2).
+// pings, the closing handshake and publish/subscribe are the engine's). Its
+// methods after the session ended do nothing (send returns 2, subscribe and
+// publish false).
 class WebSocket {
-  constructor(route, slot, userData) {
+  constructor(route, slot, userData, app) {
     this._route = route;
     this._slot = slot;
     this._ud = userData;
+    this._app = app;
     this._needDrain = false;
-    this._sinceDrain = 0; // bytes sent since the open or the last drain
+    this._topics = null; // for getTopics(): the engine keeps the real table
   }
   // 1: queued; 0: queued, but the client is slower than the sender (wait
   // for the route's drain); 2: dropped (the session is closing or closed).
   send(data, isBinary = false) {
     const s = this._slot;
     if (s < 0) return 2;
-    const rc = native.wsSend(s, data, !!isBinary);
-    if (rc === 0 || rc === 1) this._sinceDrain += byteLength(data);
+    return this._sent(native.wsSend(s, data, !!isBinary), 'send');
+  }
+  // A ping (at most 125 bytes of payload); returns as send.
+  ping(message) {
+    const s = this._slot;
+    if (s < 0) return 2;
+    return this._sent(native.wsPing(s, message === undefined ? EMPTY_AB : message), 'ping');
+  }
+  _sent(rc, what) {
     if (rc === 0) return 1;
     if (rc === 1) {
       this._needDrain = true;
       return 0;
     }
     if (rc === ECLOSED) return 2;
-    throw wsError(rc, 'send');
+    throw wsError(rc, what);
   }
   // The closing handshake: a close frame with code (none if omitted) and a
   // short reason; the route's close runs once the connection is gone.
@@ -425,17 +449,51 @@ class WebSocket {
     const rc = native.wsClose(s, code === undefined ? 0 : code, reason);
     if (rc < 0 && rc !== ECLOSED) throw wsError(rc, 'end');
   }
-  // uWebSockets.js's abrupt close (no close frame) needs an engine call that
-  // does not exist yet: this is end() without a code.
+  // uWebSockets.js's abrupt close: no close frame, the connection is
+  // dropped (the client sees 1006) and the route's close runs at once,
+  // with 1006 and an empty message.
   close() {
-    this.end();
+    const s = this._slot;
+    if (s < 0) return this;
+    native.wsAbort(s);
+    this._ended();
+    return this;
   }
-  // An estimate, not the engine's count (it has no accessor for it): 0
-  // unless a send reported pressure that no drain has lifted yet; then the
-  // bytes sent since the open or the last drain (the queue holds at most
-  // these plus its low-water mark).
+  // Topics are strings or bytes (ArrayBuffer, Buffer, TypedArray); a
+  // session's subscriptions end with it.
+  subscribe(topic) {
+    const s = this._slot;
+    if (s < 0) return false;
+    const rc = native.wsSubscribe(s, topic);
+    if (rc === ECLOSED) return false;
+    if (rc < 0) throw wsError(rc, 'subscribe');
+    (this._topics ||= new Set()).add(topicString(topic));
+    return true;
+  }
+  // Whether it was subscribed.
+  unsubscribe(topic) {
+    const s = this._slot;
+    if (s < 0) return false;
+    const was = native.wsUnsubscribe(s, topic) === 1;
+    if (was) this._topics.delete(topicString(topic));
+    return was;
+  }
+  isSubscribed(topic) {
+    return this._slot >= 0 && native.wsIsSubscribed(this._slot, topic) === 1;
+  }
+  getTopics() {
+    return this._slot >= 0 && this._topics !== null ? [...this._topics] : [];
+  }
+  // To every subscriber of topic but this session (as uWebSockets.js);
+  // true if the topic has subscribers (this one included), as uWebSockets.js.
+  publish(topic, message, isBinary = false, compress) {
+    if (this._slot < 0) return false;
+    return this._app._publish(topic, message, isBinary, this._slot);
+  }
+  // Exact: the bytes queued for the connection that the socket has not
+  // taken yet.
   getBufferedAmount() {
-    return this._needDrain ? this._sinceDrain : 0;
+    return this._slot < 0 ? 0 : native.wsBuffered(this._slot);
   }
   getUserData() {
     return this._ud;
@@ -449,32 +507,41 @@ class WebSocket {
     if (ev & EV_MESSAGE) this._messages();
     if (ev & EV_DRAIN && this._needDrain) {
       this._needDrain = false;
-      this._sinceDrain = 0;
       if (this._route.drain !== undefined) this._route.drain(this);
     }
     if (ev & EV_CLOSED && this._slot >= 0) {
       this._messages();
-      const s = this._slot;
-      const code = native.wsCloseCode(s);
-      this._slot = -1;
-      sessions[s] = undefined;
-      B.releaseSlot(s);
-      if (this._route.close !== undefined) this._route.close(this, code, EMPTY_AB);
+      this._ended();
     }
   }
-  // Every message waiting, in order; a handler's exception is rethrown
-  // once the others are delivered (they would otherwise wait for the next
-  // message to be noticed).
+  // The session is over: the route's close, with the code and the peer's
+  // reason, then the slot goes.
+  _ended() {
+    const s = this._slot;
+    const code = native.wsCloseCode(s);
+    const reason = native.wsCloseReason(s);
+    this._slot = -1;
+    sessions[s] = undefined;
+    B.releaseSlot(s);
+    if (this._route.close !== undefined) this._route.close(this, code, typeof reason === 'number' ? EMPTY_AB : reason);
+  }
+  // Every message waiting (and, for a route with ping/pong handlers, every
+  // ping and pong), in order; a handler's exception is rethrown once the
+  // others are delivered (they would otherwise wait for the next message
+  // to be noticed).
   _messages() {
-    const h = this._route.message;
+    const route = this._route;
     let err;
     let failed = false;
     while (this._slot >= 0) {
       const m = native.wsRecv(this._slot, recvOp);
       if (typeof m === 'number') break;
+      const op = recvOp[0];
+      const h = op === OP_PING ? route.ping : op === OP_PONG ? route.pong : route.message;
       if (h === undefined) continue;
       try {
-        h(this, m, recvOp[0] === 2);
+        if (op === OP_PING || op === OP_PONG) h(this, m);
+        else h(this, m, op === 2);
       } catch (e) {
         if (!failed) err = e;
         failed = true;
@@ -484,8 +551,14 @@ class WebSocket {
   }
 }
 
-function byteLength(data) {
-  return typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+const OP_PING = 9;
+const OP_PONG = 10;
+
+// getTopics() gives strings, as uWebSockets.js does.
+function topicString(t) {
+  if (typeof t === 'string') return t;
+  if (t instanceof ArrayBuffer) return Buffer.from(t).toString();
+  return Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString();
 }
 
 function wsError(rc, what) {
@@ -583,6 +656,10 @@ function closedError() {
 class App {
   constructor(options = {}) {
     this.options = options;
+    // { key, cert, ca, requestCert, ... } as node:https's, or uWebSockets.js's
+    // key_file_name/cert_file_name: checked now
+    this._tls = TLS.fromAppOptions(options.tls);
+    if (this._tls) TLS.validate(this._tls);
     this.router = new Router();
     this._wsRouter = null; // app.ws routes, any method
     this._wsRoutes = [];
@@ -623,7 +700,8 @@ class App {
   }
   // A WebSocket route, in uWebSockets.js's style: behavior has open,
   // message(ws, ArrayBuffer, isBinary), drain, close(ws, code, message),
-  // upgrade(res, req, context) and maxPayloadLength (see node/README.md).
+  // ping(ws, ArrayBuffer), pong(ws, ArrayBuffer), upgrade(res, req,
+  // context), maxPayloadLength and compression (see node/README.md).
   // A request to it that is no opening handshake gets the engine's 400/426
   // (unless an HTTP route of the app takes that method and path).
   ws(pattern, behavior = {}) {
@@ -633,7 +711,10 @@ class App {
       drain: fnOrUndefined(behavior.drain, 'drain'),
       close: fnOrUndefined(behavior.close, 'close'),
       upgrade: fnOrUndefined(behavior.upgrade, 'upgrade'),
+      ping: fnOrUndefined(behavior.ping, 'ping'),
+      pong: fnOrUndefined(behavior.pong, 'pong'),
       maxPayloadLength: behavior.maxPayloadLength,
+      compression: behavior.compression,
     };
     const context = { pattern };
     const up = route.upgrade;
@@ -645,6 +726,22 @@ class App {
     (this._wsRouter ||= new Router()).add('*', pattern, handler);
     this._wsRoutes.push(route);
     return this;
+  }
+  // To every subscriber of topic (any session of this app); true if the
+  // topic has subscribers, as uWebSockets.js.
+  publish(topic, message, isBinary = false, compress) {
+    return this._publish(topic, message, isBinary, -1);
+  }
+  _publish(topic, message, isBinary, exceptSlot) {
+    if (this._h === null) return false;
+    const n = native.wsPublish(this._h, topic, message, !!isBinary, exceptSlot);
+    if (n < 0) throw wsError(n, 'publish');
+    // a subscriber skipped (the publisher, or one over its backpressure
+    // limit) still makes the topic one that exists
+    return n > 0 || native.wsSubscribers(this._h, topic) > 0;
+  }
+  numSubscribers(topic) {
+    return this._h === null ? 0 : native.wsSubscribers(this._h, topic);
   }
   // Files under dir for paths starting with prefix, served by the engine.
   static(prefix, dir) {
@@ -678,7 +775,8 @@ class App {
     this._id = B.registerServer(this);
     try {
       this._h = B.makeNative(this._id, options, spec, this._routes);
-      this.port = native.start(this._h);
+      if (this._tls) TLS.apply(this._h, this._tls);
+      this.port = TLS.start(this._h);
     } catch (e) {
       if (this._h) native.stop(this._h, 0);
       this._h = null;
@@ -694,14 +792,27 @@ class App {
     return this;
   }
   // The app's options, with the WebSocket routes' maxPayloadLength as the
-  // engine's one limit (wsMaxMessage): routes that ask for different ones
-  // cannot be served, as the engine's limit is per server.
+  // engine's one limit (wsMaxMessage) and their compression as its one
+  // permessage-deflate switch (wsDeflate): routes that ask for different
+  // ones cannot be served, as the engine's settings are per server.
   _engineOptions() {
-    const limits = new Set();
-    for (const r of this._wsRoutes) if (r.maxPayloadLength !== undefined) limits.add(Number(r.maxPayloadLength));
-    if (limits.size === 0) return this.options;
-    if (limits.size > 1) throw new Error('piston: WebSocket routes with different maxPayloadLength (' + [...limits].join(', ') + '): the engine has one limit per server');
-    return { ...this.options, wsMaxMessage: [...limits][0] };
+    const opts = { ...this.options };
+    const one = (name, key, of) => {
+      const vals = new Set();
+      for (const r of this._wsRoutes) if (r[name] !== undefined) vals.add(of(r[name]));
+      if (vals.size > 1) throw new Error('piston: WebSocket routes with different ' + name + ' (' + [...vals].join(', ') + '): the engine has one setting per server');
+      if (vals.size === 1) opts[key] = [...vals][0];
+    };
+    one('maxPayloadLength', 'wsMaxMessage', Number);
+    // uWebSockets.js's DISABLED is 0; any compressor turns deflate on
+    one('compression', 'wsDeflate', (c) => (Number(c) === DISABLED ? 0 : 1));
+    return opts;
+  }
+  // New key/cert for new connections (node:https's name); open ones keep
+  // theirs.
+  setSecureContext(options) {
+    TLS.setSecureContext(this, options);
+    return this;
   }
   // Graceful: in-flight requests get up to deadlineMs.
   close(cb, deadlineMs = 10000) {
@@ -771,4 +882,9 @@ function fnOrUndefined(f, name) {
   return f;
 }
 
-module.exports = { App, Request, Response, WebSocket };
+// uWebSockets.js's names for a route's compression (its other compressors
+// are taken as SHARED_COMPRESSOR: the engine has one kind).
+const DISABLED = 0;
+const SHARED_COMPRESSOR = 1;
+
+module.exports = { App, Request, Response, WebSocket, DISABLED, SHARED_COMPRESSOR };

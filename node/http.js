@@ -13,6 +13,7 @@ const { validateHeaderName, validateHeaderValue } = http;
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const B = require('./binding');
+const TLS = require('./tls');
 const U = require('./upgrade');
 
 const { native } = B;
@@ -86,6 +87,8 @@ class PistonSocket extends SocketBase {
     // the peer is the connection's: read it once, while a handle is live
     const info = native.info(ex.slot);
     this._info = typeof info === 'number' ? NO_INFO : info;
+    // HTTP/2 (ALPN h2, or h2c's preface) is the connection's from its start
+    this._h2 = native.httpVersion(ex.slot) === 20;
     this._closeEmitted = false;
     this._upgraded = undefined; // the stream of an upgrade on this connection
     this.destroyed = false;
@@ -200,6 +203,9 @@ class PistonSocket extends SocketBase {
     return true;
   }
 }
+
+// A TLS server's connections: tls.TLSSocket's properties and methods too
+const PistonTLSSocket = TLS.socketClass(PistonSocket);
 
 // Without a listener nothing happens: node's server listens on its sockets
 // ('clientError' or a quiet destroy), so a socket error never crashes it.
@@ -512,7 +518,7 @@ class Exchange {
     let socket = server._sockets.get(connId);
     this.newSocket = socket === undefined;
     if (socket === undefined) {
-      socket = new PistonSocket(server, connId, this);
+      socket = server._tls ? new PistonTLSSocket(server, connId, this) : new PistonSocket(server, connId, this);
       server._sockets.set(connId, socket);
     } else {
       socket._ex = this;
@@ -531,9 +537,15 @@ class Exchange {
     req.url = url;
     const raw = native.headers(slot);
     req._addHeaderLines(raw, raw.length); // rawHeaders; headers parse lazily
-    req.httpVersionMajor = 1;
-    req.httpVersionMinor = minor;
-    req.httpVersion = minor ? '1.1' : '1.0';
+    if (socket._h2) {
+      req.httpVersionMajor = 2; // as node:http2's compatibility API
+      req.httpVersionMinor = 0;
+      req.httpVersion = '2.0';
+    } else {
+      req.httpVersionMajor = 1;
+      req.httpVersionMinor = minor;
+      req.httpVersion = minor ? '1.1' : '1.0';
+    }
     req.upgrade = false; // node's: an upgrade nobody listens for is plain HTTP
     this.req = req;
     if (server._joinDuplicateHeaders) req.joinDuplicateHeaders = true;
@@ -796,6 +808,10 @@ function Server(options, handler) {
   this._ServerResponse = options.ServerResponse || PistonServerResponse;
   this._highWaterMark = options.highWaterMark; // undefined: the default
   this._joinDuplicateHeaders = options.joinDuplicateHeaders === true;
+  // node:https's key/cert/ca/requestCert/... (null: plain HTTP); checked
+  // now, as node's createSecureContext does
+  this._tls = TLS.fromOptions(options);
+  if (this._tls) TLS.validate(this._tls);
   this._h = null;
   this._handle = null; // net.Server's `listening` getter reads it
   this._id = 0;
@@ -896,8 +912,9 @@ class ServerMethods {
     let boundPort = 0;
     try {
       this._h = B.makeNative(this._id, opts, listenSpec, this._routes);
+      if (this._tls) TLS.apply(this._h, this._tls);
       native.watch(this._h, true, true); // 'clientError', per-connection sockets
-      boundPort = native.start(this._h);
+      boundPort = TLS.start(this._h);
     } catch (e) {
       if (this._h) native.stop(this._h, 0);
       this._h = null;
@@ -1096,6 +1113,11 @@ class ServerMethods {
     this._refed = false;
     if (this._h) native.ref(this._h, false);
     return this;
+  }
+
+  // node:https's: new key/cert for new connections; open ones keep theirs
+  setSecureContext(options) {
+    TLS.setSecureContext(this, options);
   }
 
   [Symbol.asyncDispose]() {

@@ -2,6 +2,9 @@
 // the Piston HTTP/1.1 engine.
 
 import * as http from 'node:http';
+import * as nodeHttps from 'node:https';
+import { PeerCertificate, DetailedPeerCertificate, CipherNameAndProtocol } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { Duplex, Readable } from 'node:stream';
 import { EventEmitter } from 'node:events';
 
@@ -46,7 +49,43 @@ export interface EngineOptions {
   wsMaxMessage?: number;
 }
 
-export interface ServerOptions extends EngineOptions {
+/** PEM text: a string or a Buffer. */
+export type Pem = string | Buffer;
+
+/**
+ * node:https's options as the engine takes them. Given key and cert, the
+ * server speaks TLS (HTTP/1.1, and HTTP/2 by ALPN h2). pfx, passphrase,
+ * SNICallback, ALPNCallback, secureContext, secureProtocol and crl throw
+ * with what to do instead; other tls options are ignored.
+ */
+export interface TlsOptions {
+  /**
+   * The private key(s), PEM without a passphrase; the i-th goes with the
+   * i-th cert. Several: the first is the default, the others are chosen by
+   * the name the client asks for (SNI) against their subject alternative names.
+   */
+  key?: Pem | Pem[] | { pem: Pem }[];
+  /** Certificate chain(s), PEM, leaf first. */
+  cert?: Pem | Pem[];
+  /** CAs that client certificates must chain to (node's root store without it). */
+  ca?: Pem | Pem[];
+  /** Ask clients for a certificate. Default false. */
+  requestCert?: boolean;
+  /** With requestCert: refuse clients without a valid one (default true); false takes any and reports it. */
+  rejectUnauthorized?: boolean;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** 'TLSv1.3' only: the engine has no lower maximum. */
+  maxVersion?: 'TLSv1.3';
+  /**
+   * OpenSSL's syntax; TLS_* names are TLS 1.3 suites, the rest TLS 1.2
+   * ciphers (no TLS 1.2 cipher: TLS 1.2 off; no TLS 1.3 suite: OpenSSL's).
+   */
+  ciphers?: string;
+  /** Default ['h2', 'http/1.1'] (node's https offers none). */
+  ALPNProtocols?: string[] | Uint8Array;
+}
+
+export interface ServerOptions extends EngineOptions, TlsOptions {
   keepAliveTimeout?: number;
   headersTimeout?: number;
   requestTimeout?: number;
@@ -96,7 +135,8 @@ export interface PistonSocket extends EventEmitter {
   readonly remoteFamily: 'IPv4' | 'IPv6' | undefined;
   readonly localAddress: string | undefined;
   readonly localPort: number | undefined;
-  readonly encrypted: false;
+  /** true on a TLS server's connections (see PistonTLSSocket). */
+  readonly encrypted: boolean;
   readonly destroyed: boolean;
   readonly readable: boolean;
   readonly writable: boolean;
@@ -115,6 +155,32 @@ export interface PistonSocket extends EventEmitter {
   unref(): this;
   on(event: 'close', listener: (hadError: boolean) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;
+}
+
+/** What a TLS connection negotiated, with tls.TLSSocket's names. */
+export interface TlsInfo {
+  readonly encrypted: boolean;
+  /** With requestCert: the client's certificate verified. */
+  readonly authorized: boolean;
+  /** With requestCert: node's code of why not ('UNABLE_TO_GET_ISSUER_CERT' for none), else null. */
+  readonly authorizationError: string | null;
+  readonly alpnProtocol: string | false;
+  readonly servername: string | false;
+  getProtocol(): string | null;
+  getCipher(): CipherNameAndProtocol;
+  /** {} without a client certificate; null once the connection closed; no issuer chain. */
+  getPeerCertificate(detailed: true): DetailedPeerCertificate;
+  getPeerCertificate(detailed?: boolean): PeerCertificate;
+  getCertificate(): PeerCertificate | null;
+  getPeerX509Certificate(): X509Certificate | undefined;
+  getX509Certificate(): X509Certificate | undefined;
+  getEphemeralKeyInfo(): null;
+  isSessionReused(): boolean;
+}
+
+/** req.socket on a TLS server. */
+export interface PistonTLSSocket extends PistonSocket, TlsInfo {
+  readonly encrypted: boolean;
 }
 
 /**
@@ -165,6 +231,11 @@ export interface ListenOptions {
 export interface Server extends http.Server {
   /** See EngineOptions.handlerTimeout; settable before listen(). Default 0 (off). */
   handlerTimeout: number;
+  /**
+   * New key/cert for new connections (open ones keep theirs). While
+   * listening only key and cert may change, as many pairs as given before.
+   */
+  setSecureContext(options: TlsOptions): void;
   listen(port?: number | string, host?: string, backlog?: number, cb?: () => void): this;
   listen(port?: number | string, host?: string, cb?: () => void): this;
   listen(port?: number | string, cb?: () => void): this;
@@ -214,6 +285,17 @@ export declare const Server: ServerConstructor;
 export declare function createServer(handler?: RequestListener): Server;
 export declare function createServer(options: ServerOptions, handler?: RequestListener): Server;
 
+/**
+ * For `const https = require('piston').https`: node:https with Piston's
+ * createServer (TLS always; its certificate may come by setSecureContext
+ * before listen()); request, get and Agent are node's.
+ */
+export declare const https: Omit<typeof nodeHttps, 'createServer' | 'Server'> & {
+  createServer(handler?: RequestListener): Server;
+  createServer(options: ServerOptions, handler?: RequestListener): Server;
+  Server: ServerConstructor;
+};
+
 // ---- native API ----
 
 export interface AppRequest extends AsyncIterable<Buffer> {
@@ -231,7 +313,9 @@ export interface AppRequest extends AsyncIterable<Buffer> {
   readonly headers: Record<string, string | string[]>;
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
-  readonly httpVersion: '1.0' | '1.1';
+  readonly httpVersion: '1.0' | '1.1' | '2.0';
+  /** On a TLS app: what the connection negotiated; undefined otherwise or once the response ended. */
+  readonly tls: TlsInfo | undefined;
   /** Case-insensitive; undefined once the response has ended. */
   getHeader(name: string): string | undefined;
   body(): Promise<Buffer>;
@@ -286,6 +370,9 @@ export interface WebSocketContext {
   readonly pattern: string;
 }
 
+/** A topic or a message: a string is taken as UTF-8. */
+export type RecognizedString = string | ArrayBuffer | ArrayBufferView;
+
 /** An accepted WebSocket session. */
 export interface WebSocket<UserData = unknown> {
   /**
@@ -300,9 +387,27 @@ export interface WebSocket<UserData = unknown> {
    * 1007-1014, 3000-4999, else it throws) and a reason of at most 123 bytes.
    */
   end(code?: number, reason?: string | ArrayBuffer | ArrayBufferView): void;
-  /** Not abrupt yet (the engine cannot drop a session): end() without a code. */
-  close(): void;
-  /** An estimate (see node/README.md): 0 unless a send returned 0 and no drain came since. */
+  /**
+   * Abrupt: no close frame, the connection is dropped (the client sees
+   * 1006); the route's close runs at once with 1006.
+   */
+  close(): this;
+  /** A ping with at most 125 bytes of payload (more throws); returns as send. */
+  ping(message?: RecognizedString): 0 | 1 | 2;
+  /** Subscribes to topic; false once the session has ended. */
+  subscribe(topic: RecognizedString): boolean;
+  /** Whether the session was subscribed to topic. */
+  unsubscribe(topic: RecognizedString): boolean;
+  isSubscribed(topic: RecognizedString): boolean;
+  /** The session's topics, as strings. */
+  getTopics(): string[];
+  /**
+   * Publishes to topic's subscribers but this session. true if the topic
+   * has subscribers (this session included), as uWebSockets.js. compress is
+   * ignored: the engine compresses as it negotiated.
+   */
+  publish(topic: RecognizedString, message: RecognizedString, isBinary?: boolean, compress?: boolean): boolean;
+  /** The bytes queued for the connection that the socket has not taken yet. */
   getBufferedAmount(): number;
   getUserData(): UserData;
   /** Runs cb at once: the engine batches a pass's sends already. */
@@ -319,12 +424,22 @@ export interface WebSocketBehavior<UserData = unknown> {
   /**
    * Once the connection is gone. code: the peer's close code (1005 if its
    * close frame had none), the engine's (1002, 1007, 1009, 1001 at a stop),
-   * 1006 if it vanished. message: empty (the engine does not keep the
-   * peer's reason).
+   * 1006 if it vanished or ws.close() dropped it. message: the reason the
+   * peer's close frame gave (empty if none).
    */
   close?: (ws: WebSocket<UserData>, code: number, message: ArrayBuffer) => void;
+  /** A ping from the peer (the engine has answered it already). */
+  ping?: (ws: WebSocket<UserData>, message: ArrayBuffer) => void;
+  /** A pong from the peer. */
+  pong?: (ws: WebSocket<UserData>, message: ArrayBuffer) => void;
   /** The engine's wsMaxMessage (one per server: routes must agree). Default 16 MiB. */
   maxPayloadLength?: number;
+  /**
+   * DISABLED (the default) or SHARED_COMPRESSOR: the engine's wsDeflate,
+   * one per server (routes must agree); any other compressor is taken as
+   * SHARED_COMPRESSOR.
+   */
+  compression?: number;
   /**
    * Accepted for uWebSockets.js's signature and ignored: the engine has no
    * idle timeout or ping for WebSockets yet.
@@ -332,8 +447,21 @@ export interface WebSocketBehavior<UserData = unknown> {
   idleTimeout?: number;
 }
 
+/** App's tls: node:https's options, or uWebSockets.js's SSLApp file names. */
+export interface AppTlsOptions extends TlsOptions {
+  key_file_name?: string;
+  cert_file_name?: string;
+  ca_file_name?: string;
+}
+
+export interface AppOptions extends EngineOptions {
+  tls?: AppTlsOptions;
+}
+
 export declare class App {
-  constructor(options?: EngineOptions);
+  constructor(options?: AppOptions);
+  /** New key/cert for new connections (open ones keep theirs). */
+  setSecureContext(options: TlsOptions): this;
   readonly port: number;
   onError: (err: unknown, req: AppRequest, res: AppResponse) => void;
   notFound: AppHandler;
@@ -361,7 +489,16 @@ export declare class App {
   listen(port: number | string, host?: string, cb?: (err: Error | null, port?: number) => void): this;
   listen(port: number | string, cb?: (err: Error | null, port?: number) => void): this;
   close(cb?: () => void, deadlineMs?: number): this;
+  /** Publishes to every subscriber of topic; true if it has any. */
+  publish(topic: RecognizedString, message: RecognizedString, isBinary?: boolean, compress?: boolean): boolean;
+  /** How many sessions are subscribed to topic. */
+  numSubscribers(topic: RecognizedString): number;
 }
+
+/** A route's compression: off. */
+export declare const DISABLED: 0;
+/** A route's compression: permessage-deflate (the engine's one kind). */
+export declare const SHARED_COMPRESSOR: 1;
 
 export declare const STATUS_CODES: typeof http.STATUS_CODES;
 export declare const METHODS: typeof http.METHODS;

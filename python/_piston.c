@@ -51,7 +51,7 @@ static struct PyModuleDef moduledef = {
     NULL};
 
 /* E_<name> for each engine error, OPT_<name> for each option, EV_<name>
- * for each request event. */
+ * for each request event, TLS_<name> for each TLS setting. */
 static int add_constants(PyObject *m) {
   static const struct {
     const char *name;
@@ -66,6 +66,9 @@ static int add_constants(PyObject *m) {
 #define EV_CONST_(name, bit, doc) {"EV_" #name, PISTON_EV_##name},
               PISTON_EVENT_MAP(EV_CONST_)
 #undef EV_CONST_
+#define TLS_CONST_(name, doc) {"TLS_" #name, PISTON_TLS_##name},
+                  PISTON_TLS_OPTION_MAP(TLS_CONST_)
+#undef TLS_CONST_
   };
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
     if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)

@@ -439,6 +439,25 @@ static PyObject *AsgiServer_listen_unix(AsgiServerObject *self,
   return piston_py_listen_unix(self->srv, args);
 }
 
+static PyObject *AsgiServer_tls_cert(AsgiServerObject *self, PyObject *args) {
+  return piston_py_tls_cert(self->srv, args);
+}
+
+static PyObject *AsgiServer_tls_set(AsgiServerObject *self, PyObject *args) {
+  return piston_py_tls_set(self->srv, args);
+}
+
+static PyObject *AsgiServer_listener_tls(AsgiServerObject *self,
+                                         PyObject *args) {
+  return piston_py_listener_tls(self->srv, args);
+}
+
+static PyObject *AsgiServer_tls_reload(AsgiServerObject *self,
+                                       PyObject *unused) {
+  (void)unused;
+  return piston_py_tls_reload(self->srv);
+}
+
 static PyObject *AsgiServer_listen_fd(AsgiServerObject *self, PyObject *args) {
   return piston_py_listen_fd(self->srv, args);
 }
@@ -463,7 +482,7 @@ static PyObject *AsgiServer_start(AsgiServerObject *self, PyObject *noargs) {
   int err = 0;
   self->loop = piston_loop_new(self->srv, &err);
   if (!self->loop)
-    return piston_py_raise(err ? err : PISTON_ESYS);
+    return piston_py_raise_srv(self->srv, err ? err : PISTON_ESYS);
   Py_RETURN_NONE;
 }
 
@@ -534,6 +553,14 @@ static PyMethodDef AsgiServer_methods[] = {
     {"listen_tcp", (PyCFunction)AsgiServer_listen_tcp, METH_VARARGS, NULL},
     {"listen_unix", (PyCFunction)AsgiServer_listen_unix, METH_VARARGS, NULL},
     {"listen_fd", (PyCFunction)AsgiServer_listen_fd, METH_VARARGS, NULL},
+    {"tls_cert", (PyCFunction)AsgiServer_tls_cert, METH_VARARGS,
+     "tls_cert(cert_file, key_file, ocsp_file=None)"},
+    {"tls_set", (PyCFunction)AsgiServer_tls_set, METH_VARARGS,
+     "tls_set(TLS_*, value)"},
+    {"listener_tls", (PyCFunction)AsgiServer_listener_tls, METH_VARARGS,
+     "listener_tls(i): the i-th listener speaks TLS"},
+    {"tls_reload", (PyCFunction)AsgiServer_tls_reload, METH_NOARGS,
+     "tls_reload(): read the certificate files again"},
     {"route_fixed", (PyCFunction)AsgiServer_route_fixed, METH_VARARGS, NULL},
     {"route_dir", (PyCFunction)AsgiServer_route_dir, METH_VARARGS, NULL},
     {"start", (PyCFunction)AsgiServer_start, METH_NOARGS,

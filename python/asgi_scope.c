@@ -10,8 +10,8 @@
 static PyObject *k_type, *k_asgi, *k_version, *k_spec_version, *k_http_version,
     *k_method, *k_scheme, *k_path, *k_raw_path, *k_query_string, *k_root_path,
     *k_headers, *k_client, *k_server, *k_state, *k_extensions, *k_pathsend,
-    *k_trailers, *k_subprotocols, *k_ws_response, *v_http, *v_websocket, *v_ws,
-    *v_asgi3, *v_spec, *v_11, *v_10;
+    *k_trailers, *k_subprotocols, *k_ws_response, *k_pubsub, *v_http,
+    *v_websocket, *v_ws, *v_asgi3, *v_spec, *v_11, *v_10, *v_2;
 
 /* the methods most requests use, as shared str objects */
 static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch,
@@ -44,13 +44,15 @@ int piston_asgi_scope_init(void) {
       {&k_trailers, "http.response.trailers"},
       {&k_subprotocols, "subprotocols"},
       {&k_ws_response, "websocket.http.response"},
+      {&k_pubsub, "piston.pubsub"},
       {&v_http, "http"},
       {&v_websocket, "websocket"},
       {&v_ws, "ws"},
       {&v_asgi3, "3.0"},
-      {&v_spec, "2.3"},
+      {&v_spec, "2.5"},
       {&v_11, "1.1"},
       {&v_10, "1.0"},
+      {&v_2, "2"},
   };
   if (piston_py_intern(names, sizeof names / sizeof names[0]) < 0 ||
       piston_py_intern(methods, sizeof methods / sizeof methods[0]) < 0)
@@ -177,11 +179,14 @@ PyObject *piston_asgi_scope(AsgiServerObject *s, piston_req *q) {
   if (PyDict_SetItem(d, k_type, v_http) < 0 ||
       put(d, k_asgi, asgi_info()) < 0 ||
       PyDict_SetItem(d, k_http_version,
-                     piston_req_http_minor(q) ? v_11 : v_10) < 0 ||
+                     piston_req_http_version(q) == 20   ? v_2
+                     : piston_req_http_version(q) == 11 ? v_11
+                                                        : v_10) < 0 ||
       put(d, k_method, method_str(piston_req_method(q))) < 0 ||
       PyDict_SetItem(d, k_scheme, v_http) < 0 || connection_keys(d, s, q) < 0 ||
       put(d, k_state, state_copy(s)) < 0 ||
-      put(d, k_extensions, extensions()) < 0)
+      put(d, k_extensions, extensions()) < 0 ||
+      piston_py_tls_scope(d, q, false) < 0)
     Py_CLEAR(d);
   return d;
 }
@@ -211,7 +216,8 @@ static PyObject *subprotocols(piston_req *q) {
 
 static PyObject *ws_extensions(void) {
   PyObject *d = PyDict_New();
-  if (d && put(d, k_ws_response, PyDict_New()) < 0)
+  if (d && (put(d, k_ws_response, PyDict_New()) < 0 ||
+            put(d, k_pubsub, PyDict_New()) < 0))
     Py_CLEAR(d);
   return d;
 }
@@ -226,7 +232,8 @@ PyObject *piston_asgi_ws_scope(AsgiServerObject *s, piston_req *q) {
       PyDict_SetItem(d, k_scheme, v_ws) < 0 || connection_keys(d, s, q) < 0 ||
       put(d, k_subprotocols, subprotocols(q)) < 0 ||
       put(d, k_state, state_copy(s)) < 0 ||
-      put(d, k_extensions, ws_extensions()) < 0)
+      put(d, k_extensions, ws_extensions()) < 0 ||
+      piston_py_tls_scope(d, q, true) < 0)
     Py_CLEAR(d);
   return d;
 }

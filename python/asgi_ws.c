@@ -6,14 +6,17 @@
  * python/piston/asgi.py) calls for each websocket.receive or
  * websocket.disconnect. The engine does the framing and the protocol's
  * rules; the states and errors here are the ASGI spec's, and uvicorn's
- * where the spec leaves them open. */
+ * where the spec leaves them open. The piston.pubsub extension's messages
+ * (piston.subscribe, piston.unsubscribe, piston.publish) are the engine's
+ * publish/subscribe calls, one each. */
 #include "asgi.h"
 
 #include <string.h>
 
 static PyObject *k_type, *k_text, *k_bytes, *k_code, *k_reason, *k_subprotocol,
-    *k_headers, *t_send, *t_accept, *t_close, *t_resp_start, *t_resp_body,
-    *t_receive, *t_disconnect, *h_protocol, *m_drain;
+    *k_headers, *k_topic, *k_include_self, *t_send, *t_accept, *t_close,
+    *t_resp_start, *t_resp_body, *t_receive, *t_disconnect, *t_subscribe,
+    *t_unsubscribe, *t_publish, *h_protocol, *m_drain;
 
 int piston_asgi_ws_init(void) {
   static const piston_py_name names[] = {
@@ -24,6 +27,11 @@ int piston_asgi_ws_init(void) {
       {&k_reason, "reason"},
       {&k_subprotocol, "subprotocol"},
       {&k_headers, "headers"},
+      {&k_topic, "topic"},
+      {&k_include_self, "include_self"},
+      {&t_subscribe, "piston.subscribe"},
+      {&t_unsubscribe, "piston.unsubscribe"},
+      {&t_publish, "piston.publish"},
       {&t_send, "websocket.send"},
       {&t_accept, "websocket.accept"},
       {&t_close, "websocket.close"},
@@ -236,6 +244,91 @@ static PyObject *ws_close(AsgiRequestObject *r, PyObject *message) {
   return piston_asgi_done();
 }
 
+/* ---- the piston.pubsub extension ---- */
+
+/* A str (as UTF-8) or any buffer, named what in errors. */
+typedef struct {
+  const char *p;
+  Py_ssize_t n;
+  Py_buffer b;
+  bool held;
+} data_view;
+
+static int view_of(PyObject *message, PyObject *key, const char *what,
+                   data_view *v) {
+  bool err = false;
+  PyObject *o = opt(message, key, &err);
+  v->held = false;
+  if (err)
+    return -1;
+  if (!o) {
+    PyErr_Format(PyExc_ValueError, "%s needs %R (str or bytes)", what, key);
+    return -1;
+  }
+  if (PyUnicode_Check(o))
+    return (v->p = PyUnicode_AsUTF8AndSize(o, &v->n)) ? 0 : -1;
+  if (PyObject_GetBuffer(o, &v->b, PyBUF_SIMPLE) < 0)
+    return -1;
+  v->held = true;
+  v->p = v->b.buf;
+  v->n = v->b.len;
+  return 0;
+}
+
+static void view_release(data_view *v) {
+  if (v->held)
+    PyBuffer_Release(&v->b);
+}
+
+/* piston.subscribe / piston.unsubscribe {"topic": str | bytes} */
+static PyObject *ws_subscription(AsgiRequestObject *r, PyObject *message,
+                                 bool on) {
+  if (r->closed)
+    return piston_asgi_disconnected();
+  data_view t;
+  if (piston_asgi_check(r) < 0 ||
+      view_of(message, k_topic, on ? "piston.subscribe" : "piston.unsubscribe",
+              &t) < 0)
+    return NULL;
+  int rc = on ? piston_ws_subscribe(r->req, t.p, (size_t)t.n)
+              : piston_ws_unsubscribe(r->req, t.p, (size_t)t.n);
+  view_release(&t);
+  if (rc == PISTON_ECLOSED)
+    return piston_asgi_disconnected(); /* its session has ended */
+  if (rc < 0)
+    return piston_asgi_resp_err(rc);
+  return piston_asgi_done();
+}
+
+/* piston.publish {"topic", "text" | "bytes", "include_self": bool}: to
+ * every subscriber of the topic on this server, the sender excluded unless
+ * include_self */
+static PyObject *ws_publish(AsgiRequestObject *r, PyObject *message) {
+  bool err = false;
+  PyObject *self = opt(message, k_include_self, &err);
+  PyObject *bytes = err ? NULL : opt(message, k_bytes, &err);
+  if (err)
+    return NULL;
+  int include = self ? PyObject_IsTrue(self) : 0;
+  if (include < 0 || piston_asgi_check(r) < 0)
+    return NULL;
+  data_view t, d;
+  if (view_of(message, k_topic, "piston.publish", &t) < 0)
+    return NULL;
+  if (view_of(message, bytes ? k_bytes : k_text, "piston.publish", &d) < 0) {
+    view_release(&t);
+    return NULL;
+  }
+  int rc = piston_ws_publish(r->server->srv, t.p, (size_t)t.n,
+                             bytes ? PISTON_WS_BINARY : PISTON_WS_TEXT, d.p,
+                             (size_t)d.n, include ? NULL : r->req);
+  view_release(&t);
+  view_release(&d);
+  if (rc < 0)
+    return piston_asgi_resp_err(rc);
+  return piston_asgi_done();
+}
+
 PyObject *piston_asgi_ws_send(AsgiRequestObject *r, PyObject *type,
                               PyObject *message) {
   switch (r->ws_state) {
@@ -244,6 +337,10 @@ PyObject *piston_asgi_ws_send(AsgiRequestObject *r, PyObject *type,
       return ws_send(r, message);
     if (is(type, t_close))
       return ws_close(r, message);
+    if (is(type, t_publish))
+      return ws_publish(r, message);
+    if (is(type, t_subscribe) || is(type, t_unsubscribe))
+      return ws_subscription(r, message, is(type, t_subscribe));
     break;
   case ASGI_WS_CONNECTING:
     if (is(type, t_accept))
@@ -268,16 +365,23 @@ PyObject *piston_asgi_ws_send(AsgiRequestObject *r, PyObject *type,
 
 /* ---- receive ---- */
 
+/* websocket.disconnect with the code and the reason of the peer's close
+ * frame ("" if none: spec 2.5) */
 static PyObject *disconnect_message(AsgiRequestObject *r) {
   int code = r->req ? piston_ws_close_code(r->req) : 0;
+  piston_str why = r->req ? piston_ws_close_reason(r->req) : (piston_str){0};
   PyObject *c = PyLong_FromLong(code ? code : 1006);
-  if (!c)
-    return NULL;
-  PyObject *m = PyDict_New();
+  /* the engine checked the reason is UTF-8 */
+  PyObject *reason = c ? PyUnicode_DecodeUTF8(why.ptr ? why.ptr : "",
+                                              (Py_ssize_t)why.len, "strict")
+                       : NULL;
+  PyObject *m = reason ? PyDict_New() : NULL;
   if (m && (PyDict_SetItem(m, k_type, t_disconnect) < 0 ||
-            PyDict_SetItem(m, k_code, c) < 0))
+            PyDict_SetItem(m, k_code, c) < 0 ||
+            PyDict_SetItem(m, k_reason, reason) < 0))
     Py_CLEAR(m);
-  Py_DECREF(c);
+  Py_XDECREF(c);
+  Py_XDECREF(reason);
   return m;
 }
 

@@ -1,5 +1,10 @@
 #include "common.h"
 
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 PyObject *piston_py_Error, *piston_py_ClientDisconnected,
     *piston_py_BodyTooLarge;
 
@@ -244,4 +249,189 @@ void piston_py_path_free(piston_py_path *p) {
   if (p->ptr != p->inline_)
     PyMem_Free(p->ptr);
   p->ptr = p->inline_;
+}
+
+/* ---- TLS: configuration, and what a request's handshake negotiated ---- */
+
+PyObject *piston_py_raise_srv(piston_server *srv, int rc) {
+  if (rc != PISTON_ETLS)
+    return piston_py_raise(rc);
+  PyObject *args = Py_BuildValue("(is)", rc, piston_server_tls_error(srv));
+  if (args) {
+    PyErr_SetObject(piston_py_Error, args);
+    Py_DECREF(args);
+  }
+  return NULL;
+}
+
+static PyObject *tls_done(piston_server *srv, int rc) {
+  return rc < 0 ? piston_py_raise_srv(srv, rc) : done(rc);
+}
+
+PyObject *piston_py_tls_cert(piston_server *srv, PyObject *args) {
+  const char *cert, *key, *ocsp = NULL;
+  if (!PyArg_ParseTuple(args, "ss|z", &cert, &key, &ocsp))
+    return NULL;
+  return tls_done(srv, piston_server_tls_cert(srv, cert, key, ocsp));
+}
+
+PyObject *piston_py_tls_set(piston_server *srv, PyObject *args) {
+  int opt;
+  const char *value;
+  if (!PyArg_ParseTuple(args, "is", &opt, &value))
+    return NULL;
+  if (opt < 0 || opt >= PISTON_TLS__COUNT) {
+    PyErr_SetString(PyExc_ValueError, "unknown TLS option");
+    return NULL;
+  }
+  return tls_done(srv,
+                  piston_server_tls_set(srv, (piston_tls_option)opt, value));
+}
+
+PyObject *piston_py_listener_tls(piston_server *srv, PyObject *args) {
+  Py_ssize_t i;
+  if (!PyArg_ParseTuple(args, "n", &i))
+    return NULL;
+  return done(i < 0 ? PISTON_EINVAL
+                    : piston_server_listener_tls(srv, (size_t)i));
+}
+
+PyObject *piston_py_tls_reload(piston_server *srv) {
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = piston_server_tls_reload(srv);
+  Py_END_ALLOW_THREADS return tls_done(srv, rc);
+}
+
+/* DER -> PEM ("-----BEGIN CERTIFICATE-----", base64 in lines of 64) */
+static PyObject *pem(piston_str der) {
+  if (der.len == 0)
+    Py_RETURN_NONE;
+  size_t b64 = 4 * ((der.len + 2) / 3);
+  size_t cap = b64 + b64 / 64 + 2 + 64;
+  char *out = PyMem_Malloc(cap);
+  if (!out)
+    return PyErr_NoMemory();
+  size_t n = (size_t)sprintf(out, "-----BEGIN CERTIFICATE-----\n");
+  for (size_t off = 0; off < der.len; off += 48) {
+    size_t take = der.len - off < 48 ? der.len - off : 48;
+    n += (size_t)EVP_EncodeBlock((unsigned char *)out + n,
+                                 (const unsigned char *)der.ptr + off,
+                                 (int)take);
+    out[n++] = '\n';
+  }
+  PyObject *s = PyUnicode_FromStringAndSize(out, (Py_ssize_t)n);
+  PyMem_Free(out);
+  if (s) {
+    PyObject *end = PyUnicode_FromString("-----END CERTIFICATE-----\n");
+    PyUnicode_AppendAndDel(&s, end);
+  }
+  return s;
+}
+
+static PyObject *tls_text(piston_req *q, piston_tls_info what) {
+  piston_str v = piston_req_tls(q, what);
+  if (v.len == 0)
+    Py_RETURN_NONE;
+  return PyUnicode_DecodeUTF8(v.ptr, (Py_ssize_t)v.len, "replace");
+}
+
+static int put_tls(PyObject *d, const char *key, PyObject *v) {
+  if (!v)
+    return -1;
+  int rc = PyDict_SetItemString(d, key, v);
+  Py_DECREF(v);
+  return rc;
+}
+
+bool piston_py_is_tls(piston_req *q) {
+  return piston_req_tls(q, PISTON_TLSI_VERSION).len > 0;
+}
+
+int piston_py_tls_environ(PyObject *env, piston_req *q) {
+  if (!piston_py_is_tls(q))
+    return 0;
+  /* mod_ssl's names, which Django, Flask and gunicorn's users know */
+  static const struct {
+    const char *key;
+    piston_tls_info what;
+  } vars[] = {
+      {"SSL_PROTOCOL", PISTON_TLSI_VERSION},
+      {"SSL_CIPHER", PISTON_TLSI_CIPHER},
+      {"SSL_TLS_SNI", PISTON_TLSI_SNI},
+      {"SSL_CLIENT_VERIFY", PISTON_TLSI_VERIFY},
+      {"SSL_CLIENT_S_DN", PISTON_TLSI_PEER_SUBJECT},
+      {"SSL_CLIENT_I_DN", PISTON_TLSI_PEER_ISSUER},
+      {"SSL_CLIENT_M_SERIAL", PISTON_TLSI_PEER_SERIAL},
+      {"SSL_CLIENT_V_START", PISTON_TLSI_PEER_NOT_BEFORE},
+      {"SSL_CLIENT_V_END", PISTON_TLSI_PEER_NOT_AFTER},
+  };
+  if (put_tls(env, "wsgi.url_scheme", PyUnicode_FromString("https")) < 0 ||
+      put_tls(env, "HTTPS", PyUnicode_FromString("on")) < 0)
+    return -1;
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    piston_str v = piston_req_tls(q, vars[i].what);
+    if (v.len &&
+        put_tls(env, vars[i].key,
+                PyUnicode_DecodeLatin1(v.ptr, (Py_ssize_t)v.len, NULL)) < 0)
+      return -1;
+  }
+  piston_str der = piston_req_tls(q, PISTON_TLSI_PEER_CERT);
+  if (der.len && put_tls(env, "SSL_CLIENT_CERT", pem(der)) < 0)
+    return -1;
+  return 0;
+}
+
+static long cipher_id(piston_req *q) {
+  piston_str v = piston_req_tls(q, PISTON_TLSI_CIPHER_ID);
+  char hex[8] = "0";
+  if (v.len > 0 && v.len < sizeof hex) {
+    memcpy(hex, v.ptr, v.len);
+    hex[v.len] = '\0';
+  }
+  return strtol(hex, NULL, 16);
+}
+
+int piston_py_tls_scope(PyObject *scope, piston_req *q, bool ws) {
+  if (!piston_py_is_tls(q))
+    return 0;
+  if (put_tls(scope, "scheme", PyUnicode_FromString(ws ? "wss" : "https")) < 0)
+    return -1;
+  PyObject *ext = PyDict_GetItemString(scope, "extensions"); /* borrowed */
+  if (!ext)
+    return 0;
+  /* the ASGI TLS extension */
+  PyObject *t = PyDict_New();
+  if (!t)
+    return -1;
+  piston_str ver = piston_req_tls(q, PISTON_TLSI_VERSION);
+  long version = ver.len == 7 && ver.ptr[6] == '3' ? 0x0304 : 0x0303;
+  piston_str peer = piston_req_tls(q, PISTON_TLSI_PEER_CERT);
+  piston_str verdict = piston_req_tls(q, PISTON_TLSI_VERIFY);
+  PyObject *chain = PyList_New(0);
+  int rc = chain ? 0 : -1;
+  if (rc == 0 && peer.len) {
+    PyObject *p = pem(peer);
+    rc = p ? PyList_Append(chain, p) : -1;
+    Py_XDECREF(p);
+  }
+  if (rc == 0)
+    rc = put_tls(t, "client_cert_chain", chain);
+  else
+    Py_XDECREF(chain);
+  bool failed = verdict.len > 7 && memcmp(verdict.ptr, "FAILED:", 7) == 0;
+  if (rc < 0 ||
+      put_tls(t, "server_cert",
+              pem(piston_req_tls(q, PISTON_TLSI_LOCAL_CERT))) < 0 ||
+      put_tls(t, "client_cert_name", tls_text(q, PISTON_TLSI_PEER_SUBJECT)) <
+          0 ||
+      put_tls(t, "client_cert_error",
+              failed ? PyUnicode_DecodeLatin1(verdict.ptr + 7,
+                                              (Py_ssize_t)verdict.len - 7, NULL)
+                     : Py_NewRef(Py_None)) < 0 ||
+      put_tls(t, "tls_version", PyLong_FromLong(version)) < 0 ||
+      put_tls(t, "cipher_suite", PyLong_FromLong(cipher_id(q))) < 0) {
+    Py_DECREF(t);
+    return -1;
+  }
+  return put_tls(ext, "tls", t);
 }

@@ -16,6 +16,9 @@ extern PyObject *piston_py_Error, *piston_py_ClientDisconnected,
     *piston_py_BodyTooLarge;
 /* Raises the exception for a PISTON_E* code; returns NULL. */
 PyObject *piston_py_raise(int rc);
+/* piston_py_raise, with the engine's sentence of what to fix for
+ * PISTON_ETLS (piston_server_tls_error). */
+PyObject *piston_py_raise_srv(piston_server *srv, int rc);
 /* m.name = o, with a new reference to o. Returns 0, or -1 with an
  * exception set. */
 int piston_py_add_object(PyObject *m, const char *name, PyObject *o);
@@ -71,5 +74,17 @@ PyObject *piston_py_listen_fd(piston_server *srv, PyObject *args);
 PyObject *piston_py_route_fixed(piston_server *srv, PyObject *args,
                                 piston_py_hdrs_mode mode);
 PyObject *piston_py_route_dir(piston_server *srv, PyObject *args);
+/* TLS: tls_cert(cert, key, ocsp=None), tls_set(TLS_*, value),
+ * listener_tls(i), tls_reload(); PISTON_ETLS raises Error with the
+ * engine's reason. */
+PyObject *piston_py_tls_cert(piston_server *srv, PyObject *args);
+PyObject *piston_py_tls_set(piston_server *srv, PyObject *args);
+PyObject *piston_py_listener_tls(piston_server *srv, PyObject *args);
+PyObject *piston_py_tls_reload(piston_server *srv);
+bool piston_py_is_tls(piston_req *q);
+/* WSGI: wsgi.url_scheme https, HTTPS=on and mod_ssl's SSL_* variables */
+int piston_py_tls_environ(PyObject *env, piston_req *q);
+/* ASGI: scheme https/wss and the tls extension */
+int piston_py_tls_scope(PyObject *scope, piston_req *q, bool ws);
 
 #endif

@@ -47,9 +47,13 @@ PyObject *piston_wsgi_environ(piston_req *req, PyObject *base, const char *root,
       set_item(env, "QUERY_STRING", piston_py_latin1(piston_req_query(req))) <
           0 ||
       set_item(env, "RAW_URI", piston_py_latin1(piston_req_target(req))) < 0 ||
-      set_item(env, "SERVER_PROTOCOL",
-               PyUnicode_FromString(
-                   piston_req_http_minor(req) ? "HTTP/1.1" : "HTTP/1.0")) < 0)
+      set_item(
+          env, "SERVER_PROTOCOL",
+          PyUnicode_FromString(piston_req_http_version(req) == 20 ? "HTTP/2"
+                               : piston_req_http_minor(req)       ? "HTTP/1.1"
+                                                            : "HTTP/1.0")) < 0)
+    goto fail;
+  if (piston_py_tls_environ(env, req) < 0)
     goto fail;
   int port = 0;
   const char *addr = piston_req_remote_addr(req, &port);

@@ -169,6 +169,23 @@ static PyObject *Server_listen_unix(ServerObject *self, PyObject *args) {
   return piston_py_listen_unix(self->srv, args);
 }
 
+static PyObject *Server_tls_cert(ServerObject *self, PyObject *args) {
+  return piston_py_tls_cert(self->srv, args);
+}
+
+static PyObject *Server_tls_set(ServerObject *self, PyObject *args) {
+  return piston_py_tls_set(self->srv, args);
+}
+
+static PyObject *Server_listener_tls(ServerObject *self, PyObject *args) {
+  return piston_py_listener_tls(self->srv, args);
+}
+
+static PyObject *Server_tls_reload(ServerObject *self, PyObject *unused) {
+  (void)unused;
+  return piston_py_tls_reload(self->srv);
+}
+
 static PyObject *Server_listen_fd(ServerObject *self, PyObject *args) {
   return piston_py_listen_fd(self->srv, args);
 }
@@ -206,7 +223,7 @@ static PyObject *Server_start(ServerObject *self, PyObject *args) {
       for (int k = 0; k < i; k++)
         piston_loop_free(self->loops[k]);
       self->nloops = 0;
-      return piston_py_raise(err ? err : PISTON_ESYS);
+      return piston_py_raise_srv(self->srv, err ? err : PISTON_ESYS);
     }
     self->nloops = i + 1;
   }
@@ -365,6 +382,14 @@ static PyMethodDef Server_methods[] = {
      "listen_unix(path)"},
     {"listen_fd", (PyCFunction)Server_listen_fd, METH_VARARGS,
      "listen_fd(fd): an already listening socket"},
+    {"tls_cert", (PyCFunction)Server_tls_cert, METH_VARARGS,
+     "tls_cert(cert_file, key_file, ocsp_file=None)"},
+    {"tls_set", (PyCFunction)Server_tls_set, METH_VARARGS,
+     "tls_set(TLS_*, value)"},
+    {"listener_tls", (PyCFunction)Server_listener_tls, METH_VARARGS,
+     "listener_tls(i): the i-th listener speaks TLS"},
+    {"tls_reload", (PyCFunction)Server_tls_reload, METH_NOARGS,
+     "tls_reload(): read the certificate files again"},
     {"route_fixed", (PyCFunction)Server_route_fixed, METH_VARARGS,
      "route_fixed(method or None, path, status, headers, body)"},
     {"route_dir", (PyCFunction)Server_route_dir, METH_VARARGS,

@@ -15,11 +15,15 @@ missing=()
 need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || missing+=("$1"); }
 
 # clang-format: make format-check; binutils: nm and readelf for tests/abi;
-# libssl-dev (SHA-1 and base64 for the WebSocket handshake), zlib1g-dev
-# (permessage-deflate);
-# python3-websockets: a real WebSocket client for the tests
+# libssl-dev (TLS, and SHA-1 and base64 for the WebSocket handshake), zlib1g-dev
+# (permessage-deflate), libnghttp2-dev (HTTP/2); nghttp2-client (nghttp,
+# h2load) and python3-h2: HTTP/2 clients for the tests;
+# python3-websockets, python3-requests: real clients for the tests;
+# openssl, curl: the TLS tests' certificates and a client;
+# chromium: the browser test (tests/browser/) runs it headless
 for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
-         libssl-dev zlib1g-dev python3-websockets \
+         libssl-dev openssl zlib1g-dev libnghttp2-dev nghttp2-client python3-h2 \
+         python3-websockets python3-requests chromium \
          python3 python3-pytest curl \
          python3-dev python3-venv python3-setuptools python3-pip \
          python3-flask python3-django gunicorn nodejs \
@@ -29,8 +33,10 @@ for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binuti
 done
 # make node: Node.js with npm (the machine's own if it has one)
 command -v npm >/dev/null 2>&1 || need_pkg npm
+# bench: wrk (over https too: Debian's is built with OpenSSL), taskset
+# (util-linux), openssl (the TLS benchmark's certificate)
 if [ $want_bench = 1 ]; then
-  for p in wrk util-linux; do need_pkg "$p"; done
+  for p in wrk util-linux openssl; do need_pkg "$p"; done
 fi
 
 apt_updated=0
@@ -72,3 +78,42 @@ if ! have_llhttp; then
   $SUDO dpkg -i "$tmp"/libllhttp9.2_*.deb "$tmp"/libllhttp-dev_*.deb
 fi
 have_llhttp || { echo "setup: libllhttp-dev did not install" >&2; exit 1; }
+
+# The WebSocket benchmark's peers (benchmarks/ws_run.sh), each in its own
+# folder under benchmarks/.peers (git-ignored), never in the product's own
+# dependencies: uvicorn with its websockets and wsproto implementations from
+# the Python package index in a venv (Debian's uvicorn 0.17 predates the
+# implementations people run now; the venv sees Debian's FastAPI, uvloop and
+# httptools), and Bun from the npm registry (the bun package pulls its
+# platform binary). A peer that cannot be installed is reported by ws_run.sh
+# as not available, with the reason; it does not stop the setup.
+if [ $want_bench = 1 ]; then
+  peers="$(cd "$(dirname "$0")/.." && pwd)/benchmarks/.peers"
+  mkdir -p "$peers"
+  if ! "$peers/venv/bin/python" -c 'import uvicorn, websockets, wsproto' 2>/dev/null; then
+    echo "setup: installing uvicorn, websockets, wsproto into $peers/venv"
+    { [ -x "$peers/venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$peers/venv"; } &&
+      "$peers/venv/bin/pip" install -q -U 'uvicorn[standard]' websockets wsproto ||
+      echo "setup: warning: could not install uvicorn into $peers/venv" >&2
+  fi
+  if ! "$peers/node/node_modules/.bin/bun" --version >/dev/null 2>&1; then
+    echo "setup: installing bun (npm) into $peers/node"
+    npm install --no-audit --no-fund --no-save --prefix "$peers/node" bun ||
+      echo "setup: warning: could not install bun into $peers/node" >&2
+  fi
+fi
+
+# h2spec, the HTTP/2 conformance suite the tests run (tests/protocol/
+# test_h2spec.py), from the Go module proxy with the machine's Go into
+# .tools/bin (git-ignored), never into the product.
+tools="$(cd "$(dirname "$0")/.." && pwd)/.tools"
+if [ ! -x "$tools/bin/h2spec" ]; then
+  if ! command -v go >/dev/null 2>&1; then
+    echo "setup: Go is missing: install Debian's golang-go (h2spec is built with it)" >&2
+    exit 1
+  fi
+  echo "setup: installing h2spec into $tools/bin"
+  GOPATH="$tools/go" GOBIN="$tools/bin" GOFLAGS=-mod=mod \
+    go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
+  chmod -R u+w "$tools/go" 2>/dev/null || true
+fi

@@ -30,7 +30,31 @@ const char piston_cli_common_help[] =
     "  --ws-deflate 0|1       accept permessage-deflate offers (default 0)\n"
     "  --shutdown-timeout SECS  grace for in-flight requests on SIGTERM "
     "(default 30)\n"
-    "  --access-log           one line per response on stderr\n";
+    "  --access-log           one line per response on stderr\n"
+    "  --debug-log            a line for each connection dropped for the "
+    "client's fault\n"
+    "  --cert FILE --key FILE TLS: a PEM certificate chain and its key (repeat "
+    "the\n"
+    "                         pair for more names, chosen by SNI); every "
+    "--bind "
+    "is\n"
+    "                         then HTTPS. SIGHUP reloads them.\n"
+    "  --ocsp FILE            a DER OCSP response stapled for the last --cert\n"
+    "  --ca-file FILE         CAs for client certificates\n"
+    "  --verify-client MODE   none, optional, optional_no_ca or required\n"
+    "  --tls-min-version V    1.2 (default) or 1.3\n"
+    "  --ciphers LIST         TLS 1.2 ciphers (OpenSSL syntax)\n";
+
+/* The TLS options that map one to one on piston_server_tls_set. */
+static const struct {
+  const char *name;
+  piston_tls_option opt;
+} tls_opts[] = {
+    {"--ca-file", PISTON_TLS_CA_FILE},
+    {"--verify-client", PISTON_TLS_VERIFY_CLIENT},
+    {"--tls-min-version", PISTON_TLS_MIN_VERSION},
+    {"--ciphers", PISTON_TLS_CIPHERS},
+};
 
 static const struct {
   const char *name;
@@ -91,6 +115,41 @@ int piston_cli_common(piston_cli *cli, piston_server *srv, int argc,
   } while (0)
   if (strcmp(name, "--access-log") == 0 && !val) {
     return piston_server_set(srv, PISTON_OPT_ACCESS_LOG, 1) == 0 ? 1 : -1;
+  }
+  if (strcmp(name, "--debug-log") == 0 && !val) {
+    return piston_server_set(srv, PISTON_OPT_DEBUG_LOG, 1) == 0 ? 1 : -1;
+  }
+  if (strcmp(name, "--cert") == 0 || strcmp(name, "--key") == 0 ||
+      strcmp(name, "--ocsp") == 0) {
+    TAKE_VALUE();
+    bool cert = name[2] == 'c', key = name[2] == 'k';
+    if (cert && cli->ncerts == 16) {
+      fprintf(stderr, "%s: at most 16 certificates\n", cli->prog);
+      return -1;
+    }
+    if (cert)
+      cli->certs[cli->ncerts++].cert = val;
+    else if (cli->ncerts == 0 || (key ? cli->certs[cli->ncerts - 1].key
+                                      : cli->certs[cli->ncerts - 1].ocsp)) {
+      fprintf(stderr, "%s: %s belongs after its --cert\n", cli->prog, name);
+      return -1;
+    } else if (key) {
+      cli->certs[cli->ncerts - 1].key = val;
+    } else {
+      cli->certs[cli->ncerts - 1].ocsp = val;
+    }
+    return 1;
+  }
+  for (size_t k = 0; k < sizeof tls_opts / sizeof tls_opts[0]; k++) {
+    if (strcmp(name, tls_opts[k].name) != 0)
+      continue;
+    TAKE_VALUE();
+    if (piston_server_tls_set(srv, tls_opts[k].opt, val) != 0) {
+      fprintf(stderr, "%s: %s: %s\n", cli->prog, name,
+              piston_server_tls_error(srv));
+      return -1;
+    }
+    return 1;
   }
   if (strcmp(name, "--bind") == 0) {
     TAKE_VALUE();
@@ -189,6 +248,21 @@ int piston_cli_listen(piston_cli *cli, piston_server *srv) {
   for (int i = 0; i < cli->nbinds; i++)
     if (listen_one(cli, srv, cli->binds[i]) != 0)
       return -1;
+  for (int i = 0; i < cli->ncerts; i++) {
+    if (!cli->certs[i].key) {
+      fprintf(stderr, "%s: --cert %s needs its --key\n", cli->prog,
+              cli->certs[i].cert);
+      return -1;
+    }
+    if (piston_server_tls_cert(srv, cli->certs[i].cert, cli->certs[i].key,
+                               cli->certs[i].ocsp) != 0) {
+      fprintf(stderr, "%s: %s\n", cli->prog, piston_server_tls_error(srv));
+      return -1;
+    }
+  }
+  for (int i = 0; i < cli->nbinds && cli->ncerts > 0; i++)
+    if (piston_server_listener_tls(srv, (size_t)i) != 0)
+      return -1;
   return 0;
 }
 
@@ -204,6 +278,7 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
@@ -218,8 +293,11 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
     int err = 0;
     loops[i] = piston_loop_new(srv, &err);
     if (!loops[i]) {
-      fprintf(stderr, "%s: cannot listen on %s: %s\n", cli->prog, cli->binds[0],
-              piston_strerror(err));
+      if (err == PISTON_ETLS)
+        fprintf(stderr, "%s: %s\n", cli->prog, piston_server_tls_error(srv));
+      else
+        fprintf(stderr, "%s: cannot listen on %s: %s\n", cli->prog,
+                cli->binds[0], piston_strerror(err));
       for (int k = 0; k < i; k++)
         piston_loop_free(loops[k]);
       free(loops);
@@ -232,8 +310,8 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
     int port = piston_server_port(srv, (size_t)b);
     if (port >= 0) {
       const char *colon = strrchr(addr, ':');
-      fprintf(stderr, "%s: listening on http://%.*s:%d\n", cli->prog,
-              (int)(colon - addr), addr, port);
+      fprintf(stderr, "%s: listening on %s://%.*s:%d\n", cli->prog,
+              cli->ncerts ? "https" : "http", (int)(colon - addr), addr, port);
     } else {
       fprintf(stderr, "%s: listening on %s\n", cli->prog, addr);
     }
@@ -242,7 +320,13 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
   for (int i = 0; i < n; i++)
     pthread_create(&th[i], NULL, run_loop, loops[i]);
   int sig;
-  sigwait(&set, &sig);
+  while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+    if (piston_server_tls_reload(srv) == 0)
+      fprintf(stderr, "%s: TLS certificates reloaded\n", cli->prog);
+    else if (cli->ncerts)
+      fprintf(stderr, "%s: TLS reload failed, the old certificates stay: %s\n",
+              cli->prog, piston_server_tls_error(srv));
+  }
   for (int i = 0; i < n; i++)
     piston_loop_stop(loops[i], cli->shutdown_timeout_ms);
   for (int i = 0; i < n; i++) {

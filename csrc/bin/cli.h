@@ -14,6 +14,12 @@ typedef struct {
   int shutdown_timeout_ms;
   const char *binds[16];
   int nbinds;
+  /* --cert/--key pairs (the first is the default, the others for SNI) and
+   * an --ocsp for the pair before it; with any, every --bind is TLS */
+  struct {
+    const char *cert, *key, *ocsp;
+  } certs[16];
+  int ncerts;
 } piston_cli;
 
 /* Tries argv[*i] (and its value) as a common option. Returns 1 if it was
@@ -22,7 +28,8 @@ int piston_cli_common(piston_cli *cli, piston_server *srv, int argc,
                       char **argv, int *i);
 /* Applies the --bind list (default 127.0.0.1:8080). -1 after an error. */
 int piston_cli_listen(piston_cli *cli, piston_server *srv);
-/* Runs cli->threads loops until SIGTERM/SIGINT, then stops them gracefully.
+/* Runs cli->threads loops until SIGTERM/SIGINT, then stops them gracefully;
+ * SIGHUP reloads the TLS certificates.
  * Prints "<prog>: listening on ..." once every loop is ready. */
 int piston_cli_serve(piston_cli *cli, piston_server *srv);
 extern const char piston_cli_common_help[];

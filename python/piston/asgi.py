@@ -39,7 +39,7 @@ ClientDisconnected = _piston.ClientDisconnected
 BodyTooLarge = _piston.BodyTooLarge
 
 ASGI_VERSION = "3.0"
-SPEC_VERSION = "2.3"
+SPEC_VERSION = "2.5"
 READ_SIZE = 65536
 COALESCE = 1 << 20  # request body bytes joined into one http.request at most
 
@@ -432,6 +432,8 @@ class AsgiWorker:
         try:
             srv.start()
         except _piston.Error as e:
+            if e.args[0] == _piston.E_TLS:
+                raise UsageError(e.args[1])
             raise UsageError("cannot listen on %s: %s" % (
                 ", ".join(show_bind(s) for s, _ in self.listen), e.args[1]))
         self.srv = srv

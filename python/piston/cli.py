@@ -165,6 +165,19 @@ def build_parser():
     p.add_argument("--no-reuse-port", action="store_true",
                    help="with --workers: one TCP socket shared by all workers instead of "
                         "one SO_REUSEPORT socket per worker")
+    tls = p.add_argument_group("TLS (gunicorn's names; uvicorn's --ssl-* accepted)")
+    tls.add_argument("--certfile", "--ssl-certfile", default="", metavar="FILE",
+                     help="PEM certificate chain: every --bind serves HTTPS")
+    tls.add_argument("--keyfile", "--ssl-keyfile", default="", metavar="FILE",
+                     help="PEM private key (without a passphrase)")
+    tls.add_argument("--ssl-keyfile-password", default=None, metavar="PASSWORD",
+                     help=argparse.SUPPRESS)
+    tls.add_argument("--ca-certs", "--ssl-ca-certs", default="", metavar="FILE",
+                     help="PEM CAs for client certificates")
+    tls.add_argument("--cert-reqs", "--ssl-cert-reqs", type=int, default=0, metavar="N",
+                     help="client certificates: 0 none, 1 optional, 2 required")
+    tls.add_argument("--ciphers", "--ssl-ciphers", default="", metavar="LIST",
+                     help="TLS 1.2 ciphers (OpenSSL syntax)")
     p.add_argument("--access-log", action="store_true",
                    help="one line per response on stderr")
     p.add_argument("--log-level", default="info",
@@ -257,7 +270,13 @@ def config_from_args(a):
     root = a.root_path.rstrip("/")
     if root and not root.startswith("/"):
         raise UsageError("--root-path must start with '/', not %r" % a.root_path)
-    return Config(bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
+    if a.ssl_keyfile_password is not None:
+        raise UsageError("--ssl-keyfile-password: keys with a passphrase are not "
+                         "read; decrypt it (openssl pkey -in KEY -out plain.key)")
+    if a.keyfile and not a.certfile:
+        raise UsageError("--keyfile needs its --certfile")
+    return Config(certfile=a.certfile, keyfile=a.keyfile, ca_certs=a.ca_certs,
+                  cert_reqs=a.cert_reqs, ciphers=a.ciphers, bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
                   root_path=root, routes=a.route, static=a.static, options=options,
                   access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,

@@ -41,6 +41,12 @@ class Config:
     lifespan: str = "auto"        # auto | on | off
     loop: str = "auto"            # auto (uvloop if installed) | asyncio | uvloop
     ws: str = "auto"              # auto (websocket scopes) | none (plain HTTP)
+    # TLS (gunicorn's names): with certfile, every listener speaks HTTPS
+    certfile: str = ""
+    keyfile: str = ""
+    ca_certs: str = ""
+    cert_reqs: int = 0            # ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED
+    ciphers: str = ""
 
 
 # ---- addresses -------------------------------------------------------------
@@ -125,3 +131,29 @@ def configure_server(srv, cfg, listen, multiprocess):
                 srv.listen_fd(spec[1])
         except _piston.Error as e:
             raise UsageError("cannot use --bind %s: %s" % (show_bind(spec), e.args[1]))
+    if cfg.certfile:
+        configure_tls(srv, cfg, len(listen))
+
+
+_CERT_REQS = {0: "none", 1: "optional", 2: "required"}
+
+
+def configure_tls(srv, cfg, nlisten):
+    """Certificates and settings, checked now: a mistake is a UsageError
+    that says what to fix (the engine's sentence)."""
+    try:
+        if not cfg.keyfile:
+            raise UsageError("--certfile %s needs its --keyfile" % cfg.certfile)
+        srv.tls_cert(cfg.certfile, cfg.keyfile)
+        if cfg.ca_certs:
+            srv.tls_set(_piston.TLS_CA_FILE, cfg.ca_certs)
+        if cfg.cert_reqs not in _CERT_REQS:
+            raise UsageError("--cert-reqs %r: say 0 (none), 1 (optional) or 2 (required)"
+                             % cfg.cert_reqs)
+        srv.tls_set(_piston.TLS_VERIFY_CLIENT, _CERT_REQS[cfg.cert_reqs])
+        if cfg.ciphers:
+            srv.tls_set(_piston.TLS_CIPHERS, cfg.ciphers)
+        for i in range(nlisten):
+            srv.listener_tls(i)
+    except _piston.Error as e:
+        raise UsageError(e.args[1])

@@ -139,6 +139,8 @@ class Worker:
         try:
             srv.start(cfg.loops)
         except _piston.Error as e:
+            if e.args[0] == _piston.E_TLS:
+                raise UsageError(e.args[1])
             raise UsageError("cannot listen on %s: %s" % (
                 ", ".join(show_bind(s) for s, _ in self.listen), e.args[1]))
         spec0 = self.listen[0][0]
@@ -210,17 +212,31 @@ def _install_stop_signals(worker):
     signal.signal(signal.SIGINT, on_signal)
 
 
+def _reload_tls(w):
+    """SIGHUP with one process: the code stays, the certificates are read
+    again (open connections keep theirs)."""
+    if not w.cfg.certfile:
+        log.info("SIGHUP: nothing to reload with one process")
+        return
+    try:
+        w.srv.tls_reload()
+        log.info("SIGHUP: TLS certificates reloaded")
+    except _piston.Error as e:
+        log.error("SIGHUP: TLS reload failed, the old certificates stay: %s", e.args[1])
+
+
 def serve_single(app, cfg, worker_cls=None):
     """One process, no supervisor."""
     w = (worker_cls or Worker)(app, cfg)
     _install_stop_signals(w)  # before the first request can be served
     w.start()
-    signal.signal(signal.SIGHUP, lambda s, f: log.info("SIGHUP: nothing to reload with one process"))
+    signal.signal(signal.SIGHUP, lambda s, f: _reload_tls(w))
     ports = w.ports()
     for (spec, _), port in zip(w.listen, ports):
         if spec[0] == "tcp":
             spec = ("tcp", spec[1], port)
-        log.info("Listening at: http://%s" % show_bind(spec) if spec[0] == "tcp"
+        scheme = "https" if cfg.certfile else "http"
+        log.info("Listening at: %s://%s" % (scheme, show_bind(spec)) if spec[0] == "tcp"
                  else "Listening at: %s" % show_bind(spec))
     if hasattr(w, "describe"):
         log.info("Using %s, pid %d", w.describe(), os.getpid())

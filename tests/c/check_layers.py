@@ -17,11 +17,11 @@ import sys
 # lowest first
 LAYERS = [
     ("util", "bufpool date errors field fileserve httpdate listen mime outq "
-             "pct status utf8 version wsdeflate wskey"),
+             "pct status tlsctx utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
-    ("conn", "conn transport"),
+    ("conn", "conn tls transport"),
     ("exchange", "request"),
-    ("protocol", "http1 parse raw router ws"),
+    ("protocol", "h2 http1 parse raw router ws"),
     ("writer", "response wswrite pubsub"),
     ("server", "server"),
 ]

@@ -527,12 +527,52 @@ static void h_info(piston_req *req) {
   buf_str(&b, piston_req_path(req));
   buf_cstr(&b, " query=");
   buf_str(&b, piston_req_query(req));
-  buf_fmt(&b, " minor=%d remote=%s:%d local=%d cl=%lld",
-          piston_req_http_minor(req), addr ? addr : "(null)", port,
-          piston_req_local_port(req),
+  buf_fmt(&b, " minor=%d version=%d remote=%s:%d local=%d cl=%lld",
+          piston_req_http_minor(req), piston_req_http_version(req),
+          addr ? addr : "(null)", port, piston_req_local_port(req),
           (long long)piston_req_content_length(req));
   check(piston_resp_send(req, 200, H_TEXT, 1, b.ptr, b.len), "info");
   free(b.ptr);
+}
+
+/* What the TLS handshake negotiated, one NAME=value line per field (DER
+ * fields as their length), and a reload on demand. */
+static void h_tls_info(piston_req *req) {
+  static const char *const names[] = {
+#define NAME_(name, doc) #name,
+      PISTON_TLS_INFO_MAP(NAME_)
+#undef NAME_
+  };
+  buf_t b = {0};
+  for (int i = 0; i < PISTON_TLSI__COUNT; i++) {
+    piston_str v = piston_req_tls(req, (piston_tls_info)i);
+    if (i == PISTON_TLSI_PEER_CERT || i == PISTON_TLSI_LOCAL_CERT)
+      buf_fmt(&b, "%s=%zu\n", names[i], v.len);
+    else
+      buf_fmt(&b, "%s=%.*s\n", names[i], (int)v.len, v.ptr);
+  }
+  check(piston_resp_send(req, 200, H_TEXT, 1, b.ptr, b.len), "tls-info");
+  free(b.ptr);
+}
+
+static void h_tls_reload(piston_req *req) {
+  int rc = piston_server_tls_reload(g_srv);
+  char body[600];
+  snprintf(body, sizeof body, "%d %s", rc, piston_server_tls_error(g_srv));
+  send_text(req, rc == 0 ? 200 : 500, body);
+}
+
+/* Hop-by-hop fields a host might set: HTTP/2 forbids them (RFC 9113
+ * 8.2.2), so the engine drops them there. */
+static void h_hop_headers(piston_req *req) {
+  static const piston_header h[] = {
+      {{"Connection", 10}, {"keep-alive", 10}},
+      {{"Keep-Alive", 10}, {"timeout=5", 9}},
+      {{"Upgrade", 7}, {"foo", 3}},
+      {{"Proxy-Connection", 16}, {"close", 5}},
+      {{"X-Kept", 6}, {"yes", 3}},
+  };
+  check(piston_resp_send(req, 200, h, 5, "hop\n", 4), "hop-headers");
 }
 
 static void h_stats(piston_req *req) {
@@ -721,7 +761,13 @@ static void h_overflow(piston_req *req) {
 /* ---- WebSocket publish/subscribe: /ws-pubsub ------------------------------
  * Text commands: "sub T" and "unsub T" (answered "subscribed T" /
  * "unsubscribed T N"), "pub T MSG" (publishes MSG to T's subscribers but
- * the sender, answered "published N"), "count T" ("subscribers N"). */
+ * the sender, answered "published N"), "count T" ("subscribers N"),
+ * "issub T" ("issub T N"). The session's other calls: "abort"
+ * (piston_ws_abort, no answer), "control" (piston_ws_control_events: each
+ * ping or pong received is then answered "got ping P" / "got pong P"),
+ * "ping P" (a ping with payload P), "flood N" (N binary messages of 64 KiB,
+ * then "buffered B" with piston_ws_buffered as it was after them),
+ * "buffered" ("buffered B"). */
 
 static int ws_word(const char *d, size_t n, const char *cmd, const char **arg,
                    size_t *alen) {
@@ -751,7 +797,32 @@ static void pubsub_event(piston_req *req, int events, void *ud) {
          piston_ws_recv(req, &op, &data, &len) == 1) {
     const char *d = data, *a;
     size_t al;
-    if (ws_word(d, len, "sub", &a, &al)) {
+    if (op == PISTON_WS_PING || op == PISTON_WS_PONG) {
+      ws_reply(req, "got %s %.*s", op == PISTON_WS_PING ? "ping" : "pong",
+               (int)len, d);
+    } else if (len == 5 && memcmp(d, "abort", 5) == 0) {
+      check(piston_ws_abort(req), "ws abort");
+    } else if (len == 7 && memcmp(d, "control", 7) == 0) {
+      piston_ws_control_events(req, 1);
+      ws_reply(req, "control on");
+    } else if (len == 8 && memcmp(d, "buffered", 8) == 0) {
+      ws_reply(req, "buffered %llu",
+               (unsigned long long)piston_ws_buffered(req));
+    } else if (ws_word(d, len, "ping", &a, &al)) {
+      check(piston_ws_send(req, PISTON_WS_PING, a, al), "ws ping");
+    } else if (ws_word(d, len, "flood", &a, &al)) {
+      static char chunk[64 * 1024];
+      char num[16] = "";
+      memcpy(num, a, al < sizeof num - 1 ? al : sizeof num - 1);
+      int n = atoi(num);
+      for (int i = 0; i < n; i++)
+        (void)!piston_ws_send(req, PISTON_WS_BINARY, chunk, sizeof chunk);
+      ws_reply(req, "buffered %llu",
+               (unsigned long long)piston_ws_buffered(req));
+    } else if (ws_word(d, len, "issub", &a, &al)) {
+      ws_reply(req, "issub %.*s %d", (int)al, a,
+               piston_ws_is_subscribed(req, a, al));
+    } else if (ws_word(d, len, "sub", &a, &al)) {
       check(piston_ws_subscribe(req, a, al), "subscribe");
       ws_reply(req, "subscribed %.*s", (int)al, a);
     } else if (ws_word(d, len, "unsub", &a, &al)) {
@@ -1035,6 +1106,12 @@ static void on_request(piston_req *req, void *ud) {
     h_header(req);
   } else if (str_eq(p, "/info")) {
     h_info(req);
+  } else if (str_eq(p, "/hop-headers")) {
+    h_hop_headers(req);
+  } else if (str_eq(p, "/tls-info")) {
+    h_tls_info(req);
+  } else if (str_eq(p, "/tls-reload") && str_eq(m, "POST")) {
+    h_tls_reload(req);
   } else if (str_eq(p, "/trailers") && get) {
     h_trailers(req);
   } else if (str_eq(p, "/own-length") && get) {
@@ -1172,6 +1249,9 @@ static void make_file(void) {
   free(tmp);
 }
 
+static struct { const char *cert, *key, *ocsp; } g_certs[8];
+static int g_ncerts;
+
 int main(int argc, char **argv) {
   const char *bind = NULL;
   long long threads = 1;
@@ -1215,6 +1295,10 @@ int main(int argc, char **argv) {
       set_opt(srv, PISTON_OPT_ACCESS_LOG, 1, a);
       continue;
     }
+    if (strcmp(a, "--debug-log") == 0) {
+      set_opt(srv, PISTON_OPT_DEBUG_LOG, 1, a);
+      continue;
+    }
     char *eq = strchr(a, '=');
     if (strncmp(a, "--", 2) == 0 && eq && (size_t)(eq - a) < sizeof name) {
       memcpy(name, a, (size_t)(eq - a));
@@ -1238,6 +1322,37 @@ int main(int argc, char **argv) {
       threads = parse_int(name, val);
       if (threads < 1 || threads > 256)
         die_usage("bad value for %s", name);
+    } else if (strcmp(name, "--cert") == 0 || strcmp(name, "--key") == 0 ||
+               strcmp(name, "--ocsp") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      if (name[2] == 'c') {
+        if (g_ncerts == 8)
+          die_usage("at most 8 %s", "--cert");
+        g_certs[g_ncerts++].cert = val;
+      } else if (g_ncerts == 0) {
+        die_usage("%s belongs after its --cert", name);
+      } else if (name[2] == 'k') {
+        g_certs[g_ncerts - 1].key = val;
+      } else {
+        g_certs[g_ncerts - 1].ocsp = val;
+      }
+    } else if (strcmp(name, "--ca-file") == 0 ||
+               strcmp(name, "--verify-client") == 0 ||
+               strcmp(name, "--tls-min-version") == 0 ||
+               strcmp(name, "--tls-ticket-rotate") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      piston_tls_option o = name[2] == 'c'   ? PISTON_TLS_CA_FILE
+                            : name[2] == 'v' ? PISTON_TLS_VERIFY_CLIENT
+                            : name[6] == 'm' ? PISTON_TLS_MIN_VERSION
+                                             : PISTON_TLS_TICKET_ROTATE_S;
+      if (piston_server_tls_set(srv, o, val) != 0) {
+        fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
+        return 1;
+      }
     } else if (strcmp(name, "--shutdown-timeout") == 0) {
       known = 1;
       if (!val)
@@ -1273,6 +1388,19 @@ int main(int argc, char **argv) {
   piston_server_on_request(srv, on_request, NULL);
   piston_server_on_batch_end(srv, on_batch_end, NULL);
   int rc = piston_server_listen_tcp(srv, host, (int)port);
+  for (int i = 0; rc == 0 && i < g_ncerts; i++) {
+    rc = piston_server_tls_cert(srv, g_certs[i].cert,
+                                g_certs[i].key ? g_certs[i].key : "",
+                                g_certs[i].ocsp);
+    if (rc == 0 && i == 0)
+      rc = piston_server_listener_tls(srv, 0);
+  }
+  if (rc == PISTON_ETLS) {
+    fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
+    piston_server_free(srv);
+    close(g_file_fd);
+    return 1;
+  }
   if (rc < 0) {
     fprintf(stderr, PROG ": cannot listen on %s: %s\n", bind,
             piston_strerror(rc));
@@ -1306,8 +1434,8 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
 
-  fprintf(stderr, PROG ": listening on http://%s:%d\n", host,
-          piston_server_port(srv, 0));
+  fprintf(stderr, PROG ": listening on %s://%s:%d\n",
+          g_ncerts ? "https" : "http", host, piston_server_port(srv, 0));
   fflush(stderr);
 
   pthread_t *th = calloc(g_nloops, sizeof *th);

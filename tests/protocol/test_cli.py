@@ -71,4 +71,5 @@ def test_static_listening_line_and_text_routes(server):
     assert util.get(s.addr, "/a").body == b"first"
     assert util.get(s.addr, "/b/c").body == b"second"
     assert util.get(s.addr, "/b").status == 404
-    assert s.lines[0] == "piston-static: listening on http://127.0.0.1:%d" % s.port
+    scheme = "https" if util.TLS else "http"
+    assert s.lines[0] == "piston-static: listening on %s://127.0.0.1:%d" % (scheme, s.port)

@@ -24,14 +24,15 @@ def test_info_views(ts):
             "path": "/info",
             "query": "a=1&b=%20x",
             "minor": "1",
+            "version": "11",
             "remote": "%s:%d" % (addr, port),
             "local": str(ts.port),
             "cl": "0",
         }
         c.send(b"POST /info HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc")
         f = info(c.read_response())
-        assert (f["method"], f["path"], f["query"], f["minor"], f["cl"]) == (
-            "POST", "/info", "", "0", "3")
+        assert (f["method"], f["path"], f["query"], f["minor"], f["version"], f["cl"]) == (
+            "POST", "/info", "", "0", "10", "3")
         c.expect_eof()
 
 

@@ -6,7 +6,6 @@ resets, and the host's own abort."""
 
 import os
 import socket
-import threading
 
 import util
 from util import Conn
@@ -38,6 +37,39 @@ def test_connect_tunnel(ts):
     util.wait_stats(ts.addr, lambda s: s["live"] == 0)
 
 
+def exchange(c, data, timeout):
+    """Sends data (then a FIN) while reading what comes back, in one thread:
+    an SSL socket (the TLS run) must not be read and written from two."""
+    import select
+    import ssl
+    import time
+
+    c.sock.setblocking(False)
+    sent, got, deadline = 0, [c.buf], time.monotonic() + timeout
+    c.buf = b""
+    while True:
+        assert time.monotonic() < deadline, "timed out after %d bytes" % sum(map(len, got))
+        want_w = [c.sock] if sent < len(data) else []
+        r, w, _ = select.select([c.sock], want_w, [], 1)
+        if w:
+            try:
+                sent += c.sock.send(data[sent:sent + 65536])
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+            if sent == len(data):
+                c.sock.shutdown(socket.SHUT_WR)
+        while r or (util.TLS and c.sock.pending()):
+            r = None
+            try:
+                chunk = c.sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            if not chunk:
+                c.sock.setblocking(True)
+                return b"".join(got)
+            got.append(chunk)
+
+
 def test_large_echo_with_backpressure(ts):
     """8 MiB through the echo: the host's writes report pressure and the
     engine pauses reading while the host has not taken what it holds; every
@@ -46,11 +78,7 @@ def test_large_echo_with_backpressure(ts):
     with Conn(ts.addr) as c:
         c.send(UPGRADE_REQ)
         assert c.read_exact(len(UP)) == UP
-        sender = threading.Thread(target=lambda: (c.sock.sendall(data),
-                                                  c.sock.shutdown(socket.SHUT_WR)))
-        sender.start()
-        got = c.read_to_eof(timeout=30)
-        sender.join()
+        got = exchange(c, data, timeout=30)
         assert got == data
     util.wait_stats(ts.addr, lambda s: s["live"] == 0)
 

@@ -131,8 +131,9 @@ def test_real_client_compresses(zs):
     import websockets
 
     async def run():
-        uri = "ws://%s:%d/ws-echo" % zs.addr
-        async with websockets.connect(uri, max_size=None) as ws:
+        uri = "%s://%s:%d/ws-echo" % (("wss" if util.TLS else "ws",) + zs.addr)
+        tls = {"ssl": util.tls_client_context()} if util.TLS else {}
+        async with websockets.connect(uri, max_size=None, **tls) as ws:
             assert [e.name for e in ws.extensions] == ["permessage-deflate"]
             for n in (10, 1000, 50000):
                 msg = "κόσμε " * n

@@ -17,6 +17,77 @@ TESTSERVER = os.path.join(BUILD, "piston-testserver")
 
 READ_TIMEOUT = 5.0
 
+# PISTON_TEST_TLS=1 runs the suites over TLS: the engine's servers get a
+# certificate (made once per run) and every Conn speaks TLS through
+# Python's ssl module, so the same bytes are checked through the TLS
+# transport.
+TLS = os.environ.get("PISTON_TEST_TLS") == "1"
+_tls_files = None
+
+
+def tls_files():
+    """(cert, key) of a throwaway P-256 certificate for 127.0.0.1/localhost."""
+    global _tls_files
+    if _tls_files is None:
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix="piston-tls-")
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec",
+             "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+             "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )
+        _tls_files = (cert, key)
+    return _tls_files
+
+
+def _tls_context():
+    import ssl
+
+    class HalfCloseSSLSocket(ssl.SSLSocket):
+        # SSLSocket.shutdown() drops the TLS session; a test that half-closes
+        # wants a FIN and to go on reading the answer through TLS.
+        def shutdown(self, how):
+            socket.socket.shutdown(self, how)
+
+        # One OpenSSL session must not be used by two threads at once, and
+        # some tests send from a thread while they read: one at a time.
+        def _locked(name):
+            def call(self, *a, **kw):
+                lock = self.__dict__.setdefault("_piston_lock", threading.RLock())
+                with lock:
+                    return getattr(ssl.SSLSocket, name)(self, *a, **kw)
+            return call
+
+        send = _locked("send")
+        sendall = _locked("sendall")
+        recv = _locked("recv")
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.sslsocket_class = HalfCloseSSLSocket
+    return ctx
+
+
+_TLS_CTX = None
+
+
+def tls_client_context():
+    global _TLS_CTX
+    if _TLS_CTX is None:
+        _TLS_CTX = _tls_context()
+    return _TLS_CTX
+
+
+def client_socket(addr, timeout=READ_TIMEOUT):
+    """A connected client socket, through TLS in the TLS run."""
+    sock = socket.create_connection(addr, timeout=timeout)
+    return tls_client_context().wrap_socket(sock) if TLS else sock
+
 DATE_RE = re.compile(
     rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d "
     rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
@@ -61,6 +132,10 @@ class Server:
         self.binary = binary
         self.name = name or os.path.basename(binary)
         self.args = ["--bind", "127.0.0.1:0"] + list(args)
+        if (TLS and os.path.basename(binary) in ("piston-static", "piston-testserver")
+                and "--cert" not in self.args):
+            cert, key = tls_files()
+            self.args += ["--cert", cert, "--key", key]
         self.lines = []
         self.port = None
         self._ready = threading.Event()
@@ -86,7 +161,7 @@ class Server:
 
     def _read_stderr(self):
         pat = re.compile(
-            r"^%s: listening on http://127\.0\.0\.1:(\d+)$" % re.escape(self.name)
+            r"^%s: listening on https?://127\.0\.0\.1:(\d+)$" % re.escape(self.name)
         )
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
@@ -192,6 +267,8 @@ class Conn:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(addr)
+        if TLS:
+            self.sock = tls_client_context().wrap_socket(self.sock)
         self.timeout = timeout
         self.buf = b""
         self.eof = False
@@ -233,6 +310,11 @@ class Conn:
             data = self.sock.recv(65536)
         except socket.timeout:
             raise AssertionError("timed out; have %r" % (self.buf[:500],))
+        except OSError as e:
+            # TLS: the server's close (without close_notify after an error)
+            if not TLS or isinstance(e, ConnectionResetError):
+                raise
+            data = b""
         if not data:
             self.eof = True
             return False
@@ -438,3 +520,12 @@ def pattern(offset, n):
     start = offset % 26
     reps = (start + n) // 26 + 1
     return (alpha * reps)[start : start + n]
+
+
+def wait_for(pred, timeout=5.0):
+    """Polls pred until it is true; fails the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within %.1f s" % timeout)
+        time.sleep(0.02)

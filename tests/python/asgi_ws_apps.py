@@ -11,7 +11,13 @@ app: by path
   /raise-after raises after the accept (after one echo)
   /scope       accepts and sends the scope (JSON, text)
   /record      accepts, takes messages until websocket.disconnect, and
-               records its code; /codes sends the recorded codes (JSON)
+               records its code and reason; /codes and /reasons send the
+               recorded ones (JSON)
+  /pubsub      the piston.pubsub extension, driven by text commands: "sub
+               T", "unsub T" (answered "ok sub" / "ok unsub"), "pub T MSG"
+               (to T's subscribers but the sender), "pubself T MSG" (the
+               sender too), "pubbin T MSG" (as bytes), each answered "ok
+               <command>" after the publish; "echo X" answers "ok X"
   /send-after-close  closes with 1000 and reports what a further send did
   /big         sends N bytes (N from the query string) in 64 KiB messages,
                then "done" (backpressure: send() waits for the drain);
@@ -23,9 +29,10 @@ import json
 from asgi_apps import _lifespan
 
 CODES = []
+REASONS = []
 RESULTS = []
 PROGRESS = {"big": 0}  # bytes of /big handed to send() so far
-REPORTS = {"/codes": CODES, "/results": RESULTS, "/progress": PROGRESS}
+REPORTS = {"/codes": CODES, "/reasons": REASONS, "/results": RESULTS, "/progress": PROGRESS}
 
 
 async def _http(scope, receive, send):
@@ -117,7 +124,10 @@ async def app(scope, receive, send):
             m = await receive()
             if m["type"] == "websocket.disconnect":
                 CODES.append(m["code"])
+                REASONS.append(m.get("reason"))
                 return
+    if path == "/pubsub":
+        return await pubsub(receive, send)
     if path == "/send-after-close":
         await receive()
         await send({"type": "websocket.accept"})
@@ -149,3 +159,25 @@ async def app(scope, receive, send):
         return
     await send({"type": "websocket.close"})
 
+
+
+async def pubsub(receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        m = await receive()
+        if m["type"] == "websocket.disconnect":
+            return
+        cmd, _, rest = m["text"].partition(" ")
+        topic, _, msg = rest.partition(" ")
+        if cmd in ("sub", "unsub"):
+            await send({"type": "piston.%ssubscribe" % ("un" if cmd == "unsub" else ""),
+                        "topic": topic})
+        elif cmd == "pub":
+            await send({"type": "piston.publish", "topic": topic, "text": msg})
+        elif cmd == "pubself":
+            await send({"type": "piston.publish", "topic": topic.encode(), "text": msg,
+                        "include_self": True})
+        elif cmd == "pubbin":
+            await send({"type": "piston.publish", "topic": topic, "bytes": msg.encode()})
+        await send({"type": "websocket.send", "text": "ok " + (cmd if cmd != "echo" else rest)})

@@ -7,7 +7,8 @@ Debian's uvicorn.
         {"echo", "n"}; bytes come back reversed; the code of a
         WebSocketDisconnect is recorded
 /deny   closes before accepting (403)
-/codes  (HTTP) the recorded disconnect codes, JSON
+/codes  (HTTP) the recorded disconnect codes, JSON; /reasons (Starlette
+        only) their reasons
 """
 from fastapi import FastAPI
 from fastapi import WebSocket as FWebSocket
@@ -17,6 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 CODES = []
+REASONS = []
 
 
 async def chat(ws):
@@ -26,7 +28,7 @@ async def chat(ws):
         while True:
             m = await ws.receive()
             if m["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(m["code"])
+                raise WebSocketDisconnect(m["code"], m.get("reason"))
             if m.get("bytes") is not None:
                 await ws.send_bytes(m["bytes"][::-1])
                 continue
@@ -40,6 +42,7 @@ async def chat(ws):
                                 "q": ws.query_params.get("q")})
     except WebSocketDisconnect as e:
         CODES.append(e.code)
+        REASONS.append(e.reason)
 
 
 async def deny(ws):
@@ -50,8 +53,12 @@ async def codes(request):
     return JSONResponse(CODES)
 
 
+async def reasons(request):
+    return JSONResponse(REASONS)
+
+
 starlette_app = Starlette(routes=[WebSocketRoute("/ws", chat), WebSocketRoute("/deny", deny),
-                                  Route("/codes", codes)])
+                                  Route("/codes", codes), Route("/reasons", reasons)])
 
 app = FastAPI()
 

@@ -80,7 +80,7 @@ def test_scope(asgi):
     s = get_json(asgi.port, "/scope/caf%C3%A9%20x/%2F?a=1&b=%20",
                  headers=[("X-Custom", "One"), ("X-Custom", "Two")])
     assert s["type"] == "http"
-    assert s["asgi"] == {"version": "3.0", "spec_version": "2.3"}
+    assert s["asgi"] == {"version": "3.0", "spec_version": "2.5"}
     assert s["http_version"] == "1.1"
     assert s["method"] == "GET"
     assert s["scheme"] == "http"

@@ -105,7 +105,7 @@ def test_scope(srv):
     assert op == TEXT
     scope = json.loads(data)
     assert scope["type"] == "websocket"
-    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.3"}
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
     assert scope["http_version"] == "1.1"
     assert scope["scheme"] == "ws"
     assert scope["path"] == "/scope/x y"
@@ -115,7 +115,7 @@ def test_scope(srv):
     assert scope["subprotocols"] == ["chat", "v2", "v3"]
     assert scope["server"] == ["127.0.0.1", srv.port]
     assert scope["client"][0] == "127.0.0.1"
-    assert scope["extensions"] == {"websocket.http.response": {}}
+    assert scope["extensions"] == {"websocket.http.response": {}, "piston.pubsub": {}}
     assert scope["state"] == {}
     assert "method" not in scope
     assert ["x-custom", "yes"] in scope["headers"]
@@ -244,7 +244,7 @@ def test_send_after_close(srv):
             break
         time.sleep(0.05)
     # as uvicorn: a RuntimeError, and receive() then says it is over
-    assert results[:2] == ["RuntimeError", {"type": "websocket.disconnect", "code": 1000}]
+    assert results[:2] == ["RuntimeError", {"type": "websocket.disconnect", "code": 1000, "reason": ""}]
 
 
 def test_raise_after_accept(srv):
