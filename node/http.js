@@ -948,14 +948,15 @@ class ServerMethods {
 
   _onRequest(slot, method, url, minor, connId) {
     // node:http's 'upgrade' (only while something listens) and 'connect'
-    // (always taken; closed without a listener): node/upgrade.js
-    if (method === 'CONNECT') {
+    // (always taken; closed without a listener): node/upgrade.js. HTTP/2
+    // has no connection to take (an HTTP/2 CONNECT is a 'request').
+    if (method === 'CONNECT' && native.httpVersion(slot) !== 20) {
       U.takeOver(this, slot, this.listenerCount('connect') > 0 ? 'connect' : null, method, url, minor, connId, native.headers(slot));
       return;
     }
     if (this.listenerCount('upgrade') > 0 && native.header(slot, 'upgrade') !== undefined) {
       const raw = native.headers(slot);
-      if (U.asksUpgrade(raw)) {
+      if (U.asksUpgrade(raw) && native.httpVersion(slot) !== 20) {
         U.takeOver(this, slot, 'upgrade', method, url, minor, connId, raw);
         return;
       }

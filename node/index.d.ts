@@ -183,6 +183,11 @@ export interface PistonTLSSocket extends PistonSocket, TlsInfo {
   readonly encrypted: boolean;
 }
 
+/** The socket of an 'upgrade' or 'connect' event on a TLS server (wss). */
+export interface TlsUpgradedSocket extends UpgradedSocket, TlsInfo {
+  readonly encrypted: boolean;
+}
+
 /**
  * The error of a 'clientError': a request the engine answered itself (and
  * whose connection it closes); the handler never saw it.
@@ -268,7 +273,7 @@ export interface Server extends http.Server {
    * listener its connection is closed). The listener writes the status line
    * itself. head: the bytes that came behind the request's head.
    */
-  on(event: 'upgrade' | 'connect', listener: (req: http.IncomingMessage, socket: UpgradedSocket, head: Buffer) => void): this;
+  on(event: 'upgrade' | 'connect', listener: (req: http.IncomingMessage, socket: UpgradedSocket | TlsUpgradedSocket, head: Buffer) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;
 }
 

@@ -392,6 +392,26 @@ class UpgradedSocket extends Duplex {
   }
 }
 
+// On a TLS server the socket has tls.TLSSocket's face too (encrypted,
+// getPeerCertificate(), alpnProtocol, ...: node/tls.js's TlsState), as
+// node:https hands a TLSSocket to 'upgrade'.
+let TlsUpgradedSocket = null;
+function tlsSocketClass() {
+  if (TlsUpgradedSocket === null) {
+    const { TlsState } = require('./tls');
+    TlsUpgradedSocket = class TlsUpgradedSocket extends UpgradedSocket {
+      constructor(server, slot) {
+        super(server, slot);
+        Object.assign(this, new TlsState(native.tlsInfo(slot), server._tls.requestCert));
+      }
+    };
+    for (const k of Object.getOwnPropertyNames(TlsState.prototype)) {
+      if (k !== 'constructor') TlsUpgradedSocket.prototype[k] = TlsState.prototype[k];
+    }
+  }
+  return TlsUpgradedSocket;
+}
+
 // Takes the request on slot as an upgrade or a CONNECT: the connection
 // leaves HTTP, and the event goes out once the bytes behind the head are
 // known. name: 'upgrade', 'connect', or null for a CONNECT nobody listens
@@ -401,7 +421,7 @@ function takeOver(server, slot, name, method, url, minor, connId, raw) {
     B.releaseSlot(slot);
     return;
   }
-  const socket = new UpgradedSocket(server, slot);
+  const socket = server._tls ? new (tlsSocketClass())(server, slot) : new UpgradedSocket(server, slot);
   B.bindSlot(slot, socket);
   const standIn = server._sockets.get(connId);
   if (standIn === undefined) server.emit('connection', socket);

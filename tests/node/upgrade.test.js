@@ -602,6 +602,40 @@ describe('the bytes on the wire, as on node:http', () => {
   });
 });
 
+describe('over TLS', () => {
+  const { PKI } = require('./pki');
+
+  test("wss: ws on a TLS createServer; the socket has TLSSocket's face", async () => {
+    const pki = new PKI();
+    try {
+      const server = piston.createServer({ key: pki.server.key, cert: pki.server.cert });
+      const seen = {};
+      server.on('upgrade', (req) => {
+        seen.encrypted = req.socket.encrypted;
+        seen.protocol = req.socket.getProtocol();
+        seen.alpn = req.socket.alpnProtocol;
+      });
+      const { wss } = wsEcho(server);
+      const { port } = await listen(server);
+      const c = await wsOpen(`wss://127.0.0.1:${port}/`, undefined, { ca: pki.ca });
+      c.send('over tls');
+      assert.equal((await nextMessage(c)).data.toString(), 'over tls');
+      const big = Buffer.alloc(1 << 20, 3);
+      c.send(big);
+      assert.ok((await nextMessage(c)).data.equals(big));
+      c.close(1000, 'done');
+      assert.deepEqual(await wsClosed(c), [1000, 'done']);
+      assert.equal(seen.encrypted, true);
+      assert.match(seen.protocol, /^TLSv1\.[23]$/);
+      assert.equal(seen.alpn, false); // ws's client offers no ALPN
+      wss.close();
+      await closeServer(server);
+    } finally {
+      pki.remove();
+    }
+  });
+});
+
 describe('the socket', () => {
   test("net.Socket's face: addresses, readyState, the same object as req.socket and 'connection', setTimeout", async () => {
     const server = piston.createServer();
