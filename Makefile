@@ -112,7 +112,8 @@ test-python: dev
 	$(VPY) -m pytest -q tests/python
 
 # The Node addon (node-gyp, from the system's Node headers) and its tests:
-# node --test, then the WebSocket conformance cases against the native App.
+# node --test, then the WebSocket conformance cases against the native App
+# and through ws on createServer and on node:http (the same results).
 node: deps
 	npm install --no-audit --no-fund
 

@@ -182,10 +182,15 @@ void piston__conn_finish(piston__conn *c) {
 
 static void conn_events(piston__io *io, uint32_t events) {
   piston__conn *c = conn_of(io);
-  if (events & (EPOLLERR | EPOLLHUP)) {
-    piston__conn_close(c); /* reset, or both directions shut */
+  if (events & EPOLLERR) {
+    piston__conn_close(c); /* reset */
     return;
   }
+  /* EPOLLHUP alone: both directions are shut, but what the client sent
+   * before its FIN may still wait to be read (a stream the host half-closed
+   * first, whose reading was paused): it is read up to the 0 that ends it */
+  if (events & EPOLLHUP)
+    events |= EPOLLRDHUP;
   if (events & (EPOLLIN | EPOLLRDHUP)) {
     c->readable = true;
     if (events & EPOLLRDHUP)

@@ -568,7 +568,9 @@ static void h1_stop(piston__conn *c) {
 void piston__h1_closing(piston__conn *c) {
   piston__h1 *h = piston__h1_of(c);
   if (h->req) {
-    if (!h->req->loop_ended)
+    /* the host waits for PISTON_EV_CLOSED while its exchange is open, and
+     * on a stream it took over whose raw handler has not started yet */
+    if (!h->req->loop_ended || h->req->upgrade == UPGRADE_RAW)
       piston__req_detach(h->req);
     drop_req(h);
   }

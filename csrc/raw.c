@@ -31,6 +31,12 @@ static void raw_run(piston__conn *c) {
   piston_req *r = h->req;
   int budget = READ_BUDGET;
   bool arrived = false;
+  if (r->abort_requested) {
+    /* piston_resp_abort: what the host queued still goes out, then the
+     * connection closes (as a socket.destroy() after a write) */
+    piston__conn_finish(c);
+    return;
+  }
   while (c->state == CONN_OPEN && c->readable && !c->peer_eof &&
          !r->reading_paused) {
     if (budget-- == 0) {

@@ -599,8 +599,10 @@ void piston_resp_abort(piston_req *r) {
     }
     r->status = 500;
     r->resp = RESP_ENDED;
-  } else if (r->resp == RESP_STARTED) {
-    /* mid-body there is no way to signal failure but closing; POST_ABORT
+  } else if (r->resp == RESP_STARTED || r->upgrade == UPGRADE_RAW ||
+             r->upgrade == UPGRADE_RAW_OPEN) {
+    /* mid-body there is no way to signal failure but closing, nor on a
+     * stream the host took over (piston.h: abort closes it); POST_ABORT
      * has the connection run this pass (direct) or on the post */
     piston__wend(&w, POST_ABORT, rc);
     return;

@@ -1679,6 +1679,38 @@ static napi_value js_ws_buffered(napi_env env, napi_callback_info info) {
   return make_int(env, (int64_t)piston_ws_buffered(req));
 }
 
+/* ---- JS functions: a connection taken over (node:http's 'upgrade' and
+ * 'connect') ----------------------------------------------------------------
+ * After rawTakeover the slot names the connection's byte stream: read(slot)
+ * gives the client's bytes (those behind the request's head first; EV_BODY
+ * when more arrive, 0 once the client shut its direction), respAbort(slot)
+ * closes it, EV_DRAIN and EV_CLOSED come as for a response. */
+
+/* rawTakeover(slot) -> rc: no HTTP answer; the host writes its own */
+static napi_value js_raw_takeover(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, piston_raw_takeover(req));
+}
+
+/* rawWrite(slot, chunk) -> 0, 1 (wait for drain) or an error */
+static napi_value js_raw_write(napi_env env, napi_callback_info info) {
+  REQ_ARG(2);
+  const char *data;
+  size_t len;
+  char *owned;
+  if (get_bytes(a, env, argv[1], &data, &len, &owned) < 0)
+    return make_int(env, PISTON_EINVAL);
+  int rc = piston_raw_write(req, data, len);
+  free(owned);
+  return make_int(env, rc);
+}
+
+/* rawShutdown(slot) -> rc: a FIN once what is queued has gone out */
+static napi_value js_raw_shutdown(napi_env env, napi_callback_info info) {
+  REQ_ARG(1);
+  return make_int(env, piston_raw_shutdown(req));
+}
+
 /* ---- JS functions: the engine's tables ----------------------------------- */
 
 static napi_value js_err_name(napi_env env, napi_callback_info info) {
@@ -1798,6 +1830,9 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"wsControl", js_ws_control},
       {"wsPing", js_ws_ping},
       {"wsBuffered", js_ws_buffered},
+      {"rawTakeover", js_raw_takeover},
+      {"rawWrite", js_raw_write},
+      {"rawShutdown", js_raw_shutdown},
       {"errName", js_err_name},
       {"mimeType", js_mime_type},
       {"percentDecode", js_percent_decode},

@@ -14,6 +14,7 @@ const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const B = require('./binding');
 const TLS = require('./tls');
+const U = require('./upgrade');
 
 const { native } = B;
 const EAGAIN = native.EAGAIN;
@@ -89,6 +90,7 @@ class PistonSocket extends SocketBase {
     // HTTP/2 (ALPN h2, or h2c's preface) is the connection's from its start
     this._h2 = native.httpVersion(ex.slot) === 20;
     this._closeEmitted = false;
+    this._upgraded = undefined; // the stream of an upgrade on this connection
     this.destroyed = false;
     this.connecting = false;
     this.pending = false;
@@ -139,6 +141,11 @@ class PistonSocket extends SocketBase {
   // after the call (Koa's app.on('error') hears of it through on-finished's
   // 'error' listener on the socket).
   destroy(err) {
+    // the connection was upgraded: its stream is what destroy() ends
+    if (this._upgraded !== undefined) {
+      this._upgraded.destroy(err);
+      return this;
+    }
     if (this.destroyed) return this;
     this.destroyed = true;
     this.readable = false;
@@ -539,6 +546,7 @@ class Exchange {
       req.httpVersionMinor = minor;
       req.httpVersion = minor ? '1.1' : '1.0';
     }
+    req.upgrade = false; // node's: an upgrade nobody listens for is plain HTTP
     this.req = req;
     if (server._joinDuplicateHeaders) req.joinDuplicateHeaders = true;
     const res = server._highWaterMark === undefined ? new server._ServerResponse(req) : new server._ServerResponse(req, { highWaterMark: server._highWaterMark });
@@ -939,6 +947,20 @@ class ServerMethods {
   }
 
   _onRequest(slot, method, url, minor, connId) {
+    // node:http's 'upgrade' (only while something listens) and 'connect'
+    // (always taken; closed without a listener): node/upgrade.js. HTTP/2
+    // has no connection to take (an HTTP/2 CONNECT is a 'request').
+    if (method === 'CONNECT' && native.httpVersion(slot) !== 20) {
+      U.takeOver(this, slot, this.listenerCount('connect') > 0 ? 'connect' : null, method, url, minor, connId, native.headers(slot));
+      return;
+    }
+    if (this.listenerCount('upgrade') > 0 && native.header(slot, 'upgrade') !== undefined) {
+      const raw = native.headers(slot);
+      if (U.asksUpgrade(raw) && native.httpVersion(slot) !== 20) {
+        U.takeOver(this, slot, 'upgrade', method, url, minor, connId, raw);
+        return;
+      }
+    }
     let ex;
     try {
       ex = new Exchange(this, slot, method, url, minor, connId);

@@ -5,7 +5,7 @@ import * as http from 'node:http';
 import * as nodeHttps from 'node:https';
 import { PeerCertificate, DetailedPeerCertificate, CipherNameAndProtocol } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Duplex, Readable } from 'node:stream';
 import { EventEmitter } from 'node:events';
 
 /** Engine limits and timeouts, shared by createServer and App. */
@@ -97,6 +97,33 @@ export interface ServerOptions extends EngineOptions, TlsOptions {
 export type RequestListener = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
 /**
+ * The socket of an 'upgrade' or 'connect' event (and its req.socket): the
+ * connection taken from the engine as a raw byte stream, a stream.Duplex
+ * that stands for node's net.Socket (allowHalfOpen). 'close' comes once the
+ * engine has closed the connection.
+ */
+export interface UpgradedSocket extends Duplex {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly remoteFamily: 'IPv4' | 'IPv6' | undefined;
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
+  readonly readyState: 'open' | 'readOnly' | 'writeOnly' | 'closed';
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly connecting: false;
+  timeout: number;
+  address(): { address: string | undefined; family: string | undefined; port: number | undefined };
+  /** 'timeout' after ms without a read or a write (0: off); nothing else. */
+  setTimeout(ms: number, cb?: () => void): this;
+  setNoDelay(noDelay?: boolean): this;
+  setKeepAlive(enable?: boolean, delay?: number): this;
+  destroySoon(): void;
+  ref(): this;
+  unref(): this;
+}
+
+/**
  * `req.socket` / `res.socket`: one object per connection, shared by every
  * request of a keep-alive connection, made at the connection's first request
  * (when 'connection' is emitted). Not a stream: the engine owns the bytes.
@@ -153,6 +180,11 @@ export interface TlsInfo {
 
 /** req.socket on a TLS server. */
 export interface PistonTLSSocket extends PistonSocket, TlsInfo {
+  readonly encrypted: boolean;
+}
+
+/** The socket of an 'upgrade' or 'connect' event on a TLS server (wss). */
+export interface TlsUpgradedSocket extends UpgradedSocket, TlsInfo {
   readonly encrypted: boolean;
 }
 
@@ -229,8 +261,19 @@ export interface Server extends http.Server {
    * 'error' listener is set: (Error, PistonSocket).
    */
   on(event: 'clientError', listener: (err: ClientError | Error, socket: ClientErrorSocket | PistonSocket) => void): this;
-  /** At a connection's first request (not at accept), before its 'request'. */
-  on(event: 'connection', listener: (socket: PistonSocket) => void): this;
+  /**
+   * At a connection's first request (not at accept), before its 'request';
+   * for a connection whose first request is an upgrade or a CONNECT, its
+   * UpgradedSocket.
+   */
+  on(event: 'connection', listener: (socket: PistonSocket | UpgradedSocket) => void): this;
+  /**
+   * A request with Upgrade (and "upgrade" in Connection), while this event
+   * has a listener (without one it is a 'request'); a CONNECT (without a
+   * listener its connection is closed). The listener writes the status line
+   * itself. head: the bytes that came behind the request's head.
+   */
+  on(event: 'upgrade' | 'connect', listener: (req: http.IncomingMessage, socket: UpgradedSocket | TlsUpgradedSocket, head: Buffer) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;
 }
 

@@ -29,6 +29,7 @@
 #define CHUNK (64 * 1024)
 
 static atomic_long g_live, g_closed_events, g_requests, g_batches;
+static atomic_long g_raw_sunk; /* bytes /raw-shut-first read */
 static piston_loop **g_loops;
 static piston_server *g_srv;
 static size_t g_nloops;
@@ -578,10 +579,12 @@ static void h_stats(piston_req *req) {
   char body[256];
   /* This request is itself held while it is answered: leave it out. */
   snprintf(body, sizeof body,
-           "live=%ld closed_events=%ld requests=%ld batches=%ld conns=%zu",
+           "live=%ld closed_events=%ld requests=%ld batches=%ld conns=%zu "
+           "raw_sunk=%ld",
            atomic_load(&g_live) - 1, atomic_load(&g_closed_events),
            atomic_load(&g_requests), atomic_load(&g_batches),
-           piston_loop_connections(piston_req_loop(req)));
+           piston_loop_connections(piston_req_loop(req)),
+           atomic_load(&g_raw_sunk));
   send_text(req, 200, body);
 }
 
@@ -965,6 +968,93 @@ static void h_raw_echo(piston_req *req, int connect) {
   raw_event(req, PISTON_EV_BODY, NULL); /* bytes that came with the head */
 }
 
+/* /raw-abort: the host writes its 101 and "bye", then piston_resp_abort:
+ * what it wrote still goes out, then the connection closes and
+ * PISTON_EV_CLOSED comes. Aborted in the request callback (before the raw
+ * handler runs), or with ?later=1 at the client's first bytes. */
+static const char raw_up[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                             "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+
+static void raw_abort_event(piston_req *req, int events, void *ud) {
+  (void)ud;
+  if (events & PISTON_EV_BODY) {
+    char buf[256];
+    if (piston_req_body_read(req, buf, sizeof buf) > 0) {
+      check(piston_raw_write(req, "bye", 3), "raw write");
+      piston_resp_abort(req);
+    }
+  }
+  if (events & PISTON_EV_CLOSED) {
+    atomic_fetch_add(&g_closed_events, 1);
+    release(req);
+  }
+}
+
+static void h_raw_abort(piston_req *req, int later) {
+  piston_req_on_event(req, raw_abort_event, NULL);
+  check(piston_raw_takeover(req), "raw takeover");
+  check(piston_raw_write(req, raw_up, sizeof raw_up - 1), "raw write");
+  if (later)
+    return;
+  check(piston_raw_write(req, "bye", 3), "raw write");
+  piston_resp_abort(req);
+}
+
+/* /raw-shut-first: the host writes its 101 and shuts its direction at once,
+ * then, from a thread of its own and only after ?hold_ms (the engine stops
+ * reading meanwhile), counts what the client sent until its FIN (raw_sunk
+ * in /stats): a half-close the host makes first, with the client's bytes
+ * and FIN arriving while the host still reads nothing. The thread releases
+ * the handle. */
+static void raw_sink_event(piston_req *req, int events, void *ud) {
+  (void)req;
+  (void)ud;
+  if (events & PISTON_EV_CLOSED)
+    atomic_fetch_add(&g_closed_events, 1);
+}
+
+typedef struct {
+  piston_req *req;
+  long hold_ms;
+} sink_t;
+
+static void *raw_sink_main(void *arg) {
+  sink_t *t = arg;
+  struct timespec ts = {t->hold_ms / 1000, (t->hold_ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+  char buf[16384];
+  for (;;) {
+    int64_t n = piston_req_body_read(t->req, buf, sizeof buf);
+    if (n > 0) {
+      atomic_fetch_add(&g_raw_sunk, n);
+    } else if (n == PISTON_EAGAIN) {
+      struct timespec ms = {0, 1000000L};
+      nanosleep(&ms, NULL);
+    } else {
+      break; /* 0: the client's FIN; or the connection is gone */
+    }
+  }
+  release(t->req);
+  free(t);
+  return NULL;
+}
+
+static void h_raw_shut_first(piston_req *req, long hold_ms) {
+  sink_t *t = malloc(sizeof *t);
+  if (!t)
+    abort();
+  t->req = req;
+  t->hold_ms = hold_ms;
+  piston_req_on_event(req, raw_sink_event, NULL);
+  check(piston_raw_takeover(req), "raw takeover");
+  check(piston_raw_write(req, raw_up, sizeof raw_up - 1), "raw write");
+  check(piston_raw_shutdown(req), "raw shutdown");
+  pthread_t th;
+  if (pthread_create(&th, NULL, raw_sink_main, t) != 0)
+    abort();
+  pthread_detach(th);
+}
+
 /* 103 Early Hints with a Link, then the answer. */
 static void h_early_hints(piston_req *req) {
   static const piston_header link[] = {
@@ -1036,6 +1126,12 @@ static void on_request(piston_req *req, void *ud) {
     h_abort_mid(req);
   } else if (str_eq(p, "/sendfile") && get) {
     h_sendfile(req);
+  } else if (str_eq(p, "/raw-abort")) {
+    h_raw_abort(req, query_int(q, "later", 0) != 0);
+    return; /* released on PISTON_EV_CLOSED */
+  } else if (str_eq(p, "/raw-shut-first")) {
+    h_raw_shut_first(req, (long)query_int(q, "hold_ms", 0));
+    return; /* released on PISTON_EV_CLOSED */
   } else if (str_eq(m, "CONNECT") || str_eq(p, "/raw-echo")) {
     h_raw_echo(req, str_eq(m, "CONNECT"));
     return; /* released on PISTON_EV_CLOSED */

@@ -1,8 +1,8 @@
 """A connection the host takes over as a raw byte stream after an upgrade
 request or a CONNECT (piston_raw_takeover), through the C test server's
 /raw-echo and CONNECT handlers: the host's own status line, the bytes that
-came behind the head, an echo with backpressure, half-closes both ways, and
-resets."""
+came behind the head, an echo with backpressure, half-closes both ways,
+resets, and the host's own abort."""
 
 import os
 import socket
@@ -100,3 +100,43 @@ def test_plain_request_to_the_same_connection_first(ts):
         r = c.read_response()
         assert (r.status, r.body) == (200, b"Hello, World!")
         assert c.read_exact(len(UP) + 5) == UP + b"after"
+
+
+def raw_req(path):
+    return UPGRADE_REQ.replace(b"/raw-echo", path.encode())
+
+
+def test_host_abort_in_the_request_callback(ts):
+    """piston_resp_abort on a stream taken over before its raw handler
+    started: what the host wrote goes out, the connection closes, and the
+    host gets PISTON_EV_CLOSED (its handle comes back)."""
+    with Conn(ts.addr) as c:
+        c.send(raw_req("/raw-abort"))
+        assert c.read_to_eof() == UP + b"bye"
+    util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+
+
+def test_host_abort_mid_stream(ts):
+    with Conn(ts.addr) as c:
+        c.send(raw_req("/raw-abort?later=1"))
+        assert c.read_exact(len(UP)) == UP
+        c.send(b"go")
+        assert c.read_to_eof() == b"bye"
+    util.wait_stats(ts.addr, lambda s: s["live"] == 0)
+    util.assert_serving(ts.addr)
+
+
+def test_host_half_closes_first_then_reads_everything(ts):
+    """The host shuts its direction at once and reads nothing for 300 ms:
+    the 2 MiB the client sends meanwhile, then its FIN, all reach the host
+    although both directions are shut (EPOLLHUP) while most of it waits in
+    the kernel, unread (the engine's reading is paused)."""
+    before = util.stats(ts.addr)["raw_sunk"]
+    data = os.urandom(2 << 20)
+    with Conn(ts.addr) as c:
+        c.send(raw_req("/raw-shut-first?hold_ms=300"))
+        assert c.read_to_eof() == UP
+        c.sock.sendall(data)
+        c.sock.shutdown(socket.SHUT_WR)
+        util.wait_stats(ts.addr, lambda s: s["live"] == 0, timeout=30)
+    assert util.stats(ts.addr)["raw_sunk"] - before == len(data)

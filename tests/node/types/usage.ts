@@ -35,6 +35,22 @@ server.on('clientError', (err, socket) => {
   void err;
   void socket;
 });
+// node:http's upgrade and CONNECT events, as ws's handleUpgrade takes them
+server.on('upgrade', (req, socket, head) => {
+  const h: Buffer = head;
+  const addr: string | undefined = socket.remoteAddress;
+  socket.setTimeout(0).setNoDelay(true).setKeepAlive(true, 0);
+  if (req.headers['x-user'] === undefined) {
+    socket.write('HTTP/1.1 401 Unauthorized\r\n\r\n');
+    socket.destroy();
+  }
+  void h;
+  void addr;
+});
+server.on('connect', (req, socket: import('node:stream').Duplex, head) => {
+  socket.end(head);
+  void req.url;
+});
 
 // without new, and subclassed
 const s2: Server = Server((req, res) => res.end());
