@@ -24,64 +24,15 @@ page says it is done. A missing chromium is a failure, not a skip. Run by
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
 import pytest
-import websockets
+
+from chromium import NODE, PISTON_CLI, TIMEOUT, Chromium, DevTools, Proc, free_port, util
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "protocol"))
-
-import util  # noqa: E402
-
-CHROMIUM = shutil.which("chromium")
 PAGE = os.path.join(HERE, "ws_page.html")
-PISTON_CLI = os.path.join(util.REPO, ".venv", "bin", "piston")
-NODE = shutil.which("node")
-TIMEOUT = 30
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A server started on a given port, up once the port accepts."""
-
-    def __init__(self, args, port, cwd=None):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args, cwd=cwd, stdout=self.log, stderr=self.log,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            assert self.proc.poll() is None, "%s exited: %s" % (args[0], self.output())
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "%s is not listening" % args[0]
-                time.sleep(0.05)
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-2000:]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def write_page(folder, ws_path, ws_port=None):
@@ -122,27 +73,11 @@ def start_hosts(host, folder):
 async def page_dom(devtools_port, url):
     """Opens url in a new tab; returns its DOM once the page is done (or
     after TIMEOUT)."""
-    req = urllib.request.Request("http://127.0.0.1:%d/json/new?about:blank" % devtools_port,
-                                 method="PUT")
-    with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
-        target = json.load(r)
-    async with websockets.connect(target["webSocketDebuggerUrl"], max_size=None) as cdp:
-        ids = iter(range(1, 1 << 30))
-
-        async def call(method, **params):
-            i = next(ids)
-            await cdp.send(json.dumps({"id": i, "method": method, "params": params}))
-            while True:
-                m = json.loads(await cdp.recv())
-                if m.get("id") == i:
-                    assert "error" not in m, m
-                    return m["result"]
-
-        await call("Page.navigate", url=url)
+    async with DevTools(devtools_port) as cdp:
+        await cdp.call("Page.navigate", url=url)
         deadline = time.monotonic() + TIMEOUT
         while True:
-            r = await call("Runtime.evaluate", expression="document.documentElement.outerHTML")
-            dom = r["result"].get("value", "")
+            dom = await cdp.evaluate("document.documentElement.outerHTML", check=False) or ""
             out = dom[dom.find('<pre id="out">'):dom.find("</pre>")]
             if " done" in out or "FAILED" in out or time.monotonic() > deadline:
                 return dom
@@ -151,28 +86,12 @@ async def page_dom(devtools_port, url):
 
 @pytest.mark.parametrize("host", ["c", "asgi", "node"])
 def test_chromium_websocket(host):
-    assert CHROMIUM, "chromium is not on PATH: scripts/setup-deps.sh installs it"
-    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory() as folder:
         url, procs = start_hosts(host, folder)
-        browser = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--user-data-dir=" + profile, "--remote-debugging-port=0",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         try:
-            # Chromium writes the port it took into the profile
-            active = os.path.join(profile, "DevToolsActivePort")
-            deadline = time.monotonic() + TIMEOUT
-            while not (os.path.exists(active) and open(active).read().count("\n") >= 1):
-                assert browser.poll() is None, "chromium exited with %s" % browser.returncode
-                assert time.monotonic() < deadline, "chromium opened no DevTools port"
-                time.sleep(0.05)
-            devtools_port = int(open(active).read().split("\n")[0])
-            dom = asyncio.run(page_dom(devtools_port, url))
+            with Chromium() as browser:
+                dom = asyncio.run(page_dom(browser.port, url))
         finally:
-            browser.kill()
-            browser.wait()
             for p in procs:
                 p.stop()
         logs = " / ".join(p.output() for p in procs)
