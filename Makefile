@@ -121,8 +121,9 @@ test-node: node
 	npm test
 	$(PYTHON) -m pytest -q tests/node
 
-# Headless Chromium's WebSocket (text, binary, 1 MiB, permessage-deflate)
-# through the C test server, the ASGI host and the native App: about 5 s.
+# Headless Chromium: its WebSocket (text, binary, 1 MiB, permessage-deflate)
+# through the C test server, the ASGI host and the native App, and a page of
+# 60 assets over HTTPS and HTTP/2 from every host: about 30 s.
 test-browser: all dev node
 	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/browser
 
