@@ -19,7 +19,9 @@ d. a handler reading a body whose client sent part of it and left: the
 e. raising requests alternating with good ones: every bad one 500, every
    good one 200, the server's RSS flat.
 
-Every read has a timeout; the figures go to rel.figure()."""
+Every read has a timeout; the figures go to rel.figure(). In the TLS run
+(PISTON_TEST_TLS=1) the Python CLI gets --certfile/--keyfile and the Node
+apps {key, cert} (rel.py), and every client goes through TLS."""
 
 import os
 import re
@@ -32,7 +34,7 @@ import pytest
 
 import mass
 import util
-from rel import HERE, figure, size
+from rel import HERE, assert_transport, figure, python_cli_tls_args, size
 
 NODE = shutil.which("node")
 PISTON_CLI = os.path.join(util.REPO, ".venv", "bin", "piston")
@@ -66,7 +68,7 @@ class PistonCLI(util.Server):
     """The Python host: its 'Listening at' log line gives the port."""
 
     def _read_stderr(self):
-        pat = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)$")
+        pat = re.compile(r"Listening at: https?://127\.0\.0\.1:(\d+)$")
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.lines.append(line)
@@ -85,7 +87,7 @@ def python_host(app):
     return PistonCLI(
         PISTON_CLI,
         [app, "--chdir", HERE,
-         "--handler-timeout", str(HANDLER_TIMEOUT_S)],
+         "--handler-timeout", str(HANDLER_TIMEOUT_S)] + python_cli_tls_args(),
         name="piston",
     )
 
@@ -113,6 +115,7 @@ def host(request):
     else:
         s = node_host("http" if kind == "node-http" else "express")
     s.kind = kind
+    assert_transport(s)
     assert_ok(s)
     yield s
     if kind in WSGI_HOSTS:
@@ -319,7 +322,7 @@ def _upload_final(kind, seen):
 
 def test_d_body_read_after_client_gone(host):
     since = len(host.lines)
-    s = socket.create_connection(host.addr, timeout=5)
+    s = util.client_socket(host.addr, timeout=5)
     s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
     time.sleep(0.2)  # the handler is reading (and waits for more)
     t0 = time.monotonic()
