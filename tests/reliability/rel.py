@@ -91,15 +91,30 @@ def client_hello():
     return out.read()
 
 
+# The reset scenarios (rel.reset_clients) the TLS run adds to the plain
+# ones, {name: (bytes, bytes read before the reset)}: a "tls-" scenario's
+# bytes go raw, without a handshake of ours, so these cut the handshake
+# itself: within the ClientHello, and after the whole ClientHello once the
+# server's first flight has begun to arrive.
+TLS_SCENARIOS = {}
+if TLS:
+    _hello = client_hello()
+    TLS_SCENARIOS = {
+        "tls-partial-clienthello": (_hello[: len(_hello) // 2], 0),
+        "tls-clienthello-then-reset": (_hello, 1),
+    }
+
+
 def send_while_reading(c, data, timeout=60.0, read_after=0.0):
-    """Sends data on util.Conn c while reading what comes back into c.buf
-    (from read_after seconds on), from this one thread: an SSL socket may
-    not be read and written by two threads at once (util's lock would then
-    hold a blocked sendall against the read that would unblock it), and a
-    plain socket is driven the same way so that both runs do the same
-    thing. Returns once all of data is sent; c.read_response() then reads
-    on from c.buf."""
+    """Sends data on c (a util.Conn or a wsconf.Ws: its .sock and its read
+    buffer .buf) while reading what comes back into c.buf (from read_after
+    seconds on), from this one thread: an SSL socket may not be read and
+    written by two threads at once (util's lock would then hold a blocked
+    sendall against the read that would unblock it), and a plain socket is
+    driven the same way so that both runs do the same thing. Returns once
+    all of data is sent; c's own readers then go on from c.buf."""
     sock = c.sock
+    old_timeout = sock.gettimeout()
     sock.setblocking(False)
     t0 = time.monotonic()
     end = t0 + timeout
@@ -132,8 +147,7 @@ def send_while_reading(c, data, timeout=60.0, read_after=0.0):
                     c.buf += d
     finally:
         sel.close()
-        sock.setblocking(True)
-        sock.settimeout(c.timeout)
+        sock.settimeout(old_timeout)
 
 
 
@@ -284,6 +298,7 @@ class Attack(threading.Thread):
         self.bytes_sent = 0
         self.ready = threading.Event()
         self.error = None
+        self.ssl_errors = []
 
     def run(self):
         try:
@@ -331,8 +346,9 @@ class Attack(threading.Thread):
                         continue
                     except ConnectionResetError:
                         data = b""
-                    except ssl.SSLError:
+                    except ssl.SSLError as e:
                         # TLS: a close the record layer calls unclean
+                        self.ssl_errors.append(repr(e))
                         data = b""
                     if data:
                         st[3] += data
