@@ -30,7 +30,7 @@ SONAME     := libpiston.so.$(SO_MAJOR)
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-python test-node \
+.PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-reliability-tls test-python test-node \
         test-node-compat test-browser test-asan test-tsan test-abi fuzz soak run run-static \
         bench bench-ws bench-tls \
         deps deps-bench dev node clean format format-check
@@ -80,6 +80,7 @@ test: deps
 	$(MAKE) test-protocol
 	$(MAKE) test-protocol-tls
 	$(MAKE) test-reliability
+	$(MAKE) test-reliability-tls
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-python
@@ -152,6 +153,14 @@ ASAN_MAKE = $(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)"
 test-reliability: all dev node
 	$(ASAN_MAKE) all
 	PISTON_BUILD=$(BUILD) PISTON_ASAN_BUILD=build-asan \
+	    $(PYTHON) -m pytest -q tests/reliability
+
+# The same suite over TLS (as test-protocol-tls): every server it starts gets
+# a certificate, every client goes through ssl; smaller counts for the long
+# scenarios (the soak keeps its sizes), see docs/reliability.md.
+test-reliability-tls: all dev node
+	$(ASAN_MAKE) all
+	PISTON_TEST_TLS=1 PISTON_BUILD=$(BUILD) PISTON_ASAN_BUILD=build-asan \
 	    $(PYTHON) -m pytest -q tests/reliability
 
 soak: deps

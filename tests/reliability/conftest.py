@@ -23,7 +23,7 @@ sys.path.insert(0, HERE)
 # its asserts report as the tests' own do.
 pytest.register_assert_rewrite("rel")
 
-from rel import FIGURES, SOAK  # noqa: E402
+from rel import FIGURES, SOAK, TLS, assert_transport  # noqa: E402
 
 import util  # noqa: E402  (tests/protocol, put on sys.path by rel)
 
@@ -61,6 +61,7 @@ def server():
             os.environ.clear()
             os.environ.update(old_env)
         mine.append(s)
+        assert_transport(s)
         return s
 
     yield make
@@ -72,12 +73,14 @@ def server():
 def pytest_terminal_summary(terminalreporter):
     if not FIGURES:
         return
-    terminalreporter.write_sep("-", "reliability figures (%s)" % ("soak" if SOAK else "fast"))
+    terminalreporter.write_sep("-", "reliability figures (%s%s)" % (
+        "soak" if SOAK else "fast", ", TLS" if TLS else ""))
     for k in sorted(FIGURES):
         terminalreporter.write_line("%-48s %s" % (k, FIGURES[k]))
-    path = os.environ.get("PISTON_FIGURES") or os.path.join(util.BUILD, "reliability-figures.json")
+    path = os.environ.get("PISTON_FIGURES") or os.path.join(
+        util.BUILD, "reliability-figures%s.json" % ("-tls" if TLS else ""))
     try:
         with open(path, "w") as f:
-            json.dump({"soak": SOAK, "figures": FIGURES}, f, indent=1, sort_keys=True)
+            json.dump({"soak": SOAK, "tls": TLS, "figures": FIGURES}, f, indent=1, sort_keys=True)
     except OSError:
         pass

@@ -3,16 +3,24 @@ as the reference parser. nginx answers GET /hello itself and proxies
 /echo to a piston-testserver, so a body it accepted comes back as nginx
 framed it; piston-testserver is asked directly. Each case's bytes are
 followed on the same connection by `GET /hello` with Connection: close, so
-the outcome shows where each server thinks the first request ended."""
+the outcome shows where each server thinks the first request ended.
+
+In the TLS run (PISTON_TEST_TLS=1) both speak TLS with the run's
+certificate (util.tls_files()): nginx listens with `ssl` and proxies /echo
+to the piston-testserver over https, and every exchange goes through
+util.client_socket, so both parse the same bytes out of TLS records."""
 
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+
+import util
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -36,10 +44,10 @@ http {{
     client_body_timeout 2s;
     keepalive_timeout 5s;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};{certs}
         location = /hello {{ default_type text/plain; return 200 "Hello, World!"; }}
         location /echo {{
-            proxy_pass http://127.0.0.1:{upstream};
+            proxy_pass {scheme}://127.0.0.1:{upstream};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
@@ -63,7 +71,13 @@ class Nginx:
         self.port = free_port()
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(CONF.format(dir=self.dir, port=self.port, upstream=upstream_port))
+            if util.TLS:
+                cert, key = util.tls_files()
+                tls = dict(ssl=" ssl", scheme="https", certs=(
+                    "\n        ssl_certificate %s;\n        ssl_certificate_key %s;" % (cert, key)))
+            else:
+                tls = dict(ssl="", scheme="http", certs="")
+            f.write(CONF.format(dir=self.dir, port=self.port, upstream=upstream_port, **tls))
         self.proc = subprocess.Popen(
             [NGINX, "-p", self.dir, "-c", conf, "-e", os.path.join(self.dir, "error.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -97,7 +111,7 @@ class Nginx:
 def exchange(addr, data, timeout=4.0):
     """Sends data + FOLLOW, reads to EOF (bounded); returns the raw bytes and
     whether the server closed before the deadline."""
-    s = socket.create_connection(addr, timeout=timeout)
+    s = util.client_socket(addr, timeout=timeout)
     out = b""
     closed = False
     try:
@@ -115,7 +129,8 @@ def exchange(addr, data, timeout=4.0):
                 d = s.recv(65536)
             except socket.timeout:
                 break
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
+                # TLS: a close without close_notify after an error
                 closed = True
                 break
             if not d:

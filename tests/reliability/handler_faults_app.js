@@ -8,7 +8,8 @@
 //
 // http: piston.createServer(handler); express: piston.createServer(app)
 // with an Express 5 app. It prints "handler_faults_app.js: listening on
-// http://HOST:PORT" on stderr once listening. Routes (as fault_wsgi.py):
+// http://HOST:PORT" on stderr once listening (https in the TLS run, with
+// PISTON_TEST_TLS_CERT/KEY's certificate). Routes (as fault_wsgi.py):
 //
 //   GET  /ok          200 "ok"
 //   GET  /raise       throws before responding (Error handler-fault-a)
@@ -23,7 +24,7 @@
 //                     after it, in bytes
 // SIGTERM: server.close(); the process then exits on its own.
 
-const { piston, gc, parseArgs, listen } = require('./node_common');
+const { piston, gc, parseArgs, listen, tls } = require('./node_common');
 
 const { host, port, options } = parseArgs();
 const { framework = 'http', handlerTimeout = 0, ...rest } = options;
@@ -115,7 +116,8 @@ function expressApp() {
 }
 
 const handler = framework === 'express' ? expressApp() : plain;
-const server = piston.createServer({ closeTimeoutMs: 2000 }, handler);
+// over TLS (node_common.js's tls()): {key, cert} too, node:https's way
+const server = piston.createServer({ closeTimeoutMs: 2000, ...tls() }, handler);
 server.handlerTimeout = Number(handlerTimeout);
 server.keepAliveTimeout = 5000;
 listen(server, host, port);

@@ -1,11 +1,23 @@
 """Many connections from one thread: blocking connects, then one selector
 that sends a request on each socket and reads one Content-Length-framed
-response from each. Every wait is bounded by a deadline."""
+response from each. Every wait is bounded by a deadline.
+
+In the TLS run (PISTON_TEST_TLS=1) every socket is util.client_socket's:
+the handshake is done, blocking, as it connects; then the same selector
+drives SSL sockets, whose non-blocking reads and writes say "not now" with
+SSLWantReadError/SSLWantWriteError (a record not whole yet, a session
+ticket read instead of data) where a plain socket raises BlockingIOError."""
 
 import selectors
 import socket
+import ssl
 import struct
 import time
+
+import util
+
+# What a non-blocking send or recv raises when it has to wait, plain or TLS.
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def open_many(addr, n, deadline_s=60.0):
@@ -14,9 +26,7 @@ def open_many(addr, n, deadline_s=60.0):
     try:
         for _ in range(n):
             assert time.monotonic() < end, "connects took longer than %ss" % deadline_s
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.settimeout(5.0)
-            s.connect(addr)
+            s = util.client_socket(addr, timeout=5.0)
             s.setblocking(False)
             socks.append(s)
     except BaseException:
@@ -71,14 +81,21 @@ def request_all(socks, req, deadline_s=60.0):
                 k = key.data
                 s = key.fileobj
                 if ev & selectors.EVENT_WRITE and pending[k]:
-                    n = s.send(pending[k])
+                    try:
+                        n = s.send(pending[k])
+                    except WOULD_BLOCK:
+                        n = 0
                     pending[k] = pending[k][n:]
                     if not pending[k]:
                         sel.modify(s, selectors.EVENT_READ, k)
                 if ev & selectors.EVENT_READ:
                     try:
                         data = s.recv(65536)
-                    except BlockingIOError:
+                        # TLS: what OpenSSL decrypted and holds, which the
+                        # selector cannot see
+                        while util.TLS and s.pending():
+                            data += s.recv(65536)
+                    except WOULD_BLOCK:
                         continue
                     assert data, "connection %d closed before its response" % k
                     bufs[k] += data

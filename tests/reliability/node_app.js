@@ -9,7 +9,8 @@
 // Each --<option> <value> pair goes to createServer's options as it is
 // spelled (keepAliveTimeout, headersTimeout, requestTimeout, closeTimeoutMs,
 // writeTimeoutMs, writeHighWater, ...; numbers as numbers). It prints
-// "node_app.js: listening on http://HOST:PORT" on stderr once listening.
+// "node_app.js: listening on http://HOST:PORT" on stderr once listening
+// (https, with the certificate of PISTON_TEST_TLS_CERT/KEY, in the TLS run).
 //
 // Routes:
 //   GET  /hello             200 "Hello, World!"
@@ -27,7 +28,7 @@
 
 const v8 = require('node:v8');
 
-const { piston, gc, NAME, parseArgs, listen } = require('./node_common');
+const { piston, gc, NAME, parseArgs, listen, tls } = require('./node_common');
 
 const { host, port, options } = parseArgs();
 
@@ -171,7 +172,8 @@ function handle(req, res) {
   res.end('not found\n');
 }
 
-server = piston.createServer(options, (req, res) => {
+// over TLS (node_common.js's tls()): {key, cert} too, node:https's way
+server = piston.createServer({ ...options, ...tls() }, (req, res) => {
   try {
     handle(req, res);
   } catch (e) {

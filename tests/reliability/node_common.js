@@ -6,8 +6,15 @@
 //   <app>.js --bind 127.0.0.1:0 [--<option> <value> ...]
 //
 // parseArgs() reads that command line; listen() prints the line util.Server
-// waits for, "<app>.js: listening on http://HOST:PORT", on stderr.
+// waits for, "<app>.js: listening on http://HOST:PORT", on stderr
+// (https:// over TLS).
+//
+// TLS (the suite's TLS run, PISTON_TEST_TLS=1): tests/reliability/rel.py
+// puts the run's certificate and key (PEM files) in PISTON_TEST_TLS_CERT and
+// PISTON_TEST_TLS_KEY; tls() reads them into createServer's {key, cert}, so
+// that the apps serve https as an application would with node:https.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const v8 = require('node:v8');
 const vm = require('node:vm');
@@ -43,11 +50,21 @@ function parseArgs(argv = process.argv.slice(2)) {
   return { host, port, options };
 }
 
+// {key, cert} from PISTON_TEST_TLS_KEY/CERT, or {} for plain HTTP.
+function tls() {
+  const cert = process.env.PISTON_TEST_TLS_CERT;
+  const key = process.env.PISTON_TEST_TLS_KEY;
+  if (!cert && !key) return {};
+  if (!cert || !key) throw new Error('PISTON_TEST_TLS_CERT and PISTON_TEST_TLS_KEY go together');
+  return { key: fs.readFileSync(key), cert: fs.readFileSync(cert) };
+}
+
 function listen(server, host, port) {
+  const scheme = Object.keys(tls()).length ? 'https' : 'http';
   server.listen(port, host, () => {
     const a = server.address();
-    process.stderr.write(`${NAME}: listening on http://${a.address}:${a.port}\n`);
+    process.stderr.write(`${NAME}: listening on ${scheme}://${a.address}:${a.port}\n`);
   });
 }
 
-module.exports = { piston, gc, NAME, parseArgs, listen };
+module.exports = { piston, gc, NAME, parseArgs, listen, tls };

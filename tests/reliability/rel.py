@@ -6,6 +6,7 @@ import random
 import resource
 import selectors
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -34,14 +35,119 @@ ASAN_TESTSERVER = os.path.join(ASAN_BUILD, "piston-testserver")
 
 FIGURES = {}
 
+# PISTON_TEST_TLS=1 (make test-reliability-tls): the suite runs over TLS the
+# way tests/protocol does (util.TLS): util.Server gives piston-static and
+# piston-testserver util.tls_files()'s certificate, and every client socket
+# is util.client_socket's (or a util.Conn). The other servers read the same
+# files: the Node apps from these variables (node_common.js hands them to
+# createServer as {key, cert}), the Python CLI by --certfile/--keyfile
+# (python_cli_tls_args). The variables are inherited by every child.
+TLS = util.TLS
+if TLS:
+    TLS_CERT, TLS_KEY = util.tls_files()
+    os.environ["PISTON_TEST_TLS_CERT"] = TLS_CERT
+    os.environ["PISTON_TEST_TLS_KEY"] = TLS_KEY
 
-def size(fast, soak):
-    return soak if SOAK else fast
+# What a non-blocking send or recv raises when it has to wait, plain or TLS.
+WOULD_BLOCK = mass.WOULD_BLOCK
+
+
+def assert_transport(s):
+    """The server s said it listens on https in the TLS run, http otherwise
+    (its listening line), so a plain server can never pass the TLS run."""
+    scheme = "https://" if TLS else "http://"
+    assert any(scheme in l and "127.0.0.1:%d" % s.port in l for l in s.lines), (
+        "%s does not listen on %s: %r" % (s.name, scheme, s.lines[:5]))
+
+
+def python_cli_tls_args():
+    """The Python CLI's arguments for the run's transport."""
+    return ["--certfile", TLS_CERT, "--keyfile", TLS_KEY] if TLS else []
+
+
+def size(fast, soak, tls=None):
+    """The load for the run: fast (make test) or soak (PISTON_SOAK=1); in
+    the TLS run of make test, `tls` instead when given (a smaller fast
+    size where handshakes and OpenSSL's buffers would make the fast run
+    too long or too big; the soak keeps its size over TLS)."""
+    if SOAK:
+        return soak
+    return tls if (TLS and tls is not None) else fast
 
 
 def figure(name, value):
     FIGURES[name] = value
 
+
+def client_hello():
+    """The first flight of a TLS handshake as this run's client sends it
+    (util.tls_client_context's ClientHello), made in memory."""
+    out = ssl.MemoryBIO()
+    obj = util.tls_client_context().wrap_bio(ssl.MemoryBIO(), out)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+# The reset scenarios (rel.reset_clients) the TLS run adds to the plain
+# ones, {name: (bytes, bytes read before the reset)}: a "tls-" scenario's
+# bytes go raw, without a handshake of ours, so these cut the handshake
+# itself: within the ClientHello, and after the whole ClientHello once the
+# server's first flight has begun to arrive.
+TLS_SCENARIOS = {}
+if TLS:
+    _hello = client_hello()
+    TLS_SCENARIOS = {
+        "tls-partial-clienthello": (_hello[: len(_hello) // 2], 0),
+        "tls-clienthello-then-reset": (_hello, 1),
+    }
+
+
+def send_while_reading(c, data, timeout=60.0, read_after=0.0):
+    """Sends data on c (a util.Conn or a wsconf.Ws: its .sock and its read
+    buffer .buf) while reading what comes back into c.buf (from read_after
+    seconds on), from this one thread: an SSL socket may not be read and
+    written by two threads at once (util's lock would then hold a blocked
+    sendall against the read that would unblock it), and a plain socket is
+    driven the same way so that both runs do the same thing. Returns once
+    all of data is sent; c's own readers then go on from c.buf."""
+    sock = c.sock
+    old_timeout = sock.gettimeout()
+    sock.setblocking(False)
+    t0 = time.monotonic()
+    end = t0 + timeout
+    view = memoryview(data)
+    chunk = 256 * 1024
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    try:
+        while view:
+            assert time.monotonic() < end, "%d bytes left unsent at the deadline" % len(view)
+            reading = time.monotonic() - t0 >= read_after
+            sel.modify(sock, selectors.EVENT_WRITE | (selectors.EVENT_READ if reading else 0))
+            for _, ev in sel.select(0.05):
+                if ev & selectors.EVENT_WRITE:
+                    # TLS: after SSLWantWriteError the same bytes are offered
+                    # again (OpenSSL wants the retry to carry them)
+                    try:
+                        n = sock.send(view[:chunk])
+                    except WOULD_BLOCK:
+                        n = 0
+                    view = view[n:]
+                if ev & selectors.EVENT_READ and reading:
+                    try:
+                        d = sock.recv(1 << 20)
+                        while TLS and sock.pending():
+                            d += sock.recv(1 << 20)
+                    except WOULD_BLOCK:
+                        continue
+                    assert d, "EOF while sending, %d bytes left" % len(view)
+                    c.buf += d
+    finally:
+        sel.close()
+        sock.settimeout(old_timeout)
 
 
 
@@ -75,6 +181,10 @@ def _reset_client(addr, scenarios, n, seed, counts, errors):
         s.settimeout(10)
         try:
             s.connect(addr)
+            if TLS and not name.startswith("tls-"):
+                # the handshake, then the scenario's bytes through TLS (a
+                # "tls-" scenario sends its bytes raw: a part of a handshake)
+                s = util.tls_client_context().wrap_socket(s)
             s.sendall(data)
             if read:
                 read_some(s, read)
@@ -167,9 +277,7 @@ LORIS_HEAD = b"GET /hello HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"a" * 4000
 
 
 def _connect(addr):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(addr)
+    s = util.client_socket(addr, timeout=5)  # over TLS: handshake done
     s.setblocking(False)
     return s
 
@@ -190,6 +298,7 @@ class Attack(threading.Thread):
         self.bytes_sent = 0
         self.ready = threading.Event()
         self.error = None
+        self.ssl_errors = []
 
     def run(self):
         try:
@@ -220,19 +329,26 @@ class Attack(threading.Thread):
                     next_tick = now + tick
                     for k, st in socks.items():
                         if st[1] == "loris" and st[2] < len(LORIS_HEAD):
+                            # over TLS each byte goes in a record of its own
                             try:
                                 st[2] += st[0].send(LORIS_HEAD[st[2] : st[2] + 1])
                                 self.bytes_sent += 1
-                            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                            except WOULD_BLOCK + (BrokenPipeError, ConnectionResetError):
                                 pass
                 for key, _ in sel.select(max(0.0, next_tick - time.monotonic())):
                     k = key.data
                     st = socks[k]
                     try:
                         data = st[0].recv(65536)
-                    except BlockingIOError:
+                        while TLS and data and st[0].pending():
+                            data += st[0].recv(65536)
+                    except WOULD_BLOCK:
                         continue
                     except ConnectionResetError:
+                        data = b""
+                    except ssl.SSLError as e:
+                        # TLS: a close the record layer calls unclean
+                        self.ssl_errors.append(repr(e))
                         data = b""
                     if data:
                         st[3] += data

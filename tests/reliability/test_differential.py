@@ -4,7 +4,11 @@ nginx-light): for each valid or malformed request, piston's decision
 ends (is the pipelined follow-up answered?) are compared with nginx's.
 Each disagreement is listed in DOCUMENTED with the reason piston's answer
 is right; an undocumented disagreement, or a documented one that no longer
-occurs, fails the test."""
+occurs, fails the test.
+
+In the TLS run both nginx and piston get the run's certificate
+(differential.py): the framing decisions are the HTTP parsers', the same
+through TLS, so the same DOCUMENTED list must hold."""
 
 import os
 from concurrent.futures import ThreadPoolExecutor
