@@ -1,5 +1,6 @@
 /* Field syntax (RFC 9110 5.1, 5.5): what the engine accepts from hosts as
  * header names, values and methods. */
+#define _GNU_SOURCE
 #include "util.h"
 
 #include <string.h>

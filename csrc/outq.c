@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "outq.h"
+#include "util.h"
 
 #include "piston.h"
 
@@ -187,24 +188,12 @@ static void consume(piston__outq *q, size_t n) {
 }
 
 /* sendfile(2) has no MSG_NOSIGNAL: a client gone mid-file would raise
- * SIGPIPE in a host that has not ignored it. Block it in this thread around
- * the call, and consume one that the call itself raised. */
+ * SIGPIPE in a host that has not ignored it (piston__nosigpipe). */
 static ssize_t sendfile_nosignal(int sockfd, int fd, off_t *off, size_t n) {
-  sigset_t pipe, old;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, &old);
-  sigset_t pending;
-  sigpending(&pending);
-  bool was_pending = sigismember(&pending, SIGPIPE);
+  piston__nosigpipe g;
+  piston__nosigpipe_begin(&g);
   ssize_t r = sendfile(sockfd, fd, off, n);
-  int saved = errno;
-  if (r < 0 && errno == EPIPE && !was_pending) {
-    struct timespec zero = {0, 0};
-    sigtimedwait(&pipe, NULL, &zero);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  errno = saved;
+  piston__nosigpipe_end(&g);
   return r;
 }
 

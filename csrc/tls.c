@@ -207,7 +207,19 @@ static void log_failure(piston__conn *c, const char *what) {
 
 /* ---- the transport ---- */
 
+static ssize_t tls_read_guarded(piston__conn *c, void *buf, size_t len);
+
+/* OpenSSL writes to the socket itself (handshake messages inside a read,
+ * records, close_notify) with no MSG_NOSIGNAL: guard every call. */
 static ssize_t tls_read(piston__conn *c, void *buf, size_t len) {
+  piston__nosigpipe g;
+  piston__nosigpipe_begin(&g);
+  ssize_t n = tls_read_guarded(c, buf, len);
+  piston__nosigpipe_end(&g);
+  return n;
+}
+
+static ssize_t tls_read_guarded(piston__conn *c, void *buf, size_t len) {
   SSL *ssl = ssl_of(c);
   if (!c->tls_checked && looks_wrong(c)) {
     errno = EPROTO;
@@ -258,7 +270,17 @@ static ssize_t tls_read(piston__conn *c, void *buf, size_t len) {
   return -1;
 }
 
+static int tls_flush_guarded(piston__conn *c, piston__outq *q);
+
 static int tls_flush(piston__conn *c, piston__outq *q) {
+  piston__nosigpipe g;
+  piston__nosigpipe_begin(&g);
+  int rc = tls_flush_guarded(c, q);
+  piston__nosigpipe_end(&g);
+  return rc;
+}
+
+static int tls_flush_guarded(piston__conn *c, piston__outq *q) {
   SSL *ssl = ssl_of(c);
   if (c->tls_handshaking)
     return q->pending ? 1 : 0; /* nothing may go out before the handshake */
@@ -311,8 +333,11 @@ static int tls_flush(piston__conn *c, piston__outq *q) {
 
 static void tls_shutdown_write(piston__conn *c) {
   SSL *ssl = ssl_of(c);
+  piston__nosigpipe g;
+  piston__nosigpipe_begin(&g);
   if (!c->tls_handshaking)
     SSL_shutdown(ssl); /* close_notify: the response is complete */
+  piston__nosigpipe_end(&g);
   ERR_clear_error();
   shutdown(c->fd, SHUT_WR);
 }

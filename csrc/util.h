@@ -5,6 +5,7 @@
 
 #include "piston.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,6 +32,19 @@ static inline piston_str piston__slice(const char *base, uint32_t off,
                                        uint32_t len) {
   return (piston_str){base ? base + off : NULL, len};
 }
+
+/* errors.c: writes that the kernel may answer with SIGPIPE (sendfile,
+ * OpenSSL's own writes to a socket, which cannot pass MSG_NOSIGNAL) run
+ * between begin and end: in a process that has not ignored SIGPIPE the
+ * signal is blocked in this thread around them, and one they raised is
+ * taken; where it is ignored (Python, Node, the engine's programs) they
+ * cost nothing. errno is kept. */
+typedef struct {
+  sigset_t old;
+  bool on, was_pending;
+} piston__nosigpipe;
+void piston__nosigpipe_begin(piston__nosigpipe *g);
+void piston__nosigpipe_end(piston__nosigpipe *g);
 
 /* errors.c: an errno as the nearest PISTON_E* code */
 int piston__sys_err(int e);
