@@ -134,7 +134,7 @@ server_cmd() {
   esac
 }
 
-declare -A SRV_PID SRV_PORT SRV_LOG SRV_DESC SRV_SCHEME SRV_TLS SRV_PROTO NREQ
+declare -A SRV_PID SRV_PORT SRV_LOG SRV_DESC SRV_SCHEME SRV_TLS SRV_PROTO SRV_FRAMES NREQ
 declare -A SAMPLES CPUUS SBUSY CBUSY MBPS STEAL
 
 # curl's options for HTTP/2 on TAG: prior knowledge in clear text, ALPN over
@@ -160,13 +160,15 @@ start_server() {
   case $tag in static-*)
     curl -sk -m 60 "$(h2_curl_opts "$tag")" -o "$TMP/big" "$SCHEME://127.0.0.1:$port/$BIGFILE" || die "$tag: GET /$BIGFILE over HTTP/2 failed"
     cmp -s "$TMP/big" "$TMP/www/$BIGFILE" || die "$tag: /$BIGFILE over HTTP/2 differs from the file on disk"
+    # how the server cuts the file into DATA frames (nghttp -v's count)
+    SRV_FRAMES[$tag]=$(nghttp -nv "$SCHEME://127.0.0.1:$port/$BIGFILE" 2>/dev/null | grep -c 'recv DATA frame')
     ;;
   esac
   log "$tag up on port $port: $DESC (pid $pid${SRV_TLS[$tag]:+; ${SRV_TLS[$tag]}})"
 }
 
-# m_h2load TAG PATH REQUESTS STREAMS: taskset -c CLIENT_CPU h2load -t1
-# -c64 -m STREAMS -n REQUESTS -> M_RATE (req/s: succeeded requests over
+# m_h2load TAG PATH REQUESTS STREAMS [H2LOAD_OPTION...]: taskset -c
+# CLIENT_CPU h2load -t1 -c64 -m STREAMS -n REQUESTS -> M_RATE (req/s: succeeded requests over
 # h2load's "finished in"), M_MBPS, M_US (server CPU us per request), M_SB
 # (% of a CPU the server used), M_CB (% busy of h2load's CPU, /proc/stat).
 # Checks that h2load spoke h2c or h2 (by ALPN), that every request
@@ -174,7 +176,7 @@ start_server() {
 m_h2load() {
   local tag=$1 path=$2 n=$3 m=$4 out=$TMP/h2load.out pids c0 c1 sb0 st0 cb0 ct0 sb1 st1 cb1 ct1 url
   url="${SRV_SCHEME[$tag]}://127.0.0.1:${SRV_PORT[$tag]}$path"
-  local cmd=(h2load -t1 -c"$CONNS" -m"$m" -n"$n" "$url")
+  local cmd=(h2load -t1 -c"$CONNS" -m"$m" -n"$n" "${@:5}" "$url")
   pids=$(tree_pids "${SRV_PID[$tag]}")
   read -r sb0 st0 cb0 ct0 <<<"$(cpu_snap)"
   c0=$(proc_cpu_ms "$pids")
@@ -196,8 +198,8 @@ m_h2load() {
   fi
   local want=h2c; [ "${SRV_SCHEME[$tag]}" = https ] && want=h2
   [ "$proto" = "$want" ] || { fail "$what: h2load spoke '$proto', not $want"; return 1; }
-  SRV_PROTO[$tag]=$proto
-  [ -n "${SRV_TLS[$tag]:-}" ] && SRV_PROTO[$tag]+=" ($(sed -n 's/^TLS Protocol: *//p' "$out"), $(sed -n 's/^Cipher: *//p' "$out"))"
+  M_PROTO=$proto
+  [ -n "${SRV_TLS[$tag]:-}" ] && M_PROTO+=" ($(sed -n 's/^TLS Protocol: *//p' "$out"), $(sed -n 's/^Cipher: *//p' "$out"))"
   if [ "$succeeded" != "$n" ] || [ "${s2xx:-0}" != "$n" ]; then
     fail "$what: $succeeded of $n requests succeeded ($failed failed, $errored errored, $timeout timed out; ${s2xx:-0} 2xx)"
     return 1
@@ -207,20 +209,25 @@ m_h2load() {
   run_metrics "$succeeded" "$secs" "${bytes:-0}" "$((c1 - c0))" "$cb0 $ct0" "$cb1 $ct1"
 }
 
-# kind_args KIND: the path and the streams per connection of a case.
+# kind_args KIND: the path, the streams per connection and h2load's other
+# options of a case: file-aes128 is the file over TLS with h2load offering
+# TLS_AES_128_GCM_SHA256 only, so that every server uses the same suite.
 kind_args() {
   case $1 in
     hello) echo "/hello $STREAMS" ;;
     file) echo "/$BIGFILE $FILE_STREAMS" ;;
+    file-aes128) echo "/$BIGFILE $FILE_STREAMS --tls13-ciphers=TLS_AES_128_GCM_SHA256" ;;
   esac
 }
 
 # measure_kind KIND TAG SECONDS (lib.sh's measure and bench_group): h2load
-# with the request count the warm-up calibrated (NREQ[KIND.TAG]).
+# with the request count the warm-up calibrated (NREQ[KIND.TAG]); the
+# protocol h2load reported goes to SRV_PROTO[KIND.TAG].
 measure_kind() {
-  local path m
-  read -r path m <<<"$(kind_args "$1")"
-  m_h2load "$2" "$path" "${NREQ[$1.$2]}" "$m"
+  local path m opt
+  read -r path m opt <<<"$(kind_args "$1")"
+  m_h2load "$2" "$path" "${NREQ[$1.$2]}" "$m" $opt || return 1
+  SRV_PROTO[$1.$2]=$M_PROTO
 }
 
 # warm_up KIND TAG (lib.sh's bench_group calls it): one request per stream
@@ -229,17 +236,17 @@ measure_kind() {
 # (at least one). A quick run only checks: one request per stream slot (the
 # file: one per connection), and the same count for its one measured run.
 warm_up() {
-  local kind=$1 tag=$2 path m slots n
-  read -r path m <<<"$(kind_args "$kind")"
+  local kind=$1 tag=$2 path m opt slots n
+  read -r path m opt <<<"$(kind_args "$kind")"
   slots=$((CONNS * m)) n=$slots
   if [ "$QUICK" = 1 ]; then
-    [ "$kind" = file ] && n=$CONNS
+    [ "$kind" != hello ] && n=$CONNS
     NREQ[$kind.$tag]=$n
     return
   fi
-  m_h2load "$tag" "$path" "$n" "$m" || die "$tag: the warm-up failed (above)"
+  m_h2load "$tag" "$path" "$n" "$m" $opt || die "$tag: the warm-up failed (above)"
   n=$(awk -v r="$M_RATE" -v s="$slots" 'BEGIN {k = int(r / s + 0.999); print (k < 1 ? 1 : k) * s}')
-  m_h2load "$tag" "$path" "$n" "$m" || die "$tag: the warm-up failed (above)"
+  m_h2load "$tag" "$path" "$n" "$m" $opt || die "$tag: the warm-up failed (above)"
   NREQ[$kind.$tag]=$(awk -v r="$M_RATE" -v t="$SECS" -v s="$slots" 'BEGIN {k = int(r * t / s + 0.5); print (k < 1 ? 1 : k) * s}')
 }
 
@@ -268,6 +275,9 @@ probe_file_streams() {
 }
 PROBE=()
 if [ "$QUICK" != 1 ] && [ "$FILE_STREAMS" != "$STREAMS" ]; then probe_file_streams; fi
+# The file over TLS again with one suite for both (nginx takes the client's
+# first, AES-128-GCM, where piston-static may choose another).
+bench_group "piston-static vs nginx, TLS, one suite" file-aes128 static-piston-tls static-nginx-tls
 
 bench_group "Python hosts" hello asgi-piston asgi-hypercorn wsgi-piston wsgi-hypercorn
 bench_group "Node" hello node-piston node-node node-piston-tls node-node-tls
@@ -279,6 +289,7 @@ row "\`GET /hello\`, h2c, $CONNS conns × $STREAMS streams" hello.static-piston 
 row "\`GET /hello\`, TLS 1.3 + h2 (ALPN), $CONNS conns × $STREAMS streams" hello.static-piston-tls hello.static-nginx-tls "≥ 1.0×" 1.0
 row "1 MiB file, h2c, $CONNS conns × $FILE_STREAMS streams" file.static-piston file.static-nginx "≥ 1.0×" 1.0
 row "1 MiB file, TLS 1.3 + h2, $CONNS conns × $FILE_STREAMS streams" file.static-piston-tls file.static-nginx-tls "≥ 1.0×" 1.0
+row "1 MiB file, TLS 1.3 + h2, both on TLS_AES_128_GCM_SHA256 (h2load offers only it)" file-aes128.static-piston-tls file-aes128.static-nginx-tls "— (a check)" ""
 P_ROWS=("${ROWS[@]}") ROWS=()
 row "Raw ASGI (\`asgi_hello.py\`), h2c: \`piston --h2c\` vs hypercorn (uvloop)" hello.asgi-piston hello.asgi-hypercorn "≥ 3×" 3
 row "Raw WSGI (\`wsgi_hello.py\`), h2c: \`piston --h2c\` vs hypercorn's WSGI mode (uvloop)" hello.wsgi-piston hello.wsgi-hypercorn "≥ 3×" 3
@@ -290,22 +301,27 @@ ALL=(static-piston static-nginx static-piston-tls static-nginx-tls asgi-piston a
      node-piston node-node node-piston-tls node-node-tls)
 S_ROWS=()
 for tag in "${ALL[@]}"; do
-  for kind in hello file; do
+  for kind in hello file file-aes128; do
     k=$kind.$tag
-    case $k in file.static-* | hello.*) ;; *) continue ;; esac
-    read -r path m <<<"$(kind_args "$kind")"
-    what="GET $path, -m$m"
+    case $k in file.static-* | file-aes128.static-*-tls | hello.*) ;; *) continue ;; esac
+    read -r path m opt <<<"$(kind_args "$kind")"
+    what="GET $path, -m$m${opt:+ $opt}"
     if [ -z "${SAMPLES[$k]:-}" ]; then
       S_ROWS+=("| $tag | $what | \`${SRV_DESC[$tag]:-}\` | $(why_not "$k") | | | | | | | |"); continue
     fi
     mb=""
     [ "$kind" = file ] && mb=" ($(fmt_int "$(med "${MBPS[$k]}")") MB/s)"
-    S_ROWS+=("| $tag | $what | \`${SRV_DESC[$tag]}\` | $(fmt_int "$(med "${SAMPLES[$k]}")")$mb | $(spread "$k") | $(fmt2 "$(med "${CPUUS[$k]}")") µs | $(fmt_int "$(med "${SBUSY[$k]}")")% | $(fmt_int "$(med "${CBUSY[$k]}")")% | $(fmt_int "$(med "${STEAL[$k]}")")% | ${SRV_PROTO[$tag]:-?} | $(fmt_int "${NREQ[$k]}") |")
+    S_ROWS+=("| $tag | $what | \`${SRV_DESC[$tag]}\` | $(fmt_int "$(med "${SAMPLES[$k]}")")$mb | $(spread "$k") | $(fmt2 "$(med "${CPUUS[$k]}")") µs | $(fmt_int "$(med "${SBUSY[$k]}")")% | $(fmt_int "$(med "${CBUSY[$k]}")")% | $(fmt_int "$(med "${STEAL[$k]}")")% | ${SRV_PROTO[$k]:-?} | $(fmt_int "${NREQ[$k]}") |")
   done
 done
 if [ ${#PROBE[@]} -gt 0 ]; then
   NOTES+=("Why the file runs at -m$FILE_STREAMS: the same file at -m$STREAMS ($((CONNS * STREAMS)) MiB in flight), once per server outside the measured runs: $(printf '%s; ' "${PROBE[@]}" | sed 's/; $//'). When nginx fails there it is its HTTP/2 flood check closing the connections (its error log at level info says \"http2 flood detected\": seen in a check by hand, not in this run; nginx is left at its defaults here), so the measured comparison runs where both servers serve every request.")
 fi
+FR=()
+for tag in static-piston static-nginx static-piston-tls static-nginx-tls; do
+  [ -n "${SRV_FRAMES[$tag]:-}" ] && FR+=("$tag ${SRV_FRAMES[$tag]}")
+done
+[ ${#FR[@]} -gt 0 ] && NOTES+=("DATA frames per 1 MiB response (\`nghttp -nv\`, one GET before measuring): $(printf '%s; ' "${FR[@]}" | sed 's/; $//'). More frames cost the client more: where h2load's CPU is the limit, a server that cuts the file finer is held back sooner.")
 steal_note
 if [ ${#LOADGEN_BOUND[@]} -gt 0 ]; then
   NOTES+=("Held back by the load generator (the server used under 90% of its CPU while h2load's CPU was 90% or more busy): these rates are floors and a ratio with them says little; compare the server CPU per request instead: $(printf '%s; ' "${LOADGEN_BOUND[@]}" | sed 's/; $//')")
