@@ -6,7 +6,7 @@
 # with createSecureServer). TLS: one ECDSA P-256 certificate made at the
 # start, TLS 1.3, HTTP/2 by ALPN.
 #
-#   benchmarks/h2_run.sh                 full run (about 8 minutes)
+#   benchmarks/h2_run.sh                 full run (about 6 minutes)
 #   BENCH_QUICK=1 benchmarks/h2_run.sh   smoke run (under a minute): one
 #                                        short h2load run per server and case;
 #                                        exits non-zero if a server fails to

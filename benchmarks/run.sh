@@ -8,7 +8,7 @@
 # against their peers, about 5 more minutes; BENCH_HOSTS=0 skips it), then
 # benchmarks/ws_run.sh (WebSocket, about 8 minutes; BENCH_WS=0 skips it),
 # then benchmarks/tls_run.sh (TLS, about 6 minutes; BENCH_TLS=0 skips it)
-# and benchmarks/h2_run.sh (HTTP/2, about 8 minutes; BENCH_H2=0 skips it).
+# and benchmarks/h2_run.sh (HTTP/2, about 6 minutes; BENCH_H2=0 skips it).
 #
 # Knobs (environment):
 #   BENCH_RUNS=5          repetitions of each throughput case
