@@ -8,6 +8,31 @@
 log() { printf '[%s] %s\n' "$LOG_TAG" "$*" >&3; }
 die() { printf '[%s] FATAL: %s\n' "$LOG_TAG" "$*" >&3; exit 1; }
 
+# bench_settings: what tls_run.sh and h2_run.sh share (after they set HERE
+# and ROOT): the run's length (BENCH_QUICK, BENCH_RUNS, BENCH_SECONDS), the
+# apps, the peers' folder, the programs under test and the peers' (from the
+# environment when set there), the response, the file.
+bench_settings() {
+  QUICK=${BENCH_QUICK:-0}
+  RUNS=${BENCH_RUNS:-3}
+  SECS=${BENCH_SECONDS:-5}
+  if [ "$QUICK" = 1 ]; then RUNS=1; SECS=1; fi
+  APPS=$HERE/apps
+  PY_APPS=$APPS/python
+  JS_APPS=$APPS/js
+  PEERS=${BENCH_PEERS:-$HERE/.peers}
+  PYTHON=/usr/bin/python3
+  PISTON_BIN=${PISTON_BIN:-$ROOT/build/piston-static}
+  PISTON_CLI=${PISTON_CLI:-$ROOT/.venv/bin/piston}
+  PISTON_PY_THREADS=${PISTON_PY_THREADS:-1}
+  NGINX_BIN=${NGINX_BIN:-nginx}
+  NODE_BIN=${NODE_BIN:-node}
+  HELLO_BODY='Hello, World!'
+  BIGFILE=file-1MiB.bin
+  START_TIMEOUT=30
+  CONNS=64
+}
+
 # Servers on CPU 0, the load generator on CPU 1 (both on CPU 0 with one CPU).
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -187,12 +212,13 @@ spawn_server() {
   wait_listening "$tag" "$pid" "$port" "$log" "$DESC"
 }
 
-# check_hello TAG URL: dies unless GET URL answers 200 with HELLO_BODY and
-# a text/plain Content-Type (the certificate is not verified); sets ctype
-# in the caller's scope. The head is left in $TMP/head.
+# check_hello TAG URL [CURL_OPTION...]: dies unless GET URL answers 200
+# with HELLO_BODY and a text/plain Content-Type (the certificate is not
+# verified); sets ctype and hver (the HTTP version curl spoke: 1.1, 2) in
+# the caller's scope. The head is left in $TMP/head.
 check_hello() {
   local tag=$1 url=$2 code
-  code=$(curl -sk -m 10 -o "$TMP/body" -D "$TMP/head" -w '%{http_code}' "$url") || code=000
+  read -r code hver <<<"$(curl -sk -m 10 "${@:3}" -o "$TMP/body" -D "$TMP/head" -w '%{http_code} %{http_version}' "$url")" || code=000
   [ "$code" = 200 ] || { tail -n 30 "${SRV_LOG[$tag]}" >&3; die "$tag (${SRV_DESC[$tag]}): GET $url answered $code"; }
   [ "$(cat "$TMP/body")" = "$HELLO_BODY" ] || die "$tag (${SRV_DESC[$tag]}): GET $url body is '$(head -c 200 "$TMP/body")', not '$HELLO_BODY'"
   ctype=$(awk -F': *' 'tolower($1) == "content-type" {sub(/\r$/, "", $2); print $2}' "$TMP/head")
@@ -228,6 +254,22 @@ proc_cpu_ms() {
   awk -v tck="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); s += $12 + $13} END {printf "%.0f", s * 1000 / tck}' "${files[@]}"
 }
 
+# run_metrics N SECONDS BYTES SERVER_CPU_MS "CB0 CT0" "CB1 CT1": a
+# run's figures from N requests in SECONDS, BYTES received, the server's CPU
+# time over it and cpu_snap's load-generator halves before and after:
+# M_RATE (/s), M_MBPS (MB/s), M_US (server CPU us per request), M_SB (% of
+# a CPU the server used), M_CB (% busy of the load generator's CPU).
+run_metrics() {
+  local n=$1 secs=$2 bytes=$3 ms=$4 cb0 ct0 cb1 ct1
+  read -r cb0 ct0 <<<"$5"
+  read -r cb1 ct1 <<<"$6"
+  M_RATE=$(calc "$n / $secs")
+  M_MBPS=$(calc "$bytes / $secs / 1e6")
+  M_US=$(calc "$ms * 1000 / $n")
+  M_SB=$(calc "100 * $ms / ($secs * 1000)")
+  M_CB=$(calc "($ct1 > $ct0) ? 100 * ($cb1 - $cb0) / ($ct1 - $ct0) : 0")
+}
+
 # CPU time of the server's and the load generator's CPUs from /proc/stat:
 # "busy total" for each; busy is user+nice+system+irq+softirq, total adds
 # idle, iowait, steal.
@@ -245,20 +287,27 @@ cpu_steal() {
   awk -v s="cpu$SERVER_CPU" '$1 == s {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
 
-# nginx_conf DIR PORT ROOT CONNS BODY [CERT KEY]: writes DIR/nginx.conf (and
-# DIR/tmp) for nginx -p DIR/ -c DIR/nginx.conf: one process in the
+# nginx_conf DIR PORT ROOT CONNS BODY [CERT KEY [http2]]: writes DIR/nginx.conf
+# (and DIR/tmp) for nginx -p DIR/ -c DIR/nginx.conf: one process in the
 # foreground, no access log, keep-alive forever, sendfile, ROOT at /, and
 # `location = /hello` answering BODY as text/plain. With CERT and KEY it
 # listens with TLS 1.3 only, on that certificate (session tickets and the
-# session cache left at nginx's defaults).
+# session cache left at nginx's defaults). With http2 (CERT and KEY may be
+# empty) the listener speaks HTTP/2: by ALPN over TLS, and with prior
+# knowledge (h2c) on a plain port: nginx 1.22's `listen ... http2` (its
+# `http2 on;` came in 1.25.1); its other HTTP/2 settings are its defaults
+# (128 concurrent streams; keepalive_requests and keepalive_timeout bound
+# HTTP/2 connections too since 1.19.7).
 nginx_conf() {
-  local dir=$1 port=$2 root=$3 conns=$4 body=$5 cert=${6:-} key=${7:-} listen tls=""
+  local dir=$1 port=$2 root=$3 conns=$4 body=$5 cert=${6:-} key=${7:-} h2=${8:-} listen tls=""
   mkdir -p "$dir/tmp"
-  listen="listen 127.0.0.1:$port;"
+  listen="listen 127.0.0.1:$port"
   if [ -n "$cert" ]; then
-    listen="listen 127.0.0.1:$port ssl;"
+    listen+=" ssl"
     tls="ssl_certificate $cert; ssl_certificate_key $key; ssl_protocols TLSv1.3;"
   fi
+  [ "$h2" = http2 ] && listen+=" http2"
+  listen+=";"
   cat >"$dir/nginx.conf" <<EOF
 # Generated by benchmarks/lib.sh: one process, no logging, keep-alive forever.
 worker_processes 1;
@@ -296,4 +345,119 @@ http {
     }
 }
 EOF
+}
+
+# ---------------------------------------------------------------- TLS
+# make_cert: one certificate for every server of the run, ECDSA P-256,
+# self-signed, for localhost and 127.0.0.1: CERT, KEY (in $TMP) and CERT_FP
+# (its SHA-256 fingerprint).
+make_cert() {
+  CERT=$TMP/cert.pem KEY=$TMP/key.pem
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$KEY" -out "$CERT" \
+    -days 2 -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' >"$TMP/openssl.log" 2>&1 ||
+    { cat "$TMP/openssl.log" >&3; die "openssl could not make the certificate"; }
+  chmod 644 "$KEY"
+  CERT_FP=$(openssl x509 -in "$CERT" -noout -fingerprint -sha256 | sed 's/.*=//')
+}
+
+# tls_check TAG: the server's certificate is ours, the protocol TLS 1.3;
+# sets SRV_TLS[TAG] (protocol, cipher suite, key exchange). Returns 1 if
+# the server does not speak TLS.
+tls_check() {
+  local tag=$1 out fp
+  out=$(openssl s_client -connect "127.0.0.1:${SRV_PORT[$tag]}" -servername localhost -brief </dev/null 2>&1)
+  fp=$(openssl s_client -connect "127.0.0.1:${SRV_PORT[$tag]}" -servername localhost </dev/null 2>/dev/null |
+       openssl x509 -noout -fingerprint -sha256 2>/dev/null | sed 's/.*=//')
+  [ -n "$fp" ] || return 1
+  [ "$fp" = "$CERT_FP" ] || die "$tag: the server's certificate is not the benchmark's ($fp)"
+  local proto suite kex
+  proto=$(awk -F': *' '/^Protocol version/ {print $2}' <<<"$out")
+  suite=$(awk -F': *' '/^Ciphersuite/ {print $2}' <<<"$out")
+  kex=$(awk -F': *' '/^Server Temp Key/ {print $2}' <<<"$out" | cut -d, -f1)
+  [ "$proto" = TLSv1.3 ] || die "$tag: negotiated '$proto', not TLSv1.3"
+  SRV_TLS[$tag]="$proto $suite $kex"
+}
+
+# ---------------------------------------------------------------- groups
+# measure KIND TAG SECONDS: the caller's measure_kind KIND TAG SECONDS (it
+# sets M_RATE, M_US, M_SB, M_CB, M_MBPS); M_ST: the share of CPU
+# SERVER_CPU's time stolen by the hypervisor meanwhile.
+measure() {
+  local s0 t0 s1 t1 rc
+  read -r s0 t0 <<<"$(cpu_steal)"
+  measure_kind "$@"
+  rc=$?
+  read -r s1 t1 <<<"$(cpu_steal)"
+  M_ST=$(calc "($t1 > $t0) ? 100 * ($s1 - $s0) / ($t1 - $t0) : 0")
+  return $rc
+}
+
+# warm_up KIND TAG: a 1 s run, not recorded (none in a quick run); a script
+# may define its own after sourcing this file.
+warm_up() { [ "$QUICK" = 1 ] || measure "$1" "$2" 1 >/dev/null; }
+
+# bench_group NAME KINDS TAG...: starts the group's servers (the caller's
+# start_server TAG; those in UNAVAIL or whose start returns 1 are left out);
+# for each KIND, warm_up of each server, then RUNS repetitions measuring
+# every server once, the order rotating by one per repetition. Samples go to
+# SAMPLES[KIND.TAG] (and CPUUS, SBUSY, CBUSY, MBPS, STEAL); the servers are
+# stopped at the end.
+bench_group() {
+  local name=$1 kinds=$2 r i n tag kind k
+  shift 2
+  local tags=()
+  log "== $name: $*"
+  for tag in "$@"; do
+    [ -n "${UNAVAIL[$tag]:-}" ] && continue
+    start_server "$tag" && tags+=("$tag")
+  done
+  n=${#tags[@]}
+  for kind in $kinds; do
+    for tag in "${tags[@]}"; do warm_up "$kind" "$tag"; done
+    for ((r = 0; r < RUNS; r++)); do
+      for ((i = 0; i < n; i++)); do
+        tag=${tags[$(((r + i) % n))]}
+        measure "$kind" "$tag" "$SECS" || continue
+        k=$kind.$tag
+        SAMPLES[$k]+=" $M_RATE" CPUUS[$k]+=" $M_US" SBUSY[$k]+=" $M_SB" CBUSY[$k]+=" $M_CB" MBPS[$k]+=" $M_MBPS" STEAL[$k]+=" $M_ST"
+        log "$name $kind run $((r + 1))/$RUNS $tag: $(fmt_int "$M_RATE")/s, server $(fmt2 "$M_US") us CPU each, server $(fmt_int "$M_SB")% of a CPU, load CPU $(fmt_int "$M_CB")%, CPU $SERVER_CPU stolen $(fmt_int "$M_ST")%"
+      done
+    done
+  done
+  for tag in "${tags[@]}"; do stop_pid "${SRV_PID[$tag]}" 5 || NOTES+=("$tag did not exit within 5 s of SIGTERM (killed)"); done
+}
+
+# ---------------------------------------------------------------- rows
+why_not() { echo "${UNAVAIL[${1#*.}]:-not measured}"; }
+cell() { echo "$(fmt_int "$(med "${SAMPLES[$1]}")") ($(fmt2 "$(med "${CPUUS[$1]}")") µs)"; }
+ratio_of() { calc "$(med "${SAMPLES[$1]}") / $(med "${SAMPLES[$2]}")"; }
+
+# row CASE PISTON_KEY PEER_KEY TARGET_TEXT MIN_RATIO: a line for ROWS (the
+# caller's), judged on the rate medians (no MIN_RATIO: no verdict); the
+# server CPU per request of both beside them.
+row() {
+  local case=$1 pk=$2 qk=$3 target=$4 min=$5 ratio res
+  if [ -z "${SAMPLES[$pk]:-}" ] || [ -z "${SAMPLES[$qk]:-}" ]; then
+    local pc qc
+    pc=$([ -n "${SAMPLES[$pk]:-}" ] && cell "$pk" || why_not "$pk")
+    qc=$([ -n "${SAMPLES[$qk]:-}" ] && cell "$qk" || why_not "$qk")
+    ROWS+=("| $case | $pc | $qc | — | | | $target | not measured |"); return
+  fi
+  ratio=$(ratio_of "$pk" "$qk")
+  res=MISS
+  if [ -z "$min" ]; then res="—"; elif ge "$ratio" "$min"; then res=PASS; fi
+  [ -n "${BOUND[$pk]:-}${BOUND[$qk]:-}" ] && res+=" (held back by the load generator: see notes)"
+  ROWS+=("| $case | $(cell "$pk") | $(cell "$qk") | $(fmt2 "$ratio")× | $(spread "$pk") | $(spread "$qk") | $target | $res |")
+}
+
+# steal_note: a note naming the cases during which the hypervisor took 5%
+# or more of CPU SERVER_CPU's time (STEAL's medians), if any.
+steal_note() {
+  local k st stolen=()
+  for k in "${!STEAL[@]}"; do
+    st=$(med "${STEAL[$k]}")
+    ge "$st" 5 && stolen+=("$k $(fmt_int "$st")%")
+  done
+  [ ${#stolen[@]} -gt 0 ] || return 0
+  NOTES+=("The hypervisor took 5% or more of CPU $SERVER_CPU's time during these runs (median; the machine is shared): $(printf '%s\n' "${stolen[@]}" | sort | tr '\n' ';' | sed 's/;$//; s/;/; /g'). Their rates are low and spread; the server CPU per request is the steadier figure.")
 }

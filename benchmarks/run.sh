@@ -7,7 +7,8 @@
 # At the end it runs benchmarks/run_hosts.sh (the Python and Node bindings
 # against their peers, about 5 more minutes; BENCH_HOSTS=0 skips it), then
 # benchmarks/ws_run.sh (WebSocket, about 8 minutes; BENCH_WS=0 skips it),
-# then benchmarks/tls_run.sh (TLS, about 6 minutes; BENCH_TLS=0 skips it).
+# then benchmarks/tls_run.sh (TLS, about 6 minutes; BENCH_TLS=0 skips it)
+# and benchmarks/h2_run.sh (HTTP/2, about 6 minutes; BENCH_H2=0 skips it).
 #
 # Knobs (environment):
 #   BENCH_RUNS=5          repetitions of each throughput case
@@ -21,6 +22,7 @@
 #   BENCH_HOSTS=1         0: do not run benchmarks/run_hosts.sh at the end
 #   BENCH_WS=1            0: do not run benchmarks/ws_run.sh at the end
 #   BENCH_TLS=1           0: do not run benchmarks/tls_run.sh at the end
+#   BENCH_H2=1            0: do not run benchmarks/h2_run.sh at the end
 #
 # Method: the server is pinned to CPU 0 and the load generator to CPU 1
 # (taskset); wrk -t1 -c64 with keep-alive. Every repetition runs piston and
@@ -442,6 +444,11 @@ fi
 if [ "${BENCH_TLS:-1}" != 0 ]; then
   log "running benchmarks/tls_run.sh (BENCH_TLS=0 skips it)"
   run_client "$HERE/tls_run.sh" || fail "benchmarks/tls_run.sh failed (its messages are above)"
+fi
+# HTTP/2 against the peers: benchmarks/h2_run.sh (results/h2.md).
+if [ "${BENCH_H2:-1}" != 0 ]; then
+  log "running benchmarks/h2_run.sh (BENCH_H2=0 skips it)"
+  run_client "$HERE/h2_run.sh" || fail "benchmarks/h2_run.sh failed (its messages are above)"
 fi
 
 if [ ${#FAILURES[@]} -gt 0 ]; then

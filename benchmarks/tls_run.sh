@@ -37,32 +37,15 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-APPS=$HERE/apps
-PY_APPS=$APPS/python
-JS_APPS=$APPS/js
-
-QUICK=${BENCH_QUICK:-0}
-RUNS=${BENCH_RUNS:-3}
-SECS=${BENCH_SECONDS:-5}
-WARM=1
-if [ "$QUICK" = 1 ]; then RUNS=1; SECS=1; WARM=0.3; fi
-CONNS=64
-HS_CONNS=${BENCH_HS_CONNS:-32}
-OUT=${BENCH_TLS_OUT:-$HERE/results/tls.md}
-PEERS=${BENCH_PEERS:-$HERE/.peers}
-PYTHON=/usr/bin/python3
-PISTON_BIN=${PISTON_BIN:-$ROOT/build/piston-static}
-PISTON_CLI=${PISTON_CLI:-$ROOT/.venv/bin/piston}
-PISTON_PY_THREADS=${PISTON_PY_THREADS:-1}
-NGINX_BIN=${NGINX_BIN:-nginx}
-NODE_BIN=${NODE_BIN:-node}
-HELLO_BODY='Hello, World!'
-BIGFILE=file-1MiB.bin
-START_TIMEOUT=30
-
 LOG_TAG=tls
 exec 3>&2
 . "$HERE/lib.sh"
+bench_settings
+
+WARM=1
+[ "$QUICK" = 1 ] && WARM=0.3
+HS_CONNS=${BENCH_HS_CONNS:-32}
+OUT=${BENCH_TLS_OUT:-$HERE/results/tls.md}
 
 # ---------------------------------------------------------------- preflight
 bench_preflight wrk taskset curl cc openssl "$NGINX_BIN" "$NODE_BIN"
@@ -85,14 +68,8 @@ TLSLOAD=$TMP/tlsload
 cc -O2 $(grep '^-' "$ROOT/csrc/cflags.txt" | grep -v visibility) -o "$TLSLOAD" "$HERE/tlsload.c" -lssl -lcrypto ||
   die "cannot compile benchmarks/tlsload.c (libssl-dev)"
 
-# One certificate for every server: ECDSA P-256, self-signed, for
-# localhost and 127.0.0.1.
-CERT=$TMP/cert.pem KEY=$TMP/key.pem
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$KEY" -out "$CERT" \
-  -days 2 -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' >"$TMP/openssl.log" 2>&1 ||
-  { cat "$TMP/openssl.log" >&3; die "openssl could not make the certificate"; }
-chmod 644 "$KEY"
-CERT_FP=$(openssl x509 -in "$CERT" -noout -fingerprint -sha256 | sed 's/.*=//')
+# One certificate for every server (lib.sh).
+make_cert
 mkdir -p "$TMP/www"
 head -c 1048576 /dev/urandom >"$TMP/www/$BIGFILE"
 chmod -R a+rX "$TMP/www"
@@ -156,24 +133,6 @@ server_cmd() {
 declare -A SRV_PID SRV_PORT SRV_LOG SRV_DESC SRV_SCHEME SRV_SIZE SRV_TLS UNAVAIL
 declare -A SAMPLES CPUUS SBUSY CBUSY MBPS STEAL
 
-# tls_check TAG: the server's certificate is ours, the protocol TLS 1.3;
-# sets SRV_TLS[TAG] (protocol, cipher suite, key exchange). Returns 1 if
-# the server does not speak TLS.
-tls_check() {
-  local tag=$1 out fp
-  out=$(openssl s_client -connect "127.0.0.1:${SRV_PORT[$tag]}" -servername localhost -brief </dev/null 2>&1)
-  fp=$(openssl s_client -connect "127.0.0.1:${SRV_PORT[$tag]}" -servername localhost </dev/null 2>/dev/null |
-       openssl x509 -noout -fingerprint -sha256 2>/dev/null | sed 's/.*=//')
-  [ -n "$fp" ] || return 1
-  [ "$fp" = "$CERT_FP" ] || die "$tag: the server's certificate is not the benchmark's ($fp)"
-  local proto suite kex
-  proto=$(awk -F': *' '/^Protocol version/ {print $2}' <<<"$out")
-  suite=$(awk -F': *' '/^Ciphersuite/ {print $2}' <<<"$out")
-  kex=$(awk -F': *' '/^Server Temp Key/ {print $2}' <<<"$out" | cut -d, -f1)
-  [ "$proto" = TLSv1.3 ] || die "$tag: negotiated '$proto', not TLSv1.3"
-  SRV_TLS[$tag]="$proto $suite $kex"
-}
-
 # start_server TAG: starts it, waits for the port, checks the answer: over
 # TLS with the benchmark's certificate (or plain HTTP for *-plain), GET
 # /hello -> 200, the exact body, text/plain, and a second request on the
@@ -230,11 +189,7 @@ m_wrk() {
   [ "$err_status" -gt 0 ] && fail "$tag $path: $err_status non-2xx/3xx responses"
   local sock=$((err_connect + err_read + err_write + err_timeout))
   [ "$sock" -gt 0 ] && NOTES+=("$tag $path: wrk socket errors connect=$err_connect read=$err_read write=$err_write timeout=$err_timeout")
-  M_RATE=$(calc "$requests / ($duration_us / 1e6)")
-  M_MBPS=$(calc "$bytes / $duration_us")
-  M_US=$(calc "($c1 - $c0) * 1000 / $requests")
-  M_SB=$(calc "100 * ($c1 - $c0) / ($duration_us / 1000)")
-  M_CB=$(calc "($ct1 > $ct0) ? 100 * ($cb1 - $cb0) / ($ct1 - $ct0) : 0")
+  run_metrics "$requests" "$(calc "$duration_us / 1e6")" "$bytes" "$((c1 - c0))" "$cb0 $ct0" "$cb1 $ct1"
 }
 
 # m_hs TAG SECONDS: tlsload, a new connection and full handshake per
@@ -259,80 +214,22 @@ m_hs() {
   M_CB=$(calc "100 * $client_cpu_ms / ($seconds * 1000)")
 }
 
-# measure KIND TAG SECONDS: KIND is hello (keep-alive GET /hello), big
-# (keep-alive GET of the 1 MiB file) or hs (new handshakes); M_ST: the
-# share of CPU SERVER_CPU's time stolen by the hypervisor meanwhile
-measure() {
-  local s0 t0 s1 t1 rc
-  read -r s0 t0 <<<"$(cpu_steal)"
+# measure_kind KIND TAG SECONDS (for lib.sh's measure and bench_group):
+# KIND is hello (keep-alive GET /hello), big (keep-alive GET of the 1 MiB
+# file) or hs (new handshakes)
+measure_kind() {
   case $1 in
     hello) m_wrk "$2" /hello "$3" ;;
     big) m_wrk "$2" "/$BIGFILE" "$3" ;;
     hs) m_hs "$2" "$3" ;;
   esac
-  rc=$?
-  read -r s1 t1 <<<"$(cpu_steal)"
-  M_ST=$(calc "($t1 > $t0) ? 100 * ($s1 - $s0) / ($t1 - $t0) : 0")
-  return $rc
 }
-
-# bench_group NAME KINDS TAG...: starts the group's servers (the available
-# ones); for each KIND, a 1 s warm-up of each server (not recorded), then
-# RUNS repetitions measuring every server once, the order rotating by one
-# per repetition. Samples go to SAMPLES[KIND.TAG] (and CPUUS, SBUSY, CBUSY,
-# MBPS).
-bench_group() {
-  local name=$1 kinds=$2 r i n tag kind k
-  shift 2
-  local tags=()
-  log "== $name: $*"
-  for tag in "$@"; do
-    [ -n "${UNAVAIL[$tag]:-}" ] && continue
-    start_server "$tag" && tags+=("$tag")
-  done
-  n=${#tags[@]}
-  for kind in $kinds; do
-    [ "$QUICK" = 1 ] || for tag in "${tags[@]}"; do measure "$kind" "$tag" 1 >/dev/null; done
-    for ((r = 0; r < RUNS; r++)); do
-      for ((i = 0; i < n; i++)); do
-        tag=${tags[$(((r + i) % n))]}
-        measure "$kind" "$tag" "$SECS" || continue
-        k=$kind.$tag
-        SAMPLES[$k]+=" $M_RATE" CPUUS[$k]+=" $M_US" SBUSY[$k]+=" $M_SB" CBUSY[$k]+=" $M_CB" MBPS[$k]+=" $M_MBPS" STEAL[$k]+=" $M_ST"
-        log "$name $kind run $((r + 1))/$RUNS $tag: $(fmt_int "$M_RATE")/s, server $(fmt2 "$M_US") us CPU each, server $(fmt_int "$M_SB")% of a CPU, load CPU $(fmt_int "$M_CB")%, CPU $SERVER_CPU stolen $(fmt_int "$M_ST")%"
-      done
-    done
-  done
-  for tag in "${tags[@]}"; do stop_pid "${SRV_PID[$tag]}" 5 || NOTES+=("$tag did not exit within 5 s of SIGTERM (killed)"); done
-}
-
-why_not() { echo "${UNAVAIL[${1#*.}]:-not measured}"; }
 
 # Held back by the load generator (lib.sh's check_bound): BOUND, LOADGEN_BOUND.
 declare -A BOUND
 LOADGEN_BOUND=()
 
-cell() { echo "$(fmt_int "$(med "${SAMPLES[$1]}")") ($(fmt2 "$(med "${CPUUS[$1]}")") µs)"; }
-ratio_of() { calc "$(med "${SAMPLES[$1]}") / $(med "${SAMPLES[$2]}")"; }
-
 ROWS=()
-# row CASE PISTON_KEY PEER_KEY TARGET_TEXT MIN_RATIO: judged on the rate
-# medians; the server CPU per request of both beside them.
-row() {
-  local case=$1 pk=$2 qk=$3 target=$4 min=$5 ratio res
-  if [ -z "${SAMPLES[$pk]:-}" ] || [ -z "${SAMPLES[$qk]:-}" ]; then
-    local pc qc
-    pc=$([ -n "${SAMPLES[$pk]:-}" ] && cell "$pk" || why_not "$pk")
-    qc=$([ -n "${SAMPLES[$qk]:-}" ] && cell "$qk" || why_not "$qk")
-    ROWS+=("| $case | $pc | $qc | — | | | $target | not measured |"); return
-  fi
-  ratio=$(ratio_of "$pk" "$qk")
-  res=MISS
-  if [ -z "$min" ]; then res="—"; elif ge "$ratio" "$min"; then res=PASS; fi
-  [ -n "${BOUND[$pk]:-}${BOUND[$qk]:-}" ] && res+=" (held back by the load generator: see notes)"
-  ROWS+=("| $case | $(cell "$pk") | $(cell "$qk") | $(fmt2 "$ratio")× | $(spread "$pk") | $(spread "$qk") | $target | $res |")
-}
-
 H_ROWS=()
 # host_row CASE PISTON_TAG PEER_TAG: the ratio over TLS against the same
 # ratio over plain HTTP, both measured in this run; target: TLS ratio >=
@@ -392,14 +289,7 @@ done
 if [ -n "${SAMPLES[hello.wsgi-gunicorn]:-}" ]; then
   NOTES+=("gunicorn's sync worker closes the connection after every response (plain and TLS alike), so each of its requests is a new connection, and over TLS a new TLS handshake; wrk reconnects at once and offers the session it had (wrk resumes TLS sessions: it did against nginx in a check by hand; whether gunicorn's Python ssl resumed them was not measured here). Its TLS rate mostly measures handshakes and wrk's own reconnect path, which is why its TLS ratio is so much larger than the plain one.")
 fi
-STOLEN=()
-for k in "${!STEAL[@]}"; do
-  st=$(med "${STEAL[$k]}")
-  ge "$st" 5 && STOLEN+=("$k $(fmt_int "$st")%")
-done
-if [ ${#STOLEN[@]} -gt 0 ]; then
-  NOTES+=("The hypervisor took 5% or more of CPU $SERVER_CPU's time during these runs (median; the machine is shared): $(printf '%s\n' "${STOLEN[@]}" | sort | tr '\n' ';' | sed 's/;$//; s/;/; /g'). Their rates are low and spread; the server CPU per request is the steadier figure.")
-fi
+steal_note
 if [ ${#LOADGEN_BOUND[@]} -gt 0 ]; then
   NOTES+=("Held back by the load generator (the server used under 90% of its CPU while the load generator's CPU was 90% or more busy): these rates are floors and a ratio with them says little; compare the server CPU per request instead. New handshakes: the client's half of a handshake (an ECDSA verify, key generation) costs more CPU than the server's (an ECDSA sign), so one client core cannot keep one server core busy; the server CPU per handshake is the comparison that holds. $(printf '%s; ' "${LOADGEN_BOUND[@]}" | sed 's/; $//')")
 fi

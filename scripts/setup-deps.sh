@@ -85,17 +85,26 @@ have_llhttp || { echo "setup: libllhttp-dev did not install" >&2; exit 1; }
 # the Python package index in a venv (Debian's uvicorn 0.17 predates the
 # implementations people run now; the venv sees Debian's FastAPI, uvloop and
 # httptools), and Bun from the npm registry (the bun package pulls its
-# platform binary). A peer that cannot be installed is reported by ws_run.sh
-# as not available, with the reason; it does not stop the setup.
+# platform binary). hypercorn (the HTTP/2 benchmark's Python peer,
+# benchmarks/h2_run.sh; Debian has none) goes into the same venv. A peer that
+# cannot be installed is reported by its script as not available, with the
+# reason; it does not stop the setup.
 if [ $want_bench = 1 ]; then
   peers="$(cd "$(dirname "$0")/.." && pwd)/benchmarks/.peers"
   mkdir -p "$peers"
-  if ! "$peers/venv/bin/python" -c 'import uvicorn, websockets, wsproto' 2>/dev/null; then
-    echo "setup: installing uvicorn, websockets, wsproto into $peers/venv"
+  # peer_venv MODULES WHAT PACKAGE...: pip installs PACKAGE... into the
+  # peers' venv unless it imports MODULES already.
+  peer_venv() {
+    local mods=$1 what=$2
+    shift 2
+    "$peers/venv/bin/python" -c "import $mods" 2>/dev/null && return 0
+    echo "setup: installing $what into $peers/venv"
     { [ -x "$peers/venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$peers/venv"; } &&
-      "$peers/venv/bin/pip" install -q -U 'uvicorn[standard]' websockets wsproto ||
-      echo "setup: warning: could not install uvicorn into $peers/venv" >&2
-  fi
+      "$peers/venv/bin/pip" install -q -U "$@" ||
+      echo "setup: warning: could not install $what into $peers/venv" >&2
+  }
+  peer_venv 'uvicorn, websockets, wsproto' 'uvicorn, websockets, wsproto' 'uvicorn[standard]' websockets wsproto
+  peer_venv hypercorn hypercorn hypercorn
   if ! "$peers/node/node_modules/.bin/bun" --version >/dev/null 2>&1; then
     echo "setup: installing bun (npm) into $peers/node"
     npm install --no-audit --no-fund --no-save --prefix "$peers/node" bun ||
