@@ -79,6 +79,8 @@ int piston__conn_read(piston__conn *c) {
   for (;;) {
     ssize_t n = c->tp->read(c, c->rbuf + c->rlen, room);
     if (n > 0) {
+      if (c->read_failed)
+        piston__conn_mark_pending(c); /* conn_run closes it */
       /* A short read emptied the socket. Edge-triggered epoll reports the
        * next arrival, so the read that would only say EAGAIN is skipped
        * (one syscall per request). Not after a FIN was seen: then keep
@@ -214,6 +216,10 @@ static void conn_events(piston__io *io, uint32_t events) {
 
 static void conn_run(piston__io *io) {
   piston__conn *c = conn_of(io);
+  if (c->read_failed && c->state != CONN_CLOSED) {
+    piston__conn_close(c); /* the client is gone (tls.c) */
+    return;
+  }
   switch (c->state) {
   case CONN_OPEN: c->proto->run(c); break;
   case CONN_CLOSING: piston__conn_mark_dirty(c); break;

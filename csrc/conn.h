@@ -83,6 +83,10 @@ struct piston__conn {
   bool read_wants_write, flush_wants_read;
   bool tls_handshaking; /* counted in the loop's tls_handshakes */
   bool tls_checked;     /* its first byte was looked at (tls.c) */
+  /* the transport met a fatal error (a reset) behind bytes it returned:
+   * the socket no longer reports it, so the connection closes at its next
+   * run, once those bytes were handled */
+  bool read_failed;
   int fd;
   atomic_int local_port; /* learnt on the first ask; 0: not yet, -1: none */
   const piston__transport *tp;

@@ -251,14 +251,14 @@ static ssize_t tls_read_guarded(piston__conn *c, void *buf, size_t len) {
         return (ssize_t)got;
       return 0;
     case SSL_ERROR_SYSCALL:
-      if (got)
-        return (ssize_t)got;
-      if (errno == 0 || errno == EAGAIN)
-        errno = ECONNRESET;
-      log_failure(c, c->tls_handshaking ? "handshake" : "read");
-      return -1;
     default:
+      /* Reading on consumed the socket's error (a reset): epoll will not
+       * report it again, so say it now, or after the bytes already read. */
       log_failure(c, c->tls_handshaking ? "handshake" : "read");
+      if (got) {
+        c->read_failed = true;
+        return (ssize_t)got;
+      }
       errno = EPROTO;
       return -1;
     }
