@@ -65,7 +65,8 @@ struct piston__h2 {
   size_t nstreams;
   uint32_t resets, empties;
   uint64_t budget_from_ms;
-  bool goaway; /* a GOAWAY went out: no new streams, close when done */
+  bool goaway;    /* a GOAWAY went out: no new streams, close when done */
+  bool peer_gone; /* the client's FIN came: it completes no stream more */
   bool hosted;
 };
 
@@ -519,6 +520,13 @@ static void h2_prepare(piston__conn *c) {
       nghttp2_session_consume(s->ss, st->id, taken - st->acked);
       st->acked = taken;
     }
+    if (s->peer_gone && st->eof && !st->reset && !r->body_done) {
+      /* answered, but its body can no longer come: end it */
+      st->reset = true;
+      nghttp2_submit_rst_stream(s->ss, NGHTTP2_FLAG_NONE, st->id,
+                                NGHTTP2_CANCEL);
+      continue;
+    }
     if (abort) {
       /* the host gave up mid-response: the stream, not the connection */
       st->reset = true;
@@ -648,7 +656,18 @@ static void h2_run(piston__conn *c) {
       continue;
     }
     if (c->peer_eof) {
-      /* the client's FIN: streams in flight are still answered */
+      /* the client's FIN: the streams it finished sending are still
+       * answered; those it can no longer complete (a head or a body cut
+       * short) end here, the host told as for a client gone */
+      s->peer_gone = true;
+      for (piston__h2s *st = s->streams; st; st = st->next)
+        if (!st->reset &&
+            (!st->queued || (!st->req->body_done && !st->submitted))) {
+          st->reset = true; /* nghttp2 closes it once the frame is out */
+          nghttp2_submit_rst_stream(s->ss, NGHTTP2_FLAG_NONE, st->id,
+                                    NGHTTP2_CANCEL);
+        }
+      piston__conn_mark_dirty(c);
       if (s->nstreams == 0) {
         piston__conn_finish(c);
         return;

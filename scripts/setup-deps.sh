@@ -31,6 +31,8 @@ for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binuti
          python3-httptools python3-uvloop nginx-light; do
   need_pkg "$p"
 done
+# h2spec (below) is built with Go: the machine's own, else Debian's
+command -v go >/dev/null 2>&1 || need_pkg golang-go
 # make node: Node.js with npm (the machine's own if it has one)
 command -v npm >/dev/null 2>&1 || need_pkg npm
 # bench: wrk (over https too: Debian's is built with OpenSSL), taskset
@@ -118,7 +120,7 @@ fi
 tools="$(cd "$(dirname "$0")/.." && pwd)/.tools"
 if [ ! -x "$tools/bin/h2spec" ]; then
   if ! command -v go >/dev/null 2>&1; then
-    echo "setup: Go is missing: install Debian's golang-go (h2spec is built with it)" >&2
+    echo "setup: Go is missing (golang-go did not install): h2spec cannot be built" >&2
     exit 1
   fi
   echo "setup: installing h2spec into $tools/bin"
