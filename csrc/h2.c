@@ -564,10 +564,20 @@ static void h2_prepare(piston__conn *c) {
     if (!st->req || !st->dispatched)
       continue;
     piston__req_update_pressure(st->req);
-    if (st->submitted && !st->eof && !st->deferred &&
+    if (st->submitted && !st->eof && !st->deferred && !st->reset &&
         (nghttp2_session_get_stream_remote_window_size(s->ss, st->id) <= 0 ||
-         nghttp2_session_get_remote_window_size(s->ss) <= 0))
-      blocked = true;
+         nghttp2_session_get_remote_window_size(s->ss) <= 0)) {
+      if (s->peer_gone) {
+        /* after its FIN the client sends no WINDOW_UPDATE: it cannot
+         * take this response any more */
+        st->reset = true;
+        nghttp2_submit_rst_stream(s->ss, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_CANCEL);
+        piston__conn_mark_dirty(c);
+      } else {
+        blocked = true;
+      }
+    }
   }
   /* a client that holds its window shut is a client that does not read:
    * the write timeout, as for a full socket on HTTP/1.1 */
