@@ -1694,15 +1694,7 @@ static napi_value js_raw_takeover(napi_env env, napi_callback_info info) {
 
 /* rawWrite(slot, chunk) -> 0, 1 (wait for drain) or an error */
 static napi_value js_raw_write(napi_env env, napi_callback_info info) {
-  REQ_ARG(2);
-  const char *data;
-  size_t len;
-  char *owned;
-  if (get_bytes(a, env, argv[1], &data, &len, &owned) < 0)
-    return make_int(env, PISTON_EINVAL);
-  int rc = piston_raw_write(req, data, len);
-  free(owned);
-  return make_int(env, rc);
+  return bytes_call(env, info, piston_raw_write);
 }
 
 /* rawShutdown(slot) -> rc: a FIN once what is queued has gone out */
