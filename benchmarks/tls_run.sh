@@ -3,7 +3,7 @@
 # P-256 certificate made at the start, TLS 1.3: piston-static against nginx
 # (keep-alive requests, new full handshakes, a 1 MiB file), the Python hosts
 # against gunicorn and uvicorn (over TLS and over plain HTTP in the same
-# run), node:https against Piston's Node host (when it serves https).
+# run), Piston's Node host against node:https (and node:http in the same run).
 #
 #   benchmarks/tls_run.sh                 full run (about 6 minutes)
 #   BENCH_QUICK=1 benchmarks/tls_run.sh   smoke run: 1 run of 1 s per server;
@@ -123,9 +123,16 @@ server_cmd() {
       [ "$SCHEME" = https ] && DESC+=" --ssl-certfile C --ssl-keyfile K"
       DESC+=" asgi_hello:app" ;;
     node-node | node-piston)
-      CMD=("$NODE_BIN" "$JS_APPS/https_hello.js" "${base#node-}" "$port" "$CERT" "$KEY")
-      DESC="node apps/js/https_hello.js ${base#node-} (node:https)"
-      [ "$base" = node-piston ] && { DESC="node apps/js/https_hello.js piston (require('piston').createServer({key, cert}, handler))"; OPTIONAL=1; } ;;
+      local flavour=${base#node-} files=("$CERT" "$KEY")
+      [ "$SCHEME" = http ] && files=(- -)
+      CMD=("$NODE_BIN" "$JS_APPS/https_hello.js" "$flavour" "$port" "${files[@]}")
+      if [ "$SCHEME" = https ]; then
+        DESC="node apps/js/https_hello.js node (node:https)"
+        [ "$base" = node-piston ] && { DESC="node apps/js/https_hello.js piston (require('piston').createServer({key, cert}, handler))"; OPTIONAL=1; }
+      else
+        DESC="node apps/js/https_hello.js node - - (node:http)"
+        [ "$base" = node-piston ] && DESC="node apps/js/https_hello.js piston - - (require('piston').createServer(handler))"
+      fi ;;
     *) die "unknown server tag $tag" ;;
   esac
 }
@@ -253,7 +260,7 @@ log "runs: $RUNS x ${SECS}s; wrk -t1 -c$CONNS keep-alive; tlsload $HS_CONNS hand
 bench_group "piston-static vs nginx" "hello hs big" static-piston static-nginx
 bench_group "WSGI" hello wsgi-piston wsgi-gunicorn wsgi-piston-plain wsgi-gunicorn-plain
 bench_group "ASGI" hello asgi-piston asgi-uvicorn asgi-piston-plain asgi-uvicorn-plain
-bench_group "Node" hello node-piston node-node
+bench_group "Node" hello node-piston node-node node-piston-plain node-node-plain
 
 # ================================================================ report
 for k in "${!SAMPLES[@]}"; do check_bound "$k" "the load generator"; done
@@ -261,13 +268,14 @@ for k in "${!SAMPLES[@]}"; do check_bound "$k" "the load generator"; done
 row "Keep-alive \`GET /hello\` over TLS, $CONNS conns (req/s)" hello.static-piston hello.static-nginx "≥ 1.0×" 1.0
 row "New connection + full TLS 1.3 handshake + one request, $HS_CONNS in progress (handshakes/s)" hs.static-piston hs.static-nginx "≥ 0.9×" 0.9
 row "1 MiB file over TLS, $CONNS conns (req/s)" big.static-piston big.static-nginx "≥ 0.9×" 0.9
-row "\`https_hello.js\`: Piston's \`createServer({key, cert})\` vs \`node:https\` (req/s)" hello.node-piston hello.node-node "— (no target)" ""
 
 host_row "Raw WSGI: \`piston\` vs gunicorn sync (1 worker)" wsgi-piston wsgi-gunicorn
 host_row "Raw ASGI: \`piston\` vs uvicorn (httptools, uvloop)" asgi-piston asgi-uvicorn
+host_row "\`https_hello.js\`: Piston's \`createServer\` vs \`node:https\` / \`node:http\`" node-piston node-node
 
 ALL=(static-piston static-nginx wsgi-piston wsgi-gunicorn wsgi-piston-plain wsgi-gunicorn-plain
-     asgi-piston asgi-uvicorn asgi-piston-plain asgi-uvicorn-plain node-piston node-node)
+     asgi-piston asgi-uvicorn asgi-piston-plain asgi-uvicorn-plain node-piston node-node
+     node-piston-plain node-node-plain)
 S_ROWS=()
 for tag in "${ALL[@]}"; do
   for kind in hello hs big; do
@@ -318,7 +326,7 @@ pyver() { "$PYTHON" -c "import $1; print(getattr($1, '__version__', '?'))" 2>/de
   echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"
   printf '%s\n' "${ROWS[@]}"
   echo
-  echo "## The Python hosts: the ratio over TLS beside the ratio over plain HTTP"
+  echo "## The Python and Node hosts: the ratio over TLS beside the ratio over plain HTTP"
   echo
   echo "| Case | Piston, TLS | Peer, TLS | TLS ratio | Piston, plain | Peer, plain | Plain ratio | TLS ratio ≥ plain ratio |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
