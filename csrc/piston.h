@@ -261,6 +261,7 @@ piston_server_tls_replace_pem(piston_server *srv, size_t i,
                    "optional_no_ca (any certificate, verified or not), "       \
                    "required")                                                 \
   X(MIN_VERSION, "1.2 (default) or 1.3")                                       \
+  X(MAX_VERSION, "1.2 or 1.3 (default)")                                       \
   X(CIPHERS, "TLS 1.2 cipher list, OpenSSL's syntax (default: ECDHE with "     \
              "AES-GCM or ChaCha20-Poly1305)")                                  \
   X(CIPHERSUITES, "TLS 1.3 suites, OpenSSL's syntax (default: OpenSSL's)")     \
@@ -268,7 +269,12 @@ piston_server_tls_replace_pem(piston_server *srv, size_t i,
           "with PISTON_OPT_HTTP2, else http/1.1)")                             \
   X(TICKET_ROTATE_S, "seconds a session-ticket key encrypts new tickets; "     \
                      "tickets stay valid one more period; 0: no tickets "      \
-                     "(default: 3600)")
+                     "(default: 3600)")                                        \
+  X(TICKET_SECRET, "ticket keys derived from this secret (64 to 256 hex "      \
+                   "digits) and the wall clock instead of random ones: "       \
+                   "processes that share it resume each other's sessions")     \
+  X(TICKET_KEY_FILE, "the same secret from a file of 32 to 128 bytes "         \
+                     "(nginx's ssl_session_ticket_key: openssl rand 80)")
 
 typedef enum {
 #define PISTON_TLS_ENUM_(name, doc) PISTON_TLS_##name,

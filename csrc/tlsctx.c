@@ -7,6 +7,7 @@
  * only swaps the current generation under the configuration's lock. */
 #define _GNU_SOURCE
 #include "tlsctx.h"
+#include "tlsticket.h"
 #include "util.h"
 
 #include <assert.h>
@@ -50,13 +51,6 @@ struct piston__tlsgen {
   piston__tlscert certs[MAX_CERTS];
 };
 
-/* A session-ticket key: AES-256-CBC + HMAC-SHA256, as OpenSSL's own. */
-typedef struct {
-  unsigned char name[16], aes[32], hmac[32];
-  int64_t made_ms; /* CLOCK_MONOTONIC: whole seconds would cut periods */
-  bool live;
-} piston__ticket_key;
-
 /* Where a certificate chain or key comes from: a file (read again on each
  * build) or PEM text the host gave (Node's key and cert options). */
 typedef struct {
@@ -78,9 +72,7 @@ struct piston__tlsconf {
   pthread_mutex_t lock;       /* cur, err */
   piston__tlsgen *cur;
   char err[512];
-  pthread_mutex_t ticket_lock;
-  piston__ticket_key keys[2]; /* [0] encrypts; [1] still decrypts */
-  long rotate_s;
+  piston__tickets tickets; /* their own lock */
 };
 
 static void src_free(piston__tlssrc *src);
@@ -122,11 +114,10 @@ piston__tlsconf *piston__tlsconf_new(void) {
     return NULL;
   pthread_mutex_init(&t->lock, NULL);
   pthread_mutex_init(&t->build_lock, NULL);
-  pthread_mutex_init(&t->ticket_lock, NULL);
+  piston__tickets_init(&t->tickets);
   static const char h11[] = "\x08http/1.1";
   memcpy(t->alpn, h11, sizeof h11 - 1);
   t->alpn_len = sizeof h11 - 1;
-  t->rotate_s = 3600;
   return t;
 }
 
@@ -151,10 +142,9 @@ void piston__tlsconf_free(piston__tlsconf *t) {
   }
   for (int i = 0; i < PISTON_TLS__COUNT; i++)
     free(t->opt[i]);
-  OPENSSL_cleanse(t->keys, sizeof t->keys);
+  piston__tickets_free(&t->tickets);
   pthread_mutex_destroy(&t->lock);
   pthread_mutex_destroy(&t->build_lock);
-  pthread_mutex_destroy(&t->ticket_lock);
   free(t);
 }
 
@@ -372,74 +362,10 @@ static int on_status(SSL *ssl, void *arg) {
   return SSL_TLSEXT_ERR_OK;
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int new_key(piston__ticket_key *k) {
-  if (RAND_bytes(k->name, sizeof k->name) != 1 ||
-      RAND_bytes(k->aes, sizeof k->aes) != 1 ||
-      RAND_bytes(k->hmac, sizeof k->hmac) != 1)
-    return -1;
-  k->made_ms = now_ms();
-  k->live = true;
-  return 0;
-}
-
-static int set_mac(EVP_MAC_CTX *hctx, unsigned char *key) {
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key, 32),
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256",
-                                       0),
-      OSSL_PARAM_construct_end()};
-  return EVP_MAC_CTX_set_params(hctx, params);
-}
-
-/* Our own ticket keys, rather than OpenSSL's, so that they rotate: a key
- * encrypts new tickets for rotate_s seconds, then only decrypts (asking for
- * a renewed ticket) for as long again, then is forgotten. */
 static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv,
                      EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc) {
-  piston__tlsconf *t = cert_of(ssl)->gen->conf;
-  int rc = -1;
-  pthread_mutex_lock(&t->ticket_lock);
-  int64_t now = now_ms(), period = (int64_t)t->rotate_s * 1000;
-  if (!t->keys[0].live || now - t->keys[0].made_ms >= period) {
-    piston__ticket_key fresh;
-    if (new_key(&fresh) == 0) {
-      /* a key older than two periods decrypts nothing any more */
-      t->keys[1] = t->keys[0];
-      if (t->keys[1].live && now - t->keys[1].made_ms >= 2 * period)
-        t->keys[1].live = false;
-      t->keys[0] = fresh;
-    }
-  }
-  if (enc) {
-    piston__ticket_key *k = &t->keys[0];
-    if (k->live && RAND_bytes(iv, 16) == 1 &&
-        EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
-        set_mac(hctx, k->hmac) == 1) {
-      memcpy(name, k->name, 16);
-      rc = 1;
-    }
-  } else {
-    rc = 0; /* unknown key: a full handshake */
-    for (int i = 0; i < 2; i++) {
-      piston__ticket_key *k = &t->keys[i];
-      if (!k->live || memcmp(name, k->name, 16) != 0)
-        continue;
-      if (i == 1 && now - k->made_ms >= 2 * period)
-        break; /* expired with its second period */
-      if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
-          set_mac(hctx, k->hmac) == 1)
-        rc = i == 0 ? 1 : 2; /* 2: valid, but issue a new ticket */
-      break;
-    }
-  }
-  pthread_mutex_unlock(&t->ticket_lock);
-  return rc;
+  return piston__tickets_cb(&cert_of(ssl)->gen->conf->tickets, name, iv, cctx,
+                            hctx, enc);
 }
 
 /* ---- settings ---- */
@@ -469,6 +395,57 @@ void piston__tlsconf_default_alpn(piston__tlsconf *t, const char *list) {
     (void)piston__tlsconf_set(t, PISTON_TLS_ALPN, list);
 }
 
+static int hex_digit(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
+/* A shared ticket secret: hex text, or the bytes of a file (as nginx's
+ * ssl_session_ticket_key: `openssl rand 80 > ticket.key`). */
+static int ticket_secret(piston__tlsconf *t, int opt, const char *value) {
+  unsigned char secret[PISTON__TICKET_SECRET_MAX + 1];
+  size_t n = 0;
+  if (opt == PISTON_TLS_TICKET_SECRET) {
+    size_t len = strlen(value);
+    for (; n < sizeof secret && 2 * n + 1 < len; n++) {
+      int hi = hex_digit(value[2 * n]), lo = hex_digit(value[2 * n + 1]);
+      if (hi < 0 || lo < 0)
+        break;
+      secret[n] = (unsigned char)(hi << 4 | lo);
+    }
+    if (2 * n != len)
+      n = 0; /* odd length, a non-hex character, or too long */
+  } else {
+    FILE *f = fopen(value, "rb");
+    if (!f)
+      return fail(t, "cannot open the ticket key file %s: %s", value,
+                  strerror(errno));
+    n = fread(secret, 1, sizeof secret, f);
+    fclose(f);
+    if (n < PISTON__TICKET_SECRET_MIN || n > PISTON__TICKET_SECRET_MAX) {
+      OPENSSL_cleanse(secret, sizeof secret);
+      return fail(
+          t,
+          "the ticket key file %s has %s%zu bytes: make one of %d to "
+          "%d random bytes (openssl rand 80 > FILE)",
+          value, n > PISTON__TICKET_SECRET_MAX ? "over " : "",
+          n > PISTON__TICKET_SECRET_MAX ? (size_t)PISTON__TICKET_SECRET_MAX : n,
+          PISTON__TICKET_SECRET_MIN, PISTON__TICKET_SECRET_MAX);
+    }
+  }
+  int rc = piston__tickets_set_secret(&t->tickets, secret, n);
+  OPENSSL_cleanse(secret, sizeof secret);
+  if (rc < 0)
+    return fail(t,
+                "ticket secret: say %d to %d bytes as hex digits (%d to %d "
+                "characters)",
+                PISTON__TICKET_SECRET_MIN, PISTON__TICKET_SECRET_MAX,
+                2 * PISTON__TICKET_SECRET_MIN, 2 * PISTON__TICKET_SECRET_MAX);
+  return 0;
+}
+
 int piston__tlsconf_set(piston__tlsconf *t, int opt, const char *value) {
   if (opt < 0 || opt >= PISTON_TLS__COUNT || !value)
     return PISTON_EINVAL;
@@ -482,9 +459,18 @@ int piston__tlsconf_set(piston__tlsconf *t, int opt, const char *value) {
                   value);
     break;
   case PISTON_TLS_MIN_VERSION:
+  case PISTON_TLS_MAX_VERSION:
     if (strcmp(value, "1.2") && strcmp(value, "1.3"))
-      return fail(t, "minimum TLS version \"%s\": say 1.2 or 1.3", value);
+      return fail(t, "%s TLS version \"%s\": say 1.2 or 1.3",
+                  opt == PISTON_TLS_MIN_VERSION ? "minimum" : "maximum", value);
     break;
+  case PISTON_TLS_TICKET_SECRET:
+  case PISTON_TLS_TICKET_KEY_FILE: {
+    int rc = ticket_secret(t, opt, value);
+    if (rc)
+      return rc;
+    break;
+  }
   case PISTON_TLS_CA_FILE: {
     FILE *f = fopen(value, "r");
     if (!f)
@@ -517,7 +503,7 @@ int piston__tlsconf_set(piston__tlsconf *t, int opt, const char *value) {
                   "ticket key rotation \"%s\": say a number of seconds "
                   "(0 to 604800)",
                   value);
-    t->rotate_s = s;
+    t->tickets.rotate_s = s;
     break;
   }
   default: break;
@@ -530,12 +516,20 @@ int piston__tlsconf_set(piston__tlsconf *t, int opt, const char *value) {
   return 0;
 }
 
+static bool is_13(const char *v) {
+  return v && !strcmp(v, "1.3");
+}
+
 static int configure(piston__tlsconf *t, piston__tlsgen *g, SSL_CTX *ctx) {
-  SSL_CTX_set_min_proto_version(
-      ctx, t->opt[PISTON_TLS_MIN_VERSION] &&
-                   !strcmp(t->opt[PISTON_TLS_MIN_VERSION], "1.3")
-               ? TLS1_3_VERSION
-               : TLS1_2_VERSION);
+  const char *min = t->opt[PISTON_TLS_MIN_VERSION],
+             *max = t->opt[PISTON_TLS_MAX_VERSION];
+  if (is_13(min) && max && !is_13(max))
+    return fail(t, "the minimum TLS version (1.3) is above the maximum (%s)",
+                max);
+  SSL_CTX_set_min_proto_version(ctx,
+                                is_13(min) ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, !max || is_13(max) ? TLS1_3_VERSION
+                                                        : TLS1_2_VERSION);
   long opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
               SSL_OP_CIPHER_SERVER_PREFERENCE;
 #ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
@@ -564,9 +558,9 @@ static int configure(piston__tlsconf *t, piston__tlsgen *g, SSL_CTX *ctx) {
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   static const unsigned char sid_ctx[] = "piston";
   SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
-  if (t->rotate_s > 0) {
+  if (t->tickets.rotate_s > 0) {
     SSL_CTX_set_num_tickets(ctx, 1);
-    SSL_CTX_set_timeout(ctx, 2 * t->rotate_s);
+    SSL_CTX_set_timeout(ctx, 2 * t->tickets.rotate_s);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket);
   } else {
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);

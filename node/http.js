@@ -1121,6 +1121,14 @@ class ServerMethods {
     TLS.setSecureContext(this, options);
   }
 
+  getTicketKeys() {
+    return TLS.getTicketKeys(this);
+  }
+
+  setTicketKeys(keys) {
+    TLS.setTicketKeys(this, keys);
+  }
+
   [Symbol.asyncDispose]() {
     return new Promise((resolve) => this.close(() => resolve()));
   }

@@ -74,13 +74,17 @@ export interface TlsOptions {
   /** With requestCert: refuse clients without a valid one (default true); false takes any and reports it. */
   rejectUnauthorized?: boolean;
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
-  /** 'TLSv1.3' only: the engine has no lower maximum. */
-  maxVersion?: 'TLSv1.3';
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3';
   /**
    * OpenSSL's syntax; TLS_* names are TLS 1.3 suites, the rest TLS 1.2
-   * ciphers (no TLS 1.2 cipher: TLS 1.2 off; no TLS 1.3 suite: OpenSSL's).
+   * ciphers (no TLS 1.2 cipher: TLS 1.2 off; no TLS 1.3 suite: TLS 1.3 off).
    */
   ciphers?: string;
+  /**
+   * 48 bytes the session-ticket keys derive from (random by default):
+   * servers given the same resume each other's sessions.
+   */
+  ticketKeys?: Uint8Array;
   /** Default ['h2', 'http/1.1'] (node's https offers none). */
   ALPNProtocols?: string[] | Uint8Array;
 }
@@ -241,6 +245,10 @@ export interface Server extends http.Server {
    * listening only key and cert may change, as many pairs as given before.
    */
   setSecureContext(options: TlsOptions): void;
+  /** The 48 bytes the session-ticket keys derive from (TLS servers). */
+  getTicketKeys(): Buffer;
+  /** Before listen(): new ticketKeys. */
+  setTicketKeys(keys: Uint8Array): void;
   listen(port?: number | string, host?: string, backlog?: number, cb?: () => void): this;
   listen(port?: number | string, host?: string, cb?: () => void): this;
   listen(port?: number | string, cb?: () => void): this;

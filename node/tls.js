@@ -6,7 +6,7 @@
 // handshake negotiated (piston_req_tls).
 
 const tls = require('node:tls');
-const { X509Certificate } = require('node:crypto');
+const { X509Certificate, randomBytes } = require('node:crypto');
 const { native } = require('./binding');
 
 const kSecure = Symbol('piston.https'); // createServer options: TLS even without key/cert
@@ -56,6 +56,32 @@ function version(v, name) {
   throw optionError(`${name} "${v}": the engine speaks TLS 1.2 and 1.3 only; say TLSv1.2 or TLSv1.3`);
 }
 
+function ticketKeys(v) {
+  if (!ArrayBuffer.isView(v) || v.byteLength !== 48) {
+    const err = new TypeError('piston: ticketKeys must be a Buffer of 48 bytes (crypto.randomBytes(48))');
+    err.code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
+  return Buffer.from(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+}
+
+// server.getTicketKeys() / setTicketKeys(keys), node:tls's: the 48 bytes
+// the ticket keys derive from; set before listen() (the engine fixes its
+// TLS settings when it starts).
+function getTicketKeys(owner) {
+  if (!owner._tls) throw optionError('getTicketKeys on a server without TLS: give key and cert to createServer');
+  return Buffer.from(owner._tls.ticketKeys);
+}
+
+function setTicketKeys(owner, keys) {
+  if (!owner._tls) throw optionError('setTicketKeys on a server without TLS: give key and cert to createServer');
+  const k = ticketKeys(keys);
+  if (owner._h) throw optionError('setTicketKeys after listen(): give ticketKeys to createServer, or call setTicketKeys before listen()');
+  owner._tls.ticketKeys = k;
+  owner._tls.settings = owner._tls.settings.filter(([opt]) => opt !== native.TLS_TICKET_SECRET);
+  owner._tls.settings.push([native.TLS_TICKET_SECRET, k.toString('hex')]);
+}
+
 // ALPNProtocols: an array of strings or Buffers, or node's wire format (one
 // Buffer of length-prefixed names) -> the engine's comma-separated list
 function alpnList(v) {
@@ -96,20 +122,28 @@ function fromOptions(o, files) {
   if (ca.length) set(native.TLS_CA_PEM, ca.join('\n'));
   if (o.caFile !== undefined) set(native.TLS_CA_FILE, String(o.caFile));
   let minVersion = o.minVersion === undefined ? undefined : version(o.minVersion, 'minVersion');
-  if (o.maxVersion !== undefined && o.maxVersion !== 'TLSv1.3') throw optionError(`maxVersion "${o.maxVersion}": the engine has no maximum below TLS 1.3; leave maxVersion out`);
+  let maxVersion = o.maxVersion === undefined ? undefined : version(o.maxVersion, 'maxVersion');
   if (o.ciphers !== undefined) {
     // node's split: TLS_* names are TLS 1.3 suites, the rest the TLS 1.2
-    // list. No TLS 1.2 cipher turns TLS 1.2 off, as in node; no TLS 1.3
-    // suite keeps OpenSSL's default suites (node turns TLS 1.3 off, which
-    // the engine cannot: it has no maximum version)
+    // list. No TLS 1.2 cipher turns TLS 1.2 off, no TLS 1.3 suite turns
+    // TLS 1.3 off, as in node
     const parts = String(o.ciphers).split(':').filter((s) => s !== '');
     const v13 = parts.filter((s) => s.startsWith('TLS_'));
     const v12 = parts.filter((s) => !s.startsWith('TLS_'));
     if (v13.length) set(native.TLS_CIPHERSUITES, v13.join(':'));
+    else if (v12.length) maxVersion = '1.2';
     if (v12.length) set(native.TLS_CIPHERS, v12.join(':'));
     else minVersion = '1.3';
   }
+  if (minVersion === '1.3' && maxVersion === '1.2') throw optionError('minVersion TLSv1.3 is above maxVersion TLSv1.2 (or ciphers that leave only one of them)');
   if (minVersion !== undefined) set(native.TLS_MIN_VERSION, minVersion);
+  if (maxVersion !== undefined) set(native.TLS_MAX_VERSION, maxVersion);
+  // Session tickets: keys derived from 48 bytes as node's ticketKeys (the
+  // engine's shared ticket secret), random unless given, so that servers
+  // given the same ticketKeys (cluster workers, several machines) resume
+  // each other's sessions, and getTicketKeys() has them to share.
+  cfg.ticketKeys = o.ticketKeys === undefined ? randomBytes(48) : ticketKeys(o.ticketKeys);
+  set(native.TLS_TICKET_SECRET, cfg.ticketKeys.toString('hex'));
   if (o.ALPNProtocols !== undefined) set(native.TLS_ALPN, alpnList(o.ALPNProtocols));
   return cfg;
 }
@@ -195,7 +229,9 @@ function setSecureContext(owner, options) {
   }
   const cur = owner._tls;
   if (!cur) throw optionError('setSecureContext on a server without TLS: give key and cert to createServer');
-  const next = validate(fromOptions({ ...cur.raw, ...options, [kSecure]: true }, cur.files));
+  const merged = { ...cur.raw, ...options, [kSecure]: true };
+  if (merged.ticketKeys === undefined) merged.ticketKeys = cur.ticketKeys; // the sessions stay resumable
+  const next = validate(fromOptions(merged, cur.files));
   if (owner._h) {
     if (JSON.stringify(next.settings) !== JSON.stringify(cur.settings)) throw optionError('while listening, setSecureContext replaces key and cert only (the other TLS options are fixed at listen())');
     if (next.certs.length !== cur.certs.length) throw optionError(`while listening, setSecureContext replaces the ${cur.certs.length} key/cert pair(s) given at listen(), no more, no fewer`);
@@ -332,4 +368,4 @@ function socketClass(Base) {
   return PistonTLSSocket;
 }
 
-module.exports = { kSecure, fromOptions, fromAppOptions, validate, apply, start, setSecureContext, socketClass, TlsState };
+module.exports = { kSecure, fromOptions, fromAppOptions, validate, apply, start, setSecureContext, getTicketKeys, setTicketKeys, socketClass, TlsState };

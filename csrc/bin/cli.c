@@ -43,6 +43,12 @@ const char piston_cli_common_help[] =
     "  --ca-file FILE         CAs for client certificates\n"
     "  --verify-client MODE   none, optional, optional_no_ca or required\n"
     "  --tls-min-version V    1.2 (default) or 1.3\n"
+    "  --tls-max-version V    1.2 or 1.3 (default)\n"
+    "  --tls-ticket-key-file FILE  session-ticket keys derived from this "
+    "file's\n"
+    "                         32 to 128 bytes (openssl rand 80): servers "
+    "given\n"
+    "                         the same file resume each other's sessions\n"
     "  --ciphers LIST         TLS 1.2 ciphers (OpenSSL syntax)\n"
     "  --h2c                  HTTP/2 in clear text too, for clients that open "
     "with its\n"
@@ -57,8 +63,17 @@ static const struct {
     {"--ca-file", PISTON_TLS_CA_FILE},
     {"--verify-client", PISTON_TLS_VERIFY_CLIENT},
     {"--tls-min-version", PISTON_TLS_MIN_VERSION},
+    {"--tls-max-version", PISTON_TLS_MAX_VERSION},
+    {"--tls-ticket-key-file", PISTON_TLS_TICKET_KEY_FILE},
     {"--ciphers", PISTON_TLS_CIPHERS},
 };
+
+int piston_cli_tls_option(const char *name) {
+  for (size_t k = 0; k < sizeof tls_opts / sizeof tls_opts[0]; k++)
+    if (strcmp(name, tls_opts[k].name) == 0)
+      return (int)tls_opts[k].opt;
+  return -1;
+}
 
 static const struct {
   const char *name;
@@ -148,11 +163,10 @@ int piston_cli_common(piston_cli *cli, piston_server *srv, int argc,
     }
     return 1;
   }
-  for (size_t k = 0; k < sizeof tls_opts / sizeof tls_opts[0]; k++) {
-    if (strcmp(name, tls_opts[k].name) != 0)
-      continue;
+  int tls_opt = piston_cli_tls_option(name);
+  if (tls_opt >= 0) {
     TAKE_VALUE();
-    if (piston_server_tls_set(srv, tls_opts[k].opt, val) != 0) {
+    if (piston_server_tls_set(srv, (piston_tls_option)tls_opt, val) != 0) {
       fprintf(stderr, "%s: %s: %s\n", cli->prog, name,
               piston_server_tls_error(srv));
       return -1;

@@ -33,5 +33,8 @@ int piston_cli_listen(piston_cli *cli, piston_server *srv);
  * Prints "<prog>: listening on ..." once every loop is ready. */
 int piston_cli_serve(piston_cli *cli, piston_server *srv);
 extern const char piston_cli_common_help[];
+/* The piston_tls_option a TLS flag of the common ones maps onto (as
+ * "--ca-file"), or -1. */
+int piston_cli_tls_option(const char *name);
 
 #endif

@@ -178,6 +178,11 @@ def build_parser():
                      help="client certificates: 0 none, 1 optional, 2 required")
     tls.add_argument("--ciphers", "--ssl-ciphers", default="", metavar="LIST",
                      help="TLS 1.2 ciphers (OpenSSL syntax)")
+    tls.add_argument("--tls-ticket-key-file", default="", metavar="FILE",
+                     help="session-ticket keys derived from this file's 32 to 128 "
+                          "bytes (openssl rand 80), for servers on several machines "
+                          "to resume each other's sessions (the workers of one "
+                          "server share theirs without it)")
     h2 = p.add_mutually_exclusive_group()
     h2.add_argument("--h2c", action="store_true",
                     help="HTTP/2 in clear text too, for clients that open with its "
@@ -283,7 +288,8 @@ def config_from_args(a):
     if a.keyfile and not a.certfile:
         raise UsageError("--keyfile needs its --certfile")
     return Config(certfile=a.certfile, keyfile=a.keyfile, ca_certs=a.ca_certs,
-                  cert_reqs=a.cert_reqs, ciphers=a.ciphers, bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
+                  cert_reqs=a.cert_reqs, ciphers=a.ciphers,
+                  ticket_key_file=a.tls_ticket_key_file, bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
                   root_path=root, routes=a.route, static=a.static, options=options,
                   access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,

@@ -5,6 +5,7 @@ Its own module so that the WSGI side (server.py) and the ASGI side
 (asgi.py) both import it and not each other.
 """
 import dataclasses
+import os
 from typing import List
 
 from . import _piston
@@ -47,6 +48,12 @@ class Config:
     ca_certs: str = ""
     cert_reqs: int = 0            # ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED
     ciphers: str = ""
+    ticket_key_file: str = ""     # session-ticket keys from this file's bytes
+    # Made once, in the process that reads the configuration (the
+    # supervisor, before it forks): every worker derives the same ticket
+    # keys from it, so a client resumes its session on whichever worker
+    # accepts its next connection.
+    ticket_secret: str = dataclasses.field(default_factory=lambda: os.urandom(32).hex())
 
 
 # ---- addresses -------------------------------------------------------------
@@ -153,6 +160,10 @@ def configure_tls(srv, cfg, nlisten):
         srv.tls_set(_piston.TLS_VERIFY_CLIENT, _CERT_REQS[cfg.cert_reqs])
         if cfg.ciphers:
             srv.tls_set(_piston.TLS_CIPHERS, cfg.ciphers)
+        if cfg.ticket_key_file:
+            srv.tls_set(_piston.TLS_TICKET_KEY_FILE, cfg.ticket_key_file)
+        elif cfg.ticket_secret:
+            srv.tls_set(_piston.TLS_TICKET_SECRET, cfg.ticket_secret)
         for i in range(nlisten):
             srv.listener_tls(i)
     except _piston.Error as e:

@@ -17,7 +17,7 @@ import sys
 # lowest first
 LAYERS = [
     ("util", "bufpool date errors field fileserve httpdate listen mime outq "
-             "pct status tlsctx utf8 version wsdeflate wskey"),
+             "pct status tlsctx tlsticket utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
     ("conn", "conn tls transport"),
     ("exchange", "request"),

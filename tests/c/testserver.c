@@ -12,6 +12,7 @@
  * the handles the host still holds. */
 #define _GNU_SOURCE
 #include "../../csrc/piston.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -1252,6 +1253,17 @@ static void make_file(void) {
 static struct { const char *cert, *key, *ocsp; } g_certs[8];
 static int g_ncerts;
 
+/* The TLS flags that map one to one on piston_server_tls_set: the common
+ * ones (cli.c) and two for the tests (a secret on the command line would
+ * show in ps: piston-static takes it from a file only); -1: none. */
+static int tls_option(const char *name) {
+  if (strcmp(name, "--tls-ticket-rotate") == 0)
+    return PISTON_TLS_TICKET_ROTATE_S;
+  if (strcmp(name, "--tls-ticket-secret") == 0)
+    return PISTON_TLS_TICKET_SECRET;
+  return piston_cli_tls_option(name);
+}
+
 int main(int argc, char **argv) {
   const char *bind = NULL;
   long long threads = 1;
@@ -1339,18 +1351,12 @@ int main(int argc, char **argv) {
       } else {
         g_certs[g_ncerts - 1].ocsp = val;
       }
-    } else if (strcmp(name, "--ca-file") == 0 ||
-               strcmp(name, "--verify-client") == 0 ||
-               strcmp(name, "--tls-min-version") == 0 ||
-               strcmp(name, "--tls-ticket-rotate") == 0) {
+    } else if (tls_option(name) >= 0) {
       known = 1;
       if (!val)
         die_usage("%s needs a value", name);
-      piston_tls_option o = name[2] == 'c'   ? PISTON_TLS_CA_FILE
-                            : name[2] == 'v' ? PISTON_TLS_VERIFY_CLIENT
-                            : name[6] == 'm' ? PISTON_TLS_MIN_VERSION
-                                             : PISTON_TLS_TICKET_ROTATE_S;
-      if (piston_server_tls_set(srv, o, val) != 0) {
+      if (piston_server_tls_set(srv, (piston_tls_option)tls_option(name),
+                                val) != 0) {
         fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
         return 1;
       }

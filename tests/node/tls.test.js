@@ -9,6 +9,7 @@ const assert = require('node:assert/strict');
 const { execFile } = require('node:child_process');
 const { X509Certificate } = require('node:crypto');
 const https = require('node:https');
+const tls = require('node:tls');
 const http2 = require('node:http2');
 const express = require('express');
 const piston = require('../..');
@@ -196,6 +197,52 @@ describe('createServer over TLS', () => {
     t.after(() => close(s13));
     await assert.rejects(get(p13.port, { maxVersion: 'TLSv1.2' }), /alert|protocol version|ECONNRESET/i);
     assert.equal((await get(p13.port)).json.cipher.name, 'TLS_AES_128_GCM_SHA256');
+    // TLS 1.2 ciphers only: TLS 1.3 is off, as in node (since 18.5)
+    const only12 = piston.createServer({ ...serverOpts(), ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384' }, factsHandler);
+    const p12only = await listen(only12);
+    t.after(() => close(only12));
+    assert.equal((await get(p12only.port)).json.protocol, 'TLSv1.2');
+  });
+
+  test('maxVersion', async (t) => {
+    const server = piston.createServer({ ...serverOpts(), maxVersion: 'TLSv1.2' }, factsHandler);
+    const { port } = await listen(server);
+    t.after(() => close(server));
+    assert.equal((await get(port)).json.protocol, 'TLSv1.2');
+    await assert.rejects(get(port, { minVersion: 'TLSv1.3' }), /alert|protocol version|socket hang up|ECONNRESET/i);
+    assert.throws(() => piston.createServer({ ...serverOpts(), maxVersion: 'TLSv1.1' }), /say TLSv1.2 or TLSv1.3/);
+    assert.throws(() => piston.createServer({ ...serverOpts(), minVersion: 'TLSv1.3', maxVersion: 'TLSv1.2' }), /above maxVersion/);
+  });
+
+  test('ticketKeys: servers given the same keys resume each other\'s sessions', async (t) => {
+    const keys = require('node:crypto').randomBytes(48);
+    const servers = [{ ticketKeys: keys }, {}, {}].map((o) => piston.createServer({ ...serverOpts(), ...o }, factsHandler));
+    servers[1].setTicketKeys(keys);
+    assert.deepEqual(servers[0].getTicketKeys(), keys);
+    assert.deepEqual(servers[1].getTicketKeys(), keys);
+    assert.equal(servers[2].getTicketKeys().length, 48);
+    assert.notDeepEqual(servers[2].getTicketKeys(), keys);
+    const ports = [];
+    for (const s of servers) {
+      ports.push((await listen(s)).port);
+      t.after(() => close(s));
+    }
+    assert.throws(() => servers[0].setTicketKeys(keys), /before listen/);
+    assert.throws(() => piston.createServer({ ...serverOpts(), ticketKeys: Buffer.alloc(16) }), /48 bytes/);
+    // one TLS connection and its session, then a new connection offering it
+    const connect = (port, session) => new Promise((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ca: pki.ca, servername: 'localhost', session, maxVersion: 'TLSv1.2' }, () => {
+        s.end('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      });
+      s.on('data', () => {});
+      s.on('end', () => resolve({ reused: s.isSessionReused(), session: s.getSession() }));
+      s.on('error', reject);
+    });
+    const first = await connect(ports[0]);
+    assert.equal(first.reused, false);
+    assert.equal((await connect(ports[1], first.session)).reused, true);
+    assert.equal((await connect(ports[0], first.session)).reused, true);
+    assert.equal((await connect(ports[2], first.session)).reused, false);
   });
 });
 

@@ -118,6 +118,14 @@ def test_tls12_and_minimum_version(server, pki):
     assert https_get(s13.addr, client_ctx(pki))[0] == 200
 
 
+def test_maximum_version(server, pki):
+    s = tls_server(server, pki, "--tls-max-version", "1.2")
+    st, body, _ = https_get(s.addr, client_ctx(pki))
+    assert st == 200 and info(body)["VERSION"] == "TLSv1.2"
+    with pytest.raises(ssl.SSLError):
+        https_get(s.addr, client_ctx(pki, version=ssl.TLSVersion.TLSv1_3))
+
+
 def test_alpn_without_a_common_protocol_is_refused(server, pki):
     s = tls_server(server, pki)
     with pytest.raises(ssl.SSLError, match="NO_APPLICATION_PROTOCOL|no application protocol"):
@@ -147,6 +155,33 @@ def test_resumption_with_tickets(server, pki):
         assert not first.session_reused and first.session.has_ticket
         _, _, again = https_get(s.addr, ctx, session=first.session)
         assert again.session_reused, version
+
+
+def test_a_shared_ticket_secret_resumes_across_servers(server, pki):
+    """Two servers (two processes, as two workers or two machines) given the
+    same ticket secret resume each other's sessions; with their own random
+    keys they do not."""
+    keyfile = pki.path("ticket.key")
+    with open(keyfile, "wb") as f:
+        f.write(os.urandom(80))
+    secret = os.urandom(48).hex()
+    for how in (("--tls-ticket-key-file", keyfile), ("--tls-ticket-secret", secret)):
+        a, b = tls_server(server, pki, *how), tls_server(server, pki, *how)
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            ctx = client_ctx(pki, version=version)
+            _, _, first = https_get(a.addr, ctx)
+            assert first.session.has_ticket
+            _, _, there = https_get(b.addr, ctx, session=first.session)
+            assert there.session_reused, (how[0], version)
+            _, _, back = https_get(a.addr, ctx, session=there.session)
+            assert back.session_reused, (how[0], version)
+    other = tls_server(server, pki, "--tls-ticket-secret", os.urandom(48).hex())
+    lone, lone2 = tls_server(server, pki), tls_server(server, pki)
+    for x, y in ((a, other), (lone, lone2), (lone, a)):
+        ctx = client_ctx(pki)
+        _, _, first = https_get(x.addr, ctx)
+        _, _, there = https_get(y.addr, ctx, session=first.session)
+        assert not there.session_reused
 
 
 def test_ticket_keys_rotate(server, pki):
@@ -286,6 +321,16 @@ def test_configuration_mistakes_say_what_to_fix(pki):
     assert "say none, optional" in run_fail(["--verify-client", "sometimes"])
     assert "needs a CA file" in run_fail(["--cert", cert, "--key", key, "--verify-client", "required"])
     assert "say 1.2 or 1.3" in run_fail(["--tls-min-version", "1.1"])
+    assert "maximum TLS version \"1.4\": say 1.2 or 1.3" in run_fail(["--tls-max-version", "1.4"])
+    assert "the minimum TLS version (1.3) is above the maximum (1.2)" in run_fail(
+        ["--cert", cert, "--key", key, "--tls-min-version", "1.3", "--tls-max-version", "1.2"])
+    short = pki.path("short.key")
+    with open(short, "wb") as f:
+        f.write(b"x" * 16)
+    assert "has 16 bytes: make one of 32 to 128 random bytes" in run_fail(
+        ["--tls-ticket-key-file", short])
+    assert "cannot open the ticket key file /nonexistent" in run_fail(
+        ["--tls-ticket-key-file", "/nonexistent"])
 
 
 # ---- bad input ------------------------------------------------------------------------

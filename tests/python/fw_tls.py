@@ -1,6 +1,7 @@
 """Apps for test_tls.py: what WSGI, Flask, Django and Starlette see of a
 TLS connection (scheme, mod_ssl's variables, the ASGI tls extension)."""
 import json
+import os
 
 from flask import Flask, request
 
@@ -8,7 +9,9 @@ from flask import Flask, request
 def wsgi_app(environ, start_response):
     keys = ["wsgi.url_scheme", "HTTPS", "SSL_PROTOCOL", "SSL_CLIENT_VERIFY",
             "SSL_CLIENT_S_DN", "SSL_CLIENT_I_DN", "SSL_CLIENT_CERT", "SERVER_PROTOCOL"]
-    body = json.dumps({k: environ.get(k) for k in keys}).encode()
+    seen = {k: environ.get(k) for k in keys}
+    seen["pid"] = os.getpid()
+    body = json.dumps(seen).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
 

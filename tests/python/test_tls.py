@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -137,6 +138,48 @@ def test_sighup_reloads_certificates(start_piston, pki, tmp_path, workers):
         time.sleep(0.2)
 
 
+@pytest.mark.parametrize("tls_version", ["TLSv1_3", "TLSv1_2"])
+def test_workers_resume_each_others_sessions(start_piston, pki, tmp_path, tls_version):
+    """The supervisor's workers derive the same ticket keys: a session made
+    on one resumes on another (SO_REUSEPORT spreads new connections over
+    them); with --tls-ticket-key-file, a second server given the same file
+    resumes it too."""
+    keyfile = str(tmp_path / "ticket.key")
+    with open(keyfile, "wb") as f:
+        f.write(os.urandom(80))
+    ctx = ctx_for(pki)
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, tls_version)
+
+    def get(port, session):
+        """(the worker's pid, whether the session was resumed, the session)"""
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as t:
+            t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = t.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return json.loads(data.partition(b"\r\n\r\n")[2])["pid"], t.session_reused, t.session
+
+    s = start_piston("fw_tls:wsgi_app", *tls_args(pki), "--workers", "2")
+    pid, _, session = get(s.port, None)
+    pids, reused = {pid}, []
+    for _ in range(30):
+        pid, again, fresh = get(s.port, session)
+        pids.add(pid)
+        reused.append(again)
+        session = fresh if again else session
+    assert len(pids) == 2, "SO_REUSEPORT sent every connection to one worker"
+    assert all(reused), reused
+    a = start_piston("fw_tls:wsgi_app", *tls_args(pki), "--tls-ticket-key-file", keyfile)
+    b = start_piston("fw_tls:wsgi_app", *tls_args(pki), "--tls-ticket-key-file", keyfile)
+    assert get(b.port, get(a.port, None)[2])[1]
+    # without the file, two servers have two secrets
+    assert not get(a.port, get(s.port, None)[2])[1]
+
+
 def run_fail(*args):
     p = subprocess.run(piston_cmd() + ["fw_tls:wsgi_app", "--bind", "127.0.0.1:%d" % free_port(),
                                        *args], cwd=HERE, capture_output=True, text=True,
@@ -153,3 +196,5 @@ def test_mistakes_say_what_to_fix(pki):
     assert "decrypt it" in run_fail(*tls_args(pki), "--ssl-keyfile-password", "x")
     assert "say 0 (none), 1 (optional) or 2 (required)" in run_fail(*tls_args(pki), "--cert-reqs", "7")
     assert "needs a CA file" in run_fail(*tls_args(pki), "--cert-reqs", "2")
+    assert "make one of 32 to 128 random bytes" in run_fail(*tls_args(pki), "--tls-ticket-key-file",
+                                                            "/dev/null")
