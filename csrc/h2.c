@@ -427,47 +427,28 @@ static size_t fields_nv(const char *buf, size_t len, nghttp2_nv *nv,
   return n;
 }
 
-/* The body of a stream's response, from its queue: bytes copied, file
- * ranges read. Deferred while the host has not written more; the end once
- * it ended (trailers then follow in their own HEADERS). */
+/* The body of a stream's response, from its queue. Deferred while the host
+ * has not written more; the end once it ended (trailers then follow in
+ * their own HEADERS). Nothing is copied here: the frame's payload stays in
+ * the queue until send_data puts it in the connection's. */
 static ssize_t read_body(nghttp2_session *ss, int32_t id, uint8_t *buf,
                          size_t length, uint32_t *flags,
                          nghttp2_data_source *src, void *ud) {
+  (void)buf;
   (void)ud;
   piston__h2s *st = src->ptr;
   piston_req *r = st->req;
   pthread_mutex_lock(&r->lock);
   piston__outq *q = &r->h2_out;
-  size_t n = 0;
-  while (n < length && q->pending) {
-    int fd;
-    uint64_t off;
-    size_t len;
-    if (piston__outq_front(q, &fd, &off, &len) == 1) {
-      size_t want = len < length - n ? len : length - n;
-      ssize_t got = pread(fd, buf + n, want, (off_t)off);
-      if (got <= 0) {
-        pthread_mutex_unlock(&r->lock);
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
-      }
-      piston__outq_consume(q, (size_t)got);
-      n += (size_t)got;
-    } else {
-      char *stage = (char *)buf + n;
-      const char *p = piston__outq_gather(q, stage, length - n, &len);
-      if (p != stage)
-        memcpy(stage, p, len);
-      piston__outq_consume(q, len);
-      n += len;
-    }
-  }
-  bool ended = q->pending == 0 && r->loop_ended;
+  size_t n = q->pending < length ? (size_t)q->pending : length;
+  bool ended = n == q->pending && r->loop_ended;
   bool trailers = ended && r->h2_trailers_len > 0;
   if (!ended && n == 0) {
     st->deferred = true;
     pthread_mutex_unlock(&r->lock);
     return NGHTTP2_ERR_DEFERRED;
   }
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
   if (ended) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     st->eof = true;
@@ -480,6 +461,55 @@ static ssize_t read_body(nghttp2_session *ss, int32_t id, uint8_t *buf,
   }
   pthread_mutex_unlock(&r->lock);
   return (ssize_t)n;
+}
+
+/* A DATA frame read_body sized: its header and payload go into the
+ * connection's queue in one piece, the payload copied once on its way
+ * (bytes from the stream's queue, a file's with pread), not first into
+ * nghttp2's frame buffer and then again into the queue. Waits (nghttp2
+ * keeps the frame) while the queue is over its high-water mark. */
+static int send_data(nghttp2_session *ss, nghttp2_frame *f,
+                     const uint8_t *framehd, size_t length,
+                     nghttp2_data_source *src, void *ud) {
+  (void)ss;
+  piston__h2 *s = ud;
+  piston__conn *c = &s->h->conn;
+  assert(f->data.padlen == 0); /* no padding is ever chosen */
+  if (c->out.pending >= (uint64_t)srv_of(s)->opt[PISTON_OPT_WRITE_HIGH_WATER])
+    return NGHTTP2_ERR_WOULDBLOCK;
+  char *p = piston__outq_reserve(&c->out, 9 + length);
+  if (!p)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  memcpy(p, framehd, 9);
+  piston__h2s *st = src->ptr;
+  piston_req *r = st->req;
+  pthread_mutex_lock(&r->lock);
+  piston__outq *q = &r->h2_out;
+  assert(q->pending >= length);
+  for (size_t n = 0; n < length;) {
+    char *dst = p + 9 + n;
+    int fd;
+    uint64_t off;
+    size_t len;
+    if (piston__outq_front(q, &fd, &off, &len) == 1) {
+      size_t want = len < length - n ? len : length - n;
+      ssize_t got = pread(fd, dst, want, (off_t)off);
+      if (got <= 0) {
+        pthread_mutex_unlock(&r->lock);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+      }
+      len = (size_t)got;
+    } else {
+      const char *from = piston__outq_gather(q, dst, length - n, &len);
+      if (from != dst)
+        memcpy(dst, from, len);
+    }
+    piston__outq_consume(q, len);
+    n += len;
+  }
+  pthread_mutex_unlock(&r->lock);
+  piston__outq_commit(&c->out, 9 + length);
+  return 0;
 }
 
 /* An answer of the engine's own (413, 414, 431, a timeout's 408 or 503)
@@ -924,6 +954,7 @@ static piston__h2 *session_new(piston__h1 *h) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(
       cb, on_invalid_frame);
+  nghttp2_session_callbacks_set_send_data_callback(cb, send_data);
   /* the window follows what the host reads (prepare) */
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BUDGET,
