@@ -56,6 +56,11 @@ struct piston__h2s {
   uint64_t acked; /* body bytes given back to the window */
   int reject;     /* a status the engine answers instead of the host */
   bool queued, dispatched, submitted, deferred, eof, reset, closed;
+  bool late; /* the reject is the handler timeout's: the host's fault */
+  bool cut;  /* timed out: reset once its answer is out */
+  /* the stream's body or handler timeout, in the loop's timer lists as a
+   * connection's are (only its timeout op is ever called) */
+  piston__io tio;
 };
 
 struct piston__h2 {
@@ -80,6 +85,9 @@ static const piston_server *srv_of(const piston__h2 *s) {
 
 /* ---- streams ---- */
 
+static void stream_timeout(piston__io *io, int kind);
+static const piston__io_ops stream_timer_ops = {.timeout = stream_timeout};
+
 static piston__h2s *stream_new(piston__h2 *s, int32_t id) {
   piston__conn *c = &s->h->conn;
   piston__h2s *st = calloc(1, sizeof *st);
@@ -96,6 +104,9 @@ static piston__h2s *stream_new(piston__h2 *s, int32_t id) {
   st->s = s;
   st->id = id;
   st->req = r;
+  st->tio.timer = TIMER_NONE;
+  st->tio.loop = c->io.loop;
+  st->tio.ops = &stream_timer_ops;
   st->next = s->streams;
   if (s->streams)
     s->streams->prev = st;
@@ -106,6 +117,7 @@ static piston__h2s *stream_new(piston__h2 *s, int32_t id) {
 
 static void stream_free(piston__h2s *st) {
   piston__h2 *s = st->s;
+  piston__timer_set(&st->tio, TIMER_NONE);
   if (st->prev)
     st->prev->next = st->next;
   else
@@ -207,6 +219,14 @@ static void finish_head(piston__h2s *st, bool end_stream) {
   int64_t max_body = srv_of(st->s)->opt[PISTON_OPT_MAX_BODY_SIZE];
   if (max_body > 0 && r->content_length > max_body)
     st->reject = 413;
+  /* Expect as on HTTP/1.1: the host's first read of the body (or its
+   * piston_resp_inform) sends the 100, as a HEADERS frame */
+  piston_str expect = piston_req_header(r, "expect", 6);
+  if (expect.ptr) {
+    if (expect.len != 12 || strncasecmp(expect.ptr, "100-continue", 12) != 0)
+      st->reject = 417;
+    r->expect_continue = !end_stream && r->content_length != 0;
+  }
   r->headers_done = r->url_done = true;
 }
 
@@ -304,6 +324,8 @@ static int on_data_chunk(nghttp2_session *ss, uint8_t flags, int32_t id,
   }
   if (piston__req_body_append(r, (const char *)data, len) != 0)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
+  if (st->tio.timer == TIMER_BODY)
+    piston__timer_set(&st->tio, TIMER_BODY); /* progress: it starts over */
   return 0;
 }
 
@@ -405,47 +427,28 @@ static size_t fields_nv(const char *buf, size_t len, nghttp2_nv *nv,
   return n;
 }
 
-/* The body of a stream's response, from its queue: bytes copied, file
- * ranges read. Deferred while the host has not written more; the end once
- * it ended (trailers then follow in their own HEADERS). */
+/* The body of a stream's response, from its queue. Deferred while the host
+ * has not written more; the end once it ended (trailers then follow in
+ * their own HEADERS). Nothing is copied here: the frame's payload stays in
+ * the queue until send_data puts it in the connection's. */
 static ssize_t read_body(nghttp2_session *ss, int32_t id, uint8_t *buf,
                          size_t length, uint32_t *flags,
                          nghttp2_data_source *src, void *ud) {
+  (void)buf;
   (void)ud;
   piston__h2s *st = src->ptr;
   piston_req *r = st->req;
   pthread_mutex_lock(&r->lock);
   piston__outq *q = &r->h2_out;
-  size_t n = 0;
-  while (n < length && q->pending) {
-    int fd;
-    uint64_t off;
-    size_t len;
-    if (piston__outq_front(q, &fd, &off, &len) == 1) {
-      size_t want = len < length - n ? len : length - n;
-      ssize_t got = pread(fd, buf + n, want, (off_t)off);
-      if (got <= 0) {
-        pthread_mutex_unlock(&r->lock);
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
-      }
-      piston__outq_consume(q, (size_t)got);
-      n += (size_t)got;
-    } else {
-      char *stage = (char *)buf + n;
-      const char *p = piston__outq_gather(q, stage, length - n, &len);
-      if (p != stage)
-        memcpy(stage, p, len);
-      piston__outq_consume(q, len);
-      n += len;
-    }
-  }
-  bool ended = q->pending == 0 && r->loop_ended;
+  size_t n = q->pending < length ? (size_t)q->pending : length;
+  bool ended = n == q->pending && r->loop_ended;
   bool trailers = ended && r->h2_trailers_len > 0;
   if (!ended && n == 0) {
     st->deferred = true;
     pthread_mutex_unlock(&r->lock);
     return NGHTTP2_ERR_DEFERRED;
   }
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
   if (ended) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     st->eof = true;
@@ -460,15 +463,80 @@ static ssize_t read_body(nghttp2_session *ss, int32_t id, uint8_t *buf,
   return (ssize_t)n;
 }
 
-/* An answer of the engine's own (413, 414, 431...) to one stream. */
+/* A DATA frame read_body sized: its header and payload go into the
+ * connection's queue in one piece, the payload copied once on its way
+ * (bytes from the stream's queue, a file's with pread), not first into
+ * nghttp2's frame buffer and then again into the queue. Waits (nghttp2
+ * keeps the frame) while the queue is over its high-water mark. */
+static int send_data(nghttp2_session *ss, nghttp2_frame *f,
+                     const uint8_t *framehd, size_t length,
+                     nghttp2_data_source *src, void *ud) {
+  (void)ss;
+  piston__h2 *s = ud;
+  piston__conn *c = &s->h->conn;
+  assert(f->data.padlen == 0); /* no padding is ever chosen */
+  if (c->out.pending >= (uint64_t)srv_of(s)->opt[PISTON_OPT_WRITE_HIGH_WATER])
+    return NGHTTP2_ERR_WOULDBLOCK;
+  char *p = piston__outq_reserve(&c->out, 9 + length);
+  if (!p)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  memcpy(p, framehd, 9);
+  piston__h2s *st = src->ptr;
+  piston_req *r = st->req;
+  pthread_mutex_lock(&r->lock);
+  piston__outq *q = &r->h2_out;
+  assert(q->pending >= length);
+  for (size_t n = 0; n < length;) {
+    char *dst = p + 9 + n;
+    int fd;
+    uint64_t off;
+    size_t len;
+    if (piston__outq_front(q, &fd, &off, &len) == 1) {
+      size_t want = len < length - n ? len : length - n;
+      ssize_t got = pread(fd, dst, want, (off_t)off);
+      if (got <= 0) {
+        pthread_mutex_unlock(&r->lock);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+      }
+      len = (size_t)got;
+    } else {
+      const char *from = piston__outq_gather(q, dst, length - n, &len);
+      if (from != dst)
+        memcpy(dst, from, len);
+    }
+    piston__outq_consume(q, len);
+    n += len;
+  }
+  pthread_mutex_unlock(&r->lock);
+  piston__outq_commit(&c->out, 9 + length);
+  return 0;
+}
+
+/* An answer of the engine's own (413, 414, 431, a timeout's 408 or 503)
+ * to one stream. */
 static void stream_reject(piston__h2 *s, piston__h2s *st) {
   piston_req *r = st->req;
   int status = st->reject;
+  bool late = st->late;
   st->reject = 0;
+  st->late = false;
   if (piston__req_engine_answers(r, status) != RESP_NONE) {
-    nghttp2_submit_rst_stream(s->ss, NGHTTP2_FLAG_NONE, st->id,
-                              NGHTTP2_INTERNAL_ERROR);
+    /* a host that started (from its thread) in the meantime keeps its
+     * response, as on HTTP/1.1; otherwise a status is too late */
+    if (!late) {
+      st->reset = true;
+      nghttp2_submit_rst_stream(s->ss, NGHTTP2_FLAG_NONE, st->id,
+                                NGHTTP2_INTERNAL_ERROR);
+    }
     return;
+  }
+  if (late) {
+    piston_str m = piston_req_method(r), p = piston_req_path(r);
+    piston__log("handler timeout: %.*s %.*s (HTTP/2 stream %" PRId32
+                ") not answered within %lld ms: sent 503",
+                (int)m.len, m.ptr, (int)(p.len > 256 ? 256 : p.len), p.ptr,
+                st->id,
+                (long long)srv_of(s)->opt[PISTON_OPT_HANDLER_TIMEOUT_MS]);
   }
   const char *reason = piston__reason(status);
   pthread_mutex_lock(&r->lock);
@@ -489,10 +557,98 @@ static void stream_reject(piston__h2 *s, piston__h2s *st) {
   st->submitted = true;
   r->discard_body = true;
   if (st->dispatched && atomic_load(&r->refs) > 1)
-    piston__req_notify(r, PISTON_EV_CLOSED);
+    piston__req_notify(r, PISTON_EV_CLOSED | (late ? PISTON_EV_TIMEOUT : 0));
+}
+
+/* The stream's timer, as restore_timer in http1.c sets a connection's: the
+ * body timeout while the stream waits on the client for body bytes (its
+ * windows open), the handler timeout while the wait is on the host (the
+ * body is complete, or the host has not read what fills the window, or
+ * the client waits for the 100 Continue the host's first read sends);
+ * each switch starts it afresh. */
+static void stream_timer(piston__h2 *s, piston__h2s *st) {
+  piston_req *r = st->req;
+  const piston_server *srv = srv_of(s);
+  int kind = TIMER_NONE;
+  if (r && st->dispatched && !st->reset && !st->reject && !st->cut) {
+    bool owed = false, owes_continue = false;
+    if (srv->opt[PISTON_OPT_HANDLER_TIMEOUT_MS] > 0 && !r->native &&
+        !r->loop_ended) {
+      pthread_mutex_lock(&r->lock);
+      owed = r->resp == RESP_NONE;
+      owes_continue = owed && r->expect_continue;
+      pthread_mutex_unlock(&r->lock);
+    }
+    bool window_open =
+        nghttp2_session_get_stream_local_window_size(s->ss, st->id) > 0 &&
+        nghttp2_session_get_local_window_size(s->ss) > 0;
+    if (!r->body_done && !r->discard_body && window_open && !owes_continue &&
+        srv->opt[PISTON_OPT_BODY_TIMEOUT_MS] > 0)
+      kind = TIMER_BODY;
+    else if (owed)
+      kind = TIMER_HANDLER;
+  }
+  if (kind != st->tio.timer)
+    piston__timer_set(&st->tio, kind);
+}
+
+/* A stream's timer expired: the engine answers it in the host's place. A
+ * stalled body gets the 408 HTTP/1.1 gets while no response has started
+ * (nginx resets it, PROTOCOL_ERROR; a status tells the client why), else
+ * a reset; a host that never answers, the handler timeout's 503. Either
+ * way the stream is then reset once its answer is out (prepare), so its
+ * slot is free for the next. */
+static void stream_timeout(piston__io *io, int kind) {
+  piston__h2s *st =
+      (piston__h2s *)(void *)((char *)io - offsetof(piston__h2s, tio));
+  if (st->reset || st->reject || !st->req)
+    return;
+  piston__debug("HTTP/2: connection %llu stream %" PRId32 ": %s timeout",
+                (unsigned long long)st->s->h->conn.id, st->id,
+                kind == TIMER_BODY ? "body" : "handler");
+  st->cut = true;
+  if (!st->req->loop_ended) { /* else only the body is waited for */
+    st->reject = kind == TIMER_BODY ? 408 : 503;
+    st->late = kind == TIMER_HANDLER;
+  }
+  piston__conn_mark_dirty(&st->s->h->conn);
 }
 
 static bool session_done(piston__h2 *s);
+
+/* Submits the 1xx heads the host queued for st (lock held): each begins
+ * with its :status, and all go out before the final head. */
+static void submit_info(piston__h2 *s, piston__h2s *st) {
+  piston_req *r = st->req;
+  nghttp2_nv nv[128];
+  size_t nn = fields_nv(r->h2_info, r->h2_info_len, nv, 128);
+  size_t from = 0;
+  for (size_t i = 1; i <= nn; i++) {
+    if (i < nn && !(nv[i].namelen == 7 && !memcmp(nv[i].name, ":status", 7)))
+      continue;
+    nghttp2_submit_headers(s->ss, NGHTTP2_FLAG_NONE, st->id, NULL, nv + from,
+                           i - from, NULL);
+    from = i;
+  }
+  r->h2_info_len = 0;
+}
+
+/* Frames into the connection's queue, a high-water mark at a time: the
+ * rest waits for the socket, in nghttp2. False: c was closed. */
+static bool send_frames(piston__h2 *s, piston__conn *c) {
+  uint64_t high = (uint64_t)srv_of(s)->opt[PISTON_OPT_WRITE_HIGH_WATER];
+  while (c->out.pending < high) {
+    const uint8_t *data;
+    ssize_t n = nghttp2_session_mem_send(s->ss, &data);
+    if (n <= 0)
+      break;
+    if (piston__outq_append(&c->out, data, (size_t)n) != 0) {
+      piston__conn_close(c);
+      return false;
+    }
+  }
+  return true;
+}
 
 /* Loop thread, before each flush: what the hosts queued becomes frames. */
 static void h2_prepare(piston__conn *c) {
@@ -510,6 +666,8 @@ static void h2_prepare(piston__conn *c) {
     bool started = r->resp != RESP_NONE && !st->submitted;
     bool more = r->h2_out.pending > 0 || r->loop_ended;
     bool abort = r->abort_requested && !st->reset;
+    if (r->h2_info_len && !st->submitted && !st->reset)
+      submit_info(s, st);
     nghttp2_nv nv[128];
     size_t nn = 0;
     if (started)
@@ -519,13 +677,6 @@ static void h2_prepare(piston__conn *c) {
     if (taken > st->acked) {
       nghttp2_session_consume(s->ss, st->id, taken - st->acked);
       st->acked = taken;
-    }
-    if (s->peer_gone && st->eof && !st->reset && !r->body_done) {
-      /* answered, but its body can no longer come: end it */
-      st->reset = true;
-      nghttp2_submit_rst_stream(s->ss, NGHTTP2_FLAG_NONE, st->id,
-                                NGHTTP2_CANCEL);
-      continue;
     }
     if (abort) {
       /* the host gave up mid-response: the stream, not the connection */
@@ -546,39 +697,42 @@ static void h2_prepare(piston__conn *c) {
       nghttp2_session_resume_data(s->ss, st->id);
     }
   }
-  /* frames into the connection's queue, a high-water mark at a time: the
-   * rest waits for the socket, in nghttp2 */
-  uint64_t high = (uint64_t)srv_of(s)->opt[PISTON_OPT_WRITE_HIGH_WATER];
-  while (c->out.pending < high) {
-    const uint8_t *data;
-    ssize_t n = nghttp2_session_mem_send(s->ss, &data);
-    if (n <= 0)
-      break;
-    if (piston__outq_append(&c->out, data, (size_t)n) != 0) {
-      piston__conn_close(c);
-      return;
-    }
-  }
+  if (!send_frames(s, c))
+    return;
   bool blocked = false; /* a response waits for the client's window */
+  bool reset = false;
   for (piston__h2s *st = s->streams; st; st = st->next) {
     if (!st->req || !st->dispatched)
       continue;
     piston__req_update_pressure(st->req);
+    if (st->eof && !st->reset && !st->req->body_done &&
+        (st->cut || s->peer_gone)) {
+      /* the response is out whole, the request's body is not in and
+       * will not be waited for (its timeout): the client may stop
+       * sending it (RFC 9113 8.1: NO_ERROR), and the slot is free; after
+       * the client's FIN the body can no longer come at all */
+      st->reset = reset = true;
+      nghttp2_submit_rst_stream(s->ss, NGHTTP2_FLAG_NONE, st->id,
+                                s->peer_gone ? NGHTTP2_CANCEL
+                                             : NGHTTP2_NO_ERROR);
+    }
+    stream_timer(s, st);
     if (st->submitted && !st->eof && !st->deferred && !st->reset &&
         (nghttp2_session_get_stream_remote_window_size(s->ss, st->id) <= 0 ||
          nghttp2_session_get_remote_window_size(s->ss) <= 0)) {
       if (s->peer_gone) {
         /* after its FIN the client sends no WINDOW_UPDATE: it cannot
          * take this response any more */
-        st->reset = true;
+        st->reset = reset = true;
         nghttp2_submit_rst_stream(s->ss, NGHTTP2_FLAG_NONE, st->id,
                                   NGHTTP2_CANCEL);
-        piston__conn_mark_dirty(c);
       } else {
         blocked = true;
       }
     }
   }
+  if (reset && !send_frames(s, c))
+    return;
   /* a client that holds its window shut is a client that does not read:
    * the write timeout, as for a full socket on HTTP/1.1 */
   if (blocked && c->io.timer != TIMER_WRITE)
@@ -780,7 +934,9 @@ static const piston__proto h2_proto = {
     .destroy = piston__h1_destroy,
 };
 
-void piston__h2_start(piston__h1 *h) {
+/* A server session for h's connection, its SETTINGS queued; NULL when
+ * there is no memory. */
+static piston__h2 *session_new(piston__h1 *h) {
   piston__conn *c = &h->conn;
   piston__h2 *s = calloc(1, sizeof *s);
   nghttp2_session_callbacks *cb = NULL;
@@ -798,6 +954,7 @@ void piston__h2_start(piston__h1 *h) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(
       cb, on_invalid_frame);
+  nghttp2_session_callbacks_set_send_data_callback(cb, send_data);
   /* the window follows what the host reads (prepare) */
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BUDGET,
@@ -828,12 +985,7 @@ void piston__h2_start(piston__h1 *h) {
           s->ss, NGHTTP2_FLAG_NONE, 0,
           (int32_t)(window * 4 < INT32_MAX ? window * 4 : INT32_MAX)) != 0)
     goto fail;
-  h->h2 = s;
-  h->conn.proto = &h2_proto;
-  piston__conn_timer(c, TIMER_HEAD); /* the preface and first frames */
-  piston__conn_mark_pending(c);
-  piston__conn_mark_dirty(c);
-  return;
+  return s;
 fail:
   if (cb)
     nghttp2_session_callbacks_del(cb);
@@ -842,5 +994,159 @@ fail:
   if (s && s->ss)
     nghttp2_session_del(s->ss);
   free(s);
-  piston__conn_close(c);
+  return NULL;
+}
+
+static void take_over(piston__h1 *h, piston__h2 *s) {
+  piston__conn *c = &h->conn;
+  h->h2 = s;
+  c->proto = &h2_proto;
+  piston__conn_timer(c, TIMER_HEAD); /* the preface and first frames */
+  piston__conn_mark_pending(c);
+  piston__conn_mark_dirty(c);
+}
+
+void piston__h2_start(piston__h1 *h) {
+  piston__h2 *s = session_new(h);
+  if (!s) {
+    piston__conn_close(&h->conn);
+    return;
+  }
+  take_over(h, s);
+}
+
+/* ---- the HTTP/1.1 Upgrade: h2c path (RFC 7540 3.2) ---- */
+
+/* base64url without padding (RFC 7540 3.2.1) into out (room for len * 3 /
+ * 4 bytes); the decoded length, or -1 for a character outside it. */
+static ssize_t b64url_decode(const char *in, size_t len, uint8_t *out) {
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = in[i];
+    int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+            : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+            : ch >= '0' && ch <= '9' ? ch - '0' + 52
+            : ch == '-' || ch == '+' ? 62
+            : ch == '_' || ch == '/' ? 63
+            : ch == '='              ? -2
+                                     : -1;
+    if (v == -2 && i + 2 >= len)
+      break; /* padding, tolerated at the end */
+    if (v < 0)
+      return -1;
+    acc = acc << 6 | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[n++] = (uint8_t)(acc >> bits);
+    }
+  }
+  return (ssize_t)n;
+}
+
+/* Fields of an HTTP/1.1 request that are the connection's, not the
+ * message's: HTTP/2 has none (RFC 9113 8.2.2). */
+static bool hop_field(piston_str n) {
+  static const char *const names[] = {"connection",
+                                      "upgrade",
+                                      "http2-settings",
+                                      "keep-alive",
+                                      "proxy-connection",
+                                      "transfer-encoding",
+                                      "te",
+                                      "host"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (n.len == strlen(names[i]) && !strncasecmp(n.ptr, names[i], n.len))
+      return true;
+  return false;
+}
+
+/* Stream 1's request, copied from the HTTP/1.1 one that asked for the
+ * upgrade; -1: no memory. */
+static int upgraded_head(piston__h2s *st, const piston_req *r) {
+  piston_str m = piston_req_method(r);
+  piston_str t = {r->base + r->target_off, r->target_len};
+  piston_str host = piston_req_header(r, "host", 4);
+  int64_t mo = head_put(st, (const uint8_t *)m.ptr, m.len);
+  int64_t to = head_put(st, (const uint8_t *)t.ptr, t.len);
+  int64_t ho = head_put(st, (const uint8_t *)host.ptr, host.len);
+  if (mo < 0 || to < 0 || ho < 0)
+    return -1;
+  st->method_off = (uint32_t)mo;
+  st->method_len = (uint32_t)m.len;
+  st->path_off = (uint32_t)to;
+  st->path_len = (uint32_t)t.len;
+  st->authority_off = (uint32_t)ho;
+  st->authority_len = (uint32_t)host.len;
+  for (size_t i = 0; i < piston_req_header_count(r); i++) {
+    piston_header f = piston_req_header_at(r, i);
+    if (hop_field(f.name))
+      continue;
+    char lower[64]; /* HTTP/2 field names are lower case */
+    if (f.name.len > sizeof lower)
+      return -1;
+    for (size_t k = 0; k < f.name.len; k++)
+      lower[k] = (char)((f.name.ptr[k] >= 'A' && f.name.ptr[k] <= 'Z')
+                            ? f.name.ptr[k] + 32
+                            : f.name.ptr[k]);
+    if (add_field(st, (const uint8_t *)lower, f.name.len,
+                  (const uint8_t *)f.value.ptr, f.value.len) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static const char switching[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                                "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+
+bool piston__h2_upgrade(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  /* h2c only in clear text, when asked for; a request with a body stays
+   * HTTP/1.1 (RFC 7540 3.2 leaves it to the server): upgrading it would
+   * mean reading the whole body before the switch, buffered without the
+   * window that bounds it on HTTP/2, and the next request can use the
+   * preface anyway */
+  if (c->io.loop->srv->opt[PISTON_OPT_HTTP2] < 2 || c->tls || r->minor < 1 ||
+      r->content_length != 0 || !r->body_done ||
+      !piston__req_lists_token(r, "upgrade", 7, "h2c") ||
+      !piston__req_lists_token(r, "connection", 10, "upgrade") ||
+      !piston__req_lists_token(r, "connection", 10, "http2-settings"))
+    return false;
+  piston_str set = {NULL, 0};
+  for (size_t i = 0; i < piston_req_header_count(r); i++) {
+    piston_header f = piston_req_header_at(r, i);
+    if (f.name.len == 14 && !strncasecmp(f.name.ptr, "http2-settings", 14)) {
+      if (set.ptr)
+        return false; /* RFC 7540 3.2.1: exactly one */
+      set = f.value;
+    }
+  }
+  if (!set.ptr)
+    return false;
+  uint8_t *payload = malloc(set.len * 3 / 4 + 1);
+  ssize_t plen = payload ? b64url_decode(set.ptr, set.len, payload) : -1;
+  piston__h2 *s = plen >= 0 ? session_new(h) : NULL;
+  piston__h2s *st = s ? stream_new(s, 1) : NULL;
+  bool ok = st && nghttp2_session_upgrade2(s->ss, payload, (size_t)plen,
+                                           r->is_head, st) == 0;
+  free(payload);
+  if (ok && upgraded_head(st, r) == 0 &&
+      piston__outq_append(&c->out, switching, sizeof switching - 1) == 0) {
+    finish_head(st, true);
+    queue_ready(s, st);
+    take_over(h, s);
+    dispatch_ready(s);
+    return true;
+  }
+  if (st) {
+    s->goaway = true; /* the connection's timer stays HTTP/1.1's */
+    stream_free(st);
+  }
+  if (s)
+    piston__h2_free(s);
+  /* a malformed HTTP2-Settings: the request is answered on HTTP/1.1 */
+  return false;
 }

@@ -18,5 +18,10 @@
  * first) is HTTP/2's. */
 void piston__h2_start(piston__h1 *h);
 void piston__h2_free(void *h2);
+/* HTTP/1.1's Upgrade: h2c (RFC 7540 3.2), for h->req, a complete request
+ * just parsed: if h2c is on and the request may upgrade, the 101 is
+ * queued, the request becomes stream 1 and the connection is HTTP/2's
+ * (true); otherwise it stays an HTTP/1.1 request (false). */
+bool piston__h2_upgrade(piston__h1 *h);
 
 #endif

@@ -272,6 +272,10 @@ static void dispatch(piston__h1 *h) {
   piston_req *r = h->req;
   set_state(h, H1_ACTIVE);
   piston__conn_timer(c, r->content_length != 0 ? TIMER_BODY : TIMER_NONE);
+  if (r->has_upgrade && piston__h2_upgrade(h)) {
+    drop_req(h); /* now stream 1, copied: HTTP/1.1 is done with it */
+    return;
+  }
   if (piston__route(h, r))
     return;
   atomic_fetch_add(&r->refs, 1); /* the host's reference */
@@ -423,8 +427,8 @@ static void h1_run(piston__conn *c) {
   piston__h1 *h = piston__h1_of(c);
   int budget = READ_BUDGET;
   for (;;) {
-    if (c->state != CONN_OPEN)
-      return;
+    if (c->state != CONN_OPEN || h->h2)
+      return; /* closed, or HTTP/2's since an Upgrade: h2c */
     piston_req *r = h->req;
     if (r && r->abort_requested) {
       /* The host gave up mid-response: what it wrote so far still goes out

@@ -446,8 +446,9 @@ piston_resp_start_reason(piston_req *req, int status, const char *reason,
                          size_t nheaders);
 /* An informational (1xx) response before the final one: 100 Continue, 102
  * Processing, 103 Early Hints (with its Link headers), any 1xx but 101
- * (upgrades have their own calls). Returns 0, also when it is not sent
- * because the client speaks HTTP/1.0 (RFC 9110 15.2 forbids it there);
+ * (upgrades have their own calls); on HTTP/2, a HEADERS frame before the
+ * final one. Returns 0, also when it is not sent because the client speaks
+ * HTTP/1.0 (RFC 9110 15.2 forbids it there);
  * PISTON_ESTATE once the final response has started. A 100 sent so
  * satisfies the client's Expect: 100-continue. */
 PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_inform(piston_req *req,

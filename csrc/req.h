@@ -142,6 +142,8 @@ struct piston_req {
   bool h2;
   char *h2_head, *h2_trailers;
   size_t h2_head_len, h2_head_cap, h2_trailers_len, h2_trailers_cap;
+  char *h2_info; /* 1xx heads not submitted yet, each from its :status */
+  size_t h2_info_len, h2_info_cap;
   piston__outq h2_out;
   uint64_t body_taken; /* body bytes the host has read: the window's */
 
@@ -187,6 +189,9 @@ void piston__req_loop_end(piston_req *req);
 static inline piston__outq *piston__req_sink(piston_req *r) {
   return r->h2 ? &r->h2_out : &r->conn->out;
 }
+/* Whether some field named name lists tok (comma-separated, any case). */
+bool piston__req_lists_token(const piston_req *r, const char *name, size_t nlen,
+                             const char *tok);
 /* Splits the target into the path and query views (parse.c, h2.c). */
 void piston__req_split_target(piston_req *r);
 /* HTTP/2 fields, appended to *buf: a u32 name length, a u32 value length,

@@ -117,9 +117,26 @@ void piston__req_free(piston_req *r) {
   piston__outq_free(&r->h2_out);
   free(r->h2_head);
   free(r->h2_trailers);
+  free(r->h2_info);
   piston__tlsinfo_unref(r->tls);
   pthread_mutex_destroy(&r->lock);
   free(r);
+}
+
+/* Whether some field named name lists tok (comma-separated, any case). */
+bool piston__req_lists_token(const piston_req *r, const char *name, size_t nlen,
+                             const char *tok) {
+  size_t tl = strlen(tok);
+  for (size_t i = 0; i < piston_req_header_count(r); i++) {
+    piston_header f = piston_req_header_at(r, i);
+    if (f.name.len != nlen || strncasecmp(f.name.ptr, name, nlen) != 0)
+      continue;
+    piston_str rest = f.value, t;
+    while (piston_list_next(&rest, &t))
+      if (t.len == tl && strncasecmp(t.ptr, tok, tl) == 0)
+        return true;
+  }
+  return false;
 }
 
 /* Splits the target into path and query. An absolute-form target

@@ -89,6 +89,22 @@ int piston__wend(piston__wctx *w, unsigned flags, int rc) {
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/* Lock held: an informational head for an HTTP/2 stream, kept as fields
+ * beside those before it (each begins with its :status) until the handler
+ * submits them, ahead of the final head (h2.c). */
+static int info_h2(piston_req *r, int status, const piston_header *h,
+                   size_t nh) {
+  char code[4];
+  snprintf(code, sizeof code, "%03d", status);
+  int rc = piston__h2_field_add(&r->h2_info, &r->h2_info_len, &r->h2_info_cap,
+                                ":status", 7, code, 3);
+  for (size_t i = 0; rc == 0 && i < nh; i++)
+    rc = piston__h2_field_add(&r->h2_info, &r->h2_info_len, &r->h2_info_cap,
+                              h[i].name.ptr, h[i].name.len, h[i].value.ptr,
+                              h[i].value.len);
+  return rc;
+}
+
 int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
   pthread_mutex_lock(&r->lock);
   size_t avail = r->body_len - r->body_pos;
@@ -105,7 +121,7 @@ int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
     } else {
       rc = PISTON_EAGAIN;
       /* the client waits for our go-ahead before it sends the body */
-      owe_continue = r->expect_continue && r->resp == RESP_NONE && !r->h2;
+      owe_continue = r->expect_continue && r->resp == RESP_NONE;
       if (owe_continue)
         r->expect_continue = false;
     }
@@ -131,7 +147,9 @@ int64_t piston_req_body_read(piston_req *r, void *buf, size_t len) {
   piston__wctx w;
   piston__wplace(r, &w);
   if (owe_continue &&
-      piston__outq_append(w.q, continue_line, sizeof continue_line - 1) == 0)
+      (r->h2 ? info_h2(r, 100, NULL, 0)
+             : piston__outq_append(w.q, continue_line,
+                                   sizeof continue_line - 1)) == 0)
     flags |= POST_OUTPUT;
   if (!w.direct)
     r->post_flags |= flags;
@@ -463,8 +481,14 @@ int piston_resp_inform(piston_req *r, int status, const piston_header *h,
     return rc;
   if (r->resp != RESP_NONE || r->upgrade != UPGRADE_NONE)
     return piston__wend(&w, 0, PISTON_ESTATE);
-  /* HTTP/1.0 knows no 1xx; on HTTP/2 they are not sent yet */
-  if (r->minor == 0 || r->h2)
+  if (r->h2) {
+    rc = info_h2(r, status, h, nh);
+    if (rc == 0 && status == 100)
+      r->expect_continue = false; /* the client has its go-ahead */
+    return piston__wend(&w, 0, rc);
+  }
+  /* HTTP/1.0 knows no 1xx */
+  if (r->minor == 0)
     return piston__wend(&w, 0, 0);
   size_t sl_len;
   const char *sl = piston__status_line(status, &sl_len);

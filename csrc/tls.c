@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -275,7 +276,15 @@ static int tls_flush_guarded(piston__conn *c, piston__outq *q);
 static int tls_flush(piston__conn *c, piston__outq *q) {
   piston__nosigpipe g;
   piston__nosigpipe_begin(&g);
+  /* more than one record: each SSL_write is a write of its own, pushed at
+   * once (TCP_NODELAY); corked, the records leave in full segments */
+  int one = 1, zero = 0;
+  bool cork = q->pending > RECORD && !c->tls_handshaking;
+  if (cork)
+    setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
   int rc = tls_flush_guarded(c, q);
+  if (cork)
+    setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
   piston__nosigpipe_end(&g);
   return rc;
 }

@@ -559,30 +559,14 @@ void piston__ws_start(piston__h1 *h) {
 
 /* ---- the opening handshake (RFC 6455 4.2.1) ---- */
 
-/* Whether some field named name lists tok (comma-separated, any case). */
-static bool lists_token(const piston_req *r, const char *name, size_t nlen,
-                        const char *tok) {
-  size_t tl = strlen(tok);
-  for (size_t i = 0; i < piston_req_header_count(r); i++) {
-    piston_header f = piston_req_header_at(r, i);
-    if (f.name.len != nlen || strncasecmp(f.name.ptr, name, nlen) != 0)
-      continue;
-    piston_str rest = f.value, t;
-    while (piston_list_next(&rest, &t))
-      if (t.len == tl && strncasecmp(t.ptr, tok, tl) == 0)
-        return true;
-  }
-  return false;
-}
-
 int piston_ws_handshake(const piston_req *r) {
   /* hosts ask on every request: without an Upgrade field (llhttp noted
    * one while parsing) there is nothing to scan */
-  if (!r->has_upgrade || !lists_token(r, "upgrade", 7, "websocket"))
+  if (!r->has_upgrade || !piston__req_lists_token(r, "upgrade", 7, "websocket"))
     return 0;
   piston_str m = piston_req_method(r);
   if (m.len != 3 || memcmp(m.ptr, "GET", 3) != 0 || r->minor < 1 ||
-      !lists_token(r, "connection", 10, "upgrade"))
+      !piston__req_lists_token(r, "connection", 10, "upgrade"))
     return 400;
   piston_str key = piston_req_header(r, "sec-websocket-key", 17);
   if (!key.ptr || !piston__ws_key_valid(key.ptr, key.len))

@@ -83,20 +83,25 @@ class PistonSocket extends SocketBase {
     super();
     this.server = server;
     this._connId = connId;
-    this._ex = ex; // the exchange in flight (the latest one)
     // the peer is the connection's: read it once, while a handle is live
     const info = native.info(ex.slot);
     this._info = typeof info === 'number' ? NO_INFO : info;
     // HTTP/2 (ALPN h2, or h2c's preface) is the connection's from its start
     this._h2 = native.httpVersion(ex.slot) === 20;
-    this._closeEmitted = false;
-    this._upgraded = undefined; // the stream of an upgrade on this connection
-    this.destroyed = false;
     this.connecting = false;
     this.pending = false;
+    this.encrypted = false;
+    this._open(ex);
+  }
+  // open, with ex in flight (a stream's socket starts so too)
+  _open(ex) {
+    this._ex = ex; // the exchange in flight (the latest one)
+    this._closeEmitted = false;
+    this._destroyError = undefined;
+    this._upgraded = undefined; // the stream of an upgrade on this connection
+    this.destroyed = false;
     this.readable = true;
     this.writable = true;
-    this.encrypted = false;
     this.writableLength = 0;
     this.bytesWritten = 0;
     this.timeout = 0;
@@ -206,6 +211,19 @@ class PistonSocket extends SocketBase {
 
 // A TLS server's connections: tls.TLSSocket's properties and methods too
 const PistonTLSSocket = TLS.socketClass(PistonSocket);
+
+// HTTP/2: each stream gets a req.socket of its own, as node:http2's
+// compatibility API gives each a proxy of its stream: destroy() (node's
+// IncomingMessage calls it when a request is aborted), 'close' and
+// destroyed are the stream's, so one stream's reset or abort never ends
+// the others'. The connection's facts (peer, TLS) are read through its
+// socket, the prototype.
+function streamSocket(conn, ex) {
+  const s = Object.create(conn);
+  EventEmitter.call(s); // listeners of its own
+  s._open(ex);
+  return s;
+}
 
 // Without a listener nothing happens: node's server listens on its sockets
 // ('clientError' or a quiet destroy), so a socket error never crashes it.
@@ -520,7 +538,8 @@ class Exchange {
     if (socket === undefined) {
       socket = server._tls ? new PistonTLSSocket(server, connId, this) : new PistonSocket(server, connId, this);
       server._sockets.set(connId, socket);
-    } else {
+      if (socket._h2) socket._ex = null; // its streams have their own
+    } else if (!socket._h2) {
       socket._ex = this;
       if (socket.destroyed && !socket._closeEmitted) {
         // destroy() found it idle and could not close it: it lives on
@@ -529,6 +548,8 @@ class Exchange {
         socket.writable = true;
       }
     }
+    this.connSocket = socket;
+    if (socket._h2) socket = streamSocket(socket, this);
     this.socket = socket;
     const req = new server._IncomingMessage(socket);
     req._ex = this;
@@ -973,7 +994,7 @@ class ServerMethods {
     this._active.add(ex);
     try {
       // a connection is known from its first request: 'connection' then
-      if (ex.newSocket) this.emit('connection', ex.socket);
+      if (ex.newSocket) this.emit('connection', ex.connSocket);
       this.emit('request', ex.req, ex.res);
     } catch (e) {
       if (!ex.res.headersSent || !ex.res._headerSent) {

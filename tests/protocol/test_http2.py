@@ -441,3 +441,282 @@ def test_h2c_only_when_asked_for(server):
         c.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         data = c.read_to_eof()
     assert data.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), data[:80]
+
+
+# ---- 1xx on streams --------------------------------------------------------------
+
+
+def interim(c, sid):
+    """The informational heads stream sid got, in order."""
+    return [dict(e.headers) for e in c.events
+            if isinstance(e, h2.events.InformationalResponseReceived) and e.stream_id == sid]
+
+
+def send_last(c, sid, data):
+    """Ends stream sid's body with data; its status and response body."""
+    c.c.send_data(sid, data, end_stream=True)
+    c.flush()
+    st, _, body, _ = c.response(sid)
+    return st, body
+
+
+def test_early_hints_on_a_stream(ts):
+    """piston_resp_inform on a stream: a HEADERS frame with :status 103 and
+    its Link, without END_STREAM, before the final response."""
+    c = H2(ts.addr)
+    sid = c.request("/early-hints")
+    st, head, body, _ = c.response(sid)
+    assert (st, body) == (200, b"after the hints")
+    assert interim(c, sid) == [{":status": "103", "link": "</style.css>; rel=preload; as=style"}]
+    kinds = [type(e).__name__ for e in c.events if getattr(e, "stream_id", None) == sid]
+    assert kinds.index("InformationalResponseReceived") < kinds.index("ResponseReceived")
+    c.close()
+    p = curl("-v", "SCHEME://127.0.0.1:%d/early-hints" % ts.port)
+    assert p.stdout == b"after the hints"
+    err = p.stderr.decode()
+    assert "< HTTP/2 103" in err and "< link: </style.css>; rel=preload; as=style" in err
+    assert err.index("< HTTP/2 103") < err.index("< HTTP/2 200")
+
+
+@pytest.mark.parametrize("path", ["/echo", "/echo-thread"])
+def test_expect_100_continue_on_a_stream(ts, path):
+    """Expect: 100-continue as on HTTP/1.1: the host's first read of the
+    body sends the 100 (a HEADERS frame), and only then does the client send
+    the body; the loop's and another thread's reads alike."""
+    c = H2(ts.addr)
+    sid = c.request(path, "POST", [("content-length", "5"), ("expect", "100-continue")],
+                    body=None, end=False)
+    c.pump(lambda ev: interim(c, sid))
+    assert interim(c, sid) == [{":status": "100"}]
+    assert not any(isinstance(e, h2.events.ResponseReceived) for e in c.events)
+    assert send_last(c, sid, b"hello") == (200, b"hello")
+    c.close()
+
+
+def test_expectation_other_than_100_continue_is_417(ts):
+    c = H2(ts.addr)
+    sid = c.request("/echo", "POST", [("content-length", "5"), ("expect", "fly")], b"hello")
+    assert c.response(sid)[0] == 417
+    assert c.response(c.request("/hello"))[0] == 200
+    c.close()
+
+
+def test_no_100_when_the_host_answers_without_reading(ts):
+    c = H2(ts.addr)
+    sid = c.request("/hello", headers=[("content-length", "5"), ("expect", "100-continue")],
+                    end=False)
+    st, _, body, _ = c.response(sid)
+    assert (st, body) == (200, b"Hello, World!") and interim(c, sid) == []
+    c.close()
+
+
+# ---- HTTP/1.1's Upgrade: h2c -------------------------------------------------------------
+
+
+def upgrade_request(path="/info", method="GET", extra=b"", settings=None):
+    cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+    c = h2.connection.H2Connection(config=cfg)
+    value = settings if settings is not None else c.initiate_upgrade_connection()
+    raw = (b"%s %s HTTP/1.1\r\nHost: upgrade.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: %s\r\n%s\r\n"
+           % (method.encode(), path.encode(), value if isinstance(value, bytes)
+              else value.encode(), extra))
+    return c, raw
+
+
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+
+
+def test_upgrade_h2c_answers_on_stream_1(ts):
+    """RFC 7540 3.2, raw bytes: the exact 101, then the server's SETTINGS;
+    the request that asked is stream 1, answered there after the client's
+    preface; more streams follow on the same connection. Over TLS an
+    Upgrade: h2c is ignored (h2 is ALPN's there): an HTTP/1.1 answer."""
+    c, raw = upgrade_request("/info?u=1")
+    with util.Conn(ts.addr) as conn:
+        conn.send(raw)
+        if util.TLS:
+            r = conn.read_response()
+            assert r.status == 200 and b"version=11" in r.body
+            return
+        got = conn.read_until(b"\r\n\r\n")
+        assert got == SWITCHING
+        conn.send(c.data_to_send())  # the preface, sent once the 101 came
+        events, body, headers = [], b"", None
+        deadline = time.monotonic() + 5
+        data, conn.buf = conn.buf, b""  # what came behind the 101
+        while not any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 1 for e in events):
+            assert time.monotonic() < deadline, events
+            data = data or conn.sock.recv(65536)
+            assert data, events
+            for e in c.receive_data(data):
+                events.append(e)
+                if isinstance(e, h2.events.ResponseReceived):
+                    headers = dict(e.headers)
+                elif isinstance(e, h2.events.DataReceived):
+                    body += e.data
+            data = b""
+            conn.send(c.data_to_send())
+        assert isinstance(events[0], h2.events.RemoteSettingsChanged)
+        assert headers[":status"] == "200"
+        assert b"target=/info?u=1 " in body and b"version=20" in body and b"cl=0" in body
+        # the connection is HTTP/2's from now on
+        sid = c.get_next_available_stream_id()
+        assert sid == 3
+        c.send_headers(sid, [(":method", "GET"), (":path", "/hello"), (":scheme", "http"),
+                             (":authority", "x")], end_stream=True)
+        conn.send(c.data_to_send())
+        body = b""
+        while True:
+            data = conn.sock.recv(65536)
+            assert data
+            evs = c.receive_data(data)
+            body += b"".join(e.data for e in evs if isinstance(e, h2.events.DataReceived))
+            if any(isinstance(e, h2.events.StreamEnded) for e in evs):
+                break
+        assert body == b"Hello, World!"
+
+
+def test_upgrade_h2c_with_curl(ts):
+    """curl --http2 on an http:// URL asks for the upgrade; a HEAD is
+    upgraded too (no body on stream 1). Over TLS the same fields in an
+    HTTP/1.1 request change nothing."""
+    if util.TLS:
+        p = subprocess.run(["curl", "-sS", "-k", "--http1.1", "-w", "\n%{http_version}",
+                            "-H", "Connection: Upgrade, HTTP2-Settings", "-H", "Upgrade: h2c",
+                            "-H", "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA",
+                            "https://127.0.0.1:%d/info" % ts.port], capture_output=True, timeout=30)
+        body, _, version = p.stdout.rpartition(b"\n")
+        assert version == b"1.1" and b"version=11" in body
+        return
+    p = subprocess.run(["curl", "-sS", "--http2", "-w", "\n%{http_version}",
+                        "http://127.0.0.1:%d/info" % ts.port], capture_output=True, timeout=30)
+    body, _, version = p.stdout.rpartition(b"\n")
+    assert version == b"2" and b"version=20" in body and b"target=/info " in body
+    p = subprocess.run(["curl", "-sS", "--http2", "-I", "http://127.0.0.1:%d/f" % ts.port],
+                       capture_output=True, timeout=30)
+    assert p.stdout.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\n\r\nHTTP/2 " in p.stdout
+
+
+def test_upgrade_h2c_with_a_body_stays_http1(ts):
+    """A request with a body is answered on HTTP/1.1 (the upgrade ignored),
+    and the connection goes on as HTTP/1.1."""
+    c, raw = upgrade_request("/echo", "POST", b"Content-Length: 5\r\n")
+    with util.Conn(ts.addr) as conn:
+        conn.send(raw + b"hello")
+        r = conn.read_response()
+        assert (r.status, r.body) == (200, b"hello") and r.raw.startswith(b"HTTP/1.1 200")
+        conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = conn.read_response()
+        assert (r.status, r.body) == (200, b"Hello, World!")
+
+
+@pytest.mark.parametrize("settings", [b"!!!!", b"AAM"])  # not base64url; not 6-byte entries
+def test_upgrade_h2c_bad_settings_stays_http1(ts, settings):
+    c, raw = upgrade_request("/hello", settings=settings)
+    with util.Conn(ts.addr) as conn:
+        conn.send(raw)
+        r = conn.read_response()
+        assert (r.status, r.body) == (200, b"Hello, World!") and r.raw.startswith(b"HTTP/1.1")
+
+
+def test_upgrade_h2c_when_h2c_is_off(server):
+    """Without h2c an Upgrade: h2c request is an ordinary HTTP/1.1 one, and
+    the connection serves the next request as usual."""
+    s = server(util.TESTSERVER, [])
+    c, raw = upgrade_request("/info")
+    with util.Conn(s.addr) as conn:
+        conn.send(raw)
+        r = conn.read_response()
+        assert r.status == 200 and b"version=11" in r.body
+        assert r.raw.startswith(b"HTTP/1.1 200")
+        conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = conn.read_response()
+        assert (r.status, r.body) == (200, b"Hello, World!")
+
+
+# ---- per-stream timeouts -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tts():
+    s = util.Server(util.TESTSERVER, ["--http2", "2", "--body-timeout", "1",
+                                      "--handler-timeout", "1", "--idle-timeout", "10",
+                                      "--write-timeout", "5"])
+    yield s
+    s.stop_ok()
+
+
+def stream_events(c, sid):
+    return [e for e in c.events if getattr(e, "stream_id", None) == sid]
+
+
+def test_stalled_body_gets_408_then_reset(tts):
+    """A stream whose body stops coming: after the body timeout the engine
+    answers 408 (no response had started), then resets the stream with
+    NO_ERROR (it waits for the rest no longer: the slot is free), while the
+    connection and its other streams go on."""
+    c = H2(tts.addr)
+    sid = c.request("/echo", "POST", [("content-length", "100")], b"x" * 10, end=False)
+    t0 = time.monotonic()
+    c.pump(lambda ev: any(isinstance(e, h2.events.StreamReset) and e.stream_id == sid
+                          for e in ev), timeout=8)
+    took = time.monotonic() - t0
+    assert 0.8 < took < 5, took
+    evs = stream_events(c, sid)
+    head = [dict(e.headers) for e in evs if isinstance(e, h2.events.ResponseReceived)]
+    assert head and head[0][":status"] == "408"
+    body = b"".join(e.data for e in evs if isinstance(e, h2.events.DataReceived))
+    assert body == b"Request Timeout\n"
+    reset = [e for e in evs if isinstance(e, h2.events.StreamReset)]
+    assert reset[0].error_code == h2.errors.ErrorCodes.NO_ERROR
+    assert c.response(c.request("/hello"))[0] == 200
+    assert not c.goaway()
+    c.close()
+
+
+def test_body_arriving_slowly_is_not_cut(tts):
+    """The body timeout bounds a stretch without progress, not the upload."""
+    c = H2(tts.addr)
+    sid = c.request("/echo", "POST", [("content-length", "6")], b"a", end=False)
+    for ch in b"bcde":
+        time.sleep(0.5)
+        c.c.send_data(sid, bytes([ch]))
+        c.flush()
+    time.sleep(0.5)
+    assert send_last(c, sid, b"f") == (200, b"abcdef")
+    c.close()
+
+
+def test_handler_that_never_answers_gets_503(tts):
+    """The handler timeout per stream: the 503 HTTP/1.1 gets, on the stream;
+    the connection goes on, and a stream answered in time is not touched."""
+    c = H2(tts.addr)
+    t0 = time.monotonic()
+    slow = c.request("/slow")  # answered after 200 ms
+    sid = c.request("/never")
+    st, head, body, _ = c.response(sid, timeout=8)
+    assert 0.8 < time.monotonic() - t0 < 5
+    assert (st, body) == (503, b"Service Unavailable\n")
+    assert c.response(slow)[0] == 200
+    assert c.response(c.request("/hello"))[0] == 200
+    c.close()
+
+
+def test_handler_timeout_while_client_waits_for_100(tts):
+    """A client that waits for 100 Continue while the host never reads:
+    the wait is on the host, so the handler timeout answers, not the body
+    timeout."""
+    c = H2(tts.addr)
+    sid = c.request("/never", "POST", [("content-length", "5"), ("expect", "100-continue")],
+                    end=False)
+    c.pump(lambda ev: any(isinstance(e, h2.events.StreamReset) for e in ev), timeout=8)
+    evs = stream_events(c, sid)
+    head = [dict(e.headers) for e in evs if isinstance(e, h2.events.ResponseReceived)]
+    assert head[0][":status"] == "503" and interim(c, sid) == []
+    body = b"".join(e.data for e in evs if isinstance(e, h2.events.DataReceived))
+    assert body == b"Service Unavailable\n"
+    # the body will not be read: the stream ends, without error
+    assert [e.error_code for e in evs if isinstance(e, h2.events.StreamReset)] == [0]
+    c.close()
