@@ -32,7 +32,7 @@ VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-reliability-tls test-python test-node \
         test-node-compat test-browser test-asan test-tsan test-abi fuzz soak run run-static \
-        bench bench-ws bench-tls bench-h2 \
+        bench bench-ws bench-tls bench-h2 bench-peers \
         deps deps-bench dev node clean format format-check
 
 all: $(BUILD)/libpiston.a $(BUILD)/libpiston.so $(BUILD)/$(SONAME) \
@@ -214,6 +214,12 @@ bench-ws: deps-bench
 bench-tls: deps-bench
 	$(MAKE) all dev node
 	benchmarks/tls_run.sh
+
+# Actix-web, Axum, Go, granian and the floor only: benchmarks/peers_run.sh
+# (`make bench` runs it at its end; it writes results/peers.md and .png).
+bench-peers: deps-bench
+	$(MAKE) all dev node
+	benchmarks/peers_run.sh
 
 # HTTP/2 only: benchmarks/h2_run.sh (`make bench` runs it at its end).
 bench-h2: deps-bench

@@ -3,7 +3,9 @@
 
 Opens --conns connections to 127.0.0.1:--port, sends one GET on each, reads
 the whole response (Content-Length framed), keeps every connection open, then
-reads VmRSS of --pid from /proc before and after. Prints one line:
+reads VmRSS of --pid from /proc before and after (--pid may list several
+processes, comma-separated, e.g. a master and its worker: their sum). Prints
+one line:
 
   IDLE_RESULT conns=N ok=N rss_before_kb=K rss_after_kb=K
 
@@ -19,12 +21,17 @@ import sys
 import time
 
 
-def vm_rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+def vm_rss_kb(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    break
+            else:
+                raise RuntimeError(f"no VmRSS for pid {pid}")
+    return total
 
 
 class Conn:
@@ -56,7 +63,8 @@ def response_complete(buf):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--pid", type=int, required=True)
+    ap.add_argument("--pid", required=True, type=lambda v: [int(p) for p in v.split(",")],
+                    help="PID[,PID...]: the processes whose VmRSS is summed")
     ap.add_argument("--conns", type=int, default=10000)
     ap.add_argument("--path", default="/hello")
     ap.add_argument("--inflight", type=int, default=256,

@@ -270,6 +270,35 @@ run_metrics() {
   M_CB=$(calc "($ct1 > $ct0) ? 100 * ($cb1 - $cb0) / ($ct1 - $ct0) : 0")
 }
 
+# wrk_run TAG URL SECONDS [SCRIPT [ARG]]: wrk -t1 -c$CONNS keep-alive
+# (benchmarks/report.lua, or SCRIPT with ARG after `--`) against the server
+# SRV_PID[TAG], pinned to CLIENT_CPU -> run_metrics' M_RATE, M_MBPS, M_US,
+# M_SB, M_CB; the server's CPU time is read before and after wrk. Returns 1
+# (and records a failure) if wrk gave no result or no responses.
+wrk_run() {
+  local tag=$1 url=$2 secs=$3 script=${4:-$HERE/report.lua} arg=${5:-} out=$TMP/wrk.out line pids c0 c1
+  local sb0 st0 cb0 ct0 sb1 st1 cb1 ct1 extra=()
+  [ -n "$arg" ] && extra=(-- "$arg")
+  pids=$(tree_pids "${SRV_PID[$tag]}")
+  read -r sb0 st0 cb0 ct0 <<<"$(cpu_snap)"
+  c0=$(proc_cpu_ms "$pids")
+  run_client taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s -s "$script" \
+    "$url" "${extra[@]}" >"$out" 2>&1
+  c1=$(proc_cpu_ms "$pids")
+  read -r sb1 st1 cb1 ct1 <<<"$(cpu_snap)"
+  check_alive "$tag"
+  M_RATE=0 M_US=0 M_SB=0 M_CB=0 M_MBPS=0
+  line=$(grep '^WRK_RESULT' "$out")
+  if [ -z "$line" ]; then cat "$out" >&3; fail "$tag $url: wrk gave no result"; return 1; fi
+  local requests duration_us bytes err_connect err_read err_write err_status err_timeout
+  eval "$(printf '%s\n' "${line#WRK_RESULT }" | tr ' ' '\n' | grep -E '^[a-z_0-9]+=[0-9]+$')"
+  [ "$requests" -gt 0 ] || { fail "$tag $url: no responses"; return 1; }
+  [ "$err_status" -gt 0 ] && fail "$tag $url: $err_status non-2xx/3xx responses"
+  local sock=$((err_connect + err_read + err_write + err_timeout))
+  [ "$sock" -gt 0 ] && NOTES+=("$tag $url: wrk socket errors connect=$err_connect read=$err_read write=$err_write timeout=$err_timeout")
+  run_metrics "$requests" "$(calc "$duration_us / 1e6")" "$bytes" "$((c1 - c0))" "$cb0 $ct0" "$cb1 $ct1"
+}
+
 # CPU time of the server's and the load generator's CPUs from /proc/stat:
 # "busy total" for each; busy is user+nice+system+irq+softirq, total adds
 # idle, iowait, steal.

@@ -8,7 +8,9 @@
 # against their peers, about 5 more minutes; BENCH_HOSTS=0 skips it), then
 # benchmarks/ws_run.sh (WebSocket, about 8 minutes; BENCH_WS=0 skips it),
 # then benchmarks/tls_run.sh (TLS, about 6 minutes; BENCH_TLS=0 skips it)
-# and benchmarks/h2_run.sh (HTTP/2, about 6 minutes; BENCH_H2=0 skips it).
+# and benchmarks/h2_run.sh (HTTP/2, about 6 minutes; BENCH_H2=0 skips it),
+# then benchmarks/peers_run.sh (Actix-web, Axum, Go, granian and the floor,
+# with a chart; about 20 minutes; BENCH_PEERS_RUN=0 skips it).
 #
 # Knobs (environment):
 #   BENCH_RUNS=5          repetitions of each throughput case
@@ -23,6 +25,7 @@
 #   BENCH_WS=1            0: do not run benchmarks/ws_run.sh at the end
 #   BENCH_TLS=1           0: do not run benchmarks/tls_run.sh at the end
 #   BENCH_H2=1            0: do not run benchmarks/h2_run.sh at the end
+#   BENCH_PEERS_RUN=1     0: do not run benchmarks/peers_run.sh at the end
 #
 # Method: the server is pinned to CPU 0 and the load generator to CPU 1
 # (taskset); wrk -t1 -c64 with keep-alive. Every repetition runs piston and
@@ -449,6 +452,12 @@ fi
 if [ "${BENCH_H2:-1}" != 0 ]; then
   log "running benchmarks/h2_run.sh (BENCH_H2=0 skips it)"
   run_client "$HERE/h2_run.sh" || fail "benchmarks/h2_run.sh failed (its messages are above)"
+fi
+# Actix-web, Axum, Go, granian, socketify.py and the floor:
+# benchmarks/peers_run.sh (results/peers.md, peers.png).
+if [ "${BENCH_PEERS_RUN:-1}" != 0 ]; then
+  log "running benchmarks/peers_run.sh (BENCH_PEERS_RUN=0 skips it)"
+  run_client "$HERE/peers_run.sh" || fail "benchmarks/peers_run.sh failed (its messages are above)"
 fi
 
 if [ ${#FAILURES[@]} -gt 0 ]; then

@@ -177,27 +177,7 @@ start_server() {
 # m_wrk TAG PATH SECONDS: wrk -t1 -c64 keep-alive -> M_RATE (req/s), M_MBPS,
 # M_US (server CPU us per request), M_SB (% of a CPU the server used),
 # M_CB (% busy of the load generator's CPU, /proc/stat)
-m_wrk() {
-  local tag=$1 path=$2 secs=$3 out=$TMP/wrk.out line pids c0 c1 sb0 st0 cb0 ct0 sb1 st1 cb1 ct1
-  pids=$(tree_pids "${SRV_PID[$tag]}")
-  read -r sb0 st0 cb0 ct0 <<<"$(cpu_snap)"
-  c0=$(proc_cpu_ms "$pids")
-  run_client taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s -s "$HERE/report.lua" \
-    "${SRV_SCHEME[$tag]}://127.0.0.1:${SRV_PORT[$tag]}$path" >"$out" 2>&1
-  c1=$(proc_cpu_ms "$pids")
-  read -r sb1 st1 cb1 ct1 <<<"$(cpu_snap)"
-  check_alive "$tag"
-  M_RATE=0 M_US=0 M_SB=0 M_CB=0 M_MBPS=0
-  line=$(grep '^WRK_RESULT' "$out")
-  if [ -z "$line" ]; then cat "$out" >&3; fail "$tag $path: wrk gave no result"; return 1; fi
-  local requests duration_us bytes err_connect err_read err_write err_status err_timeout
-  eval "$(printf '%s\n' "${line#WRK_RESULT }" | tr ' ' '\n' | grep -E '^[a-z_0-9]+=[0-9]+$')"
-  [ "$requests" -gt 0 ] || { fail "$tag $path: no responses"; return 1; }
-  [ "$err_status" -gt 0 ] && fail "$tag $path: $err_status non-2xx/3xx responses"
-  local sock=$((err_connect + err_read + err_write + err_timeout))
-  [ "$sock" -gt 0 ] && NOTES+=("$tag $path: wrk socket errors connect=$err_connect read=$err_read write=$err_write timeout=$err_timeout")
-  run_metrics "$requests" "$(calc "$duration_us / 1e6")" "$bytes" "$((c1 - c0))" "$cb0 $ct0" "$cb1 $ct1"
-}
+m_wrk() { wrk_run "$1" "${SRV_SCHEME[$1]}://127.0.0.1:${SRV_PORT[$1]}$2" "$3"; }
 
 # m_hs TAG SECONDS: tlsload, a new connection and full handshake per
 # request -> M_RATE (handshakes/s), M_US (server CPU us per handshake),

@@ -36,9 +36,10 @@ command -v go >/dev/null 2>&1 || need_pkg golang-go
 # make node: Node.js with npm (the machine's own if it has one)
 command -v npm >/dev/null 2>&1 || need_pkg npm
 # bench: wrk (over https too: Debian's is built with OpenSSL), taskset
-# (util-linux), openssl (the TLS benchmark's certificate)
+# (util-linux), openssl (the TLS benchmark's certificate), matplotlib (the
+# chart benchmarks/peers_run.sh draws)
 if [ $want_bench = 1 ]; then
-  for p in wrk util-linux openssl; do need_pkg "$p"; done
+  for p in wrk util-linux openssl python3-matplotlib; do need_pkg "$p"; done
 fi
 
 apt_updated=0
@@ -107,10 +108,49 @@ if [ $want_bench = 1 ]; then
   }
   peer_venv 'uvicorn, websockets, wsproto' 'uvicorn, websockets, wsproto' 'uvicorn[standard]' websockets wsproto
   peer_venv hypercorn hypercorn hypercorn
+  # granian and socketify.py: benchmarks/peers_run.sh's Python peers.
+  peer_venv granian granian granian
+  peer_venv socketify socketify.py socketify
   if ! "$peers/node/node_modules/.bin/bun" --version >/dev/null 2>&1; then
     echo "setup: installing bun (npm) into $peers/node"
     npm install --no-audit --no-fund --no-save --prefix "$peers/node" bun ||
       echo "setup: warning: could not install bun into $peers/node" >&2
+  fi
+  # benchmarks/peers_run.sh's Rust and Go peers: our small apps in
+  # benchmarks/peers/ (their Cargo.lock pins the crates' versions), built
+  # from the crate registry and the Go module proxy with the machine's
+  # toolchains (rustup's cargo in ~/.cargo/bin when it is not on PATH);
+  # the registry caches and the build output stay in $peers, so a rebuild
+  # is incremental. A toolchain that is missing or too old only warns.
+  src="$(cd "$(dirname "$0")/.." && pwd)/benchmarks/peers"
+  mkdir -p "$peers/bin"
+  cargo=$(command -v cargo || { [ -x "$HOME/.cargo/bin/cargo" ] && echo "$HOME/.cargo/bin/cargo"; } || true)
+  if [ -z "$cargo" ]; then
+    echo "setup: warning: no cargo: the Actix-web and Axum peers are not built (install Rust with rustup)" >&2
+  else
+    for app in actix axum; do
+      echo "setup: building benchmarks/peers/$app (cargo build --release) into $peers"
+      if PATH="$(dirname "$cargo"):$PATH" CARGO_HOME="$peers/cargo" CARGO_TARGET_DIR="$peers/rust-target" \
+           "$cargo" build -q --release --locked --manifest-path "$src/$app/Cargo.toml"; then
+        cp "$peers/rust-target/release/bench-$app" "$peers/bin/bench-$app"
+        PATH="$(dirname "$cargo"):$PATH" rustc --version >"$peers/bin/rust.version"
+      else
+        echo "setup: warning: benchmarks/peers/$app did not build (its crates need a newer Rust?)" >&2
+      fi
+    done
+  fi
+  gobin=$(command -v go || { [ -x /usr/local/go/bin/go ] && echo /usr/local/go/bin/go; } || true)
+  if [ -z "$gobin" ]; then
+    echo "setup: warning: no Go: the net/http peer is not built" >&2
+  else
+    echo "setup: building benchmarks/peers/gohttp into $peers/bin"
+    if (cd "$src/gohttp" && GOPATH="$peers/go" GOMODCACHE="$peers/go/pkg/mod" GOCACHE="$peers/go/cache" \
+          GOFLAGS=-mod=mod "$gobin" build -trimpath -o "$peers/bin/bench-gohttp" .); then
+      "$gobin" version | awk '{print "Go " substr($3, 3)}' >"$peers/bin/bench-gohttp.version"
+    else
+      echo "setup: warning: benchmarks/peers/gohttp did not build" >&2
+    fi
+    chmod -R u+w "$peers/go" 2>/dev/null || true
   fi
 fi
 

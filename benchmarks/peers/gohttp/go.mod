@@ -1,0 +1,3 @@
+module piston.bench/gohttp
+
+go 1.21
