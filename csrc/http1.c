@@ -288,10 +288,13 @@ static void request_done(piston__h1 *h) {
   piston_req *r = h->req;
   assert(h->state == H1_ACTIVE && r && r->loop_ended);
   /* After the client's FIN, requests it sent before it are still answered
-   * (a FIN ends only its sending direction); the connection closes once
-   * none is left. */
+   * (a FIN ends only its sending direction), and so are, once the loop
+   * stops, the pipelined requests already read (as node:http answers
+   * them); the connection closes once none is left. */
+  bool nothing_left = c->rpos == c->rlen;
   bool reuse = r->keepalive && !r->close_after && !h->broken &&
-               !(c->peer_eof && c->rpos == c->rlen) && !c->io.loop->stopping;
+               !(c->peer_eof && nothing_left) &&
+               !(c->io.loop->stopping && nothing_left);
   h->served++;
   drop_req(h);
   if (!reuse) {
@@ -322,6 +325,9 @@ static void parse(piston__h1 *h) {
         llhttp_execute(&h->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
       c->rpos = (uint32_t)(llhttp_get_error_pos(&h->parser) - c->rbuf);
+      if (h->paused == H1_AT_END && h->req) /* before dispatch: see stop */
+        atomic_store_explicit(&h->req->more_buffered, c->rpos < c->rlen,
+                              memory_order_relaxed);
       if (err == HPE_PAUSED_UPGRADE) {
         /* llhttp stops after a request that asked for an upgrade. One the
          * host took has left HTTP/1.1 before this point (ws.c); one it

@@ -1413,11 +1413,43 @@ static napi_value js_resp_sendfile(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
-/* abort(slot) */
+/* abort(slot[, reset]): the engine's 500 (or a close mid-body); with reset,
+ * the close without a response (node's res.destroy()) */
 static napi_value js_resp_abort(napi_env env, napi_callback_info info) {
-  REQ_ARG(1);
-  piston_resp_abort(req);
+  REQ_ARG(2);
+  bool reset = false;
+  napi_get_value_bool(env, argv[1], &reset);
+  if (reset)
+    piston_resp_reset(req);
+  else
+    piston_resp_abort(req);
   return undef(env);
+}
+
+/* connBytes(slot, written?) -> the connection's bytes read (or queued for
+ * the client), or PISTON_ECLOSED */
+static napi_value js_conn_bytes(napi_env env, napi_callback_info info) {
+  REQ_ARG(2);
+  uint64_t rd, wr;
+  int rc = piston_req_connection_bytes(req, &rd, &wr);
+  if (rc < 0)
+    return make_int(env, rc);
+  bool written = false;
+  napi_get_value_bool(env, argv[1], &written);
+  napi_value v;
+  NAPI_OK(napi_create_double(env, (double)(written ? wr : rd), &v));
+  return v;
+}
+
+/* inform(slot, status, headers[]) -> rc: a 1xx before the response */
+static napi_value js_resp_inform(napi_env env, napi_callback_info info) {
+  REQ_ARG(3);
+  hdrs_t h;
+  if (get_headers(env, argv[2], &h) < 0)
+    return make_int(env, PISTON_ENOMEM);
+  int rc = piston_resp_inform(req, (int)get_i64(env, argv[1], 100), h.h, h.n);
+  free(h.mem);
+  return make_int(env, rc);
 }
 
 static napi_value js_release(napi_env env, napi_callback_info info) {
@@ -1803,6 +1835,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"respSend", js_resp_send},
       {"respSendfile", js_resp_sendfile},
       {"respAbort", js_resp_abort},
+      {"connBytes", js_conn_bytes},
+      {"respInform", js_resp_inform},
       {"release", js_release},
       {"wsInit", js_ws_init},
       {"wsHandshake", js_ws_handshake},

@@ -98,8 +98,26 @@ class PistonSocket extends SocketBase {
     this.writable = true;
     this.encrypted = false;
     this.writableLength = 0;
-    this.bytesWritten = 0;
+    this._bytes = null; // [read, written], once asked for: see _bytesNow
     this.timeout = 0;
+  }
+  // The connection's counts, as net.Socket's: bytes read, and bytes written
+  // (queued for the client included). Asked through the request in flight;
+  // between requests (or once closed), the counts of the last one's end.
+  _bytesNow(i) {
+    const ex = this._ex;
+    if (this._bytes === null) this._bytes = [0, 0];
+    if (ex !== null && ex.slot >= 0) {
+      const n = native.connBytes(ex.slot, i === 1);
+      if (n >= 0) this._bytes[i] = n;
+    }
+    return this._bytes[i];
+  }
+  get bytesRead() {
+    return this._bytesNow(0);
+  }
+  get bytesWritten() {
+    return this._bytesNow(1);
   }
   _i() {
     return this._info;
@@ -274,6 +292,49 @@ function reasonOf(res) {
   return String(m);
 }
 
+function hasField(flat, lower) {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i].length === lower.length && flat[i].toLowerCase() === lower) return true;
+  return false;
+}
+
+// A 1xx before the response (writeContinue, writeProcessing,
+// writeEarlyHints): fields as [name, value, ...]; cb after, as node's.
+function inform(res, status, fields, cb) {
+  const ex = res._ex;
+  if (ex.slot >= 0 && !res._headerSent) {
+    const rc = native.respInform(ex.slot, status, fields);
+    if (rc < 0 && rc !== native.ECLOSED) {
+      const err = new Error(`piston: ${status} rejected by the engine (${native.errName(rc)})`);
+      err.code = native.errName(rc);
+      throw err;
+    }
+  }
+  if (cb) process.nextTick(cb);
+}
+
+// node's writeEarlyHints writes its head with _writeRaw: run it on a
+// stand-in that keeps the head, so its validation and errors are node's,
+// and send the fields it made through the engine
+const nodeEarlyHints = http.ServerResponse.prototype.writeEarlyHints;
+function earlyHintFields(hints) {
+  let head = null;
+  nodeEarlyHints.call(
+    {
+      _writeRaw(h) {
+        head = h;
+      },
+    },
+    hints,
+  );
+  if (head === null) return null;
+  const fields = [];
+  for (const line of head.split('\r\n').slice(1)) {
+    const i = line.indexOf(': ');
+    if (i > 0) fields.push(line.slice(0, i), line.slice(i + 2));
+  }
+  return fields;
+}
+
 // ---- request -----------------------------------------------------------------
 
 class PistonIncomingMessage extends http.IncomingMessage {
@@ -341,6 +402,9 @@ class PistonServerResponse extends http.ServerResponse {
         else if (n === 7 && flat[i].toLowerCase() === 'trailer') trailer = true;
       }
     }
+    // sendDate = false (or removeHeader('Date')): an empty Date is the
+    // engine's "no Date at all"
+    if (!this.sendDate && !hasField(flat, 'date')) flat.push('Date', '');
     // node's rule: a Trailer header needs a chunked body
     if (trailer && (cl || this._hasBody === false || this.req?.httpVersionMinor === 0)) {
       const err = new Error('Trailers are invalid with this transfer encoding');
@@ -469,13 +533,20 @@ class PistonServerResponse extends http.ServerResponse {
     this._pistonStart();
   }
 
+  // (without a call, the engine sends 100 Continue when the body is first
+  // read)
   writeContinue(cb) {
-    // the engine sends 100 Continue when the body is first read
-    if (cb) process.nextTick(cb);
+    inform(this, 100, [], cb);
+    this._sent100 = true;
   }
 
   writeProcessing(cb) {
-    if (cb) process.nextTick(cb);
+    inform(this, 102, [], cb);
+  }
+
+  writeEarlyHints(hints, cb) {
+    const fields = earlyHintFields(hints);
+    if (fields !== null) inform(this, 103, fields, cb);
   }
 
   // Sent by the engine after a chunked body (ignored with Content-Length).
@@ -502,6 +573,13 @@ class PistonServerResponse extends http.ServerResponse {
 
 const P_REQ = PistonIncomingMessage.prototype;
 const P_RES = PistonServerResponse.prototype;
+
+// The Expect field's value, if any (HTTP/1.1 only, as node looks at it)
+function expectOf(raw) {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 6 && raw[i].toLowerCase() === 'expect') return raw[i + 1];
+  return undefined;
+}
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 // ---- one exchange: a request handle and its req/res pair ------------------------
 
@@ -537,6 +615,7 @@ class Exchange {
     req.url = url;
     const raw = native.headers(slot);
     req._addHeaderLines(raw, raw.length); // rawHeaders; headers parse lazily
+    this.expect = minor === 1 ? expectOf(raw) : undefined;
     if (socket._h2) {
       req.httpVersionMajor = 2; // as node:http2's compatibility API
       req.httpVersionMinor = 0;
@@ -562,6 +641,7 @@ class Exchange {
     res.flushHeaders = P_RES.flushHeaders;
     res.writeContinue = P_RES.writeContinue;
     res.writeProcessing = P_RES.writeProcessing;
+    res.writeEarlyHints = P_RES.writeEarlyHints;
     res.addTrailers = P_RES.addTrailers;
     res.setTimeout = P_RES.setTimeout;
     res.destroy = P_RES.destroy;
@@ -658,9 +738,10 @@ class Exchange {
 
   destroy(err) {
     if (this.closed) return;
-    // an abort closes the connection (after a 500 if nothing was sent)
+    // the connection closes with what was written, as node's destroyed
+    // socket: no status of the engine's (its 500 is for a handler's throw)
     const aborting = this.slot >= 0 && !this.resDone;
-    if (aborting) native.respAbort(this.slot);
+    if (aborting) native.respAbort(this.slot, true);
     this.onClosed(err || connReset('aborted'), aborting);
   }
 
@@ -711,6 +792,11 @@ class Exchange {
   release() {
     if (this.slot < 0) return;
     const s = this.slot;
+    // counts asked for before: keep them as they are at the request's end
+    if (this.socket._bytes !== null) {
+      this.socket._bytesNow(0);
+      this.socket._bytesNow(1);
+    }
     this.slot = -1;
     if (this.socket._ex === this) this.socket._ex = null;
     B.releaseSlot(s);
@@ -720,6 +806,8 @@ class Exchange {
 // ---- the server ----------------------------------------------------------------
 
 const DEFAULT_CLOSE_MS = 30000;
+// what binding '::' fails with where the machine has no IPv6
+const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'ERESOLVE', 'EPROTONOSUPPORT']);
 
 // "Received ..." of node's argument errors (its determineSpecificType).
 function received(v) {
@@ -858,6 +946,11 @@ class ServerMethods {
       bodyTimeoutMs: ms(this.requestTimeout),
       maxHeadSize: this.maxHeaderSize ?? o.maxHeaderSize,
       maxHeaders: this.maxHeadersCount || undefined,
+      // node:http's heads: Connection: keep-alive and Keep-Alive: timeout=N
+      // (none without a keepAliveTimeout), Date after the app's fields, and
+      // the second of grace past N; every Expect is the host's to answer
+      headStyle: this.keepAliveTimeout > 0 ? 1 : 2,
+      expectToHost: 1,
     };
     for (const k of Object.keys(B.OPTION_NAMES)) if (o[k] !== undefined) out[k] = o[k];
     out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
@@ -871,6 +964,7 @@ class ServerMethods {
     let host;
     let path;
     let backlog;
+    let ipv6Only = false;
     const a0 = args[0];
     if (a0 !== null && typeof a0 === 'object') {
       const p = a0.port;
@@ -883,6 +977,7 @@ class ServerMethods {
       host = a0.host;
       path = a0.path;
       backlog = a0.backlog;
+      ipv6Only = a0.ipv6Only === true;
     } else if (typeof a0 === 'string' && !(Number(a0) >= 0)) {
       path = a0; // node's rule: a string that is not a number >= 0 is a path
       backlog = args[1];
@@ -907,14 +1002,26 @@ class ServerMethods {
     this._id = B.registerServer(this);
     const opts = this._engineOptions();
     if (backlog) opts.backlog = backlog;
-    // The engine binds '::' IPv6-only, so the default is IPv4's any address.
-    const listenSpec = path !== undefined ? { path } : { host: host ?? '0.0.0.0', port };
+    // As node's: '::' with IPv4 mapped (unless ipv6Only), or 0.0.0.0 on a
+    // machine without IPv6
+    opts.ipv6Only = ipv6Only ? 1 : 0;
+    const listenSpec = path !== undefined ? { path } : { host: host ?? '::', port };
     let boundPort = 0;
-    try {
+    const bind = () => {
       this._h = B.makeNative(this._id, opts, listenSpec, this._routes);
       if (this._tls) TLS.apply(this._h, this._tls);
       native.watch(this._h, true, true); // 'clientError', per-connection sockets
       boundPort = TLS.start(this._h);
+    };
+    try {
+      try {
+        bind();
+      } catch (e) {
+        if (host !== undefined || path !== undefined || !NO_IPV6.has(e.code)) throw e;
+        if (this._h) native.stop(this._h, 0);
+        listenSpec.host = '0.0.0.0';
+        bind();
+      }
     } catch (e) {
       if (this._h) native.stop(this._h, 0);
       this._h = null;
@@ -974,7 +1081,8 @@ class ServerMethods {
     try {
       // a connection is known from its first request: 'connection' then
       if (ex.newSocket) this.emit('connection', ex.socket);
-      this.emit('request', ex.req, ex.res);
+      if (ex.expect === undefined || ex.socket._h2) this.emit('request', ex.req, ex.res);
+      else this._onExpect(ex);
     } catch (e) {
       if (!ex.res.headersSent || !ex.res._headerSent) {
         if (ex.slot >= 0 && !ex.resDone) {
@@ -986,6 +1094,23 @@ class ServerMethods {
         ex.destroy(e);
       }
       this._report(e, ex.socket);
+    }
+  }
+
+  // node's handling of Expect (the engine hands every Expect over)
+  _onExpect(ex) {
+    const { req, res } = ex;
+    if (CONTINUE.test(ex.expect)) {
+      res._expect_continue = true;
+      if (this.listenerCount('checkContinue') > 0) this.emit('checkContinue', req, res);
+      else {
+        res.writeContinue();
+        this.emit('request', req, res);
+      }
+    } else if (this.listenerCount('checkExpectation') > 0) this.emit('checkExpectation', req, res);
+    else {
+      res.writeHead(417);
+      res.end();
     }
   }
 
