@@ -276,6 +276,7 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
     return PISTON_EINVAL;
   int64_t cl = forced_len;
   bool host_date = false, host_close = false, host_ka = false;
+  bool host_conn = false;
   size_t need = 0;
   for (size_t i = 0; i < nh; i++) {
     if (!piston__valid_header(&h[i]))
@@ -291,6 +292,7 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
       cl = v;
     } else if (name_is(h[i].name, "connection", 10)) {
       host_close = has_token(h[i].value, "close");
+      host_conn = true;
     } else if (name_is(h[i].name, "date", 4)) {
       host_date = true; /* an empty one: no Date at all (piston.h) */
     } else if (name_is(h[i].name, "keep-alive", 10)) {
@@ -346,6 +348,9 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
     memcpy(p, piston__date_line(), PISTON_DATE_LINE_LEN);
     p += PISTON_DATE_LINE_LEN;
   }
+  /* node's style sends the host's Connection as given when it says what
+   * the engine does anyway (keep-alive, or close), and then no Keep-Alive */
+  bool pass_conn = style != 0 && host_conn && keep != host_close;
   bool cl_written = false;
   for (size_t i = 0; i < nh; i++) {
     /* the host's Content-Length keeps its place (once); the rest of framing
@@ -358,7 +363,7 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
     }
     if (name_is(h[i].name, "content-length", 14) ||
         name_is(h[i].name, "transfer-encoding", 17) ||
-        name_is(h[i].name, "connection", 10) ||
+        (name_is(h[i].name, "connection", 10) && !pass_conn) ||
         (name_is(h[i].name, "keep-alive", 10) && style == 0) ||
         (name_is(h[i].name, "date", 4) && h[i].value.len == 0))
       continue;
@@ -370,7 +375,9 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
   }
   if (style == 0)
     p = put_framing(p, r, status, cl, cl_written);
-  if (!keep) {
+  if (pass_conn) {
+    ; /* the host's, in its place */
+  } else if (!keep) {
     p += sprintf(p, "Connection: close\r\n");
   } else if (r->minor == 0 || style != 0) {
     p += sprintf(p, "Connection: keep-alive\r\n");

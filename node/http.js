@@ -100,6 +100,8 @@ class PistonSocket extends SocketBase {
     this.writableLength = 0;
     this._bytes = null; // [read, written], once asked for: see _bytesNow
     this.timeout = 0;
+    this._timer = null; // setTimeout()'s
+    if (server.timeout > 0) this.setTimeout(server.timeout);
   }
   // The connection's counts, as net.Socket's: bytes read, and bytes written
   // (queued for the client included). Asked through the request in flight;
@@ -181,6 +183,8 @@ class PistonSocket extends SocketBase {
   // The connection is gone (the engine closed it, or its request died).
   _closed() {
     this._ex = null;
+    if (this._timer) clearTimeout(this._timer);
+    this._timer = null;
     this.destroyed = true;
     this.readable = false;
     this.writable = false;
@@ -204,10 +208,20 @@ class PistonSocket extends SocketBase {
     this.destroy();
     return this;
   }
+  // net.Socket's idle timeout, kept in JS (the engine's own timeouts are
+  // its limits): 'timeout' after ms without a request, body bytes or a
+  // write on the connection; then, as node:http's socketOnTimeout, the
+  // request (if incomplete), the response and the server hear of it, and
+  // the socket is destroyed when none of them listens
   setTimeout(ms, cb) {
     this.timeout = ms;
     if (cb) this.once('timeout', cb);
+    if (this._timer) clearTimeout(this._timer);
+    this._timer = ms > 0 && !this.destroyed ? setTimeout(socketTimedOut, ms, this).unref() : null;
     return this;
+  }
+  _touch() {
+    if (this._timer) this._timer.refresh();
   }
   cork() {}
   uncork() {}
@@ -220,6 +234,24 @@ class PistonSocket extends SocketBase {
   write() {
     return true;
   }
+}
+
+function socketTimedOut(socket) {
+  socket._timer = null;
+  const ex = socket._ex;
+  const req = ex ? ex.req : null;
+  const res = ex && !ex.resDone ? ex.res : null;
+  if (req !== null && !req.complete && ex.slot >= 0) {
+    // node's req.complete is the parser's: a request without a body is
+    // complete from its head on, read or not
+    const info = native.info(ex.slot);
+    if (typeof info !== 'number' && info[1] === 0) req.complete = true;
+  }
+  const reqHeard = req !== null && !req.complete && req.emit('timeout', socket);
+  const resHeard = res !== null && res.emit('timeout', socket);
+  const heard = socket.emit('timeout');
+  const serverHeard = socket.server.emit('timeout', socket);
+  if (!reqHeard && !resHeard && !serverHeard && !heard) socket.destroy();
 }
 
 // A TLS server's connections: tls.TLSSocket's properties and methods too
@@ -415,6 +447,8 @@ class PistonServerResponse extends http.ServerResponse {
     // body: end(body) must not turn it into a Content-Length response. The
     // engine writes the Transfer-Encoding header itself.
     this._pistonTE = te;
+    // node closes a 204 or 304 that the app called chunked
+    if (te && (this.statusCode === 204 || this.statusCode === 304) && !hasField(flat, 'connection')) flat.push('Connection', 'close');
     this._pistonCL = cl;
     this._pistonHeaders = flat;
     // the status of the stored head: a later res.statusCode = n changes
@@ -476,6 +510,7 @@ class PistonServerResponse extends http.ServerResponse {
     }
     const rc = native.respWrite(ex.slot, chunk);
     if (rc < 0) this._pistonFail(rc);
+    if (ex.socket._timer) ex.socket._timer.refresh();
     if (cb) process.nextTick(cb);
     if (rc === 1) {
       ex.needDrain = true;
@@ -509,17 +544,20 @@ class PistonServerResponse extends http.ServerResponse {
     this.finished = true;
     if (this.destroyed || ex.slot < 0) return this;
     let rc;
-    if (!this._header) this._implicitHeader();
+    const implicit = !this._header; // node's end() then sends Content-Length: 0
+    if (implicit) this._implicitHeader();
     if (this._hasBody === false && this._pistonCL) {
       // HEAD (or 204/304): node sends the head with the app's Content-Length,
       // whatever the body given to end() (without one, the body's length is
       // announced, as before)
       chunk = undefined;
     }
-    if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers && !this._pistonTE) {
-      // the whole response in one engine call, with a Content-Length
+    const empty = chunk === undefined || chunk === null || chunk.length === 0;
+    if (!this._headerSent && (!empty || (implicit && this._hasBody !== false)) && !this._pistonTrailers && !this._pistonTE) {
+      // the whole response in one engine call, with a Content-Length (0
+      // for an end() without a body, as node's)
       this._headerSent = true;
-      rc = native.respSend(ex.slot, this._pistonStatus, this._pistonHeaders, chunk, reasonOf(this));
+      rc = native.respSend(ex.slot, this._pistonStatus, this._pistonHeaders, empty ? undefined : chunk, reasonOf(this));
     } else {
       rc = this._pistonStart();
       if (rc >= 0) rc = native.respEnd(ex.slot, chunk === null ? undefined : chunk, this._pistonTrailers);
@@ -556,6 +594,7 @@ class PistonServerResponse extends http.ServerResponse {
 
   setTimeout(ms, cb) {
     if (cb) this.on('timeout', cb);
+    this.socket.setTimeout(ms);
     return this;
   }
 
@@ -600,6 +639,7 @@ class Exchange {
       server._sockets.set(connId, socket);
     } else {
       socket._ex = this;
+      if (socket._timer) socket._timer.refresh();
       if (socket.destroyed && !socket._closeEmitted) {
         // destroy() found it idle and could not close it: it lives on
         socket.destroyed = false;
@@ -676,6 +716,7 @@ class Exchange {
     for (;;) {
       const r = native.read(this.slot);
       if (typeof r !== 'number') {
+        if (this.socket._timer) this.socket._timer.refresh();
         if (!req.push(r)) return;
         continue;
       }
@@ -755,7 +796,10 @@ class Exchange {
 
   responseEnded() {
     this.resDone = true;
-    const { req, res } = this;
+    const { req, res, socket } = this;
+    // a timeout set through req/res was theirs; the idle connection has
+    // the server's (node replaces it with the keep-alive wait)
+    if (socket._timer || this.server.timeout > 0) socket.setTimeout(this.server.timeout);
     this.server._active.delete(this);
     process.nextTick(() => {
       if (this.closed && res.destroyed) return;

@@ -343,3 +343,64 @@ test("req.socket.bytesRead / bytesWritten count the connection's bytes, as node'
   assert.deepEqual(seen.slice(2), seen.slice(0, 2));
   assert.ok(seen[1][4] > seen[0][4] && seen[0][2] > 1000, JSON.stringify(seen));
 });
+
+test("the app's own Connection, end() without a body, a chunked 204: node's bytes", async () => {
+  const handler = (req, res) => {
+    if (req.url === '/conn') res.writeHead(200, { Connection: 'keep-alive' });
+    if (req.url === '/204') res.writeHead(204, { 'Transfer-Encoding': 'chunked' });
+    res.end();
+  };
+  for (const path of ['/conn', '/empty', '/204']) {
+    const [ref, ours] = await bothWays(handler, (port) => exchange(port, GET(path), { until: (s) => /\r\n\r\n(0\r\n\r\n)?$/.test(s) && !s.endsWith('chunked\r\n\r\n') }));
+    if (path !== '/204') assert.equal(ours, ref, path);
+    else {
+      // both close; node also sends the app's Transfer-Encoding, which a
+      // 204 must not carry (RFC 9110 6.4.1): the engine drops it
+      assert.equal(ref, 'HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\nDate: D\r\nConnection: close\r\n\r\n');
+      assert.equal(ours, 'HTTP/1.1 204 No Content\r\nConnection: close\r\nDate: D\r\n\r\n');
+    }
+  }
+});
+
+describe('timeouts: server.setTimeout, req/res.setTimeout', () => {
+  // node:http's socketOnTimeout: the incomplete request, the response and
+  // the server hear of it; nobody listening: the socket is destroyed
+  test("server.setTimeout(ms, cb): 'timeout' with the socket of a request left unanswered", async () => {
+    const got = [];
+    for (const [, make] of SERVERS) {
+      const server = make(() => {});
+      await listen(server, 0, '127.0.0.1');
+      const t0 = Date.now();
+      const fired = new Promise((resolve) =>
+        server.setTimeout(100, (socket) => {
+          resolve([typeof socket.destroy, Date.now() - t0 >= 90]);
+          socket.destroy();
+        }),
+      );
+      const bytes = await exchange(server.address().port, GET('/'));
+      got.push([await fired, bytes]);
+      await new Promise((r) => server.close(r));
+    }
+    assert.deepEqual(got[1], got[0]);
+    assert.deepEqual(got[1], [['function', true], '']);
+  });
+
+  test("res.setTimeout: the response's 'timeout', and no socket destroy when it listens", async () => {
+    const events = [];
+    for (const [name, make] of SERVERS) {
+      const server = make((req, res) => {
+        res.setTimeout(80, () => {
+          events.push(`${name} res timeout`);
+          res.end('late');
+        });
+        req.setTimeout(80, () => events.push(`${name} req timeout`)); // complete: not told
+      });
+      await listen(server, 0, '127.0.0.1');
+      const bytes = await exchange(server.address().port, GET('/'), { until: (s) => s.endsWith('late') });
+      assert.match(bytes, /late$/);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+    assert.deepEqual(events, ['node:http res timeout', 'piston res timeout']);
+  });
+});

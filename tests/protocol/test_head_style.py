@@ -75,6 +75,14 @@ def test_node_style_passes_the_hosts_keep_alive(server):
         r = c.read_response()
         assert r.header_all("keep-alive") == ["timeout=5"]
         assert r.header_all("connection") == ["keep-alive"]
+        # the host's Connection says what the engine does: sent in its place
+        names = [n.lower() for n, _ in r.headers]
+        assert names.index(b"connection") < names.index(b"x-kept") < names.index(b"date")
+        c.send(request("GET", "/hop-headers", [("Connection", "close")]))
+        r = c.read_response()  # it does not: the engine's close instead
+        assert r.header_all("connection") == ["close"]
+        names = [n.lower() for n, _ in r.headers]
+        assert names.index(b"x-kept") < names.index(b"date") < names.index(b"connection")
 
 
 @pytest.mark.parametrize("style,open_at", [("0", False), ("1", True)])
