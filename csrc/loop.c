@@ -347,6 +347,13 @@ void piston_loop_stop(piston_loop *l, int deadline_ms) {
   piston__loop_wake(l);
 }
 
+const char *piston_loop_client_error(const piston_loop *l,
+                                     const char **reason) {
+  if (reason)
+    *reason = l->cerr_reason;
+  return l->cerr_name;
+}
+
 void piston_loop_close_idle(piston_loop *l) {
   atomic_store(&l->close_idle_requested, 1);
   piston__loop_wake(l);

@@ -195,6 +195,13 @@ typedef void (*piston_client_error_cb)(piston_loop *loop, int status,
 PISTON_EXPORT void piston_server_on_client_error(piston_server *srv,
                                                  piston_client_error_cb cb,
                                                  void *userdata);
+/* Inside a client-error callback: llhttp's name of the parse error the
+ * request was rejected for ("HPE_INVALID_METHOD", the codes node:http
+ * gives its errors) and, in *reason if not NULL, its reason ("Invalid
+ * method encountered"); static strings. NULL when the rejection was not
+ * llhttp's (a limit, a timeout, a bad Host value). */
+PISTON_EXPORT const char *piston_loop_client_error(const piston_loop *loop,
+                                                   const char **reason);
 /* Called on the loop thread when a connection that carried at least one
  * request to the host closes, with its piston_req_connection_id(): lets a
  * host keep per-connection state (a socket object) and drop it in time. */

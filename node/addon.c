@@ -71,10 +71,11 @@ typedef struct srv {
 enum { EV_CLIENT_ERROR = 1, EV_CONN_CLOSED = 2 };
 typedef struct srv_ev {
   int kind;
-  int status;    /* EV_CLIENT_ERROR */
-  int port;      /* EV_CLIENT_ERROR */
-  uint64_t conn; /* EV_CONN_CLOSED */
-  char addr[48]; /* EV_CLIENT_ERROR: textual peer address */
+  int status;                /* EV_CLIENT_ERROR */
+  int port;                  /* EV_CLIENT_ERROR */
+  uint64_t conn;             /* EV_CONN_CLOSED */
+  char addr[48];             /* EV_CLIENT_ERROR: textual peer address */
+  const char *code, *reason; /* EV_CLIENT_ERROR: llhttp's (static) or NULL */
 } srv_ev;
 
 typedef struct {
@@ -604,11 +605,11 @@ static srv_ev *ev_push(srv_t *s) {
 static void on_client_error(piston_loop *loop, int status,
                             const char *remote_addr, int remote_port,
                             void *ud) {
-  (void)loop;
   srv_ev *e = ev_push(ud);
   if (!e)
     return;
   e->kind = EV_CLIENT_ERROR;
+  e->code = piston_loop_client_error(loop, &e->reason);
   e->status = status;
   e->port = remote_port;
   snprintf(e->addr, sizeof e->addr, "%s", remote_addr ? remote_addr : "");
@@ -640,18 +641,24 @@ static void flush_events(srv_t *s) {
       napi_handle_scope is;
       if (napi_open_handle_scope(env, &is) != napi_ok)
         break;
-      napi_value argv[5];
+      napi_value argv[7];
       argv[0] = sid;
       argv[1] = make_int(env, evs[i].kind);
+      argv[5] = argv[6] = undef(env);
       if (evs[i].kind == EV_CLIENT_ERROR) {
-        argv[2] = make_int(env, evs[i].status);
-        argv[3] = make_latin1(env, evs[i].addr, strlen(evs[i].addr));
-        argv[4] = make_int(env, evs[i].port);
+        const srv_ev *e = &evs[i];
+        argv[2] = make_int(env, e->status);
+        argv[3] = make_latin1(env, e->addr, strlen(e->addr));
+        argv[4] = make_int(env, e->port);
+        if (e->code)
+          argv[5] = make_latin1(env, e->code, strlen(e->code));
+        if (e->reason)
+          argv[6] = make_latin1(env, e->reason, strlen(e->reason));
       } else {
         argv[2] = make_int(env, (int64_t)evs[i].conn);
         argv[3] = argv[4] = undef(env);
       }
-      js_call(a, &j, a->on_conn_event, 5, argv);
+      js_call(a, &j, a->on_conn_event, 7, argv);
       NAPI_MUST(napi_close_handle_scope(env, is));
     }
     js_leave(a, &j);

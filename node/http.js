@@ -305,10 +305,12 @@ const CLIENT_ERROR_CODES = {
   505: 'HPE_INVALID_VERSION',
 };
 
-function clientError(status) {
-  const code = CLIENT_ERROR_CODES[status] || `HPE_INVALID_${status}`;
+// parseCode/parseReason: llhttp's, when the engine rejected a parse error
+// (node's own err.code and message then)
+function clientError(status, parseCode, parseReason) {
+  const code = parseCode || CLIENT_ERROR_CODES[status] || `HPE_INVALID_${status}`;
   const what = `${status} ${http.STATUS_CODES[status] || 'Unknown'}`;
-  const err = new Error(status === 408 ? `Request timeout (the engine answered ${what})` : `Parse Error: the engine answered ${what}`);
+  const err = new Error(parseReason ? `Parse Error: ${parseReason}` : status === 408 ? `Request timeout (the engine answered ${what})` : `Parse Error: the engine answered ${what}`);
   err.code = code;
   err.status = status;
   return err;
@@ -1174,9 +1176,9 @@ class ServerMethods {
 
   // The engine answered a request itself (400, 408, 413, 414, 431, 505, ...)
   // and closes the connection; the host never saw the request.
-  _onClientError(status, addr, port) {
+  _onClientError(status, addr, port, code, reason) {
     if (this.listenerCount('clientError') === 0) return;
-    this.emit('clientError', clientError(status), new ClientErrorSocket(this, addr, port));
+    this.emit('clientError', clientError(status, code, reason), new ClientErrorSocket(this, addr, port));
   }
 
   _onConnClosed(connId) {

@@ -130,9 +130,8 @@ describe('issue 14: a FIN after complete requests', () => {
 
 describe('issue 14: Host values', () => {
   const bad = ['bad host', 'a/b', 'a@b', '[::1', 'a:b:c', 'a?b', 'a#b', 'exa\\mple'];
-  const error =
-    'HTTP/1.1 400 Bad Request\r\nDate: DATE\r\nContent-Type: text/plain; charset=utf-8\r\n' +
-    'Content-Length: 12\r\nConnection: close\r\n\r\nBad Request\n';
+  // node:http's own 400 (the engine's, in node's style)
+  const error = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
   for (const value of bad) {
     test(`Host: ${value} is a 400`, () =>
       withServer(async (port) => {

@@ -404,3 +404,33 @@ describe('timeouts: server.setTimeout, req/res.setTimeout', () => {
     assert.deepEqual(events, ['node:http res timeout', 'piston res timeout']);
   });
 });
+
+describe("the engine's rejections as node:http's", () => {
+  const cases = {
+    'two Content-Length': 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n',
+    'chunked with Content-Length': 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n',
+    'a bad method': 'G@T / HTTP/1.1\r\nHost: x\r\n\r\n',
+    'CR without LF': 'GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n',
+  };
+  for (const [name, bytes] of Object.entries(cases)) {
+    test(`${name}: node's bare 400 without a listener; its err.code and message with one`, async () => {
+      const [ref, ours] = await bothWays(
+        () => assert.fail('no request'),
+        async (port, server) => {
+          const bare = await exchange(port, bytes);
+          const seen = new Promise((resolve) =>
+            server.on('clientError', (err, socket) => {
+              resolve([err.code, err.message]);
+              socket.destroy();
+            }),
+          );
+          await exchange(port, bytes, { ms: 500 });
+          return [bare, await seen];
+        },
+      );
+      assert.deepEqual(ours, ref);
+      assert.equal(ours[0], 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      assert.match(ours[1][0], /^HPE_/);
+    });
+  }
+});

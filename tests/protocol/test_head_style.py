@@ -190,3 +190,25 @@ def test_ipv6_any_with_ipv4_mapped(v6only):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(5) == 0
+
+
+def test_node_style_rejections_are_bare(server):
+    """node:http's own 400: a status line and Connection: close (its
+    phrase for 413); the default style keeps the engine's text body."""
+    dup = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+    for style, want in (
+        ("1", b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"),
+        ("0", b"HTTP/1.1 400 Bad Request\r\nDate: DATE\r\n"
+              b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n"
+              b"Connection: close\r\n\r\nBad Request\n"),
+    ):
+        s = server(util.TESTSERVER, ["--head-style", style, "--max-body-size", "10"])
+        with Conn(s.addr) as c:
+            c.send(dup)
+            got = c.read_to_eof()
+            assert (util.mask_date(got) if style == "0" else got) == want
+        if style == "1":
+            with Conn(s.addr) as c:
+                c.send(request("POST", "/echo", [("Content-Length", "11")]))
+                assert c.read_to_eof() == (
+                    b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n")
