@@ -88,6 +88,7 @@ int piston__conn_read(piston__conn *c) {
       if ((uint32_t)n < room && !c->rdhup)
         c->readable = false;
       c->rlen += (uint32_t)n;
+      c->bytes_read += (uint64_t)n;
       return (int)n;
     }
     if (n == 0) {

@@ -93,6 +93,7 @@ struct piston__conn {
   const piston__proto *proto;
   char *rbuf;          /* from the loop's pool while bytes are in it */
   uint32_t rlen, rpos; /* bytes in rbuf; bytes the handler has consumed */
+  uint64_t bytes_read; /* from the transport (after TLS), since accept */
   piston__outq out;
   void *tls;                /* SSL, for the TLS transport */
   piston__tlsinfo *tlsinfo; /* once its handshake completed */

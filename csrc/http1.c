@@ -86,6 +86,20 @@ int piston__h1_simple(piston__outq *q, int status, const char *extra, bool keep,
   return 0;
 }
 
+/* node:http's own rejections (PISTON_OPT_HEAD_STYLE 1 and 2): a status
+ * line and Connection: close, nothing else; node's phrase for 413. */
+static int h1_bare(piston__outq *q, int status) {
+  const char *reason =
+      status == 413 ? "Payload Too Large" : piston__reason(status);
+  char *p = piston__outq_reserve(q, 96);
+  if (!p)
+    return PISTON_ENOMEM;
+  int n = snprintf(p, 96, "HTTP/1.1 %03d %s\r\nConnection: close\r\n\r\n",
+                   status, reason ? reason : "Error");
+  piston__outq_commit(q, (size_t)n);
+  return 0;
+}
+
 /* ---- the request leaving the connection ---- */
 
 /* The current request leaves the connection. If the host still holds it,
@@ -199,8 +213,12 @@ static void report_client_error(piston__h1 *h, int status) {
   char addr[46];
   int port;
   piston__conn_peer_text(&h->conn, addr, sizeof addr, &port);
-  srv->on_client_error(h->conn.io.loop, status, addr, port,
-                       srv->on_client_error_ud);
+  piston_loop *l = h->conn.io.loop;
+  l->cerr_name = h->err_name;
+  l->cerr_reason = h->err_reason;
+  srv->on_client_error(l, status, addr, port, srv->on_client_error_ud);
+  l->cerr_name = l->cerr_reason = NULL;
+  h->err_name = h->err_reason = NULL;
 }
 
 /* The host held r past the handler timeout without starting a response.
@@ -240,7 +258,10 @@ static void engine_answer(piston__h1 *h, int status, bool host_late) {
       log_handler_timeout(h, r);
     else
       report_client_error(h, status);
-    if (piston__h1_simple(&c->out, status, NULL, false, r && r->is_head) != 0) {
+    bool bare = !host_late && srv_of(h)->opt[PISTON_OPT_HEAD_STYLE] != 0;
+    if ((bare ? h1_bare(&c->out, status)
+              : piston__h1_simple(&c->out, status, NULL, false,
+                                  r && r->is_head)) != 0) {
       piston__conn_close(c);
       return;
     }
@@ -292,10 +313,13 @@ static void request_done(piston__h1 *h) {
   piston_req *r = h->req;
   assert(h->state == H1_ACTIVE && r && r->loop_ended);
   /* After the client's FIN, requests it sent before it are still answered
-   * (a FIN ends only its sending direction); the connection closes once
-   * none is left. */
+   * (a FIN ends only its sending direction), and so are, once the loop
+   * stops, the pipelined requests already read (as node:http answers
+   * them); the connection closes once none is left. */
+  bool nothing_left = c->rpos == c->rlen;
   bool reuse = r->keepalive && !r->close_after && !h->broken &&
-               !(c->peer_eof && c->rpos == c->rlen) && !c->io.loop->stopping;
+               !(c->peer_eof && nothing_left) &&
+               !(c->io.loop->stopping && nothing_left);
   h->served++;
   drop_req(h);
   if (!reuse) {
@@ -326,6 +350,9 @@ static void parse(piston__h1 *h) {
         llhttp_execute(&h->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
       c->rpos = (uint32_t)(llhttp_get_error_pos(&h->parser) - c->rbuf);
+      if (h->paused == H1_AT_END && h->req) /* before dispatch: see stop */
+        atomic_store_explicit(&h->req->more_buffered, c->rpos < c->rlen,
+                              memory_order_relaxed);
       if (err == HPE_PAUSED_UPGRADE) {
         /* llhttp stops after a request that asked for an upgrade. One the
          * host took has left HTTP/1.1 before this point (ws.c); one it
@@ -339,6 +366,10 @@ static void parse(piston__h1 *h) {
     } else {
       int status = h->reject_status ? h->reject_status
                                     : parse_error_status(&h->parser, err);
+      if (!h->reject_status) {
+        h->err_name = llhttp_errno_name(err);
+        h->err_reason = llhttp_get_error_reason(&h->parser);
+      }
       h->reject_status = 0;
       reject(h, status);
       return;

@@ -31,6 +31,9 @@ typedef struct {
   void *h2;          /* the HTTP/2 handler's, likewise (h2.c) */
   bool fin_sent;     /* raw: the host's direction is shut (our FIN is out) */
   int reject_status; /* set by parse callbacks to reject with this status */
+  /* llhttp's name and reason of the parse error being rejected (static
+   * strings), for the client-error callback; NULL for the engine's own */
+  const char *err_name, *err_reason;
   uint32_t served;
   uint32_t keep; /* rbuf bytes the current head occupies */
 } piston__h1;

@@ -18,14 +18,14 @@
 /* SO_REUSEPORT lets any process of the same user join a port, so a second
  * server started by mistake would silently share it. Before its first loop
  * binds, a server checks with a plain bind that the port is free. */
-static int probe_free(const struct addrinfo *ai) {
+static int probe_free(const struct addrinfo *ai, int v6only) {
   int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return piston__sys_err(errno);
   int one = 1, rc = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (ai->ai_family == AF_INET6)
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
     rc = piston__sys_err(errno);
   close(fd);
@@ -41,12 +41,13 @@ static int bind_tcp(piston_server *srv, piston__listen_spec *spec) {
   snprintf(port, sizeof port, "%d", spec->port);
   bool probe =
       !spec->bound && spec->port != 0 && !srv->opt[PISTON_OPT_SHARE_PORT];
+  int v6only = srv->opt[PISTON_OPT_IPV6_ONLY] != 0;
   pthread_mutex_unlock(&srv->lock);
   struct addrinfo *ai = NULL;
   if (getaddrinfo(spec->host, port, &hints, &ai) != 0 || !ai)
     return PISTON_ERESOLVE;
   if (probe) {
-    int rc = probe_free(ai);
+    int rc = probe_free(ai, v6only);
     if (rc < 0) {
       freeaddrinfo(ai);
       return rc;
@@ -61,8 +62,9 @@ static int bind_tcp(piston_server *srv, piston__listen_spec *spec) {
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   /* one socket per loop: the kernel spreads connections across loops */
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  /* set either way: the system's default (bindv6only) must not decide */
   if (ai->ai_family == AF_INET6)
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   int rc = 0;
   if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
       listen(fd, (int)srv->opt[PISTON_OPT_BACKLOG]) != 0)

@@ -60,7 +60,12 @@ static uint64_t timer_duration(const piston_server *s, int kind) {
   switch (kind) {
   case TIMER_HEAD: return (uint64_t)s->opt[PISTON_OPT_HEAD_TIMEOUT_MS];
   case TIMER_BODY: return (uint64_t)s->opt[PISTON_OPT_BODY_TIMEOUT_MS];
-  case TIMER_IDLE: return (uint64_t)s->opt[PISTON_OPT_IDLE_TIMEOUT_MS];
+  case TIMER_IDLE:
+    /* A client told "timeout=N" may send its next request at N: closing
+     * later than announced lets that request win the race instead of
+     * meeting a reset (node:http waits the same second) */
+    return (uint64_t)s->opt[PISTON_OPT_IDLE_TIMEOUT_MS] +
+           (s->opt[PISTON_OPT_HEAD_STYLE] == 1 ? 1000 : 0);
   case TIMER_WRITE: return (uint64_t)s->opt[PISTON_OPT_WRITE_TIMEOUT_MS];
   case TIMER_HANDLER: return (uint64_t)s->opt[PISTON_OPT_HANDLER_TIMEOUT_MS];
   case TIMER_WS_PING: return (uint64_t)s->opt[PISTON_OPT_WS_PING_MS];
@@ -340,6 +345,13 @@ void piston_loop_stop(piston_loop *l, int deadline_ms) {
   atomic_store(&l->stop_deadline_ms, deadline_ms < 0 ? 0 : deadline_ms);
   atomic_store(&l->stop_requested, 1);
   piston__loop_wake(l);
+}
+
+const char *piston_loop_client_error(const piston_loop *l,
+                                     const char **reason) {
+  if (reason)
+    *reason = l->cerr_reason;
+  return l->cerr_name;
 }
 
 void piston_loop_close_idle(piston_loop *l) {

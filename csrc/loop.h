@@ -85,6 +85,8 @@ typedef struct {
 
 struct piston_loop {
   piston_server *srv;
+  /* during a client-error callback: piston_loop_client_error()'s */
+  const char *cerr_name, *cerr_reason;
   int epfd;
   uint8_t inbox_tag, timer_tag; /* epoll data points here */
   int evfd, tfd;

@@ -128,6 +128,7 @@ void piston__outq_commit(piston__outq *q, size_t used) {
   }
   q->len += used;
   q->pending += used;
+  q->added += used;
 }
 
 int piston__outq_append(piston__outq *q, const void *data, size_t len) {
@@ -152,6 +153,7 @@ int piston__outq_append_file(piston__outq *q, int fd, uint64_t off,
     return rc;
   }
   q->pending += len;
+  q->added += len;
   return 0;
 }
 

@@ -20,6 +20,7 @@ typedef struct {
   piston__seg *segs;
   size_t first, nsegs, segcap; /* live segments are segs[first, nsegs) */
   uint64_t pending;            /* bytes not yet written, files included */
+  uint64_t added;              /* bytes ever queued (node's bytesWritten) */
 } piston__outq;
 
 void piston__outq_init(piston__outq *q);

@@ -276,9 +276,11 @@ static int on_headers_complete(llhttp_t *p) {
     return reject(h, 413);
   piston_str expect = piston_req_header(r, "expect", 6);
   if (expect.ptr) {
-    if (expect.len != 12 || strncasecmp(expect.ptr, "100-continue", 12) != 0)
+    bool cont =
+        expect.len == 12 && strncasecmp(expect.ptr, "100-continue", 12) == 0;
+    if (!cont && !srv->opt[PISTON_OPT_EXPECT_TO_HOST])
       return reject(h, 417);
-    r->expect_continue = r->minor >= 1 && r->content_length != 0;
+    r->expect_continue = cont && r->minor >= 1 && r->content_length != 0;
   }
   r->keepalive = llhttp_should_keep_alive(p) != 0;
   r->is_head = p->method == HTTP_HEAD;

@@ -145,7 +145,18 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
                "for a client's fault (a failed TLS handshake...)")             \
   X(HTTP2, "1: HTTP/2 on TLS by ALPN (h2 offered first; the default); 2: "     \
            "also in clear text for clients that open with its preface "        \
-           "(h2c with prior knowledge); 0: HTTP/1.1 only")
+           "(h2c with prior knowledge); 0: HTTP/1.1 only")                     \
+  X(HEAD_STYLE, "0: response heads as gunicorn's (Date first; Connection "     \
+                "only for close and HTTP/1.0 keep-alive); 1: as node:http's "  \
+                "(the host's fields, then Date, Connection, Keep-Alive: "      \
+                "timeout=N from the idle timeout, then framing; idle "         \
+                "connections wait 1 s past the N announced); 2: as 1 "         \
+                "without Keep-Alive")                                          \
+  X(IPV6_ONLY, "1: a listener on an IPv6 address takes IPv6 only; 0: IPv4 "    \
+               "clients too, as IPv4-mapped addresses (node's default)")       \
+  X(EXPECT_TO_HOST, "1: a request whose Expect is not 100-continue goes to "   \
+                    "the host, which answers it (node's checkExpectation); "   \
+                    "0: the engine answers 417")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -184,6 +195,13 @@ typedef void (*piston_client_error_cb)(piston_loop *loop, int status,
 PISTON_EXPORT void piston_server_on_client_error(piston_server *srv,
                                                  piston_client_error_cb cb,
                                                  void *userdata);
+/* Inside a client-error callback: llhttp's name of the parse error the
+ * request was rejected for ("HPE_INVALID_METHOD", the codes node:http
+ * gives its errors) and, in *reason if not NULL, its reason ("Invalid
+ * method encountered"); static strings. NULL when the rejection was not
+ * llhttp's (a limit, a timeout, a bad Host value). */
+PISTON_EXPORT const char *piston_loop_client_error(const piston_loop *loop,
+                                                   const char **reason);
 /* Called on the loop thread when a connection that carried at least one
  * request to the host closes, with its piston_req_connection_id(): lets a
  * host keep per-connection state (a socket object) and drop it in time. */
@@ -387,6 +405,13 @@ PISTON_EXPORT int64_t piston_req_content_length(const piston_req *req);
 /* The connection the request came on: unique within the process, the same
  * for every request of one keep-alive connection. */
 PISTON_EXPORT uint64_t piston_req_connection_id(const piston_req *req);
+/* On the loop's thread: the bytes the request's connection has read since
+ * accept, and the bytes queued on it for the client (sent or not yet), as
+ * node's socket.bytesRead / bytesWritten count them. PISTON_ECLOSED once
+ * the connection is gone. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_req_connection_bytes(const piston_req *req, uint64_t *read,
+                            uint64_t *written);
 
 /* Body: copies up to len buffered bytes. Returns the count, 0 at the end of
  * the body, PISTON_EAGAIN when nothing is buffered yet, PISTON_ECLOSED if the
@@ -423,7 +448,9 @@ PISTON_EXPORT void piston_req_on_event(piston_req *req, piston_req_event_cb cb,
  * start, then write/sendfile any number of times, then end. A header named
  * Content-Length fixes the body length; otherwise HTTP/1.1 responses are
  * chunked (HTTP/1.0 ones end with the connection). Date and Connection are
- * added by the engine. Writes are always accepted (data is copied); they
+ * added by the engine (where: PISTON_OPT_HEAD_STYLE); a Date of the host's
+ * is sent instead, and an empty one means none at all (node's sendDate =
+ * false). Writes are always accepted (data is copied); they
  * return 1 when the queue is over its high-water mark (wait for
  * PISTON_EV_DRAIN), 0 otherwise, or a negative error. */
 PISTON_EXPORT PISTON_MUST_CHECK int piston_resp_start(piston_req *req,
@@ -468,6 +495,10 @@ piston_resp_send_reason(piston_req *req, int status, const char *reason,
 /* Ends the exchange abnormally: a 500 if nothing was sent yet, otherwise the
  * connection is closed. */
 PISTON_EXPORT void piston_resp_abort(piston_req *req);
+/* Ends the exchange with no response: what was written goes out, then the
+ * connection closes (HTTP/2: the stream is reset), as node:http does on a
+ * res.destroy() or socket.destroy() before its response. */
+PISTON_EXPORT void piston_resp_reset(piston_req *req);
 PISTON_EXPORT int piston_resp_started(const piston_req *req);
 
 /* ---- WebSocket (RFC 6455) --------------------------------------------------

@@ -87,6 +87,9 @@ struct piston_req {
   atomic_bool reading_paused;
   bool headers_done, url_done;
   bool hdr_open;
+  /* the loop has bytes of the next pipelined request behind this one's end
+   * (written by the loop, read by writers on any thread) */
+  atomic_bool more_buffered;
 
   /* response */
   uint8_t resp;         /* as the host sees it (guarded by lock) */

@@ -76,6 +76,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->body_done = r->body_too_big = r->expect_continue = false;
   r->discard_body = r->headers_done = false;
   r->reading_paused = false;
+  atomic_store_explicit(&r->more_buffered, false, memory_order_relaxed);
   r->url_done = r->hdr_open = false;
   r->resp = RESP_NONE;
   r->loop_ended = false;
@@ -279,6 +280,21 @@ piston_str piston_req_header(const piston_req *r, const char *name,
 
 uint64_t piston_req_connection_id(const piston_req *r) {
   return r->conn_id;
+}
+
+int piston_req_connection_bytes(const piston_req *r, uint64_t *read,
+                                uint64_t *written) {
+  /* the thread that polls the loop (between polls too): nothing else
+   * writes the counters */
+  piston_req *m = (piston_req *)r; /* the lock only */
+  pthread_mutex_lock(&m->lock);
+  const piston__conn *c = r->conn;
+  if (c) {
+    *read = c->bytes_read;
+    *written = c->out.added + r->postq.pending; /* posts not yet moved */
+  }
+  pthread_mutex_unlock(&m->lock);
+  return c ? 0 : PISTON_ECLOSED;
 }
 
 int64_t piston_req_content_length(const piston_req *r) {

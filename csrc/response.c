@@ -238,7 +238,8 @@ static int start_h2(piston_req *r, int status, const piston_header *h,
                               "date", 4, d + 6, PISTON_DATE_LINE_LEN - 8);
   }
   for (size_t i = 0; rc == 0 && i < nh; i++) {
-    if (name_is(h[i].name, "content-length", 14))
+    if (name_is(h[i].name, "content-length", 14) ||
+        (name_is(h[i].name, "date", 4) && h[i].value.len == 0))
       continue;
     rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
                               h[i].name.ptr, h[i].name.len, h[i].value.ptr,
@@ -261,6 +262,19 @@ static int start_h2(piston_req *r, int status, const piston_header *h,
   return 0;
 }
 
+/* Content-Length or Transfer-Encoding, unless the host's Content-Length
+ * was written in its place. */
+static char *put_framing(char *p, const piston_req *r, int status, int64_t cl,
+                         bool cl_written) {
+  if (cl_written)
+    return p;
+  if (r->resp_left >= 0 && (status != 304 || cl >= 0))
+    p += sprintf(p, "Content-Length: %" PRId64 "\r\n", r->resp_left);
+  else if (r->chunked)
+    p += sprintf(p, "Transfer-Encoding: chunked\r\n");
+  return p;
+}
+
 /* forced_len >= 0: the body's length (resp_send), unless the host gave a
  * Content-Length. */
 /* reason: NULL for the standard phrase. */
@@ -279,7 +293,8 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
   if (status < 200 || status > 999)
     return PISTON_EINVAL;
   int64_t cl = forced_len;
-  bool host_date = false, host_close = false;
+  bool host_date = false, host_close = false, host_ka = false;
+  bool host_conn = false;
   size_t need = 0;
   for (size_t i = 0; i < nh; i++) {
     if (!piston__valid_header(&h[i]))
@@ -295,8 +310,11 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
       cl = v;
     } else if (name_is(h[i].name, "connection", 10)) {
       host_close = has_token(h[i].value, "close");
+      host_conn = true;
     } else if (name_is(h[i].name, "date", 4)) {
-      host_date = true;
+      host_date = true; /* an empty one: no Date at all (piston.h) */
+    } else if (name_is(h[i].name, "keep-alive", 10)) {
+      host_ka = true;
     }
   }
   bool bodyless_status = status == 204 || status == 304;
@@ -313,19 +331,24 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
   }
   if (host_close)
     r->close_after = true;
-  bool keep = r->keepalive && !r->close_after && !r->loop->stopping;
+  /* a stopping loop still answers the pipelined requests it has read:
+   * only the last one says close */
+  bool keep = r->keepalive && !r->close_after &&
+              (!r->loop->stopping ||
+               atomic_load_explicit(&r->more_buffered, memory_order_relaxed));
   if (!keep)
     r->close_after = true;
 
   if (r->h2)
     return start_h2(r, status, h, nh, cl, host_date);
 
+  int style = (int)r->loop->srv->opt[PISTON_OPT_HEAD_STYLE];
   size_t sl_len;
   const char *sl = piston__status_line(status, &sl_len);
   if (reason)
     sl_len = 15 + reason->len; /* "HTTP/1.1 NNN " reason CRLF */
   char *p =
-      piston__outq_reserve(w->q, sl_len + PISTON_DATE_LINE_LEN + need + 96);
+      piston__outq_reserve(w->q, sl_len + PISTON_DATE_LINE_LEN + need + 160);
   if (!p)
     return PISTON_ENOMEM;
   char *s = p;
@@ -339,10 +362,13 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
     memcpy(p, sl, sl_len);
     p += sl_len;
   }
-  if (!host_date) {
+  if (!host_date && style == 0) {
     memcpy(p, piston__date_line(), PISTON_DATE_LINE_LEN);
     p += PISTON_DATE_LINE_LEN;
   }
+  /* node's style sends the host's Connection as given when it says what
+   * the engine does anyway (keep-alive, or close), and then no Keep-Alive */
+  bool pass_conn = style != 0 && host_conn && keep != host_close;
   bool cl_written = false;
   for (size_t i = 0; i < nh; i++) {
     /* the host's Content-Length keeps its place (once); the rest of framing
@@ -355,21 +381,30 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
     }
     if (name_is(h[i].name, "content-length", 14) ||
         name_is(h[i].name, "transfer-encoding", 17) ||
-        name_is(h[i].name, "connection", 10) ||
-        name_is(h[i].name, "keep-alive", 10))
+        (name_is(h[i].name, "connection", 10) && !pass_conn) ||
+        (name_is(h[i].name, "keep-alive", 10) && style == 0) ||
+        (name_is(h[i].name, "date", 4) && h[i].value.len == 0))
       continue;
     p = piston__field_put(p, &h[i]);
   }
-  if (cl_written)
-    ;
-  else if (r->resp_left >= 0 && (status != 304 || cl >= 0))
-    p += sprintf(p, "Content-Length: %" PRId64 "\r\n", r->resp_left);
-  else if (r->chunked)
-    p += sprintf(p, "Transfer-Encoding: chunked\r\n");
-  if (!keep)
+  if (!host_date && style != 0) {
+    memcpy(p, piston__date_line(), PISTON_DATE_LINE_LEN);
+    p += PISTON_DATE_LINE_LEN;
+  }
+  if (style == 0)
+    p = put_framing(p, r, status, cl, cl_written);
+  if (pass_conn) {
+    ; /* the host's, in its place */
+  } else if (!keep) {
     p += sprintf(p, "Connection: close\r\n");
-  else if (r->minor == 0)
+  } else if (r->minor == 0 || style != 0) {
     p += sprintf(p, "Connection: keep-alive\r\n");
+    if (style == 1 && !host_ka)
+      p += sprintf(p, "Keep-Alive: timeout=%" PRId64 "\r\n",
+                   r->loop->srv->opt[PISTON_OPT_IDLE_TIMEOUT_MS] / 1000);
+  }
+  if (style != 0)
+    p = put_framing(p, r, status, cl, cl_written);
   *p++ = '\r';
   *p++ = '\n';
   piston__outq_commit(w->q, (size_t)(p - s));
@@ -633,6 +668,25 @@ void piston_resp_abort(piston_req *r) {
   }
   piston__wend(&w, ends_now ? POST_END : 0,
                rc); /* after an end: nothing to do */
+}
+
+void piston_resp_reset(piston_req *r) {
+  piston__wctx w;
+  if (piston__wbegin(r, &w) < 0)
+    return;
+  if (r->resp == RESP_ENDED && r->upgrade == UPGRADE_NONE) {
+    piston__wend(&w, 0, 0); /* answered already: nothing to undo */
+    return;
+  }
+  bool ends_now = r->resp == RESP_NONE && r->upgrade == UPGRADE_NONE;
+  if (ends_now) {
+    r->keepalive = false;
+    r->close_after = true;
+    r->resp = RESP_ENDED; /* the exchange is over; no status was sent */
+  }
+  /* POST_ABORT: the connection closes once its queue is out (HTTP/1) or
+   * the stream is reset (HTTP/2), as after piston_resp_abort mid-body */
+  piston__wend(&w, POST_ABORT | (ends_now ? POST_END : 0), 0);
 }
 
 int piston_resp_started(const piston_req *r) {

@@ -34,6 +34,8 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
     [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1024,
     [PISTON_OPT_DEBUG_LOG] = 0,
     [PISTON_OPT_HTTP2] = 1, /* h2 by ALPN; h2c only when asked for */
+    [PISTON_OPT_HEAD_STYLE] = 0,
+    [PISTON_OPT_IPV6_ONLY] = 1, /* '::' is IPv6's; IPv4 has 0.0.0.0 */
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
@@ -98,7 +100,10 @@ void piston_server_free(piston_server *s) {
 
 int piston_server_set(piston_server *s, piston_option opt, int64_t value) {
   if ((unsigned)opt >= PISTON_OPT__COUNT || value < minimums[opt] ||
-      (opt == PISTON_OPT_HTTP2 && value > 2))
+      (opt == PISTON_OPT_HTTP2 && value > 2) ||
+      (opt == PISTON_OPT_HEAD_STYLE && value > 2) ||
+      (opt == PISTON_OPT_IPV6_ONLY && value > 1) ||
+      (opt == PISTON_OPT_EXPECT_TO_HOST && value > 1))
     return PISTON_EINVAL;
   if (atomic_load(&s->nloops) > 0)
     return PISTON_ESTATE;

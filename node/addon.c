@@ -71,10 +71,11 @@ typedef struct srv {
 enum { EV_CLIENT_ERROR = 1, EV_CONN_CLOSED = 2 };
 typedef struct srv_ev {
   int kind;
-  int status;    /* EV_CLIENT_ERROR */
-  int port;      /* EV_CLIENT_ERROR */
-  uint64_t conn; /* EV_CONN_CLOSED */
-  char addr[48]; /* EV_CLIENT_ERROR: textual peer address */
+  int status;                /* EV_CLIENT_ERROR */
+  int port;                  /* EV_CLIENT_ERROR */
+  uint64_t conn;             /* EV_CONN_CLOSED */
+  char addr[48];             /* EV_CLIENT_ERROR: textual peer address */
+  const char *code, *reason; /* EV_CLIENT_ERROR: llhttp's (static) or NULL */
 } srv_ev;
 
 typedef struct {
@@ -604,11 +605,11 @@ static srv_ev *ev_push(srv_t *s) {
 static void on_client_error(piston_loop *loop, int status,
                             const char *remote_addr, int remote_port,
                             void *ud) {
-  (void)loop;
   srv_ev *e = ev_push(ud);
   if (!e)
     return;
   e->kind = EV_CLIENT_ERROR;
+  e->code = piston_loop_client_error(loop, &e->reason);
   e->status = status;
   e->port = remote_port;
   snprintf(e->addr, sizeof e->addr, "%s", remote_addr ? remote_addr : "");
@@ -640,18 +641,24 @@ static void flush_events(srv_t *s) {
       napi_handle_scope is;
       if (napi_open_handle_scope(env, &is) != napi_ok)
         break;
-      napi_value argv[5];
+      napi_value argv[7];
       argv[0] = sid;
       argv[1] = make_int(env, evs[i].kind);
+      argv[5] = argv[6] = undef(env);
       if (evs[i].kind == EV_CLIENT_ERROR) {
-        argv[2] = make_int(env, evs[i].status);
-        argv[3] = make_latin1(env, evs[i].addr, strlen(evs[i].addr));
-        argv[4] = make_int(env, evs[i].port);
+        const srv_ev *e = &evs[i];
+        argv[2] = make_int(env, e->status);
+        argv[3] = make_latin1(env, e->addr, strlen(e->addr));
+        argv[4] = make_int(env, e->port);
+        if (e->code)
+          argv[5] = make_latin1(env, e->code, strlen(e->code));
+        if (e->reason)
+          argv[6] = make_latin1(env, e->reason, strlen(e->reason));
       } else {
         argv[2] = make_int(env, (int64_t)evs[i].conn);
         argv[3] = argv[4] = undef(env);
       }
-      js_call(a, &j, a->on_conn_event, 5, argv);
+      js_call(a, &j, a->on_conn_event, 7, argv);
       NAPI_MUST(napi_close_handle_scope(env, is));
     }
     js_leave(a, &j);
@@ -1413,11 +1420,43 @@ static napi_value js_resp_sendfile(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
-/* abort(slot) */
+/* abort(slot[, reset]): the engine's 500 (or a close mid-body); with reset,
+ * the close without a response (node's res.destroy()) */
 static napi_value js_resp_abort(napi_env env, napi_callback_info info) {
-  REQ_ARG(1);
-  piston_resp_abort(req);
+  REQ_ARG(2);
+  bool reset = false;
+  napi_get_value_bool(env, argv[1], &reset);
+  if (reset)
+    piston_resp_reset(req);
+  else
+    piston_resp_abort(req);
   return undef(env);
+}
+
+/* connBytes(slot, written?) -> the connection's bytes read (or queued for
+ * the client), or PISTON_ECLOSED */
+static napi_value js_conn_bytes(napi_env env, napi_callback_info info) {
+  REQ_ARG(2);
+  uint64_t rd, wr;
+  int rc = piston_req_connection_bytes(req, &rd, &wr);
+  if (rc < 0)
+    return make_int(env, rc);
+  bool written = false;
+  napi_get_value_bool(env, argv[1], &written);
+  napi_value v;
+  NAPI_OK(napi_create_double(env, (double)(written ? wr : rd), &v));
+  return v;
+}
+
+/* inform(slot, status, headers[]) -> rc: a 1xx before the response */
+static napi_value js_resp_inform(napi_env env, napi_callback_info info) {
+  REQ_ARG(3);
+  hdrs_t h;
+  if (get_headers(env, argv[2], &h) < 0)
+    return make_int(env, PISTON_ENOMEM);
+  int rc = piston_resp_inform(req, (int)get_i64(env, argv[1], 100), h.h, h.n);
+  free(h.mem);
+  return make_int(env, rc);
 }
 
 static napi_value js_release(napi_env env, napi_callback_info info) {
@@ -1803,6 +1842,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"respSend", js_resp_send},
       {"respSendfile", js_resp_sendfile},
       {"respAbort", js_resp_abort},
+      {"connBytes", js_conn_bytes},
+      {"respInform", js_resp_inform},
       {"release", js_release},
       {"wsInit", js_ws_init},
       {"wsHandshake", js_ws_handshake},

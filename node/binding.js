@@ -51,13 +51,13 @@ native.init(
       s._onClosed();
     }
   },
-  function onConnEvent(sid, kind, a, addr, port) {
+  function onConnEvent(sid, kind, a, addr, port, code, reason) {
     const s = servers.get(sid);
     if (s === undefined) return;
     if (kind === CONN_CLOSED) {
       if (s._onConnClosed) s._onConnClosed(a);
     } else if (s._onClientError) {
-      s._onClientError(a, addr, port);
+      s._onClientError(a, addr, port, code, reason);
     }
   },
 );

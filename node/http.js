@@ -103,8 +103,28 @@ class PistonSocket extends SocketBase {
     this.readable = true;
     this.writable = true;
     this.writableLength = 0;
-    this.bytesWritten = 0;
+    this._bytes = null; // [read, written], once asked for: see _bytesNow
     this.timeout = 0;
+    this._timer = null; // setTimeout()'s
+    if (server.timeout > 0) this.setTimeout(server.timeout);
+  }
+  // The connection's counts, as net.Socket's: bytes read, and bytes written
+  // (queued for the client included). Asked through the request in flight;
+  // between requests (or once closed), the counts of the last one's end.
+  _bytesNow(i) {
+    const ex = this._ex;
+    if (this._bytes === null) this._bytes = [0, 0];
+    if (ex !== null && ex.slot >= 0) {
+      const n = native.connBytes(ex.slot, i === 1);
+      if (n >= 0) this._bytes[i] = n;
+    }
+    return this._bytes[i];
+  }
+  get bytesRead() {
+    return this._bytesNow(0);
+  }
+  get bytesWritten() {
+    return this._bytesNow(1);
   }
   _i() {
     return this._info;
@@ -168,6 +188,8 @@ class PistonSocket extends SocketBase {
   // The connection is gone (the engine closed it, or its request died).
   _closed() {
     this._ex = null;
+    if (this._timer) clearTimeout(this._timer);
+    this._timer = null;
     this.destroyed = true;
     this.readable = false;
     this.writable = false;
@@ -191,10 +213,20 @@ class PistonSocket extends SocketBase {
     this.destroy();
     return this;
   }
+  // net.Socket's idle timeout, kept in JS (the engine's own timeouts are
+  // its limits): 'timeout' after ms without a request, body bytes or a
+  // write on the connection; then, as node:http's socketOnTimeout, the
+  // request (if incomplete), the response and the server hear of it, and
+  // the socket is destroyed when none of them listens
   setTimeout(ms, cb) {
     this.timeout = ms;
     if (cb) this.once('timeout', cb);
+    if (this._timer) clearTimeout(this._timer);
+    this._timer = ms > 0 && !this.destroyed ? setTimeout(socketTimedOut, ms, this).unref() : null;
     return this;
+  }
+  _touch() {
+    if (this._timer) this._timer.refresh();
   }
   cork() {}
   uncork() {}
@@ -207,6 +239,24 @@ class PistonSocket extends SocketBase {
   write() {
     return true;
   }
+}
+
+function socketTimedOut(socket) {
+  socket._timer = null;
+  const ex = socket._ex;
+  const req = ex ? ex.req : null;
+  const res = ex && !ex.resDone ? ex.res : null;
+  if (req !== null && !req.complete && ex.slot >= 0) {
+    // node's req.complete is the parser's: a request without a body is
+    // complete from its head on, read or not
+    const info = native.info(ex.slot);
+    if (typeof info !== 'number' && info[1] === 0) req.complete = true;
+  }
+  const reqHeard = req !== null && !req.complete && req.emit('timeout', socket);
+  const resHeard = res !== null && res.emit('timeout', socket);
+  const heard = socket.emit('timeout');
+  const serverHeard = socket.server.emit('timeout', socket);
+  if (!reqHeard && !resHeard && !serverHeard && !heard) socket.destroy();
 }
 
 // A TLS server's connections: tls.TLSSocket's properties and methods too
@@ -273,10 +323,12 @@ const CLIENT_ERROR_CODES = {
   505: 'HPE_INVALID_VERSION',
 };
 
-function clientError(status) {
-  const code = CLIENT_ERROR_CODES[status] || `HPE_INVALID_${status}`;
+// parseCode/parseReason: llhttp's, when the engine rejected a parse error
+// (node's own err.code and message then)
+function clientError(status, parseCode, parseReason) {
+  const code = parseCode || CLIENT_ERROR_CODES[status] || `HPE_INVALID_${status}`;
   const what = `${status} ${http.STATUS_CODES[status] || 'Unknown'}`;
-  const err = new Error(status === 408 ? `Request timeout (the engine answered ${what})` : `Parse Error: the engine answered ${what}`);
+  const err = new Error(parseReason ? `Parse Error: ${parseReason}` : status === 408 ? `Request timeout (the engine answered ${what})` : `Parse Error: the engine answered ${what}`);
   err.code = code;
   err.status = status;
   return err;
@@ -290,6 +342,49 @@ function reasonOf(res) {
   const std = http.STATUS_CODES[res._pistonStatus ?? res.statusCode];
   if (m === std || (std === undefined && m === 'unknown')) return undefined;
   return String(m);
+}
+
+function hasField(flat, lower) {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i].length === lower.length && flat[i].toLowerCase() === lower) return true;
+  return false;
+}
+
+// A 1xx before the response (writeContinue, writeProcessing,
+// writeEarlyHints): fields as [name, value, ...]; cb after, as node's.
+function inform(res, status, fields, cb) {
+  const ex = res._ex;
+  if (ex.slot >= 0 && !res._headerSent) {
+    const rc = native.respInform(ex.slot, status, fields);
+    if (rc < 0 && rc !== native.ECLOSED) {
+      const err = new Error(`piston: ${status} rejected by the engine (${native.errName(rc)})`);
+      err.code = native.errName(rc);
+      throw err;
+    }
+  }
+  if (cb) process.nextTick(cb);
+}
+
+// node's writeEarlyHints writes its head with _writeRaw: run it on a
+// stand-in that keeps the head, so its validation and errors are node's,
+// and send the fields it made through the engine
+const nodeEarlyHints = http.ServerResponse.prototype.writeEarlyHints;
+function earlyHintFields(hints) {
+  let head = null;
+  nodeEarlyHints.call(
+    {
+      _writeRaw(h) {
+        head = h;
+      },
+    },
+    hints,
+  );
+  if (head === null) return null;
+  const fields = [];
+  for (const line of head.split('\r\n').slice(1)) {
+    const i = line.indexOf(': ');
+    if (i > 0) fields.push(line.slice(0, i), line.slice(i + 2));
+  }
+  return fields;
 }
 
 // ---- request -----------------------------------------------------------------
@@ -359,6 +454,9 @@ class PistonServerResponse extends http.ServerResponse {
         else if (n === 7 && flat[i].toLowerCase() === 'trailer') trailer = true;
       }
     }
+    // sendDate = false (or removeHeader('Date')): an empty Date is the
+    // engine's "no Date at all"
+    if (!this.sendDate && !hasField(flat, 'date')) flat.push('Date', '');
     // node's rule: a Trailer header needs a chunked body
     if (trailer && (cl || this._hasBody === false || this.req?.httpVersionMinor === 0)) {
       const err = new Error('Trailers are invalid with this transfer encoding');
@@ -369,6 +467,8 @@ class PistonServerResponse extends http.ServerResponse {
     // body: end(body) must not turn it into a Content-Length response. The
     // engine writes the Transfer-Encoding header itself.
     this._pistonTE = te;
+    // node closes a 204 or 304 that the app called chunked
+    if (te && (this.statusCode === 204 || this.statusCode === 304) && !hasField(flat, 'connection')) flat.push('Connection', 'close');
     this._pistonCL = cl;
     this._pistonHeaders = flat;
     // the status of the stored head: a later res.statusCode = n changes
@@ -430,6 +530,7 @@ class PistonServerResponse extends http.ServerResponse {
     }
     const rc = native.respWrite(ex.slot, chunk);
     if (rc < 0) this._pistonFail(rc);
+    if (ex.socket._timer) ex.socket._timer.refresh();
     if (cb) process.nextTick(cb);
     if (rc === 1) {
       ex.needDrain = true;
@@ -463,17 +564,20 @@ class PistonServerResponse extends http.ServerResponse {
     this.finished = true;
     if (this.destroyed || ex.slot < 0) return this;
     let rc;
-    if (!this._header) this._implicitHeader();
+    const implicit = !this._header; // node's end() then sends Content-Length: 0
+    if (implicit) this._implicitHeader();
     if (this._hasBody === false && this._pistonCL) {
       // HEAD (or 204/304): node sends the head with the app's Content-Length,
       // whatever the body given to end() (without one, the body's length is
       // announced, as before)
       chunk = undefined;
     }
-    if (!this._headerSent && chunk !== undefined && chunk !== null && chunk.length !== 0 && !this._pistonTrailers && !this._pistonTE) {
-      // the whole response in one engine call, with a Content-Length
+    const empty = chunk === undefined || chunk === null || chunk.length === 0;
+    if (!this._headerSent && (!empty || (implicit && this._hasBody !== false)) && !this._pistonTrailers && !this._pistonTE) {
+      // the whole response in one engine call, with a Content-Length (0
+      // for an end() without a body, as node's)
       this._headerSent = true;
-      rc = native.respSend(ex.slot, this._pistonStatus, this._pistonHeaders, chunk, reasonOf(this));
+      rc = native.respSend(ex.slot, this._pistonStatus, this._pistonHeaders, empty ? undefined : chunk, reasonOf(this));
     } else {
       rc = this._pistonStart();
       if (rc >= 0) rc = native.respEnd(ex.slot, chunk === null ? undefined : chunk, this._pistonTrailers);
@@ -487,13 +591,20 @@ class PistonServerResponse extends http.ServerResponse {
     this._pistonStart();
   }
 
+  // (without a call, the engine sends 100 Continue when the body is first
+  // read)
   writeContinue(cb) {
-    // the engine sends 100 Continue when the body is first read
-    if (cb) process.nextTick(cb);
+    inform(this, 100, [], cb);
+    this._sent100 = true;
   }
 
   writeProcessing(cb) {
-    if (cb) process.nextTick(cb);
+    inform(this, 102, [], cb);
+  }
+
+  writeEarlyHints(hints, cb) {
+    const fields = earlyHintFields(hints);
+    if (fields !== null) inform(this, 103, fields, cb);
   }
 
   // Sent by the engine after a chunked body (ignored with Content-Length).
@@ -503,6 +614,7 @@ class PistonServerResponse extends http.ServerResponse {
 
   setTimeout(ms, cb) {
     if (cb) this.on('timeout', cb);
+    this.socket.setTimeout(ms);
     return this;
   }
 
@@ -520,6 +632,13 @@ class PistonServerResponse extends http.ServerResponse {
 
 const P_REQ = PistonIncomingMessage.prototype;
 const P_RES = PistonServerResponse.prototype;
+
+// The Expect field's value, if any (HTTP/1.1 only, as node looks at it)
+function expectOf(raw) {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 6 && raw[i].toLowerCase() === 'expect') return raw[i + 1];
+  return undefined;
+}
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 // ---- one exchange: a request handle and its req/res pair ------------------------
 
@@ -541,6 +660,7 @@ class Exchange {
       if (socket._h2) socket._ex = null; // its streams have their own
     } else if (!socket._h2) {
       socket._ex = this;
+      if (socket._timer) socket._timer.refresh();
       if (socket.destroyed && !socket._closeEmitted) {
         // destroy() found it idle and could not close it: it lives on
         socket.destroyed = false;
@@ -558,6 +678,7 @@ class Exchange {
     req.url = url;
     const raw = native.headers(slot);
     req._addHeaderLines(raw, raw.length); // rawHeaders; headers parse lazily
+    this.expect = minor === 1 ? expectOf(raw) : undefined;
     if (socket._h2) {
       req.httpVersionMajor = 2; // as node:http2's compatibility API
       req.httpVersionMinor = 0;
@@ -583,6 +704,7 @@ class Exchange {
     res.flushHeaders = P_RES.flushHeaders;
     res.writeContinue = P_RES.writeContinue;
     res.writeProcessing = P_RES.writeProcessing;
+    res.writeEarlyHints = P_RES.writeEarlyHints;
     res.addTrailers = P_RES.addTrailers;
     res.setTimeout = P_RES.setTimeout;
     res.destroy = P_RES.destroy;
@@ -617,6 +739,7 @@ class Exchange {
     for (;;) {
       const r = native.read(this.slot);
       if (typeof r !== 'number') {
+        if (this.socket._timer) this.socket._timer.refresh();
         if (!req.push(r)) return;
         continue;
       }
@@ -679,9 +802,10 @@ class Exchange {
 
   destroy(err) {
     if (this.closed) return;
-    // an abort closes the connection (after a 500 if nothing was sent)
+    // the connection closes with what was written, as node's destroyed
+    // socket: no status of the engine's (its 500 is for a handler's throw)
     const aborting = this.slot >= 0 && !this.resDone;
-    if (aborting) native.respAbort(this.slot);
+    if (aborting) native.respAbort(this.slot, true);
     this.onClosed(err || connReset('aborted'), aborting);
   }
 
@@ -695,7 +819,10 @@ class Exchange {
 
   responseEnded() {
     this.resDone = true;
-    const { req, res } = this;
+    const { req, res, socket } = this;
+    // a timeout set through req/res was theirs; the idle connection has
+    // the server's (node replaces it with the keep-alive wait)
+    if (socket._timer || this.server.timeout > 0) socket.setTimeout(this.server.timeout);
     this.server._active.delete(this);
     process.nextTick(() => {
       if (this.closed && res.destroyed) return;
@@ -732,6 +859,11 @@ class Exchange {
   release() {
     if (this.slot < 0) return;
     const s = this.slot;
+    // counts asked for before: keep them as they are at the request's end
+    if (this.socket._bytes !== null) {
+      this.socket._bytesNow(0);
+      this.socket._bytesNow(1);
+    }
     this.slot = -1;
     if (this.socket._ex === this) this.socket._ex = null;
     B.releaseSlot(s);
@@ -741,6 +873,8 @@ class Exchange {
 // ---- the server ----------------------------------------------------------------
 
 const DEFAULT_CLOSE_MS = 30000;
+// what binding '::' fails with where the machine has no IPv6
+const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'ERESOLVE', 'EPROTONOSUPPORT']);
 
 // "Received ..." of node's argument errors (its determineSpecificType).
 function received(v) {
@@ -879,6 +1013,11 @@ class ServerMethods {
       bodyTimeoutMs: ms(this.requestTimeout),
       maxHeadSize: this.maxHeaderSize ?? o.maxHeaderSize,
       maxHeaders: this.maxHeadersCount || undefined,
+      // node:http's heads: Connection: keep-alive and Keep-Alive: timeout=N
+      // (none without a keepAliveTimeout), Date after the app's fields, and
+      // the second of grace past N; every Expect is the host's to answer
+      headStyle: this.keepAliveTimeout > 0 ? 1 : 2,
+      expectToHost: 1,
     };
     for (const k of Object.keys(B.OPTION_NAMES)) if (o[k] !== undefined) out[k] = o[k];
     out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
@@ -892,6 +1031,7 @@ class ServerMethods {
     let host;
     let path;
     let backlog;
+    let ipv6Only = false;
     const a0 = args[0];
     if (a0 !== null && typeof a0 === 'object') {
       const p = a0.port;
@@ -904,6 +1044,7 @@ class ServerMethods {
       host = a0.host;
       path = a0.path;
       backlog = a0.backlog;
+      ipv6Only = a0.ipv6Only === true;
     } else if (typeof a0 === 'string' && !(Number(a0) >= 0)) {
       path = a0; // node's rule: a string that is not a number >= 0 is a path
       backlog = args[1];
@@ -928,14 +1069,26 @@ class ServerMethods {
     this._id = B.registerServer(this);
     const opts = this._engineOptions();
     if (backlog) opts.backlog = backlog;
-    // The engine binds '::' IPv6-only, so the default is IPv4's any address.
-    const listenSpec = path !== undefined ? { path } : { host: host ?? '0.0.0.0', port };
+    // As node's: '::' with IPv4 mapped (unless ipv6Only), or 0.0.0.0 on a
+    // machine without IPv6
+    opts.ipv6Only = ipv6Only ? 1 : 0;
+    const listenSpec = path !== undefined ? { path } : { host: host ?? '::', port };
     let boundPort = 0;
-    try {
+    const bind = () => {
       this._h = B.makeNative(this._id, opts, listenSpec, this._routes);
       if (this._tls) TLS.apply(this._h, this._tls);
       native.watch(this._h, true, true); // 'clientError', per-connection sockets
       boundPort = TLS.start(this._h);
+    };
+    try {
+      try {
+        bind();
+      } catch (e) {
+        if (host !== undefined || path !== undefined || !NO_IPV6.has(e.code)) throw e;
+        if (this._h) native.stop(this._h, 0);
+        listenSpec.host = '0.0.0.0';
+        bind();
+      }
     } catch (e) {
       if (this._h) native.stop(this._h, 0);
       this._h = null;
@@ -995,7 +1148,8 @@ class ServerMethods {
     try {
       // a connection is known from its first request: 'connection' then
       if (ex.newSocket) this.emit('connection', ex.connSocket);
-      this.emit('request', ex.req, ex.res);
+      if (ex.expect === undefined || ex.connSocket._h2) this.emit('request', ex.req, ex.res);
+      else this._onExpect(ex);
     } catch (e) {
       if (!ex.res.headersSent || !ex.res._headerSent) {
         if (ex.slot >= 0 && !ex.resDone) {
@@ -1007,6 +1161,23 @@ class ServerMethods {
         ex.destroy(e);
       }
       this._report(e, ex.socket);
+    }
+  }
+
+  // node's handling of Expect (the engine hands every Expect over)
+  _onExpect(ex) {
+    const { req, res } = ex;
+    if (CONTINUE.test(ex.expect)) {
+      res._expect_continue = true;
+      if (this.listenerCount('checkContinue') > 0) this.emit('checkContinue', req, res);
+      else {
+        res.writeContinue();
+        this.emit('request', req, res);
+      }
+    } else if (this.listenerCount('checkExpectation') > 0) this.emit('checkExpectation', req, res);
+    else {
+      res.writeHead(417);
+      res.end();
     }
   }
 
@@ -1026,9 +1197,9 @@ class ServerMethods {
 
   // The engine answered a request itself (400, 408, 413, 414, 431, 505, ...)
   // and closes the connection; the host never saw the request.
-  _onClientError(status, addr, port) {
+  _onClientError(status, addr, port, code, reason) {
     if (this.listenerCount('clientError') === 0) return;
-    this.emit('clientError', clientError(status), new ClientErrorSocket(this, addr, port));
+    this.emit('clientError', clientError(status, code, reason), new ClientErrorSocket(this, addr, port));
   }
 
   _onConnClosed(connId) {

@@ -196,7 +196,8 @@ export interface TlsUpgradedSocket extends UpgradedSocket, TlsInfo {
  * The error of a 'clientError': a request the engine answered itself (and
  * whose connection it closes); the handler never saw it.
  *
- * code by status: 400 'HPE_INVALID_400', 408 'ERR_HTTP_REQUEST_TIMEOUT',
+ * code: llhttp's for a parse error (as node's: 'HPE_INVALID_METHOD', ...),
+ * else by status: 400 'HPE_INVALID_400', 408 'ERR_HTTP_REQUEST_TIMEOUT',
  * 413 'HPE_INVALID_413', 414 and 431 'HPE_HEADER_OVERFLOW', 417
  * 'HPE_INVALID_417', 505 'HPE_INVALID_VERSION', any other status
  * 'HPE_INVALID_<status>'.

@@ -1123,6 +1123,12 @@ static void on_request(piston_req *req, void *ud) {
     h_overflow(req);
   } else if (str_eq(p, "/throw")) {
     piston_resp_abort(req);
+  } else if (str_eq(p, "/reset")) {
+    piston_resp_reset(req); /* no response at all: the connection closes */
+  } else if (str_eq(p, "/no-date") && get) {
+    static const piston_header h[] = {{{"Date", 4}, {"", 0}},
+                                      {{"X-App", 5}, {"1", 1}}};
+    check(piston_resp_send(req, 200, h, 2, "no date\n", 8), "no-date");
   } else if (str_eq(p, "/abort-mid") && get) {
     h_abort_mid(req);
   } else if (str_eq(p, "/sendfile") && get) {
@@ -1171,7 +1177,8 @@ static void usage(FILE *f) {
           "       [--write-timeout S] [--handler-timeout S] "
           "[--shutdown-timeout S]\n"
           "       [--body-high-water B] [--write-high-water B] [--backlog N]\n"
-          "       [--max-connections N] [--access-log]\n");
+          "       [--max-connections N] [--access-log] [--head-style 0|1|2]\n"
+          "       [--ipv6-only 0|1] [--expect-to-host 0|1]\n");
 }
 
 static void die_usage(const char *fmt, const char *arg) {
@@ -1289,6 +1296,9 @@ int main(int argc, char **argv) {
       {"--backlog", PISTON_OPT_BACKLOG, 0},
       {"--max-connections", PISTON_OPT_MAX_CONNECTIONS, 0},
       {"--http2", PISTON_OPT_HTTP2, 0},
+      {"--head-style", PISTON_OPT_HEAD_STYLE, 0},
+      {"--ipv6-only", PISTON_OPT_IPV6_ONLY, 0},
+      {"--expect-to-host", PISTON_OPT_EXPECT_TO_HOST, 0},
   };
   piston_server *srv = g_srv = piston_server_new();
   if (!srv) {
