@@ -106,7 +106,7 @@ class PistonSocket extends SocketBase {
     this._bytes = null; // [read, written], once asked for: see _bytesNow
     this.timeout = 0;
     this._timer = null; // setTimeout()'s
-    if (server.timeout > 0) this.setTimeout(server.timeout);
+    if (this.server.timeout > 0) this.setTimeout(this.server.timeout);
   }
   // The connection's counts, as net.Socket's: bytes read, and bytes written
   // (queued for the client included). Asked through the request in flight;
