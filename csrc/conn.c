@@ -8,6 +8,7 @@
  * resuming costs no epoll_ctl. */
 #define _GNU_SOURCE
 #include "conn.h"
+#include "proxyproto.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -60,6 +61,14 @@ uint32_t piston__conn_rbuf_size(const piston__conn *c) {
   return (uint32_t)c->io.loop->rbufs.size;
 }
 
+bool piston__conn_rbuf_take(piston__conn *c) {
+  if (!c->rbuf && !(c->rbuf = piston__bufpool_get(&c->io.loop->rbufs))) {
+    piston__conn_close(c);
+    return false;
+  }
+  return true;
+}
+
 void piston__conn_rbuf_release(piston__conn *c) {
   if (c->rbuf && c->rlen == 0) {
     piston__bufpool_put(&c->io.loop->rbufs, c->rbuf);
@@ -70,10 +79,14 @@ void piston__conn_rbuf_release(piston__conn *c) {
 
 int piston__conn_read(piston__conn *c) {
   assert(c->state == CONN_OPEN);
-  if (!c->rbuf && !(c->rbuf = piston__bufpool_get(&c->io.loop->rbufs))) {
-    piston__conn_close(c);
-    return -2;
+  if (c->proxy_wait) {
+    assert(c->rlen == 0);
+    int rc = piston__proxy_read(c);
+    if (rc < 0)
+      return rc;
   }
+  if (!piston__conn_rbuf_take(c))
+    return -2;
   uint32_t room = piston__conn_rbuf_size(c) - c->rlen;
   assert(room > 0);
   for (;;) {
@@ -95,15 +108,21 @@ int piston__conn_read(piston__conn *c) {
       c->peer_eof = true;
       return 0;
     }
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN) {
-      c->readable = false;
-      return -1;
-    }
-    piston__conn_close(c);
-    return -2;
+    int rc = piston__conn_read_failed(c);
+    if (rc != 0)
+      return rc;
   }
+}
+
+int piston__conn_read_failed(piston__conn *c) {
+  if (errno == EINTR)
+    return 0;
+  if (errno == EAGAIN) {
+    c->readable = false;
+    return -1;
+  }
+  piston__conn_close(c);
+  return -2;
 }
 
 void piston__conn_close(piston__conn *c) {

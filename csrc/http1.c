@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "h2.h"
 #include "http1.h"
+#include "trust.h"
 #include "util.h"
 #include "ws.h"
 
@@ -52,6 +53,11 @@ void piston__h1_accept(piston_loop *loop, int fd,
     free(h);
     return;
   }
+  /* a trusted proxy's connection opens with its PROXY header; anyone
+   * else's is a direct client's, whose bytes are HTTP from the first */
+  if (loop->srv->opt[PISTON_OPT_PROXY_PROTOCOL] &&
+      piston__trust_peer(loop->srv->trust, (const struct sockaddr *)peer))
+    h->conn.proxy_wait = true;
   if (tls && piston__tls_attach(&h->conn, loop->srv->tls) < 0) {
     piston__conn_close(&h->conn); /* freed at the end of the pass */
     return;

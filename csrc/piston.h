@@ -145,7 +145,14 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
                "for a client's fault (a failed TLS handshake...)")             \
   X(HTTP2, "1: HTTP/2 on TLS by ALPN (h2 offered first; the default); 2: "     \
            "also in clear text for clients that open with its preface "        \
-           "(h2c with prior knowledge); 0: HTTP/1.1 only")
+           "(h2c with prior knowledge); 0: HTTP/1.1 only")                     \
+  X(PROXY_HEADERS, "1: believe X-Forwarded-For/-Proto/-Host/-Port and "        \
+                   "Forwarded from trusted proxies (the default; see "         \
+                   "piston_server_trust_proxies, which trusts none until "     \
+                   "called); 0: never")                                        \
+  X(PROXY_PROTOCOL, "1: connections from trusted proxies open with a PROXY "   \
+                    "protocol v1 or v2 header (HAProxy's), which gives the "   \
+                    "client's address; others are taken as direct clients")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -192,6 +199,17 @@ typedef void (*piston_conn_closed_cb)(piston_loop *loop, uint64_t conn_id,
 PISTON_EXPORT void piston_server_on_connection_closed(piston_server *srv,
                                                       piston_conn_closed_cb cb,
                                                       void *userdata);
+
+/* Trusted proxies (uvicorn's and gunicorn's --forwarded-allow-ips): IPv4
+ * and IPv6 addresses and CIDR blocks ("10.0.0.0/8"), "unix:" for peers on
+ * a Unix socket, "*" for every peer, separated by commas or spaces; NULL
+ * or "" trusts none (the default). From a trusted peer the engine believes
+ * the forwarding fields (PISTON_OPT_PROXY_HEADERS) and the PROXY protocol
+ * header (PISTON_OPT_PROXY_PROTOCOL); a request's fields are never changed
+ * or removed, only what the accessors below report. PISTON_EINVAL for an
+ * entry that is none of these. Before the first loop. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_trust_proxies(piston_server *srv, const char *list);
 
 /* Adds a listening address. host may be a name, an IPv4 or an IPv6 literal
  * (without brackets); port 0 picks a free port (then all loops share the
@@ -372,10 +390,24 @@ PISTON_EXPORT piston_header piston_req_header_at(const piston_req *req,
 PISTON_EXPORT piston_str piston_req_header(const piston_req *req,
                                            const char *name, size_t name_len);
 /* Textual peer address ("127.0.0.1", "::1", "" for Unix sockets) and port;
- * the string lives as long as the handle. */
+ * the string lives as long as the handle. The client a trusted proxy named
+ * (X-Forwarded-For, Forwarded for=, a PROXY protocol header) when there is
+ * one: its port is 0 unless the proxy gave it. */
 PISTON_EXPORT const char *piston_req_remote_addr(const piston_req *req,
                                                  int *port);
 PISTON_EXPORT int piston_req_local_port(const piston_req *req);
+/* 1 if the client's scheme is https: a trusted proxy said so
+ * (X-Forwarded-Proto: https, X-Forwarded-Ssl: on, X-Forwarded-Protocol:
+ * ssl, Forwarded proto=https), or, when it said nothing, the connection is
+ * TLS; 0 otherwise. */
+PISTON_EXPORT int piston_req_secure(const piston_req *req);
+/* The host a trusted proxy was asked for (X-Forwarded-Host, Forwarded
+ * host=), without its port, and in *port the port (X-Forwarded-Port, else
+ * the host's own, else 443 or 80 by piston_req_secure); ptr NULL and 0 if
+ * no proxy said. For SERVER_NAME/SERVER_PORT and ASGI's server; the Host
+ * field itself is left as it came. */
+PISTON_EXPORT piston_str piston_req_forwarded_host(const piston_req *req,
+                                                   int *port);
 /* -1 when unknown (chunked), else the Content-Length (0 for none). */
 PISTON_EXPORT int64_t piston_req_content_length(const piston_req *req);
 /* The connection the request came on: unique within the process, the same

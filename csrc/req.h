@@ -134,6 +134,11 @@ struct piston_req {
   bool peer_done;
   uint64_t conn_id;
   piston__tlsinfo *tls; /* the connection's, a reference; NULL: plain */
+  /* what a trusted proxy said (forwarded.c), for this request only */
+  bool fwd_peer;      /* peer replaced by the forwarded client */
+  uint8_t fwd_scheme; /* 0: none said, 1: http, 2: https */
+  uint32_t fwd_host_off, fwd_host_len; /* into base; len 0: none */
+  int fwd_port, fwd_xport; /* the host's own :port; X-Forwarded-Port */
 
   /* HTTP/2 (h2.c): the exchange is a stream. Its response head and
    * trailers wait here as fields (piston__h2_field_add's format) until the
@@ -195,6 +200,9 @@ void piston__req_split_target(piston_req *r);
  * 8.2.2) are dropped here, for every host. */
 int piston__h2_field_add(char **buf, size_t *len, size_t *cap, const char *name,
                          size_t nlen, const char *value, size_t vlen);
+/* forwarded.c: believes a trusted proxy's X-Forwarded-* or Forwarded
+ * fields (once, when the head is complete) */
+void piston__forwarded_apply(piston_req *req, const piston_server *srv);
 /* Loop thread: a WebSocket message for the host (takes msg). */
 void piston__req_ws_deliver(piston_req *req, piston__wsmsg *msg);
 

@@ -46,13 +46,17 @@ static void ws_msgs_free(piston_req *r) {
 void piston__req_reset(piston_req *r, piston__conn *c) {
   /* a spare handle comes back to the connection it served: its peer and
    * the peer's text (formatted on the first ask) are still right */
-  if (r->conn_id != c->id) {
+  if (r->conn_id != c->id || r->fwd_peer) {
     size_t plen = c->peer_len < sizeof r->peer ? c->peer_len : sizeof r->peer;
     memset(&r->peer, 0, sizeof r->peer);
     memcpy(&r->peer, &c->peer, plen);
     r->peer_done = false;
     r->conn_id = c->id;
+    r->fwd_peer = false;
   }
+  r->fwd_scheme = 0;
+  r->fwd_host_len = 0;
+  r->fwd_port = r->fwd_xport = 0;
   /* what the connection's TLS handshake negotiated, kept with the handle
    * as the peer is (its handshake is over: bytes of a request came) */
   if (r->tls != c->tlsinfo) {

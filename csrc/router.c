@@ -198,6 +198,8 @@ bool piston__route(piston__h1 *h, piston_req *r) {
 
 bool piston__route_exchange(piston__conn *c, piston_req *r) {
   const piston_server *srv = c->io.loop->srv;
+  /* first: the native routes' log lines and the host see the client */
+  piston__forwarded_apply(r, srv);
   piston_str path = piston_req_path(r), method = piston_req_method(r);
   bool get = method_is(method, "GET") || r->is_head;
   bool keep = keep_alive(c, r);

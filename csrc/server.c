@@ -6,6 +6,7 @@
 #include "http1.h"
 #include "server.h"
 #include "tlsctx.h"
+#include "trust.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -33,7 +34,8 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
         16 * 1024 * 1024, /* as uvicorn's ws-max-size */
     [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1024,
     [PISTON_OPT_DEBUG_LOG] = 0,
-    [PISTON_OPT_HTTP2] = 1, /* h2 by ALPN; h2c only when asked for */
+    [PISTON_OPT_HTTP2] = 1,         /* h2 by ALPN; h2c only when asked for */
+    [PISTON_OPT_PROXY_HEADERS] = 1, /* inert until proxies are trusted */
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
@@ -91,6 +93,7 @@ void piston_server_free(piston_server *s) {
   free(s->dirs);
   piston__pubsub_free(s);
   piston__tlsconf_free(s->tls);
+  free(s->trust);
   pthread_mutex_destroy(&s->pubsub_lock);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -105,6 +108,19 @@ int piston_server_set(piston_server *s, piston_option opt, int64_t value) {
   s->opt[opt] = value;
   if (opt == PISTON_OPT_DEBUG_LOG) /* the log is the process's */
     atomic_store(&piston__debug_on, value != 0);
+  return 0;
+}
+
+int piston_server_trust_proxies(piston_server *s, const char *list) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  piston__trust *t;
+  char bad[64];
+  int rc = piston__trust_parse(list, &t, bad, sizeof bad);
+  if (rc < 0)
+    return rc;
+  free(s->trust);
+  s->trust = t;
   return 0;
 }
 

@@ -47,7 +47,17 @@ const char piston_cli_common_help[] =
     "  --h2c                  HTTP/2 in clear text too, for clients that open "
     "with its\n"
     "                         preface (HTTP/2 over TLS is on by ALPN)\n"
-    "  --no-http2             HTTP/1.1 only, also over TLS\n";
+    "  --no-http2             HTTP/1.1 only, also over TLS\n"
+    "  --forwarded-allow-ips LIST  proxies trusted for X-Forwarded-*, "
+    "Forwarded and\n"
+    "                         PROXY headers: IPs, CIDRs, unix:, * (default "
+    "$FORWARDED_ALLOW_IPS\n"
+    "                         or 127.0.0.1)\n"
+    "  --no-proxy-headers     ignore X-Forwarded-* and Forwarded (believed "
+    "by default\n"
+    "                         from trusted proxies; --proxy-headers says so)\n"
+    "  --proxy-protocol       trusted proxies' connections open with a PROXY "
+    "v1/v2 header\n";
 
 /* The TLS options that map one to one on piston_server_tls_set. */
 static const struct {
@@ -124,6 +134,19 @@ int piston_cli_common(piston_cli *cli, piston_server *srv, int argc,
     return piston_server_set(srv, PISTON_OPT_HTTP2, name[2] == 'h' ? 2 : 0) == 0
                ? 1
                : -1;
+  if ((strcmp(name, "--proxy-headers") == 0 ||
+       strcmp(name, "--no-proxy-headers") == 0) &&
+      !val)
+    return piston_server_set(srv, PISTON_OPT_PROXY_HEADERS, name[2] == 'p') == 0
+               ? 1
+               : -1;
+  if (strcmp(name, "--proxy-protocol") == 0 && !val)
+    return piston_server_set(srv, PISTON_OPT_PROXY_PROTOCOL, 1) == 0 ? 1 : -1;
+  if (strcmp(name, "--forwarded-allow-ips") == 0) {
+    TAKE_VALUE();
+    cli->forwarded_allow_ips = val;
+    return 1;
+  }
   if (strcmp(name, "--debug-log") == 0 && !val) {
     return piston_server_set(srv, PISTON_OPT_DEBUG_LOG, 1) == 0 ? 1 : -1;
   }
@@ -251,6 +274,19 @@ bad:
 }
 
 int piston_cli_listen(piston_cli *cli, piston_server *srv) {
+  /* uvicorn's and gunicorn's default: the proxy on this machine */
+  const char *trusted = cli->forwarded_allow_ips;
+  if (!trusted)
+    trusted = getenv("FORWARDED_ALLOW_IPS");
+  if (!trusted)
+    trusted = "127.0.0.1";
+  if (piston_server_trust_proxies(srv, trusted) != 0) {
+    fprintf(stderr,
+            "%s: bad --forwarded-allow-ips '%s': use IP addresses, CIDR "
+            "blocks (10.0.0.0/8), unix: or *, separated by commas\n",
+            cli->prog, trusted);
+    return -1;
+  }
   if (cli->nbinds == 0)
     cli->binds[cli->nbinds++] = "127.0.0.1:8080";
   for (int i = 0; i < cli->nbinds; i++)

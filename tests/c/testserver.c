@@ -535,6 +535,18 @@ static void h_info(piston_req *req) {
   free(b.ptr);
 }
 
+/* The client as the engine reports it (a trusted proxy's word applied). */
+static void h_client(piston_req *req) {
+  buf_t b = {0};
+  int port = -1, fport = 0;
+  const char *addr = piston_req_remote_addr(req, &port);
+  piston_str fh = piston_req_forwarded_host(req, &fport);
+  buf_fmt(&b, "remote=%s:%d secure=%d host=%.*s:%d\n", addr, port,
+          piston_req_secure(req), (int)fh.len, fh.ptr ? fh.ptr : "", fport);
+  check(piston_resp_send(req, 200, H_TEXT, 1, b.ptr, b.len), "client");
+  free(b.ptr);
+}
+
 /* What the TLS handshake negotiated, one NAME=value line per field (DER
  * fields as their length), and a reload on demand. */
 static void h_tls_info(piston_req *req) {
@@ -1104,6 +1116,8 @@ static void on_request(piston_req *req, void *ud) {
     h_headers(req);
   } else if (str_eq(p, "/header")) {
     h_header(req);
+  } else if (str_eq(p, "/client")) {
+    h_client(req);
   } else if (str_eq(p, "/info")) {
     h_info(req);
   } else if (str_eq(p, "/hop-headers")) {
@@ -1254,6 +1268,8 @@ static int g_ncerts;
 
 int main(int argc, char **argv) {
   const char *bind = NULL;
+  /* as the engine's programs (csrc/bin/cli.c): uvicorn's default */
+  const char *trusted = getenv("FORWARDED_ALLOW_IPS");
   long long threads = 1;
   static const struct {
     const char *name;
@@ -1298,6 +1314,14 @@ int main(int argc, char **argv) {
     }
     if (strcmp(a, "--debug-log") == 0) {
       set_opt(srv, PISTON_OPT_DEBUG_LOG, 1, a);
+      continue;
+    }
+    if (strcmp(a, "--no-proxy-headers") == 0) {
+      set_opt(srv, PISTON_OPT_PROXY_HEADERS, 0, a);
+      continue;
+    }
+    if (strcmp(a, "--proxy-protocol") == 0) {
+      set_opt(srv, PISTON_OPT_PROXY_PROTOCOL, 1, a);
       continue;
     }
     char *eq = strchr(a, '=');
@@ -1354,6 +1378,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
         return 1;
       }
+    } else if (strcmp(name, "--forwarded-allow-ips") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      trusted = val;
     } else if (strcmp(name, "--shutdown-timeout") == 0) {
       known = 1;
       if (!val)
@@ -1375,6 +1404,8 @@ int main(int argc, char **argv) {
   }
   if (!bind)
     die_usage("%s is required", "--bind");
+  if (piston_server_trust_proxies(srv, trusted ? trusted : "127.0.0.1") != 0)
+    die_usage("bad --forwarded-allow-ips '%s'", trusted);
   char host[256];
   const char *colon = strrchr(bind, ':');
   if (!colon || (size_t)(colon - bind) >= sizeof host)
