@@ -969,6 +969,17 @@ static napi_value js_route_dir(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* trustProxies(srv, list): piston_server_trust_proxies */
+static napi_value js_trust_proxies(napi_env env, napi_callback_info info) {
+  SRV_ARG(2);
+  char *list = dup_str(env, argv[1]);
+  int rc = list ? piston_server_trust_proxies(s->server, list) : PISTON_EINVAL;
+  free(list);
+  if (rc < 0)
+    throw_piston(env, rc, "trustedProxies");
+  return undef(env);
+}
+
 /* listenTcp(srv, host, port) / listenUnix(srv, path) */
 static napi_value js_listen_tcp(napi_env env, napi_callback_info info) {
   SRV_ARG(3);
@@ -1267,13 +1278,13 @@ static napi_value js_header(napi_env env, napi_callback_info info) {
 }
 
 /* info(slot) -> [httpMinor, contentLength, remoteAddr, remotePort,
- *                localPort, path, query] */
+ *                localPort, path, query, secure] */
 static napi_value js_info(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
   int port = 0;
   const char *addr = piston_req_remote_addr(req, &port);
   napi_value arr,
-      v[7] = {
+      v[8] = {
           make_int(env, piston_req_http_minor(req)),
           make_int(env, piston_req_content_length(req)),
           make_latin1(env, addr ? addr : "", addr ? strlen(addr) : 0),
@@ -1281,9 +1292,10 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
           make_int(env, piston_req_local_port(req)),
           make_str(env, piston_req_path(req)),
           make_str(env, piston_req_query(req)),
+          make_int(env, piston_req_secure(req)),
       };
-  NAPI_OK(napi_create_array_with_length(env, 7, &arr));
-  for (uint32_t i = 0; i < 7; i++)
+  NAPI_OK(napi_create_array_with_length(env, 8, &arr));
+  for (uint32_t i = 0; i < 8; i++)
     NAPI_OK(napi_set_element(env, arr, i, v[i]));
   return arr;
 }
@@ -1778,6 +1790,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"serverSet", js_server_set},
       {"routeFixed", js_route_fixed},
       {"routeDir", js_route_dir},
+      {"trustProxies", js_trust_proxies},
       {"listenTcp", js_listen_tcp},
       {"listenUnix", js_listen_unix},
       {"tlsCertPem", js_tls_cert_pem},

@@ -139,6 +139,11 @@ class Request {
   get remotePort() {
     return this._ex.info()[3] || undefined;
   }
+  // https: the connection is TLS, or a trusted proxy said so
+  // (trustedProxies, X-Forwarded-Proto/Forwarded)
+  get secure() {
+    return this._ex.info()[7] === 1;
+  }
   get httpVersion() {
     const s = this._ex.slot;
     if (s >= 0 && native.httpVersion(s) === 20) return '2.0';

@@ -96,10 +96,20 @@ class PistonSocket extends SocketBase {
     this.pending = false;
     this.readable = true;
     this.writable = true;
-    this.encrypted = false;
+    // a trusted proxy's X-Forwarded-Proto: https makes the connection count
+    // as encrypted, as Express's req.secure reads it without 'trust proxy'
+    this.encrypted = this._info[7] === 1;
     this.writableLength = 0;
     this.bytesWritten = 0;
     this.timeout = 0;
+  }
+  // Behind a trusted proxy each request names its own client (a proxy's
+  // pooled connection carries many): the peer is read again per request.
+  _forwardedRefresh(slot) {
+    const info = native.info(slot);
+    if (typeof info === 'number') return;
+    this._info = info;
+    if (!this.server._tls) this.encrypted = info[7] === 1;
   }
   _i() {
     return this._info;
@@ -522,6 +532,7 @@ class Exchange {
       server._sockets.set(connId, socket);
     } else {
       socket._ex = this;
+      if (server._options.trustedProxies) socket._forwardedRefresh(slot);
       if (socket.destroyed && !socket._closeEmitted) {
         // destroy() found it idle and could not close it: it lives on
         socket.destroyed = false;
@@ -860,6 +871,7 @@ class ServerMethods {
       maxHeaders: this.maxHeadersCount || undefined,
     };
     for (const k of Object.keys(B.OPTION_NAMES)) if (o[k] !== undefined) out[k] = o[k];
+    out.trustedProxies = o.trustedProxies;
     out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
     return out;
   }

@@ -467,6 +467,11 @@ static PyObject *AsgiServer_route_fixed(AsgiServerObject *self,
   return piston_py_route_fixed(self->srv, args, PISTON_PY_HDRS_BYTES);
 }
 
+static PyObject *AsgiServer_trust_proxies(AsgiServerObject *self,
+                                          PyObject *args) {
+  return piston_py_trust_proxies(self->srv, args);
+}
+
 static PyObject *AsgiServer_route_dir(AsgiServerObject *self, PyObject *args) {
   return piston_py_route_dir(self->srv, args);
 }
@@ -563,6 +568,8 @@ static PyMethodDef AsgiServer_methods[] = {
      "tls_reload(): read the certificate files again"},
     {"route_fixed", (PyCFunction)AsgiServer_route_fixed, METH_VARARGS, NULL},
     {"route_dir", (PyCFunction)AsgiServer_route_dir, METH_VARARGS, NULL},
+    {"trust_proxies", (PyCFunction)AsgiServer_trust_proxies, METH_VARARGS,
+     "trust_proxies(list): --forwarded-allow-ips"},
     {"start", (PyCFunction)AsgiServer_start, METH_NOARGS,
      "start(): create the loop and bind"},
     {"fd", (PyCFunction)AsgiServer_fd, METH_NOARGS,

@@ -194,6 +194,10 @@ static PyObject *Server_route_fixed(ServerObject *self, PyObject *args) {
   return piston_py_route_fixed(self->srv, args, PISTON_PY_HDRS_STR);
 }
 
+static PyObject *Server_trust_proxies(ServerObject *self, PyObject *args) {
+  return piston_py_trust_proxies(self->srv, args);
+}
+
 static PyObject *Server_route_dir(ServerObject *self, PyObject *args) {
   return piston_py_route_dir(self->srv, args);
 }
@@ -394,6 +398,8 @@ static PyMethodDef Server_methods[] = {
      "route_fixed(method or None, path, status, headers, body)"},
     {"route_dir", (PyCFunction)Server_route_dir, METH_VARARGS,
      "route_dir(prefix, directory)"},
+    {"trust_proxies", (PyCFunction)Server_trust_proxies, METH_VARARGS,
+     "trust_proxies(list): --forwarded-allow-ips"},
     {"start", (PyCFunction)Server_start, METH_VARARGS,
      "start(nloops): bind and run the loops on their own threads"},
     {"port", (PyCFunction)Server_port, METH_VARARGS,

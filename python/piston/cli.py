@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import _piston, __version__
-from .config import Config, UsageError, parse_bind
+from .config import Config, OpsConfig, UsageError, parse_bind
 from .server import serve, setup_logging
 
 PROG = "piston"
@@ -190,6 +190,7 @@ def build_parser():
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--chdir", metavar="DIR", help="change to DIR before loading the app")
     p.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    add_ops_arguments(p)
     return p
 
 
@@ -282,13 +283,42 @@ def config_from_args(a):
                          "read; decrypt it (openssl pkey -in KEY -out plain.key)")
     if a.keyfile and not a.certfile:
         raise UsageError("--keyfile needs its --certfile")
-    return Config(certfile=a.certfile, keyfile=a.keyfile, ca_certs=a.ca_certs,
+    cfg = Config(certfile=a.certfile, keyfile=a.keyfile, ca_certs=a.ca_certs,
                   cert_reqs=a.cert_reqs, ciphers=a.ciphers, bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
                   root_path=root, routes=a.route, static=a.static, options=options,
                   access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,
                   reuse_port=not a.no_reuse_port, lifespan=a.lifespan, loop=a.loop,
                   ws=a.ws, handler_timeout=a.handler_timeout or 0.0)
+    cfg.ops = ops_config(a)
+    return cfg
+
+
+# ---- operations: behind proxies, access log, metrics ------------------------
+# The flags of config.OpsConfig (gunicorn's and uvicorn's names).
+
+def add_ops_arguments(p):
+    g = p.add_argument_group("behind proxies")
+    g.add_argument("--forwarded-allow-ips", metavar="LIST",
+                   default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                   help="proxies whose X-Forwarded-For/-Proto/-Host/-Port, Forwarded "
+                        "and PROXY headers are believed: IPs, CIDRs, unix: (Unix-socket "
+                        "peers), * (default $FORWARDED_ALLOW_IPS or 127.0.0.1)")
+    g.add_argument("--proxy-headers", dest="proxy_headers", action="store_true",
+                   default=True, help="believe the forwarding fields of trusted "
+                   "proxies (the default)")
+    g.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false",
+                   help="never believe them")
+    g.add_argument("--proxy-protocol", action="store_true",
+                   help="connections from trusted proxies open with a PROXY protocol "
+                        "v1/v2 header (HAProxy's send-proxy, send-proxy-v2)")
+
+
+def ops_config(a):
+    return OpsConfig(forwarded_allow_ips=a.forwarded_allow_ips,
+                     proxy_headers=a.proxy_headers, proxy_protocol=a.proxy_protocol)
+
+# ---- end of operations -------------------------------------------------------
 
 
 def main(argv=None):

@@ -47,6 +47,8 @@ class Config:
     ca_certs: str = ""
     cert_reqs: int = 0            # ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED
     ciphers: str = ""
+    # ---- behind proxies, access log, metrics (the engine's; see ops below)
+    ops: "OpsConfig" = dataclasses.field(default_factory=lambda: OpsConfig())
 
 
 # ---- addresses -------------------------------------------------------------
@@ -133,6 +135,7 @@ def configure_server(srv, cfg, listen, multiprocess):
             raise UsageError("cannot use --bind %s: %s" % (show_bind(spec), e.args[1]))
     if cfg.certfile:
         configure_tls(srv, cfg, len(listen))
+    configure_ops(srv, cfg.ops)
 
 
 _CERT_REQS = {0: "none", 1: "optional", 2: "required"}
@@ -157,3 +160,30 @@ def configure_tls(srv, cfg, nlisten):
             srv.listener_tls(i)
     except _piston.Error as e:
         raise UsageError(e.args[1])
+
+
+# ---- operations: behind proxies, access log, metrics ------------------------
+# What the engine does for a server behind a proxy and for its operators;
+# the CLI's flags for it are cli.py's add_ops_arguments.
+
+@dataclasses.dataclass
+class OpsConfig:
+    # uvicorn's and gunicorn's default: the proxy on this machine
+    forwarded_allow_ips: str = "127.0.0.1"
+    proxy_headers: bool = True
+    proxy_protocol: bool = False
+
+
+def configure_ops(srv, ops):
+    """The engine's proxy trust; UsageError on a bad list."""
+    try:
+        srv.trust_proxies(ops.forwarded_allow_ips)
+    except _piston.Error:
+        raise UsageError(
+            "bad --forwarded-allow-ips %r: use IP addresses, CIDR blocks "
+            "(10.0.0.0/8), unix: (Unix-socket peers) or *, separated by commas"
+            % ops.forwarded_allow_ips)
+    srv.set_option(_piston.OPT_PROXY_HEADERS, 1 if ops.proxy_headers else 0)
+    srv.set_option(_piston.OPT_PROXY_PROTOCOL, 1 if ops.proxy_protocol else 0)
+
+# ---- end of operations -------------------------------------------------------

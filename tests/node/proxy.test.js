@@ -1,0 +1,125 @@
+'use strict';
+// Behind proxies: trustedProxies (X-Forwarded-*, Forwarded) and
+// proxyProtocol through createServer, Express and the native App, in raw
+// bytes on 127.0.0.1 (the trusted proxy here).
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const express = require('express');
+const { createServer, App } = require('../..');
+const { listen, close, raw, parseResponses } = require('./helpers');
+
+const XFF = 'X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n';
+
+function get(path, extra = '', close = true) {
+  return `GET ${path} HTTP/1.1\r\nHost: app.example\r\n${extra}${close ? 'Connection: close\r\n' : ''}\r\n`;
+}
+
+async function ask(port, bytes) {
+  const rs = parseResponses(await raw(port, bytes));
+  return rs.map((r) => JSON.parse(r.body));
+}
+
+function peer(req, res) {
+  res.setHeader('Content-Type', 'application/json');
+  res.end(JSON.stringify({ addr: req.socket.remoteAddress, port: req.socket.remotePort, encrypted: req.socket.encrypted }));
+}
+
+test('createServer: a trusted proxy names the client and the scheme', async () => {
+  const srv = createServer({ trustedProxies: '127.0.0.1' }, peer);
+  const { port } = await listen(srv);
+  try {
+    const [a] = await ask(port, get('/', XFF));
+    assert.deepEqual(a, { addr: '203.0.113.9', encrypted: true });
+    // keep-alive: each request its own client (a proxy's pooled connection)
+    const rs = await ask(port, get('/', XFF, false) + get('/', '', false) + get('/', 'X-Forwarded-For: 198.51.100.4\r\n'));
+    assert.equal(rs[0].addr, '203.0.113.9');
+    assert.equal(rs[0].encrypted, true);
+    assert.equal(rs[1].addr, '127.0.0.1');
+    assert.equal(rs[1].encrypted, false);
+    assert.equal(rs[2].addr, '198.51.100.4');
+  } finally {
+    await close(srv);
+  }
+});
+
+test('createServer: without trustedProxies the fields are only fields', async () => {
+  const srv = createServer(peer);
+  const { port } = await listen(srv);
+  try {
+    const [a] = await ask(port, get('/', XFF));
+    assert.equal(a.addr, '127.0.0.1');
+    assert.equal(a.encrypted, false);
+  } finally {
+    await close(srv);
+  }
+});
+
+test('createServer: an array of CIDRs, and an untrusted peer', async () => {
+  const srv = createServer({ trustedProxies: ['10.0.0.0/8', '::1'] }, peer);
+  const { port } = await listen(srv);
+  try {
+    const [a] = await ask(port, get('/', XFF));
+    assert.equal(a.addr, '127.0.0.1');
+  } finally {
+    await close(srv);
+  }
+  const bad = createServer({ trustedProxies: 'not-an-ip' }, peer);
+  const err = await new Promise((resolve) => {
+    bad.once('error', resolve);
+    bad.listen(0, '127.0.0.1');
+  });
+  assert.match(err.message, /trustedProxies/);
+});
+
+for (const trust of [false, 'loopback', true]) {
+  test(`Express req.ip/req.secure/req.protocol behind a proxy, trust proxy ${trust}`, async () => {
+    const app = express();
+    app.set('trust proxy', trust);
+    app.get('/', (req, res) => res.json({ ip: req.ip, secure: req.secure, protocol: req.protocol }));
+    const srv = createServer({ trustedProxies: '127.0.0.1' }, app);
+    const { port } = await listen(srv);
+    try {
+      const [a] = await ask(port, get('/', 'X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n'));
+      assert.deepEqual(a, { ip: '203.0.113.9', secure: true, protocol: 'https' });
+      const [b] = await ask(port, get('/'));
+      assert.deepEqual(b, { ip: '127.0.0.1', secure: false, protocol: 'http' });
+    } finally {
+      await close(srv);
+    }
+  });
+}
+
+test('createServer: proxyProtocol v1 and v2 from a trusted proxy', async () => {
+  const srv = createServer({ trustedProxies: '127.0.0.1', proxyProtocol: true }, peer);
+  const { port } = await listen(srv);
+  try {
+    const [a] = await ask(port, 'PROXY TCP4 192.0.2.1 192.0.2.2 5555 80\r\n' + get('/'));
+    assert.deepEqual(a, { addr: '192.0.2.1', port: 5555, encrypted: false });
+    const body = Buffer.concat([Buffer.from([192, 0, 2, 7, 192, 0, 2, 2, 0x1a, 0x0a, 0, 80])]);
+    const v2 = Buffer.concat([
+      Buffer.from('\r\n\r\n\0\r\nQUIT\n', 'latin1'),
+      Buffer.from([0x21, 0x11, 0, body.length]),
+      body,
+    ]);
+    const [b] = await ask(port, Buffer.concat([v2, Buffer.from(get('/'))]));
+    assert.deepEqual(b, { addr: '192.0.2.7', port: 6666, encrypted: false });
+    // no header: closed, no answer
+    assert.equal(await raw(port, get('/')), '');
+  } finally {
+    await close(srv);
+  }
+});
+
+test('App: req.remoteAddress and req.secure from a trusted proxy', async () => {
+  const app = new App({ trustedProxies: '127.0.0.1' });
+  app.get('/', (req, res) => res.json({ addr: req.remoteAddress, secure: req.secure }));
+  const port = await new Promise((resolve, reject) =>
+    app.listen(0, '127.0.0.1', (err, p) => (err ? reject(err) : resolve(p))));
+  try {
+    assert.deepEqual((await ask(port, get('/', XFF)))[0], { addr: '203.0.113.9', secure: true });
+    assert.deepEqual((await ask(port, get('/')))[0], { addr: '127.0.0.1', secure: false });
+  } finally {
+    await new Promise((r) => app.close(r, 0));
+  }
+});
