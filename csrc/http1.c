@@ -246,6 +246,8 @@ static void engine_answer(piston__h1 *h, int status, bool host_late) {
       log_handler_timeout(h, r);
     else
       report_client_error(h, status);
+    if (r)
+      piston__req_access_log(r); /* engine answers are logged too */
     if (piston__h1_simple(&c->out, status, NULL, false, r && r->is_head) != 0) {
       piston__conn_close(c);
       return;

@@ -128,7 +128,8 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
   X(WRITE_HIGH_WATER, "queued response bytes before writers wait")             \
   X(BACKLOG, "listen(2) backlog")                                              \
   X(MAX_CONNECTIONS, "per loop; accept pauses beyond it")                      \
-  X(ACCESS_LOG, "1: one line per response on stderr")                          \
+  X(ACCESS_LOG, "1: one line per response (piston_server_access_log: "         \
+                "where and how; default: combined format on stderr)")          \
   X(SHARE_PORT, "1: join a TCP port other processes of this user listen on "   \
                 "(prefork workers); 0: a port in use is PISTON_EADDRINUSE")    \
   X(HANDLER_TIMEOUT_MS, "for the host to start its response (status and "      \
@@ -210,6 +211,29 @@ PISTON_EXPORT void piston_server_on_connection_closed(piston_server *srv,
  * entry that is none of these. Before the first loop. */
 PISTON_EXPORT PISTON_MUST_CHECK int
 piston_server_trust_proxies(piston_server *srv, const char *list);
+
+/* The access log: one line per response (the engine's own answers
+ * included), formatted when it ends and written once per loop pass, so
+ * that no request pays a syscall for it. path: NULL or "" stderr, "-"
+ * stdout, else a file opened for appending. format: "common", "combined"
+ * (NULL), "json" (one object per line: time, remote_addr, remote_port,
+ * method, path, query, protocol, scheme, status, bytes, duration_us,
+ * host, referer, user_agent), or gunicorn's --access-logformat atoms:
+ * %(h)s %(l)s %(u)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(b)s
+ * %(f)s %(a)s %(T)s %(M)s %(D)s %(L)s %(p)s %({name}i)s %({name}o)s
+ * %({name}e)s (always "-"). Turns PISTON_OPT_ACCESS_LOG on. PISTON_EINVAL
+ * for an atom it does not know (piston_server_access_log_error names it),
+ * or the file's open error. Before the first loop. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_access_log(piston_server *srv, const char *path,
+                         const char *format);
+PISTON_EXPORT const char *
+piston_server_access_log_error(const piston_server *srv);
+/* Opens the access log file again (after logrotate moved it: SIGUSR1's
+ * job, as with gunicorn and nginx) and writes to the new one from now on;
+ * nothing to do for stderr/stdout. Any thread, any time; 0 or the open's
+ * PISTON_E* code (the old file stays in use). */
+PISTON_EXPORT int piston_server_reopen_logs(piston_server *srv);
 
 /* Adds a listening address. host may be a name, an IPv4 or an IPv6 literal
  * (without brackets); port 0 picks a free port (then all loops share the

@@ -139,6 +139,11 @@ struct piston_req {
   uint8_t fwd_scheme; /* 0: none said, 1: http, 2: https */
   uint32_t fwd_host_off, fwd_host_len; /* into base; len 0: none */
   int fwd_port, fwd_xport; /* the host's own :port; X-Forwarded-Port */
+  /* the access log's (accesslog.c): when the request began, and the
+   * response headers its format reads, captured at the start */
+  uint64_t t_start_ns;
+  char *alog_out;
+  size_t alog_out_len, alog_out_cap;
 
   /* HTTP/2 (h2.c): the exchange is a stream. Its response head and
    * trailers wait here as fields (piston__h2_field_add's format) until the
@@ -173,7 +178,10 @@ void piston__req_notify(piston_req *req, int events);
 void piston__req_detach(piston_req *req); /* the client is gone */
 /* Loop thread, after a flush: tell a waiting writer it may go on. */
 void piston__req_update_pressure(piston_req *req);
+/* accesslog.c: the response's line into the loop's log buffer */
 void piston__req_access_log(piston_req *req);
+/* accesslog.c: keeps the response headers the log's format reads */
+void piston__alog_capture(piston_req *req, const piston_header *h, size_t n);
 
 /* Transitions of the exchange's state made by the engine (the host's own
  * are the writer's). */

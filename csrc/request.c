@@ -54,6 +54,9 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
     r->conn_id = c->id;
     r->fwd_peer = false;
   }
+  r->alog_out_len = 0;
+  if (c->io.loop->srv->opt[PISTON_OPT_ACCESS_LOG])
+    r->t_start_ns = piston__mono_ns();
   r->fwd_scheme = 0;
   r->fwd_host_len = 0;
   r->fwd_port = r->fwd_xport = 0;
@@ -117,6 +120,7 @@ void piston__req_free(piston_req *r) {
     free(r->hdrs);
   free(r->body);
   free(r->owned_base);
+  free(r->alog_out);
   piston__outq_free(&r->postq);
   piston__outq_free(&r->h2_out);
   free(r->h2_head);
@@ -388,20 +392,6 @@ void piston__req_update_pressure(piston_req *r) {
     piston__req_notify(r, PISTON_EV_DRAIN);
 }
 
-void piston__req_access_log(piston_req *r) {
-  if (!r->loop->srv->opt[PISTON_OPT_ACCESS_LOG])
-    return;
-  int port;
-  const char *addr = piston_req_remote_addr(r, &port);
-  piston_str m = piston_req_method(r), t = piston_req_target(r);
-  piston__log("%s:%d \"%.*s %.*s HTTP/%s\" %d %" PRIu64, addr, port, (int)m.len,
-              m.ptr, (int)t.len, t.ptr,
-              r->h2      ? "2"
-              : r->minor ? "1.1"
-                         : "1.0",
-              r->status, r->resp_bytes);
-}
-
 /* ---- the engine's transitions of the exchange ---- */
 
 void piston__req_native_answered(piston_req *r, int status, bool close) {
@@ -426,6 +416,7 @@ int piston__req_engine_answers(piston_req *r, int status) {
     r->loop_ended = true;
     if (status == 413)
       r->body_too_big = true;
+    r->status = status;
     r->closed = true;
   }
   pthread_mutex_unlock(&r->lock);

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "http1.h"
 #include "server.h"
+#include "accesslog.h"
 #include "tlsctx.h"
 #include "trust.h"
 #include "util.h"
@@ -94,6 +95,7 @@ void piston_server_free(piston_server *s) {
   piston__pubsub_free(s);
   piston__tlsconf_free(s->tls);
   free(s->trust);
+  piston__alog_free(s->alog);
   pthread_mutex_destroy(&s->pubsub_lock);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -105,6 +107,12 @@ int piston_server_set(piston_server *s, piston_option opt, int64_t value) {
     return PISTON_EINVAL;
   if (atomic_load(&s->nloops) > 0)
     return PISTON_ESTATE;
+  if (opt == PISTON_OPT_ACCESS_LOG && value && !s->alog) {
+    char err[64];
+    int rc = piston__alog_new(NULL, NULL, &s->alog, err, sizeof err);
+    if (rc < 0)
+      return rc;
+  }
   s->opt[opt] = value;
   if (opt == PISTON_OPT_DEBUG_LOG) /* the log is the process's */
     atomic_store(&piston__debug_on, value != 0);
@@ -122,6 +130,29 @@ int piston_server_trust_proxies(piston_server *s, const char *list) {
   free(s->trust);
   s->trust = t;
   return 0;
+}
+
+int piston_server_access_log(piston_server *s, const char *path,
+                             const char *format) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  piston__alog *a;
+  int rc =
+      piston__alog_new(path, format, &a, s->alog_error, sizeof s->alog_error);
+  if (rc < 0)
+    return rc;
+  piston__alog_free(s->alog);
+  s->alog = a;
+  s->opt[PISTON_OPT_ACCESS_LOG] = 1;
+  return 0;
+}
+
+const char *piston_server_access_log_error(const piston_server *s) {
+  return s->alog_error;
+}
+
+int piston_server_reopen_logs(piston_server *s) {
+  return s->alog ? piston__alog_reopen(s->alog) : 0;
 }
 
 int64_t piston_server_get(const piston_server *s, piston_option opt) {

@@ -77,6 +77,8 @@ struct piston_server {
   atomic_int nloops;
   struct piston__tlsconf *tls; /* tlsctx.c; NULL: no TLS configured */
   struct piston__trust *trust; /* trusted proxies (trust.h); NULL: none */
+  struct piston__alog *alog;   /* access log (accesslog.h); NULL: none yet */
+  char alog_error[64];         /* the atom a format was refused for */
 };
 
 /* pubsub.c: frees the topics (the server's end; no session is left) */

@@ -980,6 +980,37 @@ static napi_value js_trust_proxies(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* accessLog(srv, file|null, format|null): piston_server_access_log */
+static napi_value js_access_log(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  napi_valuetype t1, t2;
+  napi_typeof(env, argv[1], &t1);
+  napi_typeof(env, argv[2], &t2);
+  char *file = t1 == napi_string ? dup_str(env, argv[1]) : NULL;
+  char *fmt = t2 == napi_string ? dup_str(env, argv[2]) : NULL;
+  int rc = piston_server_access_log(s->server, file, fmt);
+  free(file);
+  free(fmt);
+  if (rc == PISTON_EINVAL) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "accessLogFormat: unknown atom %s",
+             piston_server_access_log_error(s->server));
+    napi_throw_error(env, "ERR_INVALID_ARG_VALUE", msg);
+  } else if (rc < 0) {
+    throw_piston(env, rc, "accessLogFile");
+  }
+  return undef(env);
+}
+
+/* reopenLogs(srv): piston_server_reopen_logs (logrotate) */
+static napi_value js_reopen_logs(napi_env env, napi_callback_info info) {
+  SRV_ARG(1);
+  int rc = piston_server_reopen_logs(s->server);
+  if (rc < 0)
+    throw_piston(env, rc, "reopenLogs");
+  return undef(env);
+}
+
 /* listenTcp(srv, host, port) / listenUnix(srv, path) */
 static napi_value js_listen_tcp(napi_env env, napi_callback_info info) {
   SRV_ARG(3);
@@ -1791,6 +1822,8 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"routeFixed", js_route_fixed},
       {"routeDir", js_route_dir},
       {"trustProxies", js_trust_proxies},
+      {"accessLog", js_access_log},
+      {"reopenLogs", js_reopen_logs},
       {"listenTcp", js_listen_tcp},
       {"listenUnix", js_listen_unix},
       {"tlsCertPem", js_tls_cert_pem},

@@ -820,6 +820,11 @@ class App {
     return this;
   }
   // Graceful: in-flight requests get up to deadlineMs.
+  // Opens the access log file again (after logrotate moved it).
+  reopenLogs() {
+    if (this._h) native.reopenLogs(this._h);
+  }
+
   close(cb, deadlineMs = 10000) {
     if (!this._h) {
       if (cb) process.nextTick(cb);

@@ -110,6 +110,11 @@ function makeNative(id, options, listen, routes) {
     const t = options.trustedProxies;
     native.trustProxies(h, Array.isArray(t) ? t.join(',') : String(t));
   }
+  // the access log's file ('-': stdout) and format (common, combined,
+  // json, gunicorn's atoms); either turns the log on
+  if (options.accessLogFile != null || options.accessLogFormat != null) {
+    native.accessLog(h, options.accessLogFile ?? null, options.accessLogFormat ?? null);
+  }
   for (const r of routes || []) {
     if (r.kind === 'fixed') native.routeFixed(h, r.method, r.path, r.status, r.headers, r.body);
     else native.routeDir(h, r.prefix, r.dir);

@@ -872,6 +872,8 @@ class ServerMethods {
     };
     for (const k of Object.keys(B.OPTION_NAMES)) if (o[k] !== undefined) out[k] = o[k];
     out.trustedProxies = o.trustedProxies;
+    out.accessLogFile = o.accessLogFile;
+    out.accessLogFormat = o.accessLogFormat;
     out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
     return out;
   }
@@ -952,6 +954,11 @@ class ServerMethods {
     if (!this._refed) native.ref(this._h, false);
     process.nextTick(() => this.emit('listening'));
     return this;
+  }
+
+  // Opens the access log file again (after logrotate moved it).
+  reopenLogs() {
+    if (this._h) native.reopenLogs(this._h);
   }
 
   address() {

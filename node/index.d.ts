@@ -61,6 +61,10 @@ export interface EngineOptions {
   proxyHeaders?: boolean;
   /** Connections from trustedProxies open with a PROXY v1/v2 header. */
   proxyProtocol?: boolean;
+  /** The access log's file ('-': stdout; default stderr); turns it on. */
+  accessLogFile?: string;
+  /** 'common', 'combined' (default), 'json', or gunicorn's atoms ('%(h)s "%(r)s" %(s)s %(D)s'). */
+  accessLogFormat?: string;
 }
 
 /** PEM text: a string or a Buffer. */

@@ -85,6 +85,23 @@ PyObject *piston_py_trust_proxies(piston_server *srv, PyObject *args) {
   return done(piston_server_trust_proxies(srv, list));
 }
 
+PyObject *piston_py_access_log(piston_server *srv, PyObject *args) {
+  const char *path = NULL, *format = NULL;
+  if (!PyArg_ParseTuple(args, "zz", &path, &format))
+    return NULL;
+  int rc = piston_server_access_log(srv, path, format);
+  if (rc == PISTON_EINVAL) {
+    PyErr_Format(PyExc_ValueError, "unknown access log atom %s",
+                 piston_server_access_log_error(srv));
+    return NULL;
+  }
+  return done(rc);
+}
+
+PyObject *piston_py_reopen_logs(piston_server *srv) {
+  return done(piston_server_reopen_logs(srv));
+}
+
 PyObject *piston_py_route_dir(piston_server *srv, PyObject *args) {
   const char *prefix, *dir;
   if (!PyArg_ParseTuple(args, "ss", &prefix, &dir))

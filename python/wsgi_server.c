@@ -198,6 +198,15 @@ static PyObject *Server_trust_proxies(ServerObject *self, PyObject *args) {
   return piston_py_trust_proxies(self->srv, args);
 }
 
+static PyObject *Server_access_log(ServerObject *self, PyObject *args) {
+  return piston_py_access_log(self->srv, args);
+}
+
+static PyObject *Server_reopen_logs(ServerObject *self, PyObject *unused) {
+  (void)unused;
+  return piston_py_reopen_logs(self->srv);
+}
+
 static PyObject *Server_route_dir(ServerObject *self, PyObject *args) {
   return piston_py_route_dir(self->srv, args);
 }
@@ -400,6 +409,10 @@ static PyMethodDef Server_methods[] = {
      "route_dir(prefix, directory)"},
     {"trust_proxies", (PyCFunction)Server_trust_proxies, METH_VARARGS,
      "trust_proxies(list): --forwarded-allow-ips"},
+    {"access_log", (PyCFunction)Server_access_log, METH_VARARGS,
+     "access_log(path or None, format or None)"},
+    {"reopen_logs", (PyCFunction)Server_reopen_logs, METH_NOARGS,
+     "reopen_logs(): the access log file again (SIGUSR1)"},
     {"start", (PyCFunction)Server_start, METH_VARARGS,
      "start(nloops): bind and run the loops on their own threads"},
     {"port", (PyCFunction)Server_port, METH_VARARGS,

@@ -31,6 +31,10 @@ const char piston_cli_common_help[] =
     "  --shutdown-timeout SECS  grace for in-flight requests on SIGTERM "
     "(default 30)\n"
     "  --access-log           one line per response on stderr\n"
+    "  --access-logfile PATH  the access log's file ('-': stdout); SIGUSR1 "
+    "reopens it\n"
+    "  --access-logformat F   common, combined (default), json, or gunicorn's "
+    "atoms\n"
     "  --debug-log            a line for each connection dropped for the "
     "client's fault\n"
     "  --cert FILE --key FILE TLS: a PEM certificate chain and its key (repeat "
@@ -142,6 +146,15 @@ int piston_cli_common(piston_cli *cli, piston_server *srv, int argc,
                : -1;
   if (strcmp(name, "--proxy-protocol") == 0 && !val)
     return piston_server_set(srv, PISTON_OPT_PROXY_PROTOCOL, 1) == 0 ? 1 : -1;
+  if (strcmp(name, "--access-logfile") == 0 ||
+      strcmp(name, "--access-logformat") == 0) {
+    TAKE_VALUE();
+    if (strcmp(name, "--access-logfile") == 0)
+      cli->access_logfile = val;
+    else
+      cli->access_logformat = val;
+    return 1;
+  }
   if (strcmp(name, "--forwarded-allow-ips") == 0) {
     TAKE_VALUE();
     cli->forwarded_allow_ips = val;
@@ -274,6 +287,18 @@ bad:
 }
 
 int piston_cli_listen(piston_cli *cli, piston_server *srv) {
+  if ((cli->access_logfile || cli->access_logformat) &&
+      piston_server_access_log(srv, cli->access_logfile,
+                               cli->access_logformat) != 0) {
+    if (*piston_server_access_log_error(srv))
+      fprintf(stderr,
+              "%s: --access-logformat: unknown atom '%s' (see --help)\n",
+              cli->prog, piston_server_access_log_error(srv));
+    else
+      fprintf(stderr, "%s: cannot open --access-logfile %s\n", cli->prog,
+              cli->access_logfile);
+    return -1;
+  }
   /* uvicorn's and gunicorn's default: the proxy on this machine */
   const char *trusted = cli->forwarded_allow_ips;
   if (!trusted)
@@ -323,6 +348,7 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
@@ -364,7 +390,12 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
   for (int i = 0; i < n; i++)
     pthread_create(&th[i], NULL, run_loop, loops[i]);
   int sig;
-  while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+  while (sigwait(&set, &sig) == 0 && (sig == SIGHUP || sig == SIGUSR1)) {
+    if (sig == SIGUSR1) { /* logrotate moved the file */
+      if (piston_server_reopen_logs(srv) != 0)
+        fprintf(stderr, "%s: cannot reopen the access log\n", cli->prog);
+      continue;
+    }
     if (piston_server_tls_reload(srv) == 0)
       fprintf(stderr, "%s: TLS certificates reloaded\n", cli->prog);
     else if (cli->ncerts)

@@ -312,11 +312,18 @@ def add_ops_arguments(p):
     g.add_argument("--proxy-protocol", action="store_true",
                    help="connections from trusted proxies open with a PROXY protocol "
                         "v1/v2 header (HAProxy's send-proxy, send-proxy-v2)")
+    g = p.add_argument_group("access log (written by the engine, off the request path)")
+    g.add_argument("--access-logfile", metavar="FILE", default=None,
+                   help="the access log's file ('-': stdout); SIGUSR1 reopens it")
+    g.add_argument("--access-logformat", metavar="FORMAT", default=None,
+                   help="common, combined (default), json, or gunicorn's atoms: "
+                        "%%(h)s %%(t)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s %%({header}i)s ...")
 
 
 def ops_config(a):
     return OpsConfig(forwarded_allow_ips=a.forwarded_allow_ips,
-                     proxy_headers=a.proxy_headers, proxy_protocol=a.proxy_protocol)
+                     proxy_headers=a.proxy_headers, proxy_protocol=a.proxy_protocol,
+                     access_logfile=a.access_logfile, access_logformat=a.access_logformat)
 
 # ---- end of operations -------------------------------------------------------
 

@@ -172,10 +172,13 @@ class OpsConfig:
     forwarded_allow_ips: str = "127.0.0.1"
     proxy_headers: bool = True
     proxy_protocol: bool = False
+    # gunicorn's names; None: not asked for (--access-log alone: stderr)
+    access_logfile: str = None
+    access_logformat: str = None
 
 
 def configure_ops(srv, ops):
-    """The engine's proxy trust; UsageError on a bad list."""
+    """The engine's proxy trust and access log; UsageError on a bad one."""
     try:
         srv.trust_proxies(ops.forwarded_allow_ips)
     except _piston.Error:
@@ -185,5 +188,21 @@ def configure_ops(srv, ops):
             % ops.forwarded_allow_ips)
     srv.set_option(_piston.OPT_PROXY_HEADERS, 1 if ops.proxy_headers else 0)
     srv.set_option(_piston.OPT_PROXY_PROTOCOL, 1 if ops.proxy_protocol else 0)
+    if ops.access_logfile is not None or ops.access_logformat is not None:
+        try:
+            srv.access_log(ops.access_logfile, ops.access_logformat)
+        except ValueError as e:
+            raise UsageError("--access-logformat %r: %s (gunicorn's atoms, or common, "
+                             "combined, json)" % (ops.access_logformat, e))
+        except _piston.Error as e:
+            raise UsageError("cannot open --access-logfile %s: %s"
+                             % (ops.access_logfile, e.args[1]))
+
+
+def reopen_logs(worker):
+    """SIGUSR1 in a worker: the access log file again (after logrotate)."""
+    srv = getattr(worker, "srv", None)
+    if srv is not None:
+        srv.reopen_logs()
 
 # ---- end of operations -------------------------------------------------------

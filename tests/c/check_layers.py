@@ -17,10 +17,10 @@ import sys
 # lowest first
 LAYERS = [
     ("util", "bufpool date errors field fileserve httpdate listen mime outq "
-             "pct status tlsctx trust utf8 version wsdeflate wskey"),
+             "logbuf pct status tlsctx trust utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
     ("conn", "conn proxyproto tls transport"),
-    ("exchange", "forwarded request"),
+    ("exchange", "accesslog forwarded request"),
     ("protocol", "h2 http1 parse raw router ws"),
     ("writer", "response wswrite pubsub"),
     ("server", "server"),

@@ -1219,6 +1219,12 @@ static void on_signal(int sig) {
     piston_loop_stop(g_loops[i], g_shutdown_ms);
 }
 
+/* SIGUSR1: the access log file again (open and dup2 are signal-safe) */
+static void on_usr1(int sig) {
+  (void)sig;
+  (void)piston_server_reopen_logs(g_srv);
+}
+
 static void *loop_thread(void *arg) {
   piston_loop_run(arg);
   return NULL;
@@ -1270,6 +1276,7 @@ int main(int argc, char **argv) {
   const char *bind = NULL;
   /* as the engine's programs (csrc/bin/cli.c): uvicorn's default */
   const char *trusted = getenv("FORWARDED_ALLOW_IPS");
+  const char *alog_file = NULL, *alog_format = NULL;
   long long threads = 1;
   static const struct {
     const char *name;
@@ -1378,6 +1385,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
         return 1;
       }
+    } else if (strcmp(name, "--access-logfile") == 0 ||
+               strcmp(name, "--access-logformat") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      if (name[13] == 'i')
+        alog_file = val;
+      else
+        alog_format = val;
     } else if (strcmp(name, "--forwarded-allow-ips") == 0) {
       known = 1;
       if (!val)
@@ -1406,6 +1422,10 @@ int main(int argc, char **argv) {
     die_usage("%s is required", "--bind");
   if (piston_server_trust_proxies(srv, trusted ? trusted : "127.0.0.1") != 0)
     die_usage("bad --forwarded-allow-ips '%s'", trusted);
+  if ((alog_file || alog_format) &&
+      piston_server_access_log(srv, alog_file, alog_format) != 0)
+    die_usage("bad --access-logformat or --access-logfile (%s)",
+              piston_server_access_log_error(srv));
   char host[256];
   const char *colon = strrchr(bind, ':');
   if (!colon || (size_t)(colon - bind) >= sizeof host)
@@ -1465,6 +1485,8 @@ int main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, NULL);
 
   fprintf(stderr, PROG ": listening on %s://%s:%d\n",
           g_ncerts ? "https" : "http", host, piston_server_port(srv, 0));

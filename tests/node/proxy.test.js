@@ -123,3 +123,32 @@ test('App: req.remoteAddress and req.secure from a trusted proxy', async () => {
     await new Promise((r) => app.close(r, 0));
   }
 });
+
+test('access log: file, gunicorn atoms, reopenLogs after a rename', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'piston-alog-'));
+  const file = path.join(dir, 'access.log');
+  const srv = createServer({ accessLogFile: file, accessLogFormat: '%(h)s "%(r)s" %(s)s %(b)s' }, (req, res) => res.end('hi'));
+  const { port } = await listen(srv);
+  const lines = async (f, n) => {
+    for (let i = 0; i < 200; i++) {
+      const got = fs.existsSync(f) ? fs.readFileSync(f, 'latin1').split('\n').filter(Boolean) : [];
+      if (got.length >= n) return got;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return [];
+  };
+  try {
+    await raw(port, get('/one'));
+    assert.deepEqual(await lines(file, 1), ['127.0.0.1 "GET /one HTTP/1.1" 200 2']);
+    fs.renameSync(file, file + '.1');
+    srv.reopenLogs();
+    await raw(port, get('/two'));
+    assert.deepEqual(await lines(file, 1), ['127.0.0.1 "GET /two HTTP/1.1" 200 2']);
+  } finally {
+    await close(srv);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
