@@ -11,6 +11,7 @@
  * outside printable ASCII as \xHH, so a line cannot be forged by a client. */
 #define _GNU_SOURCE
 #include "accesslog.h"
+#include "metrics.h"
 #include "req.h"
 #include "server.h"
 #include "util.h"
@@ -365,12 +366,19 @@ static void json_line(line_t *l, piston_req *r, uint64_t us) {
 
 void piston__req_access_log(piston_req *r) {
   const piston_server *srv = r->loop->srv;
-  if (!srv->opt[PISTON_OPT_ACCESS_LOG] || !srv->alog)
+  piston__req_inflight_done(r);
+  bool log = srv->opt[PISTON_OPT_ACCESS_LOG] && srv->alog;
+  if (!log && !srv->mslot)
+    return;
+  uint64_t us = (piston__mono_ns() - r->t_start_ns) / 1000;
+  if (srv->mslot)
+    piston__metrics_request(srv->mslot, r->base + r->method_off, r->method_len,
+                            r->status, us);
+  if (!log)
     return;
   const piston__alog *a = srv->alog;
   if (r->path_len == 0 && r->target_len > 0)
     piston__req_split_target(r); /* an engine answer before the dispatch */
-  uint64_t us = (piston__mono_ns() - r->t_start_ns) / 1000;
   char buf[4096];
   line_t l = {buf, 0, sizeof buf - 1};
   if (a->json)

@@ -8,6 +8,7 @@
  * resuming costs no epoll_ctl. */
 #define _GNU_SOURCE
 #include "conn.h"
+#include "metrics.h"
 #include "proxyproto.h"
 #include "util.h"
 
@@ -46,6 +47,8 @@ int piston__conn_init(piston__conn *c, piston_loop *loop, int fd,
   int rc = piston__loop_add(loop, &c->io, fd, &conn_io_ops);
   if (rc < 0)
     close(fd);
+  else if (loop->srv->mslot)
+    piston__m_gauge(&loop->srv->mslot->connections, 1);
   return rc;
 }
 
@@ -101,6 +104,8 @@ int piston__conn_read(piston__conn *c) {
       if ((uint32_t)n < room && !c->rdhup)
         c->readable = false;
       c->rlen += (uint32_t)n;
+      if (c->io.loop->srv->mslot)
+        piston__m_add(&c->io.loop->srv->mslot->bytes_in, (uint64_t)n);
       return (int)n;
     }
     if (n == 0) {
@@ -129,6 +134,8 @@ void piston__conn_close(piston__conn *c) {
   if (c->state == CONN_CLOSED)
     return;
   c->state = CONN_CLOSED;
+  if (c->io.loop->srv->mslot)
+    piston__m_gauge(&c->io.loop->srv->mslot->connections, -1);
   if (c->tp->close)
     c->tp->close(c);
   close(c->fd); /* also leaves the epoll set */
@@ -259,7 +266,11 @@ static void conn_flush(piston__io *io) {
       return;
   }
   if (c->out.pending && c->writable) {
+    uint64_t before = c->out.pending;
     int rc = c->tp->flush(c, &c->out);
+    if (c->io.loop->srv->mslot && rc >= 0)
+      piston__m_add(&c->io.loop->srv->mslot->bytes_out,
+                    before - c->out.pending);
     if (rc < 0) {
       piston__conn_close(c); /* the client went away mid-response */
       return;

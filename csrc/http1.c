@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "h2.h"
 #include "http1.h"
+#include "metrics.h"
 #include "trust.h"
 #include "util.h"
 #include "ws.h"
@@ -246,6 +247,8 @@ static void engine_answer(piston__h1 *h, int status, bool host_late) {
       log_handler_timeout(h, r);
     else
       report_client_error(h, status);
+    if (srv_of(h)->mslot)
+      piston__metrics_reject(srv_of(h)->mslot, status);
     if (r)
       piston__req_access_log(r); /* engine answers are logged too */
     if (piston__h1_simple(&c->out, status, NULL, false, r && r->is_head) != 0) {

@@ -153,7 +153,11 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
                    "called); 0: never")                                        \
   X(PROXY_PROTOCOL, "1: connections from trusted proxies open with a PROXY "   \
                     "protocol v1 or v2 header (HAProxy's), which gives the "   \
-                    "client's address; others are taken as direct clients")
+                    "client's address; others are taken as direct clients")    \
+  X(LIMIT_CONCURRENCY,                                                         \
+    "requests with the host at once, per process (all "                        \
+    "loops); beyond it 503 (uvicorn's --limit-concurrency; "                   \
+    "native routes are not counted); 0 = no limit")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -234,6 +238,31 @@ piston_server_access_log_error(const piston_server *srv);
  * nothing to do for stderr/stdout. Any thread, any time; 0 or the open's
  * PISTON_E* code (the old file stays in use). */
 PISTON_EXPORT int piston_server_reopen_logs(piston_server *srv);
+
+/* Metrics for a Prometheus scraper. A piston_metrics is a region of slots,
+ * one per process, in shared memory: made before a supervisor forks its
+ * workers (piston_metrics_new, nslots at least the workers there may be at
+ * once), every worker's counters land in it, and any worker answering a
+ * scrape sums them all (a worker claims a slot whose owner is free or has
+ * exited; a replacement goes on from the counters of the one it replaced).
+ * The counters: responses by method and status class, a latency histogram,
+ * engine rejections by status, and, per worker and summed, requests with
+ * the app, open connections, bytes in and out. */
+typedef struct piston_metrics piston_metrics;
+PISTON_EXPORT piston_metrics *piston_metrics_new(size_t nslots);
+PISTON_EXPORT void piston_metrics_free(piston_metrics *m);
+/* Counts into m (NULL: a region of its own with one slot) and answers GET
+ * and HEAD of path (NULL: none; the text format 0.0.4) on every listener,
+ * in C. PISTON_EINVAL when m is full. Before the first loop; m outlives
+ * the server. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_metrics(piston_server *srv, piston_metrics *m, const char *path);
+/* A readiness/liveness route answered in C: GET and HEAD of path get 200
+ * "OK" while the server serves and 503 "draining" once it is stopping
+ * (piston_loop_stop: a load balancer takes it out while requests in flight
+ * finish). Before the first loop. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_health(piston_server *srv,
+                                                         const char *path);
 
 /* Adds a listening address. host may be a name, an IPv4 or an IPv6 literal
  * (without brackets); port 0 picks a free port (then all loops share the

@@ -142,6 +142,9 @@ struct piston_req {
   /* the access log's (accesslog.c): when the request began, and the
    * response headers its format reads, captured at the start */
   uint64_t t_start_ns;
+  /* with the host, counted in the server's in-flight figures (router.c
+   * sets it; piston__req_inflight_done takes it back, once) */
+  atomic_bool inflight;
   char *alog_out;
   size_t alog_out_len, alog_out_cap;
 
@@ -178,8 +181,13 @@ void piston__req_notify(piston_req *req, int events);
 void piston__req_detach(piston_req *req); /* the client is gone */
 /* Loop thread, after a flush: tell a waiting writer it may go on. */
 void piston__req_update_pressure(piston_req *req);
-/* accesslog.c: the response's line into the loop's log buffer */
+/* accesslog.c: the exchange has ended (its response is whole, or the
+ * engine answered): counted in the metrics, and its line into the loop's
+ * log buffer */
 void piston__req_access_log(piston_req *req);
+/* No longer with the host (ended, or the client gone): out of the
+ * in-flight count. Any thread; only the first call counts. */
+void piston__req_inflight_done(piston_req *req);
 /* accesslog.c: keeps the response headers the log's format reads */
 void piston__alog_capture(piston_req *req, const piston_header *h, size_t n);
 

@@ -4,6 +4,7 @@
  * exchange's state. The host's calls that write (body reads that owe a 100
  * Continue, responses) are the writer's, in response.c. */
 #define _GNU_SOURCE
+#include "metrics.h"
 #include "req.h"
 #include "util.h"
 
@@ -54,8 +55,9 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
     r->conn_id = c->id;
     r->fwd_peer = false;
   }
+  piston__req_inflight_done(r);
   r->alog_out_len = 0;
-  if (c->io.loop->srv->opt[PISTON_OPT_ACCESS_LOG])
+  if (c->io.loop->srv->opt[PISTON_OPT_ACCESS_LOG] || c->io.loop->srv->mslot)
     r->t_start_ns = piston__mono_ns();
   r->fwd_scheme = 0;
   r->fwd_host_len = 0;
@@ -113,7 +115,17 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   }
 }
 
+void piston__req_inflight_done(piston_req *r) {
+  if (!atomic_exchange(&r->inflight, false))
+    return;
+  piston_server *srv = r->loop->srv;
+  atomic_fetch_sub(&srv->inflight, 1);
+  if (srv->mslot)
+    piston__m_gauge(&srv->mslot->in_flight, -1);
+}
+
 void piston__req_free(piston_req *r) {
+  piston__req_inflight_done(r);
   ws_msgs_free(r);
   free(r->ws_topics); /* emptied when its session ended */
   if (r->hdrs != r->hdr_inline)
@@ -334,6 +346,7 @@ void piston__req_notify(piston_req *r, int events) {
 
 /* Loop thread: the client is gone. */
 void piston__req_detach(piston_req *r) {
+  piston__req_inflight_done(r);
   pthread_mutex_lock(&r->lock);
   bool was_closed = r->closed;
   r->closed = true;

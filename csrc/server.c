@@ -6,6 +6,7 @@
 #include "http1.h"
 #include "server.h"
 #include "accesslog.h"
+#include "metrics.h"
 #include "tlsctx.h"
 #include "trust.h"
 #include "util.h"
@@ -96,6 +97,10 @@ void piston_server_free(piston_server *s) {
   piston__tlsconf_free(s->tls);
   free(s->trust);
   piston__alog_free(s->alog);
+  if (s->metrics_own)
+    piston_metrics_free(s->metrics);
+  free(s->metrics_path);
+  free(s->health_path);
   pthread_mutex_destroy(&s->pubsub_lock);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -149,6 +154,45 @@ int piston_server_access_log(piston_server *s, const char *path,
 
 const char *piston_server_access_log_error(const piston_server *s) {
   return s->alog_error;
+}
+
+static int set_path(char **dst, size_t *len, const char *path) {
+  char *p = NULL;
+  if (path && (path[0] != '/' || !(p = strdup(path))))
+    return path[0] != '/' ? PISTON_EINVAL : PISTON_ENOMEM;
+  free(*dst);
+  *dst = p;
+  *len = p ? strlen(p) : 0;
+  return 0;
+}
+
+int piston_server_metrics(piston_server *s, piston_metrics *m,
+                          const char *path) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  bool own = !m;
+  if (own && !(m = piston_metrics_new(1)))
+    return PISTON_ENOMEM;
+  piston__mslot *slot = piston__metrics_slot(m);
+  int rc = slot ? set_path(&s->metrics_path, &s->metrics_path_len, path)
+                : PISTON_EINVAL;
+  if (rc < 0) {
+    if (own)
+      piston_metrics_free(m);
+    return rc;
+  }
+  if (s->metrics_own)
+    piston_metrics_free(s->metrics);
+  s->metrics = m;
+  s->metrics_own = own;
+  s->mslot = slot;
+  return 0;
+}
+
+int piston_server_health(piston_server *s, const char *path) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  return set_path(&s->health_path, &s->health_path_len, path);
 }
 
 int piston_server_reopen_logs(piston_server *s) {

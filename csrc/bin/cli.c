@@ -61,7 +61,10 @@ const char piston_cli_common_help[] =
     "by default\n"
     "                         from trusted proxies; --proxy-headers says so)\n"
     "  --proxy-protocol       trusted proxies' connections open with a PROXY "
-    "v1/v2 header\n";
+    "v1/v2 header\n"
+    "  --metrics PATH         Prometheus text format at PATH, answered in C\n"
+    "  --health PATH          200 OK at PATH, 503 once draining (readiness)\n"
+    "  --limit-concurrency N  requests with the host at once; 503 beyond\n";
 
 /* The TLS options that map one to one on piston_server_tls_set. */
 static const struct {
@@ -90,6 +93,7 @@ static const struct {
     {"--ws-max-message", PISTON_OPT_WS_MAX_MESSAGE, false},
     {"--ws-ping", PISTON_OPT_WS_PING_MS, true},
     {"--ws-deflate", PISTON_OPT_WS_DEFLATE, false},
+    {"--limit-concurrency", PISTON_OPT_LIMIT_CONCURRENCY, false},
 };
 
 static int parse_num(const char *s, bool seconds, int64_t *out) {
@@ -153,6 +157,17 @@ int piston_cli_common(piston_cli *cli, piston_server *srv, int argc,
       cli->access_logfile = val;
     else
       cli->access_logformat = val;
+    return 1;
+  }
+  if (strcmp(name, "--metrics") == 0 || strcmp(name, "--health") == 0) {
+    TAKE_VALUE();
+    int rc = name[2] == 'm' ? piston_server_metrics(srv, NULL, val)
+                            : piston_server_health(srv, val);
+    if (rc != 0) {
+      fprintf(stderr, "%s: %s wants a path starting with '/', not '%s'\n",
+              cli->prog, name, val);
+      return -1;
+    }
     return 1;
   }
   if (strcmp(name, "--forwarded-allow-ips") == 0) {

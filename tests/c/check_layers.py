@@ -16,7 +16,7 @@ import sys
 
 # lowest first
 LAYERS = [
-    ("util", "bufpool date errors field fileserve httpdate listen mime outq "
+    ("util", "bufpool date errors field fileserve httpdate listen metrics mime outq "
              "logbuf pct status tlsctx trust utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
     ("conn", "conn proxyproto tls transport"),

@@ -1300,6 +1300,7 @@ int main(int argc, char **argv) {
       {"--backlog", PISTON_OPT_BACKLOG, 0},
       {"--max-connections", PISTON_OPT_MAX_CONNECTIONS, 0},
       {"--http2", PISTON_OPT_HTTP2, 0},
+      {"--limit-concurrency", PISTON_OPT_LIMIT_CONCURRENCY, 0},
   };
   piston_server *srv = g_srv = piston_server_new();
   if (!srv) {
@@ -1394,6 +1395,12 @@ int main(int argc, char **argv) {
         alog_file = val;
       else
         alog_format = val;
+    } else if (strcmp(name, "--metrics") == 0 ||
+               strcmp(name, "--health") == 0) {
+      known = 1;
+      if (!val || (name[2] == 'm' ? piston_server_metrics(srv, NULL, val)
+                                  : piston_server_health(srv, val)) != 0)
+        die_usage("%s wants a path starting with '/'", name);
     } else if (strcmp(name, "--forwarded-allow-ips") == 0) {
       known = 1;
       if (!val)
