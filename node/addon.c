@@ -1002,6 +1002,21 @@ static napi_value js_access_log(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* opsRoute(srv, kind, path): 0 metrics (piston_server_metrics, a region
+ * of the process's own), 1 health (piston_server_health) */
+static napi_value js_ops_route(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  int64_t kind = get_i64(env, argv[1], 0);
+  char *path = dup_str(env, argv[2]);
+  int rc = !path       ? PISTON_EINVAL
+           : kind == 0 ? piston_server_metrics(s->server, NULL, path)
+                       : piston_server_health(s->server, path);
+  free(path);
+  if (rc < 0)
+    throw_piston(env, rc, kind == 0 ? "metrics" : "health");
+  return undef(env);
+}
+
 /* reopenLogs(srv): piston_server_reopen_logs (logrotate) */
 static napi_value js_reopen_logs(napi_env env, napi_callback_info info) {
   SRV_ARG(1);
@@ -1824,6 +1839,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"trustProxies", js_trust_proxies},
       {"accessLog", js_access_log},
       {"reopenLogs", js_reopen_logs},
+      {"opsRoute", js_ops_route},
       {"listenTcp", js_listen_tcp},
       {"listenUnix", js_listen_unix},
       {"tlsCertPem", js_tls_cert_pem},

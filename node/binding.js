@@ -115,6 +115,9 @@ function makeNative(id, options, listen, routes) {
   if (options.accessLogFile != null || options.accessLogFormat != null) {
     native.accessLog(h, options.accessLogFile ?? null, options.accessLogFormat ?? null);
   }
+  // Prometheus text at options.metrics, readiness at options.health (C)
+  if (options.metrics) native.opsRoute(h, 0, String(options.metrics));
+  if (options.health) native.opsRoute(h, 1, String(options.health));
   for (const r of routes || []) {
     if (r.kind === 'fixed') native.routeFixed(h, r.method, r.path, r.status, r.headers, r.body);
     else native.routeDir(h, r.prefix, r.dir);

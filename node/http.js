@@ -874,6 +874,8 @@ class ServerMethods {
     out.trustedProxies = o.trustedProxies;
     out.accessLogFile = o.accessLogFile;
     out.accessLogFormat = o.accessLogFormat;
+    out.metrics = o.metrics;
+    out.health = o.health;
     out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
     return out;
   }

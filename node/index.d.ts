@@ -61,6 +61,12 @@ export interface EngineOptions {
   proxyHeaders?: boolean;
   /** Connections from trustedProxies open with a PROXY v1/v2 header. */
   proxyProtocol?: boolean;
+  /** A path answered in C with Prometheus text (this process's counters). */
+  metrics?: string;
+  /** A path answered in C: 200 "OK", 503 "draining" once the server stops. */
+  health?: string;
+  /** Requests with the handlers at once; 503 beyond (uvicorn's --limit-concurrency). */
+  limitConcurrency?: number;
   /** The access log's file ('-': stdout; default stderr); turns it on. */
   accessLogFile?: string;
   /** 'common', 'combined' (default), 'json', or gunicorn's atoms ('%(h)s "%(r)s" %(s)s %(D)s'). */

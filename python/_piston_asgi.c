@@ -482,6 +482,14 @@ static PyObject *AsgiServer_reopen_logs(AsgiServerObject *self,
   return piston_py_reopen_logs(self->srv);
 }
 
+static PyObject *AsgiServer_metrics(AsgiServerObject *self, PyObject *args) {
+  return piston_py_metrics(self->srv, args);
+}
+
+static PyObject *AsgiServer_health(AsgiServerObject *self, PyObject *args) {
+  return piston_py_health(self->srv, args);
+}
+
 static PyObject *AsgiServer_route_dir(AsgiServerObject *self, PyObject *args) {
   return piston_py_route_dir(self->srv, args);
 }
@@ -584,6 +592,9 @@ static PyMethodDef AsgiServer_methods[] = {
      "access_log(path or None, format or None)"},
     {"reopen_logs", (PyCFunction)AsgiServer_reopen_logs, METH_NOARGS,
      "reopen_logs(): the access log file again (SIGUSR1)"},
+    {"metrics", (PyCFunction)AsgiServer_metrics, METH_VARARGS,
+     "metrics(region or None, path or None)"},
+    {"health", (PyCFunction)AsgiServer_health, METH_VARARGS, "health(path)"},
     {"start", (PyCFunction)AsgiServer_start, METH_NOARGS,
      "start(): create the loop and bind"},
     {"fd", (PyCFunction)AsgiServer_fd, METH_NOARGS,

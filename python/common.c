@@ -98,6 +98,25 @@ PyObject *piston_py_access_log(piston_server *srv, PyObject *args) {
   return done(rc);
 }
 
+PyObject *piston_py_metrics(piston_server *srv, PyObject *args) {
+  PyObject *region;
+  const char *path;
+  if (!PyArg_ParseTuple(args, "Oz", &region, &path))
+    return NULL;
+  piston_metrics *m = NULL;
+  if (region != Py_None &&
+      !(m = PyCapsule_GetPointer(region, "piston.metrics")))
+    return NULL;
+  return done(piston_server_metrics(srv, m, path));
+}
+
+PyObject *piston_py_health(piston_server *srv, PyObject *args) {
+  const char *path;
+  if (!PyArg_ParseTuple(args, "s", &path))
+    return NULL;
+  return done(piston_server_health(srv, path));
+}
+
 PyObject *piston_py_reopen_logs(piston_server *srv) {
   return done(piston_server_reopen_logs(srv));
 }

@@ -77,6 +77,8 @@ PyObject *piston_py_route_dir(piston_server *srv, PyObject *args);
 PyObject *piston_py_trust_proxies(piston_server *srv, PyObject *args);
 PyObject *piston_py_access_log(piston_server *srv, PyObject *args);
 PyObject *piston_py_reopen_logs(piston_server *srv);
+PyObject *piston_py_metrics(piston_server *srv, PyObject *args);
+PyObject *piston_py_health(piston_server *srv, PyObject *args);
 /* TLS: tls_cert(cert, key, ocsp=None), tls_set(TLS_*, value),
  * listener_tls(i), tls_reload(); PISTON_ETLS raises Error with the
  * engine's reason. */

@@ -207,6 +207,14 @@ static PyObject *Server_reopen_logs(ServerObject *self, PyObject *unused) {
   return piston_py_reopen_logs(self->srv);
 }
 
+static PyObject *Server_metrics(ServerObject *self, PyObject *args) {
+  return piston_py_metrics(self->srv, args);
+}
+
+static PyObject *Server_health(ServerObject *self, PyObject *args) {
+  return piston_py_health(self->srv, args);
+}
+
 static PyObject *Server_route_dir(ServerObject *self, PyObject *args) {
   return piston_py_route_dir(self->srv, args);
 }
@@ -413,6 +421,9 @@ static PyMethodDef Server_methods[] = {
      "access_log(path or None, format or None)"},
     {"reopen_logs", (PyCFunction)Server_reopen_logs, METH_NOARGS,
      "reopen_logs(): the access log file again (SIGUSR1)"},
+    {"metrics", (PyCFunction)Server_metrics, METH_VARARGS,
+     "metrics(region or None, path or None)"},
+    {"health", (PyCFunction)Server_health, METH_VARARGS, "health(path)"},
     {"start", (PyCFunction)Server_start, METH_VARARGS,
      "start(nloops): bind and run the loops on their own threads"},
     {"port", (PyCFunction)Server_port, METH_VARARGS,

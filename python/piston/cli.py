@@ -312,6 +312,15 @@ def add_ops_arguments(p):
     g.add_argument("--proxy-protocol", action="store_true",
                    help="connections from trusted proxies open with a PROXY protocol "
                         "v1/v2 header (HAProxy's send-proxy, send-proxy-v2)")
+    g = p.add_argument_group("metrics and health (answered in C)")
+    g.add_argument("--metrics", metavar="PATH", default=None,
+                   help="Prometheus text format at PATH on every listener, summed over "
+                        "the workers (and per worker)")
+    g.add_argument("--health", metavar="PATH", default=None,
+                   help="200 OK at PATH, 503 once the worker drains (readiness)")
+    g.add_argument("--limit-concurrency", type=_positive("--limit-concurrency", 0),
+                   default=0, metavar="N",
+                   help="requests with the app at once per worker; 503 beyond (uvicorn's)")
     g = p.add_argument_group("access log (written by the engine, off the request path)")
     g.add_argument("--access-logfile", metavar="FILE", default=None,
                    help="the access log's file ('-': stdout); SIGUSR1 reopens it")
@@ -323,7 +332,9 @@ def add_ops_arguments(p):
 def ops_config(a):
     return OpsConfig(forwarded_allow_ips=a.forwarded_allow_ips,
                      proxy_headers=a.proxy_headers, proxy_protocol=a.proxy_protocol,
-                     access_logfile=a.access_logfile, access_logformat=a.access_logformat)
+                     access_logfile=a.access_logfile, access_logformat=a.access_logformat,
+                     metrics=a.metrics, health=a.health,
+                     limit_concurrency=a.limit_concurrency)
 
 # ---- end of operations -------------------------------------------------------
 

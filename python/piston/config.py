@@ -175,6 +175,12 @@ class OpsConfig:
     # gunicorn's names; None: not asked for (--access-log alone: stderr)
     access_logfile: str = None
     access_logformat: str = None
+    metrics: str = None           # the path answered with the text format
+    health: str = None            # the readiness path (503 while draining)
+    limit_concurrency: int = 0
+    # made by the supervisor before it forks (prepare_ops_for_workers), so
+    # that every worker counts into it and a scrape sums them
+    metrics_region: object = None
 
 
 def configure_ops(srv, ops):
@@ -188,6 +194,15 @@ def configure_ops(srv, ops):
             % ops.forwarded_allow_ips)
     srv.set_option(_piston.OPT_PROXY_HEADERS, 1 if ops.proxy_headers else 0)
     srv.set_option(_piston.OPT_PROXY_PROTOCOL, 1 if ops.proxy_protocol else 0)
+    for flag, path in (("--metrics", ops.metrics), ("--health", ops.health)):
+        if path is not None and not path.startswith("/"):
+            raise UsageError("%s wants a path starting with '/', not %r" % (flag, path))
+    if ops.metrics:
+        srv.metrics(ops.metrics_region, ops.metrics)
+    if ops.health:
+        srv.health(ops.health)
+    if ops.limit_concurrency:
+        srv.set_option(_piston.OPT_LIMIT_CONCURRENCY, ops.limit_concurrency)
     if ops.access_logfile is not None or ops.access_logformat is not None:
         try:
             srv.access_log(ops.access_logfile, ops.access_logformat)
@@ -197,6 +212,13 @@ def configure_ops(srv, ops):
         except _piston.Error as e:
             raise UsageError("cannot open --access-logfile %s: %s"
                              % (ops.access_logfile, e.args[1]))
+
+
+def prepare_ops_for_workers(cfg, most_workers):
+    """In the supervisor, before the first fork: the shared metrics region
+    (a slot per worker alive at once; replacements reuse slots)."""
+    if cfg.ops.metrics and cfg.ops.metrics_region is None:
+        cfg.ops.metrics_region = _piston.metrics_region(max(1, most_workers) * 2 + 8)
 
 
 def reopen_logs(worker):

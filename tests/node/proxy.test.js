@@ -152,3 +152,31 @@ test('access log: file, gunicorn atoms, reopenLogs after a rename', async () => 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('metrics, health and limitConcurrency in C', async () => {
+  let release;
+  const held = new Promise((r) => (release = r));
+  const srv = createServer({ metrics: '/metrics', health: '/ready', limitConcurrency: 1 }, async (req, res) => {
+    if (req.url === '/hold') await held;
+    res.end('ok');
+  });
+  const { port } = await listen(srv);
+  try {
+    const net = require('node:net');
+    const s = net.connect(port, '127.0.0.1');
+    s.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    const [busy] = parseResponses(await raw(port, get('/other')));
+    assert.equal(busy.status, 503);
+    const [ready] = parseResponses(await raw(port, get('/ready')));
+    assert.equal(ready.body, 'OK\n');
+    const [m] = parseResponses(await raw(port, get('/metrics')));
+    assert.match(m.headers['content-type'], /version=0\.0\.4/);
+    assert.match(m.body, /^piston_in_flight_requests 1$/m);
+    assert.match(m.body, /^piston_rejected_total\{status="503"\} 1$/m);
+    release();
+    s.destroy();
+  } finally {
+    await close(srv);
+  }
+});
