@@ -195,6 +195,10 @@ int piston__proxy_read(piston__conn *c) {
     if (len == 0) {
       if ((size_t)n == cap)
         return reject(c, "a header longer than the read buffer");
+      /* a peek never sees the FIN that follows the bytes it shows: epoll's
+       * RDHUP says nothing more will come */
+      if (c->rdhup)
+        return reject(c, "the connection ended within its header");
       /* the rest comes with the socket's next edge */
       c->readable = false;
       return -1;

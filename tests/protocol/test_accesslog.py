@@ -131,6 +131,9 @@ def test_sigusr1_reopens_the_file(server, tmp_path):
     assert lines_of(path, 1) == ["/hello?1"[:6]]
     os.rename(path, path + ".1")  # what logrotate does
     get(s.addr, "/hello")
+    # lines still in the loop's buffer at the reopen go to the new file:
+    # wait until this one is written
+    assert lines_of(path + ".1", 2) == ["/hello", "/hello"]
     os.kill(s.pid, signal.SIGUSR1)
     deadline = time.monotonic() + 5
     while not os.path.exists(path) and time.monotonic() < deadline:

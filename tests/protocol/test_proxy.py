@@ -302,3 +302,20 @@ def test_header_timeout_closes_silently(pp):
 def test_untrusted_peers_speak_plain_http(server):
     s = server(util.TESTSERVER, ["--proxy-protocol", "--forwarded-allow-ips", "10.0.0.1"])
     assert ask(s.addr).startswith("remote=127.0.0.1:")
+
+
+def test_fin_within_the_header_closes_at_once(server):
+    # the peek shows the same partial bytes again after the FIN: the
+    # engine must not wait for the head timeout (10 s here)
+    s = server(util.TESTSERVER, ["--proxy-protocol", "--head-timeout", "10"])
+    c = socket.create_connection(s.addr, timeout=5)
+    c.sendall(b"PROXY TCP4 192.0.2.1 ")
+    time.sleep(0.1)
+    c.shutdown(socket.SHUT_WR)
+    t0 = time.monotonic()
+    try:
+        assert c.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - t0 < 2
+    c.close()

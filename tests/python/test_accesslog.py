@@ -41,6 +41,7 @@ def test_file_format_and_sigusr1(start_piston, tmp_path, app):
     assert head == '127.0.0.1 "GET /?a=1 HTTP/1.1" 200 "probe/2" -', line
     assert int(us) >= 0
     os.rename(path, path + ".1")
+    assert len(lines_of(path + ".1", 1)) == 1  # written before the reopen
     s.proc.send_signal(signal.SIGUSR1)
     end = time.monotonic() + 10
     while not os.path.exists(path) and time.monotonic() < end:
