@@ -319,3 +319,21 @@ def test_fin_within_the_header_closes_at_once(server):
         pass
     assert time.monotonic() - t0 < 2
     c.close()
+
+
+def test_http2_streams_each_apply_their_fields(server):
+    # h2c with prior knowledge (nghttp), two streams on one connection
+    import shutil
+    import subprocess
+    nghttp = shutil.which("nghttp")
+    assert nghttp, "nghttp (nghttp2-client) is missing: run scripts/setup-deps.sh"
+    s = server(util.TESTSERVER, ["--http2", "2"])
+    if util.TLS:
+        url = "https://127.0.0.1:%d/client" % s.port
+    else:
+        url = "http://127.0.0.1:%d/client" % s.port
+    p = subprocess.run([nghttp, "-H", "x-forwarded-for: 203.0.113.9", "-H",
+                        "x-forwarded-proto: https", url, url + "?2"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "remote=203.0.113.9:0 secure=1 host=:0\n" * 2, p.stdout
