@@ -31,7 +31,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 
 .PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-reliability-tls test-python test-node \
-        test-node-compat test-browser test-asan test-tsan test-abi fuzz soak run run-static \
+        test-node-compat test-browser test-deploy test-asan test-tsan test-abi fuzz soak run run-static \
         bench bench-ws bench-tls bench-h2 bench-peers \
         deps deps-bench dev node clean format format-check
 
@@ -86,6 +86,7 @@ test: deps
 	$(MAKE) test-python
 	$(MAKE) test-node
 	$(MAKE) test-browser
+	$(MAKE) test-deploy
 	$(MAKE) test-abi
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
 	$(MAKE) format-check
@@ -127,6 +128,13 @@ test-node: node
 # 60 assets over HTTPS and HTTP/2 from every host: about 30 s.
 test-browser: all dev node
 	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/browser
+
+# Behind real proxies (docs/deploy.md's recipes): Debian's nginx (TLS,
+# X-Forwarded-*, a Unix socket, WebSocket) and HAProxy (PROXY v1/v2, in
+# clear and TLS to Piston) in front of Django, FastAPI, Express and the C
+# test server: about 10 s.
+test-deploy: all dev node
+	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/deploy
 
 # Node's own test/parallel/test-http-*.js through createServer (issue #14):
 # fails if a file of tests/node-compat/expected-pass.txt fails. Not in

@@ -8,6 +8,8 @@
  * resuming costs no epoll_ctl. */
 #define _GNU_SOURCE
 #include "conn.h"
+#include "metrics.h"
+#include "proxyproto.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -45,6 +47,8 @@ int piston__conn_init(piston__conn *c, piston_loop *loop, int fd,
   int rc = piston__loop_add(loop, &c->io, fd, &conn_io_ops);
   if (rc < 0)
     close(fd);
+  else if (loop->srv->mslot)
+    piston__m_gauge(&loop->srv->mslot->connections, 1);
   return rc;
 }
 
@@ -60,6 +64,14 @@ uint32_t piston__conn_rbuf_size(const piston__conn *c) {
   return (uint32_t)c->io.loop->rbufs.size;
 }
 
+bool piston__conn_rbuf_take(piston__conn *c) {
+  if (!c->rbuf && !(c->rbuf = piston__bufpool_get(&c->io.loop->rbufs))) {
+    piston__conn_close(c);
+    return false;
+  }
+  return true;
+}
+
 void piston__conn_rbuf_release(piston__conn *c) {
   if (c->rbuf && c->rlen == 0) {
     piston__bufpool_put(&c->io.loop->rbufs, c->rbuf);
@@ -70,10 +82,14 @@ void piston__conn_rbuf_release(piston__conn *c) {
 
 int piston__conn_read(piston__conn *c) {
   assert(c->state == CONN_OPEN);
-  if (!c->rbuf && !(c->rbuf = piston__bufpool_get(&c->io.loop->rbufs))) {
-    piston__conn_close(c);
-    return -2;
+  if (c->proxy_wait) {
+    assert(c->rlen == 0);
+    int rc = piston__proxy_read(c);
+    if (rc < 0)
+      return rc;
   }
+  if (!piston__conn_rbuf_take(c))
+    return -2;
   uint32_t room = piston__conn_rbuf_size(c) - c->rlen;
   assert(room > 0);
   for (;;) {
@@ -89,6 +105,8 @@ int piston__conn_read(piston__conn *c) {
         c->readable = false;
       c->rlen += (uint32_t)n;
       c->bytes_read += (uint64_t)n;
+      if (c->io.loop->srv->mslot)
+        piston__m_add(&c->io.loop->srv->mslot->bytes_in, (uint64_t)n);
       return (int)n;
     }
     if (n == 0) {
@@ -96,21 +114,29 @@ int piston__conn_read(piston__conn *c) {
       c->peer_eof = true;
       return 0;
     }
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN) {
-      c->readable = false;
-      return -1;
-    }
-    piston__conn_close(c);
-    return -2;
+    int rc = piston__conn_read_failed(c);
+    if (rc != 0)
+      return rc;
   }
+}
+
+int piston__conn_read_failed(piston__conn *c) {
+  if (errno == EINTR)
+    return 0;
+  if (errno == EAGAIN) {
+    c->readable = false;
+    return -1;
+  }
+  piston__conn_close(c);
+  return -2;
 }
 
 void piston__conn_close(piston__conn *c) {
   if (c->state == CONN_CLOSED)
     return;
   c->state = CONN_CLOSED;
+  if (c->io.loop->srv->mslot)
+    piston__m_gauge(&c->io.loop->srv->mslot->connections, -1);
   if (c->tp->close)
     c->tp->close(c);
   close(c->fd); /* also leaves the epoll set */
@@ -241,7 +267,11 @@ static void conn_flush(piston__io *io) {
       return;
   }
   if (c->out.pending && c->writable) {
+    uint64_t before = c->out.pending;
     int rc = c->tp->flush(c, &c->out);
+    if (c->io.loop->srv->mslot && rc >= 0)
+      piston__m_add(&c->io.loop->srv->mslot->bytes_out,
+                    before - c->out.pending);
     if (rc < 0) {
       piston__conn_close(c); /* the client went away mid-response */
       return;

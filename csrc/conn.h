@@ -87,6 +87,9 @@ struct piston__conn {
    * the socket no longer reports it, so the connection closes at its next
    * run, once those bytes were handled */
   bool read_failed;
+  /* from a trusted proxy with PISTON_OPT_PROXY_PROTOCOL: a PROXY header
+   * comes first (proxyproto.c), before any byte the transport reads */
+  bool proxy_wait;
   int fd;
   atomic_int local_port; /* learnt on the first ask; 0: not yet, -1: none */
   const piston__transport *tp;
@@ -112,6 +115,11 @@ int piston__conn_init(piston__conn *c, piston_loop *loop, int fd,
  * (readable cleared); -2: c was closed (an error, or no memory). */
 int piston__conn_read(piston__conn *c);
 uint32_t piston__conn_rbuf_size(const piston__conn *c);
+/* Gives c a read buffer if it has none; false: c was closed (no memory). */
+bool piston__conn_rbuf_take(piston__conn *c);
+/* After a read of c's socket failed (errno): 0 to retry (EINTR), -1
+ * nothing now (readable cleared), -2 c was closed. */
+int piston__conn_read_failed(piston__conn *c);
 /* Gives the read buffer back when nothing is left in it. */
 void piston__conn_rbuf_release(piston__conn *c);
 /* Flush what is queued, then close (lingering): no more input is read. */

@@ -9,6 +9,8 @@
 #define _GNU_SOURCE
 #include "h2.h"
 #include "http1.h"
+#include "metrics.h"
+#include "trust.h"
 #include "util.h"
 #include "ws.h"
 
@@ -52,6 +54,11 @@ void piston__h1_accept(piston_loop *loop, int fd,
     free(h);
     return;
   }
+  /* a trusted proxy's connection opens with its PROXY header; anyone
+   * else's is a direct client's, whose bytes are HTTP from the first */
+  if (loop->srv->opt[PISTON_OPT_PROXY_PROTOCOL] &&
+      piston__trust_peer(loop->srv->trust, (const struct sockaddr *)peer))
+    h->conn.proxy_wait = true;
   if (tls && piston__tls_attach(&h->conn, loop->srv->tls) < 0) {
     piston__conn_close(&h->conn); /* freed at the end of the pass */
     return;
@@ -258,6 +265,10 @@ static void engine_answer(piston__h1 *h, int status, bool host_late) {
       log_handler_timeout(h, r);
     else
       report_client_error(h, status);
+    if (srv_of(h)->mslot)
+      piston__metrics_reject(srv_of(h)->mslot, status);
+    if (r)
+      piston__req_access_log(r); /* engine answers are logged too */
     bool bare = !host_late && srv_of(h)->opt[PISTON_OPT_HEAD_STYLE] != 0;
     if ((bare ? h1_bare(&c->out, status)
               : piston__h1_simple(&c->out, status, NULL, false,

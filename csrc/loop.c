@@ -4,6 +4,7 @@
  * (piston_loop_poll) handles what epoll reports, runs what has work, tells
  * the host the batch ended, and flushes every dirty object's output once. */
 #define _GNU_SOURCE
+#include "accesslog.h"
 #include "loop.h"
 #include "tlsctx.h"
 #include "util.h"
@@ -152,6 +153,7 @@ piston_loop *piston_loop_new(piston_server *srv, int *err) {
     l->timer_ms[k] = timer_duration(srv, k);
   }
   l->now_ms = piston__now_ms();
+  piston__logbuf_init(&l->alog, srv->alog ? srv->alog->fd : 2);
   listeners_watch(l, true);
   return l;
 fail:
@@ -495,6 +497,8 @@ static int pass(piston_loop *l, int timeout_ms) {
   if (l->stopping && l->nconns > 0 && l->now_ms >= l->stop_at_ms)
     close_all(l);
   free_dead(l);
+  if (l->srv->opt[PISTON_OPT_ACCESS_LOG])
+    piston__logbuf_flush(&l->alog); /* the pass's lines, in one write */
   if (l->pending || l->dispatched || l->dirty)
     piston__loop_wake(l); /* work left for the next pass */
   if (l->stopping && l->nconns == 0)
@@ -535,6 +539,7 @@ void piston_loop_free(piston_loop *l) {
   close(l->evfd);
   close(l->tfd);
   piston__bufpool_free(&l->rbufs);
+  piston__logbuf_free(&l->alog);
   pthread_mutex_destroy(&l->inbox_lock);
   atomic_fetch_sub(&l->srv->nloops, 1);
   free(l);

@@ -7,6 +7,7 @@
 #define PISTON_LOOP_H
 
 #include "bufpool.h"
+#include "logbuf.h"
 #include "server.h"
 
 #include <pthread.h>
@@ -121,6 +122,7 @@ struct piston_loop {
   uint64_t accept_resume_ms; /* accept paused (fd limit) until then */
 
   piston__bufpool rbufs; /* read buffers, for the connections' use */
+  piston__logbuf alog;   /* access log lines, written once per pass */
 };
 
 /* thread of the loop currently inside a poll pass, NULL otherwise */

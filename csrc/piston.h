@@ -128,7 +128,8 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
   X(WRITE_HIGH_WATER, "queued response bytes before writers wait")             \
   X(BACKLOG, "listen(2) backlog")                                              \
   X(MAX_CONNECTIONS, "per loop; accept pauses beyond it")                      \
-  X(ACCESS_LOG, "1: one line per response on stderr")                          \
+  X(ACCESS_LOG, "1: one line per response (piston_server_access_log: "         \
+                "where and how; default: combined format on stderr)")          \
   X(SHARE_PORT, "1: join a TCP port other processes of this user listen on "   \
                 "(prefork workers); 0: a port in use is PISTON_EADDRINUSE")    \
   X(HANDLER_TIMEOUT_MS, "for the host to start its response (status and "      \
@@ -156,7 +157,18 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
                "clients too, as IPv4-mapped addresses (node's default)")       \
   X(EXPECT_TO_HOST, "1: a request whose Expect is not 100-continue goes to "   \
                     "the host, which answers it (node's checkExpectation); "   \
-                    "0: the engine answers 417")
+                    "0: the engine answers 417")                              \
+  X(PROXY_HEADERS, "1: believe X-Forwarded-For/-Proto/-Host/-Port and "        \
+                   "Forwarded from trusted proxies (the default; see "         \
+                   "piston_server_trust_proxies, which trusts none until "     \
+                   "called); 0: never")                                        \
+  X(PROXY_PROTOCOL, "1: connections from trusted proxies open with a PROXY "   \
+                    "protocol v1 or v2 header (HAProxy's), which gives the "   \
+                    "client's address; others are taken as direct clients")    \
+  X(LIMIT_CONCURRENCY,                                                         \
+    "requests with the host at once, per process (all "                        \
+    "loops); beyond it 503 (uvicorn's --limit-concurrency; "                   \
+    "native routes are not counted); 0 = no limit")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -210,6 +222,65 @@ typedef void (*piston_conn_closed_cb)(piston_loop *loop, uint64_t conn_id,
 PISTON_EXPORT void piston_server_on_connection_closed(piston_server *srv,
                                                       piston_conn_closed_cb cb,
                                                       void *userdata);
+
+/* Trusted proxies (uvicorn's and gunicorn's --forwarded-allow-ips): IPv4
+ * and IPv6 addresses and CIDR blocks ("10.0.0.0/8"), "unix:" for peers on
+ * a Unix socket, "*" for every peer, separated by commas or spaces; NULL
+ * or "" trusts none (the default). From a trusted peer the engine believes
+ * the forwarding fields (PISTON_OPT_PROXY_HEADERS) and the PROXY protocol
+ * header (PISTON_OPT_PROXY_PROTOCOL); a request's fields are never changed
+ * or removed, only what the accessors below report. PISTON_EINVAL for an
+ * entry that is none of these. Before the first loop. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_trust_proxies(piston_server *srv, const char *list);
+
+/* The access log: one line per response (the engine's own answers
+ * included), formatted when it ends and written once per loop pass, so
+ * that no request pays a syscall for it. path: NULL or "" stderr, "-"
+ * stdout, else a file opened for appending. format: "common", "combined"
+ * (NULL), "json" (one object per line: time, remote_addr, remote_port,
+ * method, path, query, protocol, scheme, status, bytes, duration_us,
+ * host, referer, user_agent), or gunicorn's --access-logformat atoms:
+ * %(h)s %(l)s %(u)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(b)s
+ * %(f)s %(a)s %(T)s %(M)s %(D)s %(L)s %(p)s %({name}i)s %({name}o)s
+ * %({name}e)s (always "-"). Turns PISTON_OPT_ACCESS_LOG on. PISTON_EINVAL
+ * for an atom it does not know (piston_server_access_log_error names it),
+ * or the file's open error. Before the first loop. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_access_log(piston_server *srv, const char *path,
+                         const char *format);
+PISTON_EXPORT const char *
+piston_server_access_log_error(const piston_server *srv);
+/* Opens the access log file again (after logrotate moved it: SIGUSR1's
+ * job, as with gunicorn and nginx) and writes to the new one from now on;
+ * nothing to do for stderr/stdout. Any thread, any time; 0 or the open's
+ * PISTON_E* code (the old file stays in use). */
+PISTON_EXPORT int piston_server_reopen_logs(piston_server *srv);
+
+/* Metrics for a Prometheus scraper. A piston_metrics is a region of slots,
+ * one per process, in shared memory: made before a supervisor forks its
+ * workers (piston_metrics_new, nslots at least the workers there may be at
+ * once), every worker's counters land in it, and any worker answering a
+ * scrape sums them all (a worker claims a slot whose owner is free or has
+ * exited; a replacement goes on from the counters of the one it replaced).
+ * The counters: responses by method and status class, a latency histogram,
+ * engine rejections by status, and, per worker and summed, requests with
+ * the app, open connections, bytes in and out. */
+typedef struct piston_metrics piston_metrics;
+PISTON_EXPORT piston_metrics *piston_metrics_new(size_t nslots);
+PISTON_EXPORT void piston_metrics_free(piston_metrics *m);
+/* Counts into m (NULL: a region of its own with one slot) and answers GET
+ * and HEAD of path (NULL: none; the text format 0.0.4) on every listener,
+ * in C. PISTON_EINVAL when m is full. Before the first loop; m outlives
+ * the server. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_metrics(piston_server *srv, piston_metrics *m, const char *path);
+/* A readiness/liveness route answered in C: GET and HEAD of path get 200
+ * "OK" while the server serves and 503 "draining" once it is stopping
+ * (piston_loop_stop: a load balancer takes it out while requests in flight
+ * finish). Before the first loop. */
+PISTON_EXPORT PISTON_MUST_CHECK int piston_server_health(piston_server *srv,
+                                                         const char *path);
 
 /* Adds a listening address. host may be a name, an IPv4 or an IPv6 literal
  * (without brackets); port 0 picks a free port (then all loops share the
@@ -396,10 +467,24 @@ PISTON_EXPORT piston_header piston_req_header_at(const piston_req *req,
 PISTON_EXPORT piston_str piston_req_header(const piston_req *req,
                                            const char *name, size_t name_len);
 /* Textual peer address ("127.0.0.1", "::1", "" for Unix sockets) and port;
- * the string lives as long as the handle. */
+ * the string lives as long as the handle. The client a trusted proxy named
+ * (X-Forwarded-For, Forwarded for=, a PROXY protocol header) when there is
+ * one: its port is 0 unless the proxy gave it. */
 PISTON_EXPORT const char *piston_req_remote_addr(const piston_req *req,
                                                  int *port);
 PISTON_EXPORT int piston_req_local_port(const piston_req *req);
+/* 1 if the client's scheme is https: a trusted proxy said so
+ * (X-Forwarded-Proto: https, X-Forwarded-Ssl: on, X-Forwarded-Protocol:
+ * ssl, Forwarded proto=https), or, when it said nothing, the connection is
+ * TLS; 0 otherwise. */
+PISTON_EXPORT int piston_req_secure(const piston_req *req);
+/* The host a trusted proxy was asked for (X-Forwarded-Host, Forwarded
+ * host=), without its port, and in *port the port (X-Forwarded-Port, else
+ * the host's own, else 443 or 80 by piston_req_secure); ptr NULL and 0 if
+ * no proxy said. For SERVER_NAME/SERVER_PORT and ASGI's server; the Host
+ * field itself is left as it came. */
+PISTON_EXPORT piston_str piston_req_forwarded_host(const piston_req *req,
+                                                   int *port);
 /* -1 when unknown (chunked), else the Content-Length (0 for none). */
 PISTON_EXPORT int64_t piston_req_content_length(const piston_req *req);
 /* The connection the request came on: unique within the process, the same

@@ -137,6 +137,19 @@ struct piston_req {
   bool peer_done;
   uint64_t conn_id;
   piston__tlsinfo *tls; /* the connection's, a reference; NULL: plain */
+  /* what a trusted proxy said (forwarded.c), for this request only */
+  bool fwd_peer;      /* peer replaced by the forwarded client */
+  uint8_t fwd_scheme; /* 0: none said, 1: http, 2: https */
+  uint32_t fwd_host_off, fwd_host_len; /* into base; len 0: none */
+  int fwd_port, fwd_xport; /* the host's own :port; X-Forwarded-Port */
+  /* the access log's (accesslog.c): when the request began, and the
+   * response headers its format reads, captured at the start */
+  uint64_t t_start_ns;
+  /* with the host, counted in the server's in-flight figures (router.c
+   * sets it; piston__req_inflight_done takes it back, once) */
+  atomic_bool inflight;
+  char *alog_out;
+  size_t alog_out_len, alog_out_cap;
 
   /* HTTP/2 (h2.c): the exchange is a stream. Its response head and
    * trailers wait here as fields (piston__h2_field_add's format) until the
@@ -173,7 +186,15 @@ void piston__req_notify(piston_req *req, int events);
 void piston__req_detach(piston_req *req); /* the client is gone */
 /* Loop thread, after a flush: tell a waiting writer it may go on. */
 void piston__req_update_pressure(piston_req *req);
+/* accesslog.c: the exchange has ended (its response is whole, or the
+ * engine answered): counted in the metrics, and its line into the loop's
+ * log buffer */
 void piston__req_access_log(piston_req *req);
+/* No longer with the host (ended, or the client gone): out of the
+ * in-flight count. Any thread; only the first call counts. */
+void piston__req_inflight_done(piston_req *req);
+/* accesslog.c: keeps the response headers the log's format reads */
+void piston__alog_capture(piston_req *req, const piston_header *h, size_t n);
 
 /* Transitions of the exchange's state made by the engine (the host's own
  * are the writer's). */
@@ -203,6 +224,9 @@ void piston__req_split_target(piston_req *r);
  * 8.2.2) are dropped here, for every host. */
 int piston__h2_field_add(char **buf, size_t *len, size_t *cap, const char *name,
                          size_t nlen, const char *value, size_t vlen);
+/* forwarded.c: believes a trusted proxy's X-Forwarded-* or Forwarded
+ * fields (once, when the head is complete) */
+void piston__forwarded_apply(piston_req *req, const piston_server *srv);
 /* Loop thread: a WebSocket message for the host (takes msg). */
 void piston__req_ws_deliver(piston_req *req, piston__wsmsg *msg);
 

@@ -4,6 +4,7 @@
  * exchange's state. The host's calls that write (body reads that owe a 100
  * Continue, responses) are the writer's, in response.c. */
 #define _GNU_SOURCE
+#include "metrics.h"
 #include "req.h"
 #include "util.h"
 
@@ -46,13 +47,21 @@ static void ws_msgs_free(piston_req *r) {
 void piston__req_reset(piston_req *r, piston__conn *c) {
   /* a spare handle comes back to the connection it served: its peer and
    * the peer's text (formatted on the first ask) are still right */
-  if (r->conn_id != c->id) {
+  if (r->conn_id != c->id || r->fwd_peer) {
     size_t plen = c->peer_len < sizeof r->peer ? c->peer_len : sizeof r->peer;
     memset(&r->peer, 0, sizeof r->peer);
     memcpy(&r->peer, &c->peer, plen);
     r->peer_done = false;
     r->conn_id = c->id;
+    r->fwd_peer = false;
   }
+  piston__req_inflight_done(r);
+  r->alog_out_len = 0;
+  if (c->io.loop->srv->opt[PISTON_OPT_ACCESS_LOG] || c->io.loop->srv->mslot)
+    r->t_start_ns = piston__mono_ns();
+  r->fwd_scheme = 0;
+  r->fwd_host_len = 0;
+  r->fwd_port = r->fwd_xport = 0;
   /* what the connection's TLS handshake negotiated, kept with the handle
    * as the peer is (its handshake is over: bytes of a request came) */
   if (r->tls != c->tlsinfo) {
@@ -107,13 +116,24 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   }
 }
 
+void piston__req_inflight_done(piston_req *r) {
+  if (!atomic_exchange(&r->inflight, false))
+    return;
+  piston_server *srv = r->loop->srv;
+  atomic_fetch_sub(&srv->inflight, 1);
+  if (srv->mslot)
+    piston__m_gauge(&srv->mslot->in_flight, -1);
+}
+
 void piston__req_free(piston_req *r) {
+  piston__req_inflight_done(r);
   ws_msgs_free(r);
   free(r->ws_topics); /* emptied when its session ended */
   if (r->hdrs != r->hdr_inline)
     free(r->hdrs);
   free(r->body);
   free(r->owned_base);
+  free(r->alog_out);
   piston__outq_free(&r->postq);
   piston__outq_free(&r->h2_out);
   free(r->h2_head);
@@ -359,6 +379,7 @@ void piston__req_notify(piston_req *r, int events) {
 
 /* Loop thread: the client is gone. */
 void piston__req_detach(piston_req *r) {
+  piston__req_inflight_done(r);
   pthread_mutex_lock(&r->lock);
   bool was_closed = r->closed;
   r->closed = true;
@@ -417,20 +438,6 @@ void piston__req_update_pressure(piston_req *r) {
     piston__req_notify(r, PISTON_EV_DRAIN);
 }
 
-void piston__req_access_log(piston_req *r) {
-  if (!r->loop->srv->opt[PISTON_OPT_ACCESS_LOG])
-    return;
-  int port;
-  const char *addr = piston_req_remote_addr(r, &port);
-  piston_str m = piston_req_method(r), t = piston_req_target(r);
-  piston__log("%s:%d \"%.*s %.*s HTTP/%s\" %d %" PRIu64, addr, port, (int)m.len,
-              m.ptr, (int)t.len, t.ptr,
-              r->h2      ? "2"
-              : r->minor ? "1.1"
-                         : "1.0",
-              r->status, r->resp_bytes);
-}
-
 /* ---- the engine's transitions of the exchange ---- */
 
 void piston__req_native_answered(piston_req *r, int status, bool close) {
@@ -455,6 +462,7 @@ int piston__req_engine_answers(piston_req *r, int status) {
     r->loop_ended = true;
     if (status == 413)
       r->body_too_big = true;
+    r->status = status;
     r->closed = true;
   }
   pthread_mutex_unlock(&r->lock);

@@ -290,6 +290,7 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
   }
   if (r->resp != RESP_NONE)
     return PISTON_ESTATE;
+  piston__alog_capture(r, h, nh);
   if (status < 200 || status > 999)
     return PISTON_EINVAL;
   int64_t cl = forced_len;

@@ -4,10 +4,12 @@
  * list is short and scanned in order; fixed routes first. */
 #define _GNU_SOURCE
 #include "http1.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -124,6 +126,70 @@ static int simple(piston__conn *c, piston_req *r, int status, const char *extra,
                : piston__h1_simple(&c->out, status, extra, keep, r->is_head);
 }
 
+/* A body made for this request (metrics, health), with its Content-Type. */
+static int send_body(piston__conn *c, piston_req *r, int status,
+                     const char *type, const char *body, size_t len,
+                     bool keep) {
+  char lines[160];
+  int n = snprintf(lines, sizeof lines,
+                   "Content-Type: %s\r\nCache-Control: no-store\r\n"
+                   "Content-Length: %zu\r\n",
+                   type, len);
+  if (r->h2) {
+    int rc = h2_head(r, status, lines, (size_t)n);
+    if (rc == 0 && !r->is_head)
+      rc = piston__outq_append(&r->h2_out, body, len) ? PISTON_ENOMEM : 0;
+    return rc;
+  }
+  size_t sl_len;
+  const char *sl = piston__status_line(status, &sl_len);
+  const char *cl = conn_line(keep, r->minor);
+  size_t cl_len = strlen(cl), blen = r->is_head ? 0 : len;
+  size_t total = sl_len + PISTON_DATE_LINE_LEN + (size_t)n + cl_len + 2 + blen;
+  char *p = piston__outq_reserve(&c->out, total);
+  if (!p)
+    return PISTON_ENOMEM;
+  memcpy(p, sl, sl_len);
+  memcpy(p + sl_len, piston__date_line(), PISTON_DATE_LINE_LEN);
+  char *q = p + sl_len + PISTON_DATE_LINE_LEN;
+  memcpy(q, lines, (size_t)n);
+  memcpy(q + n, cl, cl_len);
+  memcpy(q + n + cl_len, "\r\n", 2);
+  memcpy(q + n + cl_len + 2, body, blen);
+  piston__outq_commit(&c->out, total);
+  return 0;
+}
+
+static bool path_is(piston_str path, const char *p, size_t n) {
+  return p && path.len == n && memcmp(path.ptr, p, n) == 0;
+}
+
+/* The metrics and health routes: 1 if not one of them, else as send_*. */
+static int send_ops(piston__conn *c, piston_req *r, bool keep, int *status) {
+  const piston_server *srv = c->io.loop->srv;
+  piston_str path = piston_req_path(r);
+  if (path_is(path, srv->health_path, srv->health_path_len)) {
+    bool up = !atomic_load(&c->io.loop->stopping);
+    *status = up ? 200 : 503;
+    return send_body(c, r, *status, "text/plain; charset=utf-8",
+                     up ? "OK\n" : "draining\n", up ? 3 : 9, keep && up);
+  }
+  if (path_is(path, srv->metrics_path, srv->metrics_path_len)) {
+    char *text;
+    long n = piston__metrics_render(srv->metrics, &text);
+    if (n < 0) {
+      *status = 503;
+      return simple(c, r, 503, NULL, keep);
+    }
+    *status = 200;
+    int rc = send_body(c, r, 200, "text/plain; version=0.0.4; charset=utf-8",
+                       text, (size_t)n, keep);
+    free(text);
+    return rc;
+  }
+  return 1;
+}
+
 static int send_file(piston__conn *c, piston_req *r, const piston__dir_route *d,
                      bool keep, int *status) {
   piston_str path = piston_req_path(r);
@@ -198,6 +264,8 @@ bool piston__route(piston__h1 *h, piston_req *r) {
 
 bool piston__route_exchange(piston__conn *c, piston_req *r) {
   const piston_server *srv = c->io.loop->srv;
+  /* first: the native routes' log lines and the host see the client */
+  piston__forwarded_apply(r, srv);
   piston_str path = piston_req_path(r), method = piston_req_method(r);
   bool get = method_is(method, "GET") || r->is_head;
   bool keep = keep_alive(c, r);
@@ -206,6 +274,8 @@ bool piston__route_exchange(piston__conn *c, piston_req *r) {
   bool path_known = false;
   char allow[128] = "Allow: ";
   size_t alen = 7;
+  if (get && (srv->health_path || srv->metrics_path))
+    rc = send_ops(c, r, keep, &status);
   for (size_t i = 0; i < srv->nfixed && rc == 1; i++) {
     const piston__fixed_route *f = &srv->fixed[i];
     if (f->path_len != path.len || memcmp(f->path, path.ptr, path.len) != 0)
@@ -237,8 +307,23 @@ bool piston__route_exchange(piston__conn *c, piston_req *r) {
     status = path_known ? 405 : 404;
     rc = simple(c, r, status, path_known ? allow : NULL, keep);
   }
-  if (rc == 1)
-    return false;
+  if (rc == 1) {
+    /* the host's: within the concurrency limit, or the engine's 503 */
+    piston_server *msrv = c->io.loop->srv;
+    long limit = (long)srv->opt[PISTON_OPT_LIMIT_CONCURRENCY];
+    if (limit > 0 && atomic_load(&msrv->inflight) >= limit) {
+      status = 503;
+      rc = simple(c, r, 503, NULL, keep);
+      if (msrv->mslot)
+        piston__metrics_reject(msrv->mslot, 503);
+    } else {
+      atomic_fetch_add(&msrv->inflight, 1);
+      if (msrv->mslot)
+        piston__m_gauge(&msrv->mslot->in_flight, 1);
+      atomic_store(&r->inflight, true);
+      return false;
+    }
+  }
   if (r->h2) {
     /* h2_head marked the head as made; the answer is whole (the handler
      * submits it), and a failed one resets the stream */

@@ -5,7 +5,10 @@
 #define _GNU_SOURCE
 #include "http1.h"
 #include "server.h"
+#include "accesslog.h"
+#include "metrics.h"
 #include "tlsctx.h"
+#include "trust.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -33,9 +36,10 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
         16 * 1024 * 1024, /* as uvicorn's ws-max-size */
     [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1024,
     [PISTON_OPT_DEBUG_LOG] = 0,
-    [PISTON_OPT_HTTP2] = 1, /* h2 by ALPN; h2c only when asked for */
+    [PISTON_OPT_HTTP2] = 1,         /* h2 by ALPN; h2c only when asked for */
     [PISTON_OPT_HEAD_STYLE] = 0,
-    [PISTON_OPT_IPV6_ONLY] = 1, /* '::' is IPv6's; IPv4 has 0.0.0.0 */
+    [PISTON_OPT_IPV6_ONLY] = 1,     /* '::' is IPv6's; IPv4 has 0.0.0.0 */
+    [PISTON_OPT_PROXY_HEADERS] = 1, /* inert until proxies are trusted */
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
@@ -93,6 +97,12 @@ void piston_server_free(piston_server *s) {
   free(s->dirs);
   piston__pubsub_free(s);
   piston__tlsconf_free(s->tls);
+  free(s->trust);
+  piston__alog_free(s->alog);
+  if (s->metrics_own)
+    piston_metrics_free(s->metrics);
+  free(s->metrics_path);
+  free(s->health_path);
   pthread_mutex_destroy(&s->pubsub_lock);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -107,10 +117,91 @@ int piston_server_set(piston_server *s, piston_option opt, int64_t value) {
     return PISTON_EINVAL;
   if (atomic_load(&s->nloops) > 0)
     return PISTON_ESTATE;
+  if (opt == PISTON_OPT_ACCESS_LOG && value && !s->alog) {
+    char err[64];
+    int rc = piston__alog_new(NULL, NULL, &s->alog, err, sizeof err);
+    if (rc < 0)
+      return rc;
+  }
   s->opt[opt] = value;
   if (opt == PISTON_OPT_DEBUG_LOG) /* the log is the process's */
     atomic_store(&piston__debug_on, value != 0);
   return 0;
+}
+
+int piston_server_trust_proxies(piston_server *s, const char *list) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  piston__trust *t;
+  char bad[64];
+  int rc = piston__trust_parse(list, &t, bad, sizeof bad);
+  if (rc < 0)
+    return rc;
+  free(s->trust);
+  s->trust = t;
+  return 0;
+}
+
+int piston_server_access_log(piston_server *s, const char *path,
+                             const char *format) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  piston__alog *a;
+  int rc =
+      piston__alog_new(path, format, &a, s->alog_error, sizeof s->alog_error);
+  if (rc < 0)
+    return rc;
+  piston__alog_free(s->alog);
+  s->alog = a;
+  s->opt[PISTON_OPT_ACCESS_LOG] = 1;
+  return 0;
+}
+
+const char *piston_server_access_log_error(const piston_server *s) {
+  return s->alog_error;
+}
+
+static int set_path(char **dst, size_t *len, const char *path) {
+  char *p = NULL;
+  if (path && (path[0] != '/' || !(p = strdup(path))))
+    return path[0] != '/' ? PISTON_EINVAL : PISTON_ENOMEM;
+  free(*dst);
+  *dst = p;
+  *len = p ? strlen(p) : 0;
+  return 0;
+}
+
+int piston_server_metrics(piston_server *s, piston_metrics *m,
+                          const char *path) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  bool own = !m;
+  if (own && !(m = piston_metrics_new(1)))
+    return PISTON_ENOMEM;
+  piston__mslot *slot = piston__metrics_slot(m);
+  int rc = slot ? set_path(&s->metrics_path, &s->metrics_path_len, path)
+                : PISTON_EINVAL;
+  if (rc < 0) {
+    if (own)
+      piston_metrics_free(m);
+    return rc;
+  }
+  if (s->metrics_own)
+    piston_metrics_free(s->metrics);
+  s->metrics = m;
+  s->metrics_own = own;
+  s->mslot = slot;
+  return 0;
+}
+
+int piston_server_health(piston_server *s, const char *path) {
+  if (atomic_load(&s->nloops) > 0)
+    return PISTON_ESTATE;
+  return set_path(&s->health_path, &s->health_path_len, path);
+}
+
+int piston_server_reopen_logs(piston_server *s) {
+  return s->alog ? piston__alog_reopen(s->alog) : 0;
 }
 
 int64_t piston_server_get(const piston_server *s, piston_option opt) {

@@ -75,7 +75,16 @@ struct piston_server {
   struct piston__pubsub
       *pubsub; /* WebSocket topics (pubsub.c); NULL: none yet */
   atomic_int nloops;
-  struct piston__tlsconf *tls; /* tlsctx.c; NULL: no TLS configured */
+  struct piston__tlsconf *tls;    /* tlsctx.c; NULL: no TLS configured */
+  struct piston__trust *trust;    /* trusted proxies (trust.h); NULL: none */
+  struct piston__alog *alog;      /* access log (accesslog.h); NULL: none yet */
+  char alog_error[64];            /* the atom a format was refused for */
+  struct piston_metrics *metrics; /* metrics.h; NULL: not counted */
+  struct piston__mslot *mslot;    /* this process's slot of it */
+  bool metrics_own;               /* made by the server: freed with it */
+  char *metrics_path, *health_path;
+  size_t metrics_path_len, health_path_len;
+  atomic_long inflight; /* requests with the host (LIMIT_CONCURRENCY) */
 };
 
 /* pubsub.c: frees the topics (the server's end; no session is left) */

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #if defined(__GNUC__)
 #define PISTON_UNUSED_RESULT __attribute__((warn_unused_result))
@@ -45,6 +46,13 @@ typedef struct {
 } piston__nosigpipe;
 void piston__nosigpipe_begin(piston__nosigpipe *g);
 void piston__nosigpipe_end(piston__nosigpipe *g);
+
+/* monotonic nanoseconds (a vDSO read): request durations */
+static inline uint64_t piston__mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* errors.c: an errno as the nearest PISTON_E* code */
 int piston__sys_err(int e);

@@ -14,7 +14,12 @@
  * the input goes through it as application data, so that the transport's
  * reads and writes carry the HTTP/1.1 and WebSocket paths. With 0x08 the
  * client opens with the HTTP/2 preface, so that the rest is frames for the
- * HTTP/2 handler (h2.c) and nghttp2. */
+ * HTTP/2 handler (h2.c) and nghttp2. With 0x40 but not 0x80 the peer is a
+ * trusted proxy that must open with a PROXY protocol header
+ * (proxyproto.c): the input begins with it (or with garbage), except on a
+ * TLS connection with the in-process client, where a fixed v1 header goes
+ * first, in clear, before the handshake. The Unix peer is trusted in every
+ * mode, so X-Forwarded-* and Forwarded fields (forwarded.c) always apply. */
 #define _GNU_SOURCE
 #include "http1.h"
 
@@ -153,9 +158,13 @@ static void on_request(piston_req *req, void *ud) {
     piston_str m = piston_req_method(req), q = piston_req_query(req);
     int port;
     const char *addr = piston_req_remote_addr(req, &port);
-    int n = snprintf(out, sizeof out, "%.*s|%.*s|%zu|%s", (int)m.len, m.ptr,
-                     (int)(q.len > 64 ? 64 : q.len), q.ptr ? q.ptr : "",
-                     piston_req_header_count(req), addr);
+    int fport;
+    piston_str fh = piston_req_forwarded_host(req, &fport);
+    int n = snprintf(
+        out, sizeof out, "%.*s|%.*s|%zu|%s:%d|%d|%.*s:%d", (int)m.len, m.ptr,
+        (int)(q.len > 64 ? 64 : q.len), q.ptr ? q.ptr : "",
+        piston_req_header_count(req), addr, port, piston_req_secure(req),
+        (int)(fh.len > 64 ? 64 : fh.len), fh.ptr ? fh.ptr : "", fport);
     (void)!piston_resp_send(req, 200, text, 1, out, (size_t)n);
   }
   }
@@ -178,6 +187,9 @@ static void setup(void) {
     abort();
   static const piston_header h[] = {{{"Content-Type", 12}, {"text/plain", 10}}};
   if (piston_server_route_fixed(srv, NULL, "/fixed", 200, h, 1, "fixed", 5))
+    abort();
+  /* the socketpair's peer is a trusted proxy */
+  if (piston_server_trust_proxies(srv, "unix:"))
     abort();
   piston_server_on_request(srv, on_request, NULL);
   make_cert();
@@ -237,7 +249,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   struct sockaddr_storage peer = {.ss_family = AF_UNIX};
   bool tls = seed & 0x20;
+  bool proxy = (seed & 0xc0) == 0x40;
+  /* the option is read at accept; the fuzzer alone touches the server */
+  srv->opt[PISTON_OPT_PROXY_PROTOCOL] = proxy;
   piston__h1_accept(loop, sv[0], &peer, sizeof(sa_family_t), tls);
+  srv->opt[PISTON_OPT_PROXY_PROTOCOL] = 0;
+  if (proxy && tls && !(seed & 0x10)) {
+    static const char v1[] = "PROXY TCP4 192.0.2.1 192.0.2.2 5555 443\r\n";
+    if (send(sv[1], v1, sizeof v1 - 1, MSG_NOSIGNAL) < 0)
+      abort();
+  }
   if (tls && !(seed & 0x10) && !client_handshake(sv[1]))
     abort(); /* the engine's side of a valid handshake must complete */
   if (seed & 0x08) {

@@ -976,6 +976,63 @@ static napi_value js_route_dir(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* trustProxies(srv, list): piston_server_trust_proxies */
+static napi_value js_trust_proxies(napi_env env, napi_callback_info info) {
+  SRV_ARG(2);
+  char *list = dup_str(env, argv[1]);
+  int rc = list ? piston_server_trust_proxies(s->server, list) : PISTON_EINVAL;
+  free(list);
+  if (rc < 0)
+    throw_piston(env, rc, "trustedProxies");
+  return undef(env);
+}
+
+/* accessLog(srv, file|null, format|null): piston_server_access_log */
+static napi_value js_access_log(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  napi_valuetype t1, t2;
+  napi_typeof(env, argv[1], &t1);
+  napi_typeof(env, argv[2], &t2);
+  char *file = t1 == napi_string ? dup_str(env, argv[1]) : NULL;
+  char *fmt = t2 == napi_string ? dup_str(env, argv[2]) : NULL;
+  int rc = piston_server_access_log(s->server, file, fmt);
+  free(file);
+  free(fmt);
+  if (rc == PISTON_EINVAL) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "accessLogFormat: unknown atom %s",
+             piston_server_access_log_error(s->server));
+    napi_throw_error(env, "ERR_INVALID_ARG_VALUE", msg);
+  } else if (rc < 0) {
+    throw_piston(env, rc, "accessLogFile");
+  }
+  return undef(env);
+}
+
+/* opsRoute(srv, kind, path): 0 metrics (piston_server_metrics, a region
+ * of the process's own), 1 health (piston_server_health) */
+static napi_value js_ops_route(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  int64_t kind = get_i64(env, argv[1], 0);
+  char *path = dup_str(env, argv[2]);
+  int rc = !path       ? PISTON_EINVAL
+           : kind == 0 ? piston_server_metrics(s->server, NULL, path)
+                       : piston_server_health(s->server, path);
+  free(path);
+  if (rc < 0)
+    throw_piston(env, rc, kind == 0 ? "metrics" : "health");
+  return undef(env);
+}
+
+/* reopenLogs(srv): piston_server_reopen_logs (logrotate) */
+static napi_value js_reopen_logs(napi_env env, napi_callback_info info) {
+  SRV_ARG(1);
+  int rc = piston_server_reopen_logs(s->server);
+  if (rc < 0)
+    throw_piston(env, rc, "reopenLogs");
+  return undef(env);
+}
+
 /* listenTcp(srv, host, port) / listenUnix(srv, path) */
 static napi_value js_listen_tcp(napi_env env, napi_callback_info info) {
   SRV_ARG(3);
@@ -1274,13 +1331,13 @@ static napi_value js_header(napi_env env, napi_callback_info info) {
 }
 
 /* info(slot) -> [httpMinor, contentLength, remoteAddr, remotePort,
- *                localPort, path, query] */
+ *                localPort, path, query, secure] */
 static napi_value js_info(napi_env env, napi_callback_info info) {
   REQ_ARG(1);
   int port = 0;
   const char *addr = piston_req_remote_addr(req, &port);
   napi_value arr,
-      v[7] = {
+      v[8] = {
           make_int(env, piston_req_http_minor(req)),
           make_int(env, piston_req_content_length(req)),
           make_latin1(env, addr ? addr : "", addr ? strlen(addr) : 0),
@@ -1288,9 +1345,10 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
           make_int(env, piston_req_local_port(req)),
           make_str(env, piston_req_path(req)),
           make_str(env, piston_req_query(req)),
+          make_int(env, piston_req_secure(req)),
       };
-  NAPI_OK(napi_create_array_with_length(env, 7, &arr));
-  for (uint32_t i = 0; i < 7; i++)
+  NAPI_OK(napi_create_array_with_length(env, 8, &arr));
+  for (uint32_t i = 0; i < 8; i++)
     NAPI_OK(napi_set_element(env, arr, i, v[i]));
   return arr;
 }
@@ -1817,6 +1875,10 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"serverSet", js_server_set},
       {"routeFixed", js_route_fixed},
       {"routeDir", js_route_dir},
+      {"trustProxies", js_trust_proxies},
+      {"accessLog", js_access_log},
+      {"reopenLogs", js_reopen_logs},
+      {"opsRoute", js_ops_route},
       {"listenTcp", js_listen_tcp},
       {"listenUnix", js_listen_unix},
       {"tlsCertPem", js_tls_cert_pem},

@@ -139,6 +139,11 @@ class Request {
   get remotePort() {
     return this._ex.info()[3] || undefined;
   }
+  // https: the connection is TLS, or a trusted proxy said so
+  // (trustedProxies, X-Forwarded-Proto/Forwarded)
+  get secure() {
+    return this._ex.info()[7] === 1;
+  }
   get httpVersion() {
     const s = this._ex.slot;
     if (s >= 0 && native.httpVersion(s) === 20) return '2.0';
@@ -815,6 +820,11 @@ class App {
     return this;
   }
   // Graceful: in-flight requests get up to deadlineMs.
+  // Opens the access log file again (after logrotate moved it).
+  reopenLogs() {
+    if (this._h) native.reopenLogs(this._h);
+  }
+
   close(cb, deadlineMs = 10000) {
     if (!this._h) {
       if (cb) process.nextTick(cb);

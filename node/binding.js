@@ -103,6 +103,21 @@ function makeNative(id, options, listen, routes) {
     if (opt === undefined) continue;
     native.serverSet(h, opt, typeof v === 'boolean' ? (v ? 1 : 0) : Number(v));
   }
+  // trustedProxies: the addresses whose X-Forwarded-*/Forwarded fields and
+  // PROXY headers the engine believes (a string or an array of addresses,
+  // CIDRs, 'unix:', '*'); none by default, as node:http believes none
+  if (options.trustedProxies !== undefined && options.trustedProxies !== null) {
+    const t = options.trustedProxies;
+    native.trustProxies(h, Array.isArray(t) ? t.join(',') : String(t));
+  }
+  // the access log's file ('-': stdout) and format (common, combined,
+  // json, gunicorn's atoms); either turns the log on
+  if (options.accessLogFile != null || options.accessLogFormat != null) {
+    native.accessLog(h, options.accessLogFile ?? null, options.accessLogFormat ?? null);
+  }
+  // Prometheus text at options.metrics, readiness at options.health (C)
+  if (options.metrics) native.opsRoute(h, 0, String(options.metrics));
+  if (options.health) native.opsRoute(h, 1, String(options.health));
   for (const r of routes || []) {
     if (r.kind === 'fixed') native.routeFixed(h, r.method, r.path, r.status, r.headers, r.body);
     else native.routeDir(h, r.prefix, r.dir);

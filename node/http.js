@@ -90,7 +90,9 @@ class PistonSocket extends SocketBase {
     this._h2 = native.httpVersion(ex.slot) === 20;
     this.connecting = false;
     this.pending = false;
-    this.encrypted = false;
+    // a trusted proxy's X-Forwarded-Proto: https makes the connection count
+    // as encrypted, as Express's req.secure reads it without 'trust proxy'
+    this.encrypted = this._info[7] === 1;
     this._open(ex);
   }
   // open, with ex in flight (a stream's socket starts so too)
@@ -125,6 +127,14 @@ class PistonSocket extends SocketBase {
   }
   get bytesWritten() {
     return this._bytesNow(1);
+  }
+  // Behind a trusted proxy each request names its own client (a proxy's
+  // pooled connection carries many): the peer is read again per request.
+  _forwardedRefresh(slot) {
+    const info = native.info(slot);
+    if (typeof info === 'number') return;
+    this._info = info;
+    if (!this.server._tls) this.encrypted = info[7] === 1;
   }
   _i() {
     return this._info;
@@ -661,6 +671,7 @@ class Exchange {
     } else if (!socket._h2) {
       socket._ex = this;
       if (socket._timer) socket._timer.refresh();
+      if (server._options.trustedProxies) socket._forwardedRefresh(slot);
       if (socket.destroyed && !socket._closeEmitted) {
         // destroy() found it idle and could not close it: it lives on
         socket.destroyed = false;
@@ -1020,6 +1031,11 @@ class ServerMethods {
       expectToHost: 1,
     };
     for (const k of Object.keys(B.OPTION_NAMES)) if (o[k] !== undefined) out[k] = o[k];
+    out.trustedProxies = o.trustedProxies;
+    out.accessLogFile = o.accessLogFile;
+    out.accessLogFormat = o.accessLogFormat;
+    out.metrics = o.metrics;
+    out.health = o.health;
     out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
     return out;
   }
@@ -1114,6 +1130,11 @@ class ServerMethods {
     if (!this._refed) native.ref(this._h, false);
     process.nextTick(() => this.emit('listening'));
     return this;
+  }
+
+  // Opens the access log file again (after logrotate moved it).
+  reopenLogs() {
+    if (this._h) native.reopenLogs(this._h);
   }
 
   address() {

@@ -47,6 +47,30 @@ export interface EngineOptions {
    * 16 MiB. An app.ws route's maxPayloadLength sets it.
    */
   wsMaxMessage?: number;
+  /**
+   * Proxies whose X-Forwarded-For/-Proto/-Host/-Port and Forwarded fields
+   * (and PROXY protocol headers) the engine believes: IPv4/IPv6 addresses,
+   * CIDR blocks ('10.0.0.0/8'), 'unix:' for Unix-socket peers, '*' for all.
+   * From them, req.socket.remoteAddress is the client and an https
+   * X-Forwarded-Proto makes req.socket.encrypted true (so Express's req.ip
+   * and req.secure are the client's, with or without its 'trust proxy').
+   * Default: none.
+   */
+  trustedProxies?: string | string[];
+  /** Believe trustedProxies' forwarding fields (default true). */
+  proxyHeaders?: boolean;
+  /** Connections from trustedProxies open with a PROXY v1/v2 header. */
+  proxyProtocol?: boolean;
+  /** A path answered in C with Prometheus text (this process's counters). */
+  metrics?: string;
+  /** A path answered in C: 200 "OK", 503 "draining" once the server stops. */
+  health?: string;
+  /** Requests with the handlers at once; 503 beyond (uvicorn's --limit-concurrency). */
+  limitConcurrency?: number;
+  /** The access log's file ('-': stdout; default stderr); turns it on. */
+  accessLogFile?: string;
+  /** 'common', 'combined' (default), 'json', or gunicorn's atoms ('%(h)s "%(r)s" %(s)s %(D)s'). */
+  accessLogFormat?: string;
 }
 
 /** PEM text: a string or a Buffer. */
@@ -327,6 +351,8 @@ export interface AppRequest extends AsyncIterable<Buffer> {
   readonly headers: Record<string, string | string[]>;
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
+  /** https: the connection is TLS, or a trusted proxy said so. */
+  readonly secure: boolean;
   readonly httpVersion: '1.0' | '1.1' | '2.0';
   /** On a TLS app: what the connection negotiated; undefined otherwise or once the response ended. */
   readonly tls: TlsInfo | undefined;

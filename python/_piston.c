@@ -33,7 +33,23 @@ static PyObject *mod_reason(PyObject *m, PyObject *arg) {
   return PyUnicode_FromString(p);
 }
 
+/* metrics_region(nslots): a shared region for piston_server_metrics, made
+ * before the workers fork (a capsule; it lives as long as the process, and
+ * its memory is the workers' too). */
+static PyObject *mod_metrics_region(PyObject *m, PyObject *arg) {
+  (void)m;
+  long n = PyLong_AsLong(arg);
+  if (n == -1 && PyErr_Occurred())
+    return NULL;
+  piston_metrics *r = n > 0 ? piston_metrics_new((size_t)n) : NULL;
+  if (!r)
+    return PyErr_NoMemory();
+  return PyCapsule_New(r, "piston.metrics", NULL);
+}
+
 static PyMethodDef module_methods[] = {
+    {"metrics_region", mod_metrics_region, METH_O,
+     "metrics_region(nslots) -> a region shared by forked workers"},
     {"strerror", mod_strerror, METH_O, "strerror(code) -> message"},
     {"reason", mod_reason, METH_O,
      "reason(status) -> the engine's reason phrase for it, or None"},

@@ -467,6 +467,29 @@ static PyObject *AsgiServer_route_fixed(AsgiServerObject *self,
   return piston_py_route_fixed(self->srv, args, PISTON_PY_HDRS_BYTES);
 }
 
+static PyObject *AsgiServer_trust_proxies(AsgiServerObject *self,
+                                          PyObject *args) {
+  return piston_py_trust_proxies(self->srv, args);
+}
+
+static PyObject *AsgiServer_access_log(AsgiServerObject *self, PyObject *args) {
+  return piston_py_access_log(self->srv, args);
+}
+
+static PyObject *AsgiServer_reopen_logs(AsgiServerObject *self,
+                                        PyObject *unused) {
+  (void)unused;
+  return piston_py_reopen_logs(self->srv);
+}
+
+static PyObject *AsgiServer_metrics(AsgiServerObject *self, PyObject *args) {
+  return piston_py_metrics(self->srv, args);
+}
+
+static PyObject *AsgiServer_health(AsgiServerObject *self, PyObject *args) {
+  return piston_py_health(self->srv, args);
+}
+
 static PyObject *AsgiServer_route_dir(AsgiServerObject *self, PyObject *args) {
   return piston_py_route_dir(self->srv, args);
 }
@@ -563,6 +586,15 @@ static PyMethodDef AsgiServer_methods[] = {
      "tls_reload(): read the certificate files again"},
     {"route_fixed", (PyCFunction)AsgiServer_route_fixed, METH_VARARGS, NULL},
     {"route_dir", (PyCFunction)AsgiServer_route_dir, METH_VARARGS, NULL},
+    {"trust_proxies", (PyCFunction)AsgiServer_trust_proxies, METH_VARARGS,
+     "trust_proxies(list): --forwarded-allow-ips"},
+    {"access_log", (PyCFunction)AsgiServer_access_log, METH_VARARGS,
+     "access_log(path or None, format or None)"},
+    {"reopen_logs", (PyCFunction)AsgiServer_reopen_logs, METH_NOARGS,
+     "reopen_logs(): the access log file again (SIGUSR1)"},
+    {"metrics", (PyCFunction)AsgiServer_metrics, METH_VARARGS,
+     "metrics(region or None, path or None)"},
+    {"health", (PyCFunction)AsgiServer_health, METH_VARARGS, "health(path)"},
     {"start", (PyCFunction)AsgiServer_start, METH_NOARGS,
      "start(): create the loop and bind"},
     {"fd", (PyCFunction)AsgiServer_fd, METH_NOARGS,

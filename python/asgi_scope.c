@@ -186,7 +186,8 @@ PyObject *piston_asgi_scope(AsgiServerObject *s, piston_req *q) {
       PyDict_SetItem(d, k_scheme, v_http) < 0 || connection_keys(d, s, q) < 0 ||
       put(d, k_state, state_copy(s)) < 0 ||
       put(d, k_extensions, extensions()) < 0 ||
-      piston_py_tls_scope(d, q, false) < 0)
+      piston_py_tls_scope(d, q, false) < 0 ||
+      piston_py_forwarded_scope(d, q, false) < 0)
     Py_CLEAR(d);
   return d;
 }
@@ -233,7 +234,8 @@ PyObject *piston_asgi_ws_scope(AsgiServerObject *s, piston_req *q) {
       put(d, k_subprotocols, subprotocols(q)) < 0 ||
       put(d, k_state, state_copy(s)) < 0 ||
       put(d, k_extensions, ws_extensions()) < 0 ||
-      piston_py_tls_scope(d, q, true) < 0)
+      piston_py_tls_scope(d, q, true) < 0 ||
+      piston_py_forwarded_scope(d, q, true) < 0)
     Py_CLEAR(d);
   return d;
 }

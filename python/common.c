@@ -78,6 +78,49 @@ PyObject *piston_py_listen_fd(piston_server *srv, PyObject *args) {
   return done(piston_server_listen_fd(srv, fd));
 }
 
+PyObject *piston_py_trust_proxies(piston_server *srv, PyObject *args) {
+  const char *list;
+  if (!PyArg_ParseTuple(args, "s", &list))
+    return NULL;
+  return done(piston_server_trust_proxies(srv, list));
+}
+
+PyObject *piston_py_access_log(piston_server *srv, PyObject *args) {
+  const char *path = NULL, *format = NULL;
+  if (!PyArg_ParseTuple(args, "zz", &path, &format))
+    return NULL;
+  int rc = piston_server_access_log(srv, path, format);
+  if (rc == PISTON_EINVAL) {
+    PyErr_Format(PyExc_ValueError, "unknown access log atom %s",
+                 piston_server_access_log_error(srv));
+    return NULL;
+  }
+  return done(rc);
+}
+
+PyObject *piston_py_metrics(piston_server *srv, PyObject *args) {
+  PyObject *region;
+  const char *path;
+  if (!PyArg_ParseTuple(args, "Oz", &region, &path))
+    return NULL;
+  piston_metrics *m = NULL;
+  if (region != Py_None &&
+      !(m = PyCapsule_GetPointer(region, "piston.metrics")))
+    return NULL;
+  return done(piston_server_metrics(srv, m, path));
+}
+
+PyObject *piston_py_health(piston_server *srv, PyObject *args) {
+  const char *path;
+  if (!PyArg_ParseTuple(args, "s", &path))
+    return NULL;
+  return done(piston_server_health(srv, path));
+}
+
+PyObject *piston_py_reopen_logs(piston_server *srv) {
+  return done(piston_server_reopen_logs(srv));
+}
+
 PyObject *piston_py_route_dir(piston_server *srv, PyObject *args) {
   const char *prefix, *dir;
   if (!PyArg_ParseTuple(args, "ss", &prefix, &dir))
@@ -378,6 +421,48 @@ int piston_py_tls_environ(PyObject *env, piston_req *q) {
   piston_str der = piston_req_tls(q, PISTON_TLSI_PEER_CERT);
   if (der.len && put_tls(env, "SSL_CLIENT_CERT", pem(der)) < 0)
     return -1;
+  return 0;
+}
+
+/* What a trusted proxy said, over what the connection is: the scheme
+ * (wsgi.url_scheme, HTTPS) and the server's name and port. */
+int piston_py_forwarded_environ(PyObject *env, piston_req *q) {
+  bool secure = piston_req_secure(q), tls = piston_py_is_tls(q);
+  if (secure != tls) {
+    if (put_tls(env, "wsgi.url_scheme",
+                PyUnicode_FromString(secure ? "https" : "http")) < 0)
+      return -1;
+    if (secure ? put_tls(env, "HTTPS", PyUnicode_FromString("on")) < 0
+               : PyDict_DelItemString(env, "HTTPS") < 0)
+      return -1;
+  }
+  int port;
+  piston_str host = piston_req_forwarded_host(q, &port);
+  if (host.ptr &&
+      (put_tls(env, "SERVER_NAME", piston_py_latin1(host)) < 0 ||
+       put_tls(env, "SERVER_PORT", PyUnicode_FromFormat("%d", port)) < 0))
+    return -1;
+  return 0;
+}
+
+int piston_py_forwarded_scope(PyObject *scope, piston_req *q, bool ws) {
+  bool secure = piston_req_secure(q), tls = piston_py_is_tls(q);
+  if (secure != tls &&
+      put_tls(scope, "scheme",
+              PyUnicode_FromString(secure ? (ws ? "wss" : "https")
+                                          : (ws ? "ws" : "http"))) < 0)
+    return -1;
+  int port;
+  piston_str host = piston_req_forwarded_host(q, &port);
+  if (host.ptr) {
+    PyObject *h = piston_py_latin1(host);
+    PyObject *p = h ? PyLong_FromLong(port) : NULL;
+    PyObject *t = p ? PyTuple_Pack(2, h, p) : NULL;
+    Py_XDECREF(h);
+    Py_XDECREF(p);
+    if (put_tls(scope, "server", t) < 0)
+      return -1;
+  }
   return 0;
 }
 

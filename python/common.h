@@ -74,6 +74,11 @@ PyObject *piston_py_listen_fd(piston_server *srv, PyObject *args);
 PyObject *piston_py_route_fixed(piston_server *srv, PyObject *args,
                                 piston_py_hdrs_mode mode);
 PyObject *piston_py_route_dir(piston_server *srv, PyObject *args);
+PyObject *piston_py_trust_proxies(piston_server *srv, PyObject *args);
+PyObject *piston_py_access_log(piston_server *srv, PyObject *args);
+PyObject *piston_py_reopen_logs(piston_server *srv);
+PyObject *piston_py_metrics(piston_server *srv, PyObject *args);
+PyObject *piston_py_health(piston_server *srv, PyObject *args);
 /* TLS: tls_cert(cert, key, ocsp=None), tls_set(TLS_*, value),
  * listener_tls(i), tls_reload(); PISTON_ETLS raises Error with the
  * engine's reason. */
@@ -86,5 +91,10 @@ bool piston_py_is_tls(piston_req *q);
 int piston_py_tls_environ(PyObject *env, piston_req *q);
 /* ASGI: scheme https/wss and the tls extension */
 int piston_py_tls_scope(PyObject *scope, piston_req *q, bool ws);
+/* A trusted proxy's word (piston_req_secure, piston_req_forwarded_host)
+ * over the connection's: the scheme, HTTPS, SERVER_NAME/SERVER_PORT; the
+ * ASGI scheme and server. After the TLS keys are in. */
+int piston_py_forwarded_environ(PyObject *env, piston_req *q);
+int piston_py_forwarded_scope(PyObject *scope, piston_req *q, bool ws);
 
 #endif

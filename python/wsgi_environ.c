@@ -67,6 +67,8 @@ PyObject *piston_wsgi_environ(piston_req *req, PyObject *base, const char *root,
         set_item(env, "SERVER_PORT", PyUnicode_FromFormat("%d", lport)) < 0)
       goto fail;
   }
+  if (piston_py_forwarded_environ(env, req) < 0)
+    goto fail;
 
   /* Headers: HTTP_NAME, duplicates joined with ", "; names with '_' are
    * dropped (they would be indistinguishable from '-' once mapped). */

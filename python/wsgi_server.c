@@ -194,6 +194,27 @@ static PyObject *Server_route_fixed(ServerObject *self, PyObject *args) {
   return piston_py_route_fixed(self->srv, args, PISTON_PY_HDRS_STR);
 }
 
+static PyObject *Server_trust_proxies(ServerObject *self, PyObject *args) {
+  return piston_py_trust_proxies(self->srv, args);
+}
+
+static PyObject *Server_access_log(ServerObject *self, PyObject *args) {
+  return piston_py_access_log(self->srv, args);
+}
+
+static PyObject *Server_reopen_logs(ServerObject *self, PyObject *unused) {
+  (void)unused;
+  return piston_py_reopen_logs(self->srv);
+}
+
+static PyObject *Server_metrics(ServerObject *self, PyObject *args) {
+  return piston_py_metrics(self->srv, args);
+}
+
+static PyObject *Server_health(ServerObject *self, PyObject *args) {
+  return piston_py_health(self->srv, args);
+}
+
 static PyObject *Server_route_dir(ServerObject *self, PyObject *args) {
   return piston_py_route_dir(self->srv, args);
 }
@@ -394,6 +415,15 @@ static PyMethodDef Server_methods[] = {
      "route_fixed(method or None, path, status, headers, body)"},
     {"route_dir", (PyCFunction)Server_route_dir, METH_VARARGS,
      "route_dir(prefix, directory)"},
+    {"trust_proxies", (PyCFunction)Server_trust_proxies, METH_VARARGS,
+     "trust_proxies(list): --forwarded-allow-ips"},
+    {"access_log", (PyCFunction)Server_access_log, METH_VARARGS,
+     "access_log(path or None, format or None)"},
+    {"reopen_logs", (PyCFunction)Server_reopen_logs, METH_NOARGS,
+     "reopen_logs(): the access log file again (SIGUSR1)"},
+    {"metrics", (PyCFunction)Server_metrics, METH_VARARGS,
+     "metrics(region or None, path or None)"},
+    {"health", (PyCFunction)Server_health, METH_VARARGS, "health(path)"},
     {"start", (PyCFunction)Server_start, METH_VARARGS,
      "start(nloops): bind and run the loops on their own threads"},
     {"port", (PyCFunction)Server_port, METH_VARARGS,

@@ -20,7 +20,9 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 # h2load) and python3-h2: HTTP/2 clients for the tests;
 # python3-websockets, python3-requests: real clients for the tests;
 # openssl, curl: the TLS tests' certificates and a client;
-# chromium: the browser test (tests/browser/) runs it headless
+# chromium: the browser test (tests/browser/) runs it headless;
+# nginx-light, haproxy: real proxies in front (tests/deploy/);
+# python3-prometheus-client: its parser reads the metrics endpoint
 for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
          libssl-dev openssl zlib1g-dev libnghttp2-dev nghttp2-client python3-h2 \
          python3-websockets python3-requests chromium \
@@ -28,7 +30,8 @@ for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binuti
          python3-dev python3-venv python3-setuptools python3-pip \
          python3-flask python3-django gunicorn nodejs \
          python3-fastapi python3-starlette python3-multipart python3-uvicorn \
-         python3-httptools python3-uvloop nginx-light; do
+         python3-httptools python3-uvloop nginx-light haproxy \
+         python3-prometheus-client; do
   need_pkg "$p"
 done
 # h2spec (below) is built with Go: the machine's own, else Debian's

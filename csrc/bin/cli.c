@@ -31,6 +31,10 @@ const char piston_cli_common_help[] =
     "  --shutdown-timeout SECS  grace for in-flight requests on SIGTERM "
     "(default 30)\n"
     "  --access-log           one line per response on stderr\n"
+    "  --access-logfile PATH  the access log's file ('-': stdout); SIGUSR1 "
+    "reopens it\n"
+    "  --access-logformat F   common, combined (default), json, or gunicorn's "
+    "atoms\n"
     "  --debug-log            a line for each connection dropped for the "
     "client's fault\n"
     "  --cert FILE --key FILE TLS: a PEM certificate chain and its key (repeat "
@@ -53,7 +57,20 @@ const char piston_cli_common_help[] =
     "  --h2c                  HTTP/2 in clear text too, for clients that open "
     "with its\n"
     "                         preface (HTTP/2 over TLS is on by ALPN)\n"
-    "  --no-http2             HTTP/1.1 only, also over TLS\n";
+    "  --no-http2             HTTP/1.1 only, also over TLS\n"
+    "  --forwarded-allow-ips LIST  proxies trusted for X-Forwarded-*, "
+    "Forwarded and\n"
+    "                         PROXY headers: IPs, CIDRs, unix:, * (default "
+    "$FORWARDED_ALLOW_IPS\n"
+    "                         or 127.0.0.1)\n"
+    "  --no-proxy-headers     ignore X-Forwarded-* and Forwarded (believed "
+    "by default\n"
+    "                         from trusted proxies; --proxy-headers says so)\n"
+    "  --proxy-protocol       trusted proxies' connections open with a PROXY "
+    "v1/v2 header\n"
+    "  --metrics PATH         Prometheus text format at PATH, answered in C\n"
+    "  --health PATH          200 OK at PATH, 503 once draining (readiness)\n"
+    "  --limit-concurrency N  requests with the host at once; 503 beyond\n";
 
 /* The TLS options that map one to one on piston_server_tls_set. */
 static const struct {
@@ -91,6 +108,7 @@ static const struct {
     {"--ws-max-message", PISTON_OPT_WS_MAX_MESSAGE, false},
     {"--ws-ping", PISTON_OPT_WS_PING_MS, true},
     {"--ws-deflate", PISTON_OPT_WS_DEFLATE, false},
+    {"--limit-concurrency", PISTON_OPT_LIMIT_CONCURRENCY, false},
 };
 
 static int parse_num(const char *s, bool seconds, int64_t *out) {
@@ -139,6 +157,39 @@ int piston_cli_common(piston_cli *cli, piston_server *srv, int argc,
     return piston_server_set(srv, PISTON_OPT_HTTP2, name[2] == 'h' ? 2 : 0) == 0
                ? 1
                : -1;
+  if ((strcmp(name, "--proxy-headers") == 0 ||
+       strcmp(name, "--no-proxy-headers") == 0) &&
+      !val)
+    return piston_server_set(srv, PISTON_OPT_PROXY_HEADERS, name[2] == 'p') == 0
+               ? 1
+               : -1;
+  if (strcmp(name, "--proxy-protocol") == 0 && !val)
+    return piston_server_set(srv, PISTON_OPT_PROXY_PROTOCOL, 1) == 0 ? 1 : -1;
+  if (strcmp(name, "--access-logfile") == 0 ||
+      strcmp(name, "--access-logformat") == 0) {
+    TAKE_VALUE();
+    if (strcmp(name, "--access-logfile") == 0)
+      cli->access_logfile = val;
+    else
+      cli->access_logformat = val;
+    return 1;
+  }
+  if (strcmp(name, "--metrics") == 0 || strcmp(name, "--health") == 0) {
+    TAKE_VALUE();
+    int rc = name[2] == 'm' ? piston_server_metrics(srv, NULL, val)
+                            : piston_server_health(srv, val);
+    if (rc != 0) {
+      fprintf(stderr, "%s: %s wants a path starting with '/', not '%s'\n",
+              cli->prog, name, val);
+      return -1;
+    }
+    return 1;
+  }
+  if (strcmp(name, "--forwarded-allow-ips") == 0) {
+    TAKE_VALUE();
+    cli->forwarded_allow_ips = val;
+    return 1;
+  }
   if (strcmp(name, "--debug-log") == 0 && !val) {
     return piston_server_set(srv, PISTON_OPT_DEBUG_LOG, 1) == 0 ? 1 : -1;
   }
@@ -265,6 +316,31 @@ bad:
 }
 
 int piston_cli_listen(piston_cli *cli, piston_server *srv) {
+  if ((cli->access_logfile || cli->access_logformat) &&
+      piston_server_access_log(srv, cli->access_logfile,
+                               cli->access_logformat) != 0) {
+    if (*piston_server_access_log_error(srv))
+      fprintf(stderr,
+              "%s: --access-logformat: unknown atom '%s' (see --help)\n",
+              cli->prog, piston_server_access_log_error(srv));
+    else
+      fprintf(stderr, "%s: cannot open --access-logfile %s\n", cli->prog,
+              cli->access_logfile);
+    return -1;
+  }
+  /* uvicorn's and gunicorn's default: the proxy on this machine */
+  const char *trusted = cli->forwarded_allow_ips;
+  if (!trusted)
+    trusted = getenv("FORWARDED_ALLOW_IPS");
+  if (!trusted)
+    trusted = "127.0.0.1";
+  if (piston_server_trust_proxies(srv, trusted) != 0) {
+    fprintf(stderr,
+            "%s: bad --forwarded-allow-ips '%s': use IP addresses, CIDR "
+            "blocks (10.0.0.0/8), unix: or *, separated by commas\n",
+            cli->prog, trusted);
+    return -1;
+  }
   if (cli->nbinds == 0)
     cli->binds[cli->nbinds++] = "127.0.0.1:8080";
   for (int i = 0; i < cli->nbinds; i++)
@@ -301,6 +377,7 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
@@ -342,7 +419,12 @@ int piston_cli_serve(piston_cli *cli, piston_server *srv) {
   for (int i = 0; i < n; i++)
     pthread_create(&th[i], NULL, run_loop, loops[i]);
   int sig;
-  while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+  while (sigwait(&set, &sig) == 0 && (sig == SIGHUP || sig == SIGUSR1)) {
+    if (sig == SIGUSR1) { /* logrotate moved the file */
+      if (piston_server_reopen_logs(srv) != 0)
+        fprintf(stderr, "%s: cannot reopen the access log\n", cli->prog);
+      continue;
+    }
     if (piston_server_tls_reload(srv) == 0)
       fprintf(stderr, "%s: TLS certificates reloaded\n", cli->prog);
     else if (cli->ncerts)

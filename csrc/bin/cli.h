@@ -20,6 +20,9 @@ typedef struct {
     const char *cert, *key, *ocsp;
   } certs[16];
   int ncerts;
+  /* --forwarded-allow-ips; NULL: $FORWARDED_ALLOW_IPS, else 127.0.0.1 */
+  const char *forwarded_allow_ips;
+  const char *access_logfile, *access_logformat; /* NULL: not given */
 } piston_cli;
 
 /* Tries argv[*i] (and its value) as a common option. Returns 1 if it was

@@ -11,7 +11,7 @@ import os
 import sys
 
 from . import _piston, __version__
-from .config import Config, UsageError, parse_bind
+from .config import Config, OpsConfig, UsageError, parse_bind
 from .server import serve, setup_logging
 
 PROG = "piston"
@@ -195,6 +195,7 @@ def build_parser():
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--chdir", metavar="DIR", help="change to DIR before loading the app")
     p.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    add_ops_arguments(p)
     return p
 
 
@@ -287,7 +288,7 @@ def config_from_args(a):
                          "read; decrypt it (openssl pkey -in KEY -out plain.key)")
     if a.keyfile and not a.certfile:
         raise UsageError("--keyfile needs its --certfile")
-    return Config(certfile=a.certfile, keyfile=a.keyfile, ca_certs=a.ca_certs,
+    cfg = Config(certfile=a.certfile, keyfile=a.keyfile, ca_certs=a.ca_certs,
                   cert_reqs=a.cert_reqs, ciphers=a.ciphers,
                   ticket_key_file=a.tls_ticket_key_file, bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
                   root_path=root, routes=a.route, static=a.static, options=options,
@@ -295,6 +296,53 @@ def config_from_args(a):
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,
                   reuse_port=not a.no_reuse_port, lifespan=a.lifespan, loop=a.loop,
                   ws=a.ws, handler_timeout=a.handler_timeout or 0.0)
+    cfg.ops = ops_config(a)
+    return cfg
+
+
+# ---- operations: behind proxies, access log, metrics ------------------------
+# The flags of config.OpsConfig (gunicorn's and uvicorn's names).
+
+def add_ops_arguments(p):
+    g = p.add_argument_group("behind proxies")
+    g.add_argument("--forwarded-allow-ips", metavar="LIST",
+                   default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                   help="proxies whose X-Forwarded-For/-Proto/-Host/-Port, Forwarded "
+                        "and PROXY headers are believed: IPs, CIDRs, unix: (Unix-socket "
+                        "peers), * (default $FORWARDED_ALLOW_IPS or 127.0.0.1)")
+    g.add_argument("--proxy-headers", dest="proxy_headers", action="store_true",
+                   default=True, help="believe the forwarding fields of trusted "
+                   "proxies (the default)")
+    g.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false",
+                   help="never believe them")
+    g.add_argument("--proxy-protocol", action="store_true",
+                   help="connections from trusted proxies open with a PROXY protocol "
+                        "v1/v2 header (HAProxy's send-proxy, send-proxy-v2)")
+    g = p.add_argument_group("metrics and health (answered in C)")
+    g.add_argument("--metrics", metavar="PATH", default=None,
+                   help="Prometheus text format at PATH on every listener, summed over "
+                        "the workers (and per worker)")
+    g.add_argument("--health", metavar="PATH", default=None,
+                   help="200 OK at PATH, 503 once the worker drains (readiness)")
+    g.add_argument("--limit-concurrency", type=_positive("--limit-concurrency", 0),
+                   default=0, metavar="N",
+                   help="requests with the app at once per worker; 503 beyond (uvicorn's)")
+    g = p.add_argument_group("access log (written by the engine, off the request path)")
+    g.add_argument("--access-logfile", metavar="FILE", default=None,
+                   help="the access log's file ('-': stdout); SIGUSR1 reopens it")
+    g.add_argument("--access-logformat", metavar="FORMAT", default=None,
+                   help="common, combined (default), json, or gunicorn's atoms: "
+                        "%%(h)s %%(t)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s %%({header}i)s ...")
+
+
+def ops_config(a):
+    return OpsConfig(forwarded_allow_ips=a.forwarded_allow_ips,
+                     proxy_headers=a.proxy_headers, proxy_protocol=a.proxy_protocol,
+                     access_logfile=a.access_logfile, access_logformat=a.access_logformat,
+                     metrics=a.metrics, health=a.health,
+                     limit_concurrency=a.limit_concurrency)
+
+# ---- end of operations -------------------------------------------------------
 
 
 def main(argv=None):

@@ -54,6 +54,8 @@ class Config:
     # keys from it, so a client resumes its session on whichever worker
     # accepts its next connection.
     ticket_secret: str = dataclasses.field(default_factory=lambda: os.urandom(32).hex())
+    # ---- behind proxies, access log, metrics (the engine's; see ops below)
+    ops: "OpsConfig" = dataclasses.field(default_factory=lambda: OpsConfig())
 
 
 # ---- addresses -------------------------------------------------------------
@@ -140,6 +142,7 @@ def configure_server(srv, cfg, listen, multiprocess):
             raise UsageError("cannot use --bind %s: %s" % (show_bind(spec), e.args[1]))
     if cfg.certfile:
         configure_tls(srv, cfg, len(listen))
+    configure_ops(srv, cfg.ops)
 
 
 _CERT_REQS = {0: "none", 1: "optional", 2: "required"}
@@ -168,3 +171,71 @@ def configure_tls(srv, cfg, nlisten):
             srv.listener_tls(i)
     except _piston.Error as e:
         raise UsageError(e.args[1])
+
+
+# ---- operations: behind proxies, access log, metrics ------------------------
+# What the engine does for a server behind a proxy and for its operators;
+# the CLI's flags for it are cli.py's add_ops_arguments.
+
+@dataclasses.dataclass
+class OpsConfig:
+    # uvicorn's and gunicorn's default: the proxy on this machine
+    forwarded_allow_ips: str = "127.0.0.1"
+    proxy_headers: bool = True
+    proxy_protocol: bool = False
+    # gunicorn's names; None: not asked for (--access-log alone: stderr)
+    access_logfile: str = None
+    access_logformat: str = None
+    metrics: str = None           # the path answered with the text format
+    health: str = None            # the readiness path (503 while draining)
+    limit_concurrency: int = 0
+    # made by the supervisor before it forks (prepare_ops_for_workers), so
+    # that every worker counts into it and a scrape sums them
+    metrics_region: object = None
+
+
+def configure_ops(srv, ops):
+    """The engine's proxy trust and access log; UsageError on a bad one."""
+    try:
+        srv.trust_proxies(ops.forwarded_allow_ips)
+    except _piston.Error:
+        raise UsageError(
+            "bad --forwarded-allow-ips %r: use IP addresses, CIDR blocks "
+            "(10.0.0.0/8), unix: (Unix-socket peers) or *, separated by commas"
+            % ops.forwarded_allow_ips)
+    srv.set_option(_piston.OPT_PROXY_HEADERS, 1 if ops.proxy_headers else 0)
+    srv.set_option(_piston.OPT_PROXY_PROTOCOL, 1 if ops.proxy_protocol else 0)
+    for flag, path in (("--metrics", ops.metrics), ("--health", ops.health)):
+        if path is not None and not path.startswith("/"):
+            raise UsageError("%s wants a path starting with '/', not %r" % (flag, path))
+    if ops.metrics:
+        srv.metrics(ops.metrics_region, ops.metrics)
+    if ops.health:
+        srv.health(ops.health)
+    if ops.limit_concurrency:
+        srv.set_option(_piston.OPT_LIMIT_CONCURRENCY, ops.limit_concurrency)
+    if ops.access_logfile is not None or ops.access_logformat is not None:
+        try:
+            srv.access_log(ops.access_logfile, ops.access_logformat)
+        except ValueError as e:
+            raise UsageError("--access-logformat %r: %s (gunicorn's atoms, or common, "
+                             "combined, json)" % (ops.access_logformat, e))
+        except _piston.Error as e:
+            raise UsageError("cannot open --access-logfile %s: %s"
+                             % (ops.access_logfile, e.args[1]))
+
+
+def prepare_ops_for_workers(cfg, most_workers):
+    """In the supervisor, before the first fork: the shared metrics region
+    (a slot per worker alive at once; replacements reuse slots)."""
+    if cfg.ops.metrics and cfg.ops.metrics_region is None:
+        cfg.ops.metrics_region = _piston.metrics_region(max(1, most_workers) * 2 + 8)
+
+
+def reopen_logs(worker):
+    """SIGUSR1 in a worker: the access log file again (after logrotate)."""
+    srv = getattr(worker, "srv", None)
+    if srv is not None:
+        srv.reopen_logs()
+
+# ---- end of operations -------------------------------------------------------

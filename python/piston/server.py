@@ -18,7 +18,8 @@ import threading
 import time
 
 from . import _piston
-from .config import Config, UsageError, configure_server, parse_bind, show_bind
+from .config import (Config, UsageError, configure_server, parse_bind,
+                     prepare_ops_for_workers, reopen_logs, show_bind)
 from .wsgi import base_environ, handle
 
 log = logging.getLogger("piston.error")
@@ -210,6 +211,8 @@ def _install_stop_signals(worker):
         worker.stop()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # gunicorn's SIGUSR1: reopen the log files (logrotate moved them)
+    signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs(worker))
 
 
 def _reload_tls(w):
@@ -260,6 +263,7 @@ class Supervisor:
         self.stopping = False
 
     def prepare(self):
+        prepare_ops_for_workers(self.cfg, self.cfg.workers)  # before any fork
         backlog = self.cfg.options.get(_piston.OPT_BACKLOG, 1024)
         for b in self.cfg.bind:
             spec = parse_bind(b)

@@ -16,11 +16,11 @@ import sys
 
 # lowest first
 LAYERS = [
-    ("util", "bufpool date errors field fileserve httpdate listen mime outq "
-             "pct status tlsctx tlsticket utf8 version wsdeflate wskey"),
+    ("util", "bufpool date errors field fileserve httpdate listen metrics mime outq "
+             "logbuf pct status tlsctx tlsticket trust utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
-    ("conn", "conn tls transport"),
-    ("exchange", "request"),
+    ("conn", "conn proxyproto tls transport"),
+    ("exchange", "accesslog forwarded request"),
     ("protocol", "h2 http1 parse raw router ws"),
     ("writer", "response wswrite pubsub"),
     ("server", "server"),

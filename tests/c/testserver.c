@@ -536,6 +536,18 @@ static void h_info(piston_req *req) {
   free(b.ptr);
 }
 
+/* The client as the engine reports it (a trusted proxy's word applied). */
+static void h_client(piston_req *req) {
+  buf_t b = {0};
+  int port = -1, fport = 0;
+  const char *addr = piston_req_remote_addr(req, &port);
+  piston_str fh = piston_req_forwarded_host(req, &fport);
+  buf_fmt(&b, "remote=%s:%d secure=%d host=%.*s:%d\n", addr, port,
+          piston_req_secure(req), (int)fh.len, fh.ptr ? fh.ptr : "", fport);
+  check(piston_resp_send(req, 200, H_TEXT, 1, b.ptr, b.len), "client");
+  free(b.ptr);
+}
+
 /* What the TLS handshake negotiated, one NAME=value line per field (DER
  * fields as their length), and a reload on demand. */
 static void h_tls_info(piston_req *req) {
@@ -1105,6 +1117,8 @@ static void on_request(piston_req *req, void *ud) {
     h_headers(req);
   } else if (str_eq(p, "/header")) {
     h_header(req);
+  } else if (str_eq(p, "/client")) {
+    h_client(req);
   } else if (str_eq(p, "/info")) {
     h_info(req);
   } else if (str_eq(p, "/hop-headers")) {
@@ -1213,6 +1227,12 @@ static void on_signal(int sig) {
     piston_loop_stop(g_loops[i], g_shutdown_ms);
 }
 
+/* SIGUSR1: the access log file again (open and dup2 are signal-safe) */
+static void on_usr1(int sig) {
+  (void)sig;
+  (void)piston_server_reopen_logs(g_srv);
+}
+
 static void *loop_thread(void *arg) {
   piston_loop_run(arg);
   return NULL;
@@ -1273,6 +1293,9 @@ static int tls_option(const char *name) {
 
 int main(int argc, char **argv) {
   const char *bind = NULL;
+  /* as the engine's programs (csrc/bin/cli.c): uvicorn's default */
+  const char *trusted = getenv("FORWARDED_ALLOW_IPS");
+  const char *alog_file = NULL, *alog_format = NULL;
   long long threads = 1;
   static const struct {
     const char *name;
@@ -1299,6 +1322,7 @@ int main(int argc, char **argv) {
       {"--head-style", PISTON_OPT_HEAD_STYLE, 0},
       {"--ipv6-only", PISTON_OPT_IPV6_ONLY, 0},
       {"--expect-to-host", PISTON_OPT_EXPECT_TO_HOST, 0},
+      {"--limit-concurrency", PISTON_OPT_LIMIT_CONCURRENCY, 0},
   };
   piston_server *srv = g_srv = piston_server_new();
   if (!srv) {
@@ -1320,6 +1344,14 @@ int main(int argc, char **argv) {
     }
     if (strcmp(a, "--debug-log") == 0) {
       set_opt(srv, PISTON_OPT_DEBUG_LOG, 1, a);
+      continue;
+    }
+    if (strcmp(a, "--no-proxy-headers") == 0) {
+      set_opt(srv, PISTON_OPT_PROXY_HEADERS, 0, a);
+      continue;
+    }
+    if (strcmp(a, "--proxy-protocol") == 0) {
+      set_opt(srv, PISTON_OPT_PROXY_PROTOCOL, 1, a);
       continue;
     }
     char *eq = strchr(a, '=');
@@ -1370,6 +1402,26 @@ int main(int argc, char **argv) {
         fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
         return 1;
       }
+    } else if (strcmp(name, "--access-logfile") == 0 ||
+               strcmp(name, "--access-logformat") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      if (name[13] == 'i')
+        alog_file = val;
+      else
+        alog_format = val;
+    } else if (strcmp(name, "--metrics") == 0 ||
+               strcmp(name, "--health") == 0) {
+      known = 1;
+      if (!val || (name[2] == 'm' ? piston_server_metrics(srv, NULL, val)
+                                  : piston_server_health(srv, val)) != 0)
+        die_usage("%s wants a path starting with '/'", name);
+    } else if (strcmp(name, "--forwarded-allow-ips") == 0) {
+      known = 1;
+      if (!val)
+        die_usage("%s needs a value", name);
+      trusted = val;
     } else if (strcmp(name, "--shutdown-timeout") == 0) {
       known = 1;
       if (!val)
@@ -1391,6 +1443,12 @@ int main(int argc, char **argv) {
   }
   if (!bind)
     die_usage("%s is required", "--bind");
+  if (piston_server_trust_proxies(srv, trusted ? trusted : "127.0.0.1") != 0)
+    die_usage("bad --forwarded-allow-ips '%s'", trusted);
+  if ((alog_file || alog_format) &&
+      piston_server_access_log(srv, alog_file, alog_format) != 0)
+    die_usage("bad --access-logformat or --access-logfile (%s)",
+              piston_server_access_log_error(srv));
   char host[256];
   const char *colon = strrchr(bind, ':');
   if (!colon || (size_t)(colon - bind) >= sizeof host)
@@ -1450,6 +1508,8 @@ int main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, NULL);
 
   fprintf(stderr, PROG ": listening on %s://%s:%d\n",
           g_ncerts ? "https" : "http", host, piston_server_port(srv, 0));
