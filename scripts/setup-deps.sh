@@ -20,7 +20,10 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 # h2load) and python3-h2: HTTP/2 clients for the tests;
 # python3-websockets, python3-requests: real clients for the tests;
 # openssl, curl: the TLS tests' certificates and a client;
-# chromium: the browser test (tests/browser/) runs it headless
+# chromium: the browser test (tests/browser/) runs it headless;
+# python3-build, python3-wheel-whl (make package: the sdist and wheel
+# offline, and wheel for pip's isolated build from /usr/share/python-wheels),
+# cmake and dpkg-dev (scripts/build-nghttp2-pic.sh)
 for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
          libssl-dev openssl zlib1g-dev libnghttp2-dev nghttp2-client python3-h2 \
          python3-websockets python3-requests chromium \
@@ -28,7 +31,8 @@ for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binuti
          python3-dev python3-venv python3-setuptools python3-pip \
          python3-flask python3-django gunicorn nodejs \
          python3-fastapi python3-starlette python3-multipart python3-uvicorn \
-         python3-httptools python3-uvloop nginx-light; do
+         python3-httptools python3-uvloop nginx-light \
+         python3-build python3-wheel-whl cmake dpkg-dev; do
   need_pkg "$p"
 done
 # h2spec (below) is built with Go: the machine's own, else Debian's
@@ -113,6 +117,10 @@ if [ $want_bench = 1 ]; then
       echo "setup: warning: could not install bun into $peers/node" >&2
   fi
 fi
+
+# A static libnghttp2 that can go into a shared object (Debian's is built
+# without -fPIC) for the wheel and the prebuilt addon: .tools/nghttp2
+"$(dirname "$0")/build-nghttp2-pic.sh"
 
 # h2spec, the HTTP/2 conformance suite the tests run (tests/protocol/
 # test_h2spec.py), from the Go module proxy with the machine's Go into
