@@ -118,9 +118,9 @@ class Running:
 
 def clean_env(path):
     """The environment of a new user's shell: nothing pointing into the
-    checkout, PATH as given."""
+    checkout or at another package source, PATH as given."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "PISTON_", "VIRTUAL_ENV", "NODE_", "npm_"))}
+           if not k.startswith(("PYTHON", "PIP_", "PISTON_", "VIRTUAL_ENV", "NODE_", "npm_"))}
     env["PATH"] = path
     env["HOME"] = env.get("HOME", "/root")
     return env
@@ -208,9 +208,40 @@ def test_wheel_installs_and_serves_without_a_compiler(tmp_path):
     install_and_serve(tmp_path, venv, env, ["--no-index", wheel])
 
 
-def test_sdist_builds_and_serves_in_a_plain_venv(tmp_path):
+@pytest.fixture(scope="module")
+def sdist_venv(tmp_path_factory):
+    """One plain venv for the sdist's builds: the failing ones (which
+    install nothing) first, then the one that installs."""
+    return fresh_venv(tmp_path_factory.mktemp("sdist"))
+
+
+@pytest.mark.parametrize("lacking", ["compiler", "llhttp"])
+def test_sdist_build_says_what_to_install(tmp_path, sdist_venv, lacking):
     sdist = dist_file("piston-*.tar.gz")
-    venv = fresh_venv(tmp_path)
+    venv = sdist_venv
+    if lacking == "compiler":
+        env = clean_env(str(venv / "bin") + os.pathsep + no_compiler_path(tmp_path))
+        want = (r"^\s*piston: no C compiler \(\S+\) on PATH; install it \(Debian/Ubuntu: apt install "
+                r"build-essential; Fedora: dnf install gcc make; Alpine: apk add build-base; "
+                r"Homebrew: xcode-select --install\)$")
+    else:
+        empty = tmp_path / "no-llhttp"
+        empty.mkdir()
+        env = clean_env(str(venv / "bin") + os.pathsep + os.environ["PATH"])
+        env["PISTON_LLHTTP_PREFIX"] = str(empty)
+        want = (r"^\s*piston: llhttp\.h not found under %s; install it \(Debian/Ubuntu: apt install "
+                r"libllhttp-dev; Fedora: dnf install llhttp-devel; Alpine: apk add llhttp-dev; "
+                r"Homebrew: brew install llhttp\)$" % re.escape(str(empty)))
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "--no-index", "--find-links",
+                        DEBIAN_WHEELS, sdist], env=env, cwd=str(tmp_path), capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert re.search(want, out, re.M), out
+
+
+def test_sdist_builds_and_serves_in_a_plain_venv(tmp_path, sdist_venv):
+    sdist = dist_file("piston-*.tar.gz")
+    venv = sdist_venv
     env = clean_env(str(venv / "bin") + os.pathsep + os.environ["PATH"])
     # the user-facing command (README): pip's isolated build, its
     # setuptools and wheel from Debian's wheels, nothing downloaded
