@@ -31,8 +31,11 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 # The Python extension and the Node addon link a static libnghttp2 built
 # with -fPIC (Debian's is not; scripts/build-nghttp2-pic.sh, run by
-# setup-deps): the same link as the wheel's and the prebuilt addon's.
+# setup-deps): the same link as the wheel's and the prebuilt addon's. Until
+# it is built (make dev or make node on a fresh clone: their deps step
+# builds it), the shared libnghttp2.
 NGHTTP2_PIC := $(CURDIR)/.tools/nghttp2
+WITH_NGHTTP2_PIC = $(if $(wildcard $(NGHTTP2_PIC)/lib/libnghttp2.a),PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC))
 
 .PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-reliability-tls test-python test-node \
         test-node-compat test-browser test-asan test-tsan test-abi test-package package fuzz soak run run-static \
@@ -112,7 +115,7 @@ test-protocol-tls: all
 # gunicorn), installed editable with the extension built in place.
 dev: deps
 	@test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
-	PISTON_WERROR=1 PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC) \
+	PISTON_WERROR=1 $(WITH_NGHTTP2_PIC) \
 	    $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
 test-python: dev
@@ -122,7 +125,7 @@ test-python: dev
 # node --test, then the WebSocket conformance cases against the native App
 # and through ws on createServer and on node:http (the same results).
 node: deps
-	PISTON_WERROR=1 PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC) npm install --no-audit --no-fund
+	PISTON_WERROR=1 $(WITH_NGHTTP2_PIC) npm install --no-audit --no-fund
 
 test-node: node
 	npm test

@@ -36,6 +36,13 @@ echo "build-nghttp2-pic: fetching nghttp2 $version's source from Debian $codenam
 apt-get "${aptopts[@]}" update -qq 2>/dev/null || true
 (cd "$tmp/src" && apt-get "${aptopts[@]}" source -qq "nghttp2=$version" 2>&1 | grep -v '^W:' || true) >/dev/null
 src=$(find "$tmp/src" -maxdepth 1 -mindepth 1 -type d -name 'nghttp2-*' | head -1)
+if [ -z "$src" ]; then
+  # the mirror keeps only the newest revision of a release: the same
+  # upstream version with a later Debian revision, as apt would upgrade to
+  echo "build-nghttp2-pic: $version's source is gone from the mirror; taking $codename's newest"
+  (cd "$tmp/src" && apt-get "${aptopts[@]}" source -qq nghttp2 2>&1 | grep -v '^W:' || true) >/dev/null
+  src=$(find "$tmp/src" -maxdepth 1 -mindepth 1 -type d -name 'nghttp2-*' | head -1)
+fi
 [ -n "$src" ] && [ -f "$src/CMakeLists.txt" ] || {
   echo "build-nghttp2-pic: nghttp2 $version's source did not download" >&2
   exit 1

@@ -38,8 +38,13 @@ try {
     fs.copyFileSync(path.join(ROOT, f), path.join(tmp, f));
   }
   const nodeGyp = path.join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  // the -fPIC libnghttp2.a of scripts/build-nghttp2-pic.sh unless one is
+  // named: Debian's cannot go into the addon, which would then need
+  // libnghttp2.so
+  const pic = path.join(ROOT, '.tools', 'nghttp2');
   const env = {
     ...process.env,
+    ...(!process.env.PISTON_NGHTTP2_PREFIX && fs.existsSync(pic) ? { PISTON_NGHTTP2_PREFIX: pic } : {}),
     PISTON_WERROR: '1',
     // the installed Node's headers, nothing downloaded
     npm_config_nodedir: prefix,
