@@ -4,8 +4,8 @@
 // (PISTON_LLHTTP_PREFIX): a header with only the shared library beside it
 // once built an addon whose llhttp references bound to Node's own llhttp
 // (another version: every request got 505); now the build refuses it in
-// one line. No header at all: one line naming the package per
-// distribution. Header and static library: the addon builds and serves.
+// one line. No header at all, or no compiler: one line naming the package
+// per distribution. Header and static library: the addon builds and serves.
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
@@ -74,6 +74,27 @@ test('no llhttp.h: one line saying what to install on each distribution', (t) =>
   assert.equal(r.status, 1, r.stdout + r.stderr);
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.match(r.stderr, /^piston: llhttp\.h not found under .*; install it \(Debian\/Ubuntu: apt install libllhttp-dev; Fedora: dnf install llhttp-devel; Alpine: apk add llhttp-dev; Homebrew: brew install llhttp\)$/m);
+});
+
+test('no C compiler on PATH: one line saying what to install', (t) => {
+  const pkg = packageCopy(t);
+  // node-gyp's Python and make are there, no compiler
+  const bin = path.join(pkg, 'bin');
+  fs.mkdirSync(bin);
+  const py = spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout.trim();
+  assert.ok(py, 'python3');
+  fs.symlinkSync(py, path.join(bin, 'python3'));
+  for (const tool of ['make', 'sh']) {
+    const found = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+    assert.ok(found, tool);
+    fs.symlinkSync(found, path.join(bin, tool));
+  }
+  const env = { ...process.env, PATH: bin };
+  delete env.CC;
+  const r = spawnSync(process.execPath, [path.join(pkg, 'node', 'build.js')], { cwd: pkg, encoding: 'utf8', env });
+  assert.equal(r.status, 1, r.stdout + r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /^piston: no C compiler \(cc\) on PATH; install it \(Debian\/Ubuntu: apt install build-essential; Fedora: dnf install gcc make; Alpine: apk add build-base; Homebrew: xcode-select --install\)$/m);
 });
 
 test('llhttp.h with libllhttp.a: the addon builds against them and serves', async (t) => {
