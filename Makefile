@@ -150,22 +150,27 @@ test-node-compat: node
 test-abi: all dev node
 	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/abi
 
-# What users install: the sdist and the wheel (python3 -m build, offline)
-# and the npm tarball with its prebuilt addon (npm pack, scripts/prebuild.js)
-# in $(BUILD)/dist. Both link llhttp, OpenSSL, nghttp2 (a -fPIC build,
-# scripts/build-nghttp2-pic.sh) and zlib statically: they need only libc.
+# What users install: the sdist and the wheel (python3 -m build, offline;
+# auditwheel repair gives the wheel the manylinux tag its glibc symbols
+# allow) and the npm tarball with its prebuilt addon (npm pack,
+# scripts/prebuild.js) in $(BUILD)/dist. Both link llhttp, OpenSSL, nghttp2
+# (a -fPIC build, scripts/build-nghttp2-pic.sh) and zlib statically: they
+# need only libc.
 DIST := $(BUILD)/dist
+AUDITWHEEL := $(CURDIR)/.tools/auditwheel/bin
 package: deps
 	@test -d node_modules/prebuildify || $(MAKE) node
 	@rm -rf $(DIST) && mkdir -p $(DIST)
 	PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC) $(PYTHON) -m build --no-isolation --outdir $(DIST) .
+	PATH=$(AUDITWHEEL):$$PATH auditwheel repair -w $(DIST) $(DIST)/piston-*-linux_*.whl
+	rm -f $(DIST)/piston-*-linux_*.whl
 	PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC) npm pack --pack-destination $(DIST)
 
 # Each of them installed into a fresh environment in a temporary directory
 # (a plain venv; a new npm project), the example app started from it and
 # answered; the wheel with no compiler on PATH (tests/package).
 test-package: package
-	PISTON_DIST=$(DIST) $(PYTHON) -m pytest -q tests/package
+	PISTON_DIST=$(DIST) PISTON_AUDITWHEEL=$(AUDITWHEEL)/auditwheel $(PYTHON) -m pytest -q tests/package
 
 # Load, slow clients, resets under ASan/LSan, graceful shutdown, traversal,
 # framing compared with nginx, handler faults through the Python and Node

