@@ -29,9 +29,16 @@ SONAME     := libpiston.so.$(SO_MAJOR)
 
 VENV    := .venv
 VPY     := $(VENV)/bin/python
+# The Python extension and the Node addon link a static libnghttp2 built
+# with -fPIC (Debian's is not; scripts/build-nghttp2-pic.sh, run by
+# setup-deps): the same link as the wheel's and the prebuilt addon's. Until
+# it is built (make dev or make node on a fresh clone: their deps step
+# builds it), the shared libnghttp2.
+NGHTTP2_PIC := $(CURDIR)/.tools/nghttp2
+WITH_NGHTTP2_PIC = $(if $(wildcard $(NGHTTP2_PIC)/lib/libnghttp2.a),PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC))
 
 .PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-reliability-tls test-python test-node \
-        test-node-compat test-browser test-deploy test-asan test-tsan test-abi fuzz soak run run-static \
+        test-node-compat test-browser test-deploy test-asan test-tsan test-abi test-package package fuzz soak run run-static \
         bench bench-ws bench-tls bench-h2 bench-peers \
         deps deps-bench dev node clean format format-check
 
@@ -88,6 +95,7 @@ test: deps
 	$(MAKE) test-browser
 	$(MAKE) test-deploy
 	$(MAKE) test-abi
+	$(MAKE) test-package
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
 	$(MAKE) format-check
 
@@ -108,7 +116,8 @@ test-protocol-tls: all
 # gunicorn), installed editable with the extension built in place.
 dev: deps
 	@test -x $(VPY) || $(PYTHON) -m venv --system-site-packages $(VENV)
-	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	PISTON_WERROR=1 $(WITH_NGHTTP2_PIC) \
+	    $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
 test-python: dev
 	$(VPY) -m pytest -q tests/python
@@ -117,7 +126,7 @@ test-python: dev
 # node --test, then the WebSocket conformance cases against the native App
 # and through ws on createServer and on node:http (the same results).
 node: deps
-	npm install --no-audit --no-fund
+	PISTON_WERROR=1 $(WITH_NGHTTP2_PIC) npm install --no-audit --no-fund
 
 test-node: node
 	npm test
@@ -148,6 +157,28 @@ test-node-compat: node
 # (nm -D), the soname and the version everywhere it is written.
 test-abi: all dev node
 	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/abi
+
+# What users install: the sdist and the wheel (python3 -m build, offline;
+# auditwheel repair gives the wheel the manylinux tag its glibc symbols
+# allow) and the npm tarball with its prebuilt addon (npm pack,
+# scripts/prebuild.js) in $(BUILD)/dist. Both link llhttp, OpenSSL, nghttp2
+# (a -fPIC build, scripts/build-nghttp2-pic.sh) and zlib statically: they
+# need only libc.
+DIST := $(BUILD)/dist
+AUDITWHEEL := $(CURDIR)/.tools/auditwheel/bin
+package: deps
+	@test -d node_modules/prebuildify || $(MAKE) node
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC) $(PYTHON) -m build --no-isolation --outdir $(DIST) .
+	PATH=$(AUDITWHEEL):$$PATH auditwheel repair -w $(DIST) $(DIST)/piston-*-linux_*.whl
+	rm -f $(DIST)/piston-*-linux_*.whl
+	PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC) npm pack --pack-destination $(DIST)
+
+# Each of them installed into a fresh environment in a temporary directory
+# (a plain venv; a new npm project), the example app started from it and
+# answered; the wheel with no compiler on PATH (tests/package).
+test-package: package
+	PISTON_DIST=$(DIST) PISTON_AUDITWHEEL=$(AUDITWHEEL)/auditwheel $(PYTHON) -m pytest -q tests/package
 
 # Load, slow clients, resets under ASan/LSan, graceful shutdown, traversal,
 # framing compared with nginx, handler faults through the Python and Node
@@ -244,7 +275,7 @@ format-check:
 	clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
-	rm -rf build build-asan build-fuzz python/*.egg-info python/piston/*.so
+	rm -rf build build-asan build-fuzz prebuilds python/*.egg-info python/piston/*.so
 
 # only our own objects' dependency files: node-gyp keeps its own in build/
 -include $(shell find $(BUILD)/csrc $(BUILD)/tests -name '*.d' 2>/dev/null)

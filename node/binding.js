@@ -11,17 +11,16 @@
 
 const path = require('node:path');
 
+// build/Release (a source build) first, else the package's prebuilt addon
+// for this platform (prebuilds/<platform>-<arch>/), through node-gyp-build
 function load() {
-  const tried = [];
-  for (const p of ['../build/Release/piston.node', '../build/Debug/piston.node']) {
-    try {
-      return require(path.join(__dirname, p));
-    } catch (e) {
-      if (e.code !== 'MODULE_NOT_FOUND') throw e;
-      tried.push(p);
-    }
+  try {
+    return require('node-gyp-build')(path.join(__dirname, '..'));
+  } catch (e) {
+    if (!/No native build was found/.test(e.message)) throw e;
+    throw new Error('piston: the addon is not built and no prebuilt one fits this platform ' +
+      '(run `npm rebuild piston`, which says what it needs): ' + e.message.trim());
   }
-  throw new Error('piston: the addon is not built (run `npm install` or `npm run build`); looked for ' + tried.join(', '));
 }
 
 const native = load();

