@@ -145,7 +145,20 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
                "for a client's fault (a failed TLS handshake...)")             \
   X(HTTP2, "1: HTTP/2 on TLS by ALPN (h2 offered first; the default); 2: "     \
            "also in clear text for clients that open with its preface "        \
-           "(h2c with prior knowledge); 0: HTTP/1.1 only")
+           "(h2c with prior knowledge); 0: HTTP/1.1 only")                     \
+  X(CACHE_SIZE, "bytes the response cache may hold (LRU beyond it); 0 = "      \
+                "no cache (the default)")                                      \
+  X(CACHE_MAX_ENTRY, "bytes of one cached response, head and body; larger "    \
+                     "ones are not stored")                                    \
+  X(CACHE_S_MAXAGE, "1: Cache-Control s-maxage=N marks a response "            \
+                    "cacheable for N s, as Piston-Cache: ttl=N does")          \
+  X(CACHE_WAIT_MS, "how long requests for a key whose miss is with the host "  \
+                   "wait for its answer before they go to the host too")       \
+  X(CACHE_MAX_WAITERS, "requests that may wait on one miss; the rest go to "   \
+                       "the host")                                             \
+  X(CACHE_PURGE, "1: a PURGE request from a loopback peer drops the cached "   \
+                 "responses of its target (a target ending in * drops the "    \
+                 "prefix); 0 = off")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -221,6 +234,36 @@ piston_server_route_fixed(piston_server *srv, const char *method,
 PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_dir(piston_server *srv,
                                                             const char *prefix,
                                                             const char *dir);
+
+/* ---- the response cache ---------------------------------------------------
+ * With PISTON_OPT_CACHE_SIZE > 0 the engine keeps the responses a host marks
+ * cacheable (docs/architecture.md, "The response cache") and answers GET and
+ * HEAD requests from them on the loop thread. A host marks a response with
+ * a Piston-Cache field (ttl=N[, swr=N][, sie=N], seconds), which the engine
+ * removes, or with Cache-Control: s-maxage=N when PISTON_OPT_CACHE_S_MAXAGE
+ * is on. One cache per server, shared by all its loops. */
+typedef struct {
+  uint64_t hits;        /* answered from a fresh entry */
+  uint64_t stale_hits;  /* answered from a stale one (swr, sie) */
+  uint64_t misses;      /* went to the host */
+  uint64_t coalesced;   /* waited for another request's miss */
+  uint64_t stores;      /* responses stored */
+  uint64_t uncacheable; /* a miss's response that could not be stored */
+  uint64_t evictions;   /* dropped for room (LRU) */
+  uint64_t purged;      /* dropped by a purge */
+  uint64_t bytes;       /* held now */
+  uint64_t entries;     /* held now */
+} piston_cache_stats;
+
+/* Any thread. Fields are only ever appended to piston_cache_stats. */
+PISTON_EXPORT void piston_server_cache_stats(piston_server *srv,
+                                             piston_cache_stats *out);
+/* Any thread: drops the cached responses whose target (path and query) is
+ * target, or starts with it when prefix is nonzero, on every host and in
+ * every variant. Returns how many were dropped. */
+PISTON_EXPORT size_t piston_server_cache_purge(piston_server *srv,
+                                               const char *target,
+                                               size_t target_len, int prefix);
 
 /* ---- TLS (OpenSSL 3) -------------------------------------------------------
  * A listener marked with piston_server_listener_tls speaks TLS 1.2 and 1.3:

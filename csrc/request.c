@@ -43,7 +43,14 @@ static void ws_msgs_free(piston_req *r) {
 }
 
 /* Ready for the next request on the same connection; keeps allocations. */
+/* The cache's hold on a request, let go as it ends (cache.c) */
+static void cache_leave(piston_req *r) {
+  if (r->cache_leave)
+    r->cache_leave(r);
+}
+
 void piston__req_reset(piston_req *r, piston__conn *c) {
+  cache_leave(r);
   /* a spare handle comes back to the connection it served: its peer and
    * the peer's text (formatted on the first ask) are still right */
   if (r->conn_id != c->id) {
@@ -99,6 +106,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->closed = r->want_drain = false;
   atomic_store(&r->out_queued, 0);
   r->post_flags = 0;
+  r->cache_lead = r->cache_parked = false;
   if (r->body_cap > 64 * 1024) { /* one big upload must not pin memory */
     free(r->body);
     r->body = NULL;
@@ -107,6 +115,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
 }
 
 void piston__req_free(piston_req *r) {
+  cache_leave(r);
   ws_msgs_free(r);
   free(r->ws_topics); /* emptied when its session ended */
   if (r->hdrs != r->hdr_inline)
@@ -331,6 +340,8 @@ void piston__req_detach(piston_req *r) {
   r->closed = true;
   piston__outq_clear(&r->postq);
   pthread_mutex_unlock(&r->lock);
+  if (r->cache_lead)
+    cache_leave(r); /* its waiters need not wait for a host that may linger */
   if (!was_closed && atomic_load(&r->refs) > 1)
     piston__req_notify(r, PISTON_EV_CLOSED);
 }

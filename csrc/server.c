@@ -3,6 +3,7 @@
  * top of the engine: it wires the protocol handler that loops hand their
  * accepted sockets to. */
 #define _GNU_SOURCE
+#include "cachestore.h"
 #include "http1.h"
 #include "server.h"
 #include "tlsctx.h"
@@ -34,6 +35,9 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
     [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1024,
     [PISTON_OPT_DEBUG_LOG] = 0,
     [PISTON_OPT_HTTP2] = 1, /* h2 by ALPN; h2c only when asked for */
+    [PISTON_OPT_CACHE_MAX_ENTRY] = 1024 * 1024,
+    [PISTON_OPT_CACHE_WAIT_MS] = 5000,
+    [PISTON_OPT_CACHE_MAX_WAITERS] = 1024,
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
@@ -61,6 +65,13 @@ piston_server *piston_server_new(void) {
   s->accept = piston__h1_accept; /* every connection starts as HTTP/1.1 */
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->pubsub_lock, NULL);
+  s->cache = piston__cache_new();
+  if (!s->cache) {
+    pthread_mutex_destroy(&s->pubsub_lock);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return NULL;
+  }
   return s;
 }
 
@@ -90,6 +101,7 @@ void piston_server_free(piston_server *s) {
   }
   free(s->dirs);
   piston__pubsub_free(s);
+  piston__cache_free(s->cache);
   piston__tlsconf_free(s->tls);
   pthread_mutex_destroy(&s->pubsub_lock);
   pthread_mutex_destroy(&s->lock);

@@ -76,6 +76,7 @@ struct piston_server {
       *pubsub; /* WebSocket topics (pubsub.c); NULL: none yet */
   atomic_int nloops;
   struct piston__tlsconf *tls; /* tlsctx.c; NULL: no TLS configured */
+  struct piston__cache *cache; /* the response cache (cachestore.h) */
 };
 
 /* pubsub.c: frees the topics (the server's end; no session is left) */

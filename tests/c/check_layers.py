@@ -16,13 +16,13 @@ import sys
 
 # lowest first
 LAYERS = [
-    ("util", "bufpool date errors field fileserve httpdate listen mime outq "
+    ("util", "bufpool cachestore date errors field fileserve httpdate listen mime outq "
              "pct status tlsctx utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
     ("conn", "conn tls transport"),
     ("exchange", "request"),
-    ("protocol", "h2 http1 parse raw router ws"),
-    ("writer", "response wswrite pubsub"),
+    ("protocol", "cache h2 http1 parse raw router ws"),
+    ("writer", "cachecap response wswrite pubsub"),
     ("server", "server"),
 ]
 
