@@ -462,6 +462,17 @@ static PyObject *AsgiServer_listen_fd(AsgiServerObject *self, PyObject *args) {
   return piston_py_listen_fd(self->srv, args);
 }
 
+static PyObject *AsgiServer_cache_purge(AsgiServerObject *self,
+                                        PyObject *args) {
+  return piston_py_cache_purge(self->srv, args);
+}
+
+static PyObject *AsgiServer_cache_stats(AsgiServerObject *self,
+                                        PyObject *unused) {
+  (void)unused;
+  return piston_py_cache_stats(self->srv);
+}
+
 static PyObject *AsgiServer_route_fixed(AsgiServerObject *self,
                                         PyObject *args) {
   return piston_py_route_fixed(self->srv, args, PISTON_PY_HDRS_BYTES);
@@ -562,6 +573,10 @@ static PyMethodDef AsgiServer_methods[] = {
     {"tls_reload", (PyCFunction)AsgiServer_tls_reload, METH_NOARGS,
      "tls_reload(): read the certificate files again"},
     {"route_fixed", (PyCFunction)AsgiServer_route_fixed, METH_VARARGS, NULL},
+    {"cache_purge", (PyCFunction)AsgiServer_cache_purge, METH_VARARGS,
+     "cache_purge(target, prefix=False) -> responses dropped"},
+    {"cache_stats", (PyCFunction)AsgiServer_cache_stats, METH_NOARGS,
+     "cache_stats() -> the response cache's counters"},
     {"route_dir", (PyCFunction)AsgiServer_route_dir, METH_VARARGS, NULL},
     {"start", (PyCFunction)AsgiServer_start, METH_NOARGS,
      "start(): create the loop and bind"},

@@ -10,7 +10,9 @@ or from Python:
 """
 __version__ = "0.1.0"
 
+from .cache import cache, cache_header, cache_stats, purge  # noqa: E402,F401
 from .config import Config  # noqa: E402,F401
 from .server import run  # noqa: E402,F401
 
-__all__ = ["Config", "run", "__version__"]
+__all__ = ["Config", "cache", "cache_header", "cache_stats", "purge", "run",
+           "__version__"]

@@ -8,6 +8,7 @@ import dataclasses
 from typing import List
 
 from . import _piston
+from .cache import register as register_cache
 
 
 class UsageError(Exception):
@@ -88,6 +89,7 @@ def show_bind(spec):
 def configure_server(srv, cfg, listen, multiprocess):
     """Options, native routes and listeners of an engine server (WSGI's
     Server or ASGI's AsgiServer); UsageError on a bad one."""
+    register_cache(srv)  # piston.purge and cache_stats reach it
     for opt, value in cfg.options.items():
         try:
             srv.set_option(opt, value)
