@@ -62,11 +62,19 @@ static answer choose(piston_req *r, const piston__cobj *o) {
       .if_range = piston_req_header(r, "if-range", 8),
   };
   const char *etag = o->data + o->etag_off;
+  size_t etag_len = o->etag_len;
+  /* If-None-Match compares weakly (the list's W/ are dropped, so ours
+   * goes too); If-Range only ever matches a strong tag */
+  bool weak = etag_len > 2 && etag[0] == 'W' && etag[1] == '/';
+  const char *strong = weak ? "" : etag;
+  size_t strong_len = weak ? 0 : etag_len;
+  if (weak)
+    etag += 2, etag_len -= 2;
   time_t lm = (time_t)o->last_modified;
   if (o->last_modified < 0) /* no date to compare with */
     cond.if_modified_since.ptr = NULL;
   if ((cond.if_none_match.ptr || cond.if_modified_since.ptr) &&
-      piston__cond_not_modified(&cond, etag, o->etag_len, lm)) {
+      piston__cond_not_modified(&cond, etag, etag_len, lm)) {
     a.status = 304, a.len = 0, a.fields = false;
     return a;
   }
@@ -74,7 +82,7 @@ static answer choose(piston_req *r, const piston__cobj *o) {
   int rg = 0;
   if (cond.range.ptr && method_is(piston_req_method(r), "GET", 3) &&
       (!cond.if_range.ptr ||
-       piston__cond_if_range(cond.if_range, etag, o->etag_len, lm)))
+       piston__cond_if_range(cond.if_range, strong, strong_len, lm)))
     rg = piston__range_pick(cond.range, o->body_len, &first, &last);
   if (rg > 0)
     a.status = 206, a.first = first, a.len = last - first + 1, a.range = true;

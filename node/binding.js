@@ -93,6 +93,30 @@ for (const k of Object.keys(native)) {
 OPTION_NAMES.handlerTimeout = OPTION_NAMES.handlerTimeoutMs;
 delete OPTION_NAMES.handlerTimeoutMs;
 
+// the CLI's name for it (--cache-honour-s-maxage)
+OPTION_NAMES.cacheHonourSMaxage = OPTION_NAMES.cacheSMaxage;
+
+// server.cache and app.cache: the engine's response cache of one server
+// (responses marked with a Piston-Cache field, see docs/architecture.md).
+class CacheFace {
+  constructor(owner) {
+    this._owner = owner;
+  }
+  // Drops the stored responses whose target (path and query, as req.url)
+  // is target, or starts with it with { prefix: true }; returns how many.
+  purge(target, { prefix = false } = {}) {
+    if (typeof target !== 'string') throw new TypeError('cache.purge: target must be a string');
+    const h = this._owner._h;
+    return h ? native.cachePurge(h, target, !!prefix) : 0;
+  }
+  // { hits, staleHits, misses, coalesced, stores, uncacheable, evictions,
+  //   purged, bytes, entries }
+  stats() {
+    const h = this._owner._h;
+    return h ? native.cacheStats(h) : null;
+  }
+}
+
 // A native server with options set and listening addresses added; start()
 // binds. `listen` is {port, host} or {path}.
 function makeNative(id, options, listen, routes) {
@@ -145,4 +169,5 @@ module.exports = {
   flattenHeaders,
   servers,
   OPTION_NAMES,
+  CacheFace,
 };

@@ -843,6 +843,7 @@ function Server(options, handler) {
   this.noDelay = options.noDelay ?? true;
   this.keepAlive = options.keepAlive ?? false;
   this.keepAliveInitialDelay = options.keepAliveInitialDelay ?? 0;
+  this.cache = new B.CacheFace(this);
   if (handler) this.on('request', handler);
 }
 Object.setPrototypeOf(Server.prototype, http.Server.prototype);

@@ -47,6 +47,46 @@ export interface EngineOptions {
    * 16 MiB. An app.ws route's maxPayloadLength sets it.
    */
   wsMaxMessage?: number;
+  /**
+   * Bytes the response cache may hold (LRU beyond); 0 (the default) = no
+   * cache. A response with a `Piston-Cache: ttl=N[, swr=N][, sie=N]` field
+   * (removed before it is sent) is stored and answered by the engine for N
+   * seconds without calling the handler.
+   */
+  cacheSize?: number;
+  /** The largest response the cache stores, head and body. Default 1 MiB. */
+  cacheMaxEntry?: number;
+  /** Store responses with Cache-Control: s-maxage=N too. */
+  cacheHonourSMaxage?: boolean;
+  /** How long requests wait on another's miss of the same key. Default 5000. */
+  cacheWaitMs?: number;
+  /** Requests that may wait on one miss. Default 1024. */
+  cacheMaxWaiters?: number;
+  /** PURGE requests from loopback drop cached responses. */
+  cachePurge?: boolean;
+}
+
+/** The response cache's counters (piston_cache_stats). */
+export interface CacheStats {
+  hits: number;
+  staleHits: number;
+  misses: number;
+  coalesced: number;
+  stores: number;
+  uncacheable: number;
+  evictions: number;
+  purged: number;
+  bytes: number;
+  entries: number;
+}
+
+/** server.cache and app.cache: the engine's response cache. */
+export interface Cache {
+  /** Drops the responses stored for target (path and query), or for every
+   * target starting with it with { prefix: true }; returns how many. */
+  purge(target: string, options?: { prefix?: boolean }): number;
+  /** null before listen() and after close(). */
+  stats(): CacheStats | null;
 }
 
 /** PEM text: a string or a Buffer. */
@@ -236,6 +276,7 @@ export interface ListenOptions {
 export interface Server extends http.Server {
   /** See EngineOptions.handlerTimeout; settable before listen(). Default 0 (off). */
   handlerTimeout: number;
+  readonly cache: Cache;
   /**
    * New key/cert for new connections (open ones keep theirs). While
    * listening only key and cert may change, as many pairs as given before.
@@ -468,6 +509,7 @@ export declare class App {
   /** New key/cert for new connections (open ones keep theirs). */
   setSecureContext(options: TlsOptions): this;
   readonly port: number;
+  readonly cache: Cache;
   onError: (err: unknown, req: AppRequest, res: AppResponse) => void;
   notFound: AppHandler;
   get(path: string, handler: AppHandler): this;

@@ -1065,13 +1065,13 @@ static void h_early_hints(piston_req *req) {
 
 /* ---- the response cache's routes ----------------------------------------
  * /c/<anything>?ttl=N[&swr=N][&sie=N][&cc=V][&vary=NAME][&setcookie=1]
- *   [&status=N][&etag=1][&lm=1][&size=N][&chunked=1][&ms=N]
- * answers "call K\n" (K: how many times the host answered a /c/ route,
- * padded with x to size bytes) marked Piston-Cache with those directives,
- * from a thread after ms milliseconds when ms is given; /cache-fail?on=1
- * makes every /c/ answer a 500 until ?on=0. /cache-calls says K;
- * /cache-stats piston_server_cache_stats; /cache-purge?t=T[&prefix=1] purges
- * through the engine API. */
+ *   [&status=N][&etag=1 (strong) or 2
+ * (weak)][&lm=1][&size=N][&chunked=1][&ms=N] answers "call K\n" (K: how many
+ * times the host answered a /c/ route, padded with x to size bytes) marked
+ * Piston-Cache with those directives, from a thread after ms milliseconds when
+ * ms is given; /cache-fail?on=1 makes every /c/ answer a 500 until ?on=0.
+ * /cache-calls says K; /cache-stats piston_server_cache_stats;
+ * /cache-purge?t=T[&prefix=1] purges through the engine API. */
 static atomic_long g_cache_calls;
 static atomic_int g_cache_fail;
 
@@ -1109,8 +1109,10 @@ static void cache_answer(piston_req *req) {
   }
   if (query_int(q, "setcookie", 0))
     h[nh++] = (piston_header){{"Set-Cookie", 10}, {"sid=1", 5}};
-  if (query_int(q, "etag", 0))
+  if (query_int(q, "etag", 0) == 1)
     h[nh++] = (piston_header){{"ETag", 4}, {"\"v1\"", 4}};
+  else if (query_int(q, "etag", 0) == 2)
+    h[nh++] = (piston_header){{"ETag", 4}, {"W/\"v1\"", 6}};
   if (query_int(q, "lm", 0))
     h[nh++] = (piston_header){{"Last-Modified", 13},
                               {"Sun, 06 Nov 1994 08:49:37 GMT", 29}};

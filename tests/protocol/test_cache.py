@@ -89,6 +89,16 @@ def test_304_from_the_entry(ts):
     assert calls(ts.addr) == before
 
 
+def test_weak_etag(ts):
+    t = "/c/weak?ttl=30&etag=2&size=50"
+    whole = one(ts.addr, t).body
+    for tag in ('"v1"', 'W/"v1"', '"x", W/"v1"'):
+        assert one(ts.addr, t, headers=[("If-None-Match", tag)]).status == 304
+    # If-Range needs a strong match: the whole body
+    r = one(ts.addr, t, headers=[("Range", "bytes=0-4"), ("If-Range", 'W/"v1"')])
+    assert r.status == 200 and r.body == whole
+
+
 def test_byte_ranges_on_the_entry(ts):
     t = "/c/range?ttl=30&size=100&etag=1"
     whole = one(ts.addr, t).body
