@@ -170,3 +170,21 @@ def test_decorator_checks_its_arguments():
     with pytest.raises(ValueError):
         piston.cache(ttl=5, swr=-1)
     assert piston.cache_header(5, swr=10) == ("Piston-Cache", "ttl=5, swr=10")
+
+
+@pytest.mark.parametrize("app,path", [("examples.cache_flask:app", "/product/1"),
+                                      ("examples.cache_django:application", "/feed")])
+def test_examples(app, path):
+    from conftest import ROOT, Server, free_port, piston_cmd
+    port = free_port()
+    s = Server(piston_cmd() + [app, "--bind", "127.0.0.1:%d" % port,
+                               "--cache-size", "1000000"], port, cwd=ROOT)
+    try:
+        a = get(port, path)
+        assert a.status == 200 and a.header("Piston-Cache") is None
+        b = get(port, path)
+        assert b.body == a.body and b.header("Age") is not None
+        if a.header("ETag"):
+            assert get(port, path, headers=[("If-None-Match", a.header("ETag"))]).status == 304
+    finally:
+        assert s.stop() == 0
