@@ -242,7 +242,15 @@ void piston__cache_wake(piston__cwaiter *w) {
     piston__cwaiter *next = w->next;
     piston_req *r = req_of_wait(w);
     w->next = NULL;
-    piston__loop_post(r->loop, &r->cache_post, &wait_ops);
+    pthread_mutex_lock(&r->lock);
+    bool gone = r->closed || !r->conn;
+    pthread_mutex_unlock(&r->lock);
+    /* a waiter whose client left needs no answer, and its loop may have
+     * stopped since: only the cache's reference is left to drop */
+    if (gone)
+      piston_req_release(r);
+    else
+      piston__loop_post(r->loop, &r->cache_post, &wait_ops);
     w = next;
   }
 }

@@ -349,7 +349,8 @@ void piston__cache_capture_end(piston_req *r, bool whole) {
             : NULL;
     if (old)
       piston__cache_remove(c, old);
-    if (keyed && !stale_served) {
+    /* a 5xx is no sign that the key is uncacheable: no pass marker */
+    if (keyed && !stale_served && r->status < 500) {
       piston__cobj *pass = piston__cache_pass_new(
           piston__cache_hash(host, target), host, target, now + PASS_MS);
       if (pass)

@@ -213,6 +213,41 @@ def test_coalescing_200_requests_on_an_expired_key(ts):
     assert after["coalesced"] - before["coalesced"] > 0
 
 
+def test_waiters_answered_when_the_fillers_client_leaves(ts):
+    # the client of the request filling the miss disconnects while its
+    # host works: the waiters are answered all the same (with that answer
+    # when the engine has not seen the client leave, else from the host)
+    t = "/c/leave?ttl=30&ms=1500"
+    before = calls(ts.addr)
+    leader = util.Conn(ts.addr)
+    leader.send(util.request("GET", t))
+    time.sleep(0.2)
+    waiters = [util.Conn(ts.addr, timeout=10) for _ in range(5)]
+    for c in waiters:
+        c.send(util.request("GET", t))
+    time.sleep(0.2)
+    leader.close()
+    rs = [c.read_response() for c in waiters]
+    for c in waiters:
+        c.close()
+    assert all(r.status == 200 and r.body.startswith(b"call ") for r in rs)
+    assert calls(ts.addr) <= before + 6
+
+
+def test_waiter_that_leaves_is_dropped(ts):
+    t = "/c/wleave?ttl=30&ms=600"
+    leader = util.Conn(ts.addr)
+    leader.send(util.request("GET", t))
+    time.sleep(0.1)
+    w = util.Conn(ts.addr)
+    w.send(util.request("GET", t))
+    time.sleep(0.1)
+    w.close()
+    body = leader.read_response().body
+    leader.close()
+    assert one(ts.addr, t).body == body  # stored, served
+
+
 def test_stale_while_revalidate(ts):
     t = "/c/swr?ttl=1&swr=30&ms=600"
     old = one(ts.addr, t).body
