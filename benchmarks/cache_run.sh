@@ -97,22 +97,7 @@ server_cmd() {
 proxy_conf() {
   local dir=$1 port=$2 up=$3
   mkdir -p "$dir/tmp" "$dir/cache"
-  cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 600s;
+  { nginx_common "$dir" 4096; cat <<EOF
     proxy_cache_path $dir/cache levels=1:2 keys_zone=micro:10m max_size=100m inactive=10m use_temp_path=off;
     upstream app { server 127.0.0.1:$up; keepalive 16; }
     server {
@@ -129,6 +114,7 @@ http {
     }
 }
 EOF
+  } >"$dir/nginx.conf"
 }
 
 start() {
@@ -213,14 +199,19 @@ check() {  # check TAG OTHER MIN WHAT
   echo "$RUNS runs of $SECS s per server, wrk -t1 -c$CONNS keep-alive on CPU $CLIENT_CPU, servers on CPU $SERVER_CPU;"
   echo "medians (min–max). A shared, noisy machine: read the CPU µs per request first."
   echo
-  echo "| server | req/s | CPU µs/req | command |"
-  echo "| --- | --- | --- | --- |"
+  echo "| server | req/s | CPU µs/req | server busy | command |"
+  echo "| --- | --- | --- | --- | --- |"
   for tag in flask-cached flask-plain flask-miss static-flask ngx-flask \
              fastapi-cached fastapi-plain static-fastapi ngx-fastapi \
              express-cached express-plain static-express ngx-express; do
     [ -n "${SAMPLES[$tag]:-}" ] || continue
-    echo "| $tag | $(fmt_int "$(m "$tag")") ($(spread "$tag")) | $(fmt2 "$(u "$tag")") | \`${SRV_DESC[$tag]}\` |"
+    echo "| $tag | $(fmt_int "$(m "$tag")") ($(spread "$tag")) | $(fmt2 "$(u "$tag")") | $(fmt_int "$(calc "$(m "$tag") * $(u "$tag") / 1e4")")% | \`${SRV_DESC[$tag]}\` |"
   done
+  echo
+  echo "server busy: req/s × CPU per request, the share of its core the server"
+  echo "(with its upstream) used. Well under 100%, the server was waiting for"
+  echo "requests: the rate then measures the load generator and the other load"
+  echo "on the machine, and the CPU per request is the figure to compare."
   echo
   echo "## Ratios (same group, medians of req/s)"
   echo
