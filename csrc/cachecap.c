@@ -359,5 +359,9 @@ void piston__cache_capture_end(piston_req *r, bool whole) {
   }
   piston__cwaiter *w = piston__cache_fill_done(c, r);
   pthread_mutex_unlock(&c->lock);
-  piston__cache_wake(w);
+  /* woken by the writer once it has released the request's lock: waking
+   * takes each waiter's lock, and a request is a waiter at one time and a
+   * filler at another */
+  assert(!r->cache_woken);
+  r->cache_woken = w;
 }

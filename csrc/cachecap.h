@@ -19,7 +19,8 @@ void piston__cache_capture_body(piston_req *r, const void *data, size_t len);
 /* The body goes a way the capture cannot follow (a file) */
 void piston__cache_capture_fail(piston_req *r);
 /* The response ended (whole: its framing complete, no trailers): store it
- * or not, and wake the requests that waited on it. */
+ * or not; the requests that waited on it are left in req->cache_woken for
+ * piston__cache_wake once the request's lock is released. */
 void piston__cache_capture_end(piston_req *r, bool whole);
 
 #endif

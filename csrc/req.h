@@ -166,6 +166,9 @@ struct piston_req {
   piston__cwaiter cache_wait;
   piston__post cache_post;        /* a waiter's wake-up, on its loop */
   struct piston__ccap *cache_cap; /* the response being captured */
+  /* waiters the capture's end released, woken once the writer has let go
+   * of lock (guarded by lock) */
+  piston__cwaiter *cache_woken;
   void (*cache_leave)(piston_req *req);
 
   /* posts from other threads (guarded by lock) */

@@ -10,6 +10,7 @@
  * lock) and the request is posted to the loop, whose inbox hands it back to
  * apply_post() here, which moves them over. */
 #define _GNU_SOURCE
+#include "cache.h"
 #include "cachecap.h"
 #include "http1.h"
 #include "util.h"
@@ -79,7 +80,10 @@ int piston__wend(piston__wctx *w, unsigned flags, int rc) {
     r->want_drain = true;
   if (!w->direct)
     r->post_flags |= flags | POST_OUTPUT;
+  piston__cwaiter *woken = r->cache_woken; /* a miss this response filled */
+  r->cache_woken = NULL;
   pthread_mutex_unlock(&r->lock);
+  piston__cache_wake(woken);
   if ((flags & POST_END) && rc == 0)
     piston__req_access_log(r); /* outside the lock: it reads the peer */
   piston__wsubmit(w, flags);

@@ -383,3 +383,36 @@ def test_http2_coalescing(ts):
     finally:
         h.close()
     assert len(bodies) == 1 and calls(ts.addr) == before + 1
+
+
+def test_two_loops_under_concurrent_hits_misses_and_purges(server):
+    # two loop threads share the store while worker threads fill misses
+    # and the API purges (make test-tsan runs this under ThreadSanitizer)
+    s = server(util.TESTSERVER, ["--cache-size", "20000", "--threads", "2"])
+    stop = time.monotonic() + 2.0
+    errors = []
+
+    def client(i):
+        n = 0
+        while time.monotonic() < stop:
+            k = (i * 7 + n) % 20
+            q = "ttl=1&size=500" + ("&ms=5" if k % 3 == 0 else "")
+            try:
+                with util.Conn(s.addr) as c:
+                    for _ in range(5):
+                        c.send(util.request("GET", "/c/mt/%d?%s" % (k, q)))
+                        r = c.read_response()
+                        if r.status != 200:
+                            errors.append(r.status)
+                    if n % 7 == 0:
+                        c.send(util.request("GET", "/cache-purge?t=/c/mt/&prefix=1"))
+                        c.read_response()
+            except OSError as e:
+                errors.append(repr(e))
+            n += 1
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        list(ex.map(client, range(8)))
+    assert not errors
+    st = stats(s.addr)
+    assert st["hits"] > 0 and st["bytes"] <= 20000
