@@ -249,6 +249,20 @@ static int serve_stale(piston__wctx *w, bool keep) {
   return 1;
 }
 
+/* The server's cache route covering the request's path, or NULL */
+static const piston__cache_rule *route_of(piston_req *r) {
+  const piston_server *srv = r->loop->srv;
+  piston_str path = piston_req_path(r);
+  for (size_t i = 0; i < srv->ncache_routes; i++) {
+    const piston__cache_rule *cr = &srv->cache_routes[i];
+    if (path.len >= cr->prefix_len &&
+        memcmp(path.ptr, cr->prefix, cr->prefix_len) == 0 &&
+        (path.len == cr->prefix_len || path.ptr[cr->prefix_len] == '/'))
+      return cr;
+  }
+  return NULL;
+}
+
 int piston__cache_capture_start(piston__wctx *w, int status,
                                 const piston_str *reason,
                                 const piston_header *h, size_t nh, bool keep,
@@ -268,6 +282,11 @@ int piston__cache_capture_start(piston__wctx *w, int status,
   }
   policy p = {0};
   read_policy(&p, h, nh, srv->opt[PISTON_OPT_CACHE_S_MAXAGE] != 0);
+  const piston__cache_rule *cr = p.marked ? NULL : route_of(r);
+  if (cr) {
+    p.marked = true;
+    p.ttl = cr->ttl_ms, p.swr = cr->swr_ms, p.sie = cr->sie_ms;
+  }
   size_t max = (size_t)srv->opt[PISTON_OPT_CACHE_MAX_ENTRY];
   if (!p.marked || p.refused || p.ttl <= 0 || !status_storable(status) ||
       (content_length >= 0 && (uint64_t)content_length > max))

@@ -255,6 +255,16 @@ typedef struct {
   uint64_t entries;     /* held now */
 } piston_cache_stats;
 
+/* Before the first loop: responses to GET requests whose path is prefix or
+ * under it ("/api" covers "/api" and "/api/..."; "/" every path) are
+ * cacheable as if they carried Piston-Cache: ttl=ttl_s, swr=swr_s,
+ * sie=sie_s, unless they carry their own. The rules against storing
+ * (Set-Cookie, private...) still hold. PISTON_EINVAL for a prefix that
+ * does not start with '/' or a ttl_s under 1. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_cache_route(piston_server *srv, const char *prefix, int ttl_s,
+                          int swr_s, int sie_s);
+
 /* Any thread. Fields are only ever appended to piston_cache_stats. */
 PISTON_EXPORT void piston_server_cache_stats(piston_server *srv,
                                              piston_cache_stats *out);

@@ -102,6 +102,9 @@ void piston_server_free(piston_server *s) {
   free(s->dirs);
   piston__pubsub_free(s);
   piston__cache_free(s->cache);
+  for (size_t i = 0; i < s->ncache_routes; i++)
+    free(s->cache_routes[i].prefix);
+  free(s->cache_routes);
   piston__tlsconf_free(s->tls);
   pthread_mutex_destroy(&s->pubsub_lock);
   pthread_mutex_destroy(&s->lock);
@@ -338,5 +341,26 @@ int piston_server_route_dir(piston_server *s, const char *prefix,
   }
   d->prefix_len = plen;
   s->ndirs++;
+  return 0;
+}
+
+int piston_server_cache_route(piston_server *s, const char *prefix, int ttl_s,
+                              int swr_s, int sie_s) {
+  if (!prefix || prefix[0] != '/' || ttl_s < 1 || swr_s < 0 || sie_s < 0 ||
+      atomic_load(&s->nloops) > 0)
+    return PISTON_EINVAL;
+  piston__cache_rule *n =
+      realloc(s->cache_routes, (s->ncache_routes + 1) * sizeof *n);
+  if (!n)
+    return PISTON_ENOMEM;
+  s->cache_routes = n;
+  size_t plen = strlen(prefix);
+  while (plen > 0 && prefix[plen - 1] == '/')
+    plen--; /* "/api/" and "/api" cover the same paths; "/" all */
+  char *copy = memdup(prefix, plen);
+  if (!copy)
+    return PISTON_ENOMEM;
+  n[s->ncache_routes++] = (piston__cache_rule){copy, plen, ttl_s * 1000LL,
+                                               swr_s * 1000LL, sie_s * 1000LL};
   return 0;
 }

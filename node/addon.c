@@ -1070,6 +1070,21 @@ static napi_value js_cache_purge(napi_env env, napi_callback_info info) {
   return make_int(env, (int64_t)n);
 }
 
+/* cacheRoute(srv, prefix, ttl, swr, sie): before start() */
+static napi_value js_cache_route(napi_env env, napi_callback_info info) {
+  SRV_ARG(5);
+  char *prefix = dup_str(env, argv[1]);
+  int rc = prefix ? piston_server_cache_route(s->server, prefix,
+                                              (int)get_i64(env, argv[2], 0),
+                                              (int)get_i64(env, argv[3], 0),
+                                              (int)get_i64(env, argv[4], 0))
+                  : PISTON_EINVAL;
+  free(prefix);
+  if (rc < 0)
+    throw_piston(env, rc, "piston_server_cache_route");
+  return undef(env);
+}
+
 /* cacheStats(srv) -> {hits, staleHits, misses, ...} */
 static napi_value js_cache_stats(napi_env env, napi_callback_info info) {
   SRV_ARG(1);
@@ -1833,6 +1848,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"ref", js_ref},
       {"connections", js_connections},
       {"cachePurge", js_cache_purge},
+      {"cacheRoute", js_cache_route},
       {"cacheStats", js_cache_stats},
       {"headers", js_headers},
       {"header", js_header},

@@ -127,6 +127,12 @@ function makeNative(id, options, listen, routes) {
     if (opt === undefined) continue;
     native.serverSet(h, opt, typeof v === 'boolean' ? (v ? 1 : 0) : Number(v));
   }
+  // { '/api': 5 } or { '/api': { ttl: 5, swr: 30, sie: 60 } }: GET
+  // responses under a prefix cacheable without a Piston-Cache field
+  for (const [prefix, v] of Object.entries(options.cacheRoutes || {})) {
+    const c = typeof v === 'number' ? { ttl: v } : v;
+    native.cacheRoute(h, prefix, c.ttl, c.swr || 0, c.sie || 0);
+  }
   for (const r of routes || []) {
     if (r.kind === 'fixed') native.routeFixed(h, r.method, r.path, r.status, r.headers, r.body);
     else native.routeDir(h, r.prefix, r.dir);

@@ -862,6 +862,7 @@ class ServerMethods {
     };
     for (const k of Object.keys(B.OPTION_NAMES)) if (o[k] !== undefined) out[k] = o[k];
     out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
+    out.cacheRoutes = o.cacheRoutes;
     return out;
   }
 

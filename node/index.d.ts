@@ -64,6 +64,12 @@ export interface EngineOptions {
   cacheMaxWaiters?: number;
   /** PURGE requests from loopback drop cached responses. */
   cachePurge?: boolean;
+  /**
+   * GET responses under each path prefix are cacheable for ttl seconds
+   * without a Piston-Cache field: { '/api': 5 } or
+   * { '/api': { ttl: 5, swr: 30, sie: 60 } }.
+   */
+  cacheRoutes?: Record<string, number | { ttl: number; swr?: number; sie?: number }>;
 }
 
 /** The response cache's counters (piston_cache_stats). */

@@ -467,6 +467,11 @@ static PyObject *AsgiServer_cache_purge(AsgiServerObject *self,
   return piston_py_cache_purge(self->srv, args);
 }
 
+static PyObject *AsgiServer_cache_route(AsgiServerObject *self,
+                                        PyObject *args) {
+  return piston_py_cache_route(self->srv, args);
+}
+
 static PyObject *AsgiServer_cache_stats(AsgiServerObject *self,
                                         PyObject *unused) {
   (void)unused;
@@ -575,6 +580,9 @@ static PyMethodDef AsgiServer_methods[] = {
     {"route_fixed", (PyCFunction)AsgiServer_route_fixed, METH_VARARGS, NULL},
     {"cache_purge", (PyCFunction)AsgiServer_cache_purge, METH_VARARGS,
      "cache_purge(target, prefix=False) -> responses dropped"},
+    {"cache_route", (PyCFunction)AsgiServer_cache_route, METH_VARARGS,
+     "cache_route(prefix, ttl, swr=0, sie=0): GET responses under prefix "
+     "cacheable"},
     {"cache_stats", (PyCFunction)AsgiServer_cache_stats, METH_NOARGS,
      "cache_stats() -> the response cache's counters"},
     {"route_dir", (PyCFunction)AsgiServer_route_dir, METH_VARARGS, NULL},

@@ -66,6 +66,14 @@ PyObject *piston_py_cache_purge(piston_server *srv, PyObject *args) {
       piston_server_cache_purge(srv, t, (size_t)n, prefix));
 }
 
+PyObject *piston_py_cache_route(piston_server *srv, PyObject *args) {
+  const char *prefix;
+  int ttl, swr = 0, sie = 0;
+  if (!PyArg_ParseTuple(args, "si|ii", &prefix, &ttl, &swr, &sie))
+    return NULL;
+  return done(piston_server_cache_route(srv, prefix, ttl, swr, sie));
+}
+
 PyObject *piston_py_cache_stats(piston_server *srv) {
   piston_cache_stats st;
   piston_server_cache_stats(srv, &st);

@@ -192,6 +192,10 @@ def build_parser():
     p.add_argument("--cache-honour-s-maxage", action="store_true",
                    help="store responses with Cache-Control: s-maxage=N as "
                         "Piston-Cache: ttl=N marks them")
+    p.add_argument("--cache-route", action="append", type=_pair("--cache-route"), default=[],
+                   metavar="PREFIX=TTL",
+                   help="GET responses under PREFIX are cached for TTL seconds "
+                        "without a Piston-Cache field (repeatable)")
     p.add_argument("--cache-purge", action="store_true",
                    help="PURGE requests from loopback drop cached responses "
                         "(a target ending in * drops a prefix)")
@@ -283,6 +287,12 @@ def config_from_args(a):
         options[_piston.OPT_CACHE_S_MAXAGE] = 1
     if a.cache_purge:
         options[_piston.OPT_CACHE_PURGE] = 1
+    cache_routes = []
+    for prefix, ttl in a.cache_route:
+        if not ttl.isdigit() or int(ttl) < 1:
+            raise UsageError("--cache-route %s=%s: the TTL is whole seconds, at least 1"
+                             % (prefix, ttl))
+        cache_routes.append((prefix, int(ttl)))
     binds = a.bind or ["127.0.0.1:8000"]
     for b in binds:
         parse_bind(b)  # UsageError early
@@ -300,6 +310,7 @@ def config_from_args(a):
     return Config(certfile=a.certfile, keyfile=a.keyfile, ca_certs=a.ca_certs,
                   cert_reqs=a.cert_reqs, ciphers=a.ciphers, bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
                   root_path=root, routes=a.route, static=a.static, options=options,
+                  cache_routes=cache_routes,
                   access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,
                   reuse_port=not a.no_reuse_port, lifespan=a.lifespan, loop=a.loop,

@@ -29,6 +29,7 @@ class Config:
     root_path: str = ""
     routes: List[tuple] = dataclasses.field(default_factory=list)   # (path, text)
     static: List[tuple] = dataclasses.field(default_factory=list)   # (prefix, dir)
+    cache_routes: List[tuple] = dataclasses.field(default_factory=list)  # (prefix, ttl s)
     options: dict = dataclasses.field(default_factory=dict)         # OPT_* -> int
     access_log: bool = False
     shutdown_timeout: float = 30.0
@@ -112,6 +113,8 @@ def configure_server(srv, cfg, listen, multiprocess):
         # sibling workers listen on the same SO_REUSEPORT port on purpose;
         # the supervisor already checked that it was free
         srv.set_option(_piston.OPT_SHARE_PORT, 1)
+    for prefix, ttl in cfg.cache_routes:
+        srv.cache_route(prefix, ttl)
     for path, text in cfg.routes:
         srv.route_fixed(None, path, 200,
                         [("Content-Type", "text/plain; charset=utf-8")],

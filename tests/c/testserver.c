@@ -1315,7 +1315,8 @@ static void usage(FILE *f) {
           "       [--cache-size B] [--cache-max-entry B] "
           "[--cache-honour-s-maxage 0|1]\n"
           "       [--cache-wait S] [--cache-max-waiters N] [--cache-purge "
-          "0|1]\n");
+          "0|1]\n"
+          "       [--cache-route PREFIX=TTL]...\n");
 }
 
 static void die_usage(const char *fmt, const char *arg) {
@@ -1505,6 +1506,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, PROG ": %s\n", piston_server_tls_error(srv));
         return 1;
       }
+    } else if (strcmp(name, "--cache-route") == 0) { /* PREFIX=TTL */
+      known = 1;
+      char *e = val ? strrchr(val, '=') : NULL;
+      if (!e)
+        die_usage("%s wants PREFIX=TTL", name);
+      *e = '\0';
+      if (piston_server_cache_route(srv, val, (int)parse_int(name, e + 1), 0,
+                                    0) != 0)
+        die_usage("bad %s (a prefix starting with /, a ttl >= 1)", name);
     } else if (strcmp(name, "--shutdown-timeout") == 0) {
       known = 1;
       if (!val)

@@ -193,3 +193,23 @@ test('App: the same field, app.cache.purge and stats', async () => {
     await new Promise((resolve) => app.close(resolve));
   }
 });
+
+test('cacheRoutes: responses under a prefix stored without the field', async () => {
+  let n = 0;
+  const server = piston.createServer({ cacheSize: 100000, cacheRoutes: { '/api': 30 } }, (req, res) => {
+    n++;
+    res.end(`n=${n}`);
+  });
+  const { port } = await listen(server);
+  try {
+    const a = await request(port, 'GET', '/api/config');
+    assert.equal((await request(port, 'GET', '/api/config')).body, a.body);
+    assert.notEqual((await request(port, 'GET', '/other')).body, (await request(port, 'GET', '/other')).body);
+  } finally {
+    await close(server);
+  }
+  // a prefix without its leading '/': listen() reports it as node:http reports errors
+  const bad = piston.createServer({ cacheRoutes: { nope: 5 } });
+  const err = await new Promise((resolve) => bad.once('error', resolve).listen(0, '127.0.0.1'));
+  assert.match(err.message, /piston_server_cache_route/);
+});

@@ -416,3 +416,15 @@ def test_two_loops_under_concurrent_hits_misses_and_purges(server):
     assert not errors
     st = stats(s.addr)
     assert st["hits"] > 0 and st["bytes"] <= 20000
+
+
+def test_cache_route_marks_responses_without_the_field(server):
+    s = server(util.TESTSERVER, ["--cache-size", "100000", "--cache-route", "/c/r=30"])
+    for t in ("/c/r?ttl=0", "/c/r/x?ttl=0"):  # the host sets no field
+        a = one(s.addr, t)
+        b = one(s.addr, t)
+        assert b.body == a.body and b.header("Age") is not None
+    assert one(s.addr, "/c/rx?ttl=0").body != one(s.addr, "/c/rx?ttl=0").body
+    # the rules against storing still hold
+    t = "/c/r/p?ttl=0&cc=private"
+    assert one(s.addr, t).body != one(s.addr, t).body

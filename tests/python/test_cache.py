@@ -188,3 +188,20 @@ def test_examples(app, path):
             assert get(port, path, headers=[("If-None-Match", a.header("ETag"))]).status == 304
     finally:
         assert s.stop() == 0
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTS))
+def test_cli_cache_route(start_piston, kind):
+    s = start_piston(HOSTS[kind], "--cache-size", "100000", "--cache-route", "/c/r=30")
+    t = "/c/r/1?ttl=0"  # the app sets no field
+    a = get(s.port, t).body
+    assert get(s.port, t).body == a
+    assert get(s.port, "/c/other?ttl=0").body != get(s.port, "/c/other?ttl=0").body
+
+
+def test_cli_cache_route_checks_its_ttl(start_piston):
+    import subprocess
+    from conftest import HERE, piston_cmd
+    r = subprocess.run(piston_cmd() + ["cache_apps:wsgi", "--cache-route", "/x=soon"],
+                       cwd=HERE, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "--cache-route /x=soon" in r.stderr
