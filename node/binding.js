@@ -93,9 +93,6 @@ for (const k of Object.keys(native)) {
 OPTION_NAMES.handlerTimeout = OPTION_NAMES.handlerTimeoutMs;
 delete OPTION_NAMES.handlerTimeoutMs;
 
-// the CLI's name for it (--cache-honour-s-maxage)
-OPTION_NAMES.cacheHonourSMaxage = OPTION_NAMES.cacheSMaxage;
-
 // server.cache and app.cache: the engine's response cache of one server
 // (responses marked with a Piston-Cache field, see docs/architecture.md).
 class CacheFace {

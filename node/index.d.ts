@@ -56,8 +56,8 @@ export interface EngineOptions {
   cacheSize?: number;
   /** The largest response the cache stores, head and body. Default 1 MiB. */
   cacheMaxEntry?: number;
-  /** Store responses with Cache-Control: s-maxage=N too. */
-  cacheHonourSMaxage?: boolean;
+  /** Store responses with Cache-Control: s-maxage=N too (the CLI's --cache-honour-s-maxage). */
+  cacheSMaxage?: boolean;
   /** How long requests wait on another's miss of the same key. Default 5000. */
   cacheWaitMs?: number;
   /** Requests that may wait on one miss. Default 1024. */
