@@ -42,13 +42,13 @@ static void ws_msgs_free(piston_req *r) {
   r->ws_queued = 0;
 }
 
-/* Ready for the next request on the same connection; keeps allocations. */
 /* The cache's hold on a request, let go as it ends (cache.c) */
 static void cache_leave(piston_req *r) {
   if (r->cache_leave)
     r->cache_leave(r);
 }
 
+/* Ready for the next request on the same connection; keeps allocations. */
 void piston__req_reset(piston_req *r, piston__conn *c) {
   cache_leave(r);
   /* a spare handle comes back to the connection it served: its peer and
