@@ -428,3 +428,34 @@ def test_cache_route_marks_responses_without_the_field(server):
     # the rules against storing still hold
     t = "/c/r/p?ttl=0&cc=private"
     assert one(s.addr, t).body != one(s.addr, t).body
+
+
+def test_waiters_are_bounded_in_number(server):
+    s = server(util.TESTSERVER, ["--cache-size", "100000", "--cache-max-waiters", "2"])
+    t = "/c/bound?ttl=30&ms=500"
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        futs = [ex.submit(one, s.addr, t)]
+        time.sleep(0.15)  # the filler is with the host
+        futs += [ex.submit(one, s.addr, t) for _ in range(6)]
+        rs = [f.result() for f in futs]
+    assert all(r.status == 200 for r in rs)
+    st = stats(s.addr)
+    assert st["coalesced"] == 2  # the others went to the host
+    assert st["calls"] == 5
+
+
+def test_waiting_is_bounded_in_time(server):
+    # a miss with the host longer than --cache-wait: the next request for
+    # the key goes to the host and takes the waiters with it
+    s = server(util.TESTSERVER, ["--cache-size", "100000", "--cache-wait", "0.3"])
+    t = "/c/slowfill?ttl=30&ms=2000"
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        filler = ex.submit(one, s.addr, t)
+        time.sleep(0.1)
+        waiter = ex.submit(one, s.addr, t)  # waits: the miss is young
+        time.sleep(0.5)
+        late = ex.submit(one, s.addr, t)  # the miss is too old now
+        rs = [filler.result(), waiter.result(), late.result()]
+    assert all(r.status == 200 for r in rs)
+    st = stats(s.addr)
+    assert st["coalesced"] == 1 and st["calls"] == 3
