@@ -201,8 +201,8 @@ static int etag_listed(piston_str v, const char *etag, size_t n) {
   }
 }
 
-static int not_modified(const piston__file_cond *c, const char *etag,
-                        size_t etag_len, time_t mtime) {
+int piston__cond_not_modified(const piston__file_cond *c, const char *etag,
+                              size_t etag_len, time_t mtime) {
   if (c->if_none_match.ptr)
     return etag_listed(trim(c->if_none_match), etag, etag_len);
   if (c->if_modified_since.ptr) {
@@ -215,7 +215,7 @@ static int not_modified(const piston__file_cond *c, const char *etag,
 }
 
 /* If-Range needs a strong match: a weak tag never equals ours. */
-static int if_range_holds(piston_str v, const char *etag, size_t etag_len,
+int piston__cond_if_range(piston_str v, const char *etag, size_t etag_len,
                           time_t mtime) {
   v = trim(v);
   if ((v.len > 0 && v.ptr[0] == '"') ||
@@ -243,8 +243,8 @@ static size_t parse_u64(const char **pp, const char *end, uint64_t *v) {
 
 /* 0: send the whole file; 1: send *first..*last; -1: unsatisfiable (416).
  * Several ranges, other units and bad syntax are ignored (RFC 9110 14.2). */
-static int pick_range(piston_str range, uint64_t size, uint64_t *first,
-                      uint64_t *last) {
+int piston__range_pick(piston_str range, uint64_t size, uint64_t *first,
+                       uint64_t *last) {
   range = trim(range);
   const char *p = range.ptr, *end = p + range.len;
   if (range.len < 6 || strncasecmp(p, "bytes=", 6) != 0)
@@ -322,7 +322,7 @@ static void respond(int fd, const struct stat *st, const char *name,
   piston__http_date_format(mtime, lm);
   out->size = size;
 
-  if (c && not_modified(c, etag, etag_len, mtime)) {
+  if (c && piston__cond_not_modified(c, etag, etag_len, mtime)) {
     close(fd);
     out->status = 304;
     put_str(out, "Last-Modified: ");
@@ -335,8 +335,9 @@ static void respond(int fd, const struct stat *st, const char *name,
   uint64_t first = 0, last = 0;
   int r = 0;
   if (c && c->range.ptr &&
-      (!c->if_range.ptr || if_range_holds(c->if_range, etag, etag_len, mtime)))
-    r = pick_range(c->range, size, &first, &last);
+      (!c->if_range.ptr ||
+       piston__cond_if_range(c->if_range, etag, etag_len, mtime)))
+    r = piston__range_pick(c->range, size, &first, &last);
   if (r < 0) {
     close(fd);
     out->status = 416;

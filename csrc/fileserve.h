@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "piston.h"
 
@@ -45,6 +46,20 @@ PISTON_MUST_CHECK int piston__file_serve(const piston__mount *m,
                                          piston_str subpath,
                                          const piston__file_cond *cond,
                                          piston__file_reply *out);
+
+/* The conditional and range rules, shared with the response cache (which
+ * answers from a stored body as this does from a file). */
+/* Should the request get a 304 for a representation with this ETag (a
+ * quoted tag, n bytes; n 0: none) and modification time? */
+int piston__cond_not_modified(const piston__file_cond *c, const char *etag,
+                              size_t etag_len, time_t mtime);
+/* Does If-Range (value v) still hold for this representation? */
+int piston__cond_if_range(piston_str v, const char *etag, size_t etag_len,
+                          time_t mtime);
+/* A Range value against a body of size bytes: 0: send it whole; 1: send
+ * *first..*last; -1: unsatisfiable (416). */
+int piston__range_pick(piston_str range, uint64_t size, uint64_t *first,
+                       uint64_t *last);
 
 /* Nonzero: resolve without openat2 (set when the kernel lacks it; tests set
  * it to exercise the fallback). */

@@ -768,7 +768,8 @@ static void dispatch_ready(piston__h2 *s) {
       s->hosted = true;
       s->h->hosted = true;
       c->io.loop->dispatched = true;
-      srv->on_request(r, srv->on_request_ud);
+      if (!r->cache_parked) /* else it waits on another's miss (cache.c) */
+        srv->on_request(r, srv->on_request_ud);
     }
     if (r->body_len > 0 || r->body_done)
       piston__req_notify(r, PISTON_EV_BODY);

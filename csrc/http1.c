@@ -313,6 +313,8 @@ static void dispatch(piston__h1 *h) {
   atomic_fetch_add(&r->refs, 1); /* the host's reference */
   h->hosted = true;
   c->io.loop->dispatched = true;
+  if (r->cache_parked)
+    return; /* waits on another request's miss (cache.c) */
   const piston_server *srv = srv_of(h);
   srv->on_request(r, srv->on_request_ud);
 }

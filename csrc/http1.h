@@ -63,6 +63,11 @@ void piston__h1_destroy(piston__conn *c);
 void piston__h1_hand_over(piston__h1 *h, const piston__proto *proto,
                           int open_state);
 
+/* router.c: an HTTP/2 stream's head for an engine-made answer: :status,
+ * date, then the fields given as HTTP/1.1 lines ("Name: v\r\n"...). */
+int piston__h2_native_head(piston_req *r, int status, const char *lines,
+                           size_t n);
+
 /* parse.c */
 extern const llhttp_settings_t piston__parser_settings;
 

@@ -168,7 +168,20 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
   X(LIMIT_CONCURRENCY,                                                         \
     "requests with the host at once, per process (all "                        \
     "loops); beyond it 503 (uvicorn's --limit-concurrency; "                   \
-    "native routes are not counted); 0 = no limit")
+    "native routes are not counted); 0 = no limit")                           \
+  X(CACHE_SIZE, "bytes the response cache may hold (LRU beyond it); 0 = "      \
+                "no cache (the default)")                                      \
+  X(CACHE_MAX_ENTRY, "bytes of one cached response, head and body; larger "    \
+                     "ones are not stored")                                    \
+  X(CACHE_S_MAXAGE, "1: Cache-Control s-maxage=N marks a response "            \
+                    "cacheable for N s, as Piston-Cache: ttl=N does")          \
+  X(CACHE_WAIT_MS, "how long requests for a key whose miss is with the host "  \
+                   "wait for its answer before they go to the host too")       \
+  X(CACHE_MAX_WAITERS, "requests that may wait on one miss; the rest go to "   \
+                       "the host")                                             \
+  X(CACHE_PURGE, "1: a PURGE request from a loopback peer drops the cached "   \
+                 "responses of its target (a target ending in * drops the "    \
+                 "prefix); 0 = off")
 
 typedef enum {
 #define PISTON_OPT_ENUM_(name, doc) PISTON_OPT_##name,
@@ -310,6 +323,46 @@ piston_server_route_fixed(piston_server *srv, const char *method,
 PISTON_EXPORT PISTON_MUST_CHECK int piston_server_route_dir(piston_server *srv,
                                                             const char *prefix,
                                                             const char *dir);
+
+/* ---- the response cache ---------------------------------------------------
+ * With PISTON_OPT_CACHE_SIZE > 0 the engine keeps the responses a host marks
+ * cacheable (docs/architecture.md, "The response cache") and answers GET and
+ * HEAD requests from them on the loop thread. A host marks a response with
+ * a Piston-Cache field (ttl=N[, swr=N][, sie=N], seconds), which the engine
+ * removes, or with Cache-Control: s-maxage=N when PISTON_OPT_CACHE_S_MAXAGE
+ * is on. One cache per server, shared by all its loops. */
+typedef struct {
+  uint64_t hits;        /* answered from a fresh entry */
+  uint64_t stale_hits;  /* answered from a stale one (swr, sie) */
+  uint64_t misses;      /* went to the host */
+  uint64_t coalesced;   /* waited for another request's miss */
+  uint64_t stores;      /* responses stored */
+  uint64_t uncacheable; /* a miss's response that could not be stored */
+  uint64_t evictions;   /* dropped for room (LRU) */
+  uint64_t purged;      /* dropped by a purge */
+  uint64_t bytes;       /* held now */
+  uint64_t entries;     /* held now */
+} piston_cache_stats;
+
+/* Before the first loop: responses to GET requests whose path is prefix or
+ * under it ("/api" covers "/api" and "/api/..."; "/" every path) are
+ * cacheable as if they carried Piston-Cache: ttl=ttl_s, swr=swr_s,
+ * sie=sie_s, unless they carry their own. The rules against storing
+ * (Set-Cookie, private...) still hold. PISTON_EINVAL for a prefix that
+ * does not start with '/' or a ttl_s under 1. */
+PISTON_EXPORT PISTON_MUST_CHECK int
+piston_server_cache_route(piston_server *srv, const char *prefix, int ttl_s,
+                          int swr_s, int sie_s);
+
+/* Any thread. Fields are only ever appended to piston_cache_stats. */
+PISTON_EXPORT void piston_server_cache_stats(piston_server *srv,
+                                             piston_cache_stats *out);
+/* Any thread: drops the cached responses whose target (path and query) is
+ * target, or starts with it when prefix is nonzero, on every host and in
+ * every variant. Returns how many were dropped. */
+PISTON_EXPORT size_t piston_server_cache_purge(piston_server *srv,
+                                               const char *target,
+                                               size_t target_len, int prefix);
 
 /* ---- TLS (OpenSSL 3) -------------------------------------------------------
  * A listener marked with piston_server_listener_tls speaks TLS 1.2 and 1.3:

@@ -7,6 +7,7 @@
 #ifndef PISTON_REQ_H
 #define PISTON_REQ_H
 
+#include "cachestore.h"
 #include "conn.h"
 #include "wsdeflate.h"
 #include "outq.h"
@@ -170,6 +171,23 @@ struct piston_req {
   bool closed;              /* the client is gone (guarded by lock) */
   bool want_drain;          /* a write reported pressure (guarded by lock) */
   atomic_ullong out_queued; /* bytes queued on the connection, for writers */
+
+  /* the response cache (cache.c, cachecap.c). cache_lead is set before
+   * the host sees the request and read by the writer; cache_pend and
+   * cache_wait are guarded by the cache's lock, cache_cap by lock.
+   * cache_leave (a pointer, so that this layer calls nothing above it)
+   * hands a miss this request was filling to the requests waiting on it
+   * when the request ends without filling it. */
+  bool cache_lead;                  /* its response may fill a miss */
+  bool cache_parked;                /* waits on another request's miss */
+  struct piston__cpend *cache_pend; /* the miss it fills, until filled */
+  piston__cwaiter cache_wait;
+  piston__post cache_post;        /* a waiter's wake-up, on its loop */
+  struct piston__ccap *cache_cap; /* the response being captured */
+  /* waiters the capture's end released, woken once the writer has let go
+   * of lock (guarded by lock) */
+  piston__cwaiter *cache_woken;
+  void (*cache_leave)(piston_req *req);
 
   /* posts from other threads (guarded by lock) */
   piston__outq postq;

@@ -43,8 +43,15 @@ static void ws_msgs_free(piston_req *r) {
   r->ws_queued = 0;
 }
 
+/* The cache's hold on a request, let go as it ends (cache.c) */
+static void cache_leave(piston_req *r) {
+  if (r->cache_leave)
+    r->cache_leave(r);
+}
+
 /* Ready for the next request on the same connection; keeps allocations. */
 void piston__req_reset(piston_req *r, piston__conn *c) {
+  cache_leave(r);
   /* a spare handle comes back to the connection it served: its peer and
    * the peer's text (formatted on the first ask) are still right */
   if (r->conn_id != c->id || r->fwd_peer) {
@@ -109,6 +116,7 @@ void piston__req_reset(piston_req *r, piston__conn *c) {
   r->closed = r->want_drain = false;
   atomic_store(&r->out_queued, 0);
   r->post_flags = 0;
+  r->cache_lead = r->cache_parked = false;
   if (r->body_cap > 64 * 1024) { /* one big upload must not pin memory */
     free(r->body);
     r->body = NULL;
@@ -127,6 +135,7 @@ void piston__req_inflight_done(piston_req *r) {
 
 void piston__req_free(piston_req *r) {
   piston__req_inflight_done(r);
+  cache_leave(r);
   ws_msgs_free(r);
   free(r->ws_topics); /* emptied when its session ended */
   if (r->hdrs != r->hdr_inline)
@@ -385,6 +394,8 @@ void piston__req_detach(piston_req *r) {
   r->closed = true;
   piston__outq_clear(&r->postq);
   pthread_mutex_unlock(&r->lock);
+  if (r->cache_lead)
+    cache_leave(r); /* its waiters need not wait for a host that may linger */
   if (!was_closed && atomic_load(&r->refs) > 1)
     piston__req_notify(r, PISTON_EV_CLOSED);
 }

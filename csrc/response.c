@@ -10,6 +10,8 @@
  * lock) and the request is posted to the loop, whose inbox hands it back to
  * apply_post() here, which moves them over. */
 #define _GNU_SOURCE
+#include "cache.h"
+#include "cachecap.h"
 #include "http1.h"
 #include "util.h"
 #include "writer.h"
@@ -78,7 +80,10 @@ int piston__wend(piston__wctx *w, unsigned flags, int rc) {
     r->want_drain = true;
   if (!w->direct)
     r->post_flags |= flags | POST_OUTPUT;
+  piston__cwaiter *woken = r->cache_woken; /* a miss this response filled */
+  r->cache_woken = NULL;
   pthread_mutex_unlock(&r->lock);
+  piston__cache_wake(woken);
   if ((flags & POST_END) && rc == 0)
     piston__req_access_log(r); /* outside the lock: it reads the peer */
   piston__wsubmit(w, flags);
@@ -239,7 +244,8 @@ static int start_h2(piston_req *r, int status, const piston_header *h,
   }
   for (size_t i = 0; rc == 0 && i < nh; i++) {
     if (name_is(h[i].name, "content-length", 14) ||
-        (name_is(h[i].name, "date", 4) && h[i].value.len == 0))
+        (name_is(h[i].name, "date", 4) && h[i].value.len == 0) ||
+        piston__cache_field_is_ours(h[i].name))
       continue;
     rc = piston__h2_field_add(&r->h2_head, &r->h2_head_len, &r->h2_head_cap,
                               h[i].name.ptr, h[i].name.len, h[i].value.ptr,
@@ -339,6 +345,9 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
                atomic_load_explicit(&r->more_buffered, memory_order_relaxed));
   if (!keep)
     r->close_after = true;
+  if (r->cache_lead &&
+      piston__cache_capture_start(w, status, reason, h, nh, keep, cl) == 1)
+    return 0; /* a stale response went out in its place */
 
   if (r->h2)
     return start_h2(r, status, h, nh, cl, host_date);
@@ -384,7 +393,8 @@ static int start_locked(piston__wctx *w, int status, const piston_str *reason,
         name_is(h[i].name, "transfer-encoding", 17) ||
         (name_is(h[i].name, "connection", 10) && !pass_conn) ||
         (name_is(h[i].name, "keep-alive", 10) && style == 0) ||
-        (name_is(h[i].name, "date", 4) && h[i].value.len == 0))
+        (name_is(h[i].name, "date", 4) && h[i].value.len == 0) ||
+        piston__cache_field_is_ours(h[i].name))
       continue;
     p = piston__field_put(p, &h[i]);
   }
@@ -450,6 +460,8 @@ static int write_locked(piston__wctx *w, const void *data, size_t len) {
   if (r->resp_left >= 0)
     r->resp_left -= (int64_t)len;
   r->resp_bytes += len;
+  if (r->cache_cap)
+    piston__cache_capture_body(r, data, len);
   if (!r->chunked)
     return piston__outq_append(w->q, data, len);
   char *p = piston__outq_reserve(w->q, len + 24);
@@ -501,6 +513,8 @@ static int end_locked(piston__wctx *w, const piston_header *t, size_t nt) {
   if (r->resp_left > 0)
     r->close_after = true; /* short body: the framing is broken, close */
   r->resp = RESP_ENDED;
+  if (r->cache_lead)
+    piston__cache_capture_end(r, r->resp_left <= 0 && nt == 0);
   return 0;
 }
 
@@ -594,6 +608,7 @@ int piston_resp_sendfile(piston_req *r, int fd, off_t off, size_t len) {
       if (r->resp_left >= 0)
         r->resp_left -= (int64_t)len;
       r->resp_bytes += len;
+      piston__cache_capture_fail(r);
       char hex[24];
       int n = r->chunked ? sprintf(hex, "%zx\r\n", len) : 0;
       if ((n && piston__outq_append(w.q, hex, (size_t)n) != 0) ||

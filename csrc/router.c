@@ -3,6 +3,7 @@
  * has a complete head, so a request for them never reaches the host. The route
  * list is short and scanned in order; fixed routes first. */
 #define _GNU_SOURCE
+#include "cache.h"
 #include "http1.h"
 #include "metrics.h"
 #include "util.h"
@@ -55,7 +56,8 @@ static int h2_lines(piston_req *r, const char *p, size_t n) {
 
 /* The head of an engine-made answer on a stream: :status, date, then the
  * route's own lines (which carry its Content-Length). */
-static int h2_head(piston_req *r, int status, const char *lines, size_t n) {
+int piston__h2_native_head(piston_req *r, int status, const char *lines,
+                           size_t n) {
   char code[4];
   snprintf(code, sizeof code, "%03d", status);
   r->h2_head_len = 0;
@@ -81,7 +83,7 @@ static int h2_simple(piston_req *r, int status, const char *extra) {
                    "Content-Type: text/plain; charset=utf-8\r\n%s"
                    "Content-Length: %zu\r\n",
                    extra ? extra : "", r->is_head ? 0 : rl + 1);
-  int rc = h2_head(r, status, lines, (size_t)n);
+  int rc = piston__h2_native_head(r, status, lines, (size_t)n);
   if (rc == 0 && !r->is_head)
     rc = piston__outq_append(&r->h2_out, reason, rl) ||
          piston__outq_append(&r->h2_out, "\n", 1);
@@ -91,7 +93,7 @@ static int h2_simple(piston_req *r, int status, const char *extra) {
 static int send_fixed(piston__conn *c, piston_req *r,
                       const piston__fixed_route *f, bool keep) {
   if (r->h2) {
-    int rc = h2_head(r, f->status, f->fields, f->fields_len);
+    int rc = piston__h2_native_head(r, f->status, f->fields, f->fields_len);
     if (rc == 0 && !r->is_head && f->status != 204 && f->status != 304)
       rc = piston__outq_append(&r->h2_out, f->body, f->body_len);
     return rc;
@@ -211,7 +213,7 @@ static int send_file(piston__conn *c, piston_req *r, const piston__dir_route *d,
     char cl[48];
     int n = snprintf(cl, sizeof cl, "Content-Length: %" PRIu64 "\r\n",
                      fr.status == 416 ? (uint64_t)0 : fr.length);
-    rc = h2_head(r, fr.status, fr.headers, fr.headers_len);
+    rc = piston__h2_native_head(r, fr.status, fr.headers, fr.headers_len);
     if (rc == 0 && fr.status != 304)
       rc = h2_lines(r, cl, (size_t)n);
     if (fr.fd >= 0) {
@@ -302,6 +304,8 @@ bool piston__route_exchange(piston__conn *c, piston_req *r) {
       alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "GET, HEAD");
   }
   memcpy(allow + alen, "\r\n", 3);
+  if (rc == 1 && !path_known && srv->on_request && piston__cache_on(srv))
+    rc = piston__cache_route(c, r, keep, &status);
   if (rc == 1 && (path_known || !srv->on_request)) {
     /* a native path asked with another method, or no host to ask */
     status = path_known ? 405 : 404;

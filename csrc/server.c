@@ -3,6 +3,7 @@
  * top of the engine: it wires the protocol handler that loops hand their
  * accepted sockets to. */
 #define _GNU_SOURCE
+#include "cachestore.h"
 #include "http1.h"
 #include "server.h"
 #include "accesslog.h"
@@ -40,6 +41,9 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
     [PISTON_OPT_HEAD_STYLE] = 0,
     [PISTON_OPT_IPV6_ONLY] = 1,     /* '::' is IPv6's; IPv4 has 0.0.0.0 */
     [PISTON_OPT_PROXY_HEADERS] = 1, /* inert until proxies are trusted */
+    [PISTON_OPT_CACHE_MAX_ENTRY] = 1024 * 1024,
+    [PISTON_OPT_CACHE_WAIT_MS] = 5000,
+    [PISTON_OPT_CACHE_MAX_WAITERS] = 1024,
 };
 
 /* Smallest sane values: a head must hold a request line and a Host. */
@@ -67,6 +71,13 @@ piston_server *piston_server_new(void) {
   s->accept = piston__h1_accept; /* every connection starts as HTTP/1.1 */
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->pubsub_lock, NULL);
+  s->cache = piston__cache_new();
+  if (!s->cache) {
+    pthread_mutex_destroy(&s->pubsub_lock);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return NULL;
+  }
   return s;
 }
 
@@ -96,6 +107,10 @@ void piston_server_free(piston_server *s) {
   }
   free(s->dirs);
   piston__pubsub_free(s);
+  piston__cache_free(s->cache);
+  for (size_t i = 0; i < s->ncache_routes; i++)
+    free(s->cache_routes[i].prefix);
+  free(s->cache_routes);
   piston__tlsconf_free(s->tls);
   free(s->trust);
   piston__alog_free(s->alog);
@@ -422,5 +437,26 @@ int piston_server_route_dir(piston_server *s, const char *prefix,
   }
   d->prefix_len = plen;
   s->ndirs++;
+  return 0;
+}
+
+int piston_server_cache_route(piston_server *s, const char *prefix, int ttl_s,
+                              int swr_s, int sie_s) {
+  if (!prefix || prefix[0] != '/' || ttl_s < 1 || swr_s < 0 || sie_s < 0 ||
+      atomic_load(&s->nloops) > 0)
+    return PISTON_EINVAL;
+  piston__cache_rule *n =
+      realloc(s->cache_routes, (s->ncache_routes + 1) * sizeof *n);
+  if (!n)
+    return PISTON_ENOMEM;
+  s->cache_routes = n;
+  size_t plen = strlen(prefix);
+  while (plen > 0 && prefix[plen - 1] == '/')
+    plen--; /* "/api/" and "/api" cover the same paths; "/" all */
+  char *copy = memdup(prefix, plen);
+  if (!copy)
+    return PISTON_ENOMEM;
+  n[s->ncache_routes++] = (piston__cache_rule){copy, plen, ttl_s * 1000LL,
+                                               swr_s * 1000LL, sie_s * 1000LL};
   return 0;
 }

@@ -53,6 +53,14 @@ typedef void (*piston__accept_fn)(piston_loop *loop, int fd,
                                   const struct sockaddr_storage *peer,
                                   socklen_t len, bool tls);
 
+/* A path prefix whose responses are cacheable without a Piston-Cache field
+ * (piston_server_cache_route; read by cachecap.c). */
+typedef struct {
+  char *prefix;
+  size_t prefix_len; /* trailing '/' removed; 0: every path */
+  int64_t ttl_ms, swr_ms, sie_ms;
+} piston__cache_rule;
+
 struct piston_server {
   int64_t opt[PISTON_OPT__COUNT];
   piston__accept_fn accept;
@@ -85,6 +93,9 @@ struct piston_server {
   char *metrics_path, *health_path;
   size_t metrics_path_len, health_path_len;
   atomic_long inflight; /* requests with the host (LIMIT_CONCURRENCY) */
+  struct piston__cache *cache; /* the response cache (cachestore.h) */
+  piston__cache_rule *cache_routes;
+  size_t ncache_routes;
 };
 
 /* pubsub.c: frees the topics (the server's end; no session is left) */

@@ -5,11 +5,13 @@
  * The first input byte seeds the split points; the rest is what a client
  * sends on one connection (a socketpair handed to the loop as if accepted).
  * The host answers in different ways by path, so that every response path
- * runs: sync send, chunked writes, reading the body first, abort, and a
- * WebSocket echo. With the seed's high bit set, a valid WebSocket opening
- * handshake goes first, so that the rest reaches the frame parser (ws.c)
- * directly. With 0x20 the connection is TLS (tls.c): with 0x10 as well the
- * input is the TLS feed itself (records as a client would send them),
+ * runs: sync send, chunked writes, reading the body first, abort, a
+ * WebSocket echo, and responses marked for the response cache (on, with a
+ * small budget, PURGE allowed), so that hits, 304s, ranges and HEAD run on
+ * what earlier requests stored. With the seed's high bit set, a valid WebSocket
+ * opening handshake goes first, so that the rest reaches the frame parser
+ * (ws.c) directly. With 0x20 the connection is TLS (tls.c): with 0x10 as well
+ * the input is the TLS feed itself (records as a client would send them),
  * otherwise an in-process OpenSSL client completes a handshake first and
  * the input goes through it as application data, so that the transport's
  * reads and writes carry the HTTP/1.1 and WebSocket paths. With 0x08 the
@@ -140,6 +142,25 @@ static void on_request(piston_req *req, void *ud) {
       (void)!piston_resp_write(req, "x", 1);
     piston_resp_abort(req);
     break;
+  case 'k': { /* marked for the response cache (on, with a small budget) */
+    piston_header kh[] = {{{"Content-Type", 12}, {"text/plain", 10}},
+                          {{"Piston-Cache", 12}, {"ttl=60, swr=5", 13}},
+                          {{"Vary", 4}, {"Accept", 6}},
+                          {{"ETag", 4}, {"\"k1\"", 4}}};
+    piston_str q = piston_req_query(req);
+    size_t n = q.len > 64 ? 64 : q.len;
+    if (p.len > 2 && p.ptr[2] == 'c') { /* chunked, stored with a length */
+      if (piston_resp_start(req, 200, kh, 4) == 0) {
+        (void)!piston_resp_write(req, "kk", 2);
+        (void)!piston_resp_write(req, q.ptr ? q.ptr : "", n);
+        (void)!piston_resp_end(req, NULL, 0);
+      }
+    } else {
+      (void)!piston_resp_send(req, p.len > 2 && p.ptr[2] == 'e' ? 500 : 200, kh,
+                              4, q.ptr ? q.ptr : "k", q.ptr ? n : 1);
+    }
+    break;
+  }
   case 'x':
     /* abort before starting: a 500 */
     piston_resp_abort(req);
@@ -183,7 +204,11 @@ static void setup(void) {
       piston_server_set(srv, PISTON_OPT_BODY_HIGH_WATER, 1024) ||
       piston_server_set(srv, PISTON_OPT_WS_DEFLATE, 1) ||
       piston_server_set(srv, PISTON_OPT_WS_MAX_MESSAGE, 65536) ||
-      piston_server_set(srv, PISTON_OPT_HTTP2, 2))
+      piston_server_set(srv, PISTON_OPT_HTTP2, 2) ||
+      piston_server_set(srv, PISTON_OPT_CACHE_SIZE, 64 * 1024) ||
+      piston_server_set(srv, PISTON_OPT_CACHE_MAX_ENTRY, 8 * 1024) ||
+      piston_server_set(srv, PISTON_OPT_CACHE_S_MAXAGE, 1) ||
+      piston_server_set(srv, PISTON_OPT_CACHE_PURGE, 1))
     abort();
   static const piston_header h[] = {{{"Content-Type", 12}, {"text/plain", 10}}};
   if (piston_server_route_fixed(srv, NULL, "/fixed", 200, h, 1, "fixed", 5))

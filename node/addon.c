@@ -1117,6 +1117,60 @@ static napi_value js_ref(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* cachePurge(srv, target, prefix) -> responses dropped */
+static napi_value js_cache_purge(napi_env env, napi_callback_info info) {
+  SRV_ARG(3);
+  const char *t;
+  size_t len;
+  char buf[512], *owned = NULL;
+  /* latin1: one byte per char, as the request's target reached JS */
+  if (get_string(env, argv[1], true, buf, sizeof buf, &t, &len, &owned) != 0) {
+    napi_throw_type_error(env, NULL, "cache.purge: target must be a string");
+    return NULL;
+  }
+  size_t n = piston_server_cache_purge(s->server, t, len,
+                                       get_bool(env, argv[2], false));
+  free(owned);
+  return make_int(env, (int64_t)n);
+}
+
+/* cacheRoute(srv, prefix, ttl, swr, sie): before start() */
+static napi_value js_cache_route(napi_env env, napi_callback_info info) {
+  SRV_ARG(5);
+  char *prefix = dup_str(env, argv[1]);
+  int rc = prefix ? piston_server_cache_route(s->server, prefix,
+                                              (int)get_i64(env, argv[2], 0),
+                                              (int)get_i64(env, argv[3], 0),
+                                              (int)get_i64(env, argv[4], 0))
+                  : PISTON_EINVAL;
+  free(prefix);
+  if (rc < 0)
+    throw_piston(env, rc, "piston_server_cache_route");
+  return undef(env);
+}
+
+/* cacheStats(srv) -> {hits, staleHits, misses, ...} */
+static napi_value js_cache_stats(napi_env env, napi_callback_info info) {
+  SRV_ARG(1);
+  piston_cache_stats st;
+  piston_server_cache_stats(s->server, &st);
+  const struct {
+    const char *name;
+    uint64_t v;
+  } f[] = {{"hits", st.hits},           {"staleHits", st.stale_hits},
+           {"misses", st.misses},       {"coalesced", st.coalesced},
+           {"stores", st.stores},       {"uncacheable", st.uncacheable},
+           {"evictions", st.evictions}, {"purged", st.purged},
+           {"bytes", st.bytes},         {"entries", st.entries}};
+  napi_value o;
+  NAPI_OR(napi_create_object(env, &o), return NULL);
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    NAPI_OR(napi_set_named_property(env, o, f[i].name,
+                                    make_int(env, (int64_t)f[i].v)),
+            return NULL);
+  return o;
+}
+
 static napi_value js_connections(napi_env env, napi_callback_info info) {
   SRV_ARG(1);
   return make_int(env, s->loop ? (int64_t)piston_loop_connections(s->loop) : 0);
@@ -1894,6 +1948,9 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"stop", js_stop},
       {"ref", js_ref},
       {"connections", js_connections},
+      {"cachePurge", js_cache_purge},
+      {"cacheRoute", js_cache_route},
+      {"cacheStats", js_cache_stats},
       {"headers", js_headers},
       {"header", js_header},
       {"info", js_info},

@@ -673,6 +673,7 @@ class App {
     this._id = 0;
     this._closeCbs = [];
     this.port = 0;
+    this.cache = new B.CacheFace(this);
     this.onError = (err, req, res) => {
       console.error('piston: handler failed:', err);
       if (!res.started) res.status(500).end('Internal Server Error');

@@ -92,6 +92,27 @@ for (const k of Object.keys(native)) {
 OPTION_NAMES.handlerTimeout = OPTION_NAMES.handlerTimeoutMs;
 delete OPTION_NAMES.handlerTimeoutMs;
 
+// server.cache and app.cache: the engine's response cache of one server
+// (responses marked with a Piston-Cache field, see docs/architecture.md).
+class CacheFace {
+  constructor(owner) {
+    this._owner = owner;
+  }
+  // Drops the stored responses whose target (path and query, as req.url)
+  // is target, or starts with it with { prefix: true }; returns how many.
+  purge(target, { prefix = false } = {}) {
+    if (typeof target !== 'string') throw new TypeError('cache.purge: target must be a string');
+    const h = this._owner._h;
+    return h ? native.cachePurge(h, target, !!prefix) : 0;
+  }
+  // { hits, staleHits, misses, coalesced, stores, uncacheable, evictions,
+  //   purged, bytes, entries }
+  stats() {
+    const h = this._owner._h;
+    return h ? native.cacheStats(h) : null;
+  }
+}
+
 // A native server with options set and listening addresses added; start()
 // binds. `listen` is {port, host} or {path}.
 function makeNative(id, options, listen, routes) {
@@ -117,6 +138,12 @@ function makeNative(id, options, listen, routes) {
   // Prometheus text at options.metrics, readiness at options.health (C)
   if (options.metrics) native.opsRoute(h, 0, String(options.metrics));
   if (options.health) native.opsRoute(h, 1, String(options.health));
+  // { '/api': 5 } or { '/api': { ttl: 5, swr: 30, sie: 60 } }: GET
+  // responses under a prefix cacheable without a Piston-Cache field
+  for (const [prefix, v] of Object.entries(options.cacheRoutes || {})) {
+    const c = typeof v === 'number' ? { ttl: v } : v;
+    native.cacheRoute(h, prefix, c.ttl, c.swr || 0, c.sie || 0);
+  }
   for (const r of routes || []) {
     if (r.kind === 'fixed') native.routeFixed(h, r.method, r.path, r.status, r.headers, r.body);
     else native.routeDir(h, r.prefix, r.dir);
@@ -159,4 +186,5 @@ module.exports = {
   flattenHeaders,
   servers,
   OPTION_NAMES,
+  CacheFace,
 };

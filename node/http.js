@@ -1009,6 +1009,7 @@ function Server(options, handler) {
   this.noDelay = options.noDelay ?? true;
   this.keepAlive = options.keepAlive ?? false;
   this.keepAliveInitialDelay = options.keepAliveInitialDelay ?? 0;
+  this.cache = new B.CacheFace(this);
   if (handler) this.on('request', handler);
 }
 Object.setPrototypeOf(Server.prototype, http.Server.prototype);
@@ -1037,6 +1038,7 @@ class ServerMethods {
     out.metrics = o.metrics;
     out.health = o.health;
     out.handlerTimeout = this.handlerTimeout > 0 ? this.handlerTimeout : 0;
+    out.cacheRoutes = o.cacheRoutes;
     return out;
   }
 

@@ -71,6 +71,52 @@ export interface EngineOptions {
   accessLogFile?: string;
   /** 'common', 'combined' (default), 'json', or gunicorn's atoms ('%(h)s "%(r)s" %(s)s %(D)s'). */
   accessLogFormat?: string;
+  /**
+   * Bytes the response cache may hold (LRU beyond); 0 (the default) = no
+   * cache. A response with a `Piston-Cache: ttl=N[, swr=N][, sie=N]` field
+   * (removed before it is sent) is stored and answered by the engine for N
+   * seconds without calling the handler.
+   */
+  cacheSize?: number;
+  /** The largest response the cache stores, head and body. Default 1 MiB. */
+  cacheMaxEntry?: number;
+  /** Store responses with Cache-Control: s-maxage=N too (the CLI's --cache-honour-s-maxage). */
+  cacheSMaxage?: boolean;
+  /** How long requests wait on another's miss of the same key. Default 5000. */
+  cacheWaitMs?: number;
+  /** Requests that may wait on one miss. Default 1024. */
+  cacheMaxWaiters?: number;
+  /** PURGE requests from loopback drop cached responses. */
+  cachePurge?: boolean;
+  /**
+   * GET responses under each path prefix are cacheable for ttl seconds
+   * without a Piston-Cache field: { '/api': 5 } or
+   * { '/api': { ttl: 5, swr: 30, sie: 60 } }.
+   */
+  cacheRoutes?: Record<string, number | { ttl: number; swr?: number; sie?: number }>;
+}
+
+/** The response cache's counters (piston_cache_stats). */
+export interface CacheStats {
+  hits: number;
+  staleHits: number;
+  misses: number;
+  coalesced: number;
+  stores: number;
+  uncacheable: number;
+  evictions: number;
+  purged: number;
+  bytes: number;
+  entries: number;
+}
+
+/** server.cache and app.cache: the engine's response cache. */
+export interface Cache {
+  /** Drops the responses stored for target (path and query), or for every
+   * target starting with it with { prefix: true }; returns how many. */
+  purge(target: string, options?: { prefix?: boolean }): number;
+  /** null before listen() and after close(). */
+  stats(): CacheStats | null;
 }
 
 /** PEM text: a string or a Buffer. */
@@ -265,6 +311,7 @@ export interface ListenOptions {
 export interface Server extends http.Server {
   /** See EngineOptions.handlerTimeout; settable before listen(). Default 0 (off). */
   handlerTimeout: number;
+  readonly cache: Cache;
   /**
    * New key/cert for new connections (open ones keep theirs). While
    * listening only key and cert may change, as many pairs as given before.
@@ -503,6 +550,7 @@ export declare class App {
   /** New key/cert for new connections (open ones keep theirs). */
   setSecureContext(options: TlsOptions): this;
   readonly port: number;
+  readonly cache: Cache;
   onError: (err: unknown, req: AppRequest, res: AppResponse) => void;
   notFound: AppHandler;
   get(path: string, handler: AppHandler): this;

@@ -462,6 +462,22 @@ static PyObject *AsgiServer_listen_fd(AsgiServerObject *self, PyObject *args) {
   return piston_py_listen_fd(self->srv, args);
 }
 
+static PyObject *AsgiServer_cache_purge(AsgiServerObject *self,
+                                        PyObject *args) {
+  return piston_py_cache_purge(self->srv, args);
+}
+
+static PyObject *AsgiServer_cache_route(AsgiServerObject *self,
+                                        PyObject *args) {
+  return piston_py_cache_route(self->srv, args);
+}
+
+static PyObject *AsgiServer_cache_stats(AsgiServerObject *self,
+                                        PyObject *unused) {
+  (void)unused;
+  return piston_py_cache_stats(self->srv);
+}
+
 static PyObject *AsgiServer_route_fixed(AsgiServerObject *self,
                                         PyObject *args) {
   return piston_py_route_fixed(self->srv, args, PISTON_PY_HDRS_BYTES);
@@ -585,6 +601,13 @@ static PyMethodDef AsgiServer_methods[] = {
     {"tls_reload", (PyCFunction)AsgiServer_tls_reload, METH_NOARGS,
      "tls_reload(): read the certificate files again"},
     {"route_fixed", (PyCFunction)AsgiServer_route_fixed, METH_VARARGS, NULL},
+    {"cache_purge", (PyCFunction)AsgiServer_cache_purge, METH_VARARGS,
+     "cache_purge(target, prefix=False) -> responses dropped"},
+    {"cache_route", (PyCFunction)AsgiServer_cache_route, METH_VARARGS,
+     "cache_route(prefix, ttl, swr=0, sie=0): GET responses under prefix "
+     "cacheable"},
+    {"cache_stats", (PyCFunction)AsgiServer_cache_stats, METH_NOARGS,
+     "cache_stats() -> the response cache's counters"},
     {"route_dir", (PyCFunction)AsgiServer_route_dir, METH_VARARGS, NULL},
     {"trust_proxies", (PyCFunction)AsgiServer_trust_proxies, METH_VARARGS,
      "trust_proxies(list): --forwarded-allow-ips"},

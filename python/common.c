@@ -56,6 +56,38 @@ PyObject *piston_py_set_option(piston_server *srv, bool running,
   return done(piston_server_set(srv, (piston_option)opt, v));
 }
 
+PyObject *piston_py_cache_purge(piston_server *srv, PyObject *args) {
+  const char *t;
+  Py_ssize_t n;
+  int prefix = 0;
+  if (!PyArg_ParseTuple(args, "s#|p", &t, &n, &prefix))
+    return NULL;
+  return PyLong_FromSize_t(
+      piston_server_cache_purge(srv, t, (size_t)n, prefix));
+}
+
+PyObject *piston_py_cache_route(piston_server *srv, PyObject *args) {
+  const char *prefix;
+  int ttl, swr = 0, sie = 0;
+  if (!PyArg_ParseTuple(args, "si|ii", &prefix, &ttl, &swr, &sie))
+    return NULL;
+  return done(piston_server_cache_route(srv, prefix, ttl, swr, sie));
+}
+
+PyObject *piston_py_cache_stats(piston_server *srv) {
+  piston_cache_stats st;
+  piston_server_cache_stats(srv, &st);
+  return Py_BuildValue(
+      "{sKsKsKsKsKsKsKsKsKsK}", "hits", (unsigned long long)st.hits,
+      "stale_hits", (unsigned long long)st.stale_hits, "misses",
+      (unsigned long long)st.misses, "coalesced",
+      (unsigned long long)st.coalesced, "stores", (unsigned long long)st.stores,
+      "uncacheable", (unsigned long long)st.uncacheable, "evictions",
+      (unsigned long long)st.evictions, "purged", (unsigned long long)st.purged,
+      "bytes", (unsigned long long)st.bytes, "entries",
+      (unsigned long long)st.entries);
+}
+
 PyObject *piston_py_listen_tcp(piston_server *srv, PyObject *args) {
   const char *host;
   int port;

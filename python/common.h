@@ -69,6 +69,11 @@ int piston_py_intern(const piston_py_name *names, size_t n);
 PyObject *piston_py_set_option(piston_server *srv, bool running,
                                PyObject *args);
 PyObject *piston_py_listen_tcp(piston_server *srv, PyObject *args);
+/* cache_purge(target, prefix=False) -> count; cache_stats() -> dict */
+PyObject *piston_py_cache_purge(piston_server *srv, PyObject *args);
+PyObject *piston_py_cache_stats(piston_server *srv);
+/* cache_route(prefix, ttl, swr=0, sie=0) */
+PyObject *piston_py_cache_route(piston_server *srv, PyObject *args);
 PyObject *piston_py_listen_unix(piston_server *srv, PyObject *args);
 PyObject *piston_py_listen_fd(piston_server *srv, PyObject *args);
 PyObject *piston_py_route_fixed(piston_server *srv, PyObject *args,

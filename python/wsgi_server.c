@@ -150,6 +150,19 @@ static PyObject *Server_set_option(ServerObject *self, PyObject *args) {
   return piston_py_set_option(self->srv, self->started, args);
 }
 
+static PyObject *Server_cache_purge(ServerObject *self, PyObject *args) {
+  return piston_py_cache_purge(self->srv, args);
+}
+
+static PyObject *Server_cache_route(ServerObject *self, PyObject *args) {
+  return piston_py_cache_route(self->srv, args);
+}
+
+static PyObject *Server_cache_stats(ServerObject *self, PyObject *unused) {
+  (void)unused;
+  return piston_py_cache_stats(self->srv);
+}
+
 static PyObject *Server_get_option(ServerObject *self, PyObject *args) {
   int opt;
   if (!PyArg_ParseTuple(args, "i", &opt))
@@ -397,6 +410,13 @@ static PyMethodDef Server_methods[] = {
      "set_option(OPT_*, value)"},
     {"get_option", (PyCFunction)Server_get_option, METH_VARARGS,
      "get_option(OPT_*) -> int"},
+    {"cache_purge", (PyCFunction)Server_cache_purge, METH_VARARGS,
+     "cache_purge(target, prefix=False) -> responses dropped"},
+    {"cache_route", (PyCFunction)Server_cache_route, METH_VARARGS,
+     "cache_route(prefix, ttl, swr=0, sie=0): GET responses under prefix "
+     "cacheable"},
+    {"cache_stats", (PyCFunction)Server_cache_stats, METH_NOARGS,
+     "cache_stats() -> the response cache's counters"},
     {"listen_tcp", (PyCFunction)Server_listen_tcp, METH_VARARGS,
      "listen_tcp(host, port)"},
     {"listen_unix", (PyCFunction)Server_listen_unix, METH_VARARGS,

@@ -13,7 +13,9 @@ from importlib.metadata import version as _version
 # the installed distribution's, which setup.py takes from csrc/piston.h
 __version__ = _version("piston")
 
+from .cache import cache, cache_header, cache_stats, purge  # noqa: E402,F401
 from .config import Config  # noqa: E402,F401
 from .server import run  # noqa: E402,F401
 
-__all__ = ["Config", "run", "__version__"]
+__all__ = ["Config", "cache", "cache_header", "cache_stats", "purge", "run",
+           "__version__"]

@@ -44,6 +44,11 @@ ENGINE_OPTIONS = [
     ("--backlog", _piston.OPT_BACKLOG, "count", "listen(2) backlog"),
     ("--max-connections", _piston.OPT_MAX_CONNECTIONS, "count",
      "per event loop; accepting pauses beyond it"),
+    ("--cache-size", _piston.OPT_CACHE_SIZE, "bytes",
+     "the response cache: bytes it may hold (default 0: no cache); "
+     "see piston.cache"),
+    ("--cache-max-entry", _piston.OPT_CACHE_MAX_ENTRY, "bytes",
+     "the largest response the cache stores (default 1 MiB)"),
 ]
 
 
@@ -189,6 +194,16 @@ def build_parser():
                          "preface (HTTP/2 over TLS is on by ALPN)")
     h2.add_argument("--no-http2", action="store_true",
                     help="HTTP/1.1 only, also over TLS")
+    p.add_argument("--cache-honour-s-maxage", action="store_true",
+                   help="store responses with Cache-Control: s-maxage=N as "
+                        "Piston-Cache: ttl=N marks them")
+    p.add_argument("--cache-route", action="append", type=_pair("--cache-route"), default=[],
+                   metavar="PREFIX=TTL",
+                   help="GET responses under PREFIX are cached for TTL seconds "
+                        "without a Piston-Cache field (repeatable)")
+    p.add_argument("--cache-purge", action="store_true",
+                   help="PURGE requests from loopback drop cached responses "
+                        "(a target ending in * drops a prefix)")
     p.add_argument("--access-log", action="store_true",
                    help="one line per response on stderr")
     p.add_argument("--log-level", default="info",
@@ -274,6 +289,16 @@ def config_from_args(a):
     options[_piston.OPT_WS_DEFLATE] = 1 if a.ws_per_message_deflate else 0
     options[_piston.OPT_WS_PING_MS] = int(a.ws_ping_interval * 1000 + 0.5)
     options[_piston.OPT_HTTP2] = 2 if a.h2c else 0 if a.no_http2 else 1
+    if a.cache_honour_s_maxage:
+        options[_piston.OPT_CACHE_S_MAXAGE] = 1
+    if a.cache_purge:
+        options[_piston.OPT_CACHE_PURGE] = 1
+    cache_routes = []
+    for prefix, ttl in a.cache_route:
+        if not ttl.isdigit() or int(ttl) < 1:
+            raise UsageError("--cache-route %s=%s: the TTL is whole seconds, at least 1"
+                             % (prefix, ttl))
+        cache_routes.append((prefix, int(ttl)))
     binds = a.bind or ["127.0.0.1:8000"]
     for b in binds:
         parse_bind(b)  # UsageError early
@@ -292,6 +317,7 @@ def config_from_args(a):
                   cert_reqs=a.cert_reqs, ciphers=a.ciphers,
                   ticket_key_file=a.tls_ticket_key_file, bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
                   root_path=root, routes=a.route, static=a.static, options=options,
+                  cache_routes=cache_routes,
                   access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,
                   reuse_port=not a.no_reuse_port, lifespan=a.lifespan, loop=a.loop,

@@ -9,6 +9,7 @@ import os
 from typing import List
 
 from . import _piston
+from .cache import register as register_cache
 
 
 class UsageError(Exception):
@@ -29,6 +30,7 @@ class Config:
     root_path: str = ""
     routes: List[tuple] = dataclasses.field(default_factory=list)   # (path, text)
     static: List[tuple] = dataclasses.field(default_factory=list)   # (prefix, dir)
+    cache_routes: List[tuple] = dataclasses.field(default_factory=list)  # (prefix, ttl s)
     options: dict = dataclasses.field(default_factory=dict)         # OPT_* -> int
     access_log: bool = False
     shutdown_timeout: float = 30.0
@@ -97,6 +99,7 @@ def show_bind(spec):
 def configure_server(srv, cfg, listen, multiprocess):
     """Options, native routes and listeners of an engine server (WSGI's
     Server or ASGI's AsgiServer); UsageError on a bad one."""
+    register_cache(srv)  # piston.purge and cache_stats reach it
     for opt, value in cfg.options.items():
         try:
             srv.set_option(opt, value)
@@ -119,6 +122,8 @@ def configure_server(srv, cfg, listen, multiprocess):
         # sibling workers listen on the same SO_REUSEPORT port on purpose;
         # the supervisor already checked that it was free
         srv.set_option(_piston.OPT_SHARE_PORT, 1)
+    for prefix, ttl in cfg.cache_routes:
+        srv.cache_route(prefix, ttl)
     for path, text in cfg.routes:
         srv.route_fixed(None, path, 200,
                         [("Content-Type", "text/plain; charset=utf-8")],

@@ -16,13 +16,13 @@ import sys
 
 # lowest first
 LAYERS = [
-    ("util", "bufpool date errors field fileserve httpdate listen metrics mime outq "
+    ("util", "bufpool cachestore date errors field fileserve httpdate listen metrics mime outq "
              "logbuf pct status tlsctx tlsticket trust utf8 version wsdeflate wskey"),
     ("loop", "loop timer"),
     ("conn", "conn proxyproto tls transport"),
     ("exchange", "accesslog forwarded request"),
-    ("protocol", "h2 http1 parse raw router ws"),
-    ("writer", "response wswrite pubsub"),
+    ("protocol", "cache h2 http1 parse raw router ws"),
+    ("writer", "cachecap response wswrite pubsub"),
     ("server", "server"),
 ]
 

@@ -1076,6 +1076,134 @@ static void h_early_hints(piston_req *req) {
   send_text(req, 200, "after the hints");
 }
 
+/* ---- the response cache's routes ----------------------------------------
+ * /c/<anything>?ttl=N[&swr=N][&sie=N][&cc=V][&vary=NAME][&setcookie=1]
+ *   [&status=N][&etag=1 (strong) or 2
+ * (weak)][&lm=1][&size=N][&chunked=1][&ms=N] answers "call K\n" (K: how many
+ * times the host answered a /c/ route, padded with x to size bytes) marked
+ * Piston-Cache with those directives, from a thread after ms milliseconds when
+ * ms is given; /cache-fail?on=1 makes every /c/ answer a 500 until ?on=0.
+ * /cache-calls says K; /cache-stats piston_server_cache_stats;
+ * /cache-purge?t=T[&prefix=1] purges through the engine API. */
+static atomic_long g_cache_calls;
+static atomic_int g_cache_fail;
+
+typedef struct {
+  piston_req *req;
+  long ms;
+} cache_job;
+
+static void cache_answer(piston_req *req) {
+  piston_str q = piston_req_query(req);
+  long k = atomic_fetch_add(&g_cache_calls, 1) + 1;
+  char pc[96], cc[128], vary[64], body[8192];
+  piston_header h[8];
+  size_t nh = 0;
+  h[nh++] = H_TEXT[0];
+  long long ttl = query_int(q, "ttl", 5);
+  if (ttl > 0) {
+    int n = snprintf(pc, sizeof pc, "ttl=%lld", ttl);
+    long long swr = query_int(q, "swr", 0), sie = query_int(q, "sie", 0);
+    if (swr)
+      n += snprintf(pc + n, sizeof pc - (size_t)n, ", swr=%lld", swr);
+    if (sie)
+      n += snprintf(pc + n, sizeof pc - (size_t)n, ", sie=%lld", sie);
+    h[nh++] = (piston_header){{"Piston-Cache", 12}, {pc, (size_t)n}};
+  }
+  piston_str v = query_str(q, "cc");
+  if (v.ptr && v.len < sizeof cc) {
+    memcpy(cc, v.ptr, v.len);
+    h[nh++] = (piston_header){{"Cache-Control", 13}, {cc, v.len}};
+  }
+  v = query_str(q, "vary");
+  if (v.ptr && v.len < sizeof vary) {
+    memcpy(vary, v.ptr, v.len);
+    h[nh++] = (piston_header){{"Vary", 4}, {vary, v.len}};
+  }
+  if (query_int(q, "setcookie", 0))
+    h[nh++] = (piston_header){{"Set-Cookie", 10}, {"sid=1", 5}};
+  if (query_int(q, "etag", 0) == 1)
+    h[nh++] = (piston_header){{"ETag", 4}, {"\"v1\"", 4}};
+  else if (query_int(q, "etag", 0) == 2)
+    h[nh++] = (piston_header){{"ETag", 4}, {"W/\"v1\"", 6}};
+  if (query_int(q, "lm", 0))
+    h[nh++] = (piston_header){{"Last-Modified", 13},
+                              {"Sun, 06 Nov 1994 08:49:37 GMT", 29}};
+  int status = (int)query_int(q, "status", 200);
+  if (atomic_load(&g_cache_fail))
+    status = 500;
+  size_t size = (size_t)query_int(q, "size", 0);
+  int n = snprintf(body, sizeof body, "call %ld\n", k);
+  if (size > sizeof body)
+    size = sizeof body;
+  if (size > (size_t)n) {
+    memset(body + n, 'x', size - (size_t)n);
+    n = (int)size;
+  }
+  int rc;
+  if (query_int(q, "chunked", 0)) {
+    rc = piston_resp_start(req, status, h, nh);
+    if (rc >= 0)
+      rc = piston_resp_write(req, body, (size_t)n / 2);
+    if (rc >= 0)
+      rc = piston_resp_write(req, body + n / 2, (size_t)n - (size_t)n / 2);
+    if (rc >= 0)
+      rc = piston_resp_end(req, NULL, 0);
+  } else {
+    rc = piston_resp_send(req, status, h, nh, body, (size_t)n);
+  }
+  check(rc, "cache route");
+}
+
+static void *cache_thread(void *arg) {
+  cache_job *j = arg;
+  usleep((useconds_t)j->ms * 1000);
+  cache_answer(j->req);
+  release(j->req);
+  free(j);
+  return NULL;
+}
+
+static void h_cache(piston_req *req) {
+  long ms = (long)query_int(piston_req_query(req), "ms", 0);
+  cache_job *j = malloc(sizeof *j);
+  pthread_t th;
+  if (!j)
+    abort();
+  j->req = req;
+  j->ms = ms;
+  if (pthread_create(&th, NULL, cache_thread, j) != 0)
+    abort();
+  pthread_detach(th);
+}
+
+static void h_cache_stats(piston_req *req) {
+  piston_cache_stats st;
+  char body[512];
+  piston_server_cache_stats(g_srv, &st);
+  snprintf(body, sizeof body,
+           "hits=%llu stale_hits=%llu misses=%llu coalesced=%llu stores=%llu "
+           "uncacheable=%llu evictions=%llu purged=%llu bytes=%llu "
+           "entries=%llu calls=%ld",
+           (unsigned long long)st.hits, (unsigned long long)st.stale_hits,
+           (unsigned long long)st.misses, (unsigned long long)st.coalesced,
+           (unsigned long long)st.stores, (unsigned long long)st.uncacheable,
+           (unsigned long long)st.evictions, (unsigned long long)st.purged,
+           (unsigned long long)st.bytes, (unsigned long long)st.entries,
+           atomic_load(&g_cache_calls));
+  send_text(req, 200, body);
+}
+
+static void h_cache_purge(piston_req *req) {
+  piston_str q = piston_req_query(req);
+  piston_str t = query_str(q, "t");
+  char body[32];
+  size_t n = piston_server_cache_purge(g_srv, t.ptr ? t.ptr : "", t.len,
+                                       (int)query_int(q, "prefix", 0));
+  snprintf(body, sizeof body, "purged=%zu", n);
+  send_text(req, 200, body);
+}
+
 static void on_request(piston_req *req, void *ud) {
   (void)ud;
   atomic_fetch_add(&g_requests, 1);
@@ -1088,6 +1216,19 @@ static void on_request(piston_req *req, void *ud) {
 
   if (str_eq(p, "/hello") && get) {
     send_text(req, 200, "Hello, World!");
+  } else if (p.len > 3 && memcmp(p.ptr, "/c/", 3) == 0) {
+    if (query_int(q, "ms", 0) > 0) {
+      h_cache(req);
+      return; /* released by its thread */
+    }
+    cache_answer(req);
+  } else if (str_eq(p, "/cache-fail")) {
+    atomic_store(&g_cache_fail, (int)query_int(q, "on", 0));
+    send_text(req, 200, "ok");
+  } else if (str_eq(p, "/cache-stats")) {
+    h_cache_stats(req);
+  } else if (str_eq(p, "/cache-purge")) {
+    h_cache_purge(req);
   } else if (str_eq(p, "/echo") && post) {
     start_loop_handler(req, K_ECHO, 0, 0);
     return; /* released by the state machine */
@@ -1192,7 +1333,12 @@ static void usage(FILE *f) {
           "[--shutdown-timeout S]\n"
           "       [--body-high-water B] [--write-high-water B] [--backlog N]\n"
           "       [--max-connections N] [--access-log] [--head-style 0|1|2]\n"
-          "       [--ipv6-only 0|1] [--expect-to-host 0|1]\n");
+          "       [--ipv6-only 0|1] [--expect-to-host 0|1]\n"
+          "       [--cache-size B] [--cache-max-entry B] "
+          "[--cache-honour-s-maxage 0|1]\n"
+          "       [--cache-wait S] [--cache-max-waiters N] [--cache-purge "
+          "0|1]\n"
+          "       [--cache-route PREFIX=TTL]...\n");
 }
 
 static void die_usage(const char *fmt, const char *arg) {
@@ -1323,6 +1469,12 @@ int main(int argc, char **argv) {
       {"--ipv6-only", PISTON_OPT_IPV6_ONLY, 0},
       {"--expect-to-host", PISTON_OPT_EXPECT_TO_HOST, 0},
       {"--limit-concurrency", PISTON_OPT_LIMIT_CONCURRENCY, 0},
+      {"--cache-size", PISTON_OPT_CACHE_SIZE, 0},
+      {"--cache-max-entry", PISTON_OPT_CACHE_MAX_ENTRY, 0},
+      {"--cache-honour-s-maxage", PISTON_OPT_CACHE_S_MAXAGE, 0},
+      {"--cache-wait", PISTON_OPT_CACHE_WAIT_MS, 1},
+      {"--cache-max-waiters", PISTON_OPT_CACHE_MAX_WAITERS, 0},
+      {"--cache-purge", PISTON_OPT_CACHE_PURGE, 0},
   };
   piston_server *srv = g_srv = piston_server_new();
   if (!srv) {
@@ -1422,6 +1574,15 @@ int main(int argc, char **argv) {
       if (!val)
         die_usage("%s needs a value", name);
       trusted = val;
+    } else if (strcmp(name, "--cache-route") == 0) { /* PREFIX=TTL */
+      known = 1;
+      char *e = val ? strrchr(val, '=') : NULL;
+      if (!e)
+        die_usage("%s wants PREFIX=TTL", name);
+      *e = '\0';
+      if (piston_server_cache_route(srv, val, (int)parse_int(name, e + 1), 0,
+                                    0) != 0)
+        die_usage("bad %s (a prefix starting with /, a ttl >= 1)", name);
     } else if (strcmp(name, "--shutdown-timeout") == 0) {
       known = 1;
       if (!val)
