@@ -144,7 +144,7 @@ def test_sigterm_single_process_drains():
 
 @pytest.mark.parametrize("reuse", ["reuse-port", "shared-socket"])
 def test_sighup_replaces_workers(reuse):
-    extra = [] if reuse == "reuse-port" else ["--no-reuse-port"]
+    extra = ["--reuse-port"] if reuse == "reuse-port" else []
     s = start("--workers", "2", "--threads", "2", *extra)
     try:
         old = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
