@@ -309,7 +309,7 @@ def build_parser():
                     help="HTTP/1.1 only, also over TLS")
     p.add_argument("--access-log", action="store_true",
                    help="one line per response on stderr")
-    p.add_argument("--log-level", default="info",
+    p.add_argument("--log-level", default="info", type=str.lower,
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--chdir", metavar="DIR", help="change to DIR before loading the app")
     p.add_argument("--app-dir", metavar="DIR", default=None,
