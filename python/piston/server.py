@@ -263,6 +263,34 @@ class Worker:
             t.join(max(0.0, deadline - time.monotonic()))
 
 
+def watch_event_loop(loop, timeout, on_stuck):
+    """--timeout for an ASGI worker: the app runs on the asyncio loop that
+    also runs the engine, so an app blocking it (a synchronous call in a
+    coroutine) stops everything and the engine's 503 cannot come. A thread
+    asks the loop to answer every timeout/2 (only with --timeout); no answer
+    for timeout seconds gets the worker replaced."""
+    last = [time.monotonic()]
+
+    def beat():
+        last[0] = time.monotonic()
+
+    def watch():
+        while True:
+            time.sleep(timeout / 2)
+            if loop.is_closed():
+                return
+            if time.monotonic() - last[0] >= timeout:
+                log.error("the event loop has been blocked for %.1f s, past --timeout %g: "
+                          "replacing this worker", time.monotonic() - last[0], timeout)
+                on_stuck()
+                return
+            try:
+                loop.call_soon_threadsafe(beat)
+            except RuntimeError:
+                return  # closed meanwhile
+    threading.Thread(target=watch, name="piston-timeout", daemon=True).start()
+
+
 def _install_stop_signals(worker):
     def on_signal(signum, frame):
         worker.stop()
@@ -460,6 +488,8 @@ class Supervisor:
         w.on_retire = tell(MSG_RETIRE)
         w.on_stuck = tell(MSG_STUCK)
         w.start()
+        if self.cfg.timeout > 0 and interface == "asgi":
+            watch_event_loop(w.loop, self.cfg.timeout, w.on_stuck)
         os.write(ready_fd, MSG_READY)
         log.info("Booted worker with pid %d", os.getpid())
         w.wait(parent_fd=self.life_r)

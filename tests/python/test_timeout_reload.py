@@ -115,3 +115,39 @@ def test_reload_dir_must_exist(tmp_path):
                        cwd=HERE, env=env, capture_output=True, timeout=20)
     assert p.returncode == 1
     assert p.stderr.decode().strip().endswith("nope: not a directory")
+
+
+BLOCKING_ASGI = '''
+import os, time
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/block":
+        time.sleep(120)  # a synchronous call: the whole event loop stops
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+'''
+
+
+def test_timeout_replaces_an_asgi_worker_whose_loop_is_blocked(tmp_path):
+    from conftest import Server, free_port
+    (tmp_path / "blocking.py").write_text(BLOCKING_ASGI)
+    port = free_port()
+    s = Server(piston_cmd() + ["blocking:app", "--bind", "127.0.0.1:%d" % port,
+                               "--timeout", "1", "--graceful-timeout", "1"], port,
+               cwd=str(tmp_path))
+    try:
+        old = wait_for(lambda: len(children(s.proc.pid)) == 1 and children(s.proc.pid))
+        assert request(port, path="/").body == str(old[0]).encode()
+        t = threading.Thread(target=lambda: _status(port, "/block"))
+        t.start()
+        new = wait_for(lambda: (lambda c: c and old[0] not in c and c)(children(s.proc.pid)),
+                       timeout=20)
+        assert new, "the blocked worker was replaced and killed"
+        assert request(port, path="/").body == str(new[0]).encode()
+        t.join(20)
+        log = s.log()
+        assert "event loop has been blocked" in log and "did not stop within" in log
+    finally:
+        s.stop()
