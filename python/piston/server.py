@@ -151,6 +151,8 @@ class Worker:
         self.on_retire = self.stop
         # called once a request ran past --timeout (under a supervisor)
         self.on_stuck = self.stop
+        # called once stopping: the engine accepts no more
+        self.on_draining = lambda: None
         self.srv = None
         self.threads = []
         self.count = 0
@@ -257,6 +259,7 @@ class Worker:
                 break
         self.stopping.set()
         self.srv.stop(int(self.cfg.shutdown_timeout * 1000))
+        self.on_draining()
         self.srv.join()
         deadline = time.monotonic() + 5
         for t in self.threads:
@@ -388,8 +391,8 @@ def drop_privileges(cfg):
 
 # What a worker writes on its pipe to the supervisor: it serves; it cannot
 # start (the reason follows); it reached --max-requests; a request of its
-# ran past --timeout.
-MSG_READY, MSG_ERROR, MSG_RETIRE, MSG_STUCK = b"r", b"e", b"m", b"t"
+# ran past --timeout; it stopped accepting (and drains).
+MSG_READY, MSG_ERROR, MSG_RETIRE, MSG_STUCK, MSG_DRAINING = b"r", b"e", b"m", b"t", b"d"
 
 SUPERVISOR_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD,
                       signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN,
@@ -487,6 +490,7 @@ class Supervisor:
             return send
         w.on_retire = tell(MSG_RETIRE)
         w.on_stuck = tell(MSG_STUCK)
+        w.on_draining = tell(MSG_DRAINING)
         w.start()
         if self.cfg.timeout > 0 and interface == "asgi":
             watch_event_loop(w.loop, self.cfg.timeout, w.on_stuck)
@@ -766,6 +770,44 @@ class Supervisor:
         except ProcessLookupError:
             pass
 
+    def _close_listeners(self):
+        """On SIGTERM new clients are refused at once, as gunicorn's, rather
+        than queued on a socket nobody accepts from until the supervisor
+        exits: once every worker said its engine stopped accepting, the
+        sockets made here are shut down (for every process sharing them).
+        Inherited ones (fd://, systemd's) are left open: their owner keeps
+        them for the next start."""
+        pending = {i["pipe"] for i in self.workers.values()
+                   if i["ready"] and not i["old"] and i.get("pipe") is not None}
+        end = time.monotonic() + 2
+        while pending and time.monotonic() < end:
+            r, _, _ = select.select(list(pending), [], [], max(0, end - time.monotonic()))
+            for fd in r:
+                try:
+                    data = os.read(fd, 64)
+                except OSError:
+                    data = b""
+                if not data or MSG_DRAINING in data:
+                    pending.discard(fd)
+        # the WSGI engine's loops run on their own threads: give them the
+        # pass in which they act on the stop
+        time.sleep(0.05)
+        for spec, fd in self.listen:
+            if fd is None or spec[0] == "fd":
+                continue
+            s = socket.socket(fileno=os.dup(fd))
+            try:
+                s.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+            finally:
+                s.close()
+            if spec[0] == "unix":
+                try:
+                    os.unlink(spec[1])
+                except OSError:
+                    pass
+
     def _boot_failed(self, why):
         self._shutdown()
         if why:
@@ -781,6 +823,7 @@ class Supervisor:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        self._close_listeners()
         deadline = time.monotonic() + self.cfg.shutdown_timeout + 10
         while self.workers and time.monotonic() < deadline:
             try:
