@@ -432,7 +432,13 @@ class Supervisor:
 
     def spawn(self):
         rfd, wfd = os.pipe()
+        # a SIGTERM for the new worker before it set its handlers would run
+        # the supervisor's (and be lost): blocked over the fork, the child
+        # gets it once it has its own
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if pid == 0:
             os.close(rfd)
             os.close(self.life_w)
@@ -442,7 +448,7 @@ class Supervisor:
                 self._close_pipe(info)
             code = 0
             try:
-                code = self._child(wfd)
+                code = self._child(wfd, blocked)
             except UsageError as e:
                 # the supervisor says it (one line), at boot or on reload
                 try:
@@ -464,15 +470,16 @@ class Supervisor:
                              "born": time.monotonic(), "deadline": None}
         return pid
 
-    def _child(self, ready_fd):
+    def _child(self, ready_fd, sigmask):
         for s in SUPERVISOR_SIGNALS:
             signal.signal(s, signal.SIG_DFL)
         # what the supervisor handles must not kill a worker when it is
-        # sent to the whole process group
-        for s in (signal.SIGHUP, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN,
-                  signal.SIGTTOU):
+        # sent to the whole process group (SIGUSR1: until its handler is set)
+        for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
+                  signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(s, signal.SIG_IGN)
         signal.set_wakeup_fd(-1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, sigmask)  # SIGTERM: stop at once
         drop_privileges(self.cfg)
         app, interface = self.source.load()
         w = worker_class(interface)(app, self.cfg, self.listen, multiprocess=True)
@@ -494,8 +501,12 @@ class Supervisor:
         w.start()
         if self.cfg.timeout > 0 and interface == "asgi":
             watch_event_loop(w.loop, self.cfg.timeout, w.on_stuck)
-        os.write(ready_fd, MSG_READY)
-        log.info("Booted worker with pid %d", os.getpid())
+        try:
+            os.write(ready_fd, MSG_READY)
+            log.info("Booted worker with pid %d", os.getpid())
+        except OSError:  # it died while we started
+            log.warning("supervisor is gone: stopping")
+            w.stop()
         w.wait(parent_fd=self.life_r)
         return 0
 
@@ -610,9 +621,10 @@ class Supervisor:
             self.next_watchdog = now + self.notifier.watchdog
 
     def _boot(self):
-        """Starts --workers; (True, None) or (False, why)."""
-        for _ in range(self.size):
-            ok, why = self._wait_ready(self.spawn(), 60)
+        """Starts --workers, all at once (each imports the app: in
+        parallel); (True, None) or (False, why)."""
+        for pid in [self.spawn() for _ in range(self.size)]:
+            ok, why = self._wait_ready(pid, 60)
             if not ok:
                 return False, why
         return True, None
