@@ -37,6 +37,19 @@ UNSUPPORTED = {
     "worker_class": "the interface is detected (WSGI threads or ASGI); see --interface",
     "logconfig_dict": "put the dictConfig in a .json file and name it in logconfig",
 }
+# gunicorn settings that have no meaning here: logged and skipped, so that
+# a gunicorn config file runs unchanged
+IGNORED = {
+    "proc_name": "the process title is not set",
+    "default_proc_name": "the process title is not set",
+    "worker_connections": "no greenlet workers: see --max-connections",
+    "worker_tmp_dir": "workers report to the supervisor on a pipe, not a file",
+    "capture_output": "the workers' stderr is the supervisor's",
+    "enable_stdio_inheritance": "the workers' stdio is the supervisor's",
+    "sendfile": "static files are sent by the engine",
+    "spew": "no tracing",
+    "tmp_upload_dir": "request bodies are streamed, not spooled",
+}
 # gunicorn's server hooks: functions in the file, not run by Piston
 HOOKS = {"on_starting", "on_reload", "when_ready", "pre_fork", "post_fork",
          "post_worker_init", "worker_int", "worker_abort", "pre_exec", "pre_request",
@@ -83,6 +96,14 @@ def to_tokens(settings, parser, source):
     for name, value in settings.items():
         if name in UNSUPPORTED:
             raise UsageError("%s: %s is not supported: %s" % (source, name, UNSUPPORTED[name]))
+        if name in IGNORED:
+            import logging
+            logging.getLogger("piston.error").warning(
+                "%s: %s ignored (%s)", source, name, IGNORED[name])
+            continue
+        if name == "accesslog" and "--access-logfile" not in options and value == "-":
+            tokens.append("--access-log")  # one line per response on stderr
+            continue
         opt = GUNICORN_NAMES.get(name) or "--" + name.replace("_", "-")
         if opt == "app":
             app = str(value)

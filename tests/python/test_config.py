@@ -53,6 +53,8 @@ def test_python_config_file_with_gunicorn_names(tmp_path):
         "raw_env = ['PT_A=1', 'PT_B=two']\n"
         "pidfile = %r\n"
         "graceful_timeout = 5\n"
+        "proc_name = 'web'\n"
+        "loglevel = 'INFO'\n"
         "def post_fork(server, worker):\n"
         "    pass\n" % (port, str(tmp_path / "p.pid")))
     s = Server(piston_cmd() + ["-c", str(conf)], port, cwd=str(tmp_path))
@@ -64,7 +66,9 @@ def test_python_config_file_with_gunicorn_names(tmp_path):
         assert (tmp_path / "p.pid").read_text().strip() == str(s.proc.pid)
         assert s.stop() == 0
         assert not (tmp_path / "p.pid").exists()  # removed at exit
-        assert "post_fork() is not run by Piston" in s.log()
+        log = s.log()
+        assert "post_fork() is not run by Piston" in log
+        assert "proc_name ignored (the process title is not set)" in log
     finally:
         s.stop()
 
