@@ -490,8 +490,13 @@ def main(argv=None):
             app = load_app(a.app, a.factory)
             return app, (detect_interface(app) if a.interface == "auto" else a.interface)
         # without --preload a supervisor's workers import the app themselves
-        code = serve_source(AppSource(load, preload=a.preload or not needs_supervisor(cfg)),
-                            cfg)
+        def reconfigure():
+            try:
+                return config_from_args(parse_args(argv))
+            except SystemExit:  # argparse said what is wrong, on stderr
+                raise UsageError("see the line above")
+        code = serve_source(AppSource(load, preload=a.preload or not needs_supervisor(cfg),
+                                      reconfigure=reconfigure), cfg)
     except UsageError as e:
         sys.stderr.write("%s: %s\n" % (PROG, e))
         sys.exit(1)

@@ -115,9 +115,12 @@ class AppSource:
     --preload: SIGHUP then restarts workers with the same code); else each
     worker imports it after the fork, so a reload runs the new code."""
 
-    def __init__(self, load, preload=True):
+    def __init__(self, load, preload=True, reconfigure=None):
         self._load = load
         self.preload = preload
+        # () -> Config read again (the config file, PISTON_CMD_ARGS) on
+        # SIGHUP, as gunicorn does; raises UsageError on a mistake
+        self.reconfigure = reconfigure
         self._loaded = load() if preload else None
 
     def load(self):
@@ -698,6 +701,7 @@ class Supervisor:
 
     def _signal(self, sig):
         if sig == signal.SIGHUP:
+            self._reread_config()
             self._reload("SIGHUP")
         elif sig == signal.SIGUSR1:
             logs.reopen()
@@ -724,6 +728,30 @@ class Supervisor:
             log.info("SIGUSR2: ignored (%s)", NO_USR2)
         elif sig == signal.SIGWINCH:
             log.info("SIGWINCH: ignored (%s)", NO_WINCH)
+
+    def _reread_config(self):
+        """The new workers get the configuration as it is now; what the
+        supervisor set up at start (the addresses, the user) stays."""
+        if self.source.reconfigure is None:
+            return
+        try:
+            cfg = self.source.reconfigure()
+        except UsageError as e:
+            log.error("SIGHUP: the configuration has a mistake, the old one stays: %s", e)
+            return
+        kept = ("bind", "uid", "gid", "pidfile", "reuse_port", "reload", "reload_dirs")
+        # (systemd's sockets are passed once: fd:// binds are not compared)
+        socket_activated = any(b.startswith("fd://") for b in self.cfg.bind)
+        changed = [k for k in kept if getattr(cfg, k) != getattr(self.cfg, k)
+                   and not (k == "bind" and socket_activated)]
+        if changed:
+            log.warning("SIGHUP: %s changed: that takes a restart", ", ".join(changed))
+        for k in kept:
+            setattr(cfg, k, getattr(self.cfg, k))
+        if cfg.workers != self.cfg.workers:
+            log.info("SIGHUP: %d workers", cfg.workers)
+            self.size = cfg.workers
+        self.cfg = cfg
 
     def _add_worker(self, why):
         ok, err = self._wait_ready(self.spawn(), 60)
@@ -752,10 +780,13 @@ class Supervisor:
         for pid in live:
             if not self._replace(pid, why):
                 break
-        # a worker short (it failed at a reload before): complete the set
+        # a worker short (it failed at a reload before, or the configuration
+        # asks for more): complete the set; too many: retire the oldest
         while len(self._live()) < self.size:
             if not self._add_worker(why):
                 break
+        while len(self._live()) > self.size:
+            self._retire(min(self._live(), key=lambda p: self.workers[p]["born"]))
         self.notifier.notify("READY=1")
 
     def _replace(self, pid, why):

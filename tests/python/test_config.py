@@ -6,7 +6,9 @@ import json
 import os
 import pwd
 import socket
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -212,3 +214,30 @@ def test_log_config_json_and_ini(tmp_path):
                                str(tmp_path / "log.ini")], port)
     s.stop()
     assert "INICONF Listening at" in ini_out.read_text()
+
+
+def test_sighup_reads_the_config_file_again(tmp_path):
+    port = free_port()
+    conf = tmp_path / "piston.conf.py"
+    conf.write_text("workers = 2\nthreads = 2\n")
+    s = Server(piston_cmd() + ["apps:app", "-c", str(conf), "--bind", "127.0.0.1:%d" % port],
+               port)
+    try:
+        assert wait_for(lambda: len(children(s.proc.pid)) == 2)
+        # (a worker's first request may come while its pool still starts)
+        assert wait_for(lambda: request(port, path="/threads").body == b"2")
+        conf.write_text("workers = 3\nthreads = 5\n")
+        s.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: len(children(s.proc.pid)) == 3, timeout=20)
+        assert wait_for(lambda: {request(port, path="/threads").body for _ in range(10)}
+                        == {b"5"}, timeout=20)
+        conf.write_text("workers = 'three'\n")  # a mistake: everything stays
+        s.proc.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert wait_for(lambda: len(children(s.proc.pid)) == 3)
+        assert request(port, path="/threads").body == b"5"
+        log = s.log()
+    finally:
+        s.stop()
+    assert "configuration has a mistake, the old one stays" in log
+    assert "SIGHUP: 3 workers" in log
