@@ -10,7 +10,6 @@ import struct
 
 log = logging.getLogger("piston.error")
 
-IN_MODIFY = 0x002
 IN_CLOSE_WRITE = 0x008
 IN_MOVED_FROM = 0x040
 IN_MOVED_TO = 0x080

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import HERE, ROOT, Server, free_port, piston_cmd, request
 from test_systemd import NotifySocket, env
-from test_workers import children, wait_for
+from test_workers import children
 
 DOC = os.path.join(ROOT, "docs", "deploy.md")
 

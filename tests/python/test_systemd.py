@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import HERE, ROOT, free_port, piston_cmd, request
-from test_workers import children, wait_for
+from test_workers import children
 
 
 class NotifySocket:
