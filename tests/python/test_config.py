@@ -241,3 +241,23 @@ def test_sighup_reads_the_config_file_again(tmp_path):
         s.stop()
     assert "configuration has a mistake, the old one stays" in log
     assert "SIGHUP: 3 workers" in log
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing user needs root")
+def test_group_alone_and_with_user(tmp_path):
+    import grp
+    (tmp_path / "envapp.py").write_text(ENV_APP)
+    for d in (tmp_path.parent.parent, tmp_path.parent, tmp_path):
+        os.chmod(d, 0o755)
+    daemon = grp.getgrnam("daemon").gr_gid
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for extra, uid in ((["--group", "daemon"], 0), (["--user", "nobody", "--group", "daemon"],
+                                                    nobody)):
+        port = free_port()
+        s = Server(piston_cmd() + ["envapp:app", "--bind", "127.0.0.1:%d" % port] + extra,
+                   port, cwd=str(tmp_path))
+        try:
+            got = info(port)
+            assert (got["uid"], got["gid"]) == (uid, daemon), extra
+        finally:
+            s.stop()
