@@ -149,8 +149,24 @@ function makeNative(id, options, listen, routes) {
     else native.routeDir(h, r.prefix, r.dir);
   }
   if (listen.path !== undefined) native.listenUnix(h, listen.path);
-  else native.listenTcp(h, listen.host, listen.port);
+  else {
+    if (inClusterWorker(options, listen)) native.serverSet(h, OPTION_NAMES.sharePort, 1);
+    native.listenTcp(h, listen.host, listen.port);
+  }
   return h;
+}
+
+// Under node:cluster (and PM2's cluster mode) the workers share a port as
+// node:http's do. The engine binds its own socket, which cluster's handle
+// sharing never sees, so each worker joins the port with SO_REUSEPORT
+// instead (the kernel spreads the connections); sharePort: false opts out.
+// Port 0 cannot be shared so: each worker would get a port of its own.
+function inClusterWorker(options, listen) {
+  if (!require('node:cluster').isWorker || options.sharePort !== undefined) return false;
+  if (!listen.port) {
+    throw Object.assign(new Error('listen(0) in a cluster worker: every worker would get a port of its own; listen on a port number (or set sharePort: false)'), { code: 'ERR_CLUSTER_PORT_0' });
+  }
+  return true;
 }
 
 // Flattens header objects/arrays into [name, value, ...] strings.

@@ -38,6 +38,8 @@ for p in build-essential pkg-config clang libclang-rt-14-dev clang-format binuti
          python3-build python3-wheel-whl cmake dpkg-dev; do
   need_pkg "$p"
 done
+# python3-yaml: tests/python/test_deploy.py reads docs/deploy.md's Kubernetes manifest
+need_pkg python3-yaml
 # h2spec (below) is built with Go: the machine's own, else Debian's
 command -v go >/dev/null 2>&1 || need_pkg golang-go
 # make node: Node.js with npm (the machine's own if it has one)

@@ -504,7 +504,8 @@ class AsgiWorker:
         await self.stop_event.wait()  # no timeout: idle means asleep
         timeout = self.cfg.shutdown_timeout
         self.srv.stop(int(timeout * 1000))
-        self._poll()
+        self._poll()  # the pass that stops accepting
+        getattr(self, "on_draining", lambda: None)()
         try:
             await asyncio.wait_for(asyncio.shield(self.drained), timeout + 5)
         except asyncio.TimeoutError:

@@ -8,11 +8,12 @@ import argparse
 import importlib
 import inspect
 import os
+import shlex
 import sys
 
-from . import _piston, __version__
+from . import _piston, __version__, settings, systemd
 from .config import Config, OpsConfig, UsageError, parse_bind
-from .server import serve, setup_logging
+from .server import AppSource, needs_supervisor, serve_source, setup_logging
 
 PROG = "piston"
 
@@ -53,8 +54,12 @@ ENGINE_OPTIONS = [
 
 
 class _Parser(argparse.ArgumentParser):
+    # where the arguments come from, when not the command line
+    source = None
+
     def error(self, message):
-        sys.stderr.write("%s: %s (try --help)\n" % (PROG, message))
+        where = "%s: " % self.source if self.source else ""
+        sys.stderr.write("%s: %s%s (try --help)\n" % (PROG, where, message))
         sys.exit(2)
 
 
@@ -104,11 +109,123 @@ def _pair(name):
     return conv
 
 
+# ---- processes, signals and configuration (the supervisor's options) -------
+
+def _umask(v):
+    try:
+        n = int(v, 0) if v.lower().startswith("0o") or v.startswith("0x") else int(v, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--umask wants an octal mask such as 022, not %r" % v)
+    if not 0 <= n <= 0o777:
+        raise argparse.ArgumentTypeError("--umask wants 000 to 777, not %r" % v)
+    return n
+
+
+def _user(v):
+    import pwd
+    try:
+        return pwd.getpwuid(int(v)).pw_uid if v.isdigit() else pwd.getpwnam(v).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError("--user: no user %r on this system" % v)
+
+
+def _group(v):
+    import grp
+    try:
+        return grp.getgrgid(int(v)).gr_gid if v.isdigit() else grp.getgrnam(v).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError("--group: no group %r on this system" % v)
+
+
+def add_process_options(p):
+    g = p.add_argument_group("processes, signals and configuration")
+    g.add_argument("-c", "--config", metavar="FILE",
+                   help="settings from FILE: Python with gunicorn's names (bind, workers, "
+                        "threads, timeout, ...) or .toml; the command line and "
+                        "PISTON_CMD_ARGS (options, as on the command line) win over it")
+    g.add_argument("--preload", action="store_true",
+                   help="import the app once in the supervisor before forking; without "
+                        "it each worker imports it, so SIGHUP runs the new code")
+    g.add_argument("--timeout", type=_seconds("--timeout", zero=True), default=0.0,
+                   metavar="SECONDS",
+                   help="replace a worker whose request has run this long (the client "
+                        "gets the engine's 503); 0 = never (default)")
+    g.add_argument("--reload", action="store_true",
+                   help="development: restart the workers when a .py file under the "
+                        "app's directory (or --reload-dir) changes (inotify)")
+    g.add_argument("--reload-dir", action="append", default=[], metavar="DIR",
+                   help="watch DIR for --reload (repeatable; default: the current "
+                        "directory and the app's)")
+    g.add_argument("--host", default=None,
+                   help="uvicorn's: bind HOST:--port (default 127.0.0.1), beside --bind")
+    g.add_argument("--port", type=_positive("--port", 0), default=None,
+                   help="uvicorn's: bind --host:PORT (default 8000)")
+    g.add_argument("--uds", metavar="PATH", default=None, help="uvicorn's: bind unix:PATH")
+    g.add_argument("--fd", type=_positive("--fd", 0), default=None,
+                   help="uvicorn's: serve the listening socket fd N (fd://N)")
+    g.add_argument("--pid", metavar="FILE", default="",
+                   help="write the (supervisor's) pid to FILE; removed at exit")
+    g.add_argument("--user", type=_user, default=None,
+                   help="workers run as this user (name or uid; the supervisor binds first)")
+    g.add_argument("--group", type=_group, default=None,
+                   help="workers run as this group (name or gid)")
+    g.add_argument("--umask", type=_umask, default=None, help="file mode mask, octal (022)")
+    g.add_argument("--env-file", metavar="FILE", default=None,
+                   help="KEY=VALUE lines put in the environment before the app loads "
+                        "(what is already set wins)")
+    g.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set an environment variable for the app (repeatable)")
+    g.add_argument("--error-logfile", "--log-file", default="-", metavar="FILE",
+                   help="the error log: a file, reopened on SIGUSR1 ('-': stderr)")
+    g.add_argument("--log-config", metavar="FILE", default=None,
+                   help="Python logging configuration: .json (dictConfig) or ini "
+                        "(fileConfig)")
+
+
+def _given_only(parser, source=None):
+    """The parser again, reporting only the options actually given."""
+    for act in parser._actions:
+        act.default = argparse.SUPPRESS
+    parser.source = source
+    return parser
+
+
+def parse_args(argv=None):
+    """The options from the command line over PISTON_CMD_ARGS over the
+    config file (-c), each checked with the same messages."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    given = vars(_given_only(build_parser()).parse_args(argv))
+    layers = []
+    env = os.environ.get("PISTON_CMD_ARGS", "").strip()
+    if env:
+        try:
+            tokens = shlex.split(env)
+        except ValueError as e:
+            raise UsageError("PISTON_CMD_ARGS: %s" % e)
+        layers.append(vars(_given_only(build_parser(), "PISTON_CMD_ARGS").parse_args(tokens)))
+    path = given.get("config") or (layers[0].get("config") if layers else None)
+    if path:
+        source = "config file %s" % path
+        tokens, app = settings.to_tokens(settings.load_file(path), build_parser(), source)
+        from_file = vars(_given_only(build_parser(), source).parse_args(tokens))
+        if app is not None:
+            from_file.setdefault("app", app)
+        layers.insert(0, from_file)
+    a = build_parser().parse_args([])
+    for layer in layers + [given]:
+        for k, v in layer.items():
+            setattr(a, k, v)
+    if not a.app:
+        raise UsageError("no app: name MODULE:APP (or wsgi_app in the config file)")
+    return a
+
+
 def build_parser():
     p = _Parser(prog=PROG, description="Serve a WSGI or ASGI app with the Piston HTTP/1.1 and WebSocket engine.",
                 usage="%(prog)s [options] MODULE:APP")
-    p.add_argument("app", metavar="MODULE:APP",
-                   help="the app: a module and a variable in it (default name: application, app)")
+    p.add_argument("app", metavar="MODULE:APP", nargs="?",
+                   help="the app: a module and a variable in it (default name: application, "
+                        "app); or wsgi_app in the config file")
     p.add_argument("-b", "--bind", action="append", metavar="ADDR",
                    help="HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N (repeatable; "
                         "default 127.0.0.1:8000)")
@@ -162,14 +279,20 @@ def build_parser():
         p.add_argument(name, type=conv, metavar=unit.upper(), help=helptext)
     p.add_argument("--shutdown-timeout", "--graceful-timeout", type=_seconds("--shutdown-timeout"),
                    default=30.0, metavar="SECONDS",
-                   help="grace for requests in flight on SIGTERM (default 30)")
+                   help="grace for requests in flight on SIGTERM, and for a retiring "
+                        "worker before it is killed (default 30)")
     p.add_argument("--max-requests", type=_positive("--max-requests", 0), default=0,
                    help="restart a worker after this many requests (0: never)")
     p.add_argument("--max-requests-jitter", type=_positive("--max-requests-jitter", 0),
                    default=0, help="add up to this many to --max-requests, per worker")
-    p.add_argument("--no-reuse-port", action="store_true",
-                   help="with --workers: one TCP socket shared by all workers instead of "
-                        "one SO_REUSEPORT socket per worker")
+    reuse = p.add_mutually_exclusive_group()
+    reuse.add_argument("--reuse-port", action="store_true",
+                       help="with a supervisor: one SO_REUSEPORT socket per worker instead "
+                            "of one socket shared by all (a retiring worker's queued "
+                            "connections are then reset by the kernel)")
+    reuse.add_argument("--no-reuse-port", action="store_true",
+                       help="one socket shared by all workers (the default)")
+    add_process_options(p)
     tls = p.add_argument_group("TLS (gunicorn's names; uvicorn's --ssl-* accepted)")
     tls.add_argument("--certfile", "--ssl-certfile", default="", metavar="FILE",
                      help="PEM certificate chain: every --bind serves HTTPS")
@@ -206,9 +329,11 @@ def build_parser():
                         "(a target ending in * drops a prefix)")
     p.add_argument("--access-log", action="store_true",
                    help="one line per response on stderr")
-    p.add_argument("--log-level", default="info",
+    p.add_argument("--log-level", default="info", type=str.lower,
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--chdir", metavar="DIR", help="change to DIR before loading the app")
+    p.add_argument("--app-dir", metavar="DIR", default=None,
+                   help="look for the app's module in DIR first (uvicorn's)")
     p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     add_ops_arguments(p)
     return p
@@ -299,7 +424,18 @@ def config_from_args(a):
             raise UsageError("--cache-route %s=%s: the TTL is whole seconds, at least 1"
                              % (prefix, ttl))
         cache_routes.append((prefix, int(ttl)))
-    binds = a.bind or ["127.0.0.1:8000"]
+    binds = list(a.bind or [])
+    if a.host is not None or a.port is not None:
+        host = a.host or "127.0.0.1"
+        binds.append("%s:%d" % ("[%s]" % host if ":" in host else host,
+                                8000 if a.port is None else a.port))
+    if a.uds:
+        binds.append("unix:" + a.uds)
+    if a.fd is not None:
+        binds.append("fd://%d" % a.fd)
+    # systemd's socket activation: its sockets, as fd://N
+    binds += ["fd://%d" % fd for fd in systemd.listen_fds()]
+    binds = binds or ["127.0.0.1:8000"]
     for b in binds:
         parse_bind(b)  # UsageError early
     for prefix, d in a.static:
@@ -313,6 +449,14 @@ def config_from_args(a):
                          "read; decrypt it (openssl pkey -in KEY -out plain.key)")
     if a.keyfile and not a.certfile:
         raise UsageError("--keyfile needs its --certfile")
+    if a.reload and a.preload:
+        raise UsageError("--reload re-imports the app in new workers: drop --preload")
+    reload_dirs = [os.path.abspath(d) for d in a.reload_dir]
+    for d in reload_dirs:
+        if not os.path.isdir(d):
+            raise UsageError("--reload-dir %s: not a directory" % d)
+    if a.reload and not reload_dirs:
+        reload_dirs = _app_dirs(a.app)
     cfg = Config(certfile=a.certfile, keyfile=a.keyfile, ca_certs=a.ca_certs,
                   cert_reqs=a.cert_reqs, ciphers=a.ciphers,
                   ticket_key_file=a.tls_ticket_key_file, bind=binds, workers=a.workers, threads=a.threads, loops=a.loops,
@@ -320,8 +464,12 @@ def config_from_args(a):
                   cache_routes=cache_routes,
                   access_log=a.access_log, shutdown_timeout=a.shutdown_timeout,
                   max_requests=a.max_requests, max_requests_jitter=a.max_requests_jitter,
-                  reuse_port=not a.no_reuse_port, lifespan=a.lifespan, loop=a.loop,
-                  ws=a.ws, handler_timeout=a.handler_timeout or 0.0)
+                  reuse_port=a.reuse_port, lifespan=a.lifespan, loop=a.loop,
+                  ws=a.ws,
+                  # --timeout: the engine answers 503 when it passes too
+                  handler_timeout=a.handler_timeout or a.timeout or 0.0,
+                  preload=a.preload, timeout=a.timeout, reload=a.reload,
+                  reload_dirs=reload_dirs, pidfile=a.pid, uid=a.user, gid=a.group)
     cfg.ops = ops_config(a)
     return cfg
 
@@ -371,18 +519,65 @@ def ops_config(a):
 # ---- end of operations -------------------------------------------------------
 
 
-def main(argv=None):
-    a = build_parser().parse_args(argv)
-    setup_logging(a.log_level)
+
+def _app_dirs(spec):
+    """--reload's default: the current directory, and the app's package
+    (found without importing it) when it lives elsewhere."""
+    import importlib.util
+    dirs = [os.getcwd()]
     try:
-        if a.chdir:
+        found = importlib.util.find_spec(spec.partition(":")[0].split(".")[0])
+    except (ImportError, ValueError):
+        found = None
+    if found is not None and found.origin and found.origin not in ("built-in", "frozen"):
+        d = os.path.dirname(os.path.abspath(found.origin))
+        if found.submodule_search_locations:
+            d = os.path.dirname(d)
+        if not (d + os.sep).startswith(os.getcwd() + os.sep) and "-packages" not in d:
+            dirs.append(d)
+    return dirs
+
+
+def _environment(a):
+    if a.umask is not None:
+        os.umask(a.umask)
+    if a.env_file:
+        settings.read_env_file(a.env_file)
+    for kv in a.env:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise UsageError("--env wants KEY=VALUE, not %r" % kv)
+        os.environ[k] = v
+    if a.chdir:
+        try:
             os.chdir(a.chdir)
+        except OSError as e:
+            raise UsageError("--chdir %s: %s" % (a.chdir, e.strerror))
+    if a.app_dir:
+        if not os.path.isdir(a.app_dir):
+            raise UsageError("--app-dir %s: not a directory" % a.app_dir)
+        sys.path.insert(0, os.path.abspath(a.app_dir))
+
+
+def main(argv=None):
+    setup_logging("info")
+    try:
+        a = parse_args(argv)
+        setup_logging(a.log_level, a.error_logfile, a.log_config)
+        _environment(a)
         cfg = config_from_args(a)
-        app = load_app(a.app, a.factory)
-        kind = a.interface
-        if kind == "auto":
-            kind = detect_interface(app)
-        code = serve(app, cfg, kind)
+
+        def load():
+            app = load_app(a.app, a.factory)
+            return app, (detect_interface(app) if a.interface == "auto" else a.interface)
+        # without --preload a supervisor's workers import the app themselves
+        def reconfigure():
+            try:
+                return config_from_args(parse_args(argv))
+            except SystemExit:  # argparse said what is wrong, on stderr
+                raise UsageError("see the line above")
+        code = serve_source(AppSource(load, preload=a.preload or not needs_supervisor(cfg),
+                                      reconfigure=reconfigure), cfg)
     except UsageError as e:
         sys.stderr.write("%s: %s\n" % (PROG, e))
         sys.exit(1)

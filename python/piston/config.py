@@ -6,7 +6,7 @@ Its own module so that the WSGI side (server.py) and the ASGI side
 """
 import dataclasses
 import os
-from typing import List
+from typing import List, Optional
 
 from . import _piston
 from .cache import register as register_cache
@@ -36,7 +36,18 @@ class Config:
     shutdown_timeout: float = 30.0
     max_requests: int = 0
     max_requests_jitter: int = 0
-    reuse_port: bool = True
+    # one SO_REUSEPORT socket per worker instead of one shared socket
+    reuse_port: bool = False
+    # the supervisor: import the app once before forking (gunicorn's
+    # --preload) instead of in each worker (then SIGHUP runs new code)
+    preload: bool = False
+    # seconds a request may run before its worker is replaced; 0: never
+    timeout: float = 0.0
+    reload: bool = False          # restart the workers when a watched file changes
+    reload_dirs: List[str] = dataclasses.field(default_factory=list)
+    pidfile: str = ""
+    uid: Optional[int] = None     # --user / --group: the workers run as them
+    gid: Optional[int] = None
     # seconds; 0: no limit. The engine's handler timeout (503); ASGI also
     # cancels the app's task
     handler_timeout: float = 0.0

@@ -194,6 +194,10 @@ async def app(scope, receive, send):
         return
     if path == "/state":
         return await _json(send, scope["state"])
+    if path == "/pid":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+        return
     if path == "/sleep":
         await asyncio.sleep(float(q.get("s", "0.1")))
         return await _json(send, {"slept": q.get("s")})

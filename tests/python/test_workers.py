@@ -130,6 +130,30 @@ def test_sigterm_drains_in_flight():
         s.stop()
 
 
+@pytest.mark.parametrize("app", ["apps:app", "asgi_apps:app"])
+def test_sigterm_refuses_new_connections_while_draining(app):
+    port = free_port()
+    s = Server(piston_cmd() + [app, "--bind", "127.0.0.1:%d" % port, "--workers", "2"], port)
+    try:
+        assert wait_for(lambda: len(children(s.proc.pid)) == 2)
+        results = []
+        t = threading.Thread(target=lambda: results.append(
+            request(port, path="/sleep?s=2").status))
+        t.start()
+        time.sleep(0.5)
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert s.proc.poll() is None  # still draining
+        with pytest.raises(ConnectionRefusedError):
+            connect(port).close()
+        t.join(10)
+        assert results == [200]
+        assert s.proc.wait(10) == 0
+        assert "accept:" not in s.log()  # no worker met the closed socket
+    finally:
+        s.stop()
+
+
 def test_sigterm_single_process_drains():
     s = start("--threads", "4")
     results = []
@@ -144,7 +168,7 @@ def test_sigterm_single_process_drains():
 
 @pytest.mark.parametrize("reuse", ["reuse-port", "shared-socket"])
 def test_sighup_replaces_workers(reuse):
-    extra = [] if reuse == "reuse-port" else ["--no-reuse-port"]
+    extra = ["--reuse-port"] if reuse == "reuse-port" else []
     s = start("--workers", "2", "--threads", "2", *extra)
     try:
         old = wait_for(lambda: len(children(s.proc.pid)) == 2 and children(s.proc.pid))
