@@ -138,7 +138,7 @@ static int send_body(piston__conn *c, piston_req *r, int status,
                    "Content-Length: %zu\r\n",
                    type, len);
   if (r->h2) {
-    int rc = h2_head(r, status, lines, (size_t)n);
+    int rc = piston__h2_native_head(r, status, lines, (size_t)n);
     if (rc == 0 && !r->is_head)
       rc = piston__outq_append(&r->h2_out, body, len) ? PISTON_ENOMEM : 0;
     return rc;
