@@ -436,6 +436,11 @@ class PistonServerResponse extends http.ServerResponse {
         else if (n === 7 && flat[i].toLowerCase() === 'trailer') trailer = true;
       }
     }
+    const maxReq = this._pistonMaxRequests;
+    if (maxReq !== undefined && !hasField(flat, 'connection')) {
+      if (maxReq === 0) flat.push('Connection', 'close');
+      else if (this.socket.server.keepAliveTimeout > 0) flat.push('Keep-Alive', `timeout=${Math.floor(this.socket.server.keepAliveTimeout / 1000)}, max=${maxReq}`);
+    }
     // sendDate = false (or removeHeader('Date')): an empty Date is the
     // engine's "no Date at all"
     if (!this.sendDate && !hasField(flat, 'date')) flat.push('Date', '');
@@ -1127,7 +1132,13 @@ class ServerMethods {
     try {
       // a connection is known from its first request: 'connection' then
       if (ex.newSocket) this.emit('connection', ex.socket);
-      if (ex.expect === undefined || ex.socket._h2) this.emit('request', ex.req, ex.res);
+      const max = this.maxRequestsPerSocket;
+      if (max > 0 && minor === 1 && !ex.socket._h2 && this._countRequest(ex, max)) {
+        // past node's maxRequestsPerSocket: 'dropRequest' and a 503
+        this.emit('dropRequest', ex.req, ex.socket);
+        ex.res.writeHead(503);
+        ex.res.end();
+      } else if (ex.expect === undefined || ex.socket._h2) this.emit('request', ex.req, ex.res);
       else this._onExpect(ex);
     } catch (e) {
       if (!ex.res.headersSent || !ex.res._headerSent) {
@@ -1141,6 +1152,15 @@ class ServerMethods {
       }
       this._report(e, ex.socket);
     }
+  }
+
+  // maxRequestsPerSocket as node's: the response to the last request
+  // allowed says Connection: close, the others Keep-Alive: timeout=N, max=M;
+  // true for a request past the limit
+  _countRequest(ex, max) {
+    const n = (ex.socket._requests = (ex.socket._requests || 0) + 1);
+    ex.res._pistonMaxRequests = n >= max ? 0 : max;
+    return n > max;
   }
 
   // node's handling of Expect (the engine hands every Expect over)

@@ -434,3 +434,25 @@ describe("the engine's rejections as node:http's", () => {
     });
   }
 });
+
+test('maxRequestsPerSocket: max= announced, the last says close', async () => {
+  // the same fields as node's (their order aside: node writes its
+  // Keep-Alive after Date, the app's fields go before it here)
+  const fields = (s) =>
+    s
+      .split(/(?=HTTP\/1\.1 )/)
+      .map((r) => r.split('\r\n\r\n')[0].split('\r\n').sort().join('|'));
+  const [ref, ours] = await bothWays(
+    (req, res) => res.end('ok'),
+    (port, server) => {
+      server.maxRequestsPerSocket = 2;
+      return exchange(port, GET('/') + GET('/') + GET('/'), { ms: 1500 });
+    },
+  );
+  // node then answers the third with a 503 after its close; the engine
+  // sends nothing after a response that said close (RFC 9112 9.6)
+  assert.deepEqual(fields(ours), fields(ref).slice(0, 2));
+  assert.match(fields(ref)[2], /^Connection: close\|.*503 Service Unavailable/);
+  assert.match(ours, /Keep-Alive: timeout=5, max=2\r\n/);
+  assert.match(ours.split('HTTP/1.1 200 OK')[2], /Connection: close\r\n/);
+});
