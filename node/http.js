@@ -660,7 +660,9 @@ class Exchange {
     req._read = P_REQ._read; // own: Express swaps the prototype
     req.method = method;
     req.url = url;
-    const raw = native.headers(slot);
+    let raw = native.headers(slot);
+    const maxFields = server.maxHeadersCount;
+    if (maxFields > 0 && raw.length > 2 * maxFields) raw = raw.slice(0, 2 * maxFields);
     req._addHeaderLines(raw, raw.length); // rawHeaders; headers parse lazily
     this.expect = minor === 1 ? expectOf(raw) : undefined;
     if (socket._h2) {
@@ -996,7 +998,9 @@ class ServerMethods {
       headTimeoutMs: ms(this.headersTimeout),
       bodyTimeoutMs: ms(this.requestTimeout),
       maxHeadSize: this.maxHeaderSize ?? o.maxHeaderSize,
-      maxHeaders: this.maxHeadersCount || undefined,
+      // node's maxHeadersCount keeps the first N fields (the request goes
+      // on, see Exchange); the engine refuses (431) only past node's 2000
+      maxHeaders: 2000,
       // node:http's heads: Connection: keep-alive and Keep-Alive: timeout=N
       // (none without a keepAliveTimeout), Date after the app's fields, and
       // the second of grace past N; every Expect is the host's to answer
