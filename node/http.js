@@ -454,8 +454,12 @@ class PistonServerResponse extends http.ServerResponse {
     // body: end(body) must not turn it into a Content-Length response. The
     // engine writes the Transfer-Encoding header itself.
     this._pistonTE = te;
-    // node closes a 204 or 304 that the app called chunked
-    if (te && (this.statusCode === 204 || this.statusCode === 304) && !hasField(flat, 'connection')) flat.push('Connection', 'close');
+    // node closes a 204 or 304 that the app called chunked, with its own
+    // Connection after Date (the host's fields go before the engine's Date)
+    if (te && (this.statusCode === 204 || this.statusCode === 304) && !hasField(flat, 'connection')) {
+      if (this.sendDate && !hasField(flat, 'date')) flat.push('Date', new Date().toUTCString());
+      flat.push('Connection', 'close');
+    }
     this._pistonCL = cl;
     this._pistonHeaders = flat;
     // the status of the stored head: a later res.statusCode = n changes
