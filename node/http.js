@@ -928,6 +928,11 @@ class PistonServerHandle {
   }
 }
 
+const REFUSED_OPTIONS = [
+  ['insecureHTTPParser', true, "the engine has one parser (llhttp, strict) for every request; fix the client that sends what it refuses, or keep node:http's server for it"],
+  ['requireHostHeader', false, 'an HTTP/1.1 request without Host is always a 400 (RFC 9112 3.2)'],
+];
+
 // A function constructor, as node's: Server(handler) without `new` and
 // Server.call(this) subclassing work, and instances are http.Server and
 // net.Server instances (the prototype chain; none of their own state is
@@ -944,6 +949,14 @@ function Server(options, handler) {
     const err = new TypeError(`The "options" argument must be of type object. Received ${received(options)}`);
     err.code = 'ERR_INVALID_ARG_TYPE';
     throw err;
+  }
+  // options node has and the engine cannot honour: refused, with what to do
+  for (const [name, bad, why] of REFUSED_OPTIONS) {
+    if (options[name] === bad) {
+      const err = new Error(`piston: the ${name}: ${bad} option is not offered: ${why}`);
+      err.code = 'ERR_PISTON_OPTION';
+      throw err;
+    }
   }
   this._options = options;
   // node's options.IncomingMessage / options.ServerResponse: the classes

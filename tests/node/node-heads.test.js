@@ -456,3 +456,10 @@ test('maxRequestsPerSocket: max= announced, the last says close', async () => {
   assert.match(ours, /Keep-Alive: timeout=5, max=2\r\n/);
   assert.match(ours.split('HTTP/1.1 200 OK')[2], /Connection: close\r\n/);
 });
+
+test('options the engine cannot honour are refused with what to do', () => {
+  assert.throws(() => piston.createServer({ insecureHTTPParser: true }), { code: 'ERR_PISTON_OPTION', message: /insecureHTTPParser: true option is not offered: the engine has one parser/ });
+  assert.throws(() => piston.createServer({ requireHostHeader: false }), { code: 'ERR_PISTON_OPTION', message: /without Host is always a 400/ });
+  // node's defaults are accepted
+  piston.createServer({ insecureHTTPParser: false, requireHostHeader: true });
+});
