@@ -463,3 +463,28 @@ test('options the engine cannot honour are refused with what to do', () => {
   // node's defaults are accepted
   piston.createServer({ insecureHTTPParser: false, requireHostHeader: true });
 });
+
+test('a destroy before the response on HTTP/2 resets the stream only', async () => {
+  const http2 = require('node:http2');
+  const server = piston.createServer({ http2: 2 }, (req, res) => (req.url === '/d' ? res.destroy() : res.end('ok')));
+  const { port } = await listen(server, 0, '127.0.0.1');
+  const c = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const code = await new Promise((resolve) => {
+      const s = c.request({ ':path': '/d' });
+      s.on('response', () => resolve('a response'));
+      s.on('error', (e) => resolve(e.code));
+    });
+    assert.equal(code, 'ERR_HTTP2_STREAM_ERROR'); // RST_STREAM, no 500
+    const body = await new Promise((resolve) => {
+      let b = '';
+      const s = c.request({ ':path': '/ok' });
+      s.on('data', (d) => (b += d));
+      s.on('end', () => resolve(b));
+    });
+    assert.equal(body, 'ok'); // the connection goes on
+  } finally {
+    c.close();
+    await new Promise((r) => server.close(r));
+  }
+});
