@@ -464,6 +464,11 @@ class PistonServerResponse extends http.ServerResponse {
         else if (n === 7 && flat[i].toLowerCase() === 'trailer') trailer = true;
       }
     }
+    const maxReq = this._pistonMaxRequests;
+    if (maxReq !== undefined && !hasField(flat, 'connection')) {
+      if (maxReq === 0) flat.push('Connection', 'close');
+      else if (this.socket.server.keepAliveTimeout > 0) flat.push('Keep-Alive', `timeout=${Math.floor(this.socket.server.keepAliveTimeout / 1000)}, max=${maxReq}`);
+    }
     // sendDate = false (or removeHeader('Date')): an empty Date is the
     // engine's "no Date at all"
     if (!this.sendDate && !hasField(flat, 'date')) flat.push('Date', '');
@@ -477,8 +482,12 @@ class PistonServerResponse extends http.ServerResponse {
     // body: end(body) must not turn it into a Content-Length response. The
     // engine writes the Transfer-Encoding header itself.
     this._pistonTE = te;
-    // node closes a 204 or 304 that the app called chunked
-    if (te && (this.statusCode === 204 || this.statusCode === 304) && !hasField(flat, 'connection')) flat.push('Connection', 'close');
+    // node closes a 204 or 304 that the app called chunked, with its own
+    // Connection after Date (the host's fields go before the engine's Date)
+    if (te && (this.statusCode === 204 || this.statusCode === 304) && !hasField(flat, 'connection')) {
+      if (this.sendDate && !hasField(flat, 'date')) flat.push('Date', new Date().toUTCString());
+      flat.push('Connection', 'close');
+    }
     this._pistonCL = cl;
     this._pistonHeaders = flat;
     // the status of the stored head: a later res.statusCode = n changes
@@ -687,7 +696,9 @@ class Exchange {
     req._read = P_REQ._read; // own: Express swaps the prototype
     req.method = method;
     req.url = url;
-    const raw = native.headers(slot);
+    let raw = native.headers(slot);
+    const maxFields = server.maxHeadersCount;
+    if (maxFields > 0 && raw.length > 2 * maxFields) raw = raw.slice(0, 2 * maxFields);
     req._addHeaderLines(raw, raw.length); // rawHeaders; headers parse lazily
     this.expect = minor === 1 ? expectOf(raw) : undefined;
     if (socket._h2) {
@@ -949,6 +960,11 @@ class PistonServerHandle {
   }
 }
 
+const REFUSED_OPTIONS = [
+  ['insecureHTTPParser', true, "the engine has one parser (llhttp, strict) for every request; fix the client that sends what it refuses, or keep node:http's server for it"],
+  ['requireHostHeader', false, 'an HTTP/1.1 request without Host is always a 400 (RFC 9112 3.2)'],
+];
+
 // A function constructor, as node's: Server(handler) without `new` and
 // Server.call(this) subclassing work, and instances are http.Server and
 // net.Server instances (the prototype chain; none of their own state is
@@ -965,6 +981,14 @@ function Server(options, handler) {
     const err = new TypeError(`The "options" argument must be of type object. Received ${received(options)}`);
     err.code = 'ERR_INVALID_ARG_TYPE';
     throw err;
+  }
+  // options node has and the engine cannot honour: refused, with what to do
+  for (const [name, bad, why] of REFUSED_OPTIONS) {
+    if (options[name] === bad) {
+      const err = new Error(`piston: the ${name}: ${bad} option is not offered: ${why}`);
+      err.code = 'ERR_PISTON_OPTION';
+      throw err;
+    }
   }
   this._options = options;
   // node's options.IncomingMessage / options.ServerResponse: the classes
@@ -1024,7 +1048,9 @@ class ServerMethods {
       headTimeoutMs: ms(this.headersTimeout),
       bodyTimeoutMs: ms(this.requestTimeout),
       maxHeadSize: this.maxHeaderSize ?? o.maxHeaderSize,
-      maxHeaders: this.maxHeadersCount || undefined,
+      // node's maxHeadersCount keeps the first N fields (the request goes
+      // on, see Exchange); the engine refuses (431) only past node's 2000
+      maxHeaders: 2000,
       // node:http's heads: Connection: keep-alive and Keep-Alive: timeout=N
       // (none without a keepAliveTimeout), Date after the app's fields, and
       // the second of grace past N; every Expect is the host's to answer
@@ -1171,7 +1197,13 @@ class ServerMethods {
     try {
       // a connection is known from its first request: 'connection' then
       if (ex.newSocket) this.emit('connection', ex.connSocket);
-      if (ex.expect === undefined || ex.connSocket._h2) this.emit('request', ex.req, ex.res);
+      const max = this.maxRequestsPerSocket;
+      if (max > 0 && minor === 1 && !ex.connSocket._h2 && this._countRequest(ex, max)) {
+        // past node's maxRequestsPerSocket: 'dropRequest' and a 503
+        this.emit('dropRequest', ex.req, ex.socket);
+        ex.res.writeHead(503);
+        ex.res.end();
+      } else if (ex.expect === undefined || ex.connSocket._h2) this.emit('request', ex.req, ex.res);
       else this._onExpect(ex);
     } catch (e) {
       if (!ex.res.headersSent || !ex.res._headerSent) {
@@ -1185,6 +1217,15 @@ class ServerMethods {
       }
       this._report(e, ex.socket);
     }
+  }
+
+  // maxRequestsPerSocket as node's: the response to the last request
+  // allowed says Connection: close, the others Keep-Alive: timeout=N, max=M;
+  // true for a request past the limit
+  _countRequest(ex, max) {
+    const n = (ex.socket._requests = (ex.socket._requests || 0) + 1);
+    ex.res._pistonMaxRequests = n >= max ? 0 : max;
+    return n > max;
   }
 
   // node's handling of Expect (the engine hands every Expect over)
