@@ -1131,8 +1131,11 @@ bool piston__h2_upgrade(piston__h1 *h) {
   ssize_t plen = payload ? b64url_decode(set.ptr, set.len, payload) : -1;
   piston__h2 *s = plen >= 0 ? session_new(h) : NULL;
   piston__h2s *st = s ? stream_new(s, 1) : NULL;
-  bool ok = st && nghttp2_session_upgrade2(s->ss, payload, (size_t)plen,
-                                           r->is_head, st) == 0;
+  /* (a server's session keeps no user data given here: set below) */
+  bool ok = st &&
+            nghttp2_session_upgrade2(s->ss, payload, (size_t)plen, r->is_head,
+                                     NULL) == 0 &&
+            nghttp2_session_set_stream_user_data(s->ss, 1, st) == 0;
   free(payload);
   if (ok && upgraded_head(st, r) == 0 &&
       piston__outq_append(&c->out, switching, sizeof switching - 1) == 0) {

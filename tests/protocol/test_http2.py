@@ -720,3 +720,25 @@ def test_handler_timeout_while_client_waits_for_100(tts):
     # the body will not be read: the stream ends, without error
     assert [e.error_code for e in evs if isinstance(e, h2.events.StreamReset)] == [0]
     c.close()
+
+
+def test_upgrade_h2c_stream_1_ends_and_frees_its_slot(ts):
+    """Stream 1 of an upgrade ends like any stream once answered: with the
+    client's FIN after its answer the connection closes at once (it held
+    the stream, and waited for the idle timeout, when stream 1 kept no
+    handle)."""
+    if util.TLS:
+        return  # over TLS the request stays HTTP/1.1 (test_upgrade_h2c_answers_on_stream_1)
+    c, raw = upgrade_request("/hello")
+    with util.Conn(ts.addr) as conn:
+        conn.send(raw)
+        assert conn.read_until(b"\r\n\r\n") == SWITCHING
+        conn.send(c.data_to_send())
+        time.sleep(0.3)
+        conn.sock.shutdown(socket.SHUT_WR)
+        t0 = time.monotonic()
+        got = conn.read_to_eof()  # (with what came behind the 101)
+        assert time.monotonic() - t0 < 2
+        events = c.receive_data(got)
+        assert [dict(e.headers)[":status"] for e in events
+                if isinstance(e, h2.events.ResponseReceived)] == ["200"]
