@@ -8,7 +8,7 @@
 # minimal epoll loop of our own (benchmarks/floor.c) that answers without
 # parsing, to which every server's CPU time per request is compared.
 #
-#   benchmarks/peers_run.sh                 full run (about 20 minutes)
+#   benchmarks/peers_run.sh                 full run (15 to 20 minutes)
 #   BENCH_QUICK=1 benchmarks/peers_run.sh   smoke run: 1 run of 1 s per
 #                                           server and case (and 500 idle
 #                                           connections); exits non-zero if
