@@ -10,7 +10,7 @@
 # then benchmarks/tls_run.sh (TLS, about 6 minutes; BENCH_TLS=0 skips it)
 # and benchmarks/h2_run.sh (HTTP/2, about 6 minutes; BENCH_H2=0 skips it),
 # then benchmarks/peers_run.sh (Actix-web, Axum, Go, granian and the floor,
-# with a chart; about 20 minutes; BENCH_PEERS_RUN=0 skips it).
+# with a chart; 15 to 20 minutes; BENCH_PEERS_RUN=0 skips it).
 #
 # Knobs (environment):
 #   BENCH_RUNS=5          repetitions of each throughput case
