@@ -38,7 +38,7 @@ NGHTTP2_PIC := $(CURDIR)/.tools/nghttp2
 WITH_NGHTTP2_PIC = $(if $(wildcard $(NGHTTP2_PIC)/lib/libnghttp2.a),PISTON_NGHTTP2_PREFIX=$(NGHTTP2_PIC))
 
 .PHONY: all test test-c test-protocol test-protocol-tls test-reliability test-reliability-tls test-python test-node \
-        test-node-compat test-browser test-deploy test-asan test-tsan test-abi test-package package fuzz soak run run-static \
+        test-engine-stream test-hosts-stream test-node-compat test-browser test-deploy test-asan test-tsan test-abi test-package package fuzz soak run run-static \
         bench bench-ws bench-tls bench-h2 bench-peers \
         deps deps-bench dev node clean format format-check
 
@@ -79,25 +79,40 @@ deps:
 deps-bench:
 	@scripts/setup-deps.sh bench
 
-# format-check comes last so that a formatting slip does not hide what the
-# suites found.
+# Two streams of suites at once (make -j2, each stream's output kept
+# together by -O): most suites wait on sockets and timers more than they
+# compute, so on two cores the pair takes little more than the longer one.
+# Everything both streams build is built first (the engine, the Python
+# package, the addon, the ASan build that test-reliability and test-asan
+# share). format-check comes last so that a formatting slip does not hide
+# what the suites found.
 test: deps
-	$(MAKE) all
+	$(MAKE) all dev node
+	$(ASAN_MAKE) all
+	$(MAKE) -j2 -O test-engine-stream test-hosts-stream
+	$(MAKE) format-check
+
+# The engine's suites: unit tests, the protocol suite plain, over TLS and
+# under ASan and TSan, the fuzzer.
+test-engine-stream:
 	$(MAKE) test-c
 	$(MAKE) test-protocol
 	$(MAKE) test-protocol-tls
-	$(MAKE) test-reliability
-	$(MAKE) test-reliability-tls
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
+	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
+
+# The hosts' suites, the reliability suite (plain and over TLS), the
+# packages.
+test-hosts-stream:
+	$(MAKE) test-reliability
+	$(MAKE) test-reliability-tls
 	$(MAKE) test-python
 	$(MAKE) test-node
 	$(MAKE) test-browser
 	$(MAKE) test-deploy
 	$(MAKE) test-abi
 	$(MAKE) test-package
-	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_SEED=1
-	$(MAKE) format-check
 
 # The unit tests, then the layering check on the engine's objects (no
 # lower layer calls up; tests/c/check_layers.py lists the layers).

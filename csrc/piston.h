@@ -157,7 +157,7 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
                "clients too, as IPv4-mapped addresses (node's default)")       \
   X(EXPECT_TO_HOST, "1: a request whose Expect is not 100-continue goes to "   \
                     "the host, which answers it (node's checkExpectation); "   \
-                    "0: the engine answers 417")                              \
+                    "0: the engine answers 417")                               \
   X(PROXY_HEADERS, "1: believe X-Forwarded-For/-Proto/-Host/-Port and "        \
                    "Forwarded from trusted proxies (the default; see "         \
                    "piston_server_trust_proxies, which trusts none until "     \
@@ -168,7 +168,7 @@ PISTON_EXPORT int piston_list_next(piston_str *rest, piston_str *item);
   X(LIMIT_CONCURRENCY,                                                         \
     "requests with the host at once, per process (all "                        \
     "loops); beyond it 503 (uvicorn's --limit-concurrency; "                   \
-    "native routes are not counted); 0 = no limit")                           \
+    "native routes are not counted); 0 = no limit")                            \
   X(CACHE_SIZE, "bytes the response cache may hold (LRU beyond it); 0 = "      \
                 "no cache (the default)")                                      \
   X(CACHE_MAX_ENTRY, "bytes of one cached response, head and body; larger "    \

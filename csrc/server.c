@@ -37,7 +37,7 @@ static const int64_t defaults[PISTON_OPT__COUNT] = {
         16 * 1024 * 1024, /* as uvicorn's ws-max-size */
     [PISTON_OPT_TLS_MAX_HANDSHAKES] = 1024,
     [PISTON_OPT_DEBUG_LOG] = 0,
-    [PISTON_OPT_HTTP2] = 1,         /* h2 by ALPN; h2c only when asked for */
+    [PISTON_OPT_HTTP2] = 1, /* h2 by ALPN; h2c only when asked for */
     [PISTON_OPT_HEAD_STYLE] = 0,
     [PISTON_OPT_IPV6_ONLY] = 1,     /* '::' is IPv6's; IPv4 has 0.0.0.0 */
     [PISTON_OPT_PROXY_HEADERS] = 1, /* inert until proxies are trusted */

@@ -92,7 +92,7 @@ struct piston_server {
   bool metrics_own;               /* made by the server: freed with it */
   char *metrics_path, *health_path;
   size_t metrics_path_len, health_path_len;
-  atomic_long inflight; /* requests with the host (LIMIT_CONCURRENCY) */
+  atomic_long inflight;        /* requests with the host (LIMIT_CONCURRENCY) */
   struct piston__cache *cache; /* the response cache (cachestore.h) */
   piston__cache_rule *cache_routes;
   size_t ncache_routes;
