@@ -380,7 +380,8 @@ int piston__cache_route(piston__conn *c, piston_req *r, bool keep,
 
 /* ---- the public API ---- */
 
-void piston_server_cache_stats(piston_server *srv, piston_cache_stats *out) {
+void piston_server_cache_stats(const piston_server *srv,
+                               piston_cache_stats *out) {
   piston__cache *c = srv->cache;
   pthread_mutex_lock(&c->lock);
   *out = c->stats;

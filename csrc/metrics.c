@@ -137,7 +137,45 @@ static void family(out_t *o, const char *name, const char *type,
   emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-long piston__metrics_render(const piston_metrics *m, char **out) {
+/* The cache is each process's own (not in the shared slots): its counters
+ * are the answering worker's, labelled with its pid, as the per-worker
+ * families are. */
+static void render_cache(out_t *o, const piston_cache_stats *c) {
+  const struct {
+    const char *name, *type, *help;
+    uint64_t v;
+  } f[] = {
+      {"hits_total", "counter", "Requests answered from a fresh entry.",
+       c->hits},
+      {"stale_hits_total", "counter",
+       "Requests answered from a stale entry (stale-while-revalidate, "
+       "stale-if-error).",
+       c->stale_hits},
+      {"misses_total", "counter", "Cacheable requests that went to the app.",
+       c->misses},
+      {"coalesced_total", "counter",
+       "Requests that waited for another request's miss of their key.",
+       c->coalesced},
+      {"stores_total", "counter", "Responses stored.", c->stores},
+      {"uncacheable_total", "counter",
+       "Responses to a miss that could not be stored.", c->uncacheable},
+      {"evictions_total", "counter", "Entries dropped for room (LRU).",
+       c->evictions},
+      {"purged_total", "counter", "Entries dropped by a purge.", c->purged},
+      {"bytes", "gauge", "Bytes the cache holds.", c->bytes},
+      {"entries", "gauge", "Entries the cache holds.", c->entries},
+  };
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "piston_cache_%s", f[i].name);
+    family(o, name, f[i].type, f[i].help);
+    emit(o, "%s{worker=\"%d\"} %llu\n", name, (int)getpid(),
+         (unsigned long long)f[i].v);
+  }
+}
+
+long piston__metrics_render(const piston_metrics *m,
+                            const piston_cache_stats *cache, char **out) {
   out_t o = {malloc(8192), 0, 8192, false};
   if (!o.p)
     return -1;
@@ -222,6 +260,8 @@ long piston__metrics_render(const piston_metrics *m, char **out) {
       emit(&o, "%s{worker=\"%d\"} %lld\n", wname, (int)pid, (long long)v);
     }
   }
+  if (cache)
+    render_cache(&o, cache);
   if (o.failed) {
     free(o.p);
     return -1;

@@ -44,9 +44,11 @@ void piston__metrics_request(piston__mslot *s, const char *method, size_t mlen,
                              int status, uint64_t us);
 void piston__metrics_reject(piston__mslot *s, int status);
 /* The text exposition format (version 0.0.4), summed over the slots, with
- * per-worker families beside; *out is malloc'd. Returns its length, or -1
- * without memory. */
-long piston__metrics_render(const struct piston_metrics *m, char **out);
+ * per-worker families beside, and the response cache's counters of the
+ * process that answers (cache: NULL without a cache); *out is malloc'd.
+ * Returns its length, or -1 without memory. */
+long piston__metrics_render(const struct piston_metrics *m,
+                            const piston_cache_stats *cache, char **out);
 
 static inline void piston__m_add(_Atomic uint64_t *c, uint64_t n) {
   atomic_fetch_add_explicit(c, n, memory_order_relaxed);

@@ -355,7 +355,7 @@ piston_server_cache_route(piston_server *srv, const char *prefix, int ttl_s,
                           int swr_s, int sie_s);
 
 /* Any thread. Fields are only ever appended to piston_cache_stats. */
-PISTON_EXPORT void piston_server_cache_stats(piston_server *srv,
+PISTON_EXPORT void piston_server_cache_stats(const piston_server *srv,
                                              piston_cache_stats *out);
 /* Any thread: drops the cached responses whose target (path and query) is
  * target, or starts with it when prefix is nonzero, on every host and in

@@ -178,7 +178,11 @@ static int send_ops(piston__conn *c, piston_req *r, bool keep, int *status) {
   }
   if (path_is(path, srv->metrics_path, srv->metrics_path_len)) {
     char *text;
-    long n = piston__metrics_render(srv->metrics, &text);
+    piston_cache_stats cs;
+    bool cached = srv->cache && srv->opt[PISTON_OPT_CACHE_SIZE] > 0;
+    if (cached)
+      piston_server_cache_stats(srv, &cs);
+    long n = piston__metrics_render(srv->metrics, cached ? &cs : NULL, &text);
     if (n < 0) {
       *status = 503;
       return simple(c, r, 503, NULL, keep);

@@ -108,3 +108,23 @@ def test_health_is_503_while_draining(server):
     held.close()
     late.close()
     assert s.stop() == 0
+
+
+def test_cache_counters(server):
+    """With the response cache on, its counters are in the scrape (this
+    process's: the cache is each process's own)."""
+    s = server(util.TESTSERVER, ["--metrics", "/metrics", "--cache-size", "100000"])
+    m = scrape(s.addr)
+    assert val(m, "piston_cache_hits_total", worker=str(s.pid)) == 0
+    for _ in range(3):
+        assert get(s.addr, "/c/metrics?ttl=30").status == 200
+    m = scrape(s.addr)
+    w = str(s.pid)
+    assert val(m, "piston_cache_misses_total", worker=w) == 1
+    assert val(m, "piston_cache_stores_total", worker=w) == 1
+    assert val(m, "piston_cache_hits_total", worker=w) == 2
+    assert val(m, "piston_cache_entries", worker=w) == 1
+    assert val(m, "piston_cache_bytes", worker=w) > 0
+    # no cache, no cache families
+    plain = server(util.TESTSERVER, ["--metrics", "/metrics"])
+    assert not [k for k in scrape(plain.addr) if k[0].startswith("piston_cache_")]
