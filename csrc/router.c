@@ -264,6 +264,27 @@ static bool under_prefix(piston_str path, const piston__dir_route *d) {
          (path.len == d->prefix_len || path.ptr[d->prefix_len] == '/');
 }
 
+/* The Allow line of a 405: the methods of the native routes at the path.
+ * Made only when a 405 is sent, not on every request a route answers. */
+static void allow_line(const piston_server *srv, piston_str path, char *allow,
+                       size_t cap) {
+  size_t alen = (size_t)snprintf(allow, cap, "Allow: ");
+  bool fixed = false;
+  for (size_t i = 0; i < srv->nfixed; i++) {
+    const piston__fixed_route *f = &srv->fixed[i];
+    if (f->path_len != path.len || memcmp(f->path, path.ptr, path.len) != 0)
+      continue;
+    fixed = true;
+    const char *m = f->method ? f->method : "GET, HEAD";
+    if (alen + strlen(m) + 5 < cap)
+      alen += (size_t)snprintf(allow + alen, cap - alen, "%s%s",
+                               alen > 7 ? ", " : "", m);
+  }
+  if (!fixed) /* a file mount: the other loop's only way to know a path */
+    alen += (size_t)snprintf(allow + alen, cap - alen, "GET, HEAD");
+  snprintf(allow + alen, cap - alen, "\r\n");
+}
+
 bool piston__route(piston__h1 *h, piston_req *r) {
   return piston__route_exchange(&h->conn, r);
 }
@@ -278,8 +299,6 @@ bool piston__route_exchange(piston__conn *c, piston_req *r) {
   int rc = 1; /* 1: not ours */
   int status = 0;
   bool path_known = false;
-  char allow[128] = "Allow: ";
-  size_t alen = 7;
   if (get && (srv->health_path || srv->metrics_path))
     rc = send_ops(c, r, keep, &status);
   for (size_t i = 0; i < srv->nfixed && rc == 1; i++) {
@@ -287,10 +306,6 @@ bool piston__route_exchange(piston__conn *c, piston_req *r) {
     if (f->path_len != path.len || memcmp(f->path, path.ptr, path.len) != 0)
       continue;
     path_known = true;
-    const char *m = f->method ? f->method : "GET, HEAD";
-    if (alen + strlen(m) + 5 < sizeof allow)
-      alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "%s%s",
-                               alen > 7 ? ", " : "", m);
     if (f->method ? method_is(method, f->method) ||
                         (r->is_head && strcmp(f->method, "GET") == 0)
                   : get) {
@@ -304,15 +319,15 @@ bool piston__route_exchange(piston__conn *c, piston_req *r) {
     path_known = true;
     if (get)
       rc = send_file(c, r, &srv->dirs[i], keep, &status);
-    else
-      alen += (size_t)snprintf(allow + alen, sizeof allow - alen, "GET, HEAD");
   }
-  memcpy(allow + alen, "\r\n", 3);
   if (rc == 1 && !path_known && srv->on_request && piston__cache_on(srv))
     rc = piston__cache_route(c, r, keep, &status);
   if (rc == 1 && (path_known || !srv->on_request)) {
     /* a native path asked with another method, or no host to ask */
+    char allow[128];
     status = path_known ? 405 : 404;
+    if (path_known)
+      allow_line(srv, path, allow, sizeof allow);
     rc = simple(c, r, status, path_known ? allow : NULL, keep);
   }
   if (rc == 1) {
