@@ -35,8 +35,7 @@ SERVER_CPU=0
 CLIENT_CPU=1
 
 exec 3>&2
-log() { printf '[compare] %s\n' "$*" >&3; }
-die() { printf '[compare] FATAL: %s\n' "$*" >&3; exit 1; }
+LOG_TAG=compare
 PIDS=()
 FAILURES=()
 NOTES=()
