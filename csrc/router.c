@@ -264,6 +264,10 @@ static bool under_prefix(piston_str path, const piston__dir_route *d) {
          (path.len == d->prefix_len || path.ptr[d->prefix_len] == '/');
 }
 
+static bool fixed_at(const piston__fixed_route *f, piston_str path) {
+  return f->path_len == path.len && memcmp(f->path, path.ptr, path.len) == 0;
+}
+
 /* The Allow line of a 405: the methods of the native routes at the path.
  * Made only when a 405 is sent, not on every request a route answers. */
 static void allow_line(const piston_server *srv, piston_str path, char *allow,
@@ -272,7 +276,7 @@ static void allow_line(const piston_server *srv, piston_str path, char *allow,
   bool fixed = false;
   for (size_t i = 0; i < srv->nfixed; i++) {
     const piston__fixed_route *f = &srv->fixed[i];
-    if (f->path_len != path.len || memcmp(f->path, path.ptr, path.len) != 0)
+    if (!fixed_at(f, path))
       continue;
     fixed = true;
     const char *m = f->method ? f->method : "GET, HEAD";
@@ -303,7 +307,7 @@ bool piston__route_exchange(piston__conn *c, piston_req *r) {
     rc = send_ops(c, r, keep, &status);
   for (size_t i = 0; i < srv->nfixed && rc == 1; i++) {
     const piston__fixed_route *f = &srv->fixed[i];
-    if (f->path_len != path.len || memcmp(f->path, path.ptr, path.len) != 0)
+    if (!fixed_at(f, path))
       continue;
     path_known = true;
     if (f->method ? method_is(method, f->method) ||
