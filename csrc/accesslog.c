@@ -1,8 +1,9 @@
 /* The access log (accesslog.h): format compilation and one line per
  * response, built from the request handle when the response ends.
  *
- * gunicorn's atoms, with its meanings: h remote address, l "-", u "-"
- * (no authenticated user is known to the engine), t [time] in UTC, r the
+ * gunicorn's atoms, with its meanings: h remote address, l "-", u the user
+ * of an "Authorization: Basic" field (nginx's $remote_user; "-" without
+ * one), t [time] in UTC, r the
  * request line, m method, U path, q query, H protocol, s status, B body
  * bytes, b body bytes or "-", f referer, a user agent, T seconds, M
  * milliseconds, D microseconds, L decimal seconds, p <pid>, {name}i a
@@ -18,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@ enum {
   A_LIT,
   A_REMOTE,
   A_DASH,
+  A_USER,
   A_TIME,
   A_REQLINE,
   A_METHOD,
@@ -59,7 +62,7 @@ static const char combined_fmt[] =
 static int letter_kind(char c) {
   static const char letters[] = "hlutrmUqHsBbfaTMDLp";
   static const uint8_t kinds[] = {
-      A_REMOTE, A_DASH,  A_DASH,   A_TIME,  A_REQLINE,    A_METHOD,  A_PATH,
+      A_REMOTE, A_DASH,  A_USER,   A_TIME,  A_REQLINE,    A_METHOD,  A_PATH,
       A_QUERY,  A_PROTO, A_STATUS, A_BYTES, A_BYTES_DASH, A_REFERER, A_UA,
       A_SECS,   A_MSECS, A_USECS,  A_DSECS, A_PID};
   const char *at = c ? strchr(letters, c) : NULL;
@@ -277,6 +280,32 @@ static piston_str resp_header(const piston_req *r, uint32_t atom) {
   return (piston_str){NULL, 0};
 }
 
+/* The user name of "Authorization: Basic base64(user:password)", as
+ * gunicorn's %(u)s takes it (what comes before the first ':'); {NULL, 0}
+ * for another scheme or a value that does not decode. The password is
+ * never looked at beyond the ':'. */
+static piston_str basic_user(const piston_req *r, char *out, size_t cap) {
+  piston_str v = piston_req_header(r, "authorization", 13);
+  if (!v.ptr || v.len < 6 || strncasecmp(v.ptr, "basic ", 6) != 0)
+    return (piston_str){NULL, 0};
+  const char *p = v.ptr + 6;
+  size_t n = v.len - 6;
+  while (n && *p == ' ')
+    p++, n--;
+  while (n && p[n - 1] == ' ')
+    n--;
+  if (n == 0 || n % 4 != 0 || n / 4 * 3 > cap)
+    return (piston_str){NULL, 0};
+  int k =
+      EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)p, (int)n);
+  if (k < 0)
+    return (piston_str){NULL, 0};
+  /* EVP_DecodeBlock counts the bytes the '=' padding stands for */
+  size_t len = (size_t)k - (p[n - 1] == '=') - (p[n - 2] == '=');
+  const char *colon = memchr(out, ':', len);
+  return (piston_str){out, colon ? (size_t)(colon - out) : len};
+}
+
 static void put_atom(line_t *l, const piston__alog *a, uint32_t idx,
                      piston_req *r, uint64_t us) {
   const piston__alog_atom *at = &a->atoms[idx];
@@ -289,6 +318,11 @@ static void put_atom(line_t *l, const piston__alog *a, uint32_t idx,
     break;
   }
   case A_DASH: putc_(l, '-'); break;
+  case A_USER: {
+    char user[768];
+    put_or_dash(l, basic_user(r, user, sizeof user), false);
+    break;
+  }
   case A_TIME: put(l, clf_time(), 28); break;
   case A_REQLINE:
     put_esc(l, m.ptr, m.len, false);
@@ -361,6 +395,8 @@ static void json_line(line_t *l, piston_req *r, uint64_t us) {
   json_str(l, "host", piston_req_header(r, "host", 4));
   json_str(l, "referer", piston_req_header(r, "referer", 7));
   json_str(l, "user_agent", piston_req_header(r, "user-agent", 10));
+  char user[768];
+  json_str(l, "user", basic_user(r, user, sizeof user));
   putc_(l, '}');
 }
 

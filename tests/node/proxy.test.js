@@ -130,7 +130,7 @@ test('access log: file, gunicorn atoms, reopenLogs after a rename', async () => 
   const path = require('node:path');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'piston-alog-'));
   const file = path.join(dir, 'access.log');
-  const srv = createServer({ accessLogFile: file, accessLogFormat: '%(h)s "%(r)s" %(s)s %(b)s' }, (req, res) => res.end('hi'));
+  const srv = createServer({ accessLogFile: file, accessLogFormat: '%(h)s %(u)s "%(r)s" %(s)s %(b)s' }, (req, res) => res.end('hi'));
   const { port } = await listen(srv);
   const lines = async (f, n) => {
     for (let i = 0; i < 200; i++) {
@@ -141,12 +141,12 @@ test('access log: file, gunicorn atoms, reopenLogs after a rename', async () => 
     return [];
   };
   try {
-    await raw(port, get('/one'));
-    assert.deepEqual(await lines(file, 1), ['127.0.0.1 "GET /one HTTP/1.1" 200 2']);
+    await raw(port, get('/one', 'Authorization: Basic YWxpY2U6cHc=\r\n')); // alice:pw
+    assert.deepEqual(await lines(file, 1), ['127.0.0.1 alice "GET /one HTTP/1.1" 200 2']);
     fs.renameSync(file, file + '.1');
     srv.reopenLogs();
     await raw(port, get('/two'));
-    assert.deepEqual(await lines(file, 1), ['127.0.0.1 "GET /two HTTP/1.1" 200 2']);
+    assert.deepEqual(await lines(file, 1), ['127.0.0.1 - "GET /two HTTP/1.1" 200 2']);
   } finally {
     await close(srv);
     fs.rmSync(dir, { recursive: true, force: true });

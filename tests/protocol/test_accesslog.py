@@ -57,11 +57,11 @@ def test_json(server, tmp_path):
     v = json.loads(line)
     assert set(v) == {"time", "remote_addr", "remote_port", "method", "path", "query",
                       "protocol", "scheme", "status", "bytes", "duration_us", "host",
-                      "referer", "user_agent"}
+                      "referer", "user_agent", "user"}
     assert (v["remote_addr"], v["method"], v["path"], v["query"], v["status"]) == (
         "127.0.0.1", "GET", "/hello", "a=b", 200)
     assert v["protocol"] == "HTTP/1.1" and v["scheme"] == ("https" if util.TLS else "http")
-    assert v["user_agent"] == 'q"uote\\' and v["referer"] is None
+    assert v["user_agent"] == 'q"uote\\' and v["referer"] is None and v["user"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", v["time"])
     assert isinstance(v["duration_us"], int) and v["remote_port"] > 0
 
@@ -79,6 +79,32 @@ def test_gunicorn_atoms(server, tmp_path):
     secs, ms, us, dec = int(f[15]), int(f[16]), int(f[17]), f[18]
     assert secs == us // 1000000 and ms == us // 1000
     assert re.fullmatch(r"\d+\.\d{6}", dec) and abs(float(dec) * 1e6 - us) < 2
+
+
+def test_basic_auth_user(server, tmp_path):
+    # gunicorn's %(u)s, nginx's $remote_user: the name before the first ':'
+    # of a Basic credential; anything else is "-"
+    import base64
+    s, path = logged(server, tmp_path, "%(u)s|%(U)s")
+    cases = [
+        ("Basic " + base64.b64encode(b"alice:s3cret:x").decode(), "alice"),
+        ("basic   " + base64.b64encode(b"bo").decode() + "  ", "bo"),  # no ':'
+        ("Basic " + base64.b64encode(b'ev"e\n:pw').decode(), r"ev\x22e\x0a"),  # no forged line
+        ("Basic " + base64.b64encode(b":pw").decode(), "-"),
+        ("Bearer " + base64.b64encode(b"alice:pw").decode(), "-"),
+        ("Basic not*base64", "-"),
+        ("Basic YWJj=", "-"),  # not a whole number of quads
+        (None, "-"),
+    ]
+    for i, (auth, _) in enumerate(cases):
+        get(s.addr, "/hello?%d" % i, headers=[("Authorization", auth)] if auth else [])
+    got = lines_of(path, len(cases))
+    assert got == ["%s|/hello" % want for _, want in cases], got
+    (tmp_path / "j").mkdir()
+    s2, path2 = logged(server, tmp_path / "j", "json")
+    get(s2.addr, "/hello", headers=[("Authorization", cases[0][0])])
+    [line] = lines_of(path2, 1)
+    assert json.loads(line)["user"] == "alice"
 
 
 def test_duration_covers_the_handler(server, tmp_path):

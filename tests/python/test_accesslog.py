@@ -21,10 +21,11 @@ def lines_of(path, n, timeout=10):
         time.sleep(0.05)
 
 
-def hit(port, target, ua="probe/2"):
+def hit(port, target, ua="probe/2", auth=None):
     s = connect(port)
-    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\nConnection: close\r\n\r\n"
-               % (target, ua)).encode())
+    extra = "Authorization: %s\r\n" % auth if auth else ""
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\n%sConnection: close\r\n\r\n"
+               % (target, ua, extra)).encode())
     while s.recv(65536):
         pass
     s.close()
@@ -34,11 +35,11 @@ def hit(port, target, ua="probe/2"):
 def test_file_format_and_sigusr1(start_piston, tmp_path, app):
     path = str(tmp_path / "access.log")
     s = start_piston(app, "--access-logfile", path, "--access-logformat",
-                     '%(h)s "%(r)s" %(s)s "%(a)s" %({x-forwarded-for}i)s %(D)s')
-    hit(s.port, "/?a=1")
+                     '%(h)s %(u)s "%(r)s" %(s)s "%(a)s" %({x-forwarded-for}i)s %(D)s')
+    hit(s.port, "/?a=1", auth="Basic YWxpY2U6cHc=")  # alice:pw
     [line] = lines_of(path, 1)
     head, us = line.rsplit(" ", 1)
-    assert head == '127.0.0.1 "GET /?a=1 HTTP/1.1" 200 "probe/2" -', line
+    assert head == '127.0.0.1 alice "GET /?a=1 HTTP/1.1" 200 "probe/2" -', line
     assert int(us) >= 0
     os.rename(path, path + ".1")
     assert len(lines_of(path + ".1", 1)) == 1  # written before the reopen
@@ -47,7 +48,7 @@ def test_file_format_and_sigusr1(start_piston, tmp_path, app):
     while not os.path.exists(path) and time.monotonic() < end:
         time.sleep(0.05)
     hit(s.port, "/after")
-    assert lines_of(path, 1)[0].startswith('127.0.0.1 "GET /after HTTP/1.1" 200')
+    assert lines_of(path, 1)[0].startswith('127.0.0.1 - "GET /after HTTP/1.1" 200')
     assert s.proc.poll() is None  # SIGUSR1 does not kill the server
     assert len(lines_of(path + ".1", 1)) == 1
 
