@@ -29,6 +29,11 @@ SONAME     := libpiston.so.$(SO_MAJOR)
 
 VENV    := .venv
 VPY     := $(VENV)/bin/python
+# Each pytest run gets a fresh temporary directory of its own: with the
+# default one, suites running at once (make test's two streams) number
+# theirs in one place, and pytest removes all but the newest three, the
+# directories of a suite still running among them.
+PYTEST  := -m pytest -q --basetemp="$$(mktemp -d)"
 # The Python extension and the Node addon link a static libnghttp2 built
 # with -fPIC (Debian's is not; scripts/build-nghttp2-pic.sh, run by
 # setup-deps): the same link as the wheel's and the prebuilt addon's. Until
@@ -121,11 +126,11 @@ test-c: $(UNIT_BIN)
 	$(PYTHON) tests/c/check_layers.py $(BUILD)
 
 test-protocol: all
-	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol
+	PISTON_BUILD=$(BUILD) $(PYTHON) $(PYTEST) tests/protocol
 
 # The same suite with every server on TLS and every client through ssl
 test-protocol-tls: all
-	PISTON_TEST_TLS=1 PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/protocol
+	PISTON_TEST_TLS=1 PISTON_BUILD=$(BUILD) $(PYTHON) $(PYTEST) tests/protocol
 
 # The Python package in .venv (system site-packages: Debian's Flask, Django,
 # gunicorn), installed editable with the extension built in place.
@@ -135,7 +140,7 @@ dev: deps
 	    $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
 test-python: dev
-	$(VPY) -m pytest -q tests/python
+	$(VPY) $(PYTEST) tests/python
 
 # The Node addon (node-gyp, from the system's Node headers) and its tests:
 # node --test, then the WebSocket conformance cases against the native App
@@ -145,20 +150,20 @@ node: deps
 
 test-node: node
 	npm test
-	$(PYTHON) -m pytest -q tests/node
+	$(PYTHON) $(PYTEST) tests/node
 
 # Headless Chromium: its WebSocket (text, binary, 1 MiB, permessage-deflate)
 # through the C test server, the ASGI host and the native App, and a page of
 # 60 assets over HTTPS and HTTP/2 from every host: about 30 s.
 test-browser: all dev node
-	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/browser
+	PISTON_BUILD=$(BUILD) $(PYTHON) $(PYTEST) tests/browser
 
 # Behind real proxies (docs/deploy.md's recipes): Debian's nginx (TLS,
 # X-Forwarded-*, a Unix socket, WebSocket) and HAProxy (PROXY v1/v2, in
 # clear and TLS to Piston) in front of Django, FastAPI, Express and the C
 # test server: about 10 s.
 test-deploy: all dev node
-	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/deploy
+	PISTON_BUILD=$(BUILD) $(PYTHON) $(PYTEST) tests/deploy
 
 # Node's own test/parallel/test-http-*.js through createServer (issue #14):
 # fails if a file of tests/node-compat/expected-pass.txt fails. Not in
@@ -171,7 +176,7 @@ test-node-compat: node
 # What libpiston.so, the Python extension and the Node addon export
 # (nm -D), the soname and the version everywhere it is written.
 test-abi: all dev node
-	PISTON_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/abi
+	PISTON_BUILD=$(BUILD) $(PYTHON) $(PYTEST) tests/abi
 
 # What users install: the sdist and the wheel (python3 -m build, offline;
 # auditwheel repair gives the wheel the manylinux tag its glibc symbols
@@ -193,7 +198,7 @@ package: deps
 # (a plain venv; a new npm project), the example app started from it and
 # answered; the wheel with no compiler on PATH (tests/package).
 test-package: package
-	PISTON_DIST=$(DIST) PISTON_AUDITWHEEL=$(AUDITWHEEL)/auditwheel $(PYTHON) -m pytest -q tests/package
+	PISTON_DIST=$(DIST) PISTON_AUDITWHEEL=$(AUDITWHEEL)/auditwheel $(PYTHON) $(PYTEST) tests/package
 
 # Load, slow clients, resets under ASan/LSan, graceful shutdown, traversal,
 # framing compared with nginx, handler faults through the Python and Node
@@ -207,7 +212,7 @@ ASAN_MAKE = $(MAKE) BUILD=build-asan CC=clang OPT=-O1 SAN="$(ASAN_SAN)"
 test-reliability: all dev node
 	$(ASAN_MAKE) all
 	PISTON_BUILD=$(BUILD) PISTON_ASAN_BUILD=build-asan \
-	    $(PYTHON) -m pytest -q tests/reliability
+	    $(PYTHON) $(PYTEST) tests/reliability
 
 # The same suite over TLS (as test-protocol-tls): every server it starts gets
 # a certificate, every client goes through ssl; smaller counts for the long
@@ -215,7 +220,7 @@ test-reliability: all dev node
 test-reliability-tls: all dev node
 	$(ASAN_MAKE) all
 	PISTON_TEST_TLS=1 PISTON_BUILD=$(BUILD) PISTON_ASAN_BUILD=build-asan \
-	    $(PYTHON) -m pytest -q tests/reliability
+	    $(PYTHON) $(PYTEST) tests/reliability
 
 soak: deps
 	scripts/soak.sh
@@ -229,7 +234,7 @@ test-asan: deps
 # WebSocket call from another thread, through the loop's inbox.
 test-tsan: deps
 	$(MAKE) BUILD=build-tsan CC=clang OPT=-O1 SAN=-fsanitize=thread all
-	PISTON_BUILD=build-tsan $(PYTHON) -m pytest -q tests/protocol
+	PISTON_BUILD=build-tsan $(PYTHON) $(PYTEST) tests/protocol
 
 # libFuzzer over the connection path (fuzz/fuzz_conn.c), ASan + UBSan.
 # New inputs it finds go to build-fuzz/corpus; crashes to build-fuzz/.
