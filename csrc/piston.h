@@ -308,7 +308,8 @@ piston_server_listen_unix(piston_server *srv, const char *path);
  * The server does not close it. */
 PISTON_EXPORT PISTON_MUST_CHECK int piston_server_listen_fd(piston_server *srv,
                                                             int fd);
-/* The port actually bound by the i-th listener, after a loop was created. */
+/* The port actually bound by the i-th listener, after a loop was created
+ * (an inherited TCP socket's at any time); PISTON_EINVAL for a Unix one. */
 PISTON_EXPORT int piston_server_port(const piston_server *srv, size_t i);
 
 /* A fixed response: method (NULL = GET and HEAD) and exact path. Headers and

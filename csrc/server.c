@@ -12,6 +12,7 @@
 #include "trust.h"
 #include "util.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,9 +358,22 @@ const char *piston_server_tls_error(const piston_server *s) {
 }
 
 int piston_server_port(const piston_server *s, size_t i) {
-  if (i >= s->nlisten || s->listen[i].kind != LISTEN_TCP)
+  if (i >= s->nlisten)
     return PISTON_EINVAL;
-  return s->listen[i].port;
+  const piston__listen_spec *l = &s->listen[i];
+  if (l->kind == LISTEN_TCP)
+    return l->port;
+  /* an inherited socket (a supervisor's, systemd's): its own address says */
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (l->kind != LISTEN_FD ||
+      getsockname(l->shared_fd, (struct sockaddr *)&ss, &len) != 0)
+    return PISTON_EINVAL;
+  if (ss.ss_family == AF_INET)
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return PISTON_EINVAL;
 }
 
 static char *memdup(const void *p, size_t n) {

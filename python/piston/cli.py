@@ -13,6 +13,7 @@ import sys
 
 from . import _piston, __version__, settings, systemd
 from .config import Config, OpsConfig, UsageError, parse_bind
+from .restart import Restart
 from .server import AppSource, needs_supervisor, serve_source, setup_logging
 
 PROG = "piston"
@@ -146,6 +147,9 @@ def add_process_options(p):
     g.add_argument("--preload", action="store_true",
                    help="import the app once in the supervisor before forking; without "
                         "it each worker imports it, so SIGHUP runs the new code")
+    g.add_argument("--check-config", action="store_true",
+                   help="read the configuration and import the app, then exit: 0 if "
+                        "both are sound (gunicorn's)")
     g.add_argument("--timeout", type=_seconds("--timeout", zero=True), default=0.0,
                    metavar="SECONDS",
                    help="replace a worker whose request has run this long (the client "
@@ -561,6 +565,9 @@ def _environment(a):
 
 def main(argv=None):
     setup_logging("info")
+    # as started, for a one-process SIGHUP that starts this command again
+    # (before the options change the directory and the environment)
+    start = Restart(os.getcwd(), dict(os.environ)) if argv is None else None
     try:
         a = parse_args(argv)
         setup_logging(a.log_level, a.error_logfile, a.log_config)
@@ -570,14 +577,19 @@ def main(argv=None):
         def load():
             app = load_app(a.app, a.factory)
             return app, (detect_interface(app) if a.interface == "auto" else a.interface)
+        if a.check_config:
+            load()
+            sys.stderr.write("%s: the configuration and %s are sound\n" % (PROG, a.app))
+            sys.exit(0)
         # without --preload a supervisor's workers import the app themselves
         def reconfigure():
             try:
                 return config_from_args(parse_args(argv))
             except SystemExit:  # argparse said what is wrong, on stderr
                 raise UsageError("see the line above")
-        code = serve_source(AppSource(load, preload=a.preload or not needs_supervisor(cfg),
-                                      reconfigure=reconfigure), cfg)
+        one = not needs_supervisor(cfg)
+        code = serve_source(AppSource(load, preload=a.preload or one, reconfigure=reconfigure,
+                                      restart=start if one and not a.preload else None), cfg)
     except UsageError as e:
         sys.stderr.write("%s: %s\n" % (PROG, e))
         sys.exit(1)

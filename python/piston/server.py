@@ -108,6 +108,15 @@ def _shared_socket(spec, backlog):
     return fd
 
 
+def _bound(spec, fd):
+    """(spec, fd) with the port the kernel chose for a TCP port 0."""
+    if spec[0] == "tcp" and spec[2] == 0:
+        s = socket.socket(fileno=os.dup(fd))
+        spec = ("tcp", spec[1], s.getsockname()[1])
+        s.close()
+    return spec, fd
+
+
 # ---- where the app comes from ----------------------------------------------
 
 class AppSource:
@@ -116,9 +125,11 @@ class AppSource:
     --preload: SIGHUP then restarts workers with the same code); else each
     worker imports it after the fork, so a reload runs the new code."""
 
-    def __init__(self, load, preload=True, reconfigure=None):
+    def __init__(self, load, preload=True, reconfigure=None, restart=None):
         self._load = load
         self.preload = preload
+        # one process: a restart.Restart, for SIGHUP to run the new code
+        self.restart = restart
         # () -> Config read again (the config file, PISTON_CMD_ARGS) on
         # SIGHUP, as gunicorn does; raises UsageError on a mistake
         self.reconfigure = reconfigure
@@ -325,34 +336,83 @@ NO_WINCH = "gunicorn stops its workers on it only when daemonized; Piston never 
 
 
 def _reload_tls(w):
-    """SIGHUP with one process: the code stays, the certificates are read
-    again (open connections keep theirs)."""
+    """SIGHUP with one process whose app was loaded once (--preload, or an
+    app object given to piston.run): the code stays, the certificates are
+    read again (open connections keep theirs)."""
     if not w.cfg.certfile:
-        log.info("SIGHUP: one process has no workers to restart: the code stays "
-                 "(run with --workers 2 or more to reload it)")
+        log.info("SIGHUP: the app was loaded once (--preload, or given as an object): "
+                 "the code stays")
         return
     try:
         w.srv.tls_reload()
-        log.info("SIGHUP: TLS certificates reloaded (the code stays with one process)")
+        log.info("SIGHUP: TLS certificates reloaded (the app was loaded once: the code stays)")
     except _piston.Error as e:
         log.error("SIGHUP: TLS reload failed, the old certificates stay: %s", e.args[1])
 
 
-def serve_single(app, cfg, worker_cls=None):
-    """One process, no supervisor."""
-    w = (worker_cls or Worker)(app, cfg)
+def _restart_listeners(cfg, restart):
+    """One process that SIGHUP restarts: its listening sockets are made here
+    (or taken over from the image before it), to be handed to the next."""
+    specs = [parse_bind(b) for b in cfg.bind]
+    if restart.inherited is None:
+        backlog = cfg.options.get(_piston.OPT_BACKLOG, 1024)
+        return [_bound(spec, _shared_socket(spec, backlog)) for spec in specs]
+    kept = [spec for spec, _ in restart.inherited]
+    added = [spec for spec in specs if spec[0] != "fd" and spec not in kept]
+    if added:
+        log.warning("SIGHUP: %s added to the addresses: that takes a restart",
+                    ", ".join(show_bind(spec) for spec in added))
+    return restart.inherited
+
+
+def _shut_listeners(listen):
+    """New clients are refused from now on, rather than queued on a socket
+    nobody accepts from until this process exits: the sockets made here
+    ([(spec, fd)]) are shut down (for every process sharing them) and the
+    Unix socket files removed. Inherited ones (fd://, systemd's) are left
+    open: their owner keeps them for the next start."""
+    # the WSGI engine's loops run on their own threads: give them the pass
+    # in which they act on the stop
+    time.sleep(0.05)
+    for spec, fd in listen:
+        if fd is None or spec[0] == "fd":
+            continue
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            s.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+        finally:
+            s.close()
+        if spec[0] == "unix":
+            try:
+                os.unlink(spec[1])
+            except OSError:
+                pass
+
+
+def serve_single(app, cfg, worker_cls=None, restart=None):
+    """One process, no supervisor. restart (a restart.Restart): SIGHUP runs
+    the new code in this process, else it keeps the code."""
+    listen = _restart_listeners(cfg, restart) if restart else None
+    w = (worker_cls or Worker)(app, cfg, listen=listen)
     _install_stop_signals(w)  # before the first request can be served
+    if listen:
+        w.on_draining = lambda: None if restart.go else _shut_listeners(listen)
     w.start()
     notifier = systemd.Notifier()
-    signal.signal(signal.SIGHUP, lambda s, f: _reload_tls(w))
+    if restart:
+        signal.signal(signal.SIGHUP, lambda s, f: restart.request(w.stop, notifier.notify))
+    else:
+        signal.signal(signal.SIGHUP, lambda s, f: _reload_tls(w))
     signal.signal(signal.SIGUSR1, _on_usr1)
     signal.signal(signal.SIGUSR2, _ignored(NO_USR2))
     signal.signal(signal.SIGWINCH, _ignored(NO_WINCH))
     for s in (signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(s, _ignored("one process has no workers; use --workers"))
     ports = w.ports()
-    for (spec, _), port in zip(w.listen, ports):
-        if spec[0] == "tcp":
+    for (spec, fd), port in zip(w.listen, ports):
+        if spec[0] == "tcp" and fd is None:
             spec = ("tcp", spec[1], port)
         scheme = "https" if cfg.certfile else "http"
         log.info("Listening at: %s://%s" % (scheme, show_bind(spec)) if spec[0] == "tcp"
@@ -365,6 +425,9 @@ def serve_single(app, cfg, worker_cls=None):
     if notifier.watchdog:
         _watchdog_thread(notifier)
     w.wait()
+    if restart and restart.go:
+        restart.execute(listen)
+        return 1  # execve failed (logged)
     notifier.notify("STOPPING=1")
     log.info("Shutdown complete")
     return 0
@@ -430,9 +493,7 @@ class Supervisor:
                 port = _tcp_precheck(spec[1], spec[2])
                 self.listen.append((("tcp", spec[1], port), None))
             else:
-                fd = _shared_socket(spec, backlog)
-                if spec[0] == "tcp" and spec[2] == 0:
-                    spec = ("tcp", spec[1], socket.socket(fileno=os.dup(fd)).getsockname()[1])
+                spec, fd = _bound(spec, _shared_socket(spec, backlog))
                 if spec[0] == "unix" and (self.cfg.uid is not None or self.cfg.gid is not None):
                     os.chown(spec[1], -1 if self.cfg.uid is None else self.cfg.uid,
                              -1 if self.cfg.gid is None else self.cfg.gid)
@@ -819,12 +880,9 @@ class Supervisor:
             pass
 
     def _close_listeners(self):
-        """On SIGTERM new clients are refused at once, as gunicorn's, rather
-        than queued on a socket nobody accepts from until the supervisor
-        exits: once every worker said its engine stopped accepting, the
-        sockets made here are shut down (for every process sharing them).
-        Inherited ones (fd://, systemd's) are left open: their owner keeps
-        them for the next start."""
+        """On SIGTERM new clients are refused at once, as gunicorn's: once
+        every worker said its engine stopped accepting, the shared sockets
+        are shut down (_shut_listeners)."""
         pending = {i["pipe"] for i in self.workers.values()
                    if i["ready"] and not i["old"] and i.get("pipe") is not None}
         end = time.monotonic() + 2
@@ -837,24 +895,7 @@ class Supervisor:
                     data = b""
                 if not data or MSG_DRAINING in data:
                     pending.discard(fd)
-        # the WSGI engine's loops run on their own threads: give them the
-        # pass in which they act on the stop
-        time.sleep(0.05)
-        for spec, fd in self.listen:
-            if fd is None or spec[0] == "fd":
-                continue
-            s = socket.socket(fileno=os.dup(fd))
-            try:
-                s.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
-            finally:
-                s.close()
-            if spec[0] == "unix":
-                try:
-                    os.unlink(spec[1])
-                except OSError:
-                    pass
+        _shut_listeners(self.listen)
 
     def _boot_failed(self, why):
         self._shutdown()
@@ -914,7 +955,7 @@ def serve_source(source, cfg):
         if needs_supervisor(cfg):
             return Supervisor(source, cfg).run()
         app, interface = source.load()
-        return serve_single(app, cfg, worker_class(interface))
+        return serve_single(app, cfg, worker_class(interface), source.restart)
     finally:
         if cfg.pidfile:
             try:

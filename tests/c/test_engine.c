@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -260,6 +261,23 @@ int main(void) {
   piston_server *srv = piston_server_new();
   CHECK(piston_server_set(srv, PISTON_OPT_MAX_BODY_SIZE, 4096) == 0);
   CHECK(piston_server_listen_tcp(srv, "127.0.0.1", 0) == 0);
+  /* an inherited TCP socket: its port is the one it is bound to; a Unix
+   * one has none */
+  int tfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in ta = {.sin_family = AF_INET,
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t tlen = sizeof ta;
+  CHECK(bind(tfd, (struct sockaddr *)&ta, sizeof ta) == 0 &&
+        listen(tfd, 8) == 0 &&
+        getsockname(tfd, (struct sockaddr *)&ta, &tlen) == 0);
+  CHECK(piston_server_listen_fd(srv, tfd) == 0);
+  CHECK_EQ_INT(piston_server_port(srv, 1), ntohs(ta.sin_port));
+  int ufd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un ua = {.sun_family = AF_UNIX}; /* abstract, autobound */
+  CHECK(bind(ufd, (struct sockaddr *)&ua, sizeof(sa_family_t)) == 0 &&
+        listen(ufd, 8) == 0);
+  CHECK(piston_server_listen_fd(srv, ufd) == 0);
+  CHECK_EQ_INT(piston_server_port(srv, 2), PISTON_EINVAL);
   CHECK(piston_server_route_fixed(srv, NULL, "/hello", 200, text, 1, "hello",
                                   5) == 0);
   piston_server_on_request(srv, on_request, NULL);
@@ -325,5 +343,7 @@ int main(void) {
   CHECK_EQ_INT(piston_loop_connections(loop), 0);
   piston_loop_free(loop);
   piston_server_free(srv);
+  close(tfd);
+  close(ufd);
   return CHECK_DONE();
 }

@@ -23,13 +23,13 @@ def app(environ, start_response):
 '''
 
 
-def write_app(d, version, broken=False):
-    src = APP % version
+def write_app(d, version, broken=False, src=APP, name="reload_app"):
+    text = src % version
     if broken:
-        src += "\ndef broken(:\n"
-    (d / "reload_app.py").write_text(src)
+        text += "\ndef broken(:\n"
+    (d / (name + ".py")).write_text(text)
     # the same second as the last write: make sure the import sees the change
-    for p in (d / "__pycache__").glob("reload_app*") if (d / "__pycache__").exists() else []:
+    for p in (d / "__pycache__").glob(name + "*") if (d / "__pycache__").exists() else []:
         p.unlink()
 
 
@@ -159,9 +159,10 @@ def test_sigusr1_reopens_the_error_log(tmp_path, workers):
     s = Server(piston_cmd() + ["apps:app", "--bind", "127.0.0.1:%d" % port,
                                "--workers", workers, "--error-logfile", str(log)], port)
     try:
-        if workers == "2":
-            assert wait_for(lambda: len(children(s.proc.pid)) == 2)
         assert wait_for(lambda: "Listening at" in log.read_text())
+        if workers == "2":
+            # a worker takes SIGUSR1 once it imported the app (as gunicorn's)
+            assert wait_for(lambda: log.read_text().count("Booted worker") == 2)
         os.rename(log, tmp_path / "error.log.1")  # what logrotate does
         s.proc.send_signal(signal.SIGUSR1)
         assert wait_for(lambda: log.exists() and

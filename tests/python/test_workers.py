@@ -40,7 +40,7 @@ class Load:
     def __init__(self, port, path="/pid", n=4, pause=0.003):
         self.pause = pause
         self.port, self.path = port, path
-        self.ok, self.failed, self.pids = 0, [], set()
+        self.ok, self.failed, self.pids, self.bodies = 0, [], set(), set()
         self.stopping = False
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._run) for _ in range(n)]
@@ -56,6 +56,7 @@ class Load:
                 with self.lock:
                     if r.status == 200:
                         self.ok += 1
+                        self.bodies.add(r.body)
                         if self.path == "/pid":
                             self.pids.add(int(r.body))
                     else:
