@@ -316,7 +316,14 @@ class Attack(threading.Thread):
             kind = "loris" if k < self.n_loris else "body"
             if kind == "body":
                 s.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n0123456789")
-            socks[k] = [s, kind, 0, b"", time.monotonic()]
+            else:
+                # the first head byte at once: on a loaded machine making
+                # the rest of the connections (TLS handshakes) can outlast
+                # the head timeout, and a connection that sent nothing is
+                # closed without an answer, not given a 408
+                s.send(LORIS_HEAD[:1])
+                self.bytes_sent += 1
+            socks[k] = [s, kind, 1 if kind == "loris" else 0, b"", time.monotonic()]
             sel.register(s, selectors.EVENT_READ, k)
         self.ready.set()
         end = t0 + self.max_s
@@ -333,8 +340,9 @@ class Attack(threading.Thread):
                             try:
                                 st[2] += st[0].send(LORIS_HEAD[st[2] : st[2] + 1])
                                 self.bytes_sent += 1
-                            except WOULD_BLOCK + (BrokenPipeError, ConnectionResetError):
-                                pass
+                            except WOULD_BLOCK + (BrokenPipeError, ConnectionResetError,
+                                                  ssl.SSLEOFError):
+                                pass  # closed by the server: what it said is read below
                 for key, _ in sel.select(max(0.0, next_tick - time.monotonic())):
                     k = key.data
                     st = socks[k]
