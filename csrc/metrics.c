@@ -4,6 +4,7 @@
 #include "piston.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* seconds: the upper bounds of the latency buckets but +Inf */
@@ -32,6 +34,44 @@ piston_metrics *piston_metrics_new(size_t nslots) {
     return NULL;
   piston_metrics *m = p; /* zero-filled: every slot free */
   m->nslots = nslots;
+  m->map_len = len;
+  return m;
+}
+
+piston_metrics *piston_metrics_open(const char *path, size_t nslots) {
+  if (!path || nslots == 0 || nslots > 4096) {
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t len = sizeof(piston_metrics) + nslots * sizeof(piston__mslot);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return NULL;
+  struct stat st;
+  int err = 0;
+  if (fstat(fd, &st) != 0)
+    err = errno;
+  /* in a shared directory (/dev/shm) a file of another user, or one others
+   * may write, could feed the counters: only one of ours, ours alone */
+  else if (st.st_uid != geteuid() || (st.st_mode & 077) || !S_ISREG(st.st_mode))
+    err = EPERM;
+  /* the first to open it sizes it, zero-filled: every slot free (two at
+   * once truncate to the same size); another size is another layout */
+  else if (st.st_size == 0 && ftruncate(fd, (off_t)len) != 0)
+    err = errno;
+  else if (st.st_size != 0 && (size_t)st.st_size != len)
+    err = EINVAL;
+  void *p = err ? MAP_FAILED
+                : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (!err && p == MAP_FAILED)
+    err = errno;
+  close(fd);
+  if (err) {
+    errno = err;
+    return NULL;
+  }
+  piston_metrics *m = p;
+  m->nslots = nslots; /* the same values from every process */
   m->map_len = len;
   return m;
 }

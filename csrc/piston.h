@@ -281,6 +281,13 @@ PISTON_EXPORT int piston_server_reopen_logs(piston_server *srv);
  * the app, open connections, bytes in and out. */
 typedef struct piston_metrics piston_metrics;
 PISTON_EXPORT piston_metrics *piston_metrics_new(size_t nslots);
+/* The same region in a file that processes which do not fork from one
+ * another open by name (node:cluster's workers, PM2's): created 0600 if
+ * absent, refused (NULL, errno EPERM) if another user owns it or others
+ * may write it, EINVAL if it was made with another nslots. Unmapped by
+ * piston_metrics_free; the file stays for the other processes. */
+PISTON_EXPORT piston_metrics *piston_metrics_open(const char *path,
+                                                  size_t nslots);
 PISTON_EXPORT void piston_metrics_free(piston_metrics *m);
 /* Counts into m (NULL: a region of its own with one slot) and answers GET
  * and HEAD of path (NULL: none; the text format 0.0.4) on every listener,

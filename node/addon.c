@@ -37,6 +37,8 @@
 
 #include "../csrc/piston.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1009,14 +1011,64 @@ static napi_value js_access_log(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-/* opsRoute(srv, kind, path): 0 metrics (piston_server_metrics, a region
- * of the process's own), 1 health (piston_server_health) */
+/* The regions this process opened by file (piston_metrics_open), one per
+ * file, kept for the process's life: every server of it counting into one
+ * file shares the mapping, and a server may end while others still count. */
+#define SHARED_REGIONS 8
+static struct {
+  char *file;
+  piston_metrics *m;
+} shared_regions[SHARED_REGIONS];
+static pthread_mutex_t shared_regions_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static piston_metrics *shared_region(const char *file, size_t nslots) {
+  pthread_mutex_lock(&shared_regions_lock);
+  piston_metrics *m = NULL;
+  int i = 0;
+  for (; i < SHARED_REGIONS && shared_regions[i].file; i++)
+    if (strcmp(shared_regions[i].file, file) == 0) {
+      m = shared_regions[i].m;
+      break;
+    }
+  if (!m && i < SHARED_REGIONS && (m = piston_metrics_open(file, nslots))) {
+    shared_regions[i].file = strdup(file);
+    shared_regions[i].m = m;
+    if (!shared_regions[i].file) {
+      piston_metrics_free(m);
+      m = NULL;
+      errno = ENOMEM;
+    }
+  } else if (!m && i == SHARED_REGIONS) {
+    errno = EMFILE;
+  }
+  pthread_mutex_unlock(&shared_regions_lock);
+  return m;
+}
+
+/* opsRoute(srv, kind, path, file, nslots): 0 metrics (piston_server_metrics,
+ * in a region of the process's own, or with file the region shared through
+ * it by every process that opens it), 1 health (piston_server_health) */
 static napi_value js_ops_route(napi_env env, napi_callback_info info) {
-  SRV_ARG(3);
+  SRV_ARG(5);
   int64_t kind = get_i64(env, argv[1], 0);
   char *path = dup_str(env, argv[2]);
+  piston_metrics *m = NULL;
+  if (path && kind == 0 && !is_nullish(env, argv[3])) {
+    char *file = dup_str(env, argv[3]);
+    m = file ? shared_region(file, (size_t)get_i64(env, argv[4], 0)) : NULL;
+    if (!m) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "metrics: cannot share counters through %s: %s",
+               file ? file : "(a file)", strerror(errno));
+      napi_throw_error(env, "ERR_PISTON_METRICS", msg);
+      free(file);
+      free(path);
+      return NULL;
+    }
+    free(file);
+  }
   int rc = !path       ? PISTON_EINVAL
-           : kind == 0 ? piston_server_metrics(s->server, NULL, path)
+           : kind == 0 ? piston_server_metrics(s->server, m, path)
                        : piston_server_health(s->server, path);
   free(path);
   if (rc < 0)

@@ -136,7 +136,12 @@ function makeNative(id, options, listen, routes) {
     native.accessLog(h, options.accessLogFile ?? null, options.accessLogFormat ?? null);
   }
   // Prometheus text at options.metrics, readiness at options.health (C)
-  if (options.metrics) native.opsRoute(h, 0, String(options.metrics));
+  if (options.metrics) {
+    // cluster workers count into one region, so that any worker answering
+    // a scrape sums them all, as the Python supervisor's workers do
+    const file = inClusterWorker(options, listen) ? clusterMetricsFile(listen) : null;
+    native.opsRoute(h, 0, String(options.metrics), file, CLUSTER_METRICS_SLOTS);
+  }
   if (options.health) native.opsRoute(h, 1, String(options.health));
   // { '/api': 5 } or { '/api': { ttl: 5, swr: 30, sie: 60 } }: GET
   // responses under a prefix cacheable without a Piston-Cache field
@@ -168,6 +173,70 @@ function inClusterWorker(options, listen) {
   }
   return true;
 }
+
+// The file through which the workers of one cluster share their metrics:
+// named by the user, the primary (its pid and start time, so a later
+// primary with a reused pid starts from zero) and the port, so two apps
+// under one PM2 daemon count apart. Files of primaries that are gone are
+// removed on the way.
+const CLUSTER_METRICS_SLOTS = 256;
+
+function startTime(pid) {
+  try {
+    // field 22 of /proc/PID/stat, after the ')' that ends the command name
+    const stat = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] || '0';
+  } catch {
+    return null; // gone
+  }
+}
+
+function metricsDir() {
+  const fs = require('node:fs');
+  try {
+    fs.accessSync('/dev/shm', fs.constants.W_OK);
+    return '/dev/shm';
+  } catch {
+    return require('node:os').tmpdir();
+  }
+}
+
+// Removes the metrics files of this user whose primary is gone (or, at a
+// primary's exit, its own: gone: (pid, start) -> bool).
+function removeMetricsFiles(gone) {
+  const fs = require('node:fs');
+  const dir = metricsDir();
+  const prefix = `piston-metrics-${process.getuid()}-`;
+  let names = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return; // an unreadable directory: nothing to tidy
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const [pid, start] = name.slice(prefix.length).split('-');
+    if (!gone(Number(pid), start)) continue;
+    try {
+      fs.unlinkSync(require('node:path').join(dir, name));
+    } catch {
+      // another process removed it first
+    }
+  }
+}
+
+function clusterMetricsFile(listen) {
+  const ppid = process.ppid;
+  removeMetricsFiles((pid, start) => pid !== ppid && startTime(pid) !== start);
+  return require('node:path').join(metricsDir(),
+    `piston-metrics-${process.getuid()}-${ppid}-${startTime(ppid) || '0'}-${listen.port}`);
+}
+
+// A primary that loads Piston removes its workers' file when it exits (one
+// that does not, PM2's daemon, leaves it to the next worker's sweep above).
+require('node:cluster').once('fork', () => {
+  process.once('exit', () => removeMetricsFiles((pid) => pid === process.pid));
+});
 
 // Flattens header objects/arrays into [name, value, ...] strings.
 function flattenHeaders(obj, out) {

@@ -22,9 +22,9 @@ function freePort() {
 }
 
 // The primary, once it printed 'ready' (or a worker's error line).
-function startCluster(kind, port, workers = 2) {
+function startCluster(kind, port, workers = 2, env = {}) {
   const proc = spawn(process.execPath, [APP, kind], {
-    env: { ...process.env, PORT: String(port), WORKERS: String(workers) },
+    env: { ...process.env, PORT: String(port), WORKERS: String(workers), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -106,6 +106,48 @@ for (const kind of ['http', 'app']) {
         await stopCluster(proc);
       }
     });
+  });
+}
+
+// GET 2xx responses summed, and the workers named, in one scrape
+async function scrape(port) {
+  const r = await request(port, 'GET', '/metrics');
+  assert.equal(r.status, 200);
+  const m = /^piston_requests_total\{method="GET",status="2xx"\} (\d+)$/m.exec(r.body);
+  const workers = [...r.body.matchAll(/^piston_worker_sent_bytes_total\{worker="(\d+)"\} \d+$/gm)]
+    .map((x) => x[1]);
+  return { get2xx: Number(m[1]), workers: new Set(workers) };
+}
+
+for (const kind of ['http', 'app']) {
+  test(`cluster: ${kind === 'http' ? 'createServer' : 'App'}: metrics summed over the workers`, async () => {
+    const port = await freePort();
+    const { proc, first } = startCluster(kind, port, 2, { METRICS: '1' });
+    try {
+      assert.equal(await first, 'ready');
+      const pids = await pidsOf(port, 60);
+      assert.equal(pids.size, 2);
+      // whichever worker answers, a scrape counts both (and itself once
+      // answered)
+      for (let i = 0; i < 12; i++) {
+        const m = await scrape(port);
+        assert.equal(m.get2xx, 60 + i);
+        assert.deepEqual(m.workers, new Set(pids.keys()));
+      }
+      // a killed worker's counts stay: its replacement goes on from them
+      const victim = Number([...pids.keys()][0]);
+      process.kill(victim, 'SIGKILL');
+      let m;
+      for (let i = 0; i < 100; i++) {
+        await sleep(100);
+        m = await scrape(port);
+        if (m.workers.size === 2 && !m.workers.has(String(victim))) break;
+      }
+      assert.ok(!m.workers.has(String(victim)) && m.workers.size === 2, [...m.workers].join());
+      assert.ok(m.get2xx >= 72, `${m.get2xx}`);
+    } finally {
+      assert.equal(await stopCluster(proc), 0);
+    }
   });
 }
 

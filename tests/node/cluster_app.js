@@ -27,15 +27,17 @@ if (cluster.isPrimary) {
   });
   for (let i = 0; i < workers; i++) cluster.fork();
 } else {
+  // METRICS=1: Prometheus text at /metrics, summed over the workers
+  const options = process.env.METRICS ? { metrics: '/metrics' } : {};
   const reply = (res) => res.end(String(process.pid));
   const report = (err) => process.send(err ? { error: `${err.code} ${err.message}` } : { listening: true });
   let server;
   if (kind === 'app') {
-    server = new piston.App();
+    server = new piston.App(options);
     server.get('/', (req, res) => reply(res));
     server.listen(port, '127.0.0.1', (err) => report(err));
   } else {
-    server = piston.createServer((req, res) => reply(res));
+    server = piston.createServer(options, (req, res) => reply(res));
     server.on('error', report);
     server.listen(port, '127.0.0.1', () => report(null));
   }
