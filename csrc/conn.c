@@ -56,6 +56,11 @@ void piston__conn_mark_pending(piston__conn *c) {
   piston__io_mark_pending(&c->io);
 }
 
+void piston__conn_shut_write(piston__conn *c) {
+  c->tp->shutdown_write(c);
+  c->wr_shut = true;
+}
+
 void piston__conn_mark_dirty(piston__conn *c) {
   piston__io_mark_dirty(&c->io);
 }
@@ -193,7 +198,7 @@ static void start_linger(piston__conn *c) {
   /* Closing with unread input would make the kernel send a reset, which
    * can destroy the response before the client reads it: shut our side,
    * then read and drop what the client still sends, for a short while. */
-  c->tp->shutdown_write(c);
+  piston__conn_shut_write(c);
   c->state = CONN_LINGER;
   piston__conn_timer(c, TIMER_LINGER);
   if (c->readable)
@@ -215,9 +220,17 @@ static void conn_events(piston__io *io, uint32_t events) {
     piston__conn_close(c); /* reset */
     return;
   }
-  /* EPOLLHUP alone: both directions are shut, but what the client sent
-   * before its FIN may still wait to be read (a stream the host half-closed
-   * first, whose reading was paused): it is read up to the 0 that ends it */
+  /* EPOLLHUP without EPOLLERR: both directions are shut. Before our FIN
+   * that is the client's reset, its error consumed by a read (OpenSSL's,
+   * behind a close_notify it returned as an end: nothing tells the loop
+   * again), so nothing can be answered: close, as for EPOLLERR. After our
+   * FIN (a stream the host half-closed first, its reading paused) it is
+   * the client's FIN, and what it sent before may still wait to be read:
+   * it is read up to the 0 that ends it. */
+  if ((events & EPOLLHUP) && !c->wr_shut) {
+    piston__conn_close(c);
+    return;
+  }
   if (events & EPOLLHUP)
     events |= EPOLLRDHUP;
   if (events & (EPOLLIN | EPOLLRDHUP)) {

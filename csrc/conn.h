@@ -87,6 +87,9 @@ struct piston__conn {
    * the socket no longer reports it, so the connection closes at its next
    * run, once those bytes were handled */
   bool read_failed;
+  /* our FIN was sent (piston__conn_shut_write): from then on the socket's
+   * EPOLLHUP can mean the client's FIN, not only its reset */
+  bool wr_shut;
   /* from a trusted proxy with PISTON_OPT_PROXY_PROTOCOL: a PROXY header
    * comes first (proxyproto.c), before any byte the transport reads */
   bool proxy_wait;
@@ -126,6 +129,8 @@ void piston__conn_rbuf_release(piston__conn *c);
 void piston__conn_finish(piston__conn *c);
 void piston__conn_close(piston__conn *c);
 void piston__conn_mark_pending(piston__conn *c);
+/* Sends our FIN (the transport's close_notify first): a half-close. */
+void piston__conn_shut_write(piston__conn *c);
 void piston__conn_mark_dirty(piston__conn *c);
 /* The peer's address as text and port ("" and 0 for a Unix socket). */
 void piston__conn_peer_text(const piston__conn *c, char *buf, size_t cap,

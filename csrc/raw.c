@@ -80,7 +80,7 @@ static void raw_flushed(piston__conn *c, bool sent) {
   /* the host is done and what it queued is out: its FIN follows, and the
    * client's bytes are still read (a half-close, as net.Socket's end()),
    * until the client ends too */
-  c->tp->shutdown_write(c);
+  piston__conn_shut_write(c);
   h->fin_sent = true;
   if (c->peer_eof)
     piston__conn_close(c);

@@ -96,6 +96,23 @@ def test_resets_under_asan_no_crash_no_leak_no_stuck(server):
     assert len(counts) == len(SCENARIOS)
 
 
+def test_reset_while_the_host_holds_the_request(server):
+    """Clients that send a request the host never answers (/never: no timer
+    runs then) and reset at once: each reset reaches the host as
+    PISTON_EV_CLOSED and nothing stays. Over TLS against the ASan build the
+    server often reads the request behind a reset whose error OpenSSL's own
+    write (the session tickets after the handshake) consumed: the socket
+    then says only EPOLLHUP, which before our FIN is a reset too."""
+    s = server(
+        ASAN_TESTSERVER,
+        ["--head-timeout", "2", "--body-timeout", "2", "--idle-timeout", "2",
+         "--write-timeout", "5", "--threads", "2", "--shutdown-timeout", "5"],
+        env=SAN_ENV, sigpipe_ignored=True)
+    reset_clients(s.addr, {"never": SCENARIOS["never"]}, THREADS, 60, 0, join_s=600)
+    st = util.wait_stats(s.addr, lambda st: st["live"] == 0 and st["conns"] <= 1, timeout=10)
+    assert st["closed_events"] >= 1, st
+
+
 def test_sendfile_reset_sigpipe(server):
     """A client that resets during a sendfile response must not kill a host
     that left SIGPIPE at its default (piston-testserver, any embedding C
