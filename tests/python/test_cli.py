@@ -163,6 +163,39 @@ def test_ipv6_bind():
         assert p.wait(10) == 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ipv6_any_is_ipv6_only(workers):
+    # '[::]' is IPv6's (IPv4 has 0.0.0.0), as the engine binds it (nginx's
+    # ipv6only=on), whoever makes the socket: one process or a supervisor,
+    # whatever the system's bindv6only says
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        t = socket.socket(socket.AF_INET6)
+        t.bind(("::", 0))
+        port = t.getsockname()[1]
+        t.close()
+    except OSError:
+        pytest.skip("no IPv6 address to bind")
+    import time
+    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.path.join(ROOT, "python"))
+    p = subprocess.Popen(piston_cmd() + ["apps:app", "--bind", "[::]:%d" % port,
+                                         "--workers", workers], cwd=HERE,
+                         env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("::1", port), timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+    finally:
+        p.terminate()
+        assert p.wait(20) == 0
+
+
 def test_fd_bind_and_idle_timeout():
     """fd://N: an inherited listening socket (systemd style)."""
     ls = socket.socket()
