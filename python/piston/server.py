@@ -60,8 +60,10 @@ def _tcp_precheck(host, port):
         s.close()
 
 
-def _shared_socket(spec, backlog):
-    """A listening socket made here and shared by every worker."""
+def _shared_socket(spec, options):
+    """A listening socket made here and shared by every worker, with the
+    engine's options (cfg.options) for it as the engine's own would have."""
+    backlog = options.get(_piston.OPT_BACKLOG, 1024)
     kind = spec[0]
     if kind == "fd":
         fd = spec[1]
@@ -95,6 +97,11 @@ def _shared_socket(spec, backlog):
         host, port = spec[1], spec[2]
         s = socket.socket(_family(host), socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if s.family == socket.AF_INET6:
+            # set either way, as the engine does: '::' is IPv6's unless
+            # asked, whatever the system's bindv6only says
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,
+                         1 if options.get(_piston.OPT_IPV6_ONLY, 1) else 0)
         try:
             s.bind((host, port))
         except OSError as e:
@@ -355,8 +362,7 @@ def _restart_listeners(cfg, restart):
     (or taken over from the image before it), to be handed to the next."""
     specs = [parse_bind(b) for b in cfg.bind]
     if restart.inherited is None:
-        backlog = cfg.options.get(_piston.OPT_BACKLOG, 1024)
-        return [_bound(spec, _shared_socket(spec, backlog)) for spec in specs]
+        return [_bound(spec, _shared_socket(spec, cfg.options)) for spec in specs]
     kept = [spec for spec, _ in restart.inherited]
     added = [spec for spec in specs if spec[0] != "fd" and spec not in kept]
     if added:
@@ -486,14 +492,13 @@ class Supervisor:
 
     def prepare(self):
         prepare_ops_for_workers(self.cfg, self.cfg.workers)  # before any fork
-        backlog = self.cfg.options.get(_piston.OPT_BACKLOG, 1024)
         for b in self.cfg.bind:
             spec = parse_bind(b)
             if spec[0] == "tcp" and self.cfg.reuse_port:
                 port = _tcp_precheck(spec[1], spec[2])
                 self.listen.append((("tcp", spec[1], port), None))
             else:
-                spec, fd = _bound(spec, _shared_socket(spec, backlog))
+                spec, fd = _bound(spec, _shared_socket(spec, self.cfg.options))
                 if spec[0] == "unix" and (self.cfg.uid is not None or self.cfg.gid is not None):
                     os.chown(spec[1], -1 if self.cfg.uid is None else self.cfg.uid,
                              -1 if self.cfg.gid is None else self.cfg.gid)

@@ -133,16 +133,22 @@ def test_unix_socket(tmp_path):
         assert s.stop() == 0
 
 
-def test_ipv6_bind():
+def ipv6_port(host):
+    """A free port on the IPv6 address host; the test is skipped without one."""
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     try:
         t = socket.socket(socket.AF_INET6)
-        t.bind(("::1", 0))
+        t.bind((host, 0))
         port = t.getsockname()[1]
         t.close()
+        return port
     except OSError:
-        pytest.skip("no ::1")
+        pytest.skip("no %s to bind" % host)
+
+
+def test_ipv6_bind():
+    port = ipv6_port("::1")
     env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.path.join(ROOT, "python"))
     p = subprocess.Popen(piston_cmd() + ["apps:app", "--bind", "[::1]:%d" % port], cwd=HERE,
                          env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
@@ -161,6 +167,31 @@ def test_ipv6_bind():
     finally:
         p.terminate()
         assert p.wait(10) == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ipv6_any_is_ipv6_only(workers):
+    # '[::]' is IPv6's (IPv4 has 0.0.0.0), as the engine binds it (nginx's
+    # ipv6only=on), whoever makes the socket: one process or a supervisor,
+    # whatever the system's bindv6only says
+    port = ipv6_port("::")
+    import time
+    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.path.join(ROOT, "python"))
+    p = subprocess.Popen(piston_cmd() + ["apps:app", "--bind", "[::]:%d" % port,
+                                         "--workers", workers], cwd=HERE,
+                         env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("::1", port), timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+    finally:
+        p.terminate()
+        assert p.wait(20) == 0
 
 
 def test_fd_bind_and_idle_timeout():
