@@ -325,6 +325,9 @@ class Attack(threading.Thread):
                 self.bytes_sent += 1
             socks[k] = [s, kind, 1 if kind == "loris" else 0, b"", time.monotonic()]
             sel.register(s, selectors.EVENT_READ, k)
+            # the server's closes of the first ones are seen while the rest
+            # connect, not only once all are made
+            self._read(sel, socks, 0)
         self.ready.set()
         end = t0 + self.max_s
         tick = 0.05
@@ -343,33 +346,39 @@ class Attack(threading.Thread):
                             except WOULD_BLOCK + (BrokenPipeError, ConnectionResetError,
                                                   ssl.SSLEOFError):
                                 pass  # closed by the server: what it said is read below
-                for key, _ in sel.select(max(0.0, next_tick - time.monotonic())):
-                    k = key.data
-                    st = socks[k]
-                    try:
-                        data = st[0].recv(65536)
-                        while TLS and data and st[0].pending():
-                            data += st[0].recv(65536)
-                    except WOULD_BLOCK:
-                        continue
-                    except ConnectionResetError:
-                        data = b""
-                    except ssl.SSLError as e:
-                        # TLS: a close the record layer calls unclean
-                        self.ssl_errors.append(repr(e))
-                        data = b""
-                    if data:
-                        st[3] += data
-                        continue
-                    sel.unregister(st[0])
-                    st[0].close()
-                    self.results[k] = (st[1], st[3], time.monotonic() - st[4])
-                    del socks[k]
+                self._read(sel, socks, max(0.0, next_tick - time.monotonic()))
         finally:
             for k, st in socks.items():
                 self.results[k] = (st[1], st[3], None)
                 st[0].close()
             sel.close()
+
+    def _read(self, sel, socks, timeout):
+        """What the server sent on the sockets readable within timeout;
+        those it closed are recorded (kind, bytes, seconds open) and
+        dropped from socks."""
+        for key, _ in sel.select(timeout):
+            k = key.data
+            st = socks[k]
+            try:
+                data = st[0].recv(65536)
+                while TLS and data and st[0].pending():
+                    data += st[0].recv(65536)
+            except WOULD_BLOCK:
+                continue
+            except ConnectionResetError:
+                data = b""
+            except ssl.SSLError as e:
+                # TLS: a close the record layer calls unclean
+                self.ssl_errors.append(repr(e))
+                data = b""
+            if data:
+                st[3] += data
+                continue
+            sel.unregister(st[0])
+            st[0].close()
+            self.results[k] = (st[1], st[3], time.monotonic() - st[4])
+            del socks[k]
 
 
 def slow_attack(addr, n_loris, n_body, n_normal, head_timeout, check_normal):
