@@ -346,6 +346,9 @@ def _reload_tls(w):
     """SIGHUP with one process whose app was loaded once (--preload, or an
     app object given to piston.run): the code stays, the certificates are
     read again (open connections keep theirs)."""
+    if w.srv is None:
+        log.info("SIGHUP: not serving yet: nothing to reload")
+        return
     if not w.cfg.certfile:
         log.info("SIGHUP: the app was loaded once (--preload, or given as an object): "
                  "the code stays")
@@ -400,13 +403,11 @@ def _shut_listeners(listen):
 def serve_single(app, cfg, worker_cls=None, restart=None):
     """One process, no supervisor. restart (a restart.Restart): SIGHUP runs
     the new code in this process, else it keeps the code."""
-    listen = _restart_listeners(cfg, restart) if restart else None
-    w = (worker_cls or Worker)(app, cfg, listen=listen)
-    _install_stop_signals(w)  # before the first request can be served
-    if listen:
-        w.on_draining = lambda: None if restart.go else _shut_listeners(listen)
-    w.start()
+    w = (worker_cls or Worker)(app, cfg)
     notifier = systemd.Notifier()
+    # every handler before the first socket exists: a client (a test, a
+    # probe) may signal as soon as the port answers
+    _install_stop_signals(w)
     if restart:
         signal.signal(signal.SIGHUP, lambda s, f: restart.request(w.stop, notifier.notify))
     else:
@@ -416,6 +417,10 @@ def serve_single(app, cfg, worker_cls=None, restart=None):
     signal.signal(signal.SIGWINCH, _ignored(NO_WINCH))
     for s in (signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(s, _ignored("one process has no workers; use --workers"))
+    if restart:
+        listen = w.listen = _restart_listeners(cfg, restart)
+        w.on_draining = lambda: None if restart.go else _shut_listeners(listen)
+    w.start()
     ports = w.ports()
     for (spec, fd), port in zip(w.listen, ports):
         if spec[0] == "tcp" and fd is None:
