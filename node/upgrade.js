@@ -446,6 +446,61 @@ function takeOver(server, slot, name, method, url, minor, connId, raw) {
   socket._emitLater(name, req, standIn);
 }
 
+// node's own answers to a parse error nobody else answers
+// (lib/_http_server.js socketOnError), by err.code
+const NODE_ANSWERS = {
+  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
+  ERR_HTTP_REQUEST_TIMEOUT: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
+};
+
+// What node's socketOnError does with a parse error: to the 'clientError'
+// listeners, which answer on the socket themselves (or not at all), else
+// node's own answer and a destroy with the error.
+function socketOnError(server, socket, err) {
+  if (server.listenerCount('clientError') > 0) {
+    server.emit('clientError', err, socket);
+    return;
+  }
+  if (socket.writable) {
+    const status = err.status;
+    const line = `HTTP/1.1 ${status} ${require('node:http').STATUS_CODES[status] || 'Error'}`;
+    socket.write(NODE_ANSWERS[err.code] || (status === 400 || !status ? 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n' : `${line}\r\nConnection: close\r\n\r\n`));
+  }
+  socket.destroy(err);
+}
+
+// A connection the engine rejected and handed over (slot: its raw stream,
+// piston_loop_client_error_take) because the server listens for
+// 'clientError' or 'connection': the socket is node's as after its parse
+// error, writable, and left to the listener. As node's, its parser stays
+// failed: each later chunk from the client is the same error again, and
+// the client's end ends the socket (http.Server is not half-open).
+function answerClientError(server, slot, err, connId) {
+  const socket = server._tls ? new (tlsSocketClass())(server, slot) : new UpgradedSocket(server, slot);
+  B.bindSlot(slot, socket);
+  // node's socket has had its 'connection' at the accept
+  if (server._sockets.get(connId) === undefined) server.emit('connection', socket);
+  socket.on('error', noop); // as node's socketOnError: errors from now on are ignored
+  socket.on('end', () => {
+    if (socket.writable) socket.end();
+  });
+  socket.on('data', (chunk) => {
+    const again = new Error(err.message);
+    again.code = err.code;
+    again.status = err.status;
+    again.bytesParsed = 0;
+    again.rawPacket = chunk;
+    socketOnError(server, socket, again);
+  });
+  try {
+    socketOnError(server, socket, err);
+  } catch (e) {
+    socket.destroy();
+    server._report(e, socket);
+  }
+}
+
 function noop() {}
 
-module.exports = { asksUpgrade, takeOver, UpgradedSocket };
+module.exports = { asksUpgrade, takeOver, answerClientError, UpgradedSocket };
