@@ -291,8 +291,9 @@ function emitSocketError(socket, err) {
   if (socket.listenerCount('error') > 0) socket.emit('error', err);
 }
 
-// The socket of a 'clientError': the engine has already answered (400, 408,
-// 413, ...) and closes the connection, so nothing can be written; destroy()
+// The socket of a 'clientError' the engine answered itself (a rejection
+// after the handler had the request, or a connection it could not hand
+// over): it closes the connection, so nothing can be written; destroy()
 // and end() are harmless no-ops.
 class ClientErrorSocket extends SocketBase {
   constructor(server, addr, port) {
