@@ -475,7 +475,8 @@ function socketOnError(server, socket, err) {
 // 'clientError' or 'connection': the socket is node's as after its parse
 // error, writable, and left to the listener. As node's, its parser stays
 // failed: each later chunk from the client is the same error again, and
-// the client's end ends the socket (http.Server is not half-open).
+// the client's end ends the socket (http.Server is not half-open). After a
+// timeout (no parse error: node's parser is fine) later bytes are dropped.
 function answerClientError(server, slot, err, connId) {
   const socket = server._tls ? new (tlsSocketClass())(server, slot) : new UpgradedSocket(server, slot);
   B.bindSlot(slot, socket);
@@ -486,6 +487,7 @@ function answerClientError(server, slot, err, connId) {
     if (socket.writable) socket.end();
   });
   socket.on('data', (chunk) => {
+    if (err.rawPacket === undefined) return;
     const again = new Error(err.message);
     again.code = err.code;
     again.status = err.status;
