@@ -23,6 +23,7 @@
 //   engine's stop deadline (closeTimeoutMs), where piston's close() differs
 //   from node's for any open connection.
 
+const http = require('node:http');
 const net = require('node:net');
 const { Duplex } = require('node:stream');
 const B = require('./binding');
@@ -446,14 +447,6 @@ function takeOver(server, slot, name, method, url, minor, connId, raw) {
   socket._emitLater(name, req, standIn);
 }
 
-// node's own answers to a parse error nobody else answers
-// (lib/_http_server.js socketOnError), by err.code
-const NODE_ANSWERS = {
-  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
-  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
-  ERR_HTTP_REQUEST_TIMEOUT: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
-};
-
 // What node's socketOnError does with a parse error: to the 'clientError'
 // listeners, which answer on the socket themselves (or not at all), else
 // node's own answer and a destroy with the error.
@@ -462,10 +455,11 @@ function socketOnError(server, socket, err) {
     server.emit('clientError', err, socket);
     return;
   }
+  // the bytes the engine would have sent (node's, as PISTON_OPT_HEAD_STYLE
+  // has it: 400 for a client that ended within a head, status 0)
   if (socket.writable) {
-    const status = err.status;
-    const line = `HTTP/1.1 ${status} ${require('node:http').STATUS_CODES[status] || 'Error'}`;
-    socket.write(NODE_ANSWERS[err.code] || (status === 400 || !status ? 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n' : `${line}\r\nConnection: close\r\n\r\n`));
+    const status = err.status || 400;
+    socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] || 'Error'}\r\nConnection: close\r\n\r\n`);
   }
   socket.destroy(err);
 }
