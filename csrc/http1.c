@@ -213,19 +213,83 @@ static void restore_timer(piston__h1 *h) {
 
 /* ---- the engine answering in the host's place ---- */
 
-static void report_client_error(piston__h1 *h, int status) {
+/* Tells the host of a rejection; offer: the host may take the connection
+ * and answer it itself (piston_loop_client_error_take). Returns whether it
+ * did. */
+static bool report_client_error(piston__h1 *h, int status, bool offer) {
   const piston_server *srv = srv_of(h);
   if (!srv->on_client_error)
-    return;
+    return false;
   char addr[46];
   int port;
-  piston__conn_peer_text(&h->conn, addr, sizeof addr, &port);
-  piston_loop *l = h->conn.io.loop;
+  piston__conn *c = &h->conn;
+  piston__conn_peer_text(c, addr, sizeof addr, &port);
+  piston_loop *l = c->io.loop;
   l->cerr_name = h->err_name;
   l->cerr_reason = h->err_reason;
+  l->cerr_h1 = offer ? h : NULL;
+  l->cerr_taken = NULL;
+  if (h->err_data && c->rbuf) {
+    l->cerr_data = c->rbuf + h->err_off;
+    l->cerr_len = h->err_end - h->err_off;
+    l->cerr_parsed = h->err_pos - h->err_off;
+  }
   srv->on_client_error(l, status, addr, port, srv->on_client_error_ud);
+  bool taken = l->cerr_taken != NULL;
   l->cerr_name = l->cerr_reason = NULL;
+  l->cerr_h1 = NULL;
+  l->cerr_taken = NULL;
+  l->cerr_data = NULL;
+  l->cerr_len = l->cerr_parsed = 0;
   h->err_name = h->err_reason = NULL;
+  h->err_data = false;
+  return taken;
+}
+
+piston_req *piston_loop_client_error_take(piston_loop *l) {
+  piston__h1 *h = l->cerr_h1;
+  if (!h)
+    return NULL;
+  l->cerr_h1 = NULL; /* one taker */
+  piston__conn *c = &h->conn;
+  piston_req *r = h->req;
+  if (!r) {
+    r = h->spare;
+    h->spare = NULL;
+    if (!r && !(r = piston__req_new(c)))
+      return NULL;
+    h->req = r;
+  }
+  /* only the engine held it (report_client_error's offer): a fresh
+   * exchange that is a raw stream from the start, with no head of its own */
+  assert(atomic_load(&r->refs) == 1);
+  piston__req_reset(r, c);
+  r->resp = RESP_ENDED; /* no HTTP response: the host writes its own */
+  r->upgrade = UPGRADE_RAW;
+  r->loop_ended = true;
+  atomic_fetch_add(&r->refs, 1); /* the host's reference */
+  l->cerr_taken = r;
+  return r;
+}
+
+/* The host took a rejected connection: it is the host's raw stream now. */
+static void host_answers(piston__h1 *h) {
+  piston__conn *c = &h->conn;
+  /* the host had the buffered bytes as the error's; only what the client
+   * sends from now on is the stream's */
+  c->rlen = c->rpos = 0;
+  if (c->peer_eof) {
+    /* the client ended already: its stream has no byte to come */
+    pthread_mutex_lock(&h->req->lock);
+    h->req->body_done = true;
+    pthread_mutex_unlock(&h->req->lock);
+  }
+  piston__raw_start(h);
+  /* node's socket stays as long as the listener leaves it; here the
+   * keep-alive timeout bounds it, so that a host doing nothing cannot hold
+   * the connection */
+  if (c->state == CONN_OPEN)
+    piston__conn_timer(c, TIMER_IDLE);
 }
 
 /* The host held r past the handler timeout without starting a response.
@@ -261,10 +325,16 @@ static void engine_answer(piston__h1 *h, int status, bool host_late) {
     if (r && atomic_load(&r->refs) > 1)
       piston__req_notify(r, PISTON_EV_CLOSED |
                                 (host_late ? PISTON_EV_TIMEOUT : 0));
-    if (host_late)
+    /* the host may answer only a request it never saw */
+    bool offer = !host_late && (!r || atomic_load(&r->refs) == 1);
+    if (host_late) {
       log_handler_timeout(h, r);
-    else
-      report_client_error(h, status);
+    } else if (report_client_error(h, status, offer)) {
+      if (srv_of(h)->mslot)
+        piston__metrics_reject(srv_of(h)->mslot, status);
+      host_answers(h);
+      return;
+    }
     if (srv_of(h)->mslot)
       piston__metrics_reject(srv_of(h)->mslot, status);
     if (r)
@@ -358,7 +428,9 @@ static void request_done(piston__h1 *h) {
 
 static void parse(piston__h1 *h) {
   piston__conn *c = &h->conn;
+  uint32_t start = c->rpos;
   for (;;) {
+    start = c->rpos;
     llhttp_errno_t err =
         llhttp_execute(&h->parser, c->rbuf + c->rpos, c->rlen - c->rpos);
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -384,6 +456,13 @@ static void parse(piston__h1 *h) {
         h->err_reason = llhttp_get_error_reason(&h->parser);
       }
       h->reject_status = 0;
+      const char *at = llhttp_get_error_pos(&h->parser);
+      h->err_data = true;
+      h->err_off = start;
+      h->err_end = c->rlen;
+      h->err_pos = at && at >= c->rbuf + start && at <= c->rbuf + c->rlen
+                       ? (uint32_t)(at - c->rbuf)
+                       : start;
       reject(h, status);
       return;
     }
@@ -412,8 +491,13 @@ static void parse(piston__h1 *h) {
     const piston_server *srv = srv_of(h);
     bool in_url = r && !r->url_done;
     if (c->rlen > (uint64_t)srv->opt[PISTON_OPT_MAX_HEAD_SIZE] ||
-        c->rlen == piston__conn_rbuf_size(c))
+        c->rlen == piston__conn_rbuf_size(c)) {
+      /* llhttp took all it was given: the limit is the engine's */
+      h->err_data = true;
+      h->err_off = start;
+      h->err_pos = h->err_end = c->rlen;
       reject(h, in_url ? 414 : 431);
+    }
     return;
   }
   if (!r || h->state != H1_ACTIVE)
@@ -427,6 +511,27 @@ static void parse(piston__h1 *h) {
   restore_timer(h);
 }
 
+/* The client ended within a head the host never saw: llhttp's verdict on
+ * the end (HPE_INVALID_EOF_STATE) goes to the host as a rejection with
+ * status 0, for nothing is sent: it may answer it itself, as node:http's
+ * parser.finish() has its 'clientError' listener do. Returns whether it
+ * took the connection. */
+static bool eof_in_head(piston__h1 *h) {
+  piston_req *r = h->req;
+  if (h->state != H1_HEAD || !r || atomic_load(&r->refs) != 1 ||
+      !srv_of(h)->on_client_error)
+    return false;
+  llhttp_errno_t err = llhttp_finish(&h->parser);
+  if (err == HPE_OK)
+    return false;
+  h->err_name = llhttp_errno_name(err);
+  h->err_reason = llhttp_get_error_reason(&h->parser);
+  if (!report_client_error(h, 0, true))
+    return false;
+  host_answers(h);
+  return true;
+}
+
 static void on_eof(piston__h1 *h) {
   piston__conn *c = &h->conn;
   piston_req *r = h->req;
@@ -437,6 +542,8 @@ static void on_eof(piston__h1 *h) {
     piston__conn_finish(c);
     return;
   }
+  if (eof_in_head(h))
+    return;
   piston__conn_close(c);
 }
 
@@ -471,8 +578,8 @@ static void h1_run(piston__conn *c) {
   piston__h1 *h = piston__h1_of(c);
   int budget = READ_BUDGET;
   for (;;) {
-    if (c->state != CONN_OPEN || h->h2)
-      return; /* closed, or HTTP/2's since an Upgrade: h2c */
+    if (c->state != CONN_OPEN || h->h2 || c->proto != &h1_proto)
+      return; /* closed, HTTP/2's since an Upgrade: h2c, or the host's */
     piston_req *r = h->req;
     if (r && r->abort_requested) {
       /* The host gave up mid-response: what it wrote so far still goes out

@@ -34,6 +34,11 @@ typedef struct {
   /* llhttp's name and reason of the parse error being rejected (static
    * strings), for the client-error callback; NULL for the engine's own */
   const char *err_name, *err_reason;
+  /* the read buffer's bytes llhttp was given when the request failed
+   * [err_off, err_end) and where it stopped (err_pos), for the same
+   * callback; err_data false when the rejection had none (a timeout) */
+  bool err_data;
+  uint32_t err_off, err_pos, err_end;
   uint32_t served;
   uint32_t keep; /* rbuf bytes the current head occupies */
 } piston__h1;

@@ -356,6 +356,15 @@ const char *piston_loop_client_error(const piston_loop *l,
   return l->cerr_name;
 }
 
+const char *piston_loop_client_error_data(const piston_loop *l, size_t *len,
+                                          size_t *parsed) {
+  if (len)
+    *len = l->cerr_data ? l->cerr_len : 0;
+  if (parsed)
+    *parsed = l->cerr_data ? l->cerr_parsed : 0;
+  return l->cerr_data;
+}
+
 void piston_loop_close_idle(piston_loop *l) {
   atomic_store(&l->close_idle_requested, 1);
   piston__loop_wake(l);

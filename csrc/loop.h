@@ -88,6 +88,14 @@ struct piston_loop {
   piston_server *srv;
   /* during a client-error callback: piston_loop_client_error()'s */
   const char *cerr_name, *cerr_reason;
+  /* and, for an HTTP/1.1 rejection the host may answer itself, its
+   * connection (piston_loop_client_error_take), NULL once taken or when it
+   * cannot be; the exchange the host took; the bytes llhttp was given
+   * (piston_loop_client_error_data) */
+  void *cerr_h1;
+  piston_req *cerr_taken;
+  const char *cerr_data;
+  size_t cerr_len, cerr_parsed;
   int epfd;
   uint8_t inbox_tag, timer_tag; /* epoll data points here */
   int evfd, tfd;

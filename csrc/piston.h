@@ -213,7 +213,10 @@ PISTON_EXPORT void piston_server_on_batch_end(piston_server *srv,
                                               void *userdata);
 /* Called on the loop thread when the engine itself rejects a request (a
  * malformed or oversized one, a slow head or body): the status it sent and
- * the peer. The request never reached the host. */
+ * the peer. The request never reached the host. Status 0: the client ended
+ * within a head (llhttp's HPE_INVALID_EOF_STATE); nothing is sent, the
+ * connection closes unless the host takes it
+ * (piston_loop_client_error_take). */
 typedef void (*piston_client_error_cb)(piston_loop *loop, int status,
                                        const char *remote_addr, int remote_port,
                                        void *userdata);
@@ -227,6 +230,26 @@ PISTON_EXPORT void piston_server_on_client_error(piston_server *srv,
  * llhttp's (a limit, a timeout, a bad Host value). */
 PISTON_EXPORT const char *piston_loop_client_error(const piston_loop *loop,
                                                    const char **reason);
+/* Inside a client-error callback: the bytes of the read llhttp was given
+ * when the request failed (node:http's err.rawPacket), *len of them, and in
+ * *parsed how many it had taken before the error (err.bytesParsed); valid
+ * until the callback returns. NULL (and 0s) when the rejection was not
+ * found in the bytes (a timeout). */
+PISTON_EXPORT const char *piston_loop_client_error_data(const piston_loop *loop,
+                                                        size_t *len,
+                                                        size_t *parsed);
+/* Inside a client-error callback: the host answers the rejection itself
+ * (node:http's 'clientError' listener writes its own bytes, or none). The
+ * engine then sends nothing and its connection becomes a raw byte stream,
+ * as after piston_raw_takeover, on the returned handle (the host's
+ * reference, released with piston_req_release): piston_raw_write,
+ * piston_raw_shutdown, piston_resp_abort to close; what the client sends
+ * from then on is read with piston_req_body_read. Whatever the host does,
+ * the connection closes at the keep-alive timeout (PISTON_OPT_IDLE_TIMEOUT_MS),
+ * so a host that does nothing cannot hold it. NULL when the rejection
+ * cannot be taken (HTTP/2, a request the host already holds, a timeout of
+ * the host's) or was taken already; the engine answers it then. */
+PISTON_EXPORT piston_req *piston_loop_client_error_take(piston_loop *loop);
 /* Called on the loop thread when a connection that carried at least one
  * request to the host closes, with its piston_req_connection_id(): lets a
  * host keep per-connection state (a socket object) and drop it in time. */

@@ -64,6 +64,7 @@ typedef struct srv {
   size_t nevs, cevs;
   uint32_t *wsq; /* WebSocket sessions with messages waiting, this pass */
   size_t nwsq, cwsq;
+  int answers_errors; /* JS answers rejections ('clientError' listeners) */
 } srv_t;
 
 /* A connection event, queued during a pass and handed to JS after it (so JS
@@ -78,6 +79,12 @@ typedef struct srv_ev {
   uint64_t conn;             /* EV_CONN_CLOSED */
   char addr[48];             /* EV_CLIENT_ERROR: textual peer address */
   const char *code, *reason; /* EV_CLIENT_ERROR: llhttp's (static) or NULL */
+  /* EV_CLIENT_ERROR: the connection JS answers (its raw stream's slot), or
+   * -1 when the engine answered; the bytes llhttp was given (data NULL:
+   * none) and how many it took */
+  int64_t slot;
+  char *data;
+  size_t len, parsed;
 } srv_ev;
 
 typedef struct {
@@ -613,6 +620,29 @@ static void on_client_error(piston_loop *loop, int status,
   e->kind = EV_CLIENT_ERROR;
   e->code = piston_loop_client_error(loop, &e->reason);
   e->status = status;
+  e->slot = -1;
+  size_t len, parsed;
+  const char *data = piston_loop_client_error_data(loop, &len, &parsed);
+  if (data && (e->data = malloc(len ? len : 1))) {
+    memcpy(e->data, data, len);
+    e->len = len;
+    e->parsed = parsed;
+  }
+  srv_t *s = ud;
+  piston_req *req =
+      s->answers_errors ? piston_loop_client_error_take(loop) : NULL;
+  if (req) {
+    uint32_t slot;
+    if (s->a->gone || slot_alloc(s->a, req, s, &slot) < 0) {
+      piston_resp_abort(req); /* closed without an answer */
+      piston_req_release(req);
+    } else {
+      piston_req_set_userdata(req, (void *)(uintptr_t)slot);
+      piston_req_on_event(req, on_event, s->a);
+      e->slot = slot;
+      e->conn = piston_req_connection_id(req);
+    }
+  }
   e->port = remote_port;
   snprintf(e->addr, sizeof e->addr, "%s", remote_addr ? remote_addr : "");
 }
@@ -626,8 +656,9 @@ static void on_conn_closed(piston_loop *loop, uint64_t conn_id, void *ud) {
   e->conn = conn_id;
 }
 
-/* onConnEvent(serverId, kind, status|connId, remoteAddr, remotePort) for
- * each queued event, in order. */
+/* onConnEvent(serverId, kind, status|connId, remoteAddr, remotePort, code,
+ * reason, slot, bytesParsed, rawPacket, connId) for each queued event, in
+ * order. */
 static void flush_events(srv_t *s) {
   addon_t *a = s->a;
   /* take the list first, as on_batch_end takes its batch */
@@ -643,12 +674,24 @@ static void flush_events(srv_t *s) {
       napi_handle_scope is;
       if (napi_open_handle_scope(env, &is) != napi_ok)
         break;
-      napi_value argv[7];
+      napi_value argv[11];
       argv[0] = sid;
       argv[1] = make_int(env, evs[i].kind);
-      argv[5] = argv[6] = undef(env);
+      argv[5] = argv[6] = argv[8] = argv[9] = undef(env);
+      argv[7] = make_int(env, -1);
+      argv[10] = undef(env);
       if (evs[i].kind == EV_CLIENT_ERROR) {
-        const srv_ev *e = &evs[i];
+        srv_ev *e = &evs[i];
+        argv[7] = make_int(env, e->slot);
+        if (e->slot >= 0) /* a process-wide counter, as onRequest's */
+          argv[10] = make_int(env, (int64_t)e->conn);
+        e->slot = -1; /* JS's now */
+        if (e->data) {
+          void *x;
+          argv[8] = make_int(env, (int64_t)e->parsed);
+          NAPI_MUST(
+              napi_create_buffer_copy(env, e->len, e->data, &x, &argv[9]));
+        }
         argv[2] = make_int(env, e->status);
         argv[3] = make_latin1(env, e->addr, strlen(e->addr));
         argv[4] = make_int(env, e->port);
@@ -660,10 +703,18 @@ static void flush_events(srv_t *s) {
         argv[2] = make_int(env, (int64_t)evs[i].conn);
         argv[3] = argv[4] = undef(env);
       }
-      js_call(a, &j, a->on_conn_event, 7, argv);
+      js_call(a, &j, a->on_conn_event, 11, argv);
       NAPI_MUST(napi_close_handle_scope(env, is));
     }
     js_leave(a, &j);
+  }
+  /* what JS never got: a connection nobody answers is closed */
+  for (size_t i = 0; i < n; i++) {
+    free(evs[i].data);
+    if (evs[i].kind == EV_CLIENT_ERROR && evs[i].slot >= 0) {
+      piston_resp_abort(a->slots[evs[i].slot].req);
+      slot_release(a, (uint32_t)evs[i].slot);
+    }
   }
   free(evs);
 }
@@ -916,6 +967,16 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
       s->server, get_bool(env, argv[1], false) ? on_client_error : NULL, s);
   piston_server_on_connection_closed(
       s->server, get_bool(env, argv[2], false) ? on_conn_closed : NULL, s);
+  return undef(env);
+}
+
+/* answerClientErrors(srv, on): while on, JS answers the engine's
+ * rejections itself (node:http's 'clientError' listeners): each comes with
+ * its connection's slot as a raw stream (piston_loop_client_error_take). */
+static napi_value js_answer_client_errors(napi_env env,
+                                          napi_callback_info info) {
+  SRV_ARG(2);
+  s->answers_errors = get_bool(env, argv[1], false);
   return undef(env);
 }
 
@@ -2041,6 +2102,7 @@ static napi_value module_init(napi_env env, napi_value exports) {
       {"mimeType", js_mime_type},
       {"percentDecode", js_percent_decode},
       {"watch", js_watch},
+      {"answerClientErrors", js_answer_client_errors},
       {"closeIdle", js_close_idle},
       {"live", js_live},
   };

@@ -50,13 +50,16 @@ native.init(
       s._onClosed();
     }
   },
-  function onConnEvent(sid, kind, a, addr, port, code, reason) {
+  // slot: a rejected connection JS answers itself (a raw stream), or -1
+  function onConnEvent(sid, kind, a, addr, port, code, reason, slot, parsed, raw, connId) {
     const s = servers.get(sid);
-    if (s === undefined) return;
     if (kind === CONN_CLOSED) {
-      if (s._onConnClosed) s._onConnClosed(a);
-    } else if (s._onClientError) {
-      s._onClientError(a, addr, port, code, reason);
+      if (s !== undefined && s._onConnClosed) s._onConnClosed(a);
+    } else if (s !== undefined && s._onClientError) {
+      s._onClientError(a, addr, port, code, reason, slot, parsed, raw, connId);
+    } else if (slot >= 0) {
+      native.respAbort(slot);
+      native.release(slot);
     }
   },
 );

@@ -291,8 +291,9 @@ function emitSocketError(socket, err) {
   if (socket.listenerCount('error') > 0) socket.emit('error', err);
 }
 
-// The socket of a 'clientError': the engine has already answered (400, 408,
-// 413, ...) and closes the connection, so nothing can be written; destroy()
+// The socket of a 'clientError' the engine answered itself (a rejection
+// after the handler had the request, or a connection it could not hand
+// over): it closes the connection, so nothing can be written; destroy()
 // and end() are harmless no-ops.
 class ClientErrorSocket extends SocketBase {
   constructor(server, addr, port) {
@@ -991,6 +992,12 @@ function Server(options, handler) {
     }
   }
   this._options = options;
+  this.on('newListener', (name) => {
+    if (name === 'clientError' || name === 'connection') this._syncClientErrors(true);
+  });
+  this.on('removeListener', (name) => {
+    if (name === 'clientError' || name === 'connection') this._syncClientErrors(false);
+  });
   // node's options.IncomingMessage / options.ServerResponse: the classes
   // req and res are made of (subclasses of node's; the engine's hot paths
   // are grafted onto them as own properties, as for Express's prototypes)
@@ -1122,6 +1129,7 @@ class ServerMethods {
       this._h = B.makeNative(this._id, opts, listenSpec, this._routes);
       if (this._tls) TLS.apply(this._h, this._tls);
       native.watch(this._h, true, true); // 'clientError', per-connection sockets
+      this._syncClientErrors(false);
       boundPort = TLS.start(this._h);
     };
     try {
@@ -1259,11 +1267,32 @@ class ServerMethods {
     else console.error('piston: request handler threw:', err);
   }
 
-  // The engine answered a request itself (400, 408, 413, 414, 431, 505, ...)
-  // and closes the connection; the host never saw the request.
-  _onClientError(status, addr, port, code, reason) {
-    if (this.listenerCount('clientError') === 0) return;
-    this.emit('clientError', clientError(status, code, reason), new ClientErrorSocket(this, addr, port));
+  // The engine rejected a request the host never saw (400, 408, 413, 414,
+  // 431, 505, ...). slot >= 0: the connection is ours to answer (a raw
+  // stream, node/upgrade.js), as node leaves it to 'clientError'
+  // listeners; else the engine answered and closes it.
+  _onClientError(status, addr, port, code, reason, slot, parsed, raw, connId) {
+    const err = clientError(status, code, reason);
+    if (raw !== undefined) {
+      err.bytesParsed = parsed;
+      err.rawPacket = raw;
+    }
+    if (slot >= 0) {
+      U.answerClientError(this, slot, err, connId);
+      return;
+    }
+    // status 0: the client ended within a head, and nothing was sent
+    if (status === 0 || this.listenerCount('clientError') === 0) return;
+    this.emit('clientError', err, new ClientErrorSocket(this, addr, port));
+  }
+
+  // Whether the engine hands rejected connections over (to 'clientError'
+  // listeners, and to 'connection' ones, whose socket node has from the
+  // accept): kept in step with the listeners.
+  _syncClientErrors(adding) {
+    if (!this._h) return;
+    const n = this.listenerCount('clientError') + this.listenerCount('connection');
+    native.answerClientErrors(this._h, n + (adding ? 1 : 0) > 0);
   }
 
   _onConnClosed(connId) {

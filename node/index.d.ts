@@ -263,8 +263,9 @@ export interface TlsUpgradedSocket extends UpgradedSocket, TlsInfo {
 }
 
 /**
- * The error of a 'clientError': a request the engine answered itself (and
- * whose connection it closes); the handler never saw it.
+ * The error of a 'clientError': a request the engine rejected. When the
+ * handler never saw it, the socket is the connection, left to the listener
+ * to answer (as node:http's); else the engine answered and closes it.
  *
  * code: llhttp's for a parse error (as node's: 'HPE_INVALID_METHOD', ...),
  * else by status: 400 'HPE_INVALID_400', 408 'ERR_HTTP_REQUEST_TIMEOUT',
@@ -274,13 +275,20 @@ export interface TlsUpgradedSocket extends UpgradedSocket, TlsInfo {
  */
 export interface ClientError extends Error {
   code: string;
-  /** The status the engine sent. */
+  /** The status the engine sends when nobody else answers (0: the client
+   * ended within a head, and nothing is sent). */
   status: number;
+  /** For a parse error, as node's: how many bytes of rawPacket the parser
+   * took before it failed. */
+  bytesParsed?: number;
+  /** For a parse error: the bytes of the read the parser failed in. */
+  rawPacket?: Buffer;
 }
 
 /**
- * The socket of a 'clientError': the peer's address. The engine has already
- * answered, so it is not writable; destroy() and end() do nothing.
+ * The socket of a 'clientError' for a request the handler had already:
+ * the peer's address. The engine has answered, so it is not writable;
+ * destroy() and end() do nothing.
  */
 export interface ClientErrorSocket extends EventEmitter {
   readonly remoteAddress: string | undefined;
@@ -336,11 +344,13 @@ export interface Server extends http.Server {
   on(event: 'listening' | 'close', listener: () => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
   /**
-   * A request the engine rejected (400, 408, 413, 414, 431, 505, ...), already
-   * answered: (ClientError, ClientErrorSocket). Also a handler's throw when no
-   * 'error' listener is set: (Error, PistonSocket).
+   * A request the engine rejected (400, 408, 413, 414, 431, 505, ...): before
+   * the handler saw it (ClientError, UpgradedSocket), the connection for the
+   * listener to answer (socket.end(bytes)) or destroy; after,
+   * (ClientError, ClientErrorSocket), already answered. Also a handler's
+   * throw when no 'error' listener is set: (Error, PistonSocket).
    */
-  on(event: 'clientError', listener: (err: ClientError | Error, socket: ClientErrorSocket | PistonSocket) => void): this;
+  on(event: 'clientError', listener: (err: ClientError | Error, socket: UpgradedSocket | TlsUpgradedSocket | ClientErrorSocket | PistonSocket) => void): this;
   /**
    * At a connection's first request (not at accept), before its 'request';
    * for a connection whose first request is an upgrade or a CONNECT, its

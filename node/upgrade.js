@@ -23,6 +23,7 @@
 //   engine's stop deadline (closeTimeoutMs), where piston's close() differs
 //   from node's for any open connection.
 
+const http = require('node:http');
 const net = require('node:net');
 const { Duplex } = require('node:stream');
 const B = require('./binding');
@@ -446,6 +447,56 @@ function takeOver(server, slot, name, method, url, minor, connId, raw) {
   socket._emitLater(name, req, standIn);
 }
 
+// What node's socketOnError does with a parse error: to the 'clientError'
+// listeners, which answer on the socket themselves (or not at all), else
+// node's own answer and a destroy with the error.
+function socketOnError(server, socket, err) {
+  if (server.listenerCount('clientError') > 0) {
+    server.emit('clientError', err, socket);
+    return;
+  }
+  // the bytes the engine would have sent (node's, as PISTON_OPT_HEAD_STYLE
+  // has it: 400 for a client that ended within a head, status 0)
+  if (socket.writable) {
+    const status = err.status || 400;
+    socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] || 'Error'}\r\nConnection: close\r\n\r\n`);
+  }
+  socket.destroy(err);
+}
+
+// A connection the engine rejected and handed over (slot: its raw stream,
+// piston_loop_client_error_take) because the server listens for
+// 'clientError' or 'connection': the socket is node's as after its parse
+// error, writable, and left to the listener. As node's, its parser stays
+// failed: each later chunk from the client is the same error again, and
+// the client's end ends the socket (http.Server is not half-open). After a
+// timeout (no parse error: node's parser is fine) later bytes are dropped.
+function answerClientError(server, slot, err, connId) {
+  const socket = server._tls ? new (tlsSocketClass())(server, slot) : new UpgradedSocket(server, slot);
+  B.bindSlot(slot, socket);
+  // node's socket has had its 'connection' at the accept
+  if (server._sockets.get(connId) === undefined) server.emit('connection', socket);
+  socket.on('error', noop); // as node's socketOnError: errors from now on are ignored
+  socket.on('end', () => {
+    if (socket.writable) socket.end();
+  });
+  socket.on('data', (chunk) => {
+    if (err.rawPacket === undefined) return;
+    const again = new Error(err.message);
+    again.code = err.code;
+    again.status = err.status;
+    again.bytesParsed = 0;
+    again.rawPacket = chunk;
+    socketOnError(server, socket, again);
+  });
+  try {
+    socketOnError(server, socket, err);
+  } catch (e) {
+    socket.destroy();
+    server._report(e, socket);
+  }
+}
+
 function noop() {}
 
-module.exports = { asksUpgrade, takeOver, UpgradedSocket };
+module.exports = { asksUpgrade, takeOver, answerClientError, UpgradedSocket };

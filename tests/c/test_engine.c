@@ -91,6 +91,12 @@ static void on_request(piston_req *req, void *ud) {
 
 static int port;
 
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int client(void) {
   return check_client(port, 2);
 }
@@ -232,12 +238,41 @@ static void on_conn_closed(piston_loop *loop, uint64_t id, void *ud) {
   atomic_store(&last_closed_id, id);
 }
 
+/* What the host does with a rejection: nothing (the engine answers), or
+ * take the connection and answer it itself (1) or close it (2), as
+ * node:http's 'clientError' listeners do; what it was told, for main. */
+static atomic_int take_mode;
+static char seen_raw[64], seen_code[32];
+static size_t seen_parsed;
+static atomic_int seen_takes, seen_second_take;
+
 static void on_client_error(piston_loop *loop, int status, const char *addr,
                             int rport, void *ud) {
-  (void)loop;
   (void)ud;
   if (status >= 400 && strcmp(addr, "127.0.0.1") == 0 && rport > 0)
     atomic_fetch_add(&client_errors, 1);
+  int mode = atomic_load(&take_mode);
+  if (mode == 0)
+    return;
+  size_t len, parsed;
+  const char *data = piston_loop_client_error_data(loop, &len, &parsed);
+  const char *code = piston_loop_client_error(loop, NULL);
+  snprintf(seen_raw, sizeof seen_raw, "%.*s", data ? (int)len : 0,
+           data ? data : "");
+  snprintf(seen_code, sizeof seen_code, "%s", code ? code : "");
+  seen_parsed = parsed;
+  piston_req *r = piston_loop_client_error_take(loop);
+  if (!r)
+    return;
+  atomic_fetch_add(&seen_takes, 1);
+  if (piston_loop_client_error_take(loop) != NULL)
+    atomic_fetch_add(&seen_second_take, 1);
+  static const char mine[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+  if (mode == 1 && piston_raw_write(r, mine, sizeof mine - 1) >= 0)
+    (void)!piston_raw_shutdown(r);
+  else
+    piston_resp_abort(r);
+  piston_req_release(r);
 }
 
 /* The body of a one-request exchange on fd, or "" */
@@ -315,6 +350,27 @@ int main(void) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     rejections += cases[i].rejected ? 2 : 0;
   CHECK_EQ_INT(atomic_load(&client_errors), rejections);
+
+  /* the host answers a rejection itself: exactly its bytes, then a FIN;
+   * or a close without a byte; either way at once, not at a timeout */
+  static const char oops[] = "Oopsie-doopsie\r\n";
+  atomic_store(&take_mode, 1);
+  uint64_t t0 = now_ms();
+  size_t got = exchange(oops, sizeof oops - 1, false, out, sizeof out);
+  CHECK(now_ms() - t0 < 250);
+  CHECK_EQ_INT(got, 28);
+  CHECK(memcmp(out, "HTTP/1.1 400 Bad Request\r\n\r\n", 28) == 0);
+  CHECK(strcmp(seen_raw, oops) == 0); /* node's err.rawPacket */
+  CHECK_EQ_INT(seen_parsed, 1);       /* and err.bytesParsed */
+  CHECK(strcmp(seen_code, "HPE_INVALID_METHOD") == 0);
+  atomic_store(&take_mode, 2);
+  t0 = now_ms();
+  got = exchange(oops, sizeof oops - 1, false, out, sizeof out);
+  CHECK(now_ms() - t0 < 250);
+  CHECK_EQ_INT(got, 0);
+  CHECK_EQ_INT(atomic_load(&seen_takes), 2);
+  CHECK_EQ_INT(atomic_load(&seen_second_take), 0);
+  atomic_store(&take_mode, 0);
 
   /* connection ids: one per connection, stable across keep-alive */
   char a1[64], a2[64], b1[64];

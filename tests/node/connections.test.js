@@ -11,7 +11,7 @@ const piston = require('../..');
 const { listen, close, connect, raw, parseResponses, sleep } = require('./helpers');
 
 async function withServer(handler, fn, options) {
-  const server = piston.createServer(options || {}, handler);
+  const server = handler ? piston.createServer(options || {}, handler) : piston.createServer(options || {});
   const { port } = await listen(server);
   try {
     return await fn(port, server);
@@ -64,7 +64,7 @@ describe("'clientError': requests the engine rejects", () => {
     ['body over the limit', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n', 413, 'HPE_INVALID_413'],
   ];
   for (const [name, bytes, status, code] of cases) {
-    test(`${name}: the raw ${status} comes back and 'clientError' has ${code}`, async () => {
+    test(`${name}: 'clientError' has ${code} and a writable socket; the client gets the listener's bytes only`, async () => {
       const seen = [];
       let called = false;
       await withServer(
@@ -74,28 +74,29 @@ describe("'clientError': requests the engine rejects", () => {
         },
         async (port, server) => {
           server.on('clientError', (err, socket) => {
-            seen.push({ err, socket });
-            // the usual node:http handler must be harmless here
+            seen.push({ err, socket, writable: socket.writable });
+            // the usual node:http handler
             if (err.code === 'ECONNRESET' || !socket.writable) return;
             socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
           });
           const s = await client(port);
           const localPort = s.localPort;
           s.write(bytes);
-          await until(() => s.ended);
-          assert.match(s.text, new RegExp(`^HTTP/1\\.1 ${status} [^\\r]*\\r\\n`));
-          assert.match(s.text, /Connection: close\r\n/);
-          assert.equal(parseResponses(s.text).length, 1, 'one answer, from the engine');
-          assert.ok(await until(() => seen.length === 1));
-          const { err, socket } = seen[0];
+          assert.ok(await until(() => s.ended));
+          assert.equal(s.text, 'HTTP/1.1 400 Bad Request\r\n\r\n', 'the engine sent nothing of its own');
+          assert.equal(seen.length, 1);
+          const { err, socket, writable } = seen[0];
           assert.ok(err instanceof Error);
           assert.equal(err.code, code);
           assert.equal(err.status, status);
+          assert.equal(writable, true);
+          // node's: the bytes of the read the parser failed in, and how far it got
+          assert.ok(Buffer.isBuffer(err.rawPacket));
+          assert.ok(bytes.endsWith(err.rawPacket.toString('latin1')));
+          assert.ok(err.bytesParsed >= 0 && err.bytesParsed <= err.rawPacket.length);
           assert.equal(socket.remoteAddress, '127.0.0.1');
           assert.equal(socket.remotePort, localPort);
           assert.equal(socket.remoteFamily, 'IPv4');
-          assert.equal(socket.writable, false);
-          assert.doesNotThrow(() => socket.destroy());
           assert.equal(called, false);
         },
         { maxBodySize: 1000 },
@@ -103,17 +104,59 @@ describe("'clientError': requests the engine rejects", () => {
     });
   }
 
-  test("a slow head is answered 408; 'clientError' has ERR_HTTP_REQUEST_TIMEOUT", async () => {
+  test("the parse error's bytes: err.rawPacket and err.bytesParsed as node's", async () => {
+    const errors = [];
+    await withServer(null, async (port, server) => {
+      server.on('clientError', (err, socket) => {
+        errors.push(err);
+        socket.destroy();
+      });
+      await raw(port, 'Oopsie-doopsie\r\n');
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0].message, 'Parse Error: Invalid method encountered');
+      assert.equal(errors[0].bytesParsed, 1);
+      assert.equal(errors[0].rawPacket.toString(), 'Oopsie-doopsie\r\n');
+    });
+  });
+
+  test('a listener that destroys the socket: the connection closes without a byte', async () => {
+    await withServer(null, async (port, server) => {
+      server.on('clientError', (err, socket) => socket.destroy());
+      const s = await client(port);
+      s.write('HELLO\r\n\r\n');
+      assert.ok(await until(() => s.ended));
+      assert.equal(s.text, '');
+    });
+  });
+
+  test('a listener that does nothing: the connection closes at keepAliveTimeout, without a byte', async () => {
+    await withServer(null, async (port, server) => {
+      let n = 0;
+      server.on('clientError', () => n++);
+      const s = await client(port);
+      const t0 = Date.now();
+      s.write('HELLO\r\n\r\n');
+      assert.ok(await until(() => s.ended, 3000));
+      assert.ok(Date.now() - t0 >= 150, 'held until the timeout');
+      assert.equal(s.text, '');
+      assert.equal(n, 1);
+    }, { keepAliveTimeout: 200 });
+  });
+
+  test("a slow head: 'clientError' has ERR_HTTP_REQUEST_TIMEOUT, and the listener answers", async () => {
     const server = piston.createServer((req, res) => res.end());
     server.headersTimeout = 150;
     const errors = [];
-    server.on('clientError', (err) => errors.push(err));
+    server.on('clientError', (err, socket) => {
+      errors.push(err);
+      socket.end('HTTP/1.1 408 Request Timeout\r\n\r\n');
+    });
     const { port } = await listen(server);
     const s = await client(port);
     s.write('GET / HTTP/1.1\r\nHost: a\r\n'); // never finished
-    assert.ok(await until(() => s.ended, 3000), 'the engine closes the connection');
-    assert.match(s.text, /^HTTP\/1\.1 408 /);
-    assert.ok(await until(() => errors.length === 1));
+    assert.ok(await until(() => s.ended, 3000), 'the connection closes');
+    assert.equal(s.text, 'HTTP/1.1 408 Request Timeout\r\n\r\n');
+    assert.equal(errors.length, 1);
     assert.equal(errors[0].code, 'ERR_HTTP_REQUEST_TIMEOUT');
     assert.equal(errors[0].status, 408);
     await close(server);
@@ -124,23 +167,83 @@ describe("'clientError': requests the engine rejects", () => {
       (req, res) => res.end('ok'),
       async (port) => {
         const text = await raw(port, 'HELLO\r\n\r\n');
-        assert.match(text, /^HTTP\/1\.1 400 /);
+        assert.equal(text, 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
         const again = await raw(port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
         assert.equal(parseResponses(again)[0].body, 'ok');
       },
     );
   });
 
+  test("a 'connection' listener alone: 'connection' with the socket, node's 400 and the error on the socket", async () => {
+    await withServer(null, async (port, server) => {
+      const errs = [];
+      let conns = 0;
+      server.on('connection', (socket) => {
+        conns++;
+        socket.on('error', (e) => errs.push(e));
+      });
+      const text = await raw(port, 'FOO /\r\n');
+      assert.equal(text, 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      assert.ok(await until(() => errs.length === 1));
+      assert.equal(conns, 1);
+      assert.equal(errs[0].code, 'HPE_INVALID_METHOD');
+      assert.equal(errs[0].bytesParsed, 1);
+      assert.equal(errs[0].rawPacket.toString(), 'FOO /\r\n');
+    });
+  });
+
+  test('the client ends within a head: HPE_INVALID_EOF_STATE to the listener; without one, a close', async () => {
+    await withServer(null, async (port, server) => {
+      const quiet = await client(port);
+      quiet.end('GET / HTTP/1.1\r\nContent-Length:');
+      assert.ok(await until(() => quiet.ended));
+      assert.equal(quiet.text, '');
+      const codes = [];
+      server.on('clientError', (err, socket) => {
+        codes.push(err.code);
+        socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+      });
+      const s = await client(port);
+      s.end('GET / HTTP/1.1\r\nContent-Length:');
+      assert.ok(await until(() => s.ended));
+      assert.equal(s.text, 'HTTP/1.1 400 Bad Request\r\n\r\n');
+      assert.deepEqual(codes, ['HPE_INVALID_EOF_STATE']);
+    });
+  });
+
+  test('bytes after the error are the same error again, each chunk its rawPacket (as node)', async () => {
+    await withServer(null, async (port, server) => {
+      const packets = [];
+      server.on('clientError', (err, socket) => {
+        packets.push(err.rawPacket.toString());
+        if (packets.length === 3) socket.destroy();
+      });
+      const s = await client(port);
+      s.write('*');
+      assert.ok(await until(() => packets.length === 1));
+      s.write('+');
+      assert.ok(await until(() => packets.length === 2));
+      s.write('-');
+      assert.ok(await until(() => s.ended));
+      assert.deepEqual(packets, ['*', '+', '-']);
+    });
+  });
+
   test('a good request, then a malformed one on the same connection', async () => {
     const errors = [];
     let requests = 0;
+    let conns = 0;
     await withServer(
       (req, res) => {
         requests++;
         res.end('first');
       },
       async (port, server) => {
-        server.on('clientError', (err) => errors.push(err.code));
+        server.on('connection', () => conns++);
+        server.on('clientError', (err, socket) => {
+          errors.push(err.code);
+          socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+        });
         const s = await client(port);
         s.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
         await responses(s, 1);
@@ -151,9 +254,9 @@ describe("'clientError': requests the engine rejects", () => {
           rs.map((r) => r.status),
           [200, 400],
         );
-        assert.ok(await until(() => errors.length === 1));
         assert.deepEqual(errors, ['HPE_INVALID_400']);
         assert.equal(requests, 1);
+        assert.equal(conns, 1, "one 'connection' for the connection");
       },
     );
   });

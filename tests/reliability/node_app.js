@@ -45,7 +45,7 @@ const n = {
   req_errors: 0, // req 'error' (the client went away mid-body, 408 body timeout)
   connections: 0, // 'connection' events (one per connection with a request)
   sockets_closed: 0, // req.socket 'close' events
-  client_errors: 0, // 'clientError' (the engine answered by itself)
+  client_errors: 0, // 'clientError' (the listener below answers)
   client_408: 0,
   big_started: 0,
   big_done: 0,
@@ -190,9 +190,15 @@ server.on('connection', (socket) => {
     sockets--;
   });
 });
-server.on('clientError', (err) => {
+server.on('clientError', (err, socket) => {
   n.client_errors++;
   if (err.status === 408) n.client_408++;
+  // a node:http app's listener answers by itself (a socket the engine has
+  // answered already is not writable)
+  if (socket.writable) {
+    const line = err.status === 408 ? '408 Request Timeout' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${line}\r\nConnection: close\r\n\r\n`);
+  }
 });
 server.on('error', (e) => {
   console.error(`${NAME}: server error:`, e);

@@ -174,9 +174,11 @@ def test_node_slowloris_and_slow_bodies_cut_normal_client_fast(server):
     slow_attack_figures("node.", a)
     figure("node.slow_attack.client_error_408_events", st["client_408"])
     figure("node.slow_attack.req_error_events", st["req_errors"])
-    # the engine answered every attacker itself and told the app through
-    # 'clientError' (err.status 408); the stalled bodies had reached the
-    # handler: their req streams failed ('error'), their res closed unended
+    # every attacker got a 408 and the app a 'clientError' (err.status 408):
+    # the slow heads were left to its listener, which answered them (as on
+    # node:http), the stalled bodies had reached the handler and the engine
+    # answered them: their req streams failed ('error'), their res closed
+    # unended
     assert st["client_408"] == N_LORIS + N_SLOWBODY, st
     assert st["req_errors"] == N_SLOWBODY, st
     assert st["aborted"] == N_SLOWBODY, st

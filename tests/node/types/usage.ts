@@ -32,8 +32,10 @@ server.listen(0, () => {});
 server.keepAliveTimeout = 5000;
 server.handlerTimeout = 1000;
 server.on('clientError', (err, socket) => {
-  void err;
-  void socket;
+  // node:http's usual listener: answer on the socket, if it can be written
+  if ('rawPacket' in err && err.rawPacket !== undefined) void err.rawPacket.length;
+  if ('write' in socket && socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+  else socket.destroy();
 });
 // node:http's upgrade and CONNECT events, as ws's handleUpgrade takes them
 server.on('upgrade', (req, socket, head) => {
