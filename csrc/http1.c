@@ -325,8 +325,11 @@ static void engine_answer(piston__h1 *h, int status, bool host_late) {
     if (r && atomic_load(&r->refs) > 1)
       piston__req_notify(r, PISTON_EV_CLOSED |
                                 (host_late ? PISTON_EV_TIMEOUT : 0));
-    /* the host may answer only a request it never saw */
-    bool offer = !host_late && (!r || atomic_load(&r->refs) == 1);
+    /* the host may answer only a request it never saw, and not a timeout:
+     * a slowloris flood is answered here, costing the host nothing per
+     * attacker (its listener still hears of each) */
+    bool offer =
+        !host_late && status != 408 && (!r || atomic_load(&r->refs) == 1);
     if (host_late) {
       log_handler_timeout(h, r);
     } else if (report_client_error(h, status, offer)) {

@@ -247,8 +247,9 @@ PISTON_EXPORT const char *piston_loop_client_error_data(const piston_loop *loop,
  * from then on is read with piston_req_body_read. Whatever the host does,
  * the connection closes at the keep-alive timeout (PISTON_OPT_IDLE_TIMEOUT_MS),
  * so a host that does nothing cannot hold it. NULL when the rejection
- * cannot be taken (HTTP/2, a request the host already holds, a timeout of
- * the host's) or was taken already; the engine answers it then. */
+ * cannot be taken (HTTP/2, a request the host already holds, a timeout:
+ * a slowloris flood is answered by the engine at no cost to the host) or
+ * was taken already; the engine answers it then. */
 PISTON_EXPORT piston_req *piston_loop_client_error_take(piston_loop *loop);
 /* Called on the loop thread when a connection that carried at least one
  * request to the host closes, with its piston_req_connection_id(): lets a

@@ -264,8 +264,9 @@ export interface TlsUpgradedSocket extends UpgradedSocket, TlsInfo {
 
 /**
  * The error of a 'clientError': a request the engine rejected. When the
- * handler never saw it, the socket is the connection, left to the listener
- * to answer (as node:http's); else the engine answered and closes it.
+ * handler never saw it and it is not a timeout, the socket is the
+ * connection, left to the listener to answer (as node:http's); else the
+ * engine answered and closes it.
  *
  * code: llhttp's for a parse error (as node's: 'HPE_INVALID_METHOD', ...),
  * else by status: 400 'HPE_INVALID_400', 408 'ERR_HTTP_REQUEST_TIMEOUT',
@@ -286,7 +287,8 @@ export interface ClientError extends Error {
 }
 
 /**
- * The socket of a 'clientError' for a request the handler had already:
+ * The socket of a 'clientError' for a request the handler had already, or
+ * a timeout:
  * the peer's address. The engine has answered, so it is not writable;
  * destroy() and end() do nothing.
  */
