@@ -37,6 +37,7 @@
 
 #include "../csrc/piston.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -64,6 +65,11 @@ typedef struct srv {
   size_t nevs, cevs;
   uint32_t *wsq; /* WebSocket sessions with messages waiting, this pass */
   size_t nwsq, cwsq;
+  /* requests that died in the current pass (PISTON_EV_CLOSED), and their
+   * events: handed to JS after it in one callback scope (flush_closed) */
+  uint32_t *closedq;
+  size_t nclosed, cclosed;
+  int in_pass; /* inside piston_loop_poll(): CLOSED events wait for its end */
   int answers_errors; /* JS answers rejections ('clientError' listeners) */
 } srv_t;
 
@@ -92,6 +98,9 @@ typedef struct {
   srv_t *srv;
   uint32_t next_free;
   int ws_pending; /* in srv->wsq */
+  /* in srv->closedq: its events (PISTON_EV_CLOSED, with PISTON_EV_TIMEOUT
+   * if it was that), else 0 */
+  int closed_pending;
 } slot_t;
 
 /* One Node environment's state: its JS callbacks (from init()), the slot
@@ -454,6 +463,7 @@ static int slot_alloc(addon_t *a, piston_req *req, srv_t *s, uint32_t *out) {
       a->slots[i].req = NULL;
       a->slots[i].srv = NULL;
       a->slots[i].ws_pending = 0;
+      a->slots[i].closed_pending = 0;
       a->slots[i].next_free = a->free;
       a->free = i;
     }
@@ -479,6 +489,7 @@ static void slot_release(addon_t *a, uint32_t i) {
   sl->req = NULL;
   sl->srv = NULL;
   sl->ws_pending = 0;
+  sl->closed_pending = 0;
   sl->next_free = a->free;
   a->free = i;
   a->live--;
@@ -488,6 +499,33 @@ static void slot_release(addon_t *a, uint32_t i) {
 
 /* ---- engine callbacks ---------------------------------------------------- */
 
+/* Appends slot to a growing list (*q, *n entries of *cap); 0, or -1 when
+ * it cannot grow. */
+static int slots_push(uint32_t **q, size_t *n, size_t *cap, uint32_t slot) {
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 64;
+    uint32_t *nq = realloc(*q, c * sizeof *nq);
+    if (!nq)
+      return -1;
+    *q = nq;
+    *cap = c;
+  }
+  (*q)[(*n)++] = slot;
+  return 0;
+}
+
+/* Takes such a list whole (JS may queue more while it is handled): its
+ * entries, *out of them, or NULL when it has none. */
+static uint32_t *slots_take(uint32_t **q, size_t *n, size_t *cap, size_t *out) {
+  uint32_t *l = *n ? *q : NULL;
+  *out = *n;
+  if (l) {
+    *q = NULL;
+    *n = *cap = 0;
+  }
+  return l;
+}
+
 /* A WebSocket session with messages waiting joins its server's list for
  * the pass end (flush_ws); 0, or -1 if it could not (JS then gets the
  * event at once). */
@@ -496,26 +534,42 @@ static int ws_queue(addon_t *a, uint32_t slot) {
   srv_t *s = sl->srv;
   if (sl->ws_pending || !a->on_ws)
     return sl->ws_pending ? 0 : -1;
-  if (s->nwsq == s->cwsq) {
-    size_t n = s->cwsq ? s->cwsq * 2 : 64;
-    uint32_t *nq = realloc(s->wsq, n * sizeof *nq);
-    if (!nq)
-      return -1;
-    s->wsq = nq;
-    s->cwsq = n;
-  }
-  s->wsq[s->nwsq++] = slot;
+  if (slots_push(&s->wsq, &s->nwsq, &s->cwsq, slot) < 0)
+    return -1;
   sl->ws_pending = 1;
   return 0;
 }
 
+/* A request that died in the pass joins its server's list for the pass
+ * end (flush_closed); 0, or -1 if it could not (JS then gets the event at
+ * once). Deaths come in bursts (a timeout wheel slot of stalled bodies, a
+ * client's connections reset together): one callback scope for the lot
+ * keeps JS's per-callback work (nextTicks, async hooks) to one run, as
+ * node:http checks its request timeouts in one timer callback. */
+static int closed_queue(addon_t *a, uint32_t slot, int events) {
+  slot_t *sl = &a->slots[slot];
+  srv_t *s = sl->srv;
+  assert(!sl->closed_pending); /* CLOSED is a request's last event */
+  if (!s->in_pass)
+    return -1;
+  if (slots_push(&s->closedq, &s->nclosed, &s->cclosed, slot) < 0)
+    return -1;
+  sl->closed_pending = events;
+  return 0;
+}
+
 /* onEvent(slot, events); the slot is the request's userdata. A
- * WebSocket's message event waits for the pass end instead (flush_ws). */
+ * WebSocket's message event waits for the pass end instead (flush_ws), as
+ * does a death in a pass (flush_closed). */
 static void on_event(piston_req *req, int events, void *ud) {
   addon_t *a = ud;
   uint32_t slot = (uint32_t)(uintptr_t)piston_req_userdata(req);
   if (events & PISTON_EV_MESSAGE && ws_queue(a, slot) == 0)
     events &= ~PISTON_EV_MESSAGE;
+  if (events & PISTON_EV_CLOSED &&
+      closed_queue(a, slot, events & (PISTON_EV_CLOSED | PISTON_EV_TIMEOUT)) ==
+          0)
+    events &= ~(PISTON_EV_CLOSED | PISTON_EV_TIMEOUT);
   js_scope j;
   if (!events || js_enter(a, &j) < 0)
     return;
@@ -719,6 +773,35 @@ static void flush_events(srv_t *s) {
   free(evs);
 }
 
+/* onEvent(slot, events) for each request that died in the pass, in
+ * order, in one callback scope. A slot released since (JS let an earlier
+ * one go, and with it nothing of this one) is left out. */
+static void flush_closed(srv_t *s) {
+  addon_t *a = s->a;
+  size_t n;
+  uint32_t *q = slots_take(&s->closedq, &s->nclosed, &s->cclosed, &n);
+  if (!q)
+    return;
+  js_scope j;
+  int in_js = js_enter(a, &j) == 0;
+  for (size_t i = 0; i < n; i++) {
+    slot_t *sl = &a->slots[q[i]];
+    int events = sl->closed_pending;
+    if (!events || sl->srv != s)
+      continue;
+    sl->closed_pending = 0;
+    napi_handle_scope is;
+    if (!in_js || napi_open_handle_scope(a->env, &is) != napi_ok)
+      continue; /* no JS: its slot goes with the environment */
+    napi_value argv[2] = {make_int(a->env, q[i]), make_int(a->env, events)};
+    js_call(a, &j, a->on_event, 2, argv);
+    NAPI_MUST(napi_close_handle_scope(a->env, is));
+  }
+  if (in_js)
+    js_leave(a, &j);
+  free(q);
+}
+
 /* onWsMessages(n) after the pass, with the slots of the sessions that have
  * messages waiting in the first n entries of the wsInit() Int32Array (as
  * many calls as it takes), all in one callback scope: JS takes each
@@ -726,12 +809,10 @@ static void flush_events(srv_t *s) {
  * left out. */
 static void flush_ws(srv_t *s) {
   addon_t *a = s->a;
-  uint32_t *q = s->wsq;
-  size_t n = s->nwsq;
-  if (n == 0)
+  size_t n;
+  uint32_t *q = slots_take(&s->wsq, &s->nwsq, &s->cwsq, &n);
+  if (!q)
     return;
-  s->wsq = NULL;
-  s->nwsq = s->cwsq = 0;
   js_scope j;
   napi_value batch;
   napi_typedarray_type t;
@@ -810,6 +891,7 @@ static void srv_maybe_free(srv_t *s) {
   free(s->batch);
   free(s->evs);
   free(s->wsq);
+  free(s->closedq);
   free(s);
 }
 
@@ -826,7 +908,13 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   srv_t *s = h->data;
+  s->in_pass = 1;
   int rc = piston_loop_poll(s->loop);
+  s->in_pass = 0;
+  /* what the pass left for JS, in the order it happened in: deaths came
+   * from within the pass (before, they were reported in it), messages and
+   * connection events after */
+  flush_closed(s);
   flush_ws(s);
   flush_events(s);
   if (rc <= 0 && !s->stopped) {
@@ -877,6 +965,9 @@ static void addon_teardown(napi_async_cleanup_hook_handle h, void *arg) {
     free(s->wsq);
     s->wsq = NULL;
     s->nwsq = s->cwsq = 0;
+    free(s->closedq);
+    s->closedq = NULL;
+    s->nclosed = s->cclosed = 0;
     if (s->handle_open)
       a->closing++; /* until on_handle_closed */
     srv_close_handle(s);

@@ -36,8 +36,21 @@ const kOutHeaders = (() => {
 // Where OutgoingMessage keeps what res.errored returns (set by destroy(err)).
 const kErrored = Object.getOwnPropertySymbols(new http.OutgoingMessage()).find((s) => s.description === 'errored');
 
-function connReset(msg) {
+// An error made from an engine's report. Its stack would hold only this
+// file's dispatch frames, and node's stream destroy() formats it at once
+// (it reads err.stack), which for a burst of reports (a timeout that hit
+// hundreds of stalled bodies in one pass) cost milliseconds of the loop:
+// so it has none, as an error from a native callback.
+function engineError(msg) {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   const e = new Error(msg);
+  Error.stackTraceLimit = limit;
+  return e;
+}
+
+function connReset(msg) {
+  const e = engineError(msg);
   e.code = 'ECONNRESET';
   return e;
 }
@@ -54,6 +67,11 @@ const NO_INFO = [1, 0, '', 0, 0];
 // What both socket stand-ins answer: TCP tuning is the engine's, and the
 // engine's fd, not these objects, keeps the event loop alive.
 class SocketBase extends EventEmitter {
+  // asked for when read: net.isIPv6 is a regular expression
+  get remoteFamily() {
+    const a = this.remoteAddress;
+    return a === undefined ? undefined : net.isIPv6(a) ? 'IPv6' : 'IPv4';
+  }
   // OutgoingMessage adds its own count to this (cork() is a no-op here)
   get writableCorked() {
     return 0;
@@ -154,10 +172,6 @@ class PistonSocket extends SocketBase {
   get remotePort() {
     const p = this._i()[3];
     return p || undefined;
-  }
-  get remoteFamily() {
-    const a = this.remoteAddress;
-    return a === undefined ? undefined : net.isIPv6(a) ? 'IPv6' : 'IPv4';
   }
   get localPort() {
     return this._i()[4] || undefined;
@@ -301,7 +315,6 @@ class ClientErrorSocket extends SocketBase {
     this.server = server;
     this.remoteAddress = addr === '' ? undefined : addr;
     this.remotePort = port || undefined;
-    this.remoteFamily = this.remoteAddress === undefined ? undefined : net.isIPv6(this.remoteAddress) ? 'IPv6' : 'IPv4';
     this.localAddress = server._host;
     this.localPort = server._address && typeof server._address === 'object' ? server._address.port : undefined;
     this.encrypted = false;
@@ -339,7 +352,7 @@ const CLIENT_ERROR_CODES = {
 function clientError(status, parseCode, parseReason) {
   const code = parseCode || CLIENT_ERROR_CODES[status] || `HPE_INVALID_${status}`;
   const what = `${status} ${http.STATUS_CODES[status] || 'Unknown'}`;
-  const err = new Error(parseReason ? `Parse Error: ${parseReason}` : status === 408 ? `Request timeout (the engine answered ${what})` : `Parse Error: the engine answered ${what}`);
+  const err = engineError(parseReason ? `Parse Error: ${parseReason}` : status === 408 ? `Request timeout (the engine answered ${what})` : `Parse Error: the engine answered ${what}`);
   err.code = code;
   err.status = status;
   return err;

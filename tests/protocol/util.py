@@ -333,25 +333,39 @@ class Conn:
                     "EOF before %r; have %r" % (delim, self.buf[:500])
                 )
 
+    def _take(self, parts):
+        # the reads so far, joined once: appending each to one bytes object
+        # copies it whole every time, which for a large body read in small
+        # pieces (a small receive buffer) costs seconds
+        parts.append(self.buf)
+        self.buf = b""
+        return len(parts[-1])
+
     def read_exact(self, n, timeout=None):
         deadline = time.monotonic() + (timeout or self.timeout)
-        while len(self.buf) < n:
+        parts, have = [], 0
+        while have + len(self.buf) < n:
+            have += self._take(parts)
             if not self._fill(deadline):
-                raise AssertionError(
-                    "EOF after %d of %d bytes" % (len(self.buf), n)
-                )
-        out, self.buf = self.buf[:n], self.buf[n:]
+                raise AssertionError("EOF after %d of %d bytes" % (have, n))
+        parts.append(self.buf)
+        data = b"".join(parts)
+        out, self.buf = data[:n], data[n:]
         return out
 
     def read_to_eof(self, timeout=None):
         deadline = time.monotonic() + (timeout or self.timeout)
+        parts = []
         try:
-            while self._fill(deadline):
-                pass
+            while True:
+                self._take(parts)
+                if not self._fill(deadline):
+                    break
         except ConnectionResetError:
             self.eof = True
-        out, self.buf = self.buf, b""
-        return out
+        parts.append(self.buf)
+        self.buf = b""
+        return b"".join(parts)
 
     def read_response(self, head_request=False, timeout=None):
         """Reads one response (interim 1xx responses are returned as such)."""
