@@ -229,6 +229,7 @@ static bool report_client_error(piston__h1 *h, int status, bool offer) {
   l->cerr_reason = h->err_reason;
   l->cerr_h1 = offer ? h : NULL;
   l->cerr_taken = NULL;
+  l->cerr_conn = c->id;
   if (h->err_data && c->rbuf) {
     l->cerr_data = c->rbuf + h->err_off;
     l->cerr_len = h->err_end - h->err_off;
@@ -241,6 +242,7 @@ static bool report_client_error(piston__h1 *h, int status, bool offer) {
   l->cerr_taken = NULL;
   l->cerr_data = NULL;
   l->cerr_len = l->cerr_parsed = 0;
+  l->cerr_conn = 0;
   h->err_name = h->err_reason = NULL;
   h->err_data = false;
   return taken;

@@ -365,6 +365,10 @@ const char *piston_loop_client_error_data(const piston_loop *l, size_t *len,
   return l->cerr_data;
 }
 
+uint64_t piston_loop_client_error_connection_id(const piston_loop *l) {
+  return l->cerr_conn;
+}
+
 void piston_loop_close_idle(piston_loop *l) {
   atomic_store(&l->close_idle_requested, 1);
   piston__loop_wake(l);

@@ -96,6 +96,7 @@ struct piston_loop {
   piston_req *cerr_taken;
   const char *cerr_data;
   size_t cerr_len, cerr_parsed;
+  uint64_t cerr_conn; /* piston_loop_client_error_connection_id()'s */
   int epfd;
   uint8_t inbox_tag, timer_tag; /* epoll data points here */
   int evfd, tfd;

@@ -251,6 +251,12 @@ PISTON_EXPORT const char *piston_loop_client_error_data(const piston_loop *loop,
  * a slowloris flood is answered by the engine at no cost to the host) or
  * was taken already; the engine answers it then. */
 PISTON_EXPORT piston_req *piston_loop_client_error_take(piston_loop *loop);
+/* Inside a client-error callback: the rejected connection's
+ * piston_req_connection_id(), the same for every request it carried, so a
+ * host can tell a connection it has seen (a socket object made at its
+ * first request) from one whose first request was the rejected one. */
+PISTON_EXPORT uint64_t
+piston_loop_client_error_connection_id(const piston_loop *loop);
 /* Called on the loop thread when a connection that carried at least one
  * request to the host closes, with its piston_req_connection_id(): lets a
  * host keep per-connection state (a socket object) and drop it in time. */

@@ -82,7 +82,7 @@ typedef struct srv_ev {
   int kind;
   int status;                /* EV_CLIENT_ERROR */
   int port;                  /* EV_CLIENT_ERROR */
-  uint64_t conn;             /* EV_CONN_CLOSED */
+  uint64_t conn;             /* the connection's id (both kinds) */
   char addr[48];             /* EV_CLIENT_ERROR: textual peer address */
   const char *code, *reason; /* EV_CLIENT_ERROR: llhttp's (static) or NULL */
   /* EV_CLIENT_ERROR: the connection JS answers (its raw stream's slot), or
@@ -675,6 +675,7 @@ static void on_client_error(piston_loop *loop, int status,
   e->code = piston_loop_client_error(loop, &e->reason);
   e->status = status;
   e->slot = -1;
+  e->conn = piston_loop_client_error_connection_id(loop);
   size_t len, parsed;
   const char *data = piston_loop_client_error_data(loop, &len, &parsed);
   if (data && (e->data = malloc(len ? len : 1))) {
@@ -694,7 +695,6 @@ static void on_client_error(piston_loop *loop, int status,
       piston_req_set_userdata(req, (void *)(uintptr_t)slot);
       piston_req_on_event(req, on_event, s->a);
       e->slot = slot;
-      e->conn = piston_req_connection_id(req);
     }
   }
   e->port = remote_port;
@@ -737,8 +737,8 @@ static void flush_events(srv_t *s) {
       if (evs[i].kind == EV_CLIENT_ERROR) {
         srv_ev *e = &evs[i];
         argv[7] = make_int(env, e->slot);
-        if (e->slot >= 0) /* a process-wide counter, as onRequest's */
-          argv[10] = make_int(env, (int64_t)e->conn);
+        /* a process-wide counter, as onRequest's */
+        argv[10] = make_int(env, (int64_t)e->conn);
         e->slot = -1; /* JS's now */
         if (e->data) {
           void *x;

@@ -1006,10 +1006,10 @@ function Server(options, handler) {
   }
   this._options = options;
   this.on('newListener', (name) => {
-    if (name === 'clientError' || name === 'connection') this._syncClientErrors(true);
+    if (name === 'clientError') this._syncClientErrors(true);
   });
   this.on('removeListener', (name) => {
-    if (name === 'clientError' || name === 'connection') this._syncClientErrors(false);
+    if (name === 'clientError') this._syncClientErrors(false);
   });
   // node's options.IncomingMessage / options.ServerResponse: the classes
   // req and res are made of (subclasses of node's; the engine's hot paths
@@ -1281,10 +1281,15 @@ class ServerMethods {
   }
 
   // The engine rejected a request the host never saw (400, 408, 413, 414,
-  // 431, 505, ...). slot >= 0: the connection is ours to answer (a raw
-  // stream, node/upgrade.js), as node leaves it to 'clientError'
-  // listeners; else the engine answered and closes it.
+  // 431, 505, ...) on connection connId. slot >= 0: the connection is ours
+  // to answer (a raw stream, node/upgrade.js), as node leaves it to
+  // 'clientError' listeners; else the engine answered and closes it.
   _onClientError(status, addr, port, code, reason, slot, parsed, raw, connId) {
+    const errors = status !== 0 && this.listenerCount('clientError') > 0;
+    // node emits 'connection' at the accept: for a connection whose first
+    // request was the rejected one, the app has not had it yet
+    const unseen = this.listenerCount('connection') > 0 && this._sockets.get(connId) === undefined;
+    if (slot < 0 && !errors && !unseen) return;
     const err = clientError(status, code, reason);
     if (raw !== undefined) {
       err.bytesParsed = parsed;
@@ -1294,18 +1299,27 @@ class ServerMethods {
       U.answerClientError(this, slot, err, connId);
       return;
     }
+    const socket = new ClientErrorSocket(this, addr, port);
+    if (unseen) this.emit('connection', socket);
     // status 0: the client ended within a head, and nothing was sent
-    if (status === 0 || this.listenerCount('clientError') === 0) return;
-    this.emit('clientError', err, new ClientErrorSocket(this, addr, port));
+    if (errors) this.emit('clientError', err, socket);
+    // The connection is closed (the engine's answer has gone). As node's
+    // socket destroyed with the error when no 'clientError' listener
+    // answered: 'error' (to its listeners), then 'close', for the apps that
+    // track their sockets.
+    process.nextTick(() => {
+      if (!errors) emitSocketError(socket, err);
+      socket.emit('close', !errors);
+    });
   }
 
-  // Whether the engine hands rejected connections over (to 'clientError'
-  // listeners, and to 'connection' ones, whose socket node has from the
-  // accept): kept in step with the listeners.
+  // Whether the engine hands rejected connections over to the 'clientError'
+  // listeners: kept in step with them. Without one, the engine answers (the
+  // bytes node's own answer has) and the app's 'connection' listeners get
+  // a closed socket.
   _syncClientErrors(adding) {
     if (!this._h) return;
-    const n = this.listenerCount('clientError') + this.listenerCount('connection');
-    native.answerClientErrors(this._h, n + (adding ? 1 : 0) > 0);
+    native.answerClientErrors(this._h, this.listenerCount('clientError') + (adding ? 1 : 0) > 0);
   }
 
   _onConnClosed(connId) {

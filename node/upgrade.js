@@ -23,7 +23,6 @@
 //   engine's stop deadline (closeTimeoutMs), where piston's close() differs
 //   from node's for any open connection.
 
-const http = require('node:http');
 const net = require('node:net');
 const { Duplex } = require('node:stream');
 const B = require('./binding');
@@ -448,18 +447,14 @@ function takeOver(server, slot, name, method, url, minor, connId, raw) {
 }
 
 // What node's socketOnError does with a parse error: to the 'clientError'
-// listeners, which answer on the socket themselves (or not at all), else
-// node's own answer and a destroy with the error.
+// listeners, which answer on the socket themselves (or not at all). The
+// engine hands a connection over only while there is one; if the last was
+// removed since, the connection closes without an answer (HTTP is the
+// engine's to write, and it has let this connection go).
 function socketOnError(server, socket, err) {
   if (server.listenerCount('clientError') > 0) {
     server.emit('clientError', err, socket);
     return;
-  }
-  // the bytes the engine would have sent (node's, as PISTON_OPT_HEAD_STYLE
-  // has it: 400 for a client that ended within a head, status 0)
-  if (socket.writable) {
-    const status = err.status || 400;
-    socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] || 'Error'}\r\nConnection: close\r\n\r\n`);
   }
   socket.destroy(err);
 }

@@ -245,12 +245,14 @@ static atomic_int take_mode;
 static char seen_raw[64], seen_code[32];
 static size_t seen_parsed;
 static atomic_int seen_takes, seen_second_take;
+static _Atomic uint64_t seen_conn; /* the last rejection's connection id */
 
 static void on_client_error(piston_loop *loop, int status, const char *addr,
                             int rport, void *ud) {
   (void)ud;
   if (status >= 400 && strcmp(addr, "127.0.0.1") == 0 && rport > 0)
     atomic_fetch_add(&client_errors, 1);
+  atomic_store(&seen_conn, piston_loop_client_error_connection_id(loop));
   int mode = atomic_load(&take_mode);
   if (mode == 0)
     return;
@@ -363,6 +365,7 @@ int main(void) {
   CHECK(strcmp(seen_raw, oops) == 0); /* node's err.rawPacket */
   CHECK_EQ_INT(seen_parsed, 1);       /* and err.bytesParsed */
   CHECK(strcmp(seen_code, "HPE_INVALID_METHOD") == 0);
+  CHECK(atomic_load(&seen_conn) != 0);
   atomic_store(&take_mode, 2);
   t0 = now_ms();
   got = exchange(oops, sizeof oops - 1, false, out, sizeof out);
@@ -371,6 +374,22 @@ int main(void) {
   CHECK_EQ_INT(atomic_load(&seen_takes), 2);
   CHECK_EQ_INT(atomic_load(&seen_second_take), 0);
   atomic_store(&take_mode, 0);
+
+  /* a rejection names its connection: the id of the requests it carried
+   * before (a host's socket for it exists already) */
+  char c1[64], rest[512];
+  int fc = client();
+  get(fc, "/conn", c1, sizeof c1);
+  CHECK(write(fc, oops, sizeof oops - 1) == (ssize_t)(sizeof oops - 1));
+  while (read(fc, rest, sizeof rest) > 0)
+    ;
+  CHECK(c1[0] != '\0' && atomic_load(&seen_conn) == strtoull(c1, NULL, 10));
+  close(fc);
+  /* its close is reported before the checks of close_idle below */
+  for (int i = 0;
+       i < 200 && atomic_load(&last_closed_id) != strtoull(c1, NULL, 10); i++)
+    usleep(10000);
+  CHECK(atomic_load(&last_closed_id) == strtoull(c1, NULL, 10));
 
   /* connection ids: one per connection, stable across keep-alive */
   char a1[64], a2[64], b1[64];

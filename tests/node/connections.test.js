@@ -180,22 +180,43 @@ describe("'clientError': requests the engine rejects", () => {
     );
   });
 
-  test("a 'connection' listener alone: 'connection' with the socket, node's 400 and the error on the socket", async () => {
-    await withServer(null, async (port, server) => {
-      const errs = [];
-      let conns = 0;
-      server.on('connection', (socket) => {
-        conns++;
-        socket.on('error', (e) => errs.push(e));
-      });
-      const text = await raw(port, 'FOO /\r\n');
-      assert.equal(text, 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      assert.ok(await until(() => errs.length === 1));
-      assert.equal(conns, 1);
-      assert.equal(errs[0].code, 'HPE_INVALID_METHOD');
-      assert.equal(errs[0].bytesParsed, 1);
-      assert.equal(errs[0].rawPacket.toString(), 'FOO /\r\n');
-    });
+  test("a 'connection' listener alone: the engine's 400 (node's bytes); 'connection' with a closed socket, the error and 'close' on it", async () => {
+    await withServer(
+      (req, res) => res.end('ok'),
+      async (port, server) => {
+        const errs = [];
+        const closes = [];
+        let conns = 0;
+        server.on('connection', (socket) => {
+          conns++;
+          socket.on('error', (e) => errs.push(e));
+          socket.on('close', (hadError) => closes.push([hadError, socket.writable]));
+        });
+        const text = await raw(port, 'FOO /\r\n');
+        assert.equal(text, 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+        assert.ok(await until(() => closes.length === 1));
+        assert.equal(conns, 1);
+        assert.equal(errs.length, 1);
+        assert.equal(errs[0].code, 'HPE_INVALID_METHOD');
+        assert.equal(errs[0].bytesParsed, 1);
+        assert.equal(errs[0].rawPacket.toString(), 'FOO /\r\n');
+        assert.deepEqual(closes, [[true, false]]);
+        // a connection that carried a request before has had its
+        // 'connection': none again for its rejection
+        const s = await client(port);
+        s.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+        await responses(s, 1);
+        assert.equal(conns, 2);
+        s.write('GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
+        assert.ok(await until(() => s.ended));
+        assert.deepEqual(
+          parseResponses(s.text).map((r) => r.status),
+          [200, 400],
+        );
+        await sleep(20);
+        assert.equal(conns, 2);
+      },
+    );
   });
 
   test('the client ends within a head: HPE_INVALID_EOF_STATE to the listener; without one, a close', async () => {
