@@ -1286,10 +1286,12 @@ class ServerMethods {
   // 'clientError' listeners; else the engine answered and closes it.
   _onClientError(status, addr, port, code, reason, slot, parsed, raw, connId) {
     const errors = status !== 0 && this.listenerCount('clientError') > 0;
-    // node emits 'connection' at the accept: for a connection whose first
-    // request was the rejected one, the app has not had it yet
-    const unseen = this.listenerCount('connection') > 0 && this._sockets.get(connId) === undefined;
-    if (slot < 0 && !errors && !unseen) return;
+    // the socket the app has for the connection (from an earlier request),
+    // else, for one whose first request was the rejected one, none yet:
+    // node emits 'connection' at the accept, so the app has not had it
+    const known = this._sockets.get(connId);
+    const unseen = known === undefined && this.listenerCount('connection') > 0;
+    if (slot < 0 && !errors && !unseen && known === undefined) return;
     const err = clientError(status, code, reason);
     if (raw !== undefined) {
       err.bytesParsed = parsed;
@@ -1299,14 +1301,24 @@ class ServerMethods {
       U.answerClientError(this, slot, err, connId);
       return;
     }
+    if (known !== undefined) {
+      // The engine answered and closes it. As node's socket destroyed with
+      // the error when no 'clientError' listener answered: its 'error',
+      // then 'close', when the engine reports the connection closed.
+      known.destroyed = true;
+      known.readable = false;
+      known.writable = false;
+      if (errors) this.emit('clientError', err, known);
+      else if (known._destroyError === undefined) known._destroyError = err;
+      return;
+    }
     const socket = new ClientErrorSocket(this, addr, port);
     if (unseen) this.emit('connection', socket);
     // status 0: the client ended within a head, and nothing was sent
     if (errors) this.emit('clientError', err, socket);
-    // The connection is closed (the engine's answer has gone). As node's
-    // socket destroyed with the error when no 'clientError' listener
-    // answered: 'error' (to its listeners), then 'close', for the apps that
-    // track their sockets.
+    // The connection is closed (the engine's answer has gone): 'error' (to
+    // its listeners, as above) and 'close', for the apps that track their
+    // sockets.
     process.nextTick(() => {
       if (!errors) emitSocketError(socket, err);
       socket.emit('close', !errors);

@@ -165,6 +165,23 @@ describe("'clientError': requests the engine rejects", () => {
     assert.equal(errors.length, 1);
     assert.equal(errors[0].code, 'ERR_HTTP_REQUEST_TIMEOUT');
     assert.equal(errors[0].status, 408);
+    // on a connection that carried a request before: the listener has that
+    // connection's own socket (req.socket), no longer writable
+    const sockets = [];
+    server.on('request', (req) => sockets.push(req.socket));
+    const seen = [];
+    server.on('clientError', (err, socket) => seen.push([socket, socket.writable]));
+    const k = await client(port);
+    k.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    await responses(k, 1);
+    k.write('GET / HTTP/1.1\r\nHost: a\r\n'); // never finished
+    assert.ok(await until(() => k.ended, 3000), 'the connection closes');
+    assert.equal(parseResponses(k.text).length, 2);
+    assert.ok(k.text.endsWith(ENGINE_408));
+    assert.equal(seen.length, 1);
+    assert.equal(sockets.length, 1);
+    assert.equal(seen[0][0], sockets[0]);
+    assert.equal(seen[0][1], false);
     await close(server);
   });
 
@@ -213,8 +230,15 @@ describe("'clientError': requests the engine rejects", () => {
           parseResponses(s.text).map((r) => r.status),
           [200, 400],
         );
-        await sleep(20);
+        // its socket, the one 'connection' had: the error, then 'close'
+        assert.ok(await until(() => closes.length === 2));
         assert.equal(conns, 2);
+        assert.equal(errs.length, 2);
+        assert.equal(errs[1].code, 'HPE_INVALID_400');
+        assert.deepEqual(closes, [
+          [true, false],
+          [true, false],
+        ]);
       },
     );
   });
