@@ -37,7 +37,6 @@
 
 #include "../csrc/piston.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -549,7 +548,13 @@ static int ws_queue(addon_t *a, uint32_t slot) {
 static int closed_queue(addon_t *a, uint32_t slot, int events) {
   slot_t *sl = &a->slots[slot];
   srv_t *s = sl->srv;
-  assert(!sl->closed_pending); /* CLOSED is a request's last event */
+  if (sl->closed_pending) {
+    /* queued already: the engine reports a death it answered for (a
+     * timeout's 408 or 503) and again when the connection goes, which JS,
+     * had it run in between, would have stopped by releasing the slot */
+    sl->closed_pending |= events;
+    return 0;
+  }
   if (!s->in_pass)
     return -1;
   if (slots_push(&s->closedq, &s->nclosed, &s->cclosed, slot) < 0)
