@@ -132,7 +132,8 @@ PyMODINIT_FUNC PyInit__piston(void) {
       piston_py_add_object(m, "ClientDisconnected",
                            piston_py_ClientDisconnected) < 0 ||
       piston_py_add_object(m, "BodyTooLarge", piston_py_BodyTooLarge) < 0 ||
-      add_constants(m) < 0 || piston_asgi_init(m) < 0)
+      add_constants(m) < 0 || piston_wsgi_environ_init() < 0 ||
+      piston_asgi_init(m) < 0)
     goto fail;
   return m;
 fail:

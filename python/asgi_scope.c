@@ -13,15 +13,6 @@ static PyObject *k_type, *k_asgi, *k_version, *k_spec_version, *k_http_version,
     *k_trailers, *k_subprotocols, *k_ws_response, *k_pubsub, *v_http,
     *v_websocket, *v_ws, *v_asgi3, *v_spec, *v_11, *v_10, *v_2;
 
-/* the methods most requests use, as shared str objects */
-static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch,
-    *m_options;
-static const piston_py_name methods[] = {
-    {&m_get, "GET"},         {&m_post, "POST"},     {&m_head, "HEAD"},
-    {&m_put, "PUT"},         {&m_delete, "DELETE"}, {&m_patch, "PATCH"},
-    {&m_options, "OPTIONS"},
-};
-
 int piston_asgi_scope_init(void) {
   static const piston_py_name names[] = {
       {&k_type, "type"},
@@ -55,17 +46,9 @@ int piston_asgi_scope_init(void) {
       {&v_2, "2"},
   };
   if (piston_py_intern(names, sizeof names / sizeof names[0]) < 0 ||
-      piston_py_intern(methods, sizeof methods / sizeof methods[0]) < 0)
+      piston_py_methods_init() < 0)
     return -1;
   return 0;
-}
-
-static PyObject *method_str(piston_str m) {
-  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-    if (strlen(methods[i].text) == m.len &&
-        memcmp(methods[i].text, m.ptr, m.len) == 0)
-      return Py_NewRef(*methods[i].obj);
-  return piston_py_latin1(m);
 }
 
 static PyObject *bytes_of(piston_str s) {
@@ -182,7 +165,7 @@ PyObject *piston_asgi_scope(AsgiServerObject *s, piston_req *q) {
                      piston_req_http_version(q) == 20   ? v_2
                      : piston_req_http_version(q) == 11 ? v_11
                                                         : v_10) < 0 ||
-      put(d, k_method, method_str(piston_req_method(q))) < 0 ||
+      put(d, k_method, piston_py_method(piston_req_method(q))) < 0 ||
       PyDict_SetItem(d, k_scheme, v_http) < 0 || connection_keys(d, s, q) < 0 ||
       put(d, k_state, state_copy(s)) < 0 ||
       put(d, k_extensions, extensions()) < 0 ||

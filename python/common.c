@@ -301,6 +301,29 @@ int piston_py_intern(const piston_py_name *names, size_t n) {
   return 0;
 }
 
+/* the methods most requests use, as shared str objects */
+static PyObject *m_get, *m_post, *m_head, *m_put, *m_delete, *m_patch,
+    *m_options;
+static const piston_py_name methods[] = {
+    {&m_get, "GET"},         {&m_post, "POST"},     {&m_head, "HEAD"},
+    {&m_put, "PUT"},         {&m_delete, "DELETE"}, {&m_patch, "PATCH"},
+    {&m_options, "OPTIONS"},
+};
+
+int piston_py_methods_init(void) {
+  if (m_get) /* both hosts' inits ask */
+    return 0;
+  return piston_py_intern(methods, sizeof methods / sizeof methods[0]);
+}
+
+PyObject *piston_py_method(piston_str m) {
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (strlen(methods[i].text) == m.len &&
+        memcmp(methods[i].text, m.ptr, m.len) == 0)
+      return Py_NewRef(*methods[i].obj);
+  return piston_py_latin1(m);
+}
+
 PyObject *piston_py_latin1(piston_str s) {
   return PyUnicode_DecodeLatin1(s.ptr ? s.ptr : "", (Py_ssize_t)s.len, NULL);
 }

@@ -63,6 +63,10 @@ typedef struct {
   const char *text;
 } piston_py_name;
 int piston_py_intern(const piston_py_name *names, size_t n);
+/* A request method as a str: one shared object for the common ones
+ * (piston_py_methods_init makes them). */
+int piston_py_methods_init(void);
+PyObject *piston_py_method(piston_str m);
 
 /* Server configuration, the same for both server types: each is the body
  * of a method taking the method's args. `running`: options are fixed. */

@@ -80,6 +80,8 @@ void piston_wsgi_req_clear_events(RequestObject *r, int bits);
  * events. */
 int piston_wsgi_req_wait(RequestObject *r, int mask);
 
+/* wsgi_environ.c: the keys every environ has, made once at import */
+int piston_wsgi_environ_init(void);
 /* wsgi_environ.c: a copy of base with the request's CGI keys; root is the
  * SCRIPT_NAME, taken off the front of PATH_INFO. NULL with an exception. */
 PyObject *piston_wsgi_environ(piston_req *req, PyObject *base, const char *root,
